@@ -1,0 +1,81 @@
+"""Ladon values <-> JSON, with Ladon's own converters.
+
+Arguments and results cross process boundaries (child processes, Redis, workers on other
+hosts) as JSON only. Encoding uses ``ladon.types.expand_value`` with every primitive
+turned into a string, and decoding feeds that back through Ladon's ``TypeConverter`` and
+``LadonType(prime_dict=...)`` - the same path a request takes - so a value means the
+same thing on both sides and falsy values (``0``, ``''``, ``False``) survive.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ladon.types import expand_value, get_type_info, validate_type
+from ladon.types.attachment import attachment
+from ladon.types.typeconverter import TypeConverter
+
+
+class CodecError(ValueError):
+    """A value does not fit its declared Ladon type."""
+
+
+def _converter() -> TypeConverter:
+    return TypeConverter(encoding="UTF-8", allow_unsafe_conversion=False, only_strings_to_unicode=False)
+
+
+def type_name(ladon_type: Any) -> str:
+    if isinstance(ladon_type, (list, tuple)):
+        return f"[{type_name(ladon_type[0])}]"
+    return getattr(ladon_type, "__name__", repr(ladon_type))
+
+
+def uses_attachments(ladon_type: Any) -> bool:
+    if isinstance(ladon_type, (list, tuple)):
+        return uses_attachments(ladon_type[0])
+    return ladon_type is attachment
+
+
+def check_value(ladon_type: Any, value: Any) -> None:
+    """Raise :class:`CodecError` unless ``value`` is what Ladon would accept for the type."""
+    if not validate_type(ladon_type, value):
+        got = type(value).__name__
+        if isinstance(value, (list, tuple)) and value:
+            got = f"[{type(value[0]).__name__}, ...]"
+        raise CodecError(f"expected {type_name(ladon_type)}, got {got}")
+
+
+def encode(ladon_type: Any, value: Any) -> Any:
+    """A JSON-able form of ``value``; raises :class:`CodecError` on a type mismatch."""
+    check_value(ladon_type, value)
+    try:
+        return expand_value(value, ladon_type, only_strings_to_unicode=False)
+    except Exception as exc:  # Ladon raises its own type errors from deep inside
+        raise CodecError(f"cannot convert {type_name(ladon_type)}: {exc}") from exc
+
+
+def decode(ladon_type: Any, data: Any) -> Any:
+    """The Python value Ladon's dispatcher expects for ``ladon_type``."""
+    converter = _converter()
+    if isinstance(ladon_type, (list, tuple)):
+        return [decode(ladon_type[0], item) for item in (data or [])]
+    if get_type_info(ladon_type) is not None:
+        return ladon_type(prime_dict=data, tc=converter, export_dict={})
+    return converter.from_unicode_string(data, ladon_type)
+
+
+def encode_args(arg_types: tuple[Any, ...], args: tuple[Any, ...]) -> list[Any]:
+    return [encode(typ, value) for typ, value in zip(arg_types, args)]
+
+
+def decode_args(arg_types: tuple[Any, ...], data: list[Any]) -> list[Any]:
+    return [decode(typ, value) for typ, value in zip(arg_types, data)]
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: str | bytes) -> Any:
+    return json.loads(text)

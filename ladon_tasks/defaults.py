@@ -1,0 +1,47 @@
+"""Every default of ladon-tasks in one place, each with the reason for its value."""
+
+from __future__ import annotations
+
+#: Executor used when a task method names none: threads need nothing installed.
+EXECUTOR = "thread"
+
+#: Threads in the thread executor. Tasks beyond this wait in ``queued``; a bound keeps a
+#: burst of start calls from spawning unbounded threads inside the web server.
+THREAD_WORKERS = 8
+
+#: Child processes in the process executor: one per core on the small machines we target.
+PROCESS_WORKERS = 2
+
+#: How long a finished task's record (and so its result) stays readable, in seconds.
+RESULT_TTL = 3600.0
+
+#: Re-runs after an exception. Zero: a body is not assumed to be idempotent.
+RETRIES = 0
+
+#: First delay before a retry, in seconds; doubled on each further attempt.
+RETRY_DELAY = 1.0
+
+#: Upper bound on one retry delay, so a long retry chain still makes progress.
+RETRY_DELAY_MAX = 300.0
+
+#: Runtime limit in seconds; ``None`` is no limit, as in Ladon.
+TIMEOUT: float | None = None
+
+#: Priority 0..255, higher first, as LG Lite defines it.
+PRIORITY = 100
+
+#: Finished records the in-process store keeps at most; the oldest finished go first.
+#: Bounds memory of a long-running server however many tasks it has seen.
+MEMORY_STORE_CAPACITY = 10_000
+
+#: Longest a ``_wait`` call may hold a request, in seconds: keeps server threads free.
+WAIT_MAX = 30.0
+
+#: Largest JSON encoding of a task's arguments, in bytes; bigger starts get a fault.
+MAX_ARGS_BYTES = 1_000_000
+
+#: Seconds between checks for cancel or timeout of a task in a child process.
+PROCESS_POLL_INTERVAL = 0.05
+
+#: Grace in seconds between SIGTERM and SIGKILL when a child must be stopped.
+PROCESS_KILL_GRACE = 1.0

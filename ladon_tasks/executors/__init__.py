@@ -1,0 +1,1 @@
+"""Where task bodies run: threads, child processes (and, with Redis, remote workers)."""

@@ -1,0 +1,265 @@
+"""What every executor shares: the job, running a body, and settling its outcome.
+
+An executor decides *where* a body runs (a thread, a child process, a worker on another
+host). Everything else is the same for all of them and lives here:
+
+* :func:`run_body` - resolve the service method, decode the JSON arguments, call the
+  body with Ladon's ``kw`` tools, check and encode the result. It runs wherever the body
+  runs and reports through a :class:`Reporter`, so it never touches a store itself.
+* :func:`settle` - turn an :class:`Outcome` into the record's next state (succeeded,
+  failed, or queued again for a retry) in the store, fenced by attempt.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ladon_tasks import codec, defaults
+from ladon_tasks.model import TaskState, clamp_progress
+from ladon_tasks.stores.base import TaskStore
+
+
+class TaskInterrupted(BaseException):
+    """Raised inside a body by ``update_progress`` once its task was cancelled, timed out
+    or superseded. A ``BaseException`` so that a body's ``except Exception`` does not
+    swallow it."""
+
+
+@dataclass(frozen=True)
+class MethodRef:
+    """Where a task body can be found again in any process: module, class, method."""
+
+    module: str
+    service: str
+    method: str
+
+    def resolve(self) -> "Any":
+        """The :class:`ladon_tasks.expand.TaskMethod` behind the reference."""
+        module = importlib.import_module(self.module)
+        return getattr(module, self.service).__dict__[self.method]
+
+    def to_json(self) -> dict[str, str]:
+        return {"module": self.module, "service": self.service, "method": self.method}
+
+
+@dataclass
+class Job:
+    """One attempt's worth of work, in a form that can cross a process boundary."""
+
+    task_id: str
+    ref: MethodRef
+    args: list[Any]
+    priority: int = defaults.PRIORITY
+    timeout: float | None = None
+    retry_delay: float = defaults.RETRY_DELAY
+    ladon_kw: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "ref": self.ref.to_json(),
+            "args": self.args,
+            "priority": self.priority,
+            "timeout": self.timeout,
+            "retry_delay": self.retry_delay,
+            "ladon_kw": self.ladon_kw,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Job":
+        return cls(
+            task_id=data["task_id"],
+            ref=MethodRef(**data["ref"]),
+            args=data["args"],
+            priority=data.get("priority", defaults.PRIORITY),
+            timeout=data.get("timeout"),
+            retry_delay=data.get("retry_delay", defaults.RETRY_DELAY),
+            ladon_kw=data.get("ladon_kw") or {},
+        )
+
+
+@dataclass
+class Outcome:
+    """How one attempt ended."""
+
+    kind: str  # "succeeded", "failed" or "interrupted"
+    result: Any = None
+    error_type: str = ""
+    error_message: str = ""
+    traceback: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Outcome":
+        return cls(**data)
+
+
+class Reporter(abc.ABC):
+    """The channel from a running body to its task's record."""
+
+    @abc.abstractmethod
+    def progress(self, value: float | None, message: str | None) -> bool:
+        """Forward progress; ``False`` means the attempt must stop."""
+
+    def should_stop(self) -> bool:
+        return False
+
+    def touch(self) -> None:
+        """Extend the task's lease where the executor has one."""
+
+
+def _task_tools(task_id: str, attempt: int, reporter: Reporter) -> dict[str, Callable[..., Any]]:
+    """The ``kw`` helpers a body may call; ``update_progress`` is Ladon's own name."""
+
+    def update_progress(fraction: float, message: str | None = None) -> None:
+        if not isinstance(fraction, (int, float)) or isinstance(fraction, bool):
+            return  # Ladon ignores non-numbers; so do we, rather than fail the task
+        if message is not None:
+            message = str(message)
+        if not reporter.progress(clamp_progress(fraction), message):
+            raise TaskInterrupted(task_id)
+
+    def set_message(message: str) -> None:
+        if not reporter.progress(None, str(message)):
+            raise TaskInterrupted(task_id)
+
+    def is_cancelled() -> bool:
+        return reporter.should_stop()
+
+    return {
+        "update_progress": update_progress,
+        "set_message": set_message,
+        "is_cancelled": is_cancelled,
+        "touch": reporter.touch,
+        "task_id": task_id,
+        "attempt": attempt,
+    }
+
+
+def run_body(job: Job, attempt: int, reporter: Reporter) -> Outcome:
+    """Run one attempt of the job's body here and now; never raises (but for
+    ``KeyboardInterrupt``/``SystemExit``)."""
+    try:
+        task_method = job.ref.resolve()
+        args = codec.decode_args(task_method.arg_types, job.args)
+        kw = dict(job.ladon_kw)
+        kw["LADON_METHOD_TC"] = codec._converter()
+        kw.update(_task_tools(job.task_id, attempt, reporter))
+        service_instance = task_method.owner()
+        if task_method.accepts_kw:
+            value = task_method.body(service_instance, *args, **kw)
+        else:
+            value = task_method.body(service_instance, *args)
+    except TaskInterrupted:
+        return Outcome("interrupted")
+    except Exception as exc:
+        return Outcome(
+            "failed",
+            error_type=type(exc).__name__,
+            error_message=str(exc),
+            traceback=traceback.format_exc(),
+        )
+    try:
+        encoded = codec.encode(task_method.rtype, value)
+    except codec.CodecError as exc:
+        return Outcome("failed", error_type="ReturnTypeMismatch", error_message=str(exc))
+    return Outcome("succeeded", result=encoded)
+
+
+def retry_delay(attempt: int, base: float, maximum: float = defaults.RETRY_DELAY_MAX) -> float:
+    """Exponential backoff: ``base``, ``2*base``, ``4*base``... capped at ``maximum``."""
+    return min(maximum, base * (2 ** max(0, attempt - 1)))
+
+
+def settle(
+    store: TaskStore,
+    job: Job,
+    attempt: int,
+    outcome: Outcome,
+    retry: Callable[[Job, float], None],
+) -> None:
+    """Write an attempt's outcome to the store, or queue a retry.
+
+    ``interrupted`` writes nothing: whoever interrupted (cancel, timeout) already wrote
+    the final state. Every write is fenced by ``attempt``, so an answer from an attempt
+    that was superseded is dropped.
+    """
+    now = time.time()
+    if outcome.kind == "succeeded":
+        store.transition(
+            job.task_id, TaskState.SUCCEEDED, attempt=attempt,
+            result=outcome.result, progress=1.0, finished_at=now,
+        )
+        return
+    if outcome.kind != "failed":
+        return
+    record = store.get(job.task_id)
+    if record is None or record.attempts != attempt:
+        return
+    if attempt < record.max_attempts and not record.cancel_requested:
+        delay = retry_delay(attempt, job.retry_delay)
+        queued = store.transition(
+            job.task_id, TaskState.QUEUED, attempt=attempt,
+            message=f"retry {attempt + 1}/{record.max_attempts} in {delay:g}s after "
+            f"{outcome.error_type}: {outcome.error_message}",
+            error_type=outcome.error_type, error_message=outcome.error_message,
+        )
+        if queued is not None:
+            retry(job, delay)
+        return
+    store.transition(
+        job.task_id, TaskState.FAILED, attempt=attempt,
+        error_type=outcome.error_type, error_message=outcome.error_message,
+        error_traceback=outcome.traceback, finished_at=now,
+    )
+
+
+class Executor(abc.ABC):
+    """Runs jobs somewhere; the store is the only place results go."""
+
+    name = "executor"
+
+    @abc.abstractmethod
+    def submit(self, job: Job) -> None:
+        """Accept the job for running; must not block on the body."""
+
+    def cancel(self, task_id: str) -> None:
+        """Enforce a cancel already recorded in the store, where the executor can.
+
+        The record is already ``cancelled`` when this is called; a thread notices at its
+        next ``update_progress``, a child process is killed."""
+
+    @abc.abstractmethod
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop taking jobs; with ``wait``, let the running ones finish."""
+
+
+class StoreReporter(Reporter):
+    """Reports straight into a store: for bodies running in the process that owns it."""
+
+    def __init__(self, store: TaskStore, task_id: str, attempt: int) -> None:
+        self.store = store
+        self.task_id = task_id
+        self.attempt = attempt
+
+    def progress(self, value: float | None, message: str | None) -> bool:
+        return self.store.report(self.task_id, value, message, attempt=self.attempt)
+
+    def should_stop(self) -> bool:
+        return not self.store.report(self.task_id, attempt=self.attempt)
+
+
+def time_out(store: TaskStore, job: Job, attempt: int) -> bool:
+    """Mark the attempt failed for exceeding its runtime limit; ``False`` if it already ended."""
+    return store.transition(
+        job.task_id, TaskState.FAILED, attempt=attempt,
+        error_type="TaskTimeout", error_message=f"task exceeded its timeout of {job.timeout:g}s",
+        finished_at=time.time(),
+    ) is not None

@@ -1,0 +1,165 @@
+"""The decorator: one task method becomes the set of methods a client sees.
+
+``@ladonize(..., tasktype=True)`` on ``m`` registers with Ladon, on the same service:
+
+=================  ==========================  =========================================
+method             returns                     does
+=================  ==========================  =========================================
+``m(args...)``     ``TaskInfoResponse``        records the task, hands it to an executor
+``m_progress(id)`` ``TaskProgressResponse``    where the task stands
+``m_result(id)``   the declared ``rtype``      the result; repeatable until it expires
+``m_cancel(id)``   ``TaskProgressResponse``    cancels (cooperative/enforced per executor)
+``m_wait(id, s)``  ``TaskProgressResponse``    returns when the task ends or ``s`` passes
+=================  ==========================  =========================================
+
+Ladon's own task-type machinery is bypassed: the start method is registered with
+``rtype=TaskInfoResponse`` and no ``tasktype`` flag, so Ladon's ``import_services`` never
+rewrites it. Plain methods pass straight to Ladon's ``ladonize``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+from typing import Any, Callable
+
+import ladon.ladonizer
+import ladon.ladonizer.decorator
+from ladon.compat import PORTABLE_STRING
+from ladon.ladonizer.collection import global_service_collection
+
+from ladon_tasks import codec
+from ladon_tasks import types as wire
+from ladon_tasks.executors.base import MethodRef
+from ladon_tasks.options import TaskOptions
+from ladon_tasks.runtime import get_runtime
+
+_ladon_ladonize = ladon.ladonizer.decorator.ladonize
+
+#: Ladon request keywords a body may read; the rest (the WSGI environ) stays behind,
+#: because a body may run in another process or on another host.
+_FORWARDED_LADON_KW = ("LADON_METHOD_NAME", "LADON_ACCEPT_LANGUAGES")
+
+
+class TaskMethod:
+    """Stands on the service class in place of the body; Python calls ``__set_name__``
+    when the class is created, which is when the companion methods can be attached."""
+
+    def __init__(
+        self, body: Callable[..., Any], arg_types: tuple[Any, ...], rtype: Any, options: TaskOptions
+    ) -> None:
+        self.body = body
+        self.arg_types = arg_types
+        self.rtype = rtype
+        self.options = options
+        self.name = body.__name__
+        self.owner: type | None = None
+        self.ref = MethodRef(body.__module__, "", self.name)
+        self.accepts_kw = inspect.getfullargspec(body).varkw is not None
+        self.__doc__ = body.__doc__
+        self.__wrapped__ = body
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.owner = owner
+        self.ref = MethodRef(owner.__module__, owner.__name__, name)
+        for suffix, companion in _companions(self).items():
+            setattr(owner, f"{name}_{suffix}", companion)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return types.MethodType(self.start, instance)
+
+    def start(self, service_instance: Any, *args: Any, **kw: Any) -> wire.TaskInfoResponse:
+        ladon_kw = {key: kw[key] for key in _FORWARDED_LADON_KW if key in kw}
+        record = get_runtime().start(self, args, ladon_kw)
+        return wire.info_response(record)
+
+
+_COMPANION_DOCS = {
+    "progress": "Where the task stands: state, progress 0..1, message, times and attempts.\n"
+    "@param task_id: the id returned when the task was started",
+    "result": "The task's result; may be asked again until the record expires.\n"
+    "Faults: TaskNotFinished while it runs, TaskFailed, TaskCancelled, UnknownTask.\n"
+    "@param task_id: the id returned when the task was started",
+    "cancel": "Cancel the task. A queued task never starts; a running one is stopped.\n"
+    "@param task_id: the id returned when the task was started",
+    "wait": "Return as soon as the task has finished, or after at most seconds seconds.\n"
+    "@param task_id: the id returned when the task was started\n"
+    "@param seconds: longest wait (the server caps it)",
+}
+
+
+def _companions(task_method: TaskMethod) -> dict[str, Callable[..., Any]]:
+    """Plain functions (Ladon inspects their signatures) bound to one task method."""
+
+    def progress(self: Any, task_id: str, **kw: Any) -> wire.TaskProgressResponse:
+        return wire.progress_response(get_runtime().record(task_id))
+
+    def result(self: Any, task_id: str, **kw: Any) -> Any:
+        return get_runtime().result(task_method, task_id)
+
+    def cancel(self: Any, task_id: str, **kw: Any) -> wire.TaskProgressResponse:
+        return wire.progress_response(get_runtime().cancel(task_id))
+
+    def wait(self: Any, task_id: str, seconds: float, **kw: Any) -> wire.TaskProgressResponse:
+        return wire.progress_response(get_runtime().wait(task_id, seconds))
+
+    functions = {"progress": progress, "result": result, "cancel": cancel, "wait": wait}
+    for suffix, function in functions.items():
+        function.__doc__ = _COMPANION_DOCS[suffix]
+    return functions
+
+
+def _register(task_method: TaskMethod, ladon_kw: dict[str, Any]) -> None:
+    body, name = task_method.body, task_method.name
+    method_info = global_service_collection().add_service_method(
+        body, *task_method.arg_types, rtype=wire.TaskInfoResponse, **ladon_kw
+    )
+    if method_info is None:
+        raise TypeError(f"task method {name!r} must be defined in a class: Ladon serves classes")
+    method_info._has_keywords = True  # the start method needs Ladon's request keywords
+    service_info = method_info.sinfo
+    signatures = {
+        "progress": ((PORTABLE_STRING,), wire.TaskProgressResponse),
+        "result": ((PORTABLE_STRING,), task_method.rtype),
+        "cancel": ((PORTABLE_STRING,), wire.TaskProgressResponse),
+        "wait": ((PORTABLE_STRING, float), wire.TaskProgressResponse),
+    }
+    companions = _companions(task_method)
+    for suffix, (arg_types, rtype) in signatures.items():
+        service_info.add_method(
+            companions[suffix], *arg_types, rtype=rtype, override_method_name=f"{name}_{suffix}"
+        )
+
+
+def ladonize(*arg_types: Any, **ladon_kw: Any) -> Callable[[Callable[..., Any]], Any]:
+    """Drop-in for ``ladon.ladonizer.ladonize``; ``tasktype=True`` or a dict of
+    :class:`~ladon_tasks.options.TaskOptions` makes a task method."""
+    tasktype = ladon_kw.pop("tasktype", False)
+    if tasktype is False or tasktype is None:
+        return _ladon_ladonize(*arg_types, **ladon_kw)
+    options = TaskOptions.parse(tasktype)
+    if not options.enable:
+        return _ladon_ladonize(*arg_types, **ladon_kw)
+    if "rtype" not in ladon_kw:
+        raise TypeError("ladonize needs rtype= for a task method, as for any Ladon method")
+    rtype = ladon_kw.pop("rtype")
+    if codec.uses_attachments(rtype) or any(codec.uses_attachments(t) for t in arg_types):
+        raise TypeError("task methods cannot take or return attachments: they cannot be stored as JSON")
+
+    def decorate(body: Callable[..., Any]) -> TaskMethod:
+        task_method = TaskMethod(body, tuple(arg_types), rtype, options)
+        _register(task_method, ladon_kw)
+        return task_method
+
+    return decorate
+
+
+def activate() -> None:
+    """Make ``from ladon.ladonizer import ladonize`` give this decorator, so a service
+    written for Ladon's own tasktype runs on ladon-tasks unchanged. Call it before the
+    services are imported (``ladon_tasks.wsgi.application`` and ``ladon-tasks serve``
+    do)."""
+    ladon.ladonizer.ladonize = ladonize
+    ladon.ladonizer.decorator.ladonize = ladonize

@@ -1,0 +1,90 @@
+"""Named faults a client can act on.
+
+Each fault is a Ladon ``ClientFault`` or ``ServerFault``, so every interface (SOAP,
+JSON-WSP, JSON-RPC) renders it natively. The fault string starts with the fault's
+name (``UnknownTask: ...``) and the detail is exactly that name, so a client can
+branch on it without parsing prose; no fault carries a traceback unless the server
+runs in debug mode.
+"""
+
+from __future__ import annotations
+
+from ladon.exceptions.service import ClientFault, ServerFault
+
+from ladon_tasks import compat
+
+
+class _NamedFault:
+    """Mixin: ``faultstring = 'Name: message'``, ``detail = 'Name'``."""
+
+    fault_name = "TaskFault"
+
+    def _named(self, message: str, traceback_text: str = "") -> tuple[str, str]:
+        detail = self.fault_name
+        if traceback_text and compat.debug_enabled():
+            detail = f"{detail}\n{traceback_text}"
+        return f"{self.fault_name}: {message}", detail
+
+
+class TaskClientFault(_NamedFault, ClientFault):
+    """The request cannot be served as asked; retrying it unchanged will not help."""
+
+    def __init__(self, message: str, traceback_text: str = "") -> None:
+        faultstring, detail = self._named(message, traceback_text)
+        ClientFault.__init__(self, faultstring, detail=detail, stack_depth=3)
+
+
+class TaskServerFault(_NamedFault, ServerFault):
+    """The server could not answer now; the same request may succeed later."""
+
+    def __init__(self, message: str, traceback_text: str = "") -> None:
+        faultstring, detail = self._named(message, traceback_text)
+        ServerFault.__init__(self, faultstring, detail=detail, stack_depth=3)
+
+
+class UnknownTask(TaskClientFault):
+    """No task has this id: never existed, or its record expired after ``result_ttl``."""
+
+    fault_name = "UnknownTask"
+
+
+class MalformedTaskId(TaskClientFault):
+    """The id is not of the shape this server hands out."""
+
+    fault_name = "MalformedTaskId"
+
+
+class TaskNotFinished(TaskClientFault):
+    """A result was asked for while the task is queued or running."""
+
+    fault_name = "TaskNotFinished"
+
+
+class TaskFailed(TaskClientFault):
+    """The task's body raised, timed out or died; the message names the cause."""
+
+    fault_name = "TaskFailed"
+
+
+class TaskCancelled(TaskClientFault):
+    """The task was cancelled before it produced a result."""
+
+    fault_name = "TaskCancelled"
+
+
+class InvalidArgument(TaskClientFault):
+    """An argument is of the wrong type, out of range or too large."""
+
+    fault_name = "InvalidArgument"
+
+
+class StoreUnavailable(TaskServerFault):
+    """Task state could not be read or written (for example Redis went away)."""
+
+    fault_name = "StoreUnavailable"
+
+
+class ExecutorUnavailable(TaskServerFault):
+    """The task could not be handed to an executor; nothing was started."""
+
+    fault_name = "ExecutorUnavailable"

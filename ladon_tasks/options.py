@@ -1,0 +1,79 @@
+"""The options of a task method (``tasktype=dict(...)``), checked at decoration time.
+
+A wrong option is a programming error in the service, so it fails the import with a
+``ValueError`` or ``TypeError`` naming the option - never a surprise at request time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ladon_tasks import defaults
+
+EXECUTORS = ("thread", "process")
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """How a task method runs. Every field has a default from :mod:`ladon_tasks.defaults`."""
+
+    enable: bool = True  # Ladon's own key: ``tasktype=dict(enable=False)`` is a plain method
+    executor: str = defaults.EXECUTOR
+    timeout: float | None = defaults.TIMEOUT
+    retries: int = defaults.RETRIES
+    retry_delay: float = defaults.RETRY_DELAY
+    result_ttl: float = defaults.RESULT_TTL
+    priority: int = defaults.PRIORITY
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enable, bool):
+            raise TypeError(f"tasktype option 'enable' must be True or False, got {self.enable!r}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(
+                f"tasktype option 'executor' must be one of {', '.join(EXECUTORS)}, got {self.executor!r}"
+            )
+        if self.timeout is not None:
+            _positive_number("timeout", self.timeout)
+        if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
+            raise ValueError(f"tasktype option 'retries' must be a whole number >= 0, got {self.retries!r}")
+        _number("retry_delay", self.retry_delay, minimum=0.0)
+        _positive_number("result_ttl", self.result_ttl)
+        if not isinstance(self.priority, int) or isinstance(self.priority, bool) or not 0 <= self.priority <= 255:
+            raise ValueError(f"tasktype option 'priority' must be a whole number 0..255, got {self.priority!r}")
+        if isinstance(self.tags, str) or not all(isinstance(tag, str) for tag in self.tags):
+            raise TypeError(f"tasktype option 'tags' must be a list of strings, got {self.tags!r}")
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+    @classmethod
+    def parse(cls, tasktype: Any) -> "TaskOptions":
+        """``True`` or a dict of options, as given to ``@ladonize(..., tasktype=...)``."""
+        if tasktype is True:
+            return cls()
+        if not isinstance(tasktype, dict):
+            raise TypeError(f"tasktype must be True or a dict of options, got {tasktype!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(tasktype) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown tasktype option(s) {', '.join(map(repr, unknown))}; "
+                f"known options: {', '.join(sorted(known))}"
+            )
+        values = dict(tasktype)
+        if "tags" in values and not isinstance(values["tags"], str):
+            values["tags"] = tuple(values["tags"])
+        return cls(**values)
+
+
+def _number(name: str, value: Any, minimum: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"tasktype option {name!r} must be a number >= {minimum:g}, got {value!r}")
+
+
+def _positive_number(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"tasktype option {name!r} must be a number > 0, got {value!r}")

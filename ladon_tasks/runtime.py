@@ -1,0 +1,215 @@
+"""The task operations behind the wire methods: start, progress, result, cancel, wait.
+
+One :class:`TaskRuntime` per process holds the store, the executors and the timers.
+The wire layer (:mod:`ladon_tasks.expand`) turns each call into one of these operations
+and each failure into a named fault from :mod:`ladon_tasks.faults`; nothing here knows
+about SOAP or JSON.
+
+The default runtime is embedded - in-process store, thread executor - and is created on
+first use; :func:`configure` replaces it before the first request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Iterator
+
+from ladon_tasks import codec, defaults, faults
+from ladon_tasks.executors.base import Executor, Job
+from ladon_tasks.executors.timers import Timers
+from ladon_tasks.model import TaskRecord, TaskState, looks_like_task_id, new_task_id
+from ladon_tasks.stores.base import StoreError, TaskStore
+from ladon_tasks.stores.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from ladon_tasks.expand import TaskMethod
+
+
+class TaskRuntime:
+    def __init__(
+        self,
+        store: TaskStore | None = None,
+        *,
+        thread_workers: int = defaults.THREAD_WORKERS,
+        process_workers: int = defaults.PROCESS_WORKERS,
+        wait_max: float = defaults.WAIT_MAX,
+        max_args_bytes: int = defaults.MAX_ARGS_BYTES,
+    ) -> None:
+        if thread_workers < 1 or process_workers < 1:
+            raise ValueError("thread_workers and process_workers must be at least 1")
+        if wait_max <= 0:
+            raise ValueError("wait_max must be > 0")
+        self.store = store if store is not None else MemoryStore()
+        self.timers = Timers()
+        self.thread_workers = thread_workers
+        self.process_workers = process_workers
+        self.wait_max = wait_max
+        self.max_args_bytes = max_args_bytes
+        self._executors: dict[str, Executor] = {}
+        self._lock = threading.Lock()
+
+    # -- executors -----------------------------------------------------------------
+
+    def executor(self, name: str) -> Executor:
+        with self._lock:
+            executor = self._executors.get(name)
+            if executor is None:
+                executor = self._executors[name] = self._make_executor(name)
+            return executor
+
+    def _make_executor(self, name: str) -> Executor:
+        if name == "thread":
+            from ladon_tasks.executors.thread import ThreadExecutor
+
+            return ThreadExecutor(self.store, self.timers, self.thread_workers)
+        if name == "process":
+            from ladon_tasks.executors.process import ProcessExecutor
+
+            return ProcessExecutor(self.store, self.timers, self.process_workers)
+        raise ValueError(f"unknown executor {name!r}")
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._lock:
+            executors = list(self._executors.values())
+            self._executors.clear()
+        for executor in executors:
+            executor.shutdown(wait=wait)
+        self.timers.stop()
+        self.store.close()
+
+    # -- operations ----------------------------------------------------------------
+
+    def start(self, task_method: "TaskMethod", args: tuple[Any, ...], ladon_kw: dict[str, Any]) -> TaskRecord:
+        try:
+            encoded_args = codec.encode_args(task_method.arg_types, args)
+        except codec.CodecError as exc:
+            raise faults.InvalidArgument(f"{task_method.name}: {exc}") from None
+        size = len(codec.dumps(encoded_args).encode())
+        if size > self.max_args_bytes:
+            raise faults.InvalidArgument(
+                f"{task_method.name}: arguments take {size} bytes, more than the limit of {self.max_args_bytes}"
+            )
+        options = task_method.options
+        record = TaskRecord(
+            task_id=new_task_id(),
+            service=task_method.ref.service,
+            method=task_method.name,
+            args=encoded_args,
+            max_attempts=options.max_attempts,
+            priority=options.priority,
+            tags=list(options.tags),
+            result_ttl=float(options.result_ttl),
+            submitted_at=time.time(),
+        )
+        with _store_errors():
+            record = self.store.create(record)
+        job = Job(
+            task_id=record.task_id,
+            ref=task_method.ref,
+            args=encoded_args,
+            priority=options.priority,
+            timeout=options.timeout,
+            retry_delay=float(options.retry_delay),
+            ladon_kw=ladon_kw,
+        )
+        try:
+            self.executor(options.executor).submit(job)
+        except Exception as exc:
+            with _store_errors():
+                self.store.transition(
+                    record.task_id, TaskState.FAILED, error_type="ExecutorUnavailable",
+                    error_message=str(exc), finished_at=time.time(),
+                )
+            raise faults.ExecutorUnavailable(f"task not started: {exc}") from None
+        return record
+
+    def record(self, task_id: Any) -> TaskRecord:
+        """The task's record, or the fault a client should see instead."""
+        if not looks_like_task_id(task_id):
+            shown = repr(task_id) if len(repr(task_id)) <= 80 else repr(task_id)[:77] + "..."
+            raise faults.MalformedTaskId(f"{shown} is not a task id (32 lowercase hex digits)")
+        with _store_errors():
+            record = self.store.get(task_id)
+        if record is None:
+            raise faults.UnknownTask(f"no task {task_id}: unknown, or expired after its result_ttl")
+        return record
+
+    def result(self, task_method: "TaskMethod", task_id: Any) -> Any:
+        record = self.record(task_id)
+        if record.state is TaskState.SUCCEEDED:
+            try:
+                return codec.decode(task_method.rtype, record.result)
+            except Exception as exc:
+                raise faults.TaskFailed(f"task {task_id} has a result that cannot be read: {exc}") from None
+        if record.state is TaskState.FAILED:
+            raise faults.TaskFailed(
+                f"task {task_id} failed after {record.attempts} attempt(s): "
+                f"{record.error_type}: {record.error_message}",
+                record.error_traceback,
+            )
+        if record.state is TaskState.CANCELLED:
+            raise faults.TaskCancelled(f"task {task_id} was cancelled; it has no result")
+        raise faults.TaskNotFinished(
+            f"task {task_id} is {record.state.value} (progress {record.progress:.2f}); "
+            "ask again once it has finished, or call the _wait method"
+        )
+
+    def cancel(self, task_id: Any) -> TaskRecord:
+        self.record(task_id)
+        with _store_errors():
+            record = self.store.request_cancel(task_id)
+            if record is not None and record.state is TaskState.RUNNING:
+                cancelled = self.store.transition(
+                    task_id, TaskState.CANCELLED, attempt=record.attempts,
+                    message=record.message, finished_at=time.time(),
+                )
+                record = cancelled or self.store.get(task_id)
+        if record is None:
+            raise faults.UnknownTask(f"no task {task_id}: unknown, or expired after its result_ttl")
+        for executor in list(self._executors.values()):
+            executor.cancel(task_id)
+        return record
+
+    def wait(self, task_id: Any, seconds: float) -> TaskRecord:
+        self.record(task_id)
+        if not isinstance(seconds, (int, float)) or seconds != seconds:
+            raise faults.InvalidArgument(f"seconds must be a number, got {seconds!r}")
+        timeout = min(max(0.0, float(seconds)), self.wait_max)
+        with _store_errors():
+            record = self.store.wait(task_id, timeout)
+        if record is None:
+            raise faults.UnknownTask(f"no task {task_id}: unknown, or expired after its result_ttl")
+        return record
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    try:
+        yield
+    except StoreError as exc:
+        raise faults.StoreUnavailable(f"task state is not reachable: {exc}") from None
+
+
+_runtime: TaskRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> TaskRuntime:
+    global _runtime
+    if _runtime is None:
+        with _runtime_lock:
+            if _runtime is None:
+                _runtime = TaskRuntime()
+    return _runtime
+
+
+def configure(store: TaskStore | None = None, **settings: Any) -> TaskRuntime:
+    """Replace this process's runtime (before serving). Any running one is shut down."""
+    global _runtime
+    with _runtime_lock:
+        previous, _runtime = _runtime, TaskRuntime(store, **settings)
+    if previous is not None:
+        previous.shutdown(wait=False)
+    return _runtime

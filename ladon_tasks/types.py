@@ -1,0 +1,68 @@
+"""The LadonTypes a client sees for task methods.
+
+Ladon's own ``TaskInfoResponse`` and ``TaskProgressResponse`` fields are kept with the
+same names and meanings (``task_id``, ``progress``, ``duration``, ``starttime``) so a
+client written against Ladon's task-type methods keeps working; the rest is added.
+Times are seconds since the epoch and 0.0 means "not yet".
+"""
+
+from __future__ import annotations
+
+import time
+
+from ladon.compat import PORTABLE_STRING
+from ladon.types.ladontype import LadonType
+
+from ladon_tasks.model import TaskRecord
+
+_task_id = {"type": PORTABLE_STRING, "doc": "unguessable id of the task (32 hex digits)"}
+
+
+class TaskInfoResponse(LadonType):
+    """Returned at once by a task method's start call."""
+
+    task_id = _task_id
+    state = {"type": PORTABLE_STRING, "doc": "queued, running, succeeded, failed or cancelled"}
+    submitted = {"type": float, "doc": "when the task was accepted, seconds since the epoch"}
+
+
+class TaskProgressResponse(LadonType):
+    """Where a task stands; returned by ``_progress``, ``_wait`` and ``_cancel``."""
+
+    task_id = _task_id
+    progress = {"type": float, "doc": "0.0 to 1.0, as last reported by the task"}
+    duration = {"type": float, "doc": "seconds the task has run (all of it once finished)"}
+    starttime = {"type": float, "doc": "start of the current attempt; 0.0 while queued"}
+    state = {"type": PORTABLE_STRING, "doc": "queued, running, succeeded, failed or cancelled"}
+    finished = {"type": bool, "doc": "true once the state is succeeded, failed or cancelled"}
+    message = {"type": PORTABLE_STRING, "doc": "the task's last status message"}
+    error = {"type": PORTABLE_STRING, "doc": "for a failed task: exception type and message"}
+    attempts = {"type": int, "doc": "attempts started so far (retries and reissues count)"}
+    submitted = {"type": float, "doc": "when the task was accepted"}
+    finishtime = {"type": float, "doc": "when the task finished; 0.0 while not finished"}
+    cancel_requested = {"type": bool, "doc": "a cancel was asked for"}
+
+
+def info_response(record: TaskRecord) -> TaskInfoResponse:
+    response = TaskInfoResponse()
+    response.task_id = record.task_id
+    response.state = record.state.value
+    response.submitted = float(record.submitted_at)
+    return response
+
+
+def progress_response(record: TaskRecord, now: float | None = None) -> TaskProgressResponse:
+    response = TaskProgressResponse()
+    response.task_id = record.task_id
+    response.progress = float(record.progress)
+    response.duration = float(record.duration(now if now is not None else time.time()))
+    response.starttime = float(record.started_at)
+    response.state = record.state.value
+    response.finished = record.finished
+    response.message = record.message or ""
+    response.error = f"{record.error_type}: {record.error_message}" if record.error_type else ""
+    response.attempts = int(record.attempts)
+    response.submitted = float(record.submitted_at)
+    response.finishtime = float(record.finished_at)
+    response.cancel_requested = bool(record.cancel_requested)
+    return response
