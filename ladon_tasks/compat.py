@@ -8,6 +8,9 @@ current interpreter, and this module mends each one in place, once, when
   We restore it as a thin view over ``inspect.getfullargspec``.
 * ``ladon/interfaces/__init__.py`` does ``import imp`` (removed in 3.12) but never uses
   it. Where no ``imp`` module exists we register an empty stand-in so the import works.
+* Ladon's JSON-WSP client builds its per-method callables with ``exec`` and a module
+  it never imports (``types``), which fails on every Python 3. We rebuild them with
+  ``functools.partial`` so ``JSONWSPClient(url).someMethod(...)`` works.
 * A fault raised without a ``detail`` makes every Ladon interface put
   ``traceback.format_exc()`` on the wire. Clients should never see server internals,
   so unless debug mode is on, a fault's detail defaults to its own fault string.
@@ -72,11 +75,31 @@ def _install_fault_detail_default() -> None:
     ServiceFault._ladon_tasks_patched = True  # type: ignore[attr-defined]
 
 
+def _install_jsonwsp_client_methods() -> None:
+    import functools
+    import json
+
+    from ladon.clients import jsonwsp
+    from ladon.compat import PORTABLE_STRING
+
+    def parse_description(self):  # type: ignore[no-untyped-def]
+        response = self.post_request("", "", via_proxy=self.via_proxy)
+        charset = jsonwsp.probe_charset(response.headers)
+        self.jsonwsp_description = json.loads(PORTABLE_STRING(response.response_body, charset))
+        self.parse_url(self.jsonwsp_description["url"])
+        for method_name in self.jsonwsp_description["methods"]:
+            setattr(self, method_name, functools.partial(self.call_method, method_name))
+        self.description_loaded = True
+
+    jsonwsp.JSONWSPClient.parse_description = parse_description
+
+
 def install() -> None:
     """Apply every mend; safe to call more than once."""
     _install_getargspec()
     _install_imp_stand_in()
     _install_fault_detail_default()
+    _install_jsonwsp_client_methods()
 
 
 install()

@@ -1,0 +1,86 @@
+"""Start real servers for the tests: ``ladon-tasks serve`` in a child process on a free
+loopback port, stopped (by pid) when the test is done."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ROOT / "services"
+FIXTURE_SERVICES = Path(__file__).resolve().parent / "service_fixtures"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(services: list[str], log_dir: Path, *extra: str, env: dict | None = None) -> RunningServer:
+    port = free_port()
+    log_path = log_dir / f"server-{port}.log"
+    command = [sys.executable, "-m", "ladon_tasks", "serve", *services, "--port", str(port), *extra]
+    process = subprocess.Popen(
+        command,
+        stdout=open(log_path, "wb"),
+        stderr=subprocess.STDOUT,
+        cwd=str(ROOT),
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    server = RunningServer(process, port, log_path)
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
+        try:
+            with urllib.request.urlopen(server.url + "/", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    wait_until(ready, timeout=30, what="the server to answer")
+    return server
