@@ -1,0 +1,142 @@
+"""Task methods that probe one behaviour each, in both in-process executors.
+
+Bodies that must wait for the test block on a file appearing (``gate``) instead of
+sleeping for a guessed time, so the tests drive them deterministically.
+"""
+
+import os
+import signal
+import time
+
+from ladon.compat import PORTABLE_STRING
+from ladon.types.ladontype import LadonType
+
+from ladon_tasks import ladonize
+
+
+class Pair(LadonType):
+    key = PORTABLE_STRING
+    value = int
+
+
+def wait_for_gate(gate, kw, deadline=60.0):
+    """Report progress until the file ``gate`` exists (or the deadline passes)."""
+    end = time.monotonic() + deadline
+    step = 0
+    while not os.path.exists(gate) and time.monotonic() < end:
+        step += 1
+        kw['update_progress'](min(0.9, step / 1000.0), 'waiting at step %d' % step)
+        time.sleep(0.01)
+
+
+class ProbeService(object):
+
+    @ladonize(rtype=int, tasktype=True)
+    def zero(self, **kw):
+        return 0
+
+    @ladonize(rtype=PORTABLE_STRING, tasktype=True)
+    def empty(self, **kw):
+        return ''
+
+    @ladonize(rtype=bool, tasktype=dict(executor='process'))
+    def falseInProcess(self, **kw):
+        return False
+
+    @ladonize(int, rtype=[int], tasktype=True)
+    def numbers(self, count, **kw):
+        return list(range(count))
+
+    @ladonize(int, rtype=[int], tasktype=dict(executor='process'))
+    def numbersInProcess(self, count, **kw):
+        return list(range(count))
+
+    @ladonize(PORTABLE_STRING, rtype=[Pair], tasktype=True)
+    def pairs(self, prefix, **kw):
+        result = []
+        for n in range(3):
+            pair = Pair()
+            pair.key = '%s%d' % (prefix, n)
+            pair.value = n
+            result.append(pair)
+        return result
+
+    @ladonize(PORTABLE_STRING, rtype=Pair, tasktype=dict(executor='process'))
+    def pairInProcess(self, key, **kw):
+        kw['update_progress'](0.5, 'half way')
+        pair = Pair()
+        pair.key = key
+        pair.value = len(key)
+        return pair
+
+    @ladonize(rtype=int, tasktype=True)
+    def wrongType(self, **kw):
+        return 'not an int'
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=True)
+    def explode(self, text, **kw):
+        raise ValueError('cannot digest %s' % text)
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(retries=2, retry_delay=0.01))
+    def flaky(self, marker_dir, **kw):
+        """Fails on the first two attempts, succeeds on the third."""
+        attempt = kw['attempt']
+        open(os.path.join(marker_dir, 'attempt-%d' % attempt), 'w').close()
+        if attempt < 3:
+            raise RuntimeError('attempt %d failed' % attempt)
+        return attempt
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=True)
+    def gated(self, gate, **kw):
+        wait_for_gate(gate, kw)
+        return 7
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='process'))
+    def gatedInProcess(self, gate, **kw):
+        wait_for_gate(gate, kw)
+        return os.getpid()
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='process'))
+    def stubbornInProcess(self, pid_file, **kw):
+        """Never reports, never returns: only a kill stops it."""
+        with open(pid_file, 'w') as handle:
+            handle.write(str(os.getpid()))
+        while True:
+            time.sleep(0.05)
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(timeout=0.5))
+    def slowThread(self, gate, **kw):
+        wait_for_gate(gate, kw)
+        return 1
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='process', timeout=0.5))
+    def slowProcess(self, pid_file, **kw):
+        with open(pid_file, 'w') as handle:
+            handle.write(str(os.getpid()))
+        time.sleep(60)
+        return 1
+
+    @ladonize(int, rtype=int, tasktype=dict(executor='process'))
+    def dieInProcess(self, how, **kw):
+        if how == 0:
+            os._exit(3)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return 0
+
+    @ladonize(PORTABLE_STRING, rtype=PORTABLE_STRING, tasktype=True)
+    def echo(self, text, **kw):
+        return text
+
+    @ladonize(PORTABLE_STRING, rtype=PORTABLE_STRING)
+    def plain(self, text, **kw):
+        return text
+
+    @ladonize(rtype=float, tasktype=True)
+    def progressOddities(self, **kw):
+        update = kw['update_progress']
+        update(-3)
+        update(2)
+        update(1)
+        update('half')  # ignored, as Ladon ignores non-numbers
+        update(0.25)
+        return 0.0
