@@ -8,6 +8,9 @@ current interpreter, and this module mends each one in place, once, when
   We restore it as a thin view over ``inspect.getfullargspec``.
 * ``ladon/interfaces/__init__.py`` does ``import imp`` (removed in 3.12) but never uses
   it. Where no ``imp`` module exists we register an empty stand-in so the import works.
+* Python 3.13 gives every class statement ``__firstlineno__`` and
+  ``__static_attributes__``; Ladon takes every non-standard class attribute of a
+  LadonType for a field and refuses them. Dunder names are never fields, so we skip them.
 * Ladon's JSON-WSP client builds its per-method callables with ``exec`` and a module
   it never imports (``types``), which fails on every Python 3. We rebuild them with
   ``functools.partial`` so ``JSONWSPClient(url).someMethod(...)`` works.
@@ -94,11 +97,26 @@ def _install_jsonwsp_client_methods() -> None:
     jsonwsp.JSONWSPClient.parse_description = parse_description
 
 
+def _install_ladontype_attribute_filter() -> None:
+    from ladon.types import typemanager
+
+    original = typemanager.get_userdef_class_attributes
+    if getattr(original, "_ladon_tasks_patched", False):
+        return
+
+    def get_userdef_class_attributes(cls, exclude_methods=True):  # type: ignore[no-untyped-def]
+        return [name for name in original(cls, exclude_methods) if not (name.startswith("__") and name.endswith("__"))]
+
+    get_userdef_class_attributes._ladon_tasks_patched = True  # type: ignore[attr-defined]
+    typemanager.get_userdef_class_attributes = get_userdef_class_attributes
+
+
 def install() -> None:
     """Apply every mend; safe to call more than once."""
     _install_getargspec()
     _install_imp_stand_in()
     _install_fault_detail_default()
+    _install_ladontype_attribute_filter()
     _install_jsonwsp_client_methods()
 
 
