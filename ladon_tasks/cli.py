@@ -43,6 +43,55 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_call_arguments(pairs: Sequence[str]) -> dict[str, object]:
+    """``key=value``: JSON lists and objects are decoded, everything else stays a string
+    (Ladon converts strings to the declared type, as it does for every JSON-WSP call)."""
+    import json
+
+    arguments: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"argument {pair!r} is not of the form key=value")
+        if value[:1] in ("[", "{"):
+            try:
+                arguments[key] = json.loads(value)
+                continue
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"argument {key}: not valid JSON ({exc})") from None
+        arguments[key] = value
+    return arguments
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    import json
+
+    from ladon_tasks.client import TaskClient, TaskError
+
+    service, _, method = args.target.partition(".")
+    if not service or not method:
+        raise ValueError(f"{args.target!r} is not SERVICE.METHOD")
+    try:
+        client = TaskClient(f"{args.url.rstrip('/')}/{service}")
+        handle = client.start(method, **_parse_call_arguments(args.arguments))
+        if not args.wait:
+            print(handle.task_id)
+            return 0
+        print(f"task {handle.task_id}", file=sys.stderr)
+        status = handle.wait(args.timeout, progress=None if args.quiet else sys.stderr)
+        if not status.finished:
+            print(f"still {status.state} after {args.timeout}s: task {handle.task_id}", file=sys.stderr)
+            return 3
+        print(json.dumps(handle.result(), indent=2, ensure_ascii=False))
+        return 0
+    except TaskError as error:
+        print(f"ladon-tasks call: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"ladon-tasks call: cannot reach {args.url}: {error}", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ladon-tasks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--log-level", default=os.environ.get("LADON_TASKS_LOG_LEVEL", "INFO"))
@@ -57,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--thread-workers", type=int, default=defaults.THREAD_WORKERS)
     serve.add_argument("--process-workers", type=int, default=defaults.PROCESS_WORKERS)
     serve.set_defaults(handler=cmd_serve)
+
+    call = commands.add_parser("call", help="start a task on a running server; --wait shows a progress bar")
+    call.add_argument("url", help="the server, e.g. http://127.0.0.1:8080")
+    call.add_argument("target", metavar="SERVICE.METHOD")
+    call.add_argument("arguments", nargs="*", metavar="key=value")
+    call.add_argument("--wait", action="store_true", help="follow the task and print its result (JSON)")
+    call.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
+    call.add_argument("--quiet", action="store_true", help="no progress bar")
+    call.set_defaults(handler=cmd_call)
     return parser
 
 

@@ -1,0 +1,215 @@
+"""Start a task, follow it, get its result - for Python callers, over JSON-WSP.
+
+    from ladon_tasks.client import TaskClient
+    client = TaskClient('http://127.0.0.1:8080/InstanceService')
+    info = client.run('cloneInstance', instance_id='a', new_instance_name='b', progress=True)
+
+``run`` blocks until the task ends and returns its result, or raises a
+:class:`TaskError` subclass naming what happened; ``start`` returns a
+:class:`TaskHandle` with ``progress()``, ``wait(timeout)``, ``cancel()`` and ``result()``.
+Waiting uses the server's ``_wait`` method, which returns the moment the task ends, so a
+client never polls in a tight loop. The transport is Ladon's own ``JSONWSPClient``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import ladon_tasks.compat  # noqa: F401  (Ladon's JSON-WSP client needs its mend on Python 3)
+from ladon.clients.jsonwsp import JSONWSPClient
+
+#: Longest single ``_wait`` request; the server caps it too (``defaults.WAIT_MAX``).
+WAIT_SLICE = 25.0
+
+#: How often a progress bar is refreshed while a task runs.
+BAR_REFRESH = 0.5
+
+
+class TaskError(Exception):
+    """A task call did not produce a result. ``fault_name`` is the server's fault name."""
+
+    fault_name = ""
+
+    def __init__(self, message: str, task_id: str = "", status: "TaskStatus | None" = None) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.status = status
+
+
+class TaskFailedError(TaskError):
+    """The body raised, timed out or died; ``status.error`` says which."""
+
+    fault_name = "TaskFailed"
+
+
+class TaskCancelledError(TaskError):
+    fault_name = "TaskCancelled"
+
+
+class TaskExpiredError(TaskError):
+    """The server does not know the id (never existed, or expired after result_ttl)."""
+
+    fault_name = "UnknownTask"
+
+
+class TaskNotFinishedError(TaskError):
+    fault_name = "TaskNotFinished"
+
+
+class WaitTimeout(TaskError):
+    """``wait``/``run`` gave up before the task ended; the task goes on."""
+
+
+class RemoteFault(TaskError):
+    """Any other fault the server answered with (bad arguments, store unavailable...)."""
+
+
+_FAULTS = {cls.fault_name: cls for cls in (TaskFailedError, TaskCancelledError, TaskExpiredError, TaskNotFinishedError)}
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """A ``TaskProgressResponse`` as a Python object."""
+
+    task_id: str
+    state: str
+    progress: float
+    message: str
+    error: str
+    attempts: int
+    duration: float
+    starttime: float
+    submitted: float
+    finishtime: float
+    finished: bool
+    cancel_requested: bool
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> "TaskStatus":
+        return cls(
+            task_id=data["task_id"], state=data["state"], progress=float(data["progress"]),
+            message=data.get("message") or "", error=data.get("error") or "",
+            attempts=int(data.get("attempts") or 0), duration=float(data.get("duration") or 0.0),
+            starttime=float(data.get("starttime") or 0.0), submitted=float(data.get("submitted") or 0.0),
+            finishtime=float(data.get("finishtime") or 0.0), finished=bool(data.get("finished")),
+            cancel_requested=bool(data.get("cancel_requested")),
+        )
+
+
+class TaskClient:
+    """One Ladon service, e.g. ``http://host:8080/InstanceService``."""
+
+    def __init__(self, service_url: str) -> None:
+        service_url = service_url.rstrip("/")
+        for suffix in ("/jsonwsp/description", "/jsonwsp"):
+            if service_url.endswith(suffix):
+                service_url = service_url[: -len(suffix)]
+        self.service_url = service_url
+        self._client = JSONWSPClient(description=f"{service_url}/jsonwsp/description")
+
+    @property
+    def methods(self) -> list[str]:
+        return sorted(self._client.jsonwsp_description["methods"])
+
+    def call(self, method: str, **args: Any) -> Any:
+        """One JSON-WSP call; a fault becomes the matching :class:`TaskError`."""
+        if method not in self._client.jsonwsp_description["methods"]:
+            raise RemoteFault(f"{self.service_url} has no method {method!r}")
+        response = self._client.call_method(method, **args)
+        if response == -1:  # Ladon's client: a mandatory argument is missing
+            info = self._client.method_info(method)
+            missing = [name for name in info["mandatory_params"] if name not in args]
+            raise RemoteFault(f"{method} needs the argument(s) {', '.join(missing)}")
+        body = response.response_dict
+        if response.status != 200 or body is None:
+            raise RemoteFault(f"{method}: HTTP {response.status}")
+        if body.get("type") == "jsonwsp/fault":
+            text = body["fault"]["string"]
+            name = text.split(":", 1)[0]
+            raise _FAULTS.get(name, RemoteFault)(text, task_id=str(args.get("task_id", "")))
+        return body["result"]
+
+    def start(self, method: str, **args: Any) -> "TaskHandle":
+        info = self.call(method, **args)
+        return TaskHandle(self, method, info["task_id"])
+
+    def handle(self, method: str, task_id: str) -> "TaskHandle":
+        """Follow a task started elsewhere."""
+        return TaskHandle(self, method, task_id)
+
+    def run(self, method: str, *, progress: bool | TextIO = False, timeout: float | None = None, **args: Any) -> Any:
+        """Start ``method`` and return its result; ``progress=True`` draws a bar on stderr."""
+        handle = self.start(method, **args)
+        stream = sys.stderr if progress is True else (progress or None)
+        status = handle.wait(timeout, progress=stream)
+        if not status.finished:
+            raise WaitTimeout(f"task {handle.task_id} still {status.state} after {timeout}s", handle.task_id, status)
+        return handle.result()
+
+
+class TaskHandle:
+    """A started task."""
+
+    def __init__(self, client: TaskClient, method: str, task_id: str) -> None:
+        self.client = client
+        self.method = method
+        self.task_id = task_id
+
+    def __repr__(self) -> str:
+        return f"TaskHandle({self.method!r}, {self.task_id!r})"
+
+    def progress(self) -> TaskStatus:
+        return TaskStatus.from_wire(self.client.call(f"{self.method}_progress", task_id=self.task_id))
+
+    def cancel(self) -> TaskStatus:
+        return TaskStatus.from_wire(self.client.call(f"{self.method}_cancel", task_id=self.task_id))
+
+    def result(self) -> Any:
+        try:
+            return self.client.call(f"{self.method}_result", task_id=self.task_id)
+        except (TaskFailedError, TaskCancelledError) as error:
+            error.status = self.progress()
+            raise
+
+    def wait(self, timeout: float | None = None, progress: TextIO | None = None) -> TaskStatus:
+        """Block until the task ends or ``timeout`` seconds pass; returns the last status.
+        With ``progress`` (a stream), draws a bar with the task's message."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = _ProgressBar(progress, self.method) if progress is not None else None
+        try:
+            while True:
+                remaining = WAIT_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
+                slice_ = min(remaining, BAR_REFRESH if bar else WAIT_SLICE)
+                status = TaskStatus.from_wire(
+                    self.client.call(f"{self.method}_wait", task_id=self.task_id, seconds=slice_)
+                )
+                if bar:
+                    bar.update(status)
+                if status.finished or (deadline is not None and time.monotonic() >= deadline):
+                    return status
+        finally:
+            if bar:
+                bar.close()
+
+
+class _ProgressBar:
+    """A tqdm bar showing the task's progress and message."""
+
+    def __init__(self, stream: TextIO, label: str) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=1000, file=stream, desc=label, unit="‰", bar_format=(
+            "{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}"
+        ))
+
+    def update(self, status: TaskStatus) -> None:
+        self._bar.n = int(round(status.progress * 1000))
+        postfix = status.state if status.finished else (status.message or status.state)
+        self._bar.set_postfix_str(postfix[:60], refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
