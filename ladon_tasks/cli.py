@@ -20,13 +20,18 @@ from ladon_tasks import defaults
 def cmd_serve(args: argparse.Namespace) -> int:
     from werkzeug.serving import run_simple
 
+    from ladon_tasks.deployment import make_store, read_settings
     from ladon_tasks.wsgi import make_application
 
-    settings = {
+    settings = read_settings()
+    if args.redis:
+        settings["LADON_TASKS_REDIS_URL"] = args.redis
+    runtime_settings = {
         "thread_workers": args.thread_workers,
         "process_workers": args.process_workers,
+        "store": make_store(settings),
     }
-    application = make_application(args.services, debug=args.debug, **settings)
+    application = make_application(args.services, debug=args.debug, **runtime_settings)
     print(
         f"ladon-tasks: serving {', '.join(args.services)} on http://{args.host}:{args.port}/",
         file=sys.stderr,
@@ -102,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
     serve.add_argument("--reload", action="store_true", help="restart when a service file changes")
+    serve.add_argument(
+        "--redis", metavar="URL", default=None,
+        help="keep task state in Redis (default: $LADON_TASKS_REDIS_URL or $REDIS_HOST, else in process)",
+    )
     serve.add_argument("--debug", action="store_true", help="send tracebacks with faults (never in production)")
     serve.add_argument("--thread-workers", type=int, default=defaults.THREAD_WORKERS)
     serve.add_argument("--process-workers", type=int, default=defaults.PROCESS_WORKERS)

@@ -45,3 +45,7 @@ PROCESS_POLL_INTERVAL = 0.05
 
 #: Grace in seconds between SIGTERM and SIGKILL when a child must be stopped.
 PROCESS_KILL_GRACE = 1.0
+
+#: Seconds between checks that a task running in a child process was not cancelled or
+#: superseded elsewhere, for bodies that never report progress.
+STATE_CHECK_INTERVAL = 0.5

@@ -6,8 +6,8 @@ runs one job at a time. Every message either way is one JSON document:
 
 * parent -> child: ``{"t": "path", "sys_path": [...]}`` once, then
   ``{"t": "job", "job": {...}, "attempt": n}``;
-* child -> parent: ``{"t": "progress", "p": 0.5, "m": "..."}`` any number of times,
-  then ``{"t": "done", "outcome": {...}}``.
+* child -> parent: ``{"t": "progress", "p": 0.5, "m": "..."}`` and ``{"t": "touch"}``
+  any number of times, then ``{"t": "done", "outcome": {...}}``.
 
 The parent enforces cancel and timeout by killing this process, so the child needs no
 way to be told.
@@ -29,6 +29,9 @@ class PipeReporter(Reporter):
     def progress(self, value: float | None, message: str | None) -> bool:
         self.events.send_bytes(json.dumps({"t": "progress", "p": value, "m": message}).encode())
         return True
+
+    def touch(self) -> None:
+        self.events.send_bytes(b'{"t": "touch"}')
 
 
 def serve(jobs: Connection, events: Connection) -> None:

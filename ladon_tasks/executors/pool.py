@@ -71,14 +71,24 @@ class WorkerPool(Executor):
 
     def _worker_loop(self, index: int) -> None:
         while True:
-            _, _, job = self._queue.get()
-            if job is _STOP:
+            job = self._next_job(index)
+            if job is None:
                 self._stop_worker(index)
                 return
             try:
                 self._run_job(index, job)
             except Exception:  # keep the pool alive whatever one job does
                 log.exception("worker %s of the %s executor failed on task %s", index, self.name, job.task_id)
+            finally:
+                self._job_done(index, job)
+
+    def _next_job(self, index: int) -> Job | None:
+        """Block until there is a job for this worker; ``None`` tells it to leave."""
+        _, _, job = self._queue.get()
+        return None if job is _STOP else job
+
+    def _job_done(self, index: int, job: Job) -> None:
+        """The attempt is settled (or abandoned); release what was held for it."""
 
     def _run_job(self, index: int, job: Job) -> None:
         record = self.store.transition(job.task_id, TaskState.RUNNING, message="")

@@ -72,9 +72,11 @@ class ProcessExecutor(WorkerPool):
         workers: int = defaults.PROCESS_WORKERS,
         poll_interval: float = defaults.PROCESS_POLL_INTERVAL,
         kill_grace: float = defaults.PROCESS_KILL_GRACE,
+        state_check_interval: float = defaults.STATE_CHECK_INTERVAL,
     ) -> None:
         super().__init__(store, timers, workers)
         self.poll_interval = poll_interval
+        self.state_check_interval = state_check_interval
         self.kill_grace = kill_grace
         self._children: dict[int, _Child] = {}
 
@@ -135,6 +137,7 @@ class ProcessExecutor(WorkerPool):
                 child.task_id = ""
 
     def _supervise(self, index: int, child: _Child, job: Job, attempt: int) -> Outcome:
+        next_state_check = time.monotonic() + self.state_check_interval
         while True:
             if child.stop_requested_at:
                 if child.alive() and time.monotonic() - child.stop_requested_at > self.kill_grace:
@@ -145,10 +148,21 @@ class ProcessExecutor(WorkerPool):
             if not child.events.poll(self.poll_interval):
                 if not child.alive() and not child.events.poll(0):
                     return self._after_death(index, child)
+                if time.monotonic() >= next_state_check:
+                    # A body that never reports must still be stopped when its task was
+                    # cancelled elsewhere (another web-server process, another host).
+                    next_state_check = time.monotonic() + self.state_check_interval
+                    if not self.store.report(job.task_id, attempt=attempt):
+                        self._request_stop(child, job.task_id)
                 continue
             last_progress = None
             while True:  # drain what is there; only the latest progress matters
                 message = json.loads(child.events.recv_bytes())
+                if message["t"] == "touch":
+                    self._touch(index, job)
+                    if not child.events.poll(0):
+                        break
+                    continue
                 if message["t"] == "done":
                     if last_progress is not None:
                         self.store.report(job.task_id, last_progress["p"], last_progress["m"], attempt=attempt)
@@ -158,7 +172,9 @@ class ProcessExecutor(WorkerPool):
                 last_progress = message
                 if not child.events.poll(0):
                     break
-            if not self.store.report(job.task_id, last_progress["p"], last_progress["m"], attempt=attempt):
+            if last_progress is not None and not self.store.report(
+                job.task_id, last_progress["p"], last_progress["m"], attempt=attempt
+            ):
                 self._request_stop(child, job.task_id)
 
     def _after_death(self, index: int, child: _Child) -> Outcome:
@@ -171,6 +187,9 @@ class ProcessExecutor(WorkerPool):
             "failed", error_type="WorkerDied",
             error_message=f"the task's process {_exit_description(code)}",
         )
+
+    def _touch(self, index: int, job: Job) -> None:
+        """The body asked for more time; only executors with leases act on it."""
 
     def _request_stop(self, child: _Child, task_id: str) -> None:
         with child.lock:

@@ -1,0 +1,106 @@
+"""Build the application of a deployment from its settings (environment variables).
+
+Used by ``deploy/apache/handler.wsgi`` and anything else configured by environment
+rather than by command-line options. The one rule it enforces: a server that runs
+several processes must keep task state in Redis, because a progress call may land in
+any process. Such a server without Redis is refused at start-up, with the reason,
+rather than left to answer "UnknownTask" for tasks that do exist.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Mapping
+
+from ladon_tasks.stores.base import TaskStore
+
+SETTINGS = (
+    "LADON_TASKS_SERVICES",
+    "LADON_TASKS_REDIS_URL",
+    "LADON_TASKS_DEBUG",
+    "LADON_TASKS_THREAD_WORKERS",
+    "LADON_TASKS_PROCESS_WORKERS",
+    "LADON_TASKS_DASHBOARD",
+    "LADON_TASKS_DASHBOARD_TOKEN",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_USERNAME",
+    "REDIS_PASSWORD",
+)
+
+
+class DeploymentError(RuntimeError):
+    """The settings cannot make a working deployment; the message says what to change."""
+
+
+def read_settings(environ: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Process environment first, then (for Apache's ``SetEnv``) the WSGI environ."""
+    settings = {}
+    for name in SETTINGS:
+        value = os.environ.get(name)
+        if value is None and environ is not None and isinstance(environ.get(name), str):
+            value = environ[name]
+        if value:
+            settings[name] = value
+    return settings
+
+
+def redis_configured(settings: Mapping[str, str]) -> bool:
+    return bool(settings.get("LADON_TASKS_REDIS_URL") or settings.get("REDIS_HOST"))
+
+
+def make_store(settings: Mapping[str, str]) -> TaskStore | None:
+    """A Redis store when Redis is configured, else ``None`` (the embedded default)."""
+    if not redis_configured(settings):
+        return None
+    from ladon_tasks.stores.redis import RedisStore
+
+    url = settings.get("LADON_TASKS_REDIS_URL")
+    return RedisStore(url) if url else RedisStore.from_environment()
+
+
+def server_processes(environ: Mapping[str, Any] | None) -> int:
+    """How many processes serve requests: mod_wsgi knows; elsewhere the WSGI flag says
+    more than one or not."""
+    try:
+        import mod_wsgi  # type: ignore[import-not-found]
+
+        return int(getattr(mod_wsgi, "maximum_processes", 1))
+    except ImportError:
+        pass
+    return 2 if environ is not None and environ.get("wsgi.multiprocess") else 1
+
+
+def build_from_settings(environ: Mapping[str, Any] | None = None, default_services_dir: str = "") -> Any:
+    from ladon_tasks.wsgi import make_application
+
+    settings = read_settings(environ)
+    processes = server_processes(environ)
+    if processes > 1 and not redis_configured(settings):
+        raise DeploymentError(
+            f"ladon-tasks: this server runs {processes} processes, but no Redis store is configured. "
+            "Task state kept in one process's memory is invisible to the others. Set "
+            "LADON_TASKS_REDIS_URL (or REDIS_HOST), or run a single process."
+        )
+    services = [s for s in re.split(r"[:,]", settings.get("LADON_TASKS_SERVICES", "")) if s.strip()]
+    if not services and default_services_dir:
+        services = [
+            os.path.join(default_services_dir, name)
+            for name in sorted(os.listdir(default_services_dir))
+            if name.endswith(".py") and not name.startswith("_")
+        ]
+    if not services:
+        raise DeploymentError("ladon-tasks: no services configured (LADON_TASKS_SERVICES)")
+    runtime_settings: dict[str, Any] = {}
+    store = make_store(settings)
+    if store is not None:
+        runtime_settings["store"] = store
+    for name, key in (("LADON_TASKS_THREAD_WORKERS", "thread_workers"), ("LADON_TASKS_PROCESS_WORKERS", "process_workers")):
+        if name in settings:
+            runtime_settings[key] = int(settings[name])
+    return make_application(
+        services,
+        debug=settings.get("LADON_TASKS_DEBUG", "") in ("1", "true", "yes"),
+        **runtime_settings,
+    )
