@@ -49,3 +49,22 @@ PROCESS_KILL_GRACE = 1.0
 #: Seconds between checks that a task running in a child process was not cancelled or
 #: superseded elsewhere, for bodies that never report progress.
 STATE_CHECK_INTERVAL = 0.5
+
+#: Queue a task method's jobs go to with ``executor='queue'``.
+QUEUE = "default"
+
+#: Seconds a worker's claim on a job lasts without renewal. Renewed every third of it
+#: while the body runs, so only a dead or frozen worker lets it run out; then the job is
+#: handed out again. Shorter: faster recovery; longer: more tolerance for pauses.
+LEASE_SECONDS = 30.0
+
+#: Reissues after lost workers on top of ``retries``, before the task fails with
+#: ``WorkerLost``: a body that kills every worker it runs on must not loop forever.
+MAX_LOST_ATTEMPTS = 3
+
+#: Seconds between two reaper passes of a worker (expired leases, due retries).
+REAP_INTERVAL = 0.5
+
+#: Seconds a stopping worker (SIGTERM) lets running bodies finish before handing
+#: their tasks back to the queue.
+WORKER_GRACE = 10.0

@@ -11,7 +11,7 @@ from typing import Any
 
 from ladon_tasks import defaults
 
-EXECUTORS = ("thread", "process")
+EXECUTORS = ("thread", "process", "queue")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class TaskOptions:
     result_ttl: float = defaults.RESULT_TTL
     priority: int = defaults.PRIORITY
     tags: tuple[str, ...] = field(default_factory=tuple)
+    queue: str = defaults.QUEUE  # with executor='queue': which workers take the jobs
 
     def __post_init__(self) -> None:
         if not isinstance(self.enable, bool):
@@ -42,6 +43,8 @@ class TaskOptions:
         _positive_number("result_ttl", self.result_ttl)
         if not isinstance(self.priority, int) or isinstance(self.priority, bool) or not 0 <= self.priority <= 255:
             raise ValueError(f"tasktype option 'priority' must be a whole number 0..255, got {self.priority!r}")
+        if not isinstance(self.queue, str) or not self.queue or not self.queue.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"tasktype option 'queue' must be a name of letters, digits, - and _, got {self.queue!r}")
         if isinstance(self.tags, str) or not all(isinstance(tag, str) for tag in self.tags):
             raise TypeError(f"tasktype option 'tags' must be a list of strings, got {self.tags!r}")
 

@@ -68,6 +68,13 @@ class TaskRuntime:
             from ladon_tasks.executors.process import ProcessExecutor
 
             return ProcessExecutor(self.store, self.timers, self.process_workers)
+        if name == "queue":
+            from ladon_tasks.executors.queue import QueueExecutor, RedisQueue
+
+            client, prefix = getattr(self.store, "client", None), getattr(self.store, "prefix", None)
+            if client is None or prefix is None:
+                raise ValueError("executor='queue' needs the Redis store (ladon-tasks serve --redis URL)")
+            return QueueExecutor(make_queue=lambda queue_name: RedisQueue(client, prefix, queue_name))
         raise ValueError(f"unknown executor {name!r}")
 
     def shutdown(self, wait: bool = True) -> None:
@@ -112,6 +119,7 @@ class TaskRuntime:
             priority=options.priority,
             timeout=options.timeout,
             retry_delay=float(options.retry_delay),
+            queue=options.queue,
             ladon_kw=ladon_kw,
         )
         try:

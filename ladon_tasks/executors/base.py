@@ -57,6 +57,7 @@ class Job:
     priority: int = defaults.PRIORITY
     timeout: float | None = None
     retry_delay: float = defaults.RETRY_DELAY
+    queue: str = defaults.QUEUE
     ladon_kw: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -67,6 +68,7 @@ class Job:
             "priority": self.priority,
             "timeout": self.timeout,
             "retry_delay": self.retry_delay,
+            "queue": self.queue,
             "ladon_kw": self.ladon_kw,
         }
 
@@ -79,6 +81,7 @@ class Job:
             priority=data.get("priority", defaults.PRIORITY),
             timeout=data.get("timeout"),
             retry_delay=data.get("retry_delay", defaults.RETRY_DELAY),
+            queue=data.get("queue", defaults.QUEUE),
             ladon_kw=data.get("ladon_kw") or {},
         )
 

@@ -48,8 +48,9 @@ class TaskStore(abc.ABC):
         """Move to ``target`` and apply ``changes`` in one atomic step.
 
         Returns the new record, or ``None`` when the task is unknown, the move is not
-        legal from the current state, or ``attempt`` is given and is not the current
-        attempt. Moving to ``running`` counts a new attempt.
+        legal from the current state, or ``attempt`` is given and the task is not
+        ``running`` that very attempt (a write on behalf of an attempt is only valid
+        while that attempt runs). Moving to ``running`` counts a new attempt.
         """
 
     @abc.abstractmethod

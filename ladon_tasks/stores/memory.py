@@ -88,7 +88,9 @@ class MemoryStore(TaskStore):
     ) -> TaskRecord | None:
         with self._lock:
             record = self._live(task_id)
-            if record is None or (attempt is not None and record.attempts != attempt):
+            if record is None:
+                return None
+            if attempt is not None and (record.attempts != attempt or record.state is not TaskState.RUNNING):
                 return None
             try:
                 check_transition(record.state, target)

@@ -1,0 +1,178 @@
+"""``ladon-tasks worker``: runs the bodies of ``executor='queue'`` tasks, on any host.
+
+A worker is the process executor with Redis as its job source: each of its
+``concurrency`` slots claims a job (blocking on Redis, never sleep-and-poll), runs the
+body in a supervised child process - so timeouts and cancels are enforced by killing
+it - and writes progress and outcome to the shared store. Around that:
+
+* a heartbeat renews the lease of every running job every third of the lease, and a
+  body's ``kw['touch']()`` renews its own at once;
+* a reaper pass every ``REAP_INTERVAL`` hands out the jobs of workers whose leases ran
+  out (SIGKILL, power loss) and moves due retries back to the queue; any worker may do
+  it, the Lua script makes each expired lease go to one of them;
+* SIGTERM/SIGINT: stop claiming, let running bodies finish for ``grace`` seconds, then
+  kill them and put their tasks back in the queue (fenced by attempt, so nothing runs
+  twice as far as the store is concerned).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Sequence
+
+from ladon_tasks import defaults
+from ladon_tasks.executors.base import Job
+from ladon_tasks.executors.process import ProcessExecutor
+from ladon_tasks.executors.queue import RedisQueue
+from ladon_tasks.executors.timers import Timers
+from ladon_tasks.model import TaskState
+from ladon_tasks.stores.base import StoreError, TaskStore
+
+log = logging.getLogger(__name__)
+
+#: Longest a slot blocks on Redis before it looks at the stop flag again.
+CLAIM_BLOCK = 1.0
+
+
+class Worker(ProcessExecutor):
+    name = "worker"
+
+    def __init__(
+        self,
+        store: TaskStore,
+        queues: Sequence[RedisQueue],
+        concurrency: int = defaults.PROCESS_WORKERS,
+        grace: float = defaults.WORKER_GRACE,
+        reap_interval: float = defaults.REAP_INTERVAL,
+    ) -> None:
+        if not queues:
+            raise ValueError("a worker needs at least one queue")
+        super().__init__(store, Timers(), concurrency)
+        self.queues = list(queues)
+        self.grace = grace
+        self.reap_interval = reap_interval
+        self._stopping = threading.Event()
+        self._claims: dict[int, tuple[RedisQueue, str, Job]] = {}
+        self._claims_lock = threading.Lock()
+        self._round_robin = 0
+
+    # -- where jobs come from --------------------------------------------------------
+
+    def _next_job(self, index: int) -> Job | None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            queue = self._pick_queue()
+            try:
+                claimed = queue.claim(CLAIM_BLOCK / len(self.queues))
+            except StoreError as exc:  # Redis restarting: reconnect with backoff
+                log.warning("worker slot %d: %s; retrying in %.1fs", index, exc, backoff)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            if claimed is None:
+                continue
+            job, member = claimed
+            if self._stopping.is_set():  # claimed while stopping: hand it straight back
+                queue.enqueue(job)
+                queue.release(member)
+                return None
+            with self._claims_lock:
+                self._claims[index] = (queue, member, job)
+            return job
+        return None
+
+    def _pick_queue(self) -> RedisQueue:
+        with self._claims_lock:
+            self._round_robin = (self._round_robin + 1) % len(self.queues)
+            return self.queues[self._round_robin]
+
+    def _job_done(self, index: int, job: Job) -> None:
+        with self._claims_lock:
+            claim = self._claims.pop(index, None)
+        if claim is not None:
+            queue, member, _ = claim
+            try:
+                queue.release(member)
+            except StoreError as exc:
+                log.warning("could not release the lease of task %s: %s", job.task_id, exc)
+
+    def _retry_later(self, job: Job, delay: float) -> None:
+        self._queue_of(job).schedule(job, delay)
+
+    def _touch(self, index: int, job: Job) -> None:
+        with self._claims_lock:
+            claim = self._claims.get(index)
+        if claim is not None:
+            claim[0].renew(claim[1])
+
+    def _queue_of(self, job: Job) -> RedisQueue:
+        for queue in self.queues:
+            if queue.name == job.queue:
+                return queue
+        return self.queues[0]
+
+    # -- running ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until SIGTERM/SIGINT (or :meth:`stop`)."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop())
+        self.start()
+        self.wait_stopped()
+
+    def start(self) -> None:
+        for _ in range(self.size):
+            self._ensure_workers()
+        threading.Thread(target=self._housekeeping, name="ladon-tasks-housekeeping", daemon=True).start()
+        log.info("worker: %d slot(s) on queue(s) %s", self.size, ", ".join(q.name for q in self.queues))
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def wait_stopped(self) -> None:
+        self._stopping.wait()
+        deadline = time.monotonic() + self.grace
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._hand_back_running()
+        self.timers.stop()
+
+    def _hand_back_running(self) -> None:
+        """After the grace period: kill what still runs and queue it again."""
+        with self._claims_lock:
+            claims = dict(self._claims)
+        for index, (queue, member, job) in claims.items():
+            record = self.store.get(job.task_id)
+            if record is not None and record.state is TaskState.RUNNING:
+                # Queued again first: the killed attempt's late outcome is then fenced off.
+                if self.store.transition(
+                    job.task_id, TaskState.QUEUED, attempt=record.attempts,
+                    message="handed back: its worker was stopped",
+                ) is not None:
+                    queue.enqueue(job)
+            child = self._children.get(index)
+            if child is not None:
+                self._request_stop(child, job.task_id)
+                if child.alive():
+                    child.process.kill()
+            queue.release(member)
+            log.info("handed task %s back to queue %s", job.task_id, queue.name)
+
+    def _housekeeping(self) -> None:
+        next_renewal = 0.0
+        while not self._stopping.wait(self.reap_interval):
+            try:
+                for queue in self.queues:
+                    queue.reap(self.store)
+                if time.monotonic() >= next_renewal:
+                    next_renewal = time.monotonic() + self.queues[0].lease_seconds / 3
+                    with self._claims_lock:
+                        claims = list(self._claims.values())
+                    for queue, member, _ in claims:
+                        queue.renew(member)
+            except StoreError as exc:
+                log.warning("worker housekeeping: %s", exc)
