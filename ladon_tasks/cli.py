@@ -32,8 +32,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "store": make_store(settings),
     }
     application = make_application(args.services, debug=args.debug, **runtime_settings)
+    if not args.no_dashboard:
+        from ladon_tasks.dashboard import DashboardApp, mount
+
+        token = args.dashboard_token or settings.get("LADON_TASKS_DASHBOARD_TOKEN")
+        if not token and args.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("serving beyond loopback: give the dashboard a --dashboard-token, or --no-dashboard")
+        application = mount(application, DashboardApp(token=token), prefix="/_tasks")
     print(
-        f"ladon-tasks: serving {', '.join(args.services)} on http://{args.host}:{args.port}/",
+        f"ladon-tasks: serving {', '.join(args.services)} on http://{args.host}:{args.port}/"
+        + ("" if args.no_dashboard else f" (dashboard: http://{args.host}:{args.port}/_tasks/)"),
         file=sys.stderr,
         flush=True,
     )
@@ -46,6 +54,115 @@ def cmd_serve(args: argparse.Namespace) -> int:
         extra_files=[path for path in args.services if os.path.exists(path)] if args.reload else None,
     )
     return 0
+
+
+def _import_services(services: Sequence[str]) -> None:
+    """Import service modules as the web server does, with the plugin active, so a
+    worker resolves the same task methods (legacy Ladon imports included)."""
+    import importlib
+
+    from ladon_tasks.expand import activate
+    from ladon_tasks.wsgi import split_service_spec
+
+    activate()
+    for spec in services:
+        module_name, directory = split_service_spec(spec)
+        if directory and directory not in sys.path:
+            sys.path.insert(0, directory)
+        importlib.import_module(module_name)
+
+
+def _redis_store(url: str | None):  # type: ignore[no-untyped-def]
+    from ladon_tasks.deployment import make_store, read_settings
+
+    settings = read_settings()
+    if url:
+        settings["LADON_TASKS_REDIS_URL"] = url
+    store = make_store(settings)
+    if store is None:
+        raise ValueError("this command needs Redis: --redis URL, $LADON_TASKS_REDIS_URL or $REDIS_HOST")
+    return store
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from ladon_tasks.executors.queue import RedisQueue
+    from ladon_tasks.worker import Worker
+
+    store = _redis_store(args.redis)
+    _import_services(args.services)
+    queues = [RedisQueue(store.client, store.prefix, name, lease_seconds=args.lease) for name in args.queues]
+    worker = Worker(store, queues, concurrency=args.concurrency, grace=args.grace)
+    print(f"ladon-tasks worker: {args.concurrency} slot(s) on {', '.join(args.queues)}", file=sys.stderr, flush=True)
+    worker.run()
+    store.close()
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from ladon_tasks.dashboard import serve_dashboard
+    from ladon_tasks.runtime import configure
+
+    configure(store=_redis_store(args.redis))
+    token = args.token or os.environ.get("LADON_TASKS_DASHBOARD_TOKEN")
+    print(f"ladon-tasks dashboard on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
+    serve_dashboard(host=args.host, port=args.port, token=token)
+    return 0
+
+
+def _print_records(records, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import time
+
+    if as_json:
+        for record in records:
+            print(json.dumps(record.to_json(), ensure_ascii=False))
+        return
+    now = time.time()
+    print(f"{'TASK':32}  {'STATE':9}  {'PROGRESS':>8}  {'AGE':>7}  {'TRIES':>5}  SERVICE.METHOD  MESSAGE")
+    for record in records:
+        print(
+            f"{record.task_id:32}  {record.state.value:9}  {record.progress * 100:7.0f}%  "
+            f"{now - record.submitted_at:6.0f}s  {record.attempts:>2}/{record.max_attempts:<2}  "
+            f"{record.service}.{record.method}  {(record.message or record.error_message)[:60]}"
+        )
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from ladon_tasks.model import TaskState
+
+    store = _redis_store(args.redis)
+    states = [TaskState(state) for state in args.state] if args.state else None
+    records = store.list(states=states, method=args.method, limit=args.limit, offset=args.offset)
+    if args.tag:
+        records = [record for record in records if args.tag in record.tags]
+    _print_records(records, args.json)
+    store.close()
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from ladon_tasks.runtime import configure
+
+    runtime = configure(store=_redis_store(args.redis))
+    record = runtime.record(args.task_id)
+    data = record.to_json()
+    if not args.traceback:
+        data.pop("error_traceback", None)
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+    runtime.shutdown()
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from ladon_tasks.runtime import configure
+
+    runtime = configure(store=_redis_store(args.redis))
+    record = runtime.cancel(args.task_id)
+    print(f"{record.task_id} {record.state.value}")
+    runtime.shutdown()
+    return 0 if record.state.value == "cancelled" else 1
 
 
 def _parse_call_arguments(pairs: Sequence[str]) -> dict[str, object]:
@@ -112,9 +229,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep task state in Redis (default: $LADON_TASKS_REDIS_URL or $REDIS_HOST, else in process)",
     )
     serve.add_argument("--debug", action="store_true", help="send tracebacks with faults (never in production)")
+    serve.add_argument("--no-dashboard", action="store_true", help="do not mount the dashboard at /_tasks/")
+    serve.add_argument("--dashboard-token", default=None, help="require this token for the dashboard")
     serve.add_argument("--thread-workers", type=int, default=defaults.THREAD_WORKERS)
     serve.add_argument("--process-workers", type=int, default=defaults.PROCESS_WORKERS)
     serve.set_defaults(handler=cmd_serve)
+
+    worker = commands.add_parser("worker", help="run the bodies of executor='queue' tasks (any host)")
+    worker.add_argument("services", nargs="+", metavar="MODULE_OR_PATH", help="the same services the server has")
+    worker.add_argument("--redis", metavar="URL", default=None, help="default: $LADON_TASKS_REDIS_URL or $REDIS_HOST")
+    worker.add_argument("--concurrency", type=int, default=defaults.PROCESS_WORKERS, help="bodies run at once")
+    worker.add_argument("--queues", nargs="+", default=[defaults.QUEUE], metavar="NAME")
+    worker.add_argument("--lease", type=float, default=defaults.LEASE_SECONDS,
+                        help="seconds before a silent worker's task is handed out again")
+    worker.add_argument("--grace", type=float, default=defaults.WORKER_GRACE,
+                        help="on SIGTERM, seconds running bodies may finish before they are handed back")
+    worker.set_defaults(handler=cmd_worker)
+
+    dashboard = commands.add_parser("dashboard", help="the operator web page, standalone (Redis store)")
+    dashboard.add_argument("--host", default="127.0.0.1")
+    dashboard.add_argument("--port", type=int, default=8090)
+    dashboard.add_argument("--token", default=None, help="require this token (default: $LADON_TASKS_DASHBOARD_TOKEN)")
+    dashboard.add_argument("--redis", metavar="URL", default=None)
+    dashboard.set_defaults(handler=cmd_dashboard)
+
+    tasks = commands.add_parser("tasks", help="list tasks (Redis store), newest first")
+    tasks.add_argument("--state", action="append", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    tasks.add_argument("--method", default=None)
+    tasks.add_argument("--tag", default=None)
+    tasks.add_argument("--limit", type=int, default=50)
+    tasks.add_argument("--offset", type=int, default=0)
+    tasks.add_argument("--json", action="store_true", help="one JSON record per line")
+    tasks.add_argument("--redis", metavar="URL", default=None)
+    tasks.set_defaults(handler=cmd_tasks)
+
+    inspect = commands.add_parser("inspect", help="one task's whole record (Redis store)")
+    inspect.add_argument("task_id")
+    inspect.add_argument("--traceback", action="store_true", help="include the failure's traceback")
+    inspect.add_argument("--redis", metavar="URL", default=None)
+    inspect.set_defaults(handler=cmd_inspect)
+
+    cancel = commands.add_parser("cancel", help="cancel a task (Redis store)")
+    cancel.add_argument("task_id")
+    cancel.add_argument("--redis", metavar="URL", default=None)
+    cancel.set_defaults(handler=cmd_cancel)
 
     call = commands.add_parser("call", help="start a task on a running server; --wait shows a progress bar")
     call.add_argument("url", help="the server, e.g. http://127.0.0.1:8080")
@@ -135,6 +293,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except ValueError as exc:  # bad option values: a clear line, not a traceback
         parser.error(str(exc))
+    except Exception as exc:
+        from ladon.exceptions.service import ServiceFault
+
+        if isinstance(exc, ServiceFault):  # UnknownTask, StoreUnavailable...: say it, no traceback
+            print(f"ladon-tasks {args.command}: {exc.faultstring}", file=sys.stderr)
+            return 1
+        raise
     except KeyboardInterrupt:
         return 130
 
