@@ -21,7 +21,6 @@ SETTINGS = (
     "LADON_TASKS_DEBUG",
     "LADON_TASKS_THREAD_WORKERS",
     "LADON_TASKS_PROCESS_WORKERS",
-    "LADON_TASKS_DASHBOARD",
     "LADON_TASKS_DASHBOARD_TOKEN",
     "REDIS_HOST",
     "REDIS_PORT",
@@ -99,8 +98,14 @@ def build_from_settings(environ: Mapping[str, Any] | None = None, default_servic
     for name, key in (("LADON_TASKS_THREAD_WORKERS", "thread_workers"), ("LADON_TASKS_PROCESS_WORKERS", "process_workers")):
         if name in settings:
             runtime_settings[key] = int(settings[name])
-    return make_application(
+    application = make_application(
         services,
         debug=settings.get("LADON_TASKS_DEBUG", "") in ("1", "true", "yes"),
         **runtime_settings,
     )
+    token = settings.get("LADON_TASKS_DASHBOARD_TOKEN")
+    if token:
+        from ladon_tasks.dashboard import DashboardApp, mount
+
+        application = mount(application, DashboardApp(token=token), prefix="/_tasks")
+    return application
