@@ -17,8 +17,27 @@ current interpreter, and this module mends each one in place, once, when
 * A fault raised without a ``detail`` makes every Ladon interface put
   ``traceback.format_exc()`` on the wire. Clients should never see server internals,
   so unless debug mode is on, a fault's detail defaults to its own fault string.
+  Ladon's JSON-RPC faults (``RequestPropFault`` and friends) omit the ``hint``
+  argument ``ServiceFault`` requires, so it defaults to empty.
+* Ladon's dispatcher answers a request it cannot parse (not JSON, not XML, JSON that
+  is not an object, a JSON-RPC call of an unknown method) by failing inside its own
+  error handler, which ends in an HTTP 500 with a traceback. We parse first and answer
+  such a request with a ``MalformedRequest`` (or ``UnknownMethod``) client fault in
+  the interface's own format. A JSON-RPC answer, fault or not, carries the request's
+  ``id`` as sent (Ladon turns numbers into strings and drops it from method faults),
+  or ``null`` when it could not be read. A ``mirror`` or ``id`` that cannot be encoded
+  back is refused up front, before any task starts, rather than failing the answer.
+* Ladon reports arguments it cannot convert to the declared type, and missing
+  arguments, as *server* faults. They are the caller's mistake: they become
+  ``InvalidArgument`` client faults naming the argument. Ladon also takes a string or
+  an object where a list is declared (iterating characters or keys); that is refused
+  the same way. A SOAP array left empty (an empty or nil element) is an empty list.
+* Ladon's SOAP parser accepts a document type declaration, so an entity-expansion
+  body ("billion laughs") keeps a server thread busy for a long time. SOAP 1.1
+  forbids DTDs in a message; we refuse any envelope that has one.
 
-Nothing here changes Ladon's behaviour on the wire beyond that last point.
+Every fault keeps the shape the real clients read (zeep's ``Fault``, Ladon's
+``jsonwsp/fault``, a JSON-RPC ``error``); nothing else on the wire changes.
 """
 
 from __future__ import annotations
@@ -69,7 +88,7 @@ def _install_fault_detail_default() -> None:
         return
     original_init = ServiceFault.__init__
 
-    def __init__(self, faultcode, faultstring, detail, stack_depth, hint):  # type: ignore[no-untyped-def]
+    def __init__(self, faultcode, faultstring, detail=None, stack_depth=1, hint=""):  # type: ignore[no-untyped-def]
         if not detail and not _debug_mode:
             detail = str(faultstring) or faultcode
         original_init(self, faultcode, faultstring, detail, stack_depth + 1, hint)
@@ -111,6 +130,229 @@ def _install_ladontype_attribute_filter() -> None:
     typemanager.get_userdef_class_attributes = get_userdef_class_attributes
 
 
+#: Longest excerpt of a client's own input quoted back in a fault: enough to recognise
+#: it, never enough to turn a fault into an amplifier of a huge request.
+_QUOTE_LIMIT = 80
+
+
+def _quote(value: object) -> str:
+    """``repr`` shortened and ASCII-only, so a fault can always be encoded and stays short."""
+    text = ascii(value)
+    return text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 3] + "..."
+
+
+def _client_fault(name: str, message: str, stack_depth: int = 3):  # type: ignore[no-untyped-def]
+    """A client fault shaped like :mod:`ladon_tasks.faults`: ``Name: message``, detail ``Name``.
+
+    Built here rather than imported, because :mod:`ladon_tasks.faults` imports this module."""
+    from ladon.exceptions.service import ClientFault
+
+    return ClientFault(f"{name}: {message}", detail=name, stack_depth=stack_depth)
+
+
+def _describe_type(declared: object) -> str:
+    """``int`` -> ``an int``; ``[str]`` -> ``a list of str``: the words a fault uses."""
+    if isinstance(declared, (list, tuple)) and declared:
+        return f"a list of {_describe_type(declared[0]).split(' ', 1)[1]}"
+    name = getattr(declared, "__name__", str(declared))
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
+
+
+def _install_request_guards() -> None:
+    import json
+
+    from ladon.exceptions.dispatcher import LadonDispatchException
+    from ladon.exceptions.service import ServiceFault
+    from ladon.exceptions.types import LadonTypeException
+    from ladon.server.dispatcher import Dispatcher
+    from ladon.tools.multiparthandler import AttachmentHandler
+
+    if getattr(Dispatcher.dispatch_request, "_ladon_tasks_patched", False):
+        return
+    original_dispatch = Dispatcher.dispatch_request
+    original_call_method = Dispatcher.call_method
+
+    def read_request(dispatcher: Dispatcher, request_data: bytes) -> dict:  # type: ignore[type-arg]
+        """Ladon's parse, plus the shape checks Ladon's dispatcher assumes without making."""
+        iface_name = dispatcher.iface._interface_name()
+        try:
+            req_dict = dispatcher.iface.parse_request(request_data, encoding=dispatcher.response_encoding)
+        except ServiceFault:
+            raise
+        except RecursionError:
+            raise _client_fault("MalformedRequest", f"the {iface_name} request is nested too deeply") from None
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
+            raise _client_fault(
+                "MalformedRequest", f"not a readable {iface_name} request: {_quote(reason[0])[1:-1]}"
+            ) from None
+        if not isinstance(req_dict, dict):
+            raise _client_fault("MalformedRequest", f"a {iface_name} request must be an object")
+        methodname = req_dict.get("methodname")
+        if not isinstance(methodname, str) or not methodname:
+            raise _client_fault("MalformedRequest", f"the {iface_name} request names no method")
+        if not dispatcher.sinst.method(methodname):
+            raise _client_fault(
+                "UnknownMethod", f"{dispatcher.sinst.servicename} has no method {_quote(methodname)}"
+            )
+        req_dict.setdefault("args", {})
+        if not isinstance(req_dict["args"], dict):
+            raise _client_fault("MalformedRequest", "args must be an object of argument names and values")
+        for echoed in ("mirror", "id"):  # written back into the answer: must survive encoding
+            try:
+                json.dumps(req_dict.get(echoed), ensure_ascii=False).encode(dispatcher.response_encoding)
+            except (UnicodeError, ValueError):
+                req_dict.pop(echoed, None)
+                raise _client_fault(
+                    "MalformedRequest", f"{echoed} holds text that cannot be written in {dispatcher.response_encoding}"
+                ) from None
+        return req_dict
+
+    def guard_fault_rendering(dispatcher: Dispatcher, request_id: object = None) -> None:
+        """Make this request's fault answers complete and always encodable.
+
+        A JSON-RPC error carries the request's ``id`` (Ladon leaves it out for faults
+        raised by methods); an answer that cannot be encoded is sent without the echoed
+        parts rather than turned into an HTTP 500."""
+        iface = dispatcher.iface
+        build = iface.build_fault_response
+        is_jsonrpc = iface._interface_name() == "jsonrpc10"
+
+        def build_fault_response(exc, methodname=None, encoding="UTF-8", reflection=None):  # type: ignore[no-untyped-def]
+            if is_jsonrpc and not getattr(exc, "passback_dict", None):
+                exc.passback_dict = {"id": request_id}
+            try:
+                return build(exc, methodname, encoding=encoding, reflection=reflection)
+            except UnicodeError:
+                if is_jsonrpc:
+                    exc.passback_dict = {"id": None}
+                return build(exc, methodname, encoding=encoding, reflection=None)
+
+        iface.build_fault_response = build_fault_response
+
+    def dispatch_request(self: Dispatcher, request_data: bytes, export_dict: dict) -> object:  # type: ignore[type-arg]
+        """Parse first; only a request that parsed into the expected shape reaches Ladon."""
+        try:
+            req_dict = read_request(self, request_data)
+        except ServiceFault as fault:
+            export_dict["response_attachments"] = AttachmentHandler()
+            guard_fault_rendering(self)
+            return self.iface.build_fault_response(fault, None, encoding=self.response_encoding)
+        # The interface instance belongs to this one request: hand Ladon the parsed dict.
+        self.iface.parse_request = lambda *args, **kw: req_dict
+        guard_fault_rendering(self, req_dict.get("id"))
+        return original_dispatch(self, request_data, export_dict)
+
+    def call_method(self: Dispatcher, method, req_dict, tc, export_dict, log_line):  # type: ignore[no-untyped-def]
+        """Ladon's call; its argument conversion errors become the caller's fault."""
+        from ladon_tasks.faults import InvalidArgument
+
+        for arg in method.args():
+            name, declared = arg["name"], arg["type"]
+            if not isinstance(declared, list) or name not in req_dict["args"]:
+                continue
+            value = req_dict["args"][name]
+            if value in ("", None) and self.iface._interface_name() == "soap11":
+                req_dict["args"][name] = []  # SOAP writes an empty array as an empty or nil element
+            elif not isinstance(value, list):  # Ladon would iterate a string's characters or a dict's keys
+                raise InvalidArgument(f"{method.name()}: argument {name} must be {_describe_type(declared)}")
+        try:
+            return original_call_method(self, method, req_dict, tc, export_dict, log_line)
+        except (LadonTypeException, LadonDispatchException):
+            name = self.fault_hint.rpartition("argument: ")[2].strip('"')
+            declared = {arg["name"]: arg["type"] for arg in method.args()}
+            if name not in declared:
+                raise
+            if name not in req_dict["args"]:
+                raise InvalidArgument(f"{method.name()}: argument {name} is missing") from None
+            raise InvalidArgument(
+                f"{method.name()}: argument {name} must be {_describe_type(declared[name])}"
+            ) from None
+
+    dispatch_request._ladon_tasks_patched = True  # type: ignore[attr-defined]
+    Dispatcher.dispatch_request = dispatch_request  # type: ignore[method-assign]
+    Dispatcher.call_method = call_method  # type: ignore[method-assign]
+
+
+def _install_jsonrpc_request_checks() -> None:
+    import json
+
+    from ladon.compat import PORTABLE_STRING
+    from ladon.exceptions.service import ServiceFault
+    from ladon.interfaces.jsonrpc10 import JSONRPCRequestHandler
+
+    original = JSONRPCRequestHandler.parse_request
+    if getattr(original, "_ladon_tasks_patched", False):
+        return
+
+    def parse_request(self, json_body, sinfo, encoding):  # type: ignore[no-untyped-def]
+        """Name an unknown method and a non-object request before Ladon trips over them,
+        and keep the request's ``id`` as sent (JSON-RPC matches answers to calls by it)."""
+        request = json.loads(PORTABLE_STRING(json_body, encoding))
+        if not isinstance(request, dict):
+            raise _client_fault("MalformedRequest", "a jsonrpc10 request must be an object")
+        passback = {"id": request.get("id")}
+        method = request.get("method")
+        fault = None
+        if "method" in request and not isinstance(method, str):
+            fault = _client_fault("MalformedRequest", "method must be a string")
+        elif isinstance(method, str) and method not in sinfo.methods:
+            fault = _client_fault("UnknownMethod", f"{sinfo.servicename} has no method {_quote(method)}")
+        if fault is not None:
+            fault.passback_dict = passback
+            raise fault
+        try:
+            req_dict = original(self, json_body, sinfo, encoding)
+        except ServiceFault as ladon_fault:
+            ladon_fault.passback_dict = passback
+            raise
+        if "id" in request:  # Ladon reads numbers as strings; an answer echoes the id as sent
+            req_dict["id"] = request["id"]
+        return req_dict
+
+    parse_request._ladon_tasks_patched = True  # type: ignore[attr-defined]
+    JSONRPCRequestHandler.parse_request = parse_request
+
+
+def _refuse_document_type(*args: object) -> None:
+    raise ValueError("SOAP messages must not contain a document type declaration")
+
+
+def _install_soap_parser_guard() -> None:
+    from io import BytesIO
+    from xml.sax import make_parser
+    from xml.sax.handler import feature_external_ges, feature_external_pes
+    from xml.sax.xmlreader import InputSource
+
+    from ladon.interfaces import soap11
+
+    if getattr(soap11.SOAP11RequestHandler.parse_request, "_ladon_tasks_patched", False):
+        return
+
+    class GuardedContentHandler(soap11.SOAP11ContentHandler):
+        """Ladon's SOAP content handler on a parser that stops at any DTD."""
+
+        def startDocument(self) -> None:
+            super().startDocument()
+            self.parser._parser.StartDoctypeDeclHandler = _refuse_document_type
+            self.parser._parser.EntityDeclHandler = _refuse_document_type
+
+    def parse_request(self, soap_body, sinfo, encoding):  # type: ignore[no-untyped-def]
+        """Ladon's parse (same handler, same result) without DTDs or external entities."""
+        parser = make_parser()
+        parser.setFeature(feature_external_ges, False)
+        parser.setFeature(feature_external_pes, False)
+        handler = GuardedContentHandler(parser)
+        parser.setContentHandler(handler)
+        source = InputSource()
+        source.setByteStream(BytesIO(soap_body))
+        parser.parse(source)
+        return handler.req_dict
+
+    parse_request._ladon_tasks_patched = True  # type: ignore[attr-defined]
+    soap11.SOAP11RequestHandler.parse_request = parse_request
+
+
 def install() -> None:
     """Apply every mend; safe to call more than once."""
     _install_getargspec()
@@ -118,6 +360,9 @@ def install() -> None:
     _install_fault_detail_default()
     _install_ladontype_attribute_filter()
     _install_jsonwsp_client_methods()
+    _install_request_guards()
+    _install_jsonrpc_request_checks()
+    _install_soap_parser_guard()
 
 
 install()

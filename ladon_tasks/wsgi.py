@@ -6,10 +6,16 @@ Ladon's own tasktype work unchanged), configures the runtime, and wraps Ladon's
 application so that a request Ladon cannot parse gets a short 4xx answer instead of
 Ladon's HTTP 500 page with a server traceback. Faults from service methods are already
 rendered by Ladon's interfaces; :mod:`ladon_tasks.compat` keeps tracebacks out of them.
+
+Before Ladon sees a request, the wrapper refuses what Ladon would mishandle: a body
+declared larger than ``max_request_bytes`` gets ``413`` without being read (Ladon reads
+the whole body into memory), a ``Content-Length`` that is not a number gets ``400``, and
+a charset Python does not know gets ``415`` (Ladon would fail encoding even its fault).
 """
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
 import sys
@@ -24,6 +30,11 @@ from ladon_tasks.stores.memory import MemoryStore
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
+
+#: Largest request body served, in bytes. Ladon reads a body whole into memory before
+#: parsing it; task arguments are capped at 1 MB of JSON (``defaults.MAX_ARGS_BYTES``), and
+#: SOAP or JSON framing around them stays well below 4x that.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 
 def split_service_spec(spec: str) -> tuple[str, str | None]:
@@ -43,15 +54,26 @@ class FaultSafeApplication:
     naming the problem; the traceback goes to the server log.
     """
 
-    def __init__(self, ladon_app: Callable[..., Iterable[bytes]], debug: bool = False) -> None:
+    def __init__(
+        self,
+        ladon_app: Callable[..., Iterable[bytes]],
+        debug: bool = False,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+    ) -> None:
+        if max_request_bytes < 1:
+            raise ValueError("max_request_bytes must be at least 1")
         self.ladon_app = ladon_app
         self.debug = debug
+        self.max_request_bytes = max_request_bytes
         self._checked_deployment = False
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if not self._checked_deployment:
             self._check_deployment(environ)
+        refusal = self._refuse(environ)
+        if refusal is not None:
+            return _plain(start_response, *refusal)
         captured: dict[str, Any] = {}
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -68,9 +90,28 @@ class FaultSafeApplication:
         problem = _last_exception_line(text)
         not_found = any(name in text for name in ("UndefinedService", "UndefinedInterfaceName"))
         code = "404 Not Found" if not_found else "400 Bad Request"
-        payload = f"{code.split(' ', 1)[1]}: {problem}\n".encode()
-        start_response(code, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(payload)))])
-        return [payload]
+        return _plain(start_response, code, problem)
+
+    def _refuse(self, environ: dict[str, Any]) -> tuple[str, str] | None:
+        """Status and message for a request Ladon must not see, or ``None`` to serve it.
+
+        Checked from the headers alone, so an oversized body is never read."""
+        declared = str(environ.get("CONTENT_LENGTH") or "").strip()
+        if declared:
+            if not (declared.isascii() and declared.isdigit()):
+                return "400 Bad Request", f"Content-Length {declared[:40]!r} is not a number of bytes"
+            if int(declared) > self.max_request_bytes:
+                return (
+                    "413 Request Entity Too Large",
+                    f"the request body has {declared} bytes; this server accepts at most {self.max_request_bytes}",
+                )
+        charset = _request_charset(environ)
+        if charset is not None:
+            try:
+                codecs.lookup(charset)
+            except LookupError:
+                return "415 Unsupported Media Type", f"unknown charset {charset[:40]!r}"
+        return None
 
     def _check_deployment(self, environ: dict[str, Any]) -> None:
         with self._lock:
@@ -83,6 +124,20 @@ class FaultSafeApplication:
                 "process memory; progress and result calls landing in another process will "
                 "answer UnknownTask. Configure the Redis store for multi-process servers."
             )
+
+
+def _plain(start_response: StartResponse, status: str, message: str) -> list[bytes]:
+    """A one-line ``text/plain`` answer: ``Reason phrase: message``."""
+    payload = f"{status.split(' ', 1)[1]}: {message}\n".encode("utf-8", "backslashreplace")
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(payload)))])
+    return [payload]
+
+
+def _request_charset(environ: dict[str, Any]) -> str | None:
+    """The charset Ladon will decode the request and encode the answer with, if one is named."""
+    from ladon.server.wsgi_application import probe_charset
+
+    return probe_charset(environ, default=None)
 
 
 def _last_exception_line(traceback_text: str) -> str:
@@ -101,9 +156,12 @@ def make_application(
     debug: bool = False,
     catalog_name: str | None = None,
     catalog_desc: str | None = None,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
     **runtime_settings: Any,
 ) -> FaultSafeApplication:
     """Import ``services`` (module names or ``.py`` paths) and return the application.
+
+    ``max_request_bytes`` bounds a request body (larger ones get ``413`` unread).
 
     ``runtime_settings`` go to :class:`ladon_tasks.runtime.TaskRuntime` (``store``,
     ``thread_workers``, ``process_workers``, ``wait_max``, ``max_args_bytes``); without
@@ -127,4 +185,4 @@ def make_application(
     ladon_app = LadonWSGIApplication(
         module_names, paths or None, catalog_name=catalog_name, catalog_desc=catalog_desc
     )
-    return FaultSafeApplication(ladon_app, debug=debug)
+    return FaultSafeApplication(ladon_app, debug=debug, max_request_bytes=max_request_bytes)
