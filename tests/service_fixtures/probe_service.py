@@ -140,3 +140,61 @@ class ProbeService(object):
         update('half')  # ignored, as Ladon ignores non-numbers
         update(0.25)
         return 0.0
+
+
+class QueueProbeService(object):
+    """Task methods run by ``ladon-tasks worker`` processes (``executor='queue'``)."""
+
+    @ladonize(PORTABLE_STRING, rtype=PORTABLE_STRING, tasktype=dict(executor='queue'))
+    def queuedEcho(self, text, **kw):
+        kw['update_progress'](0.5, 'echoing')
+        return text
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='queue'))
+    def queuedGated(self, gate, **kw):
+        """Writes the pid of the worker's child next to the gate, then waits for the gate;
+        returns the pid that finished it."""
+        with open(gate + '.pid-%d' % os.getpid(), 'w') as handle:
+            handle.write(str(kw['attempt']))
+        wait_for_gate(gate, kw)
+        return os.getpid()
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='queue'))
+    def queuedSilent(self, pid_file, **kw):
+        """Never reports: only a kill stops it (cancel must still reach it)."""
+        with open(pid_file, 'w') as handle:
+            handle.write(str(os.getpid()))
+        while True:
+            time.sleep(0.05)
+
+    @ladonize(rtype=int, tasktype=dict(executor='queue', timeout=0.5))
+    def queuedTooSlow(self, **kw):
+        time.sleep(60)
+        return 0
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='queue', retries=2, retry_delay=0.05))
+    def queuedFlaky(self, marker_dir, **kw):
+        attempt = kw['attempt']
+        open(os.path.join(marker_dir, 'attempt-%d' % attempt), 'w').close()
+        if attempt < 3:
+            raise RuntimeError('attempt %d failed' % attempt)
+        return attempt
+
+    @ladonize(int, rtype=int, tasktype=dict(executor='queue', priority=200))
+    def queuedUrgent(self, n, **kw):
+        return n
+
+    @ladonize(int, rtype=int, tasktype=dict(executor='queue', priority=10))
+    def queuedLowly(self, n, **kw):
+        return n
+
+    @ladonize(rtype=int)
+    def servingProcess(self, **kw):
+        """The pid of the web-server process that answered this request."""
+        return os.getpid()
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=True)
+    def threadGated(self, gate, **kw):
+        """Thread executor: runs in the web-server process that took the start call."""
+        wait_for_gate(gate, kw)
+        return os.getpid()
