@@ -1,0 +1,833 @@
+"""Task records in Redis: one store shared by every web-server process and worker.
+
+Contract (the one of :class:`~ladon_tasks.stores.base.TaskStore`, as ``MemoryStore``
+keeps it), and how this backend keeps it:
+
+* **JSON only.** A record is a Redis hash whose fields are the :class:`TaskRecord`
+  fields, each value the JSON text of that field (``TaskRecord.to_json``). Lua scripts
+  read only small scalar fields (state, attempts, method...) and never re-encode user
+  data, so results such as ``[]``, ``{}`` or big integers come back exactly as stored.
+  Nothing is ever pickled.
+* **Atomic transitions.** Every state change is one Lua script (read, check against
+  :data:`ladon_tasks.model.TRANSITIONS` - embedded from the Python table - fence by
+  ``attempt``, write, update indexes). Whoever loses a race gets ``None``.
+* **Bounded lifetime.** A finished record gets a Redis TTL of ``result_ttl``, and so does
+  its idempotency key. Queued and running records do not expire (as in memory).
+* **Cheap progress.** :meth:`RedisStore.report` keeps the latest progress and message
+  per task in memory; one background thread writes them at most every
+  ``flush_interval`` seconds, all tasks in one script call. The stop/continue answer
+  comes from the last write (at most ``4 * flush_interval`` old; older answers are
+  fetched afresh). Pending values are written before any transition of the task and on
+  :meth:`close`, and the write only lands on a *running* record of the same attempt, so
+  progress can never overwrite a finished state or result.
+* **Waiting without polling.** Finishing a task publishes its id on
+  ``<prefix>finished``; one subscriber thread per store wakes local waiters. A waiter
+  re-reads the record after subscribing, and re-checks every ``wait_recheck`` seconds in
+  case a message was lost while Redis was unreachable.
+* **Listing by index.** Sorted sets scored by ``submitted_at`` (all, per state, per
+  method, per method and state), kept in the same scripts, so a page costs what the page
+  holds. Entries of expired records are dropped when a listing meets them and, in small
+  batches, by the scripts that finish tasks.
+
+Every redis-py error becomes :class:`~ladon_tasks.stores.base.StoreError`.
+
+Limits: keys are built inside the scripts, so this runs on one Redis server (with
+replicas), not on Redis Cluster. Record times come from the clock of the host that
+writes them; expiry bookkeeping uses the Redis server's clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Mapping
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from ladon_tasks.model import FINISHED_STATES, TRANSITIONS, TaskRecord, TaskState
+from ladon_tasks.stores.base import StoreError, TaskStore
+
+log = logging.getLogger(__name__)
+
+#: Where a store connects when given nothing else: a local server, database 0.
+DEFAULT_URL = "redis://localhost:6379/0"
+
+#: Every key starts with this, so several deployments can share one Redis database.
+DEFAULT_PREFIX = "ladon-tasks:"
+
+#: Seconds between progress writes of one store: a body may call ``update_progress``
+#: in a tight loop; clients poll progress far less often than 20 times a second.
+FLUSH_INTERVAL = 0.05
+
+#: Seconds a waiter trusts pub/sub alone before reading the record again; covers
+#: messages lost while the subscriber was reconnecting.
+WAIT_RECHECK = 1.0
+
+#: Socket timeouts in seconds: a hung Redis becomes a ``StoreError``, not a hung request.
+SOCKET_TIMEOUT = 5.0
+
+#: Expired-record index entries removed per finishing script: amortised cleanup that
+#: keeps indexes bounded even when nobody lists tasks.
+SWEEP_BATCH = 20
+
+#: Records handed to one progress-flush script call; bounds the time Redis is busy.
+FLUSH_BATCH = 500
+
+_FIELDS = frozenset(TaskRecord.__dataclass_fields__)
+
+
+# -- Lua -------------------------------------------------------------------------------
+
+
+def _lua_transition_tables() -> str:
+    """The state machine of :mod:`ladon_tasks.model` as Lua tables, generated so the two
+    can never disagree."""
+    legal = ", ".join(
+        f"{state.value} = {{{', '.join(f'{t.value} = true' for t in sorted(targets, key=lambda s: s.value))}}}"
+        for state, targets in TRANSITIONS.items()
+    )
+    finished = ", ".join(f"{state.value} = true" for state in sorted(FINISHED_STATES, key=lambda s: s.value))
+    states = ", ".join(f"'{state.value}'" for state in TaskState)
+    return f"local LEGAL = {{{legal}}}\nlocal FINISHED = {{{finished}}}\nlocal STATES = {{{states}}}\n"
+
+
+_LUA_COMMON = _lua_transition_tables() + f"local SWEEP_BATCH = {SWEEP_BATCH}\n" + r"""
+local P = ARGV[1]
+local ALL = P .. 'idx:all'
+local EXPIRING = P .. 'idx:expiring'
+local CHANNEL = P .. 'finished'
+
+local function rkey(id) return P .. 'task:' .. id end
+local function state_key(s) return P .. 'idx:state:' .. s end
+local function method_key(m) return P .. 'idx:method:' .. m end
+local function method_state_key(m, s) return P .. 'idx:method-state:' .. m .. ':' .. s end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function has_idempotency(raw) return raw and raw ~= '""' and raw ~= 'null' end
+
+local function idem_key(service, method, key)
+  return P .. 'idem:' .. redis.sha1hex(service .. '\n' .. method .. '\n' .. key)
+end
+
+-- remove one task from every index it can be in (method indexes only if known)
+local function forget_index(id, method)
+  redis.call('ZREM', ALL, id)
+  for _, s in ipairs(STATES) do
+    redis.call('ZREM', state_key(s), id)
+    if method then redis.call('ZREM', method_state_key(method, s), id) end
+  end
+  if method then redis.call('ZREM', method_key(method), id) end
+end
+
+-- drop index entries of finished records whose TTL has run out
+local function sweep(limit)
+  local now = now_ms()
+  local due = redis.call('ZRANGEBYSCORE', EXPIRING, '-inf', now, 'LIMIT', 0, limit)
+  for _, member in ipairs(due) do
+    local pair = cjson.decode(member)
+    local left = redis.call('PTTL', rkey(pair[1]))
+    if left >= 0 then
+      redis.call('ZADD', EXPIRING, string.format('%d', now + left), member)
+    else
+      if left == -2 then forget_index(pair[1], pair[2]) end
+      redis.call('ZREM', EXPIRING, member)
+    end
+  end
+end
+
+-- write progress/message kept back by report(), only onto the running attempt
+local function apply_pending(key, state, attempts, pending)
+  for i = 1, #pending, 3 do
+    local attempt, progress, message = pending[i], pending[i + 1], pending[i + 2]
+    if state == 'running' and (attempt == '' or tonumber(attempt) == attempts) then
+      if progress ~= '' then redis.call('HSET', key, 'progress', progress) end
+      if message ~= '' then redis.call('HSET', key, 'message', message) end
+    end
+  end
+end
+
+-- move a task between state indexes; returns its method name
+local function move(key, id, old, new)
+  local method = cjson.decode(redis.call('HGET', key, 'method'))
+  local score = redis.call('ZSCORE', ALL, id) or redis.call('HGET', key, 'submitted_at')
+  redis.call('ZREM', state_key(old), id)
+  redis.call('ZREM', method_state_key(method, old), id)
+  redis.call('ZADD', state_key(new), score, id)
+  redis.call('ZADD', method_state_key(method, new), score, id)
+  return method
+end
+
+-- a task just finished: TTL on record and idempotency key, tell waiters, tidy indexes
+local function finish(key, id, method)
+  local ttl_ms = math.floor(tonumber(redis.call('HGET', key, 'result_ttl')) * 1000)
+  local f = redis.call('HMGET', key, 'service', 'method', 'idempotency_key')
+  local ikey = nil
+  if has_idempotency(f[3]) then
+    ikey = idem_key(f[1], f[2], f[3])
+    if redis.call('GET', ikey) ~= cjson.encode(id) then ikey = nil end
+  end
+  if ttl_ms <= 0 then
+    redis.call('DEL', key)
+    if ikey then redis.call('DEL', ikey) end
+    forget_index(id, method)
+  else
+    local ttl = string.format('%d', ttl_ms)
+    redis.call('PEXPIRE', key, ttl)
+    if ikey then redis.call('PEXPIRE', ikey, ttl) end
+    redis.call('ZADD', EXPIRING, string.format('%d', now_ms() + ttl_ms), cjson.encode({id, method}))
+  end
+  redis.call('PUBLISH', CHANNEL, id)
+  sweep(SWEEP_BATCH)
+end
+"""
+
+# ARGV: prefix, task_id, score, field, json, field, json...
+_LUA_CREATE = _LUA_COMMON + r"""
+local id, score = ARGV[2], ARGV[3]
+local key = rkey(id)
+local f, flat = {}, {}
+for i = 4, #ARGV, 2 do
+  f[ARGV[i]] = ARGV[i + 1]
+  flat[#flat + 1] = ARGV[i]
+  flat[#flat + 1] = ARGV[i + 1]
+end
+local ikey = nil
+if has_idempotency(f.idempotency_key) then
+  ikey = idem_key(f.service, f.method, f.idempotency_key)
+  local existing = redis.call('GET', ikey)
+  if existing then
+    local found = redis.call('HGETALL', rkey(cjson.decode(existing)))
+    if #found > 0 then return found end
+  end
+end
+redis.call('DEL', key)
+redis.call('HSET', key, unpack(flat))
+if ikey then redis.call('SET', ikey, cjson.encode(id)) end
+local state, method = cjson.decode(f.state), cjson.decode(f.method)
+redis.call('ZADD', ALL, score, id)
+redis.call('ZADD', state_key(state), score, id)
+redis.call('ZADD', method_key(method), score, id)
+redis.call('ZADD', method_state_key(method, state), score, id)
+if FINISHED[state] then finish(key, id, method) else sweep(SWEEP_BATCH) end
+return false
+"""
+
+# ARGV: prefix, task_id, target, attempt|'', now, n_pending, (attempt, progress, message)*n,
+#       field, json, field, json...
+_LUA_TRANSITION = _LUA_COMMON + r"""
+local id, target, attempt, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local n_pending = tonumber(ARGV[6])
+local key = rkey(id)
+local raw = redis.call('HMGET', key, 'state', 'attempts')
+if not raw[1] then return false end
+local current, attempts = cjson.decode(raw[1]), tonumber(raw[2])
+local pending = {}
+for i = 7, 6 + 3 * n_pending do pending[#pending + 1] = ARGV[i] end
+apply_pending(key, current, attempts, pending)
+if attempt ~= '' and tonumber(attempt) ~= attempts then return false end
+if not (LEGAL[current] and LEGAL[current][target]) then return false end
+redis.call('HSET', key, 'state', cjson.encode(target))
+if target == 'running' then
+  redis.call('HSET', key, 'attempts', string.format('%d', attempts + 1), 'started_at', now,
+             'finished_at', '0.0')
+end
+local changes = {}
+for i = 7 + 3 * n_pending, #ARGV do changes[#changes + 1] = ARGV[i] end
+if #changes > 0 then redis.call('HSET', key, unpack(changes)) end
+if FINISHED[target] then
+  local done = tonumber(redis.call('HGET', key, 'finished_at'))
+  if not done or done == 0 then redis.call('HSET', key, 'finished_at', now) end
+end
+local method = move(key, id, current, target)
+local record = redis.call('HGETALL', key)
+if FINISHED[target] then finish(key, id, method) end
+return record
+"""
+
+# ARGV: prefix, (task_id, attempt|'', progress|'', message|'')*  -> 1 go on / 0 stop, each
+_LUA_REPORT = _LUA_COMMON + r"""
+local answers = {}
+for i = 2, #ARGV, 4 do
+  local key = rkey(ARGV[i])
+  local raw = redis.call('HMGET', key, 'state', 'attempts', 'cancel_requested')
+  local go = 0
+  if raw[1] and cjson.decode(raw[1]) == 'running'
+     and (ARGV[i + 1] == '' or tonumber(ARGV[i + 1]) == tonumber(raw[2])) then
+    if ARGV[i + 2] ~= '' then redis.call('HSET', key, 'progress', ARGV[i + 2]) end
+    if ARGV[i + 3] ~= '' then redis.call('HSET', key, 'message', ARGV[i + 3]) end
+    if raw[3] ~= 'true' then go = 1 end
+  end
+  answers[#answers + 1] = go
+end
+return answers
+"""
+
+# ARGV: prefix, task_id, now, n_pending, (attempt, progress, message)*n
+_LUA_CANCEL = _LUA_COMMON + r"""
+local id, now = ARGV[2], ARGV[3]
+local key = rkey(id)
+local raw = redis.call('HMGET', key, 'state', 'attempts')
+if not raw[1] then return false end
+local state = cjson.decode(raw[1])
+local pending = {}
+for i = 5, #ARGV do pending[#pending + 1] = ARGV[i] end
+apply_pending(key, state, tonumber(raw[2]), pending)
+if FINISHED[state] then return redis.call('HGETALL', key) end
+redis.call('HSET', key, 'cancel_requested', 'true')
+if state ~= 'queued' then return redis.call('HGETALL', key) end
+redis.call('HSET', key, 'state', cjson.encode('cancelled'), 'finished_at', now)
+local method = move(key, id, state, 'cancelled')
+local record = redis.call('HGETALL', key)
+finish(key, id, method)
+return record
+"""
+
+# ARGV: prefix, offset, limit, method|'', index key...  -> list of flat records
+_LUA_LIST = _LUA_COMMON + r"""
+sweep(100)
+local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local method = ARGV[4]
+if method == '' then method = nil end
+local need = offset + limit
+while true do
+  local merged = {}
+  for i = 5, #ARGV do
+    local got = redis.call('ZREVRANGE', ARGV[i], 0, need - 1, 'WITHSCORES')
+    for j = 1, #got, 2 do merged[#merged + 1] = {got[j], tonumber(got[j + 1])} end
+  end
+  if #ARGV > 5 then
+    table.sort(merged, function(a, b)
+      if a[2] ~= b[2] then return a[2] > b[2] end
+      return a[1] > b[1]
+    end)
+  end
+  local page, stale = {}, false
+  for j = offset + 1, math.min(need, #merged) do
+    local record = redis.call('HGETALL', rkey(merged[j][1]))
+    if #record == 0 then
+      forget_index(merged[j][1], method)
+      stale = true
+    else
+      page[#page + 1] = record
+    end
+  end
+  if not stale then return page end
+end
+"""
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _decode_record(flat: Any) -> TaskRecord:
+    """A record from HGETALL's answer (a flat list from Lua, or a dict under RESP3)."""
+    if isinstance(flat, dict):
+        pairs = [(_text(k), _text(v)) for k, v in flat.items()]
+    else:
+        pairs = [(_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)]
+    try:
+        return TaskRecord.from_json({name: json.loads(raw) for name, raw in pairs})
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"a task record in Redis is not valid JSON of a task: {exc}") from exc
+
+
+def _encode_changes(changes: Mapping[str, Any]) -> list[str]:
+    unknown = sorted(set(changes) - _FIELDS)
+    if unknown:
+        raise ValueError(f"not fields of a task record: {', '.join(unknown)}")
+    flat: list[str] = []
+    for name, value in changes.items():
+        flat += [name, _dumps(value.value if isinstance(value, TaskState) else value)]
+    return flat
+
+
+def redis_url_from_parts(
+    host: str = "localhost", port: int = 6379, username: str | None = None, password: str | None = None, db: int = 0
+) -> str:
+    """A ``redis://`` URL with credentials quoted, for settings that come in pieces."""
+    auth = ""
+    if username or password:
+        auth = urllib.parse.quote(username or "", safe="")
+        if password:
+            auth += ":" + urllib.parse.quote(password, safe="")
+        auth += "@"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # IPv6 literal
+    return f"redis://{auth}{host}:{int(port)}/{int(db)}"
+
+
+@dataclass
+class _Pending:
+    """Progress and message a body reported that are not in Redis yet (``None``: unchanged)."""
+
+    progress: float | None = None
+    message: str | None = None
+
+    def merge(self, progress: float | None, message: str | None) -> None:
+        if progress is not None:
+            self.progress = progress
+        if message is not None:
+            self.message = message
+
+
+@dataclass
+class _Answer:
+    """The last continue/stop answer Redis gave for one task attempt, and when."""
+
+    go: bool
+    at: float
+
+
+_ReportKey = tuple[str, "int | None"]  # (task_id, attempt)
+
+
+# -- the store -------------------------------------------------------------------------
+
+
+class RedisStore(TaskStore):
+    """Task records in a Redis server, shared by every process that connects to it.
+
+    ``connection`` is a URL (``redis://``, ``rediss://``, ``unix://``, with user,
+    password and database as redis-py reads them) or an existing :class:`redis.Redis`,
+    which the store uses but does not disconnect. One connection pool per store.
+    """
+
+    def __init__(
+        self,
+        connection: str | redis.Redis = DEFAULT_URL,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        flush_interval: float = FLUSH_INTERVAL,
+        wait_recheck: float = WAIT_RECHECK,
+        socket_timeout: float | None = None,
+    ) -> None:
+        if flush_interval <= 0 or wait_recheck <= 0:
+            raise ValueError("flush_interval and wait_recheck must be > 0")
+        if not prefix:
+            raise ValueError("prefix must not be empty: keys of other programs would mix with ours")
+        if isinstance(connection, redis.Redis):
+            if socket_timeout is not None:
+                raise ValueError("socket_timeout applies to a URL; configure the given redis.Redis instead")
+            self._redis = connection
+            self._owns_connection = False
+        elif isinstance(connection, str):
+            timeout = SOCKET_TIMEOUT if socket_timeout is None else socket_timeout
+            try:
+                pool = redis.ConnectionPool.from_url(
+                    connection,
+                    decode_responses=True,
+                    protocol=2,
+                    socket_timeout=timeout,
+                    socket_connect_timeout=timeout,
+                    # one quick retry: a pooled connection is dead after a Redis restart
+                    retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1, (redis.ConnectionError,)),
+                )
+            except ValueError as exc:
+                raise ValueError(f"not a Redis URL ({exc}); expected redis://, rediss:// or unix://") from None
+            self._redis = redis.Redis(connection_pool=pool)
+            self._owns_connection = True
+        else:
+            raise TypeError(f"connection must be a URL or a redis.Redis, not {type(connection).__name__}")
+        self.prefix = prefix
+        self.flush_interval = flush_interval
+        self.wait_recheck = wait_recheck
+        self.channel = prefix + "finished"
+        self.location = self._describe_location()
+        self._create = self._redis.register_script(_LUA_CREATE)
+        self._transition = self._redis.register_script(_LUA_TRANSITION)
+        self._report = self._redis.register_script(_LUA_REPORT)
+        self._cancel = self._redis.register_script(_LUA_CANCEL)
+        self._list = self._redis.register_script(_LUA_LIST)
+        self._stopping = threading.Event()
+        # reports: one condition guards pending values, answers and writes in flight
+        self._reports = threading.Condition()
+        self._pending: dict[str, dict[int | None, _Pending]] = {}
+        self._answers: dict[_ReportKey, _Answer] = {}
+        self._inflight: set[str] = set()
+        self._flusher: threading.Thread | None = None
+        self._flusher_idle = False
+        self._last_flush = 0.0
+        # waits: finish notifications per watched task id
+        self._finishes = threading.Condition()
+        self._watched: dict[str, int] = {}
+        self._notified: dict[str, int] = {}
+        self._subscribed = threading.Event()
+        self._subscriber: threading.Thread | None = None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None, **options: Any) -> "RedisStore":
+        """A store configured the way deployments usually say it: ``LADON_TASKS_REDIS_URL``
+        if set, else ``REDIS_HOST`` (localhost), ``REDIS_PORT`` (6379), ``REDIS_USERNAME``
+        and ``REDIS_PASSWORD``, the names other Redis integrations use too."""
+        env = os.environ if environ is None else environ
+        url = env.get("LADON_TASKS_REDIS_URL", "").strip()
+        if not url:
+            port_text = env.get("REDIS_PORT", "").strip() or "6379"
+            try:
+                port = int(port_text)
+            except ValueError:
+                raise ValueError(f"REDIS_PORT must be a port number, not {port_text!r}") from None
+            url = redis_url_from_parts(
+                host=env.get("REDIS_HOST", "").strip() or "localhost",
+                port=port,
+                username=env.get("REDIS_USERNAME") or None,
+                password=env.get("REDIS_PASSWORD") or None,
+            )
+        return cls(url, **options)
+
+    @property
+    def client(self) -> redis.Redis:
+        """The connection (pool) of this store, for parts that keep their own keys under
+        :attr:`prefix` in the same Redis, such as the worker queues. Blocking commands on
+        it must time out within the socket timeout (5 s unless configured)."""
+        return self._redis
+
+    def _describe_location(self) -> str:
+        """Where Redis is, for error messages - never the password."""
+        kwargs = self._redis.connection_pool.connection_kwargs
+        if kwargs.get("path"):
+            return f"unix:{kwargs['path']} db {kwargs.get('db', 0)}"
+        return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)} db {kwargs.get('db', 0)}"
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise StoreError(f"Redis at {self.location}: {action} failed: {type(exc).__name__}: {exc}") from exc
+
+    def _key(self, task_id: str) -> str:
+        return f"{self.prefix}task:{task_id}"
+
+    # -- contract ------------------------------------------------------------------
+
+    def create(self, record: TaskRecord) -> TaskRecord:
+        if not record.submitted_at:
+            record.submitted_at = time.time()
+        fields: list[str] = []
+        for name, value in record.to_json().items():
+            fields += [name, _dumps(value)]
+        with self._errors(f"creating task {record.task_id}"):
+            existing = self._create(args=[self.prefix, record.task_id, repr(float(record.submitted_at)), *fields])
+        return _decode_record(existing) if existing else record
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        with self._errors(f"reading task {task_id}"):
+            flat = self._redis.hgetall(self._key(task_id))
+        return _decode_record(flat) if flat else None
+
+    def transition(
+        self, task_id: str, target: TaskState, *, attempt: int | None = None, **changes: Any
+    ) -> TaskRecord | None:
+        target = TaskState(target)
+        encoded = _encode_changes(changes)
+        pending = self._take_pending(task_id)
+        try:
+            with self._errors(f"moving task {task_id} to {target.value}"):
+                flat = self._transition(
+                    args=[
+                        self.prefix, task_id, target.value, "" if attempt is None else str(attempt),
+                        repr(time.time()), str(len(pending) // 3), *pending, *encoded,
+                    ]
+                )
+        except StoreError:
+            self._restore_pending(task_id, pending)
+            raise
+        finally:
+            self._release(task_id)
+        return _decode_record(flat) if flat else None
+
+    def report(
+        self,
+        task_id: str,
+        progress: float | None = None,
+        message: str | None = None,
+        *,
+        attempt: int | None = None,
+    ) -> bool:
+        # convert here, so a bad value fails its caller and never the background writer
+        progress = None if progress is None else float(progress)
+        message = None if message is None else str(message)
+        key = (task_id, attempt)
+        now = time.monotonic()
+        with self._reports:
+            answer = self._answers.get(key)
+            if answer is not None and now - answer.at <= 4 * self.flush_interval:
+                self._pending.setdefault(task_id, {}).setdefault(attempt, _Pending()).merge(progress, message)
+                if self._flusher_idle:
+                    self._reports.notify_all()
+                return answer.go
+            # no fresh answer: write now and ask, in the caller's thread
+            while task_id in self._inflight:
+                self._reports.wait()
+            by_attempt = self._pending.get(task_id, {})
+            values = by_attempt.pop(attempt, None) or _Pending()
+            if not by_attempt:
+                self._pending.pop(task_id, None)
+            values.merge(progress, message)
+            self._inflight.add(task_id)
+        try:
+            go = bool(self._run_reports([(task_id, attempt, values)])[0])
+        except StoreError as exc:
+            # keep the body going; the flusher retries the write and refreshes the answer
+            log.warning("progress of task %s kept for later: %s", task_id, exc)
+            with self._reports:
+                self._pending.setdefault(task_id, {}).setdefault(attempt, values)
+                self._answers[key] = _Answer(True, now)
+            go = True
+        else:
+            with self._reports:
+                self._answers[key] = _Answer(go, now)
+        finally:
+            self._release(task_id)
+        self._ensure_flusher()
+        return go
+
+    def request_cancel(self, task_id: str) -> TaskRecord | None:
+        pending = self._take_pending(task_id)
+        try:
+            with self._errors(f"cancelling task {task_id}"):
+                flat = self._cancel(args=[self.prefix, task_id, repr(time.time()), str(len(pending) // 3), *pending])
+        except StoreError:
+            self._restore_pending(task_id, pending)
+            raise
+        finally:
+            self._release(task_id)
+        return _decode_record(flat) if flat else None
+
+    def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
+        deadline = time.monotonic() + max(0.0, timeout)
+        self._ensure_subscriber()
+        # a finish published before we subscribed is caught by the read that follows
+        self._subscribed.wait(min(max(0.0, timeout), self.wait_recheck))
+        with self._finishes:
+            self._watched[task_id] = self._watched.get(task_id, 0) + 1
+        try:
+            while True:
+                with self._finishes:
+                    seen = self._notified.get(task_id, 0)
+                record = self.get(task_id)
+                remaining = deadline - time.monotonic()
+                if record is None or record.finished or remaining <= 0:
+                    return record
+                with self._finishes:
+                    if self._notified.get(task_id, 0) == seen:
+                        self._finishes.wait(min(remaining, self.wait_recheck))
+        finally:
+            with self._finishes:
+                self._watched[task_id] -= 1
+                if not self._watched[task_id]:
+                    del self._watched[task_id]
+                    self._notified.pop(task_id, None)
+
+    def list(
+        self,
+        *,
+        states: Iterable[TaskState] | None = None,
+        method: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[TaskRecord]:
+        if limit <= 0:
+            return []
+        wanted = sorted({TaskState(s).value for s in states}) if states else None
+        p = self.prefix
+        if method is None:
+            sources = [f"{p}idx:all"] if wanted is None else [f"{p}idx:state:{s}" for s in wanted]
+        elif wanted is None:
+            sources = [f"{p}idx:method:{method}"]
+        else:
+            sources = [f"{p}idx:method-state:{method}:{s}" for s in wanted]
+        with self._errors("listing tasks"):
+            page = self._list(args=[p, str(max(0, offset)), str(limit), method or "", *sources])
+        return [_decode_record(flat) for flat in page]
+
+    def close(self) -> None:
+        """Write pending progress, stop the threads, and disconnect a pool we own."""
+        self._stopping.set()
+        with self._reports:
+            self._reports.notify_all()
+        if self._flusher is not None:
+            self._flusher.join(timeout=10)
+        self._flush_pending()  # whatever arrived after the flusher left
+        if self._subscriber is not None and self._subscriber.is_alive():
+            with contextlib.suppress(redis.RedisError):
+                self._redis.publish(self.channel, "")  # wake the subscriber so it sees the stop
+            self._subscriber.join(timeout=2 * WAIT_RECHECK)
+        with self._finishes:
+            self._finishes.notify_all()
+        if self._owns_connection:
+            self._redis.connection_pool.disconnect()
+
+    # -- progress writes -----------------------------------------------------------
+
+    def _run_reports(self, items: list[tuple[str, int | None, _Pending]]) -> list[int]:
+        args: list[str] = [self.prefix]
+        for task_id, attempt, values in items:
+            args += [
+                task_id,
+                "" if attempt is None else str(attempt),
+                "" if values.progress is None else _dumps(float(values.progress)),
+                "" if values.message is None else _dumps(values.message),
+            ]
+        with self._errors("writing task progress"):
+            return self._report(args=args)
+
+    def _take_pending(self, task_id: str) -> list[str]:
+        """Claim the task (no other write of its progress runs until :meth:`_release`)
+        and hand over its unsent values, so a transition writes them first."""
+        with self._reports:
+            while task_id in self._inflight:
+                self._reports.wait()
+            self._inflight.add(task_id)
+            by_attempt = self._pending.pop(task_id, {})
+            for key in [k for k in self._answers if k[0] == task_id]:
+                del self._answers[key]  # the state changes: ask Redis afresh next time
+        flat: list[str] = []
+        for attempt, values in by_attempt.items():
+            flat += [
+                "" if attempt is None else str(attempt),
+                "" if values.progress is None else _dumps(float(values.progress)),
+                "" if values.message is None else _dumps(values.message),
+            ]
+        return flat
+
+    def _restore_pending(self, task_id: str, flat: list[str]) -> None:
+        """Put back values a failed write carried, unless newer ones arrived meanwhile."""
+        with self._reports:
+            by_attempt = self._pending.setdefault(task_id, {})
+            for i in range(0, len(flat), 3):
+                attempt = int(flat[i]) if flat[i] else None
+                by_attempt.setdefault(
+                    attempt,
+                    _Pending(
+                        json.loads(flat[i + 1]) if flat[i + 1] else None,
+                        json.loads(flat[i + 2]) if flat[i + 2] else None,
+                    ),
+                )
+
+    def _release(self, task_id: str) -> None:
+        with self._reports:
+            self._inflight.discard(task_id)
+            self._reports.notify_all()
+
+    def _ensure_flusher(self) -> None:
+        if self._flusher is not None or self._stopping.is_set():
+            return
+        with self._reports:
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_loop, name="ladon-tasks-redis-flush", daemon=True)
+                self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        while True:
+            with self._reports:
+                while not self._pending and not self._stopping.is_set():
+                    self._flusher_idle = True
+                    self._reports.wait()
+                self._flusher_idle = False
+                if self._stopping.is_set() and not self._pending:
+                    return
+            delay = self._last_flush + self.flush_interval - time.monotonic()
+            if delay > 0:
+                self._stopping.wait(delay)  # pacing; a close() flushes at once
+            if not self._flush_pending():
+                self._stopping.wait(self.flush_interval * 4)  # Redis is away: back off
+
+    def _flush_pending(self) -> bool:
+        """Write every task's latest values in one script call; refresh their answers."""
+        with self._reports:
+            self._last_flush = time.monotonic()
+            items: list[tuple[str, int | None, _Pending]] = []
+            for task_id in [t for t in self._pending if t not in self._inflight][:FLUSH_BATCH]:
+                by_attempt = self._pending.pop(task_id)
+                items += [(task_id, attempt, values) for attempt, values in by_attempt.items()]
+                if by_attempt:
+                    self._inflight.add(task_id)
+            stale = [k for k, a in self._answers.items() if self._last_flush - a.at > 4 * self.flush_interval]
+            for key in stale:
+                del self._answers[key]
+        if not items:
+            return True
+        try:
+            answers = self._run_reports(items)
+        except Exception as exc:  # the flusher must outlive any failure, and free the tasks
+            log.warning("progress of %d task(s) kept for later: %s", len(items), exc)
+            with self._reports:
+                for task_id, attempt, values in items:
+                    self._pending.setdefault(task_id, {}).setdefault(attempt, values)
+                    self._inflight.discard(task_id)
+                self._reports.notify_all()
+            return False
+        now = time.monotonic()
+        with self._reports:
+            for (task_id, attempt, _), go in zip(items, answers):
+                self._answers[(task_id, attempt)] = _Answer(bool(go), now)
+                self._inflight.discard(task_id)
+            self._reports.notify_all()
+        return True
+
+    # -- finish notifications -------------------------------------------------------
+
+    def _ensure_subscriber(self) -> None:
+        if self._subscriber is not None or self._stopping.is_set():
+            return
+        with self._finishes:
+            if self._subscriber is None:
+                self._subscriber = threading.Thread(
+                    target=self._subscribe_loop, name="ladon-tasks-redis-finished", daemon=True
+                )
+                self._subscriber.start()
+
+    def _subscribe_loop(self) -> None:
+        backoff = 0.05
+        while not self._stopping.is_set():
+            pubsub = self._redis.pubsub()
+            try:
+                pubsub.subscribe(self.channel)
+                while not self._stopping.is_set():
+                    message = pubsub.get_message(timeout=WAIT_RECHECK)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        backoff = 0.05
+                        self._subscribed.set()
+                        self._wake(None)  # (re)subscribed: waiters read their records again
+                    elif message["type"] == "message":
+                        self._wake(_text(message["data"]))
+            except (redis.RedisError, OSError, ValueError) as exc:
+                log.debug("finish notifications from Redis at %s interrupted: %s", self.location, exc)
+            finally:
+                self._subscribed.clear()
+                with contextlib.suppress(Exception):
+                    pubsub.close()
+            self._stopping.wait(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    def _wake(self, task_id: str | None) -> None:
+        with self._finishes:
+            targets = list(self._watched) if task_id is None else [task_id] if task_id in self._watched else []
+            for watched in targets:
+                self._notified[watched] = self._notified.get(watched, 0) + 1
+            if targets:
+                self._finishes.notify_all()

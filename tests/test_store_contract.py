@@ -1,0 +1,595 @@
+"""One set of store tests, run against every backend: ``MemoryStore`` and ``RedisStore``
+(on a real redis-server). What a backend promises is in ``ladon_tasks/stores/base.py``;
+the tests at the end check what only Redis promises (JSON only, prefixed keys, TTLs,
+cheap progress, surviving a Redis outage)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import redis
+
+from ladon_tasks.model import TRANSITIONS, TaskRecord, TaskState, new_task_id
+from ladon_tasks.stores.base import StoreError, TaskStore
+from ladon_tasks.stores.memory import MemoryStore
+from ladon_tasks.stores.redis import RedisStore
+from redis_support import RedisServer, start_redis
+from server_support import wait_until
+
+QUEUED, RUNNING = TaskState.QUEUED, TaskState.RUNNING
+SUCCEEDED, FAILED, CANCELLED = TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED
+
+
+# -- backends --------------------------------------------------------------------------
+
+
+@dataclass
+class Backend:
+    """A store under test, and a way to open another handle on the same records - what
+    another process sees (for memory, the same store: it has no other processes)."""
+
+    name: str
+    store: TaskStore
+    peer: Callable[[], TaskStore]
+    server: RedisServer | None = None
+    prefix: str = ""
+    opened: list[TaskStore] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory):
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+def _redis_backend(server: RedisServer) -> Iterator[Backend]:
+    with server.client() as client:
+        client.flushall()
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    opened: list[TaskStore] = []
+
+    def open_store() -> TaskStore:
+        # a long recheck, so a prompt wake-up can only come from the finish notification
+        store = RedisStore(server.url, prefix=prefix, wait_recheck=5.0)
+        opened.append(store)
+        return store
+
+    yield Backend("redis", open_store(), open_store, server, prefix, opened)
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    if request.param == "memory":
+        store = MemoryStore()
+        yield Backend("memory", store, lambda: store)
+    else:
+        yield from _redis_backend(request.getfixturevalue("redis_server"))
+
+
+@pytest.fixture
+def redis_backend(redis_server: RedisServer) -> Iterator[Backend]:
+    yield from _redis_backend(redis_server)
+
+
+@pytest.fixture
+def store(backend: Backend) -> TaskStore:
+    return backend.store
+
+
+def new_record(method: str = "work", **fields: Any) -> TaskRecord:
+    return TaskRecord(task_id=new_task_id(), service="ExampleService", method=method, **fields)
+
+
+def record_in(store: TaskStore, state: TaskState, **fields: Any) -> TaskRecord:
+    """A stored record brought to ``state`` by legal moves only."""
+    record = store.create(new_record(**fields))
+    if state is QUEUED:
+        return record
+    if state is CANCELLED:
+        return store.request_cancel(record.task_id)
+    record = store.transition(record.task_id, RUNNING)
+    if state is RUNNING:
+        return record
+    return store.transition(record.task_id, state, finished_at=time.time())
+
+
+def race(count: int, action: Callable[[int], Any]) -> list[Any]:
+    """Run ``action(i)`` in ``count`` threads released together; their answers in order."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(index: int) -> None:
+        barrier.wait()
+        results[index] = action(index)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+# -- records ---------------------------------------------------------------------------
+
+
+def test_created_record_reads_back_whole(store: TaskStore) -> None:
+    record = new_record(
+        args=[["a", "ü"], {"k": [1, 2.5, None]}, 2**70, []],
+        max_attempts=3, priority=200, tags=["nightly", "report"],
+        idempotency_key="", result_ttl=120.0,
+    )
+    created = store.create(record)
+    assert created.submitted_at > 0, "the store stamps the submission time"
+    assert store.get(record.task_id) == created
+
+
+def test_unknown_task_is_none_everywhere(store: TaskStore) -> None:
+    unknown = new_task_id()
+    assert store.get(unknown) is None
+    assert store.transition(unknown, RUNNING) is None
+    assert store.report(unknown, 0.5) is False
+    assert store.request_cancel(unknown) is None
+    started = time.monotonic()
+    assert store.wait(unknown, 5.0) is None
+    assert time.monotonic() - started < 2.0, "waiting on an unknown task returns at once"
+
+
+@pytest.mark.parametrize(
+    "current,target",
+    [(c, t) for c in TaskState for t in TaskState],
+    ids=lambda s: s.value,
+)
+def test_transitions_follow_the_state_machine(store: TaskStore, current: TaskState, target: TaskState) -> None:
+    record = record_in(store, current)
+    moved = store.transition(record.task_id, target, finished_at=time.time())
+    if target in TRANSITIONS[current]:
+        assert moved is not None and moved.state is target
+        assert store.get(record.task_id).state is target
+    else:
+        assert moved is None
+        assert store.get(record.task_id).state is current, "a refused move changes nothing"
+
+
+def test_running_counts_attempts_and_retry_goes_back_to_queued(store: TaskStore) -> None:
+    record = store.create(new_record(max_attempts=3))
+    first = store.transition(record.task_id, RUNNING)
+    assert (first.attempts, first.state, first.finished_at) == (1, RUNNING, 0.0)
+    assert first.started_at > 0
+    retry = store.transition(record.task_id, QUEUED, attempt=1, error_type="ValueError", message="retry 2/3")
+    assert (retry.state, retry.attempts, retry.error_type) == (QUEUED, 1, "ValueError")
+    second = store.transition(record.task_id, RUNNING)
+    assert second.attempts == 2 and second.started_at >= first.started_at
+    done = store.transition(record.task_id, SUCCEEDED, attempt=2, result=42)
+    assert (done.state, done.attempts, done.result) == (SUCCEEDED, 2, 42)
+    assert done.finished_at >= done.started_at, "a finish without a time is stamped by the store"
+
+
+def test_stale_attempt_cannot_overwrite_newer_one(store: TaskStore) -> None:
+    record = record_in(store, RUNNING, max_attempts=2)
+    store.transition(record.task_id, QUEUED, attempt=1)
+    store.transition(record.task_id, RUNNING)
+    # the first attempt's late answer arrives
+    assert store.transition(record.task_id, SUCCEEDED, attempt=1, result="stale") is None
+    assert store.report(record.task_id, 0.9, "stale", attempt=1) is False
+    current = store.get(record.task_id)
+    assert (current.state, current.attempts, current.result) == (RUNNING, 2, None)
+    assert current.message != "stale"
+    assert store.transition(record.task_id, SUCCEEDED, attempt=2, result="fresh").result == "fresh"
+
+
+@pytest.mark.parametrize("value", [0, 0.0, "", False, [], {}, None], ids=repr)
+def test_falsy_results_survive(store: TaskStore, value: Any) -> None:
+    record = record_in(store, RUNNING)
+    store.transition(record.task_id, SUCCEEDED, attempt=1, result=value)
+    result = store.get(record.task_id).result
+    assert result == value and type(result) is type(value)
+
+
+def test_finished_records_expire_after_result_ttl(store: TaskStore) -> None:
+    short = record_in(store, SUCCEEDED, result_ttl=0.3)
+    kept = record_in(store, SUCCEEDED, result_ttl=600.0)
+    waiting = record_in(store, QUEUED, result_ttl=0.3)
+    assert store.get(short.task_id) is not None, "readable (repeatedly) until it expires"
+    assert store.get(short.task_id) is not None
+    wait_until(lambda: store.get(short.task_id) is None, timeout=10, what="the record to expire")
+    listed = {r.task_id for r in store.list()}
+    assert short.task_id not in listed
+    assert {kept.task_id, waiting.task_id} <= listed
+    assert store.get(waiting.task_id).state is QUEUED, "unfinished records do not expire"
+
+
+def test_memory_store_evicts_oldest_finished_beyond_capacity() -> None:
+    store = MemoryStore(capacity=2)
+    waiting = record_in(store, QUEUED)
+    finished = [record_in(store, SUCCEEDED) for _ in range(3)]
+    assert store.get(finished[0].task_id) is None
+    assert all(store.get(r.task_id) is not None for r in finished[1:])
+    assert store.get(waiting.task_id) is not None, "queued and running records are never evicted"
+
+
+def test_idempotency_key_returns_the_existing_task(store: TaskStore) -> None:
+    first = store.create(new_record(idempotency_key="order-17", args=[1]))
+    again = store.create(new_record(idempotency_key="order-17", args=[2]))
+    assert again.task_id == first.task_id and again.args == [1]
+    assert len(store.list()) == 1
+    other_method = store.create(new_record(method="other", idempotency_key="order-17"))
+    assert other_method.task_id != first.task_id, "keys are per service and method"
+
+
+def test_idempotency_key_is_free_again_once_the_task_expired(store: TaskStore) -> None:
+    first = record_in(store, SUCCEEDED, idempotency_key="nightly", result_ttl=0.2)
+    wait_until(lambda: store.get(first.task_id) is None, timeout=10, what="the record to expire")
+    second = store.create(new_record(idempotency_key="nightly"))
+    assert second.task_id != first.task_id and store.get(second.task_id) is not None
+
+
+# -- cancel and report -----------------------------------------------------------------
+
+
+def test_cancel_of_queued_task_is_immediate(store: TaskStore) -> None:
+    record = record_in(store, QUEUED)
+    cancelled = store.request_cancel(record.task_id)
+    assert (cancelled.state, cancelled.cancel_requested) == (CANCELLED, True)
+    assert cancelled.finished_at > 0
+    assert store.transition(record.task_id, RUNNING) is None, "a cancelled task never starts"
+    assert store.wait(record.task_id, 5.0).state is CANCELLED
+
+
+def test_cancel_of_running_task_asks_the_body_to_stop(backend: Backend) -> None:
+    store, other_process = backend.store, backend.peer()
+    record = record_in(store, RUNNING)
+    assert store.report(record.task_id, 0.1, "working", attempt=1) is True
+    flagged = other_process.request_cancel(record.task_id)
+    assert (flagged.state, flagged.cancel_requested) == (RUNNING, True), "a body stops cooperatively"
+    wait_until(lambda: store.report(record.task_id, 0.2, attempt=1) is False, timeout=5, what="report to say stop")
+
+
+def test_cancel_of_finished_task_changes_nothing(store: TaskStore) -> None:
+    record = record_in(store, SUCCEEDED)
+    after = store.request_cancel(record.task_id)
+    assert (after.state, after.cancel_requested) == (SUCCEEDED, False)
+
+
+def test_report_is_false_unless_the_attempt_runs(store: TaskStore) -> None:
+    assert store.report(record_in(store, QUEUED).task_id, 0.5) is False
+    finished = record_in(store, RUNNING)
+    store.transition(finished.task_id, FAILED, attempt=1)
+    assert store.report(finished.task_id, 0.5, attempt=1) is False
+
+
+def test_reported_progress_becomes_visible(backend: Backend) -> None:
+    store, reader = backend.store, backend.peer()
+    record = record_in(store, RUNNING)
+    assert store.report(record.task_id, 0.25, "a quarter", attempt=1) is True
+    assert store.report(record.task_id, 0.5, attempt=1) is True
+    assert store.report(record.task_id, None, "half", attempt=1) is True
+
+    def seen() -> bool:
+        current = reader.get(record.task_id)
+        return (current.progress, current.message) == (0.5, "half")
+
+    wait_until(seen, timeout=5, what="progress to reach another reader")
+
+
+def test_last_progress_of_a_tight_loop_is_never_lost(store: TaskStore) -> None:
+    record = record_in(store, RUNNING)
+    for i in range(1, 10_001):
+        store.report(record.task_id, i / 10_000 * 0.9, f"step {i}", attempt=1)
+    failed = store.transition(record.task_id, FAILED, attempt=1, error_type="RuntimeError")
+    assert (failed.progress, failed.message) == (0.9, "step 10000")
+    assert store.get(record.task_id).progress == 0.9, "a failed task keeps its real progress"
+
+
+def test_progress_never_overwrites_a_result(backend: Backend) -> None:
+    """Two threads: one reporting as fast as it can, one finishing the task. Whatever the
+    interleaving, the finished record keeps its state and result."""
+    store = backend.store
+    for _ in range(5):
+        record = record_in(store, RUNNING)
+        stop = threading.Event()
+
+        def hammer() -> None:
+            i = 0
+            while not stop.is_set() and store.report(record.task_id, 0.5, f"tick {i}", attempt=1):
+                i += 1
+
+        reporter = threading.Thread(target=hammer)
+        reporter.start()
+        wait_until(lambda: store.get(record.task_id).message.startswith("tick"), timeout=5, what="progress")
+        store.transition(record.task_id, SUCCEEDED, attempt=1, result="done", progress=1.0, message="finished")
+        stop.set()
+        reporter.join()
+        final = backend.peer().get(record.task_id)
+        assert (final.state, final.result, final.progress, final.message) == (SUCCEEDED, "done", 1.0, "finished")
+
+
+# -- wait ------------------------------------------------------------------------------
+
+
+def test_wait_returns_promptly_when_another_thread_finishes(backend: Backend) -> None:
+    store, finisher = backend.store, backend.peer()
+    record = record_in(store, RUNNING)
+    finished_at: list[float] = []
+
+    def finish() -> None:
+        finished_at.append(time.monotonic())
+        finisher.transition(record.task_id, SUCCEEDED, attempt=1, result=7)
+
+    timer = threading.Timer(0.2, finish)
+    timer.start()
+    try:
+        result = store.wait(record.task_id, 10.0)
+    finally:
+        timer.join()
+    returned = time.monotonic()
+    assert (result.state, result.result) == (SUCCEEDED, 7)
+    assert returned - finished_at[0] < 1.0, "woken by the finish, not by a periodic re-check"
+
+
+def test_wait_gives_up_after_the_timeout(store: TaskStore) -> None:
+    record = record_in(store, RUNNING)
+    started = time.monotonic()
+    result = store.wait(record.task_id, 0.3)
+    elapsed = time.monotonic() - started
+    assert result.state is RUNNING
+    assert 0.29 <= elapsed < 3.0
+
+
+def test_wait_on_finished_task_returns_at_once(store: TaskStore) -> None:
+    record = record_in(store, FAILED)
+    started = time.monotonic()
+    assert store.wait(record.task_id, 10.0).state is FAILED
+    assert time.monotonic() - started < 2.0
+
+
+# -- list ------------------------------------------------------------------------------
+
+
+def test_list_is_newest_first_with_filters_and_paging(store: TaskStore) -> None:
+    base = time.time()
+    plan = [("a", QUEUED), ("b", RUNNING), ("a", SUCCEEDED), ("b", FAILED), ("a", RUNNING), ("b", CANCELLED), ("a", QUEUED)]
+    records = []
+    for i, (method, state) in enumerate(plan):
+        record = store.create(new_record(method=method, submitted_at=base + i))
+        records.append(record)
+        if state is CANCELLED:
+            store.request_cancel(record.task_id)
+        elif state is not QUEUED:
+            store.transition(record.task_id, RUNNING)
+            if state is not RUNNING:
+                store.transition(record.task_id, state, attempt=1)
+    newest_first = [r.task_id for r in reversed(records)]
+    expected_states = {r.task_id: s for r, (_, s) in zip(records, plan)}
+    expected_methods = {r.task_id: m for r, (m, _) in zip(records, plan)}
+
+    def ids(**query: Any) -> list[str]:
+        return [r.task_id for r in store.list(**query)]
+
+    assert ids() == newest_first
+    assert ids(states=[RUNNING]) == [t for t in newest_first if expected_states[t] is RUNNING]
+    finished = {SUCCEEDED, FAILED, CANCELLED}
+    assert ids(states=finished) == [t for t in newest_first if expected_states[t] in finished]
+    assert ids(method="b") == [t for t in newest_first if expected_methods[t] == "b"]
+    assert ids(method="a", states=[QUEUED, SUCCEEDED]) == [
+        t for t in newest_first if expected_methods[t] == "a" and expected_states[t] in (QUEUED, SUCCEEDED)
+    ]
+    assert ids(method="nobody") == []
+    pages = [ids(limit=3, offset=offset) for offset in (0, 3, 6)]
+    assert [t for page in pages for t in page] == newest_first
+    assert [len(page) for page in pages] == [3, 3, 1]
+    assert ids(states=[QUEUED, RUNNING], limit=2, offset=1) == [
+        t for t in newest_first if expected_states[t] in (QUEUED, RUNNING)
+    ][1:3]
+    assert ids(offset=50) == []
+    listed = store.list(states=[SUCCEEDED])[0]
+    assert listed == store.get(listed.task_id), "listed records are whole records"
+
+
+# -- races -----------------------------------------------------------------------------
+
+
+def test_exactly_one_of_many_concurrent_starts_wins(backend: Backend) -> None:
+    record = record_in(backend.store, QUEUED)
+    handles = [backend.peer() for _ in range(4)]
+    results = race(16, lambda i: handles[i % 4].transition(record.task_id, RUNNING))
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert backend.store.get(record.task_id).attempts == 1
+
+
+def test_exactly_one_of_many_concurrent_finishes_wins(backend: Backend) -> None:
+    record = record_in(backend.store, RUNNING)
+    handles = [backend.peer() for _ in range(4)]
+    targets = [SUCCEEDED, FAILED, CANCELLED]  # every one final: after the first, none is legal
+    results = race(15, lambda i: handles[i % 4].transition(record.task_id, targets[i % 3], attempt=1, result=i))
+    winners = [(i, r) for i, r in enumerate(results) if r is not None]
+    assert len(winners) == 1
+    index, winner = winners[0]
+    stored = backend.store.get(record.task_id)
+    assert (stored.state, stored.result) == (targets[index % 3], index) == (winner.state, winner.result)
+
+
+# -- Redis only ------------------------------------------------------------------------
+
+
+def _exercise(store: TaskStore) -> list[TaskRecord]:
+    """A bit of everything, so the inspection tests below see every kind of key."""
+    done = record_in(store, RUNNING, args=[{"x": [1, 2]}], idempotency_key="once", result_ttl=60.0)
+    store.report(done.task_id, 0.5, "half", attempt=1)
+    store.transition(done.task_id, SUCCEEDED, attempt=1, result={"rows": [1, 2, 3]}, finished_at=time.time())
+    cancelled = record_in(store, CANCELLED)
+    failed = record_in(store, FAILED, method="other")
+    running = record_in(store, RUNNING)
+    store.report(running.task_id, 0.3, "going", attempt=1)
+    return [done, cancelled, failed, running]
+
+
+def test_redis_holds_json_only_under_the_prefix(redis_backend: Backend) -> None:
+    _exercise(redis_backend.store)
+    redis_backend.store.close()  # every pending write is in Redis now
+    raw = redis.Redis(host="127.0.0.1", port=redis_backend.server.port)  # bytes, nothing decoded
+    keys = list(raw.scan_iter("*"))
+    assert keys and all(key.startswith(redis_backend.prefix.encode()) for key in keys)
+    for key in keys:
+        kind = raw.type(key)
+        if kind == b"string":
+            values = [raw.get(key)]
+        elif kind == b"hash":
+            values = list(raw.hgetall(key).values())
+        elif kind == b"zset":
+            values = [m for m in raw.zrange(key, 0, -1) if m.startswith(b"[")]  # others are task ids
+        else:
+            pytest.fail(f"unexpected {kind!r} at {key!r}")
+        for value in values:
+            assert not value.startswith(b"\x80"), f"pickle at {key!r}"
+            json.loads(value)  # every value is JSON
+
+
+def test_finished_records_carry_a_redis_ttl(redis_backend: Backend) -> None:
+    done, cancelled, failed, running = _exercise(redis_backend.store)
+    client = redis_backend.server.client()
+    key = lambda record: f"{redis_backend.prefix}task:{record.task_id}"  # noqa: E731
+    assert 0 < client.pttl(key(done)) <= 60_000
+    assert 0 < client.pttl(key(cancelled)) <= cancelled.result_ttl * 1000
+    assert 0 < client.pttl(key(failed)) <= failed.result_ttl * 1000
+    assert client.pttl(key(running)) == -1, "a running task must not vanish under its body"
+    idempotency_keys = list(client.scan_iter(f"{redis_backend.prefix}idem:*"))
+    assert idempotency_keys and all(0 < client.pttl(k) <= 60_000 for k in idempotency_keys)
+    assert client.memory_usage(key(done)) < 2048, "a small finished task stays small"
+
+
+def test_expired_records_leave_no_index_entries(redis_backend: Backend) -> None:
+    store = redis_backend.store
+    record = record_in(store, SUCCEEDED, result_ttl=0.2)
+    wait_until(lambda: store.get(record.task_id) is None, timeout=10, what="the record to expire")
+    assert store.list() == []
+    client = redis_backend.server.client()
+    for key in client.scan_iter(f"{redis_backend.prefix}*"):
+        assert not any(record.task_id in member for member in client.zrange(key, 0, -1)), key
+
+
+def test_tight_report_loop_costs_few_redis_commands(redis_backend: Backend) -> None:
+    store = redis_backend.store
+    record = record_in(store, RUNNING)
+    client = redis_backend.server.client()
+
+    def commands() -> int:
+        stats = client.info("commandstats")
+        return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_info")
+
+    before = commands()
+    for i in range(10_000):
+        assert store.report(record.task_id, i / 10_000, f"step {i}", attempt=1)
+    used = commands() - before
+    assert used < 100, f"10,000 reports cost {used} Redis commands"
+    wait_until(
+        lambda: client.hget(f"{redis_backend.prefix}task:{record.task_id}", "message") == '"step 9999"',
+        timeout=5, what="the last value to be flushed",
+    )
+
+
+def test_close_writes_pending_progress(redis_backend: Backend) -> None:
+    store = redis_backend.peer()
+    record = record_in(store, RUNNING)
+    for i in range(100):
+        store.report(record.task_id, i / 100, f"step {i}", attempt=1)
+    store.close()
+    current = redis_backend.store.get(record.task_id)
+    assert (current.progress, current.message) == (0.99, "step 99")
+
+
+def test_from_environment(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    task = new_record()
+    by_parts = RedisStore.from_environment(
+        {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_server.port)}, prefix="env-test:"
+    )
+    try:
+        by_parts.create(task)
+    finally:
+        by_parts.close()
+    monkeypatch.setenv("LADON_TASKS_REDIS_URL", redis_server.url)
+    monkeypatch.setenv("REDIS_PORT", "1")  # the URL wins
+    by_url = RedisStore.from_environment(prefix="env-test:")
+    try:
+        assert by_url.get(task.task_id) == task
+    finally:
+        by_url.close()
+    with pytest.raises(ValueError, match="REDIS_PORT"):
+        RedisStore.from_environment({"REDIS_PORT": "redis"})
+
+
+def test_existing_client_is_used_and_left_open(redis_server: RedisServer) -> None:
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port)  # bytes replies, our own pool
+    store = RedisStore(client, prefix="borrowed:")
+    record = record_in(store, RUNNING)
+    assert store.report(record.task_id, 0.5, "half", attempt=1) is True
+    store.transition(record.task_id, SUCCEEDED, attempt=1, result={"ok": True})
+    assert [r.result for r in store.list()] == [{"ok": True}]
+    store.close()
+    assert client.ping(), "the caller's client still works after the store is closed"
+    with pytest.raises(ValueError, match="socket_timeout"):
+        RedisStore(client, socket_timeout=1.0)
+    with pytest.raises(ValueError, match="redis://"):
+        RedisStore("http://127.0.0.1:6379")
+    client.close()
+
+
+def test_password_and_unix_socket(tmp_path: Path) -> None:
+    server = start_redis(tmp_path / "auth", password="s3cr:et/", unix_socket=True)
+    stores: list[RedisStore] = []
+    try:
+        env = {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(server.port)}
+        stores.append(RedisStore.from_environment({**env, "REDIS_USERNAME": "default", "REDIS_PASSWORD": "s3cr:et/"}))
+        stores[-1].create(task := new_record())
+        stores.append(RedisStore(f"unix://:s3cr%3Aet%2F@{server.socket_path}?db=0"))
+        assert stores[-1].get(task.task_id) == task
+        stores.append(RedisStore.from_environment({**env, "REDIS_PASSWORD": "wrong"}))
+        with pytest.raises(StoreError, match=f"127.0.0.1:{server.port}") as caught:
+            stores[-1].get(task.task_id)
+        assert "wrong" not in str(caught.value) and "s3cr" not in str(caught.value)
+    finally:
+        for store in stores:
+            store.close()
+        server.stop()
+
+
+def test_redis_outage_is_a_store_error_and_the_store_recovers(tmp_path: Path) -> None:
+    server = start_redis(tmp_path / "aof", appendonly=True)
+    store = RedisStore(server.url, prefix="outage:", socket_timeout=2.0)
+    try:
+        record = record_in(store, RUNNING)
+        server.stop()
+        calls = {
+            "get": lambda: store.get(record.task_id),
+            "create": lambda: store.create(new_record()),
+            "transition": lambda: store.transition(record.task_id, FAILED, attempt=1),
+            "request_cancel": lambda: store.request_cancel(record.task_id),
+            "list": lambda: store.list(),
+            "wait": lambda: store.wait(record.task_id, 0.2),
+        }
+        for name, call in calls.items():
+            with pytest.raises(StoreError, match="Redis at 127.0.0.1"):
+                call()
+        # a body keeps running through an outage; its last progress is written later
+        assert store.report(record.task_id, 0.75, "during the outage", attempt=1) is True
+        server.start()  # same port and directory: the append-only file brings the task back
+        current = store.get(record.task_id)
+        assert (current.state, current.attempts) == (RUNNING, 1)
+        wait_until(lambda: store.get(record.task_id).progress == 0.75, timeout=10, what="the kept progress")
+        finished = store.transition(record.task_id, SUCCEEDED, attempt=1, result="after")
+        assert finished.result == "after"
+        assert store.wait(record.task_id, 1.0).state is SUCCEEDED
+    finally:
+        store.close()
+        server.stop()
