@@ -56,7 +56,7 @@ def make_store(settings: Mapping[str, str]) -> TaskStore | None:
     from ladon_tasks.stores.redis import RedisStore
 
     url = settings.get("LADON_TASKS_REDIS_URL")
-    return RedisStore(url) if url else RedisStore.from_environment()
+    return RedisStore(url) if url else RedisStore.from_environment(settings)
 
 
 def server_processes(environ: Mapping[str, Any] | None) -> int:

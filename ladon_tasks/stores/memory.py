@@ -168,6 +168,8 @@ class MemoryStore(TaskStore):
     ) -> list[TaskRecord]:
         wanted = frozenset(states) if states else None
         found: list[TaskRecord] = []
+        if limit <= 0:
+            return found
         with self._lock:
             self._sweep()
             skipped = 0

@@ -236,7 +236,7 @@ local current, attempts = cjson.decode(raw[1]), tonumber(raw[2])
 local pending = {}
 for i = 7, 6 + 3 * n_pending do pending[#pending + 1] = ARGV[i] end
 apply_pending(key, current, attempts, pending)
-if attempt ~= '' and tonumber(attempt) ~= attempts then return false end
+if attempt ~= '' and (tonumber(attempt) ~= attempts or current ~= 'running') then return false end
 if not (LEGAL[current] and LEGAL[current][target]) then return false end
 redis.call('HSET', key, 'state', cjson.encode(target))
 if target == 'running' then

@@ -198,3 +198,13 @@ class QueueProbeService(object):
         """Thread executor: runs in the web-server process that took the start call."""
         wait_for_gate(gate, kw)
         return os.getpid()
+
+
+class OnceService(object):
+    """Proves a task body ran once: its marker file is created exclusively."""
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='queue'))
+    def queuedOnce(self, marker_dir, **kw):
+        with open(os.path.join(marker_dir, kw['task_id']), 'x') as handle:
+            handle.write(str(os.getppid()))  # the worker process that ran the body
+        return os.getppid()

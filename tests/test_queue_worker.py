@@ -1,0 +1,266 @@
+"""Redis-backed scale-out, for real: ``ladon-tasks serve --redis`` web servers and
+``ladon-tasks worker`` processes around one ``redis-server``. Workers are killed with
+SIGKILL and SIGTERM, Redis is restarted and taken away, and no task is lost or run twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import JsonWsp, WireFault
+from redis_support import start_redis
+from server_support import FIXTURE_SERVICES, ROOT, start_server, wait_until
+
+PROBE = str(FIXTURE_SERVICES / "probe_service.py")
+LEASE = "1.5"
+
+
+class Workers:
+    """``ladon-tasks worker`` processes, each in its own session so a kill takes its
+    children too (as a host dying would)."""
+
+    def __init__(self, redis_url: str, log_dir: Path) -> None:
+        self.redis_url = redis_url
+        self.log_dir = log_dir
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, *extra: str) -> subprocess.Popen:
+        log = open(self.log_dir / f"worker-{len(self.processes)}-{time.time():.0f}.log", "wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ladon_tasks", "worker", PROBE, "--redis", self.redis_url,
+             "--lease", LEASE, "--concurrency", "2", *extra],
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def kill(self, process: subprocess.Popen, signum: int = signal.SIGKILL) -> None:
+        os.killpg(process.pid, signum)
+        process.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    server = start_redis(tmp_path_factory.mktemp("redis"), appendonly=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def web(redis_server, output_dir):
+    """Two web-server processes sharing one Redis: any may answer for any task."""
+    servers = [start_server([PROBE], output_dir, "--redis", redis_server.url) for _ in range(2)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def workers(redis_server, output_dir):
+    pool = Workers(redis_server.url, output_dir)
+    yield pool
+    pool.stop_all()
+
+
+def queue_probe(server) -> JsonWsp:
+    return JsonWsp(server, "QueueProbeService")
+
+
+def test_queued_task_runs_on_a_worker_end_to_end(web, workers):
+    workers.start()
+    first, second = (queue_probe(server) for server in web)
+    task_id = first("queuedEcho", text="via a worker")["task_id"]
+    final = second("queuedEcho_wait", task_id=task_id, seconds=20)  # another web process
+    assert final["state"] == "succeeded" and final["attempts"] == 1
+    assert final["message"] == "echoing"
+    assert second("queuedEcho_result", task_id=task_id) == "via a worker"
+    assert first("queuedEcho_result", task_id=task_id) == "via a worker"
+
+
+def test_progress_wait_cancel_and_result_from_another_web_process(web, tmp_path):
+    first, second = (queue_probe(server) for server in web)
+    gate = str(tmp_path / "gate")
+    task_id = first("threadGated", gate=gate)["task_id"]  # runs in the first web process
+    wait_until(lambda: second("threadGated_progress", task_id=task_id)["progress"] > 0, what="progress via 2nd")
+    (tmp_path / "gate").touch()
+    assert second("threadGated_wait", task_id=task_id, seconds=20)["state"] == "succeeded"
+    assert second("threadGated_result", task_id=task_id) == web[0].process.pid
+
+    other = first("threadGated", gate=str(tmp_path / "never"))["task_id"]
+    wait_until(lambda: second("threadGated_progress", task_id=other)["state"] == "running", what="running")
+    assert second("threadGated_cancel", task_id=other)["state"] == "cancelled"
+    assert first("threadGated_progress", task_id=other)["state"] == "cancelled"
+    with pytest.raises(WireFault) as caught:
+        first("threadGated_result", task_id=other)
+    assert caught.value.name == "TaskCancelled"
+
+
+def test_sigkilled_worker_task_is_reissued_and_finishes_elsewhere(web, workers, tmp_path):
+    probe = queue_probe(web[0])
+    gate = tmp_path / "gate"
+    doomed = workers.start()
+    task_id = probe("queuedGated", gate=str(gate))["task_id"]
+    wait_until(lambda: list(tmp_path.glob("gate.pid-*")), what="the first attempt to start")
+    workers.kill(doomed, signal.SIGKILL)
+    workers.start()
+    wait_until(lambda: len(list(tmp_path.glob("gate.pid-*"))) == 2, timeout=30, what="the reissued attempt")
+    gate.touch()
+    final = probe("queuedGated_wait", task_id=task_id, seconds=20)
+    assert final["state"] == "succeeded" and final["attempts"] == 2
+    survivor_pid = probe("queuedGated_result", task_id=task_id)
+    assert f"gate.pid-{survivor_pid}" in {p.name for p in tmp_path.glob("gate.pid-*")}
+
+
+def test_two_workers_share_the_work_and_run_nothing_twice(web, workers, tmp_path):
+    workers.start()
+    workers.start()
+    once = JsonWsp(web[0], "OnceService")
+    ids = [once("queuedOnce", marker_dir=str(tmp_path))["task_id"] for _ in range(40)]
+    finals = [once("queuedOnce_wait", task_id=task_id, seconds=30) for task_id in ids]
+    assert [final["state"] for final in finals] == ["succeeded"] * 40
+    assert all(final["attempts"] == 1 for final in finals)
+    markers = sorted(p.name for p in tmp_path.iterdir())
+    assert markers == sorted(ids)  # one body run per task: the markers are created exclusively
+    ran_on = {once("queuedOnce_result", task_id=task_id) for task_id in ids}
+    assert ran_on <= {p.pid for p in workers.processes} and len(ran_on) == 2
+
+
+def test_cancel_reaches_a_silent_body_on_a_worker(web, workers, tmp_path):
+    workers.start()
+    probe = queue_probe(web[1])
+    pid_file = tmp_path / "pid"
+    task_id = probe("queuedSilent", pid_file=str(pid_file))["task_id"]
+    pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), what="the body to start"))
+    started = time.monotonic()
+    assert probe("queuedSilent_cancel", task_id=task_id)["state"] == "cancelled"
+    wait_until(lambda: not _alive(pid), timeout=10, what="the worker to kill the cancelled body")
+    print(f"cancel reached the body after {time.monotonic() - started:.2f}s")
+
+
+def test_timeout_and_retries_on_workers(web, workers, tmp_path):
+    workers.start()
+    probe = queue_probe(web[0])
+    slow = probe("queuedTooSlow")["task_id"]
+    flaky = probe("queuedFlaky", marker_dir=str(tmp_path))["task_id"]
+    slow_final = probe("queuedTooSlow_wait", task_id=slow, seconds=20)
+    assert slow_final["state"] == "failed" and slow_final["error"].startswith("TaskTimeout:")
+    flaky_final = probe("queuedFlaky_wait", task_id=flaky, seconds=20)
+    assert flaky_final["state"] == "succeeded" and flaky_final["attempts"] == 3
+    assert sorted(os.listdir(tmp_path)) == ["attempt-1", "attempt-2", "attempt-3"]
+
+
+def test_higher_priority_runs_first(web, workers):
+    probe = queue_probe(web[0])
+    low = [probe("queuedLowly", n=n)["task_id"] for n in range(3)]
+    high = [probe("queuedUrgent", n=n)["task_id"] for n in range(3)]
+    workers.start("--concurrency", "1")
+    finished = {}
+    for method, ids in (("queuedLowly", low), ("queuedUrgent", high)):
+        for task_id in ids:
+            finished[task_id] = probe(f"{method}_wait", task_id=task_id, seconds=30)["starttime"]
+    assert max(finished[t] for t in high) < min(finished[t] for t in low)
+    assert [finished[t] for t in high] == sorted(finished[t] for t in high)  # equals: first come first
+
+
+def test_sigterm_hands_running_work_back(web, workers, tmp_path):
+    probe = queue_probe(web[0])
+    gate = tmp_path / "gate"
+    leaving = workers.start("--grace", "0.3")
+    task_id = probe("queuedGated", gate=str(gate))["task_id"]
+    wait_until(lambda: list(tmp_path.glob("gate.pid-*")), what="the body to start")
+    leaving.send_signal(signal.SIGTERM)
+    assert leaving.wait(timeout=20) == 0
+    handed_back = probe("queuedGated_progress", task_id=task_id)
+    assert handed_back["state"] == "queued" and "handed back" in handed_back["message"]
+    workers.start()
+    gate.touch()
+    assert probe("queuedGated_wait", task_id=task_id, seconds=30)["state"] == "succeeded"
+
+
+def test_queued_tasks_survive_a_redis_restart_with_aof(web, workers, redis_server):
+    probe = queue_probe(web[0])
+    ids = [probe("queuedEcho", text=f"kept {n}")["task_id"] for n in range(5)]
+    redis_server.restart()
+    workers.start()
+    for n, task_id in enumerate(ids):
+        assert wait_until(
+            lambda: _answer(probe, "queuedEcho_wait", task_id=task_id, seconds=5), timeout=30,
+            what="the web server to reconnect",
+        )["state"] == "succeeded"
+        assert probe("queuedEcho_result", task_id=task_id) == f"kept {n}"
+
+
+def test_redis_down_during_start_is_a_clear_fault_and_nothing_half_made(web, redis_server):
+    probe = queue_probe(web[0])
+    client = redis_server.client()
+    before = client.dbsize()
+    redis_server.stop()
+    try:
+        with pytest.raises(WireFault) as caught:
+            probe("queuedEcho", text="lost?")
+        assert caught.value.name == "StoreUnavailable" and caught.value.code == "server"
+        with pytest.raises(WireFault) as progress_fault:
+            probe("queuedEcho_progress", task_id="a" * 32)
+        assert progress_fault.value.name == "StoreUnavailable"
+    finally:
+        redis_server.start()
+    assert client.dbsize() == before  # no record, no queue entry from the failed start
+    task_id = wait_until(lambda: _answer(probe, "queuedEcho", text="back"), timeout=30, what="service back")["task_id"]
+    assert probe("queuedEcho_progress", task_id=task_id)["state"] in ("queued", "running", "succeeded")
+
+
+def test_tasks_command_lists_and_filters(web, redis_server):
+    probe = queue_probe(web[0])
+    task_id = probe("queuedEcho", text="listed")["task_id"]
+    out = subprocess.run(
+        [sys.executable, "-m", "ladon_tasks", "tasks", "--redis", redis_server.url, "--method", "queuedEcho", "--json"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    assert task_id in out.stdout
+    inspected = subprocess.run(
+        [sys.executable, "-m", "ladon_tasks", "inspect", task_id, "--redis", redis_server.url],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert inspected.returncode == 0 and f'"task_id": "{task_id}"' in inspected.stdout
+    cancelled = subprocess.run(
+        [sys.executable, "-m", "ladon_tasks", "cancel", task_id, "--redis", redis_server.url],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert cancelled.stdout.startswith(task_id)
+    unknown = subprocess.run(
+        [sys.executable, "-m", "ladon_tasks", "inspect", "b" * 32, "--redis", redis_server.url],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert unknown.returncode == 1 and "UnknownTask" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def _answer(probe, method, **args):
+    try:
+        return probe(method, **args)
+    except WireFault as fault:
+        if fault.name == "StoreUnavailable":
+            return None
+        raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "State:\tZ" not in status.read_text()
