@@ -1,0 +1,192 @@
+"""The deployment story under real Apache/mod_wsgi: ``mod_wsgi-express`` with three
+daemon processes, the handler of ``deploy/apache``, the Redis store, the thread executor
+and the queue executor with a worker beside it. A task started through one process has
+its progress, wait, cancel and result answered by the others, over SOAP and JSON-WSP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import zeep
+
+from conftest import JsonWsp
+from redis_support import start_redis
+from server_support import FIXTURE_SERVICES, ROOT, free_port, wait_until
+
+HANDLER = ROOT / "deploy" / "apache" / "handler.wsgi"
+SERVICES = f"{ROOT / 'services' / 'instance_service.py'}:{FIXTURE_SERVICES / 'probe_service.py'}"
+USER = "www-data"
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+def _traversable_by_others(path: Path) -> bool:
+    for directory in [path, *path.parents]:
+        if directory.exists() and not directory.stat().st_mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+class ModWsgi:
+    """``mod_wsgi-express`` set up in a server root, started and stopped with apachectl."""
+
+    def __init__(self, server_root: Path, processes: int, settings: dict[str, str]) -> None:
+        self.server_root = server_root
+        self.port = free_port()
+        express = Path(sys.executable).parent / "mod_wsgi-express"
+        _require(express.exists(), "mod_wsgi-express is not installed (pip install mod_wsgi, needs apache2-dev)")
+        command = [
+            str(express), "setup-server", str(HANDLER), "--port", str(self.port), "--host", "127.0.0.1",
+            "--processes", str(processes), "--threads", "10", "--server-root", str(server_root),
+            "--user", USER, "--group", USER, "--locale", "C.UTF-8",
+        ]
+        for name, value in settings.items():
+            command += ["--setenv", name, value]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def error_log(self) -> str:
+        path = self.server_root / "error_log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start(self) -> "ModWsgi":
+        subprocess.run([str(self.server_root / "apachectl"), "start"], check=True, capture_output=True, timeout=60)
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(self.url + "/", timeout=2) as response:
+                    return response.status == 200
+            except urllib.error.HTTPError:
+                return True  # Apache answers; the application's verdict is the test's business
+            except OSError:
+                return False
+
+        wait_until(answers, timeout=30, what=f"Apache on {self.port}:\n{self.error_log()}")
+        return self
+
+    def stop(self) -> None:
+        subprocess.run([str(self.server_root / "apachectl"), "stop"], capture_output=True, timeout=60)
+        pid_file = self.server_root / "httpd.pid"
+        wait_until(lambda: not pid_file.exists(), timeout=30, what="Apache to stop")
+
+
+@pytest.fixture(scope="module")
+def apache_ready(output_dir):
+    _require(shutil.which("apache2") is not None or Path("/usr/sbin/apache2").exists(),
+             "Apache is not installed (apt-get install apache2 apache2-dev)")
+    _require(_traversable_by_others(Path(os.path.realpath(sys.base_prefix))),
+             f"{USER} cannot reach the Python installation at {sys.base_prefix} (grant o+x on its parents)")
+    root = output_dir / "apache"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    for directory in [root, *root.parents]:
+        if directory == Path("/"):
+            break
+        _require(_traversable_by_others(directory), f"{USER} cannot reach {directory}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def apache(apache_ready, redis_server, output_dir):
+    server = ModWsgi(apache_ready / "three", 3, {
+        "LADON_TASKS_SERVICES": SERVICES, "LADON_TASKS_REDIS_URL": redis_server.url,
+    }).start()
+    log = open(output_dir / "apache-worker.log", "wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "ladon_tasks", "worker", str(FIXTURE_SERVICES / "probe_service.py"),
+         "--redis", redis_server.url], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+    )
+    yield server
+    os.killpg(worker.pid, signal.SIGTERM)
+    worker.wait(timeout=30)
+    server.stop()
+
+
+def test_three_daemon_processes_answer_for_each_others_tasks(apache, output_dir):
+    probe = JsonWsp(apache, "QueueProbeService")
+    serving = {probe("servingProcess") for _ in range(30)}
+    assert len(serving) >= 2, f"requests should spread over the daemon processes, saw {serving}"
+
+    gate = output_dir / "apache" / "gate"
+    gate.unlink(missing_ok=True)
+    ids = [probe("threadGated", gate=str(gate))["task_id"] for _ in range(9)]
+    soap = zeep.Client(f"{apache.url}/QueueProbeService/soap11/description")
+    calls = 0
+    for task_id in ids:  # while they run: every process must know every task
+        for _ in range(3):
+            assert probe("threadGated_progress", task_id=task_id)["state"] in ("queued", "running")
+            assert soap.service.threadGated_progress(**{"task-id": task_id})["state"] in ("queued", "running")
+            calls += 2
+    gate.touch()
+    started_in = set()
+    for task_id in ids:
+        assert soap.service.threadGated_wait(**{"task-id": task_id, "seconds": 20})["state"] == "succeeded"
+        started_in.add(probe("threadGated_result", task_id=task_id))
+        assert soap.service.threadGated_result(**{"task-id": task_id}) in serving
+        calls += 3
+    # The tasks ran in the processes that took their start calls: at least two of them,
+    # and every other process answered for them without a single UnknownTask.
+    assert len(started_in) >= 2, started_in
+    print(f"{calls} task calls over {len(serving)} daemon processes, tasks started in {len(started_in)}")
+
+
+def test_cancel_through_any_process_reaches_the_body(apache, output_dir):
+    probe = JsonWsp(apache, "QueueProbeService")
+    soap = zeep.Client(f"{apache.url}/QueueProbeService/soap11/description")
+    gate = output_dir / "apache" / "never"
+    task_id = probe("threadGated", gate=str(gate))["task_id"]
+    wait_until(lambda: probe("threadGated_progress", task_id=task_id)["progress"] > 0, what="running")
+    assert soap.service.threadGated_cancel(**{"task-id": task_id})["state"] == "cancelled"
+    for _ in range(6):
+        assert probe("threadGated_progress", task_id=task_id)["state"] == "cancelled"
+
+
+def test_queue_executor_with_a_worker_beside_apache(apache):
+    soap = zeep.Client(f"{apache.url}/QueueProbeService/soap11/description")
+    probe = JsonWsp(apache, "QueueProbeService")
+    ids = [soap.service.queuedEcho(text=f"apache {n}")["task-id"] for n in range(6)]
+    for n, task_id in enumerate(ids):
+        assert probe("queuedEcho_wait", task_id=task_id, seconds=20)["state"] == "succeeded"
+        assert soap.service.queuedEcho_result(**{"task-id": task_id}) == f"apache {n}"
+
+
+def test_clone_instance_over_soap_under_apache(apache):
+    soap = zeep.Client(f"{apache.url}/InstanceService/soap11/description")
+    task_id = soap.service.cloneInstance(**{"instance-id": "vm", "new-instance-name": "web"})["task-id"]
+    assert soap.service.cloneInstance_wait(**{"task-id": task_id, "seconds": 20})["state"] == "succeeded"
+    assert soap.service.cloneInstance_result(**{"task-id": task_id})["instance-id"] == "vm-web"
+
+
+def test_several_processes_without_redis_are_refused_with_the_reason(apache_ready):
+    server = ModWsgi(apache_ready / "no-redis", 2, {"LADON_TASKS_SERVICES": SERVICES}).start()
+    try:
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(server.url + "/", timeout=10)
+        assert caught.value.code == 500
+        wait_until(lambda: "no Redis store is configured" in server.error_log(), what="the reason in the log")
+    finally:
+        server.stop()
