@@ -144,6 +144,8 @@ class TaskClient:
         """Start ``method`` and return its result; ``progress=True`` draws a bar on stderr."""
         handle = self.start(method, **args)
         stream = sys.stderr if progress is True else (progress or None)
+        if stream is None:
+            return handle.wait_result(timeout)
         status = handle.wait(timeout, progress=stream)
         if not status.finished:
             raise WaitTimeout(f"task {handle.task_id} still {status.state} after {timeout}s", handle.task_id, status)
@@ -173,6 +175,21 @@ class TaskHandle:
         except (TaskFailedError, TaskCancelledError) as error:
             error.status = self.progress()
             raise
+
+    def wait_result(self, timeout: float | None = None) -> Any:
+        """The result, as soon as there is one: one round trip per ``WAIT_SLICE``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = WAIT_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return self.client.call(f"{self.method}_wait_result", task_id=self.task_id, seconds=min(remaining, WAIT_SLICE))
+            except TaskNotFinishedError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    status = self.progress()
+                    raise WaitTimeout(f"task {self.task_id} still {status.state} after {timeout}s", self.task_id, status)
+            except (TaskFailedError, TaskCancelledError) as error:
+                error.status = self.progress()
+                raise
 
     def wait(self, timeout: float | None = None, progress: TextIO | None = None) -> TaskStatus:
         """Block until the task ends or ``timeout`` seconds pass; returns the last status.

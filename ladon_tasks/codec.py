@@ -21,8 +21,8 @@ class CodecError(ValueError):
     """A value does not fit its declared Ladon type."""
 
 
-def _converter() -> TypeConverter:
-    return TypeConverter(encoding="UTF-8", allow_unsafe_conversion=False, only_strings_to_unicode=False)
+#: Ladon's converter holds only its settings, so one instance serves every call.
+CONVERTER = TypeConverter(encoding="UTF-8", allow_unsafe_conversion=False, only_strings_to_unicode=False)
 
 
 def type_name(ladon_type: Any) -> str:
@@ -57,7 +57,7 @@ def encode(ladon_type: Any, value: Any) -> Any:
 
 def decode(ladon_type: Any, data: Any) -> Any:
     """The Python value Ladon's dispatcher expects for ``ladon_type``."""
-    converter = _converter()
+    converter = CONVERTER
     if isinstance(ladon_type, (list, tuple)):
         return [decode(ladon_type[0], item) for item in (data or [])]
     if get_type_info(ladon_type) is not None:

@@ -10,6 +10,7 @@ method             returns                     does
 ``m_result(id)``   the declared ``rtype``      the result; repeatable until it expires
 ``m_cancel(id)``   ``TaskProgressResponse``    cancels (cooperative/enforced per executor)
 ``m_wait(id, s)``  ``TaskProgressResponse``    returns when the task ends or ``s`` passes
+``m_wait_result``  the declared ``rtype``      ``_wait`` then ``_result`` in one round trip
 =================  ==========================  =========================================
 
 Ladon's own task-type machinery is bypassed: the start method is registered with
@@ -87,6 +88,10 @@ _COMPANION_DOCS = {
     "wait": "Return as soon as the task has finished, or after at most seconds seconds.\n"
     "@param task_id: the id returned when the task was started\n"
     "@param seconds: longest wait (the server caps it)",
+    "wait_result": "The task's result as soon as it has finished: _wait and _result in one call.\n"
+    "Faults as _result; TaskNotFinished when seconds pass first.\n"
+    "@param task_id: the id returned when the task was started\n"
+    "@param seconds: longest wait (the server caps it)",
 }
 
 
@@ -105,7 +110,12 @@ def _companions(task_method: TaskMethod) -> dict[str, Callable[..., Any]]:
     def wait(self: Any, task_id: str, seconds: float, **kw: Any) -> wire.TaskProgressResponse:
         return wire.progress_response(get_runtime().wait(task_id, seconds))
 
-    functions = {"progress": progress, "result": result, "cancel": cancel, "wait": wait}
+    def wait_result(self: Any, task_id: str, seconds: float, **kw: Any) -> Any:
+        runtime = get_runtime()
+        runtime.wait(task_id, seconds)
+        return runtime.result(task_method, task_id)
+
+    functions = {"progress": progress, "result": result, "cancel": cancel, "wait": wait, "wait_result": wait_result}
     for suffix, function in functions.items():
         function.__doc__ = _COMPANION_DOCS[suffix]
     return functions
@@ -125,6 +135,7 @@ def _register(task_method: TaskMethod, ladon_kw: dict[str, Any]) -> None:
         "result": ((PORTABLE_STRING,), task_method.rtype),
         "cancel": ((PORTABLE_STRING,), wire.TaskProgressResponse),
         "wait": ((PORTABLE_STRING, float), wire.TaskProgressResponse),
+        "wait_result": ((PORTABLE_STRING, float), task_method.rtype),
     }
     companions = _companions(task_method)
     for suffix, (arg_types, rtype) in signatures.items():

@@ -269,3 +269,14 @@ def test_sigterm_stops_the_server_promptly(output_dir):
     running = start_server(ALL_SERVICES[:1], output_dir)
     running.process.send_signal(signal.SIGTERM)
     assert running.process.wait(timeout=10) is not None
+
+
+def test_wait_result_returns_the_result_in_one_call_or_says_not_finished(probe, tmp_path):
+    task_id = probe("numbers", count=3)["task_id"]
+    assert probe("numbers_wait_result", task_id=task_id, seconds=20) == [0, 1, 2]
+    gated = probe("gated", gate=str(tmp_path / "gate"))["task_id"]
+    assert fault_of(probe, "gated_wait_result", task_id=gated, seconds=0.1).name == "TaskNotFinished"
+    (tmp_path / "gate").touch()
+    assert probe("gated_wait_result", task_id=gated, seconds=20) == 7
+    failed = probe("explode", text="x")["task_id"]
+    assert fault_of(probe, "explode_wait_result", task_id=failed, seconds=20).name == "TaskFailed"

@@ -12,7 +12,7 @@ from conftest import post_json
 
 pytestmark = pytest.mark.smoke
 
-COMPANIONS = ("_progress", "_result", "_cancel", "_wait")
+COMPANIONS = ("_progress", "_result", "_cancel", "_wait", "_wait_result")
 
 
 def test_wsdl_describes_every_task_method_with_types(server):

@@ -153,7 +153,7 @@ def run_body(job: Job, attempt: int, reporter: Reporter) -> Outcome:
         task_method = job.ref.resolve()
         args = codec.decode_args(task_method.arg_types, job.args)
         kw = dict(job.ladon_kw)
-        kw["LADON_METHOD_TC"] = codec._converter()
+        kw["LADON_METHOD_TC"] = codec.CONVERTER
         kw.update(_task_tools(job.task_id, attempt, reporter))
         service_instance = task_method.owner()
         if task_method.accepts_kw:

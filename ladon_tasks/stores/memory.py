@@ -12,7 +12,6 @@ Limits: records are visible to this process only. Under a multi-process web serv
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections import OrderedDict
@@ -70,18 +69,18 @@ class MemoryStore(TaskStore):
                 existing_id = self._idempotency.get(key)
                 existing = self._live(existing_id) if existing_id else None
                 if existing is not None:
-                    return dataclasses.replace(existing)
+                    return existing.copy()
                 self._idempotency[key] = record.task_id
             if not record.submitted_at:
                 record.submitted_at = self._clock()
-            self._records[record.task_id] = dataclasses.replace(record)
+            self._records[record.task_id] = record.copy()
             self._sweep()
             return record
 
     def get(self, task_id: str) -> TaskRecord | None:
         with self._lock:
             record = self._live(task_id)
-            return dataclasses.replace(record) if record is not None else None
+            return record.copy() if record is not None else None
 
     def transition(
         self, task_id: str, target: TaskState, *, attempt: int | None = None, **changes: Any
@@ -109,7 +108,7 @@ class MemoryStore(TaskStore):
                 self._finished[task_id] = record.finished_at + record.result_ttl
                 self._sweep()
                 self._changed.notify_all()
-            return dataclasses.replace(record)
+            return record.copy()
 
     def report(
         self,
@@ -143,7 +142,7 @@ class MemoryStore(TaskStore):
                     record.finished_at = self._clock()
                     self._finished[task_id] = record.finished_at + record.result_ttl
                     self._changed.notify_all()
-            return dataclasses.replace(record)
+            return record.copy()
 
     def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
         deadline = time.monotonic() + max(0.0, timeout)
@@ -156,7 +155,7 @@ class MemoryStore(TaskStore):
                 if remaining <= 0:
                     break
                 self._changed.wait(remaining)
-            return dataclasses.replace(record) if record is not None else None
+            return record.copy() if record is not None else None
 
     def list(
         self,
@@ -181,7 +180,7 @@ class MemoryStore(TaskStore):
                 if skipped < offset:
                     skipped += 1
                     continue
-                found.append(dataclasses.replace(record))
+                found.append(record.copy())
                 if len(found) >= limit:
                     break
         return found
