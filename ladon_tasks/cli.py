@@ -127,6 +127,28 @@ def _print_records(records, as_json: bool) -> None:  # type: ignore[no-untyped-d
         )
 
 
+def cmd_events(args: argparse.Namespace) -> int:
+    """Follow the lifecycle event stream until interrupted (or ``--count`` events)."""
+    import datetime
+
+    store = _redis_store(args.redis)
+    last_id, shown = ("0" if args.from_start else "$"), 0
+    try:
+        while args.count is None or shown < args.count:
+            for event_id, event in store.events(last_id, block=1.0):
+                last_id = event_id
+                when = datetime.datetime.fromtimestamp(int(event_id.split("-")[0]) / 1000).strftime("%H:%M:%S.%f")[:-3]
+                error = f"  {event['error']}" if event.get("error") else ""
+                print(f"{when}  {event['state']:9}  {event['service']}.{event['method']}  {event['task']}"
+                      f"  attempt {event['attempt']}{error}", flush=True)
+                shown += 1
+                if args.count is not None and shown >= args.count:
+                    break
+    finally:
+        store.close()
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from ladon_tasks.model import TaskState
 
@@ -262,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--json", action="store_true", help="one JSON record per line")
     tasks.add_argument("--redis", metavar="URL", default=None)
     tasks.set_defaults(handler=cmd_tasks)
+
+    events = commands.add_parser("events", help="follow task lifecycle events (Redis store)")
+    events.add_argument("--from-start", action="store_true", help="begin with the oldest kept event")
+    events.add_argument("--count", type=int, default=None, help="stop after this many events")
+    events.add_argument("--redis", metavar="URL", default=None)
+    events.set_defaults(handler=cmd_events)
 
     inspect = commands.add_parser("inspect", help="one task's whole record (Redis store)")
     inspect.add_argument("task_id")

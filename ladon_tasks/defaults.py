@@ -68,3 +68,7 @@ REAP_INTERVAL = 0.5
 #: Seconds a stopping worker (SIGTERM) lets running bodies finish before handing
 #: their tasks back to the queue.
 WORKER_GRACE = 10.0
+
+#: Lifecycle events kept in the Redis stream (approximately: Redis trims in whole
+#: nodes). Enough for an operator to follow, bounded so the stream never grows.
+EVENTS_MAXLEN = 10_000

@@ -264,3 +264,24 @@ def _alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status")
     return status.exists() and "State:\tZ" not in status.read_text()
+
+
+def test_events_command_follows_the_lifecycle(web, workers, redis_server):
+    workers.start()
+    probe = queue_probe(web[0])
+    task_id = probe("queuedEcho", text="watched")["task_id"]
+    assert probe("queuedEcho_wait", task_id=task_id, seconds=20)["state"] == "succeeded"
+    from ladon_tasks.stores.redis import RedisStore
+
+    store = RedisStore(redis_server.url)
+    try:
+        mine = [event["state"] for _, event in store.events("0", block=0.1, count=100000) if event["task"] == task_id]
+    finally:
+        store.close()
+    assert mine == ["queued", "running", "succeeded"]
+    shown = subprocess.run(
+        [sys.executable, "-m", "ladon_tasks", "events", "--redis", redis_server.url, "--from-start", "--count", "3"],
+        capture_output=True, text=True, timeout=30, cwd=ROOT,
+    )
+    assert shown.returncode == 0 and len(shown.stdout.splitlines()) == 3
+    assert "QueueProbeService." in shown.stdout or "OnceService." in shown.stdout

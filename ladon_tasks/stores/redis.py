@@ -52,6 +52,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from ladon_tasks import defaults
 from ladon_tasks.model import FINISHED_STATES, TRANSITIONS, TaskRecord, TaskState
 from ladon_tasks.stores.base import StoreError, TaskStore
 
@@ -99,7 +100,10 @@ def _lua_transition_tables() -> str:
     return f"local LEGAL = {{{legal}}}\nlocal FINISHED = {{{finished}}}\nlocal STATES = {{{states}}}\n"
 
 
-_LUA_COMMON = _lua_transition_tables() + f"local SWEEP_BATCH = {SWEEP_BATCH}\n" + r"""
+_LUA_COMMON = (
+    _lua_transition_tables()
+    + f"local SWEEP_BATCH = {SWEEP_BATCH}\nlocal EVENTS_MAXLEN = {defaults.EVENTS_MAXLEN}\n"
+) + r"""
 local P = ARGV[1]
 local ALL = P .. 'idx:all'
 local EXPIRING = P .. 'idx:expiring'
@@ -158,9 +162,18 @@ local function apply_pending(key, state, attempts, pending)
   end
 end
 
+-- one lifecycle event on the capped stream (ladon-tasks events follows it)
+local function emit(id, method, state, key)
+  local f = redis.call('HMGET', key, 'service', 'attempts', 'error_type')
+  redis.call('XADD', P .. 'events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'task', id,
+             'service', cjson.decode(f[1]), 'method', method, 'state', state,
+             'attempt', f[2], 'error', cjson.decode(f[3] or '""'))
+end
+
 -- move a task between state indexes; returns its method name
 local function move(key, id, old, new)
   local method = cjson.decode(redis.call('HGET', key, 'method'))
+  emit(id, method, new, key)
   local score = redis.call('ZSCORE', ALL, id) or redis.call('HGET', key, 'submitted_at')
   redis.call('ZREM', state_key(old), id)
   redis.call('ZREM', method_state_key(method, old), id)
@@ -220,6 +233,7 @@ redis.call('ZADD', ALL, score, id)
 redis.call('ZADD', state_key(state), score, id)
 redis.call('ZADD', method_key(method), score, id)
 redis.call('ZADD', method_state_key(method, state), score, id)
+emit(id, method, state, key)
 if FINISHED[state] then finish(key, id, method) else sweep(SWEEP_BATCH) end
 return false
 """
@@ -661,6 +675,14 @@ class RedisStore(TaskStore):
         with self._errors("listing tasks"):
             page = self._list(args=[p, str(max(0, offset)), str(limit), method or "", *sources])
         return [_decode_record(flat) for flat in page]
+
+    def events(self, last_id: str = "$", block: float = 1.0, count: int = 100) -> list[tuple[str, dict[str, str]]]:
+        """Lifecycle events after ``last_id`` (``"$"``: only new ones; ``"0"``: all kept),
+        waiting up to ``block`` seconds for the first. The stream is capped at
+        ``defaults.EVENTS_MAXLEN`` entries."""
+        with self._errors("read events"):
+            answer = self._redis.xread({self.prefix + "events": last_id}, count=count, block=int(block * 1000))
+        return [(event_id, fields) for _, entries in answer or [] for event_id, fields in entries]
 
     def close(self) -> None:
         """Write pending progress, stop the threads, and disconnect a pool we own."""
