@@ -73,7 +73,10 @@ class TaskMethod:
 
     def start(self, service_instance: Any, *args: Any, **kw: Any) -> wire.TaskInfoResponse:
         ladon_kw = {key: kw[key] for key in _FORWARDED_LADON_KW if key in kw}
-        record = get_runtime().start(self, args, ladon_kw)
+        # Ladon hands the WSGI environ to methods in kw: an ``Idempotency-Key`` request
+        # header makes a retried start call (after a timeout, say) find the first task.
+        idempotency_key = kw.get("HTTP_IDEMPOTENCY_KEY") or ""
+        record = get_runtime().start(self, args, ladon_kw, idempotency_key=str(idempotency_key))
         return wire.info_response(record)
 
 
@@ -88,6 +91,10 @@ _COMPANION_DOCS = {
     "wait": "Return as soon as the task has finished, or after at most seconds seconds.\n"
     "@param task_id: the id returned when the task was started\n"
     "@param seconds: longest wait (the server caps it)",
+    "list": "A page of this method's tasks, newest first.\n"
+    "@param state: empty for all, or queued, running, succeeded, failed, cancelled\n"
+    "@param limit: tasks per page, 1..500\n"
+    "@param offset: tasks to skip",
     "wait_result": "The task's result as soon as it has finished: _wait and _result in one call.\n"
     "Faults as _result; TaskNotFinished when seconds pass first.\n"
     "@param task_id: the id returned when the task was started\n"
@@ -115,7 +122,13 @@ def _companions(task_method: TaskMethod) -> dict[str, Callable[..., Any]]:
         runtime.wait(task_id, seconds)
         return runtime.result(task_method, task_id)
 
+    def list_(self: Any, state: str, limit: int, offset: int, **kw: Any) -> list[wire.TaskProgressResponse]:
+        records = get_runtime().list(task_method.name, state, limit, offset)
+        return [wire.progress_response(record) for record in records]
+
     functions = {"progress": progress, "result": result, "cancel": cancel, "wait": wait, "wait_result": wait_result}
+    if task_method.options.listing:
+        functions["list"] = list_
     for suffix, function in functions.items():
         function.__doc__ = _COMPANION_DOCS[suffix]
     return functions
@@ -137,6 +150,8 @@ def _register(task_method: TaskMethod, ladon_kw: dict[str, Any]) -> None:
         "wait": ((PORTABLE_STRING, float), wire.TaskProgressResponse),
         "wait_result": ((PORTABLE_STRING, float), task_method.rtype),
     }
+    if task_method.options.listing:
+        signatures["list"] = ((PORTABLE_STRING, int, int), [wire.TaskProgressResponse])
     companions = _companions(task_method)
     for suffix, (arg_types, rtype) in signatures.items():
         service_info.add_method(

@@ -27,10 +27,13 @@ class TaskOptions:
     priority: int = defaults.PRIORITY
     tags: tuple[str, ...] = field(default_factory=tuple)
     queue: str = defaults.QUEUE  # with executor='queue': which workers take the jobs
+    idempotent: bool = False  # same arguments while a task is retained -> that same task
+    listing: bool = False  # expose m_list: any client may then see every task of m
 
     def __post_init__(self) -> None:
-        if not isinstance(self.enable, bool):
-            raise TypeError(f"tasktype option 'enable' must be True or False, got {self.enable!r}")
+        for flag in ("enable", "idempotent", "listing"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"tasktype option {flag!r} must be True or False, got {getattr(self, flag)!r}")
         if self.executor not in EXECUTORS:
             raise ValueError(
                 f"tasktype option 'executor' must be one of {', '.join(EXECUTORS)}, got {self.executor!r}"

@@ -12,6 +12,7 @@ first use; :func:`configure` replaces it before the first request.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterator
@@ -88,7 +89,16 @@ class TaskRuntime:
 
     # -- operations ----------------------------------------------------------------
 
-    def start(self, task_method: "TaskMethod", args: tuple[Any, ...], ladon_kw: dict[str, Any]) -> TaskRecord:
+    def start(
+        self,
+        task_method: "TaskMethod",
+        args: tuple[Any, ...],
+        ladon_kw: dict[str, Any],
+        idempotency_key: str = "",
+    ) -> TaskRecord:
+        """Record the task, then hand it to its executor. With an idempotency key (or
+        ``idempotent=True``: the arguments are the key) that names a task still retained,
+        that task is returned and nothing new runs."""
         try:
             encoded_args = codec.encode_args(task_method.arg_types, args)
         except codec.CodecError as exc:
@@ -99,8 +109,13 @@ class TaskRuntime:
                 f"{task_method.name}: arguments take {size} bytes, more than the limit of {self.max_args_bytes}"
             )
         options = task_method.options
+        if idempotency_key and (len(idempotency_key) > 200 or not idempotency_key.isprintable()):
+            raise faults.InvalidArgument("the idempotency key must be at most 200 printable characters")
+        if not idempotency_key and options.idempotent:
+            idempotency_key = "args:" + hashlib.sha256(codec.dumps(encoded_args).encode()).hexdigest()
+        new_id = new_task_id()
         record = TaskRecord(
-            task_id=new_task_id(),
+            task_id=new_id,
             service=task_method.ref.service,
             method=task_method.name,
             args=encoded_args,
@@ -109,9 +124,12 @@ class TaskRuntime:
             tags=list(options.tags),
             result_ttl=float(options.result_ttl),
             submitted_at=time.time(),
+            idempotency_key=idempotency_key,
         )
         with _store_errors():
             record = self.store.create(record)
+        if record.task_id != new_id:
+            return record  # known idempotency key: the existing task, not a second run
         job = Job(
             task_id=record.task_id,
             ref=task_method.ref,
@@ -179,6 +197,21 @@ class TaskRuntime:
         for executor in list(self._executors.values()):
             executor.cancel(task_id)
         return record
+
+    def list(self, method: str, state: str, limit: int, offset: int) -> list[TaskRecord]:
+        """A page of one method's tasks, newest first; cost follows the page size."""
+        states = None
+        if state:
+            try:
+                states = [TaskState(state)]
+            except ValueError:
+                raise faults.InvalidArgument(
+                    f"state must be empty or one of {', '.join(s.value for s in TaskState)}, got {state!r}"
+                ) from None
+        if not 1 <= limit <= 500 or offset < 0:
+            raise faults.InvalidArgument("limit must be 1..500 and offset >= 0")
+        with _store_errors():
+            return self.store.list(states=states, method=method, limit=limit, offset=offset)
 
     def wait(self, task_id: Any, seconds: float) -> TaskRecord:
         self.record(task_id)

@@ -280,3 +280,35 @@ def test_wait_result_returns_the_result_in_one_call_or_says_not_finished(probe, 
     assert probe("gated_wait_result", task_id=gated, seconds=20) == 7
     failed = probe("explode", text="x")["task_id"]
     assert fault_of(probe, "explode_wait_result", task_id=failed, seconds=20).name == "TaskFailed"
+
+
+def test_idempotency_key_header_returns_the_existing_task(server):
+    import json
+    import urllib.request
+
+    def start(key: str) -> str:
+        request = urllib.request.Request(
+            f"{server.url}/ProbeService/jsonwsp",
+            data=json.dumps({"methodname": "echo", "args": {"text": "charge card"}}).encode(),
+            headers={"Content-Type": "application/json", "Idempotency-Key": key},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())["result"]["task_id"]
+
+    first = start("order-17")
+    assert start("order-17") == first  # a client retrying after a timeout gets the same task
+    assert start("order-18") != first
+
+
+def test_idempotent_option_and_listing_method(probe):
+    first = probe("once", text="a")["task_id"]
+    assert probe("once", text="a")["task_id"] == first
+    other = probe("once", text="b")["task_id"]
+    assert other != first
+    assert probe("once_wait_result", task_id=other, seconds=20) == "B"
+    page = probe("once_list", state="", limit=1, offset=0)
+    assert [task["task_id"] for task in page] == [other]  # newest first, one per page
+    assert probe("once_list", state="", limit=1, offset=1)[0]["task_id"] == first
+    assert other in {t["task_id"] for t in probe("once_list", state="succeeded", limit=10, offset=0)}
+    assert fault_of(probe, "once_list", state="bogus", limit=1, offset=0).name == "InvalidArgument"
+    assert fault_of(probe, "zero_list", state="", limit=1, offset=0).name in ("UnknownMethod", "MalformedRequest")

@@ -127,6 +127,11 @@ class ProbeService(object):
     def echo(self, text, **kw):
         return text
 
+    @ladonize(PORTABLE_STRING, rtype=PORTABLE_STRING, tasktype=dict(idempotent=True, listing=True))
+    def once(self, text, **kw):
+        """Same text while the task is retained: the same task, not a second run."""
+        return text.upper()
+
     @ladonize(PORTABLE_STRING, rtype=PORTABLE_STRING)
     def plain(self, text, **kw):
         return text
