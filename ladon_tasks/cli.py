@@ -31,7 +31,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "process_workers": args.process_workers,
         "store": make_store(settings),
     }
-    application = make_application(args.services, debug=args.debug, **runtime_settings)
+    application = make_application(
+        args.services, debug=args.debug, max_request_bytes=args.max_request_bytes, **runtime_settings
+    )
     if not args.no_dashboard:
         from ladon_tasks.dashboard import DashboardApp, mount
 
@@ -251,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep task state in Redis (default: $LADON_TASKS_REDIS_URL or $REDIS_HOST, else in process)",
     )
     serve.add_argument("--debug", action="store_true", help="send tracebacks with faults (never in production)")
+    serve.add_argument("--max-request-bytes", type=int, default=defaults.MAX_REQUEST_BYTES,
+                       help="larger request bodies get 413 before they are read")
     serve.add_argument("--no-dashboard", action="store_true", help="do not mount the dashboard at /_tasks/")
     serve.add_argument("--dashboard-token", default=None, help="require this token for the dashboard")
     serve.add_argument("--thread-workers", type=int, default=defaults.THREAD_WORKERS)

@@ -47,6 +47,8 @@ import sys
 import types
 from collections import namedtuple
 
+from ladon_tasks import faults
+
 _ArgSpec = namedtuple("ArgSpec", "args varargs keywords defaults")
 
 
@@ -141,15 +143,6 @@ def _quote(value: object) -> str:
     return text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 3] + "..."
 
 
-def _client_fault(name: str, message: str, stack_depth: int = 3):  # type: ignore[no-untyped-def]
-    """A client fault shaped like :mod:`ladon_tasks.faults`: ``Name: message``, detail ``Name``.
-
-    Built here rather than imported, because :mod:`ladon_tasks.faults` imports this module."""
-    from ladon.exceptions.service import ClientFault
-
-    return ClientFault(f"{name}: {message}", detail=name, stack_depth=stack_depth)
-
-
 def _describe_type(declared: object) -> str:
     """``int`` -> ``an int``; ``[str]`` -> ``a list of str``: the words a fault uses."""
     if isinstance(declared, (list, tuple)) and declared:
@@ -180,31 +173,28 @@ def _install_request_guards() -> None:
         except ServiceFault:
             raise
         except RecursionError:
-            raise _client_fault("MalformedRequest", f"the {iface_name} request is nested too deeply") from None
+            raise faults.MalformedRequest(f"the {iface_name} request is nested too deeply") from None
         except Exception as exc:
             reason = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
-            raise _client_fault(
-                "MalformedRequest", f"not a readable {iface_name} request: {_quote(reason[0])[1:-1]}"
+            raise faults.MalformedRequest(f"not a readable {iface_name} request: {_quote(reason[0])[1:-1]}"
             ) from None
         if not isinstance(req_dict, dict):
-            raise _client_fault("MalformedRequest", f"a {iface_name} request must be an object")
+            raise faults.MalformedRequest(f"a {iface_name} request must be an object")
         methodname = req_dict.get("methodname")
         if not isinstance(methodname, str) or not methodname:
-            raise _client_fault("MalformedRequest", f"the {iface_name} request names no method")
+            raise faults.MalformedRequest(f"the {iface_name} request names no method")
         if not dispatcher.sinst.method(methodname):
-            raise _client_fault(
-                "UnknownMethod", f"{dispatcher.sinst.servicename} has no method {_quote(methodname)}"
+            raise faults.UnknownMethod(f"{dispatcher.sinst.servicename} has no method {_quote(methodname)}"
             )
         req_dict.setdefault("args", {})
         if not isinstance(req_dict["args"], dict):
-            raise _client_fault("MalformedRequest", "args must be an object of argument names and values")
+            raise faults.MalformedRequest("args must be an object of argument names and values")
         for echoed in ("mirror", "id"):  # written back into the answer: must survive encoding
             try:
                 json.dumps(req_dict.get(echoed), ensure_ascii=False).encode(dispatcher.response_encoding)
             except (UnicodeError, ValueError):
                 req_dict.pop(echoed, None)
-                raise _client_fault(
-                    "MalformedRequest", f"{echoed} holds text that cannot be written in {dispatcher.response_encoding}"
+                raise faults.MalformedRequest(f"{echoed} holds text that cannot be written in {dispatcher.response_encoding}"
                 ) from None
         return req_dict
 
@@ -245,8 +235,6 @@ def _install_request_guards() -> None:
 
     def call_method(self: Dispatcher, method, req_dict, tc, export_dict, log_line):  # type: ignore[no-untyped-def]
         """Ladon's call; its argument conversion errors become the caller's fault."""
-        from ladon_tasks.faults import InvalidArgument
-
         for arg in method.args():
             name, declared = arg["name"], arg["type"]
             if not isinstance(declared, list) or name not in req_dict["args"]:
@@ -255,7 +243,7 @@ def _install_request_guards() -> None:
             if value in ("", None) and self.iface._interface_name() == "soap11":
                 req_dict["args"][name] = []  # SOAP writes an empty array as an empty or nil element
             elif not isinstance(value, list):  # Ladon would iterate a string's characters or a dict's keys
-                raise InvalidArgument(f"{method.name()}: argument {name} must be {_describe_type(declared)}")
+                raise faults.InvalidArgument(f"{method.name()}: argument {name} must be {_describe_type(declared)}")
         try:
             return original_call_method(self, method, req_dict, tc, export_dict, log_line)
         except (LadonTypeException, LadonDispatchException):
@@ -264,8 +252,8 @@ def _install_request_guards() -> None:
             if name not in declared:
                 raise
             if name not in req_dict["args"]:
-                raise InvalidArgument(f"{method.name()}: argument {name} is missing") from None
-            raise InvalidArgument(
+                raise faults.InvalidArgument(f"{method.name()}: argument {name} is missing") from None
+            raise faults.InvalidArgument(
                 f"{method.name()}: argument {name} must be {_describe_type(declared[name])}"
             ) from None
 
@@ -290,14 +278,14 @@ def _install_jsonrpc_request_checks() -> None:
         and keep the request's ``id`` as sent (JSON-RPC matches answers to calls by it)."""
         request = json.loads(PORTABLE_STRING(json_body, encoding))
         if not isinstance(request, dict):
-            raise _client_fault("MalformedRequest", "a jsonrpc10 request must be an object")
+            raise faults.MalformedRequest("a jsonrpc10 request must be an object")
         passback = {"id": request.get("id")}
         method = request.get("method")
         fault = None
         if "method" in request and not isinstance(method, str):
-            fault = _client_fault("MalformedRequest", "method must be a string")
+            fault = faults.MalformedRequest("method must be a string")
         elif isinstance(method, str) and method not in sinfo.methods:
-            fault = _client_fault("UnknownMethod", f"{sinfo.servicename} has no method {_quote(method)}")
+            fault = faults.UnknownMethod(f"{sinfo.servicename} has no method {_quote(method)}")
         if fault is not None:
             fault.passback_dict = passback
             raise fault

@@ -72,3 +72,7 @@ WORKER_GRACE = 10.0
 #: Lifecycle events kept in the Redis stream (approximately: Redis trims in whole
 #: nodes). Enough for an operator to follow, bounded so the stream never grows.
 EVENTS_MAXLEN = 10_000
+
+#: Largest request body the server reads, in bytes; a bigger Content-Length gets 413
+#: before anything is read, so an oversized request cannot exhaust memory.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024

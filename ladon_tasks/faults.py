@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from ladon.exceptions.service import ClientFault, ServerFault
 
-from ladon_tasks import compat
-
 
 class _NamedFault:
     """Mixin: ``faultstring = 'Name: message'``, ``detail = 'Name'``."""
@@ -20,6 +18,8 @@ class _NamedFault:
     fault_name = "TaskFault"
 
     def _named(self, message: str, traceback_text: str = "") -> tuple[str, str]:
+        from ladon_tasks import compat  # imported here: compat builds these faults too
+
         detail = self.fault_name
         if traceback_text and compat.debug_enabled():
             detail = f"{detail}\n{traceback_text}"
@@ -70,6 +70,19 @@ class TaskCancelled(TaskClientFault):
     """The task was cancelled before it produced a result."""
 
     fault_name = "TaskCancelled"
+
+
+class MalformedRequest(TaskClientFault):
+    """The request could not be read: not JSON/XML, the wrong shape, bytes that do not
+    decode, a SOAP envelope with a document type declaration."""
+
+    fault_name = "MalformedRequest"
+
+
+class UnknownMethod(TaskClientFault):
+    """The service has no method of that name."""
+
+    fault_name = "UnknownMethod"
 
 
 class InvalidArgument(TaskClientFault):

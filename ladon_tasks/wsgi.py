@@ -22,7 +22,7 @@ import sys
 import threading
 from typing import Any, Callable, Iterable, Sequence
 
-from ladon_tasks import compat
+from ladon_tasks import compat, defaults
 from ladon_tasks.expand import activate
 from ladon_tasks.runtime import configure, get_runtime
 from ladon_tasks.stores.memory import MemoryStore
@@ -34,7 +34,6 @@ StartResponse = Callable[..., Any]
 #: Largest request body served, in bytes. Ladon reads a body whole into memory before
 #: parsing it; task arguments are capped at 1 MB of JSON (``defaults.MAX_ARGS_BYTES``), and
 #: SOAP or JSON framing around them stays well below 4x that.
-MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 
 def split_service_spec(spec: str) -> tuple[str, str | None]:
@@ -58,7 +57,7 @@ class FaultSafeApplication:
         self,
         ladon_app: Callable[..., Iterable[bytes]],
         debug: bool = False,
-        max_request_bytes: int = MAX_REQUEST_BYTES,
+        max_request_bytes: int = defaults.MAX_REQUEST_BYTES,
     ) -> None:
         if max_request_bytes < 1:
             raise ValueError("max_request_bytes must be at least 1")
@@ -156,7 +155,7 @@ def make_application(
     debug: bool = False,
     catalog_name: str | None = None,
     catalog_desc: str | None = None,
-    max_request_bytes: int = MAX_REQUEST_BYTES,
+    max_request_bytes: int = defaults.MAX_REQUEST_BYTES,
     **runtime_settings: Any,
 ) -> FaultSafeApplication:
     """Import ``services`` (module names or ``.py`` paths) and return the application.
