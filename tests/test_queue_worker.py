@@ -285,3 +285,41 @@ def test_events_command_follows_the_lifecycle(web, workers, redis_server):
     )
     assert shown.returncode == 0 and len(shown.stdout.splitlines()) == 3
     assert "QueueProbeService." in shown.stdout or "OnceService." in shown.stdout
+
+
+def test_standalone_dashboard_sees_and_cancels_tasks_of_other_processes(web, redis_server, output_dir, tmp_path):
+    import json
+    import urllib.request
+
+    from server_support import free_port
+
+    port = free_port()
+    log = open(output_dir / "dashboard-redis.log", "wb")
+    dashboard = subprocess.Popen(
+        [sys.executable, "-m", "ladon_tasks", "dashboard", "--redis", redis_server.url, "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        probe = queue_probe(web[0])
+        task_id = probe("threadGated", gate=str(tmp_path / "never"))["task_id"]  # runs in web[0]
+
+        def listed():
+            try:
+                with urllib.request.urlopen(f"{base}/api/tasks?method=threadGated", timeout=5) as response:
+                    return [t for t in json.loads(response.read())["tasks"] if t["task_id"] == task_id]
+            except OSError:
+                return None
+
+        row = wait_until(listed, timeout=30, what="the dashboard to list the task")[0]
+        assert row["service"] == "QueueProbeService" and row["state"] in ("queued", "running")
+        request = urllib.request.Request(
+            f"{base}/api/tasks/{task_id}/cancel", data=b"", method="POST",
+            headers={"X-Requested-By": "ladon-tasks", "Origin": base},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        assert queue_probe(web[1])("threadGated_progress", task_id=task_id)["state"] == "cancelled"
+    finally:
+        os.killpg(dashboard.pid, signal.SIGTERM)
+        dashboard.wait(timeout=10)
