@@ -219,7 +219,7 @@ class _ProgressBar:
         from tqdm import tqdm
 
         self._bar = tqdm(total=1000, file=stream, desc=label, unit="‰", bar_format=(
-            "{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}"
+            "{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}"
         ))
 
     def update(self, status: TaskStatus) -> None:
