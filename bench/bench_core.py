@@ -29,21 +29,28 @@ too short for figures worth comparing.
 from __future__ import annotations
 
 import argparse
-import http.client
 import itertools
 import json
-import os
-import platform
-import selectors
 import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (  # noqa: E402  (the bench directory is not a package)
+    STARTUP_DEADLINE,
+    TASK_DEADLINE,
+    Client,
+    Fault,
+    environment,
+    in_threads,
+    read_port,
+    stop_process,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 SERVICES_DIR = BENCH_DIR / "services"
@@ -52,14 +59,6 @@ SERVICE = "BenchService"
 SERVICE_MODULE = "bench_service"
 KINDS = ("ours", "ladon")
 LABELS = {"ours": "ladon-tasks", "ladon": "Ladon 1.0.7"}
-
-#: Longest any single request may take before the bench gives up on a server.
-REQUEST_TIMEOUT = 60.0
-#: Longest a client waits for one task to finish before calling the run broken.
-TASK_DEADLINE = 30.0
-#: Longest a server may take to start answering.
-STARTUP_DEADLINE = 30.0
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -138,10 +137,10 @@ class ServerProcess:
         )
         log.close()
         try:
-            server = cls(kind, process, _read_port(process))
+            server = cls(kind, process, read_port(process))
             server.wait_ready()
         except BaseException:
-            _stop(process)
+            stop_process(process)
             raise
         return server
 
@@ -172,65 +171,10 @@ class ServerProcess:
         raise RuntimeError("no VmRSS line")
 
     def stop(self) -> None:
-        _stop(self.process)
-
-
-def _read_port(process: subprocess.Popen) -> int:
-    """The child prints ``PORT n`` once it is bound; wait for it with a deadline."""
-    assert process.stdout is not None
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if selector.select(timeout=0.1):
-                line = process.stdout.readline().decode().strip()
-                if line.startswith("PORT "):
-                    return int(line.split()[1])
-                if not line and process.poll() is not None:
-                    break
-            elif process.poll() is not None:
-                break
-    raise RuntimeError(f"bench server did not report its port (exit code {process.poll()})")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if process.stdout is not None:
-        process.stdout.close()
+        stop_process(self.process)
 
 
 # -- the client side ----------------------------------------------------------------
-
-
-class Fault(Exception):
-    """A JSON-WSP fault answer."""
-
-
-class Client:
-    """One keep-alive connection making JSON-WSP calls to the bench service."""
-
-    def __init__(self, port: int) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
-        self.path = f"/{SERVICE}/jsonwsp"
-        self.headers = {"Content-Type": "application/json; charset=utf-8"}
-
-    def call(self, method: str, **args: Any) -> Any:
-        body = json.dumps({"methodname": method, "args": args}).encode()
-        self.connection.request("POST", self.path, body, self.headers)
-        response = self.connection.getresponse()
-        answer = json.loads(response.read())
-        if answer.get("type") == "jsonwsp/fault":
-            raise Fault(answer["fault"].get("string", "fault"))
-        return answer["result"]
-
-    def close(self) -> None:
-        self.connection.close()
 
 
 def _is_done(progress: dict[str, Any]) -> bool:
@@ -278,42 +222,6 @@ def run_task(client: Client, value: int, waiter: Callable[[Client, str], Any]) -
     result = waiter(client, task_id)
     if result != value:
         raise RuntimeError(f"task {task_id}: result {result!r}, expected {value!r}")
-
-
-def in_threads(port: int, count: int, work: Callable[[Client], None]) -> float:
-    """Run ``work`` in ``count`` threads, each with its own connection; wall seconds.
-
-    Connections are opened before the clock starts, and a barrier releases the threads
-    together, so the time covers requests only. A failure in any thread fails the run.
-    """
-    clients = [Client(port) for _ in range(count)]
-    for client in clients:
-        client.connection.connect()
-    barrier = threading.Barrier(count + 1)
-    errors: list[BaseException] = []
-
-    def body(client: Client) -> None:
-        barrier.wait()
-        try:
-            work(client)
-        except BaseException as exc:  # reported below, from the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(client,), daemon=True) for client in clients]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join(REQUEST_TIMEOUT + TASK_DEADLINE)
-    elapsed = time.perf_counter() - started
-    for client in clients:
-        client.close()
-    if errors:
-        raise errors[0]
-    if any(thread.is_alive() for thread in threads):
-        raise RuntimeError("client threads did not finish in time")
-    return elapsed
 
 
 # -- the measurements -----------------------------------------------------------------
@@ -538,18 +446,6 @@ def format_table(rows: list[Row]) -> str:
         if number == 0:
             text.append("  ".join("-" * width for width in widths))
     return "\n".join(text)
-
-
-def environment() -> dict[str, Any]:
-    from importlib.metadata import version
-
-    return {
-        "python": platform.python_version(),
-        "ladon": version("ladon"),
-        "werkzeug": version("werkzeug"),
-        "cpus": os.cpu_count(),
-        "machine": platform.machine(),
-    }
 
 
 # -- main -----------------------------------------------------------------------------

@@ -32,9 +32,14 @@ log = logging.getLogger(__name__)
 #: A job's score: priority dominates (255 first), then submission time in ms.
 _PRIORITY_SPAN = 10**13
 
+# A claim that empties the queue also drops its wake-up tokens: while workers are busy,
+# every enqueue leaves a token nobody blocks on, and each stale token later costs an idle
+# worker a BLPOP and an empty claim. Safe: with no job queued, every token pushed so far
+# belongs to a job already claimed (enqueue pushes its token after adding its job).
 _CLAIM = """
 local popped = redis.call('ZPOPMIN', KEYS[1])
 if #popped == 0 then return false end
+if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[3]) end
 local now = redis.call('TIME')
 local deadline = tonumber(now[1]) + tonumber(now[2]) / 1e6 + tonumber(ARGV[1])
 redis.call('ZADD', KEYS[2], deadline, popped[1])
@@ -120,7 +125,9 @@ class RedisQueue:
         """Take the next job and lease it, waiting up to ``block`` seconds for one."""
         deadline = time.monotonic() + block
         while True:
-            member = self._call("claim", self._claim, keys=[self.jobs_key, self.leases_key], args=[self.lease_seconds])
+            member = self._call(
+                "claim", self._claim, keys=[self.jobs_key, self.leases_key, self.signal_key], args=[self.lease_seconds]
+            )
             if member:
                 member = member.decode() if isinstance(member, bytes) else member
                 return Job.from_json(codec.loads(member)), member
