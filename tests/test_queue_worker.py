@@ -18,6 +18,9 @@ from conftest import JsonWsp, WireFault
 from redis_support import start_redis
 from server_support import FIXTURE_SERVICES, ROOT, start_server, wait_until
 
+# Run on every supported interpreter: the Redis path is where versions differ most.
+pytestmark = pytest.mark.smoke
+
 PROBE = str(FIXTURE_SERVICES / "probe_service.py")
 LEASE = "1.5"
 
