@@ -678,15 +678,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="task threads per daemon process, LADON_TASKS_THREAD_WORKERS (default 16)")
     parser.add_argument("--server-mpm", choices=("event", "worker", "prefork"), default="",
                         help="Apache's front-end MPM (default: mod_wsgi-express's choice, event)")
-    parser.add_argument("--express-option", action="append", default=[], metavar="OPTION",
-                        help="extra mod_wsgi-express setup-server option, as --express-option=--initial-workers=1")
+    parser.add_argument("--express-option", action="append", default=None, metavar="OPTION",
+                        help="extra mod_wsgi-express setup-server option (default: --initial-workers=1, as "
+                             "deploy/apache/README.md recommends: every front-end child started at once, "
+                             "so Apache never sheds keep-alive connections while it grows)")
     parser.add_argument("--no-anchor", action="store_true", help="skip the Ladon 1.0.7 comparison")
     parser.add_argument("--output", type=Path, default=OUTPUT_DIR / "apache.json", help="where the JSON goes")
     args = parser.parse_args(argv)
     plan = Plan(seconds=5.0, clients=10, quick=True) if args.quick else Plan()
     changes: dict[str, Any] = {"processes": args.processes, "threads": args.threads,
                                "thread_workers": args.thread_workers, "anchor": not args.no_anchor,
-                               "server_mpm": args.server_mpm, "express_options": tuple(args.express_option)}
+                               "server_mpm": args.server_mpm,
+                               "express_options": tuple(args.express_option if args.express_option is not None
+                                                        else ["--initial-workers=1"])}
     if args.seconds is not None:
         changes["seconds"] = args.seconds
     if args.clients is not None:
