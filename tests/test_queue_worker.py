@@ -16,7 +16,7 @@ import pytest
 
 from conftest import JsonWsp, WireFault
 from redis_support import start_redis
-from server_support import FIXTURE_SERVICES, ROOT, start_server, wait_until
+from server_support import FIXTURE_SERVICES, ROOT, process_alive, start_server, wait_until
 
 # Run on every supported interpreter: the Redis path is where versions differ most.
 pytestmark = pytest.mark.smoke
@@ -149,7 +149,7 @@ def test_cancel_reaches_a_silent_body_on_a_worker(web, workers, tmp_path):
     pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), what="the body to start"))
     started = time.monotonic()
     assert probe("queuedSilent_cancel", task_id=task_id)["state"] == "cancelled"
-    wait_until(lambda: not _alive(pid), timeout=10, what="the worker to kill the cancelled body")
+    wait_until(lambda: not process_alive(pid), timeout=10, what="the worker to kill the cancelled body")
     print(f"cancel reached the body after {time.monotonic() - started:.2f}s")
 
 
@@ -259,14 +259,6 @@ def _answer(probe, method, **args):
             return None
         raise
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return status.exists() and "State:\tZ" not in status.read_text()
 
 
 def test_events_command_follows_the_lifecycle(web, workers, redis_server):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import WireFault
-from server_support import wait_until
+from server_support import process_alive, wait_until
 
 
 def run(probe, method: str, **args) -> tuple[str, dict]:
@@ -136,7 +136,7 @@ def test_cancel_in_process_kills_the_child(probe, tmp_path):
     task_id = probe("stubbornInProcess", pid_file=str(pid_file))["task_id"]
     pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), what="child pid"))
     assert probe("stubbornInProcess_cancel", task_id=task_id)["state"] == "cancelled"
-    wait_until(lambda: not _alive(pid), what=f"child {pid} to be killed")
+    wait_until(lambda: not process_alive(pid), what=f"child {pid} to be killed")
     # The pool replaced its child and still works.
     _, final = run(probe, "pairInProcess", key="after-cancel")
     assert final["state"] == "succeeded"
@@ -159,7 +159,7 @@ def test_timeout_in_process_is_enforced_by_killing_the_child(probe, tmp_path):
     final = probe("slowProcess_wait", task_id=task_id, seconds=20)
     assert final["state"] == "failed" and final["error"].startswith("TaskTimeout:")
     pid = int(pid_file.read_text())
-    wait_until(lambda: not _alive(pid), what=f"timed-out child {pid} to be killed")
+    wait_until(lambda: not process_alive(pid), what=f"timed-out child {pid} to be killed")
 
 
 def test_retries_run_the_body_again_and_count_attempts(probe, tmp_path):
@@ -217,14 +217,6 @@ def test_plain_methods_stay_plain(probe):
 
 # -- helpers ----------------------------------------------------------------------
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "State:\tZ" in status.read_text())
 
 
 def _children_of(pid: int) -> list[int]:
