@@ -106,24 +106,24 @@ def _companions(task_method: TaskMethod) -> dict[str, Callable[..., Any]]:
     """Plain functions (Ladon inspects their signatures) bound to one task method."""
 
     def progress(self: Any, task_id: str, **kw: Any) -> wire.TaskProgressResponse:
-        return wire.progress_response(get_runtime().record(task_id))
+        return wire.progress_response(get_runtime().record(task_id, task_method))
 
     def result(self: Any, task_id: str, **kw: Any) -> Any:
         return get_runtime().result(task_method, task_id)
 
     def cancel(self: Any, task_id: str, **kw: Any) -> wire.TaskProgressResponse:
-        return wire.progress_response(get_runtime().cancel(task_id))
+        return wire.progress_response(get_runtime().cancel(task_id, task_method))
 
     def wait(self: Any, task_id: str, seconds: float, **kw: Any) -> wire.TaskProgressResponse:
-        return wire.progress_response(get_runtime().wait(task_id, seconds))
+        return wire.progress_response(get_runtime().wait(task_id, seconds, task_method))
 
     def wait_result(self: Any, task_id: str, seconds: float, **kw: Any) -> Any:
         runtime = get_runtime()
-        runtime.wait(task_id, seconds)
+        runtime.wait(task_id, seconds, task_method)
         return runtime.result(task_method, task_id)
 
     def list_(self: Any, state: str, limit: int, offset: int, **kw: Any) -> list[wire.TaskProgressResponse]:
-        records = get_runtime().list(task_method.name, state, limit, offset)
+        records = get_runtime().list(task_method.name, state, limit, offset, task_method)
         return [wire.progress_response(record) for record in records]
 
     functions = {"progress": progress, "result": result, "cancel": cancel, "wait": wait, "wait_result": wait_result}

@@ -29,6 +29,7 @@ class TaskOptions:
     queue: str = defaults.QUEUE  # with executor='queue': which workers take the jobs
     idempotent: bool = False  # same arguments while a task is retained -> that same task
     listing: bool = False  # expose m_list: any client may then see every task of m
+    redis: str | None = None  # this method's tasks live in this Redis (URL), not the app's store
 
     def __post_init__(self) -> None:
         for flag in ("enable", "idempotent", "listing"):
@@ -48,6 +49,10 @@ class TaskOptions:
             raise ValueError(f"tasktype option 'priority' must be a whole number 0..255, got {self.priority!r}")
         if not isinstance(self.queue, str) or not self.queue or not self.queue.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"tasktype option 'queue' must be a name of letters, digits, - and _, got {self.queue!r}")
+        if self.redis is not None and not (
+            isinstance(self.redis, str) and self.redis.startswith(("redis://", "rediss://", "unix://"))
+        ):
+            raise ValueError(f"tasktype option 'redis' must be a redis://, rediss:// or unix:// URL, got {self.redis!r}")
         if isinstance(self.tags, str) or not all(isinstance(tag, str) for tag in self.tags):
             raise TypeError(f"tasktype option 'tags' must be a list of strings, got {self.tags!r}")
 
@@ -63,13 +68,19 @@ class TaskOptions:
         if not isinstance(tasktype, dict):
             raise TypeError(f"tasktype must be True or a dict of options, got {tasktype!r}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(tasktype) - known)
+        unknown = sorted(set(tasktype) - known - {"redis_server", "memcache_server"})
         if unknown:
             raise ValueError(
                 f"unknown tasktype option(s) {', '.join(map(repr, unknown))}; "
                 f"known options: {', '.join(sorted(known))}"
             )
         values = dict(tasktype)
+        # Ladon 1.0.7's own keys, so its Redis services move over unchanged.
+        if "redis_server" in values:
+            values.setdefault("redis", f"redis://{values.pop('redis_server')}:6379/0")
+        if "memcache_server" in values:
+            raise ValueError("tasktype option 'memcache_server' (Ladon's memcache mode) is not supported; "
+                             "use redis='redis://host:6379/0'")
         if "tags" in values and not isinstance(values["tags"], str):
             values["tags"] = tuple(values["tags"])
         return cls(**values)

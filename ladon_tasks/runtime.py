@@ -48,31 +48,46 @@ class TaskRuntime:
         self.process_workers = process_workers
         self.wait_max = wait_max
         self.max_args_bytes = max_args_bytes
-        self._executors: dict[str, Executor] = {}
+        self._executors: dict[tuple[str, int], Executor] = {}
+        self._method_stores: dict[str, TaskStore] = {}
         self._lock = threading.Lock()
 
     # -- executors -----------------------------------------------------------------
 
-    def executor(self, name: str) -> Executor:
+    def store_for(self, task_method: "TaskMethod | None" = None) -> TaskStore:
+        """The app's store, or the Redis store a task method names (``redis=URL``)."""
+        url = task_method.options.redis if task_method is not None else None
+        if not url:
+            return self.store
         with self._lock:
-            executor = self._executors.get(name)
+            store = self._method_stores.get(url)
+            if store is None:
+                from ladon_tasks.stores.redis import RedisStore
+
+                store = self._method_stores[url] = RedisStore(url)
+            return store
+
+    def executor(self, name: str, store: TaskStore | None = None) -> Executor:
+        store = store if store is not None else self.store
+        with self._lock:
+            executor = self._executors.get((name, id(store)))
             if executor is None:
-                executor = self._executors[name] = self._make_executor(name)
+                executor = self._executors[(name, id(store))] = self._make_executor(name, store)
             return executor
 
-    def _make_executor(self, name: str) -> Executor:
+    def _make_executor(self, name: str, store: TaskStore) -> Executor:
         if name == "thread":
             from ladon_tasks.executors.thread import ThreadExecutor
 
-            return ThreadExecutor(self.store, self.timers, self.thread_workers)
+            return ThreadExecutor(store, self.timers, self.thread_workers)
         if name == "process":
             from ladon_tasks.executors.process import ProcessExecutor
 
-            return ProcessExecutor(self.store, self.timers, self.process_workers)
+            return ProcessExecutor(store, self.timers, self.process_workers)
         if name == "queue":
             from ladon_tasks.executors.queue import QueueExecutor, RedisQueue
 
-            client, prefix = getattr(self.store, "client", None), getattr(self.store, "prefix", None)
+            client, prefix = getattr(store, "client", None), getattr(store, "prefix", None)
             if client is None or prefix is None:
                 raise ValueError("executor='queue' needs the Redis store (ladon-tasks serve --redis URL)")
             return QueueExecutor(make_queue=lambda queue_name: RedisQueue(client, prefix, queue_name))
@@ -86,6 +101,8 @@ class TaskRuntime:
             executor.shutdown(wait=wait)
         self.timers.stop()
         self.store.close()
+        for store in self._method_stores.values():
+            store.close()
 
     # -- operations ----------------------------------------------------------------
 
@@ -126,8 +143,9 @@ class TaskRuntime:
             submitted_at=time.time(),
             idempotency_key=idempotency_key,
         )
+        store = self.store_for(task_method)
         with _store_errors():
-            record = self.store.create(record)
+            record = store.create(record)
         if record.task_id != new_id:
             return record  # known idempotency key: the existing task, not a second run
         job = Job(
@@ -141,29 +159,29 @@ class TaskRuntime:
             ladon_kw=ladon_kw,
         )
         try:
-            self.executor(options.executor).submit(job)
+            self.executor(options.executor, store).submit(job)
         except Exception as exc:
             with _store_errors():
-                self.store.transition(
+                store.transition(
                     record.task_id, TaskState.FAILED, error_type="ExecutorUnavailable",
                     error_message=str(exc), finished_at=time.time(),
                 )
             raise faults.ExecutorUnavailable(f"task not started: {exc}") from None
         return record
 
-    def record(self, task_id: Any) -> TaskRecord:
+    def record(self, task_id: Any, task_method: "TaskMethod | None" = None) -> TaskRecord:
         """The task's record, or the fault a client should see instead."""
         if not looks_like_task_id(task_id):
             shown = repr(task_id) if len(repr(task_id)) <= 80 else repr(task_id)[:77] + "..."
             raise faults.MalformedTaskId(f"{shown} is not a task id (32 lowercase hex digits)")
         with _store_errors():
-            record = self.store.get(task_id)
+            record = self.store_for(task_method).get(task_id)
         if record is None:
             raise faults.UnknownTask(f"no task {task_id}: unknown, or expired after its result_ttl")
         return record
 
     def result(self, task_method: "TaskMethod", task_id: Any) -> Any:
-        record = self.record(task_id)
+        record = self.record(task_id, task_method)
         if record.state is TaskState.SUCCEEDED:
             try:
                 return codec.decode(task_method.rtype, record.result)
@@ -182,23 +200,26 @@ class TaskRuntime:
             "ask again once it has finished, or call the _wait method"
         )
 
-    def cancel(self, task_id: Any) -> TaskRecord:
-        self.record(task_id)
+    def cancel(self, task_id: Any, task_method: "TaskMethod | None" = None) -> TaskRecord:
+        self.record(task_id, task_method)
+        store = self.store_for(task_method)
         with _store_errors():
-            record = self.store.request_cancel(task_id)
+            record = store.request_cancel(task_id)
             if record is not None and record.state is TaskState.RUNNING:
-                cancelled = self.store.transition(
+                cancelled = store.transition(
                     task_id, TaskState.CANCELLED, attempt=record.attempts,
                     message=record.message, finished_at=time.time(),
                 )
-                record = cancelled or self.store.get(task_id)
+                record = cancelled or store.get(task_id)
         if record is None:
             raise faults.UnknownTask(f"no task {task_id}: unknown, or expired after its result_ttl")
         for executor in list(self._executors.values()):
             executor.cancel(task_id)
         return record
 
-    def list(self, method: str, state: str, limit: int, offset: int) -> list[TaskRecord]:
+    def list(
+        self, method: str, state: str, limit: int, offset: int, task_method: "TaskMethod | None" = None
+    ) -> list[TaskRecord]:
         """A page of one method's tasks, newest first; cost follows the page size."""
         states = None
         if state:
@@ -211,15 +232,15 @@ class TaskRuntime:
         if not 1 <= limit <= 500 or offset < 0:
             raise faults.InvalidArgument("limit must be 1..500 and offset >= 0")
         with _store_errors():
-            return self.store.list(states=states, method=method, limit=limit, offset=offset)
+            return self.store_for(task_method).list(states=states, method=method, limit=limit, offset=offset)
 
-    def wait(self, task_id: Any, seconds: float) -> TaskRecord:
-        self.record(task_id)
+    def wait(self, task_id: Any, seconds: float, task_method: "TaskMethod | None" = None) -> TaskRecord:
+        self.record(task_id, task_method)
         if not isinstance(seconds, (int, float)) or seconds != seconds:
             raise faults.InvalidArgument(f"seconds must be a number, got {seconds!r}")
         timeout = min(max(0.0, float(seconds)), self.wait_max)
         with _store_errors():
-            record = self.store.wait(task_id, timeout)
+            record = self.store_for(task_method).wait(task_id, timeout)
         if record is None:
             raise faults.UnknownTask(f"no task {task_id}: unknown, or expired after its result_ttl")
         return record

@@ -81,3 +81,11 @@ def test_codec_round_trips_falsy_and_list_values(ladon_type, value):
 def test_codec_refuses_the_wrong_type():
     with pytest.raises(codec.CodecError, match=r"expected \[int\], got \[str, ...\]"):
         codec.encode([int], ["1"])
+
+
+def test_ladon_redis_option_names_a_redis_store_and_memcache_is_refused():
+    assert TaskOptions.parse({"redis_server": "cache.local"}).redis == "redis://cache.local:6379/0"
+    with pytest.raises(ValueError, match="memcache_server"):
+        TaskOptions.parse({"memcache_server": "cache.local"})
+    with pytest.raises(ValueError, match="redis"):
+        TaskOptions.parse({"redis": "http://nope"})

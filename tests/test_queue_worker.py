@@ -318,3 +318,21 @@ def test_standalone_dashboard_sees_and_cancels_tasks_of_other_processes(web, red
     finally:
         os.killpg(dashboard.pid, signal.SIGTERM)
         dashboard.wait(timeout=10)
+
+
+def test_a_task_method_may_keep_its_state_in_its_own_redis(redis_server, output_dir):
+    from server_support import FIXTURE_SERVICES as fixtures
+
+    server = start_server([str(fixtures / "redis_method_service.py")], output_dir,
+                          env={"SPLIT_REDIS_URL": redis_server.url})
+    try:
+        split = JsonWsp(server, "SplitService")
+        in_redis = split("inRedis", text="abc")["task_id"]
+        in_memory = split("inMemory", text="abc")["task_id"]
+        assert split("inRedis_wait_result", task_id=in_redis, seconds=20) == "cba"
+        assert split("inMemory_wait_result", task_id=in_memory, seconds=20) == "abc"
+        client = redis_server.client()
+        assert client.exists(f"ladon-tasks:task:{in_redis}")
+        assert not client.exists(f"ladon-tasks:task:{in_memory}")
+    finally:
+        server.stop()
