@@ -119,8 +119,7 @@ def _companions(task_method: TaskMethod) -> dict[str, Callable[..., Any]]:
 
     def wait_result(self: Any, task_id: str, seconds: float, **kw: Any) -> Any:
         runtime = get_runtime()
-        runtime.wait(task_id, seconds, task_method)
-        return runtime.result(task_method, task_id)
+        return runtime.result(task_method, task_id, runtime.wait(task_id, seconds, task_method))
 
     def list_(self: Any, state: str, limit: int, offset: int, **kw: Any) -> list[wire.TaskProgressResponse]:
         records = get_runtime().list(task_method.name, state, limit, offset, task_method)

@@ -171,17 +171,18 @@ class TaskRuntime:
 
     def record(self, task_id: Any, task_method: "TaskMethod | None" = None) -> TaskRecord:
         """The task's record, or the fault a client should see instead."""
-        if not looks_like_task_id(task_id):
-            shown = repr(task_id) if len(repr(task_id)) <= 80 else repr(task_id)[:77] + "..."
-            raise faults.MalformedTaskId(f"{shown} is not a task id (32 lowercase hex digits)")
+        _check_task_id(task_id)
         with _store_errors():
             record = self.store_for(task_method).get(task_id)
         if record is None:
-            raise faults.UnknownTask(f"no task {task_id}: unknown, or expired after its result_ttl")
+            raise _unknown(task_id)
         return record
 
-    def result(self, task_method: "TaskMethod", task_id: Any) -> Any:
-        record = self.record(task_id, task_method)
+    def result(self, task_method: "TaskMethod", task_id: Any, record: TaskRecord | None = None) -> Any:
+        """The decoded result, or the fault saying why there is none. ``record``: one the
+        caller has just read, so it is not read twice."""
+        if record is None:
+            record = self.record(task_id, task_method)
         if record.state is TaskState.SUCCEEDED:
             try:
                 return codec.decode(task_method.rtype, record.result)
@@ -212,7 +213,7 @@ class TaskRuntime:
                 )
                 record = cancelled or store.get(task_id)
         if record is None:
-            raise faults.UnknownTask(f"no task {task_id}: unknown, or expired after its result_ttl")
+            raise _unknown(task_id)
         for executor in list(self._executors.values()):
             executor.cancel(task_id)
         return record
@@ -235,15 +236,26 @@ class TaskRuntime:
             return self.store_for(task_method).list(states=states, method=method, limit=limit, offset=offset)
 
     def wait(self, task_id: Any, seconds: float, task_method: "TaskMethod | None" = None) -> TaskRecord:
-        self.record(task_id, task_method)
+        _check_task_id(task_id)
         if not isinstance(seconds, (int, float)) or seconds != seconds:
             raise faults.InvalidArgument(f"seconds must be a number, got {seconds!r}")
         timeout = min(max(0.0, float(seconds)), self.wait_max)
         with _store_errors():
-            record = self.store_for(task_method).wait(task_id, timeout)
+            record = self.store_for(task_method).wait(task_id, timeout)  # reads it first itself
         if record is None:
-            raise faults.UnknownTask(f"no task {task_id}: unknown, or expired after its result_ttl")
+            raise _unknown(task_id)
         return record
+
+
+def _check_task_id(task_id: Any) -> None:
+    """Malformed ids are told apart from unknown ones without asking the store."""
+    if not looks_like_task_id(task_id):
+        shown = repr(task_id) if len(repr(task_id)) <= 80 else repr(task_id)[:77] + "..."
+        raise faults.MalformedTaskId(f"{shown} is not a task id (32 lowercase hex digits)")
+
+
+def _unknown(task_id: str) -> faults.UnknownTask:
+    return faults.UnknownTask(f"no task {task_id}: unknown, or expired after its result_ttl")
 
 
 @contextlib.contextmanager
