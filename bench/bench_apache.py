@@ -679,7 +679,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-mpm", choices=("event", "worker", "prefork"), default="",
                         help="Apache's front-end MPM (default: mod_wsgi-express's choice, event)")
     parser.add_argument("--express-option", action="append", default=None, metavar="OPTION",
-                        help="extra mod_wsgi-express setup-server option (default: --initial-workers=1, as "
+                        help="extra mod_wsgi-express setup-server option (default: --initial-workers=1 "
+                             "--max-clients=200, as "
                              "deploy/apache/README.md recommends: every front-end child started at once, "
                              "so Apache never sheds keep-alive connections while it grows)")
     parser.add_argument("--no-anchor", action="store_true", help="skip the Ladon 1.0.7 comparison")
@@ -690,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
                                "thread_workers": args.thread_workers, "anchor": not args.no_anchor,
                                "server_mpm": args.server_mpm,
                                "express_options": tuple(args.express_option if args.express_option is not None
-                                                        else ["--initial-workers=1"])}
+                                                        else ["--initial-workers=1", "--max-clients=200"])}
     if args.seconds is not None:
         changes["seconds"] = args.seconds
     if args.clients is not None:

@@ -52,7 +52,7 @@ class ModWsgi:
         command = [
             str(express), "setup-server", str(HANDLER), "--port", str(self.port), "--host", "127.0.0.1",
             "--processes", str(processes), "--threads", "10", "--server-root", str(server_root),
-            "--user", USER, "--group", USER, "--locale", "C.UTF-8", "--initial-workers", "1",
+            "--user", USER, "--group", USER, "--locale", "C.UTF-8", "--initial-workers", "1", "--max-clients", "200",
         ]
         for name, value in settings.items():
             command += ["--setenv", name, value]
