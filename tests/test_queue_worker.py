@@ -35,13 +35,17 @@ class Workers:
         self.processes: list[subprocess.Popen] = []
 
     def start(self, *extra: str) -> subprocess.Popen:
-        log = open(self.log_dir / f"worker-{len(self.processes)}-{time.time():.0f}.log", "wb")
+        """Start a worker and return once it serves (its services imported, slots up)."""
+        log_path = self.log_dir / f"worker-{len(self.processes)}-{time.time_ns()}.log"
         process = subprocess.Popen(
             [sys.executable, "-m", "ladon_tasks", "worker", PROBE, "--redis", self.redis_url,
              "--lease", LEASE, "--concurrency", "2", *extra],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
         )
         self.processes.append(process)
+        wait_until(lambda: b"slot(s) on" in log_path.read_bytes() or process.poll() is not None,
+                   timeout=30, what="the worker to start")
+        assert process.poll() is None, log_path.read_text(errors="replace")
         return process
 
     def kill(self, process: subprocess.Popen, signum: int = signal.SIGKILL) -> None:

@@ -210,6 +210,7 @@ class OnceService(object):
 
     @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='queue'))
     def queuedOnce(self, marker_dir, **kw):
+        time.sleep(0.02)  # long enough that one worker cannot drain the queue alone
         with open(os.path.join(marker_dir, kw['task_id']), 'x') as handle:
             handle.write(str(os.getppid()))  # the worker process that ran the body
         return os.getppid()
