@@ -46,6 +46,12 @@ redis.call('ZADD', KEYS[2], deadline, popped[1])
 return popped[1]
 """
 
+# The job and its wake-up token in one step: one command sent, and no token without job.
+_ENQUEUE = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('LPUSH', KEYS[2], '1')
+"""
+
 _RENEW = """
 local now = redis.call('TIME')
 local deadline = tonumber(now[1]) + tonumber(now[2]) / 1e6 + tonumber(ARGV[1])
@@ -99,6 +105,7 @@ class RedisQueue:
         base = f"{prefix}queue:{name}:"
         self.jobs_key, self.signal_key = base + "jobs", base + "signal"
         self.leases_key, self.delayed_key = base + "leases", base + "delayed"
+        self._enqueue = client.register_script(_ENQUEUE)
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
         self._schedule = client.register_script(_SCHEDULE)
@@ -111,15 +118,10 @@ class RedisQueue:
             raise StoreError(f"queue {self.name!r}: {what} failed: {exc}") from exc
 
     def enqueue(self, job: Job) -> None:
-        member = encode_job(job)
-
-        def send() -> None:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.zadd(self.jobs_key, {member: job_score(job.priority)})
-            pipe.lpush(self.signal_key, "1")
-            pipe.execute()
-
-        self._call("enqueue", send)
+        self._call(
+            "enqueue", self._enqueue,
+            keys=[self.jobs_key, self.signal_key], args=[job_score(job.priority), encode_job(job)],
+        )
 
     def claim(self, block: float) -> tuple[Job, str] | None:
         """Take the next job and lease it, waiting up to ``block`` seconds for one."""
