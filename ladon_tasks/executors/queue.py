@@ -19,6 +19,7 @@ write is decided by the store's attempt fence, not here.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -39,11 +40,12 @@ _PRIORITY_SPAN = 10**13
 _CLAIM = """
 local popped = redis.call('ZPOPMIN', KEYS[1])
 if #popped == 0 then return false end
-if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[3]) end
+local left = redis.call('ZCARD', KEYS[1])
+if left == 0 then redis.call('DEL', KEYS[3]) end
 local now = redis.call('TIME')
 local deadline = tonumber(now[1]) + tonumber(now[2]) / 1e6 + tonumber(ARGV[1])
 redis.call('ZADD', KEYS[2], deadline, popped[1])
-return popped[1]
+return {popped[1], left}
 """
 
 # The job and its wake-up token in one step: one command sent, and no token without job.
@@ -105,6 +107,7 @@ class RedisQueue:
         base = f"{prefix}queue:{name}:"
         self.jobs_key, self.signal_key = base + "jobs", base + "signal"
         self.leases_key, self.delayed_key = base + "leases", base + "delayed"
+        self._local = threading.local()
         self._enqueue = client.register_script(_ENQUEUE)
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
@@ -124,17 +127,26 @@ class RedisQueue:
         )
 
     def claim(self, block: float) -> tuple[Job, str] | None:
-        """Take the next job and lease it, waiting up to ``block`` seconds for one."""
+        """Take the next job and lease it, waiting up to ``block`` seconds for one.
+
+        A thread whose last claim emptied the queue goes straight to waiting for a
+        wake-up token: asking again first would only cost an empty claim."""
         deadline = time.monotonic() + block
+        emptied = getattr(self._local, "emptied", False)
         while True:
-            member = self._call(
-                "claim", self._claim, keys=[self.jobs_key, self.leases_key, self.signal_key], args=[self.lease_seconds]
-            )
-            if member:
-                member = member.decode() if isinstance(member, bytes) else member
-                return Job.from_json(codec.loads(member)), member
+            if not emptied:
+                answer = self._call(
+                    "claim", self._claim, keys=[self.jobs_key, self.leases_key, self.signal_key],
+                    args=[self.lease_seconds],
+                )
+                if answer:
+                    member = answer[0].decode() if isinstance(answer[0], bytes) else answer[0]
+                    self._local.emptied = int(answer[1]) == 0
+                    return Job.from_json(codec.loads(member)), member
+            emptied = False
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                self._local.emptied = False
                 return None
             # A token may belong to a job another worker already took: that only means
             # one more claim attempt at the top of the loop.
