@@ -530,6 +530,19 @@ class RedisStore(TaskStore):
         except redis.RedisError as exc:
             raise StoreError(f"Redis at {self.location}: {action} failed: {type(exc).__name__}: {exc}") from exc
 
+    @contextlib.contextmanager
+    def _pending_for(self, task_id: str) -> Iterator[list[str]]:
+        """Progress kept back for ``task_id`` rides along in the same script call, so it
+        lands before the state changes; if the call fails it is kept for the next try."""
+        pending = self._take_pending(task_id)
+        try:
+            yield pending
+        except StoreError:
+            self._restore_pending(task_id, pending)
+            raise
+        finally:
+            self._release(task_id)
+
     def _key(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}"
 
@@ -555,20 +568,13 @@ class RedisStore(TaskStore):
     ) -> TaskRecord | None:
         target = TaskState(target)
         encoded = _encode_changes(changes)
-        pending = self._take_pending(task_id)
-        try:
-            with self._errors(f"moving task {task_id} to {target.value}"):
-                flat = self._transition(
-                    args=[
-                        self.prefix, task_id, target.value, "" if attempt is None else str(attempt),
-                        repr(time.time()), str(len(pending) // 3), *pending, *encoded,
-                    ]
-                )
-        except StoreError:
-            self._restore_pending(task_id, pending)
-            raise
-        finally:
-            self._release(task_id)
+        with self._pending_for(task_id) as pending, self._errors(f"moving task {task_id} to {target.value}"):
+            flat = self._transition(
+                args=[
+                    self.prefix, task_id, target.value, "" if attempt is None else str(attempt),
+                    repr(time.time()), str(len(pending) // 3), *pending, *encoded,
+                ]
+            )
         return _decode_record(flat) if flat else None
 
     def report(
@@ -618,15 +624,8 @@ class RedisStore(TaskStore):
         return go
 
     def request_cancel(self, task_id: str) -> TaskRecord | None:
-        pending = self._take_pending(task_id)
-        try:
-            with self._errors(f"cancelling task {task_id}"):
-                flat = self._cancel(args=[self.prefix, task_id, repr(time.time()), str(len(pending) // 3), *pending])
-        except StoreError:
-            self._restore_pending(task_id, pending)
-            raise
-        finally:
-            self._release(task_id)
+        with self._pending_for(task_id) as pending, self._errors(f"cancelling task {task_id}"):
+            flat = self._cancel(args=[self.prefix, task_id, repr(time.time()), str(len(pending) // 3), *pending])
         return _decode_record(flat) if flat else None
 
     def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
