@@ -88,12 +88,13 @@ def _redis_store(url: str | None):  # type: ignore[no-untyped-def]
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from ladon_tasks.executors.queue import RedisQueue
-    from ladon_tasks.worker import Worker
+    from ladon_tasks.worker import ThreadWorker, Worker
 
     store = _redis_store(args.redis)
     _import_services(args.services)
     queues = [RedisQueue(store.client, store.prefix, name, lease_seconds=args.lease) for name in args.queues]
-    worker = Worker(store, queues, concurrency=args.concurrency, grace=args.grace)
+    kind = ThreadWorker if args.threads else Worker
+    worker = kind(store, queues, concurrency=args.concurrency, grace=args.grace)
     print(f"ladon-tasks worker: {args.concurrency} slot(s) on {', '.join(args.queues)}", file=sys.stderr, flush=True)
     worker.run()
     store.close()
@@ -268,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--queues", nargs="+", default=[defaults.QUEUE], metavar="NAME")
     worker.add_argument("--lease", type=float, default=defaults.LEASE_SECONDS,
                         help="seconds before a silent worker's task is handed out again")
+    worker.add_argument("--threads", action="store_true",
+                        help="run bodies in threads of this process: about 1 ms less per task, "
+                             "but timeouts and cancels only cooperative")
     worker.add_argument("--grace", type=float, default=defaults.WORKER_GRACE,
                         help="on SIGTERM, seconds running bodies may finish before they are handed back")
     worker.set_defaults(handler=cmd_worker)

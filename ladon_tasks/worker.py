@@ -3,7 +3,9 @@
 A worker is the process executor with Redis as its job source: each of its
 ``concurrency`` slots claims a job (blocking on Redis, never sleep-and-poll), runs the
 body in a supervised child process - so timeouts and cancels are enforced by killing
-it - and writes progress and outcome to the shared store. Around that:
+it - and writes progress and outcome to the shared store. ``--threads`` makes it the
+thread executor instead (:class:`ThreadWorker`): lower latency, cooperative stops.
+Around that:
 
 * a heartbeat renews the lease of every running job every third of the lease, and a
   body's ``kw['touch']()`` renews its own at once;
@@ -24,8 +26,9 @@ import time
 from typing import Sequence
 
 from ladon_tasks import defaults
-from ladon_tasks.executors.base import Job
+from ladon_tasks.executors.base import Job, Outcome, StoreReporter, run_body
 from ladon_tasks.executors.process import ProcessExecutor
+from ladon_tasks.executors.thread import ThreadExecutor
 from ladon_tasks.executors.queue import RedisQueue
 from ladon_tasks.executors.timers import Timers
 from ladon_tasks.model import TaskState
@@ -37,20 +40,18 @@ log = logging.getLogger(__name__)
 CLAIM_BLOCK = 1.0
 
 
-class Worker(ProcessExecutor):
+class _QueueFed:
+    """What makes a pool a worker: jobs claimed from Redis queues with leases, retries
+    scheduled in Redis, housekeeping, and a graceful stop. Mixed into the process pool
+    (:class:`Worker`) and the thread pool (:class:`ThreadWorker`)."""
+
     name = "worker"
 
-    def __init__(
-        self,
-        store: TaskStore,
-        queues: Sequence[RedisQueue],
-        concurrency: int = defaults.PROCESS_WORKERS,
-        grace: float = defaults.WORKER_GRACE,
-        reap_interval: float = defaults.REAP_INTERVAL,
+    def _feed_from(
+        self, queues: Sequence[RedisQueue], grace: float, reap_interval: float
     ) -> None:
         if not queues:
             raise ValueError("a worker needs at least one queue")
-        super().__init__(store, Timers(), concurrency)
         self.queues = list(queues)
         self.grace = grace
         self.reap_interval = reap_interval
@@ -154,13 +155,12 @@ class Worker(ProcessExecutor):
                     message="handed back: its worker was stopped",
                 ) is not None:
                     queue.enqueue(job)
-            child = self._children.get(index)
-            if child is not None:
-                self._request_stop(child, job.task_id)
-                if child.alive():
-                    child.process.kill()
+            self._stop_running(index, job)
             queue.release(member)
             log.info("handed task %s back to queue %s", job.task_id, queue.name)
+
+    def _stop_running(self, index: int, job: Job) -> None:
+        """The task was handed back: stop its body where the pool can."""
 
     def _housekeeping(self) -> None:
         next_renewal = 0.0
@@ -176,3 +176,51 @@ class Worker(ProcessExecutor):
                         queue.renew(member)
             except StoreError as exc:
                 log.warning("worker housekeeping: %s", exc)
+
+
+class Worker(_QueueFed, ProcessExecutor):
+    """Bodies in supervised child processes: timeouts and cancels are enforced."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        queues: Sequence[RedisQueue],
+        concurrency: int = defaults.PROCESS_WORKERS,
+        grace: float = defaults.WORKER_GRACE,
+        reap_interval: float = defaults.REAP_INTERVAL,
+    ) -> None:
+        ProcessExecutor.__init__(self, store, Timers(), concurrency)
+        self._feed_from(queues, grace, reap_interval)
+
+    def _stop_running(self, index: int, job: Job) -> None:
+        child = self._children.get(index)
+        if child is not None:
+            self._request_stop(child, job.task_id)
+            if child.alive():
+                child.process.kill()
+
+
+class ThreadWorker(_QueueFed, ThreadExecutor):
+    """Bodies in threads of the worker process: no pipe to a child on the way, so about
+    a millisecond less per task; timeouts and cancels are cooperative, as in the thread
+    executor. For short, well-behaved bodies."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        queues: Sequence[RedisQueue],
+        concurrency: int = defaults.THREAD_WORKERS,
+        grace: float = defaults.WORKER_GRACE,
+        reap_interval: float = defaults.REAP_INTERVAL,
+    ) -> None:
+        ThreadExecutor.__init__(self, store, Timers(), concurrency)
+        self._feed_from(queues, grace, reap_interval)
+
+    def _execute(self, index: int, job: Job, attempt: int) -> Outcome:
+        worker = self
+
+        class LeasedReporter(StoreReporter):
+            def touch(self) -> None:
+                worker._touch(index, job)
+
+        return run_body(job, attempt, LeasedReporter(self.store, job.task_id, attempt))

@@ -340,3 +340,17 @@ def test_a_task_method_may_keep_its_state_in_its_own_redis(redis_server, output_
         assert not client.exists(f"ladon-tasks:task:{in_memory}")
     finally:
         server.stop()
+
+
+def test_thread_worker_runs_queued_tasks_and_honours_cancel(web, workers, tmp_path):
+    workers.start("--threads")
+    probe = queue_probe(web[0])
+    task_id = probe("queuedEcho", text="in a thread")["task_id"]
+    assert probe("queuedEcho_wait_result", task_id=task_id, seconds=20) == "in a thread"
+    gated = probe("queuedGated", gate=str(tmp_path / "gate"))["task_id"]
+    wait_until(lambda: probe("queuedGated_progress", task_id=gated)["progress"] > 0, what="the body to report")
+    assert probe("queuedGated_cancel", task_id=gated)["state"] == "cancelled"
+    (tmp_path / "gate").touch()
+    (tmp_path / "flaky").mkdir()
+    flaky = probe("queuedFlaky", marker_dir=str(tmp_path / "flaky"))["task_id"]
+    assert probe("queuedFlaky_wait", task_id=flaky, seconds=20)["attempts"] == 3  # retries via Redis
