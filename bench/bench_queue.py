@@ -322,10 +322,12 @@ class OursWeb(System):
 class OursApi(System):
     """The same worker, fed from this process: ``TaskRuntime.start`` + ``RedisStore.wait``."""
 
-    def __init__(self, redis_server: RedisServer, log_dir: Path, concurrency: int) -> None:
+    def __init__(self, redis_server: RedisServer, log_dir: Path, concurrency: int, threads: bool = False) -> None:
         super().__init__(redis_server, log_dir)
         self.concurrency = concurrency
-        self.label = f"ladon-tasks API, {concurrency} slot{'s' if concurrency > 1 else ''}"
+        self.threads = threads
+        self.label = (f"ladon-tasks API, {concurrency} slot{'s' if concurrency > 1 else ''}"
+                      + (", --threads" if threads else ""))
         self.runtime: Any = None
         self.method: Any = None
 
@@ -338,9 +340,10 @@ class OursApi(System):
         import queue_service  # the module name the worker resolves the job's reference to
 
         self.method = queue_service.QueueBenchService.__dict__["noop"]
-        self.spawn(f"worker-api-{self.concurrency}", [
+        self.spawn(f"worker-api-{self.concurrency}{'-threads' if self.threads else ''}", [
             sys.executable, "-m", "ladon_tasks", "--log-level", "WARNING", "worker", str(SERVICE_FILE),
-            "--redis", self.redis.url, "--concurrency", str(self.concurrency)])
+            "--redis", self.redis.url, "--concurrency", str(self.concurrency),
+            *(["--threads"] if self.threads else [])])
         self.runtime = TaskRuntime(RedisStore(self.redis.url))
 
     def round_trip(self, handle: Any, value: int) -> None:
@@ -681,6 +684,7 @@ def system_factories(plan: Plan, log_dir: Path) -> list[Callable[[RedisServer], 
         lambda r: OursWeb(r, log_dir, 2),
         lambda r: OursApi(r, log_dir, 1),
         lambda r: OursApi(r, log_dir, 2),
+        lambda r: OursApi(r, log_dir, 2, threads=True),
         lambda r: RqSystem(r, log_dir, "rq.worker.Worker"),
         lambda r: RqSystem(r, log_dir, "rq.worker.SimpleWorker"),
         lambda r: CelerySystem(r, log_dir, "prefork", plan.celery_concurrency),
