@@ -304,3 +304,21 @@ def test_idempotent_option_and_listing_method(probe):
     assert other in {t["task_id"] for t in probe("once_list", state="succeeded", limit=10, offset=0)}
     assert fault_of(probe, "once_list", state="bogus", limit=1, offset=0).name == "InvalidArgument"
     assert fault_of(probe, "zero_list", state="", limit=1, offset=0).name in ("UnknownMethod", "MalformedRequest")
+
+
+def test_debug_mode_sends_the_traceback_of_a_failure(output_dir):
+    """Only with ``--debug`` does a failed task's fault carry the server's traceback."""
+    from conftest import ALL_SERVICES, JsonWsp
+    from server_support import start_server
+
+    debug_server = start_server(ALL_SERVICES[3:], output_dir, "--debug")
+    try:
+        probe = JsonWsp(debug_server, "ProbeService")
+        task_id = probe("explode", text="pebbles")["task_id"]
+        probe("explode_wait", task_id=task_id, seconds=20)
+        fault = fault_of(probe, "explode_result", task_id=task_id)
+        detail = "\n".join(fault.fault["detail"])
+        assert fault.name == "TaskFailed" and "Traceback (most recent call last)" in detail
+        assert "ValueError: cannot digest pebbles" in detail
+    finally:
+        debug_server.stop()
