@@ -46,12 +46,21 @@ class _QueueFed:
     (:class:`Worker`) and the thread pool (:class:`ThreadWorker`)."""
 
     name = "worker"
+    #: Bodies at once when the caller names no number; each pool says what suits it.
+    default_concurrency = defaults.PROCESS_WORKERS
 
-    def _feed_from(
-        self, queues: Sequence[RedisQueue], grace: float, reap_interval: float
+    def __init__(
+        self,
+        store: TaskStore,
+        queues: Sequence[RedisQueue],
+        concurrency: int | None = None,
+        grace: float = defaults.WORKER_GRACE,
+        reap_interval: float = defaults.REAP_INTERVAL,
     ) -> None:
         if not queues:
             raise ValueError("a worker needs at least one queue")
+        # the pool after this mixin in the MRO: the process or the thread pool
+        super().__init__(store, Timers(), concurrency or self.default_concurrency)  # type: ignore[call-arg]
         self.queues = list(queues)
         self.grace = grace
         self.reap_interval = reap_interval
@@ -181,17 +190,6 @@ class _QueueFed:
 class Worker(_QueueFed, ProcessExecutor):
     """Bodies in supervised child processes: timeouts and cancels are enforced."""
 
-    def __init__(
-        self,
-        store: TaskStore,
-        queues: Sequence[RedisQueue],
-        concurrency: int = defaults.PROCESS_WORKERS,
-        grace: float = defaults.WORKER_GRACE,
-        reap_interval: float = defaults.REAP_INTERVAL,
-    ) -> None:
-        ProcessExecutor.__init__(self, store, Timers(), concurrency)
-        self._feed_from(queues, grace, reap_interval)
-
     def _stop_running(self, index: int, job: Job) -> None:
         child = self._children.get(index)
         if child is not None:
@@ -205,16 +203,7 @@ class ThreadWorker(_QueueFed, ThreadExecutor):
     a millisecond less per task; timeouts and cancels are cooperative, as in the thread
     executor. For short, well-behaved bodies."""
 
-    def __init__(
-        self,
-        store: TaskStore,
-        queues: Sequence[RedisQueue],
-        concurrency: int = defaults.THREAD_WORKERS,
-        grace: float = defaults.WORKER_GRACE,
-        reap_interval: float = defaults.REAP_INTERVAL,
-    ) -> None:
-        ThreadExecutor.__init__(self, store, Timers(), concurrency)
-        self._feed_from(queues, grace, reap_interval)
+    default_concurrency = defaults.THREAD_WORKERS
 
     def _execute(self, index: int, job: Job, attempt: int) -> Outcome:
         worker = self
