@@ -70,19 +70,6 @@ def _install_imp_stand_in() -> None:
         sys.modules["imp"] = types.ModuleType("imp", "empty stand-in: Ladon imports imp but never uses it")
 
 
-_debug_mode = False
-
-
-def set_debug(enabled: bool) -> None:
-    """In debug mode, faults carry the server's traceback, as Ladon does by default."""
-    global _debug_mode
-    _debug_mode = bool(enabled)
-
-
-def debug_enabled() -> bool:
-    return _debug_mode
-
-
 def _install_fault_detail_default() -> None:
     from ladon.exceptions.service import ServiceFault
 
@@ -91,7 +78,7 @@ def _install_fault_detail_default() -> None:
     original_init = ServiceFault.__init__
 
     def __init__(self, faultcode, faultstring, detail=None, stack_depth=1, hint=""):  # type: ignore[no-untyped-def]
-        if not detail and not _debug_mode:
+        if not detail and not faults.debug_enabled():
             detail = str(faultstring) or faultcode
         original_init(self, faultcode, faultstring, detail, stack_depth + 1, hint)
 

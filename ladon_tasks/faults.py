@@ -12,16 +12,27 @@ from __future__ import annotations
 from ladon.exceptions.service import ClientFault, ServerFault
 
 
+_debug_mode = False
+
+
+def set_debug(enabled: bool) -> None:
+    """In debug mode, faults carry the server's traceback, as Ladon does by default."""
+    global _debug_mode
+    _debug_mode = bool(enabled)
+
+
+def debug_enabled() -> bool:
+    return _debug_mode
+
+
 class _NamedFault:
     """Mixin: ``faultstring = 'Name: message'``, ``detail = 'Name'``."""
 
     fault_name = "TaskFault"
 
     def _named(self, message: str, traceback_text: str = "") -> tuple[str, str]:
-        from ladon_tasks import compat  # imported here: compat builds these faults too
-
         detail = self.fault_name
-        if traceback_text and compat.debug_enabled():
+        if traceback_text and _debug_mode:
             detail = f"{detail}\n{traceback_text}"
         return f"{self.fault_name}: {message}", detail
 

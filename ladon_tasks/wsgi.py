@@ -22,7 +22,7 @@ import sys
 import threading
 from typing import Any, Callable, Iterable, Sequence
 
-from ladon_tasks import compat, defaults
+from ladon_tasks import defaults, faults
 from ladon_tasks.expand import activate
 from ladon_tasks.runtime import configure, get_runtime
 from ladon_tasks.stores.memory import MemoryStore
@@ -168,7 +168,7 @@ def make_application(
     """
     from ladon.server.wsgi import LadonWSGIApplication
 
-    compat.set_debug(debug)
+    faults.set_debug(debug)
     activate()
     if runtime_settings:
         configure(**runtime_settings)
