@@ -120,7 +120,8 @@ class TaskRuntime:
             encoded_args = codec.encode_args(task_method.arg_types, args)
         except codec.CodecError as exc:
             raise faults.InvalidArgument(f"{task_method.name}: {exc}") from None
-        size = len(codec.dumps(encoded_args).encode())
+        args_bytes = codec.dumps(encoded_args).encode()
+        size = len(args_bytes)
         if size > self.max_args_bytes:
             raise faults.InvalidArgument(
                 f"{task_method.name}: arguments take {size} bytes, more than the limit of {self.max_args_bytes}"
@@ -129,7 +130,7 @@ class TaskRuntime:
         if idempotency_key and (len(idempotency_key) > 200 or not idempotency_key.isprintable()):
             raise faults.InvalidArgument("the idempotency key must be at most 200 printable characters")
         if not idempotency_key and options.idempotent:
-            idempotency_key = "args:" + hashlib.sha256(codec.dumps(encoded_args).encode()).hexdigest()
+            idempotency_key = "args:" + hashlib.sha256(args_bytes).hexdigest()
         new_id = new_task_id()
         record = TaskRecord(
             task_id=new_id,

@@ -116,10 +116,6 @@ class ProcessExecutor(WorkerPool):
         child.process.wait()
         child.close()
 
-    def child_pids(self) -> list[int]:
-        """Pids of the live children, for operators and tests."""
-        return [child.process.pid for child in list(self._children.values()) if child.alive()]
-
     # -- WorkerPool ----------------------------------------------------------------
 
     def _execute(self, index: int, job: Job, attempt: int) -> Outcome:

@@ -194,9 +194,6 @@ class RedisQueue:
             log.warning("reissued task %s after its lease ran out", job.task_id)
         return reissued
 
-    def depth(self) -> int:
-        return int(self._call("depth", self.client.zcard, self.jobs_key))
-
 
 class QueueExecutor(Executor):
     """The web-server side of ``executor='queue'``: record, enqueue, return.
