@@ -60,6 +60,7 @@ from benchlib import (  # noqa: E402  (the bench directory is not a package)
     environment,
     free_port,
     in_threads,
+    run_together,
     stop_process,
     stop_process_group,
 )
@@ -482,31 +483,13 @@ def throughput(system: System, tasks: int, handles: list[Any]) -> float:
     The handles are opened (and used once) by the caller before its counters start, so
     connection set-up and subscriptions are neither in the rate nor in the counts."""
     numbers = itertools.count(1)  # next() on it is atomic under the GIL
-    barrier = threading.Barrier(len(handles) + 1)
-    errors: list[BaseException] = []
 
     def work(handle: Any) -> None:
-        barrier.wait()
-        try:
-            while (number := next(numbers)) <= tasks:
-                system.round_trip(handle, number)
-        except BaseException as exc:  # reported from the main thread
-            errors.append(exc)
+        while (number := next(numbers)) <= tasks:
+            system.round_trip(handle, number)
 
-    threads = [threading.Thread(target=work, args=(handle,), daemon=True) for handle in handles]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    began = time.perf_counter()
-    limit = began + TASK_DEADLINE + tasks  # generous, but a bound: about 1 task/s at worst
-    for thread in threads:
-        thread.join(max(0.0, limit - time.perf_counter()))
-    elapsed = time.perf_counter() - began
-    if errors:
-        raise errors[0]
-    if any(thread.is_alive() for thread in threads):
-        raise RuntimeError(f"{system.label}: producers did not finish in time")
-    return tasks / elapsed
+    # generous, but a bound: about 1 task/s at worst
+    return tasks / run_together(handles, work, TASK_DEADLINE + tasks)
 
 
 def progress_vs_plain(system: OursWeb, plan: Plan, figures: Figures) -> None:

@@ -54,40 +54,48 @@ class Client:
         self.connection.close()
 
 
-def in_threads(port: int, count: int, work: Callable[[Client], None], service: str = DEFAULT_SERVICE) -> float:
-    """Run ``work`` in ``count`` threads, each with its own connection; wall seconds.
-
-    Connections are opened before the clock starts, and a barrier releases the threads
-    together, so the time covers requests only. A failure in any thread fails the run.
-    """
-    clients = [Client(port, service) for _ in range(count)]
-    for client in clients:
-        client.connection.connect()
-    barrier = threading.Barrier(count + 1)
+def run_together(handles: list[Any], work: Callable[[Any], None], timeout: float) -> float:
+    """Run ``work(handle)`` in one thread per handle, released together by a barrier;
+    wall seconds from the release. A failure in any thread fails the run, and so does a
+    thread still busy after ``timeout`` seconds."""
+    barrier = threading.Barrier(len(handles) + 1)
     errors: list[BaseException] = []
 
-    def body(client: Client) -> None:
+    def body(handle: Any) -> None:
         barrier.wait()
         try:
-            work(client)
+            work(handle)
         except BaseException as exc:  # reported below, from the main thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=body, args=(client,), daemon=True) for client in clients]
+    threads = [threading.Thread(target=body, args=(handle,), daemon=True) for handle in handles]
     for thread in threads:
         thread.start()
     barrier.wait()
     started = time.perf_counter()
     for thread in threads:
-        thread.join(REQUEST_TIMEOUT + TASK_DEADLINE)
+        thread.join(max(0.0, started + timeout - time.perf_counter()))
     elapsed = time.perf_counter() - started
-    for client in clients:
-        client.close()
     if errors:
         raise errors[0]
     if any(thread.is_alive() for thread in threads):
-        raise RuntimeError("client threads did not finish in time")
+        raise RuntimeError(f"threads did not finish within {timeout:.0f}s")
     return elapsed
+
+
+def in_threads(port: int, count: int, work: Callable[[Client], None], service: str = DEFAULT_SERVICE) -> float:
+    """Run ``work`` in ``count`` threads, each with its own connection; wall seconds.
+
+    Connections are opened before the clock starts, so the time covers requests only.
+    """
+    clients = [Client(port, service) for _ in range(count)]
+    for client in clients:
+        client.connection.connect()
+    try:
+        return run_together(clients, work, REQUEST_TIMEOUT + TASK_DEADLINE)
+    finally:
+        for client in clients:
+            client.close()
 
 
 def read_port(process: subprocess.Popen) -> int:
