@@ -88,11 +88,15 @@ def _redis_store(url: str | None):  # type: ignore[no-untyped-def]
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from ladon_tasks.executors.queue import RedisQueue
+    from ladon_tasks.expand import queue_priorities
     from ladon_tasks.worker import ThreadWorker, Worker
 
     store = _redis_store(args.redis)
     _import_services(args.services)
-    queues = [RedisQueue(store.client, store.prefix, name, lease_seconds=args.lease) for name in args.queues]
+    queues = [
+        RedisQueue(store.client, store.prefix, name, lease_seconds=args.lease, levels=queue_priorities(name))
+        for name in args.queues
+    ]
     kind = ThreadWorker if args.threads else Worker
     worker = kind(store, queues, concurrency=args.concurrency, grace=args.grace)
     print(f"ladon-tasks worker: {args.concurrency} slot(s) on {', '.join(args.queues)}", file=sys.stderr, flush=True)

@@ -41,6 +41,18 @@ _ladon_ladonize = ladon.ladonizer.decorator.ladonize
 #: because a body may run in another process or on another host.
 _FORWARDED_LADON_KW = ("LADON_METHOD_NAME", "LADON_ACCEPT_LANGUAGES")
 
+#: Every task method bound to a service class in this process.
+_DECLARED: list["TaskMethod"] = []
+
+
+def queue_priorities(queue: str) -> set[int]:
+    """The priorities of the queued task methods declared so far (in the services this
+    process imported) that use ``queue``: the levels a worker of that queue reads."""
+    return {
+        method.options.priority for method in _DECLARED
+        if method.options.executor == "queue" and method.options.queue == queue
+    }
+
 
 class TaskMethod:
     """Stands on the service class in place of the body; Python calls ``__set_name__``
@@ -63,6 +75,7 @@ class TaskMethod:
     def __set_name__(self, owner: type, name: str) -> None:
         self.owner = owner
         self.ref = MethodRef(owner.__module__, owner.__name__, name)
+        _DECLARED.append(self)
         for suffix, companion in _companions(self).items():
             setattr(owner, f"{name}_{suffix}", companion)
 

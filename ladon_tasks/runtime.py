@@ -145,12 +145,8 @@ class TaskRuntime:
             idempotency_key=idempotency_key,
         )
         store = self.store_for(task_method)
-        with _store_errors():
-            record = store.create(record)
-        if record.task_id != new_id:
-            return record  # known idempotency key: the existing task, not a second run
         job = Job(
-            task_id=record.task_id,
+            task_id=new_id,
             ref=task_method.ref,
             args=encoded_args,
             priority=options.priority,
@@ -160,7 +156,13 @@ class TaskRuntime:
             ladon_kw=ladon_kw,
         )
         try:
-            self.executor(options.executor, store).submit(job)
+            executor = self.executor(options.executor, store)
+        except Exception as exc:
+            raise faults.ExecutorUnavailable(f"task not started: {exc}") from None
+        try:
+            return executor.start(store, record, job)  # a known idempotency key: that task
+        except StoreError as exc:
+            raise faults.StoreUnavailable(f"task state is not reachable: {exc}") from None
         except Exception as exc:
             with _store_errors():
                 store.transition(
@@ -168,7 +170,6 @@ class TaskRuntime:
                     error_message=str(exc), finished_at=time.time(),
                 )
             raise faults.ExecutorUnavailable(f"task not started: {exc}") from None
-        return record
 
     def record(self, task_id: Any, task_method: "TaskMethod | None" = None) -> TaskRecord:
         """The task's record, or the fault a client should see instead."""

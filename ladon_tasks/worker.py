@@ -29,7 +29,7 @@ from ladon_tasks import defaults
 from ladon_tasks.executors.base import Job, Outcome, StoreReporter, run_body
 from ladon_tasks.executors.process import ProcessExecutor
 from ladon_tasks.executors.thread import ThreadExecutor
-from ladon_tasks.executors.queue import RedisQueue
+from ladon_tasks.executors.queue import Claim, RedisQueue
 from ladon_tasks.executors.timers import Timers
 from ladon_tasks.model import TaskState
 from ladon_tasks.stores.base import StoreError, TaskStore
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 #: Longest a slot blocks on Redis before it looks at the stop flag again.
 CLAIM_BLOCK = 1.0
+
+#: Seconds between two trims of the job streams (acknowledged entries dropped).
+TRIM_INTERVAL = 1.0
 
 
 class _QueueFed:
@@ -65,7 +68,8 @@ class _QueueFed:
         self.grace = grace
         self.reap_interval = reap_interval
         self._stopping = threading.Event()
-        self._claims: dict[int, tuple[RedisQueue, str, Job]] = {}
+        self._claims: dict[int, tuple[RedisQueue, Claim]] = {}
+        self._buffered: list[tuple[RedisQueue, Claim]] = []  # read beyond what a slot needed
         self._claims_lock = threading.Lock()
         self._round_robin = 0
 
@@ -74,50 +78,88 @@ class _QueueFed:
     def _next_job(self, index: int) -> Job | None:
         backoff = 0.1
         while not self._stopping.is_set():
-            queue = self._pick_queue()
-            try:
-                claimed = queue.claim(CLAIM_BLOCK / len(self.queues))
-            except StoreError as exc:  # Redis restarting: reconnect with backoff
-                log.warning("worker slot %d: %s; retrying in %.1fs", index, exc, backoff)
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.1
+            claimed = self._take_buffered()
             if claimed is None:
-                continue
-            job, member = claimed
-            if self._stopping.is_set():  # claimed while stopping: hand it straight back
-                queue.enqueue(job)
-                queue.release(member)
+                queue = self._pick_queue()
+                try:
+                    claims = queue.claim(CLAIM_BLOCK / len(self.queues))
+                except StoreError as exc:  # Redis restarting: reconnect with backoff
+                    log.warning("worker slot %d: %s; retrying in %.1fs", index, exc, backoff)
+                    self._stopping.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                backoff = 0.1
+                if not claims:
+                    continue
+                claimed = (queue, claims[0])
+                if len(claims) > 1:  # several levels answered at once: the others wait here
+                    with self._claims_lock:
+                        self._buffered += [(queue, claim) for claim in claims[1:]]
+            if self._stopping.is_set():  # read while stopping: hand it straight back
+                self._give_back(*claimed)
                 return None
             with self._claims_lock:
-                self._claims[index] = (queue, member, job)
-            return job
+                self._claims[index] = claimed
+            return claimed[1].job
         return None
+
+    def _take_buffered(self) -> tuple[RedisQueue, Claim] | None:
+        """The best job read earlier, unless its queue has a higher one waiting now."""
+        with self._claims_lock:
+            if not self._buffered:
+                return None
+            best = max(range(len(self._buffered)), key=lambda i: self._buffered[i][1].job.priority)
+            queue, claim = self._buffered[best]
+        try:
+            higher = queue.claim(0, above=claim.job.priority)
+        except StoreError:
+            higher = []
+        if higher:
+            with self._claims_lock:
+                self._buffered += [(queue, extra) for extra in higher[1:]]
+            return queue, higher[0]
+        with self._claims_lock:
+            if self._buffered and self._buffered[best] == (queue, claim):
+                return self._buffered.pop(best)
+        return self._take_buffered()  # another slot took it meanwhile
+
+    def _give_back(self, queue: RedisQueue, claim: Claim) -> None:
+        """A job read but not started: queued again as the same attempt."""
+        try:
+            queue.requeue(claim.job)
+            queue.ack([claim])
+        except StoreError as exc:  # its lease runs out and a reaper reissues it
+            log.warning("could not hand back task %s: %s", claim.job.task_id, exc)
 
     def _pick_queue(self) -> RedisQueue:
         with self._claims_lock:
             self._round_robin = (self._round_robin + 1) % len(self.queues)
             return self.queues[self._round_robin]
 
+    def _begin(self, job: Job) -> int | None:
+        # no read, no write yet: the job carries its attempt, and the store records the
+        # start only if the body runs long enough for anyone to ask
+        self.store.begin(job.task_id, job.attempt, time.time())
+        return job.attempt
+
     def _job_done(self, index: int, job: Job) -> None:
         with self._claims_lock:
             claim = self._claims.pop(index, None)
         if claim is not None:
-            queue, member, _ = claim
+            queue, entry = claim
             try:
-                queue.release(member)
+                queue.ack([entry])
             except StoreError as exc:
-                log.warning("could not release the lease of task %s: %s", job.task_id, exc)
+                log.warning("could not acknowledge task %s: %s", job.task_id, exc)
 
     def _retry_later(self, job: Job, delay: float) -> None:
-        self._queue_of(job).schedule(job, delay)
+        self._queue_of(job).schedule(job.next_attempt(), delay)
 
     def _touch(self, index: int, job: Job) -> None:
         with self._claims_lock:
             claim = self._claims.get(index)
         if claim is not None:
-            claim[0].renew(claim[1])
+            claim[0].renew([claim[1]])
 
     def _queue_of(self, job: Job) -> RedisQueue:
         for queue in self.queues:
@@ -149,40 +191,54 @@ class _QueueFed:
         for thread in list(self._threads):
             thread.join(max(0.0, deadline - time.monotonic()))
         self._hand_back_running()
+        with self._claims_lock:
+            buffered, self._buffered = self._buffered, []
+        for queue, claim in buffered:
+            self._give_back(queue, claim)
+        for queue in self.queues:
+            queue.forget_consumer()
         self.timers.stop()
 
     def _hand_back_running(self) -> None:
         """After the grace period: kill what still runs and queue it again."""
         with self._claims_lock:
             claims = dict(self._claims)
-        for index, (queue, member, job) in claims.items():
-            record = self.store.get(job.task_id)
-            if record is not None and record.state is TaskState.RUNNING:
+        for index, (queue, claim) in claims.items():
+            job = claim.job
+            try:
                 # Queued again first: the killed attempt's late outcome is then fenced off.
                 if self.store.transition(
-                    job.task_id, TaskState.QUEUED, attempt=record.attempts,
+                    job.task_id, TaskState.QUEUED, attempt=job.attempt,
                     message="handed back: its worker was stopped",
                 ) is not None:
-                    queue.enqueue(job)
-            self._stop_running(index, job)
-            queue.release(member)
+                    queue.requeue(job.next_attempt())
+                self._stop_running(index, job)
+                queue.ack([claim])
+            except StoreError as exc:  # its lease runs out and a reaper reissues it
+                log.warning("could not hand back task %s: %s", job.task_id, exc)
+                continue
             log.info("handed task %s back to queue %s", job.task_id, queue.name)
 
     def _stop_running(self, index: int, job: Job) -> None:
         """The task was handed back: stop its body where the pool can."""
 
     def _housekeeping(self) -> None:
-        next_renewal = 0.0
+        next_renewal = next_trim = 0.0
         while not self._stopping.wait(self.reap_interval):
             try:
                 for queue in self.queues:
                     queue.reap(self.store)
-                if time.monotonic() >= next_renewal:
-                    next_renewal = time.monotonic() + self.queues[0].lease_seconds / 3
+                now = time.monotonic()
+                if now >= next_renewal:
+                    next_renewal = now + self.queues[0].lease_seconds / 3
                     with self._claims_lock:
-                        claims = list(self._claims.values())
-                    for queue, member, _ in claims:
-                        queue.renew(member)
+                        held = list(self._claims.values()) + list(self._buffered)
+                    for queue in self.queues:
+                        queue.renew([claim for owner, claim in held if owner is queue])
+                if now >= next_trim:
+                    next_trim = now + TRIM_INTERVAL
+                    for queue in self.queues:
+                        queue.trim()
             except StoreError as exc:
                 log.warning("worker housekeeping: %s", exc)
 

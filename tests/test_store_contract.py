@@ -452,6 +452,9 @@ def test_redis_holds_json_only_under_the_prefix(redis_backend: Backend) -> None:
             values = list(raw.hgetall(key).values())
         elif kind == b"zset":
             values = [m for m in raw.zrange(key, 0, -1) if m.startswith(b"[")]  # others are task ids
+        elif kind == b"set":  # the method names, for listing across methods
+            assert key == f"{redis_backend.prefix}methods".encode()
+            values = [json.dumps(m.decode()).encode() for m in raw.smembers(key)]
         elif kind == b"stream":  # lifecycle events: flat fields, each a plain string
             assert key == f"{redis_backend.prefix}events".encode()
             values = [json.dumps(v.decode()).encode() for _, entry in raw.xrange(key) for v in entry.values()]

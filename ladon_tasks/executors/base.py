@@ -13,6 +13,7 @@ host). Everything else is the same for all of them and lives here:
 from __future__ import annotations
 
 import abc
+import dataclasses
 import importlib
 import time
 import traceback
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ladon_tasks import codec, defaults
-from ladon_tasks.model import TaskState, clamp_progress
+from ladon_tasks.model import TaskRecord, TaskState, clamp_progress
 from ladon_tasks.stores.base import TaskStore
 
 
@@ -59,6 +60,11 @@ class Job:
     retry_delay: float = defaults.RETRY_DELAY
     queue: str = defaults.QUEUE
     ladon_kw: dict[str, Any] = field(default_factory=dict)
+    #: Which attempt this is: queued jobs carry it, so a worker knows it without a read.
+    attempt: int = 1
+
+    def next_attempt(self) -> "Job":
+        return dataclasses.replace(self, attempt=self.attempt + 1)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +76,7 @@ class Job:
             "retry_delay": self.retry_delay,
             "queue": self.queue,
             "ladon_kw": self.ladon_kw,
+            "attempt": self.attempt,
         }
 
     @classmethod
@@ -83,6 +90,7 @@ class Job:
             retry_delay=data.get("retry_delay", defaults.RETRY_DELAY),
             queue=data.get("queue", defaults.QUEUE),
             ladon_kw=data.get("ladon_kw") or {},
+            attempt=int(data.get("attempt", 1)),
         )
 
 
@@ -204,8 +212,8 @@ def settle(
     if outcome.kind != "failed":
         return
     record = store.get(job.task_id)
-    if record is None or record.attempts != attempt:
-        return
+    if record is None or record.finished or record.attempts > attempt:
+        return  # superseded (a queue worker's attempt may not be recorded yet: < is fine)
     if attempt < record.max_attempts and not record.cancel_requested:
         delay = retry_delay(attempt, job.retry_delay)
         queued = store.transition(
@@ -228,6 +236,16 @@ class Executor(abc.ABC):
     """Runs jobs somewhere; the store is the only place results go."""
 
     name = "executor"
+
+    def start(self, store: TaskStore, record: TaskRecord, job: Job) -> TaskRecord:
+        """Record a new task and hand its job over. Returns the stored record - another
+        task's, when its idempotency key was known (then nothing is submitted). A
+        ``StoreError`` means nothing was recorded; any other error, that the record
+        exists but the job could not be handed over."""
+        stored = store.create(record)
+        if stored.task_id == record.task_id:
+            self.submit(job)
+        return stored
 
     @abc.abstractmethod
     def submit(self, job: Job) -> None:

@@ -91,10 +91,9 @@ class WorkerPool(Executor):
         """The attempt is settled (or abandoned); release what was held for it."""
 
     def _run_job(self, index: int, job: Job) -> None:
-        record = self.store.transition(job.task_id, TaskState.RUNNING, message="")
-        if record is None:
+        attempt = self._begin(job)
+        if attempt is None:
             return  # cancelled while queued, or expired
-        attempt = record.attempts
         timer = None
         if job.timeout:
             timer = self.timers.call_later(job.timeout, lambda: self._on_timeout(index, job, attempt))
@@ -104,6 +103,11 @@ class WorkerPool(Executor):
             if timer is not None:
                 self.timers.cancel(timer)
         settle(self.store, job, attempt, outcome, self._retry_later)
+
+    def _begin(self, job: Job) -> int | None:
+        """Mark the task running; its attempt number, or ``None`` if it may not run."""
+        record = self.store.transition(job.task_id, TaskState.RUNNING, message="")
+        return None if record is None else record.attempts
 
     def _on_timeout(self, index: int, job: Job, attempt: int) -> None:
         if time_out(self.store, job, attempt):

@@ -1,202 +1,317 @@
 """The Redis job queue shared by web servers (producers) and workers on any host.
 
+Jobs travel in Redis streams read through one consumer group, ``workers``: the group
+is what makes several workers share the work, and its pending-entries list is the lease.
 Keys, under the store's prefix and the queue's name ``q``:
 
-* ``queue:q:jobs``    sorted set of job JSON, scored by priority then age, so higher
-                      priority goes first and equals go first come, first served;
-* ``queue:q:signal``  a list workers block on (``BLPOP``), one token per enqueue, so an
-                      idle worker wakes at once and never sleeps-and-polls;
-* ``queue:q:leases``  sorted set of claimed job JSON, scored by lease expiry (Redis
-                      server time, so hosts' clocks don't matter);
+* ``queue:q:NNN``     one stream per priority level ``NNN`` (000-255); a job is an entry
+                      whose field ``job`` holds the job's JSON, its attempt number
+                      included. Workers read the levels highest first.
 * ``queue:q:delayed`` sorted set of job JSON waiting for a retry, scored by due time.
 
-A claim moves a job from ``jobs`` to ``leases`` in one Lua script, so a job is always in
-exactly one of them: a worker that dies after claiming leaves a lease that runs out,
-and :meth:`RedisQueue.reap` hands the job out again. Whether the lost attempt may still
-write is decided by the store's attempt fence, not here.
+Reading an entry (``XREADGROUP``) hands it to one worker and starts its lease in the same
+command: a worker that dies after reading leaves an entry whose idle time grows, and
+:meth:`RedisQueue.reap` takes it over (``XCLAIM`` with a minimum idle time, so one reaper
+wins) and queues the job again as the next attempt. A running worker keeps its leases
+fresh by claiming its own entries again (``XCLAIM ... JUSTID``); a body's ``touch()`` does
+the same for its entry. The start of a task writes its record and its entry in one
+script (:meth:`RedisStore.create` with ``enqueue``), so neither exists without the other.
+Whether a late attempt may still write is decided by the store's attempt fence.
+
+Acknowledged entries are trimmed (``XTRIM MINID``) by the workers' housekeeping, up to
+the oldest entry still pending or not yet delivered.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
 
 from ladon_tasks import codec, defaults
 from ladon_tasks.executors.base import Executor, Job
-from ladon_tasks.model import TaskState
+from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.stores.base import StoreError, TaskStore
 
 log = logging.getLogger(__name__)
 
-#: A job's score: priority dominates (255 first), then submission time in ms.
-_PRIORITY_SPAN = 10**13
+#: The consumer group every worker of every host reads through.
+GROUP = "workers"
 
-# A claim that empties the queue also drops its wake-up tokens: while workers are busy,
-# every enqueue leaves a token nobody blocks on, and each stale token later costs an idle
-# worker a BLPOP and an empty claim. Safe: with no job queued, every token pushed so far
-# belongs to a job already claimed (enqueue pushes its token after adding its job).
-_CLAIM = """
-local popped = redis.call('ZPOPMIN', KEYS[1])
-if #popped == 0 then return false end
-local left = redis.call('ZCARD', KEYS[1])
-if left == 0 then redis.call('DEL', KEYS[3]) end
-local now = redis.call('TIME')
-local deadline = tonumber(now[1]) + tonumber(now[2]) / 1e6 + tonumber(ARGV[1])
-redis.call('ZADD', KEYS[2], deadline, popped[1])
-return {popped[1], left}
-"""
+#: Expired leases taken over per stream and reaper pass.
+REAP_BATCH = 100
 
-# The job and its wake-up token in one step: one command sent, and no token without job.
-_ENQUEUE = """
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('LPUSH', KEYS[2], '1')
-"""
-
-_RENEW = """
-local now = redis.call('TIME')
-local deadline = tonumber(now[1]) + tonumber(now[2]) / 1e6 + tonumber(ARGV[1])
-return redis.call('ZADD', KEYS[1], 'XX', 'CH', deadline, ARGV[2])
-"""
-
-_SCHEDULE = """
-local now = redis.call('TIME')
-return redis.call('ZADD', KEYS[1], tonumber(now[1]) + tonumber(now[2]) / 1e6 + tonumber(ARGV[1]), ARGV[2])
-"""
-
-# Expired leases are removed and returned (the caller decides about reissue); delayed
-# jobs that are due move to the queue with a wake-up token each.
-_REAP = """
-local now = redis.call('TIME')
-local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', t, 'LIMIT', 0, 100)
-for _, member in ipairs(expired) do redis.call('ZREM', KEYS[1], member) end
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', t, 'WITHSCORES', 'LIMIT', 0, 100)
-for i = 1, #due, 2 do
-  local member = due[i]
-  redis.call('ZREM', KEYS[2], member)
+# Due retries move from the delayed set to their priority's stream, unless the task
+# finished or was cancelled while it waited; the record learns its new entry, so a
+# cancel can take it off the queue.
+_MOVE_DUE = """
+local P, name, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)
+for _, member in ipairs(due) do
+  redis.call('ZREM', KEYS[1], member)
   local job = cjson.decode(member)
-  local score = (255 - tonumber(job['priority'])) * 1e13 + math.floor(t * 1000)
-  redis.call('ZADD', KEYS[3], score, member)
-  redis.call('LPUSH', KEYS[4], '1')
+  local key = P .. 'task:' .. job['task_id']
+  local state = redis.call('HGET', key, 'state')
+  if state == '"queued"' then
+    local stream = P .. 'queue:' .. name .. ':' .. string.format('%03d', tonumber(job['priority']))
+    local entry = redis.call('XADD', stream, '*', 'job', member)
+    redis.call('HSET', key, 'job_entry', cjson.encode(stream .. ' ' .. entry))
+  end
 end
-return expired
+return #due
 """
 
-
-def job_score(priority: int, now: float | None = None) -> float:
-    return (255 - priority) * _PRIORITY_SPAN + int((now if now is not None else time.time()) * 1000)
+# A job queued again (reissue, hand-back): its new entry, and the record pointed at it.
+_REQUEUE = """
+local entry = redis.call('XADD', KEYS[1], '*', 'job', ARGV[1])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[2], 'job_entry', cjson.encode(KEYS[1] .. ' ' .. entry))
+end
+return entry
+"""
 
 
 def encode_job(job: Job) -> str:
     return codec.dumps(job.to_json())
 
 
-class RedisQueue:
-    """One named queue. Safe to share between threads (redis-py pools connections)."""
+@dataclass(frozen=True)
+class Claim:
+    """One job a worker read: where its entry is (to renew and acknowledge it), and the job."""
 
-    def __init__(self, client: Any, prefix: str, name: str = defaults.QUEUE,
-                 lease_seconds: float = defaults.LEASE_SECONDS) -> None:
+    stream: str
+    entry: str
+    job: Job
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisQueue:
+    """One named queue. Safe to share between threads (redis-py pools connections).
+
+    ``levels``: the priorities this queue's jobs can have (a worker knows them from the
+    task methods of the services it loaded); the default priority is always one."""
+
+    def __init__(
+        self,
+        client: Any,
+        prefix: str,
+        name: str = defaults.QUEUE,
+        lease_seconds: float = defaults.LEASE_SECONDS,
+        levels: Iterable[int] = (),
+    ) -> None:
         import redis
 
-        self._errors = (redis.exceptions.RedisError, OSError)
+        self._redis_errors = (redis.exceptions.RedisError, OSError)
+        self._response_error = redis.exceptions.ResponseError
         self.client = client
+        self.prefix = prefix
         self.name = name
         self.lease_seconds = lease_seconds
-        base = f"{prefix}queue:{name}:"
-        self.jobs_key, self.signal_key = base + "jobs", base + "signal"
-        self.leases_key, self.delayed_key = base + "leases", base + "delayed"
-        self._local = threading.local()
-        self._enqueue = client.register_script(_ENQUEUE)
-        self._claim = client.register_script(_CLAIM)
-        self._renew = client.register_script(_RENEW)
-        self._schedule = client.register_script(_SCHEDULE)
-        self._reap = client.register_script(_REAP)
+        self.levels = sorted({defaults.PRIORITY, *levels}, reverse=True)
+        self.streams = [self.stream_for(level) for level in self.levels]
+        self.delayed_key = f"{prefix}queue:{name}:delayed"
+        self.consumer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._groups_ready = False
+        self._groups_lock = threading.Lock()
+        self._move_due = client.register_script(_MOVE_DUE)
+        self._requeue = client.register_script(_REQUEUE)
+
+    def stream_for(self, priority: int) -> str:
+        return f"{self.prefix}queue:{self.name}:{int(priority):03d}"
 
     def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
-        except self._errors as exc:
+        except self._redis_errors as exc:
             raise StoreError(f"queue {self.name!r}: {what} failed: {exc}") from exc
 
-    def enqueue(self, job: Job) -> None:
+    # -- producers -----------------------------------------------------------------
+
+    def entry_for(self, job: Job) -> tuple[str, str]:
+        """The stream and payload a new task's job goes to (see ``RedisStore.create``)."""
+        return self.stream_for(job.priority), encode_job(job)
+
+    def requeue(self, job: Job) -> None:
+        """Queue a job again, as the attempt it carries."""
         self._call(
-            "enqueue", self._enqueue,
-            keys=[self.jobs_key, self.signal_key], args=[job_score(job.priority), encode_job(job)],
+            "requeue", self._requeue,
+            keys=[self.stream_for(job.priority), f"{self.prefix}task:{job.task_id}"], args=[encode_job(job)],
         )
-
-    def claim(self, block: float) -> tuple[Job, str] | None:
-        """Take the next job and lease it, waiting up to ``block`` seconds for one.
-
-        A thread whose last claim emptied the queue goes straight to waiting for a
-        wake-up token: asking again first would only cost an empty claim."""
-        deadline = time.monotonic() + block
-        emptied = getattr(self._local, "emptied", False)
-        while True:
-            if not emptied:
-                answer = self._call(
-                    "claim", self._claim, keys=[self.jobs_key, self.leases_key, self.signal_key],
-                    args=[self.lease_seconds],
-                )
-                if answer:
-                    member = answer[0].decode() if isinstance(answer[0], bytes) else answer[0]
-                    self._local.emptied = int(answer[1]) == 0
-                    return Job.from_json(codec.loads(member)), member
-            emptied = False
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._local.emptied = False
-                return None
-            # A token may belong to a job another worker already took: that only means
-            # one more claim attempt at the top of the loop.
-            self._call("wait", self.client.blpop, [self.signal_key], timeout=remaining)
-
-    def renew(self, member: str) -> bool:
-        """Extend a lease; ``False`` when the lease is gone (reaped: the job was reissued)."""
-        return bool(self._call("renew", self._renew, keys=[self.leases_key], args=[self.lease_seconds, member]))
-
-    def release(self, member: str) -> None:
-        self._call("release", self.client.zrem, self.leases_key, member)
 
     def schedule(self, job: Job, delay: float) -> None:
-        self._call("schedule", self._schedule, keys=[self.delayed_key], args=[delay, encode_job(job)])
+        self._call("schedule", self.client.zadd, self.delayed_key, {encode_job(job): time.time() + delay})
+
+    # -- workers -------------------------------------------------------------------
+
+    def ensure_groups(self, force: bool = False) -> None:
+        """Create the consumer group on every level's stream (from the start of each
+        stream, so jobs queued before any worker existed are read too)."""
+        with self._groups_lock:
+            if self._groups_ready and not force:
+                return
+            for stream in self.streams:
+                try:
+                    self.client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+                except self._response_error as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise StoreError(f"queue {self.name!r}: creating the consumer group failed: {exc}") from exc
+                except self._redis_errors as exc:
+                    raise StoreError(f"queue {self.name!r}: creating the consumer group failed: {exc}") from exc
+            self._groups_ready = True
+
+    def claim(self, block: float, above: int | None = None) -> list[Claim]:
+        """Read the next job, highest priority first, waiting up to ``block`` seconds.
+        Reading leases it to this worker. With several levels, each is asked in turn
+        without waiting, then all at once with waiting - which may answer one job per
+        level: the caller keeps the others. ``above``: only levels higher than that, no
+        waiting (the caller holds a job of that priority already)."""
+        self.ensure_groups()
+        if len(self.streams) > 1 or above is not None:
+            for level, stream in zip(self.levels, self.streams):
+                if above is not None and level <= above:
+                    return []
+                claims = self._read({stream: ">"}, None)
+                if claims:
+                    return claims
+        return self._read({stream: ">" for stream in self.streams}, max(1, int(block * 1000)))
+
+    def _read(self, streams: dict[str, str], block_ms: int | None) -> list[Claim]:
+        try:
+            answer = self.client.xreadgroup(GROUP, self.consumer, streams, count=1, block=block_ms)
+        except self._response_error as exc:
+            if "NOGROUP" in str(exc):  # Redis lost its data (restart without AOF)
+                self.ensure_groups(force=True)
+                return []
+            raise StoreError(f"queue {self.name!r}: claim failed: {exc}") from exc
+        except self._redis_errors as exc:
+            raise StoreError(f"queue {self.name!r}: claim failed: {exc}") from exc
+        claims: list[Claim] = []
+        for stream, entries in answer or []:
+            for entry, fields in entries:
+                claims += self._decode(_text(stream), _text(entry), fields)
+        claims.sort(key=lambda claim: -claim.job.priority)
+        return claims
+
+    def _decode(self, stream: str, entry: str, fields: Any) -> list[Claim]:
+        payload = (fields or {}).get("job")
+        try:
+            return [Claim(stream, entry, Job.from_json(codec.loads(_text(payload))))]
+        except Exception as exc:  # not ours, or mangled: drop it rather than loop on it
+            log.error("queue %s: dropping unreadable entry %s: %s", self.name, entry, exc)
+            self._call("ack", self.client.xack, stream, GROUP, entry)
+            return []
+
+    def renew(self, claims: Sequence[Claim]) -> None:
+        """Restart the leases of entries this worker holds (their idle time goes to 0)."""
+        for stream, entries in _by_stream(claims).items():
+            self._call("renew", self.client.xclaim, stream, GROUP, self.consumer, 0, entries, justid=True)
+
+    def ack(self, claims: Sequence[Claim]) -> None:
+        for stream, entries in _by_stream(claims).items():
+            self._call("ack", self.client.xack, stream, GROUP, *entries)
+
+    def forget_consumer(self) -> None:
+        """Leaving: drop this worker's consumer name where it holds nothing any more."""
+        for stream in self.streams:
+            try:
+                if not self.client.xpending_range(stream, GROUP, "-", "+", 1, consumername=self.consumer):
+                    self.client.xgroup_delconsumer(stream, GROUP, self.consumer)
+            except self._redis_errors:
+                pass
+
+    # -- housekeeping ----------------------------------------------------------------
 
     def reap(self, store: TaskStore, max_lost: int = defaults.MAX_LOST_ATTEMPTS) -> int:
-        """Hand out again the jobs of dead workers; returns how many were reissued."""
-        expired = self._call(
-            "reap", self._reap,
-            keys=[self.leases_key, self.delayed_key, self.jobs_key, self.signal_key],
-        )
+        """Queue again the jobs of workers whose leases ran out, and move due retries to
+        their streams; returns how many jobs were reissued."""
+        self._call("move due retries", self._move_due, keys=[self.delayed_key],
+                   args=[self.prefix, self.name, repr(time.time())])
+        lease_ms = int(self.lease_seconds * 1000)
         reissued = 0
-        for member in expired or []:
-            member = member.decode() if isinstance(member, bytes) else member
-            job = Job.from_json(codec.loads(member))
-            record = store.get(job.task_id)
-            if record is None or record.finished:
+        for stream in self.streams:
+            try:
+                expired = self.client.xpending_range(stream, GROUP, "-", "+", REAP_BATCH, idle=lease_ms)
+            except self._response_error:
+                continue  # no group yet
+            except self._redis_errors as exc:
+                raise StoreError(f"queue {self.name!r}: reap failed: {exc}") from exc
+            if not expired:
                 continue
-            if record.state is TaskState.RUNNING:
-                if record.attempts >= record.max_attempts + max_lost:
-                    store.transition(
-                        job.task_id, TaskState.FAILED, attempt=record.attempts,
-                        error_type="WorkerLost",
-                        error_message=f"the worker running attempt {record.attempts} stopped answering",
-                        finished_at=time.time(),
-                    )
-                    continue
-                if store.transition(
-                    job.task_id, TaskState.QUEUED, attempt=record.attempts,
-                    message=f"reissued: the worker running attempt {record.attempts} stopped answering",
-                ) is None:
-                    continue
-            self.enqueue(job)
-            reissued += 1
-            log.warning("reissued task %s after its lease ran out", job.task_id)
+            ids = [_text(item["message_id"]) for item in expired]
+            # the minimum idle time makes the takeover exclusive: one reaper gets each
+            taken = self._call("reap", self.client.xclaim, stream, GROUP, self.consumer, lease_ms, ids)
+            for entry, fields in taken or []:
+                for claim in self._decode(stream, _text(entry), fields):
+                    reissued += self._reissue(store, claim, max_lost)
         return reissued
+
+    def _reissue(self, store: TaskStore, claim: Claim, max_lost: int) -> int:
+        job = claim.job
+        record: TaskRecord | None = store.get(job.task_id)
+        again = 0
+        if record is not None and not record.finished and record.attempts <= job.attempt:
+            if job.attempt >= record.max_attempts + max_lost:
+                store.transition(
+                    job.task_id, TaskState.FAILED, attempt=job.attempt,
+                    error_type="WorkerLost",
+                    error_message=f"the worker running attempt {job.attempt} stopped answering",
+                    finished_at=time.time(),
+                )
+            elif store.transition(
+                job.task_id, TaskState.QUEUED, attempt=job.attempt,
+                message=f"reissued: the worker running attempt {job.attempt} stopped answering",
+            ) is not None:
+                self.requeue(job.next_attempt())
+                again = 1
+                log.warning("reissued task %s after its lease ran out", job.task_id)
+        self.ack([claim])
+        return again
+
+    def trim(self) -> None:
+        """Drop acknowledged entries: everything older than the oldest entry that is
+        pending or not yet delivered."""
+        for stream in self.streams:
+            try:
+                groups = self.client.xinfo_groups(stream)
+                summary = self.client.xpending(stream, GROUP)
+            except self._response_error:
+                continue
+            except self._redis_errors as exc:
+                raise StoreError(f"queue {self.name!r}: trim failed: {exc}") from exc
+            delivered = next((_text(g["last-delivered-id"]) for g in groups if _text(g["name"]) == GROUP), None)
+            if delivered is None:
+                continue
+            ms, _, seq = delivered.partition("-")
+            keep_from = f"{ms}-{int(seq or 0) + 1}"
+            if summary and summary.get("pending"):
+                oldest = _text(summary["min"])
+                if _entry_key(oldest) < _entry_key(keep_from):
+                    keep_from = oldest
+            self._call("trim", self.client.xtrim, stream, minid=keep_from, approximate=False)
+
+
+def _entry_key(entry: str) -> tuple[int, int]:
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _by_stream(claims: Sequence[Claim]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for claim in claims:
+        grouped.setdefault(claim.stream, []).append(claim.entry)
+    return grouped
 
 
 class QueueExecutor(Executor):
-    """The web-server side of ``executor='queue'``: record, enqueue, return.
+    """The web-server side of ``executor='queue'``: record and enqueue in one step, return.
 
     Bodies run in ``ladon-tasks worker`` processes on any host; cancel reaches them
     through the store (the worker checks the record while the body runs)."""
@@ -215,8 +330,11 @@ class QueueExecutor(Executor):
             queue = self._queues[name] = self._make_queue(name)
         return queue
 
+    def start(self, store: TaskStore, record: TaskRecord, job: Job) -> TaskRecord:
+        return store.create(record, enqueue=self.queue(job.queue).entry_for(job))  # type: ignore[call-arg]
+
     def submit(self, job: Job) -> None:
-        self.queue(job.queue).enqueue(job)
+        self.queue(job.queue).requeue(job)
 
     def shutdown(self, wait: bool = True) -> None:
         pass

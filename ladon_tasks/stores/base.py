@@ -67,6 +67,13 @@ class TaskStore(abc.ABC):
         Returns ``True`` while the attempt should go on, ``False`` once it should stop
         (cancel requested, finished, or superseded by a newer attempt)."""
 
+    def begin(self, task_id: str, attempt: int, started_at: float) -> bool:
+        """Attempt ``attempt`` of a queued task starts now; ``False`` if it may not (the
+        task was cancelled, finished, or a newer attempt exists). A backend may put the
+        write off until the attempt has run a moment (see ``RedisStore.begin``); until
+        then a transition or report fenced by that attempt counts it as running."""
+        return self.transition(task_id, TaskState.RUNNING, message="", started_at=started_at) is not None
+
     @abc.abstractmethod
     def request_cancel(self, task_id: str) -> TaskRecord | None:
         """Flag the task for cancel; a queued task is cancelled at once."""

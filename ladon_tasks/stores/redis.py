@@ -45,6 +45,7 @@ import os
 import threading
 import time
 import urllib.parse
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -75,9 +76,21 @@ WAIT_RECHECK = 1.0
 #: Socket timeouts in seconds: a hung Redis becomes a ``StoreError``, not a hung request.
 SOCKET_TIMEOUT = 5.0
 
-#: Expired-record index entries removed per finishing script: amortised cleanup that
-#: keeps indexes bounded even when nobody lists tasks.
-SWEEP_BATCH = 20
+#: A finished record up to this many bytes of JSON rides in its finish message, so a
+#: waiter in another process has it without reading it back; bigger ones send the id.
+PUBLISH_MAX = 8192
+
+#: Seconds between two sweeps of the method indexes by one store (entries of expired
+#: records are dropped), and index entries looked at per sweep: a fixed cost over time,
+#: nothing per task.
+SWEEP_INTERVAL = 10.0
+SWEEP_COUNT = 200
+
+#: Seconds a process trusts that a method it registered is still in the methods set.
+METHOD_REGISTRATION = 60.0
+
+#: Finished records kept in memory per store (they never change again, only expire).
+FINISHED_CACHE = 10_000
 
 #: Records handed to one progress-flush script call; bounds the time Redis is busy.
 FLUSH_BATCH = 500
@@ -111,20 +124,13 @@ def _lua_transition_tables() -> str:
 
 _LUA_COMMON = (
     _lua_transition_tables()
-    + f"local SWEEP_BATCH = {SWEEP_BATCH}\nlocal EVENTS_MAXLEN = {defaults.EVENTS_MAXLEN}\n"
+    + f"local EVENTS_MAXLEN = {defaults.EVENTS_MAXLEN}\nlocal PUBLISH_MAX = {PUBLISH_MAX}\n"
 ) + r"""
 local P = ARGV[1]
-local EXPIRING = P .. 'idx:expiring'
 local CHANNEL = P .. 'finished'
 
 local function rkey(id) return P .. 'task:' .. id end
-local function state_key(s) return P .. 'idx:state:' .. s end
-local function method_state_key(m, s) return P .. 'idx:method-state:' .. m .. ':' .. s end
-
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local function method_index(m) return P .. 'idx:method:' .. m end
 
 local function has_idempotency(raw) return raw and raw ~= '""' and raw ~= 'null' end
 
@@ -132,216 +138,272 @@ local function idem_key(service, method, key)
   return P .. 'idem:' .. redis.sha1hex(service .. '\n' .. method .. '\n' .. key)
 end
 
--- remove one task from every index it can be in (method indexes only if known)
-local function forget_index(id, method)
-  for _, s in ipairs(STATES) do
-    redis.call('ZREM', state_key(s), id)
-    if method then redis.call('ZREM', method_state_key(method, s), id) end
-  end
+local function to_table(flat)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
 end
 
--- drop index entries of finished records whose TTL has run out
-local function sweep(limit)
-  local now = now_ms()
-  local due = redis.call('ZRANGEBYSCORE', EXPIRING, '-inf', now, 'LIMIT', 0, limit)
-  for _, member in ipairs(due) do
-    local pair = cjson.decode(member)
-    local left = redis.call('PTTL', rkey(pair[1]))
-    if left >= 0 then
-      redis.call('ZADD', EXPIRING, string.format('%d', now + left), member)
-    else
-      if left == -2 then forget_index(pair[1], pair[2]) end
-      redis.call('ZREM', EXPIRING, member)
-    end
-  end
+local function to_flat(t)
+  local flat = {}
+  for k, v in pairs(t) do flat[#flat + 1] = k; flat[#flat + 1] = v end
+  return flat
 end
 
--- write progress/message kept back by report(), only onto the running attempt
-local function apply_pending(key, state, attempts, pending)
-  for i = 1, #pending, 3 do
-    local attempt, progress, message = pending[i], pending[i + 1], pending[i + 2]
-    if state == 'running' and (attempt == '' or tonumber(attempt) == attempts) then
-      if progress ~= '' then redis.call('HSET', key, 'progress', progress) end
-      if message ~= '' then redis.call('HSET', key, 'message', message) end
-    end
+-- every value is a JSON text already: the record as one JSON object, no re-encoding
+local function to_json(t)
+  local parts = {}
+  for k, v in pairs(t) do
+    if k ~= 'job_entry' then parts[#parts + 1] = '"' .. k .. '":' .. v end
   end
+  return '{' .. table.concat(parts, ',') .. '}'
+end
+
+-- The state an attempt sees, or nil when the attempt is not the record's current one.
+-- A queue worker does not write 'running' before a short body ends: an attempt newer
+-- than the record's count on a queued, not cancelled record is running unrecorded.
+local function state_for(t, attempt)
+  local state = cjson.decode(t.state)
+  if attempt == '' then return state, false end
+  local n, attempts = tonumber(attempt), tonumber(t.attempts or '0')
+  if state == 'running' and attempts == n then return state, false end
+  if state == 'queued' and attempts < n and t.cancel_requested ~= 'true' then return 'running', true end
+  return nil, false
 end
 
 -- one lifecycle event on the capped stream (ladon-tasks events follows it)
-local function emit(id, method, state, key)
-  local f = redis.call('HMGET', key, 'service', 'attempts', 'error_type')
+local function emit(id, t, state)
   redis.call('XADD', P .. 'events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'task', id,
-             'service', cjson.decode(f[1]), 'method', method, 'state', state,
-             'attempt', f[2], 'error', cjson.decode(f[3] or '""'))
+             'service', cjson.decode(t.service), 'method', cjson.decode(t.method), 'state', state,
+             'attempt', t.attempts or '0', 'error', cjson.decode(t.error_type or '""'))
 end
 
--- move a task between state indexes; returns its method name
-local function move(key, id, old, new)
-  local method = cjson.decode(redis.call('HGET', key, 'method'))
-  emit(id, method, new, key)
-  local score = redis.call('ZSCORE', state_key(old), id) or redis.call('HGET', key, 'submitted_at')
-  redis.call('ZREM', state_key(old), id)
-  redis.call('ZREM', method_state_key(method, old), id)
-  redis.call('ZADD', state_key(new), score, id)
-  redis.call('ZADD', method_state_key(method, new), score, id)
-  return method
-end
-
--- a task just finished: TTL on record and idempotency key, tell waiters, tidy indexes
-local function finish(key, id, method)
-  local ttl_ms = math.floor(tonumber(redis.call('HGET', key, 'result_ttl')) * 1000)
-  local f = redis.call('HMGET', key, 'service', 'method', 'idempotency_key')
+-- a task just finished: TTL on record and idempotency key, an event, waiters told (the
+-- record rides in the message when small, so a waiter need not read it back)
+local function finish(key, id, t, state)
+  local ttl_ms = math.floor(tonumber(t.result_ttl) * 1000)
   local ikey = nil
-  if has_idempotency(f[3]) then
-    ikey = idem_key(f[1], f[2], f[3])
+  if has_idempotency(t.idempotency_key) then
+    ikey = idem_key(cjson.decode(t.service), cjson.decode(t.method), cjson.decode(t.idempotency_key))
     if redis.call('GET', ikey) ~= cjson.encode(id) then ikey = nil end
   end
   if ttl_ms <= 0 then
     redis.call('DEL', key)
     if ikey then redis.call('DEL', ikey) end
-    forget_index(id, method)
+    redis.call('ZREM', method_index(cjson.decode(t.method)), id)
   else
     local ttl = string.format('%d', ttl_ms)
     redis.call('PEXPIRE', key, ttl)
     if ikey then redis.call('PEXPIRE', ikey, ttl) end
-    redis.call('ZADD', EXPIRING, string.format('%d', now_ms() + ttl_ms), cjson.encode({id, method}))
   end
-  redis.call('PUBLISH', CHANNEL, id)
-  sweep(SWEEP_BATCH)
+  emit(id, t, state)
+  local doc = to_json(t)
+  if #doc <= PUBLISH_MAX then redis.call('PUBLISH', CHANNEL, id .. '\n' .. doc)
+  else redis.call('PUBLISH', CHANNEL, id) end
+end
+
+-- progress/message kept back by report(): only onto the attempt that runs
+local function take_pending(changes, state, attempts, pending)
+  local started = nil
+  for i = 1, #pending, 4 do
+    local attempt, progress, message = pending[i], pending[i + 1], pending[i + 2]
+    if state == 'running' and (attempt == '' or tonumber(attempt) == attempts) then
+      if progress ~= '' then changes.progress = progress end
+      if message ~= '' then changes.message = message end
+      if pending[i + 3] ~= '' then started = pending[i + 3] end
+    end
+  end
+  return started
 end
 """
 
-# ARGV: prefix, task_id, score, field, json, field, json...
+# ARGV: prefix, task_id, score, method, register_method '1'|'', job stream|'', job|'',
+#       field, json, field, json...
 _LUA_CREATE = _LUA_COMMON + r"""
-local id, score = ARGV[2], ARGV[3]
+local id, score, method, stream = ARGV[2], ARGV[3], ARGV[4], ARGV[6]
 local key = rkey(id)
-local f, flat = {}, {}
-for i = 4, #ARGV, 2 do
-  f[ARGV[i]] = ARGV[i + 1]
-  flat[#flat + 1] = ARGV[i]
-  flat[#flat + 1] = ARGV[i + 1]
-end
+local t = {}
+for i = 8, #ARGV, 2 do t[ARGV[i]] = ARGV[i + 1] end
 local ikey = nil
-if has_idempotency(f.idempotency_key) then
-  ikey = idem_key(f.service, f.method, f.idempotency_key)
+if has_idempotency(t.idempotency_key) then
+  ikey = idem_key(cjson.decode(t.service), method, cjson.decode(t.idempotency_key))
   local existing = redis.call('GET', ikey)
   if existing then
     local found = redis.call('HGETALL', rkey(cjson.decode(existing)))
     if #found > 0 then return found end
   end
 end
-redis.call('DEL', key)
-redis.call('HSET', key, unpack(flat))
+if stream ~= '' then
+  t.job_entry = cjson.encode(stream .. ' ' .. redis.call('XADD', stream, '*', 'job', ARGV[7]))
+end
+redis.call('HSET', key, unpack(to_flat(t)))
 if ikey then redis.call('SET', ikey, cjson.encode(id)) end
-local state, method = cjson.decode(f.state), cjson.decode(f.method)
-redis.call('ZADD', state_key(state), score, id)
-redis.call('ZADD', method_state_key(method, state), score, id)
-emit(id, method, state, key)
-if FINISHED[state] then finish(key, id, method) else sweep(SWEEP_BATCH) end
+redis.call('ZADD', method_index(method), score, id)
+if ARGV[5] == '1' then redis.call('SADD', P .. 'methods', method) end
+local state = cjson.decode(t.state)
+if FINISHED[state] then finish(key, id, t, state) end
 return false
 """
 
-# ARGV: prefix, task_id, target, attempt|'', now, n_pending, (attempt, progress, message)*n,
-#       field, json, field, json...
+# ARGV: prefix, task_id, target, attempt|'', now, n_pending, (attempt, progress, message,
+#       started)*n, field, json, field, json...
 _LUA_TRANSITION = _LUA_COMMON + r"""
 local id, target, attempt, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local n_pending = tonumber(ARGV[6])
 local key = rkey(id)
-local raw = redis.call('HMGET', key, 'state', 'attempts')
-if not raw[1] then return false end
-local current, attempts = cjson.decode(raw[1]), tonumber(raw[2])
-local pending = {}
-for i = 7, 6 + 3 * n_pending do pending[#pending + 1] = ARGV[i] end
-apply_pending(key, current, attempts, pending)
-if attempt ~= '' and (tonumber(attempt) ~= attempts or current ~= 'running') then return false end
+local flat = redis.call('HGETALL', key)
+if #flat == 0 then return false end
+local t = to_table(flat)
+local current, unrecorded = state_for(t, attempt)
+if not current then return false end
 if not (LEGAL[current] and LEGAL[current][target]) then return false end
-redis.call('HSET', key, 'state', cjson.encode(target))
-if target == 'running' then
-  redis.call('HSET', key, 'attempts', string.format('%d', attempts + 1), 'started_at', now,
-             'finished_at', '0.0')
-end
+local attempts = tonumber(t.attempts or '0')
+if unrecorded then attempts = tonumber(attempt) end
+local pending = {}
+for i = 7, 6 + 4 * n_pending do pending[#pending + 1] = ARGV[i] end
 local changes = {}
-for i = 7 + 3 * n_pending, #ARGV do changes[#changes + 1] = ARGV[i] end
-if #changes > 0 then redis.call('HSET', key, unpack(changes)) end
-if FINISHED[target] then
-  local done = tonumber(redis.call('HGET', key, 'finished_at'))
-  if not done or done == 0 then redis.call('HSET', key, 'finished_at', now) end
+local started = take_pending(changes, current, attempts, pending)
+changes.state = cjson.encode(target)
+if target == 'running' then
+  changes.attempts = string.format('%d', attempts + 1)
+  changes.started_at = now
+  changes.finished_at = '0.0'
+elseif unrecorded then
+  changes.attempts = attempt
+  changes.started_at = started or now
 end
-local method = move(key, id, current, target)
-local record = redis.call('HGETALL', key)
-if FINISHED[target] then finish(key, id, method) end
-return record
+for i = 7 + 4 * n_pending, #ARGV, 2 do changes[ARGV[i]] = ARGV[i + 1] end
+if FINISHED[target] and not changes.finished_at then
+  local done = tonumber(t.finished_at or '0')
+  if not done or done == 0 then changes.finished_at = now end
+end
+redis.call('HSET', key, unpack(to_flat(changes)))
+for k, v in pairs(changes) do t[k] = v end
+if FINISHED[target] then finish(key, id, t, target) else emit(id, t, target) end
+return to_flat(t)
 """
 
-# ARGV: prefix, (task_id, attempt|'', progress|'', message|'')*  -> 1 go on / 0 stop, each
+# ARGV: prefix, (task_id, attempt|'', progress|'', message|'', started|'')*
+#   -> 1 go on / 0 stop, each. An attempt a queue worker has not recorded yet becomes
+#   'running' here (with its start time), unless the task was cancelled meanwhile.
 _LUA_REPORT = _LUA_COMMON + r"""
 local answers = {}
-for i = 2, #ARGV, 4 do
+for i = 2, #ARGV, 5 do
   local key = rkey(ARGV[i])
-  local raw = redis.call('HMGET', key, 'state', 'attempts', 'cancel_requested')
+  local raw = redis.call('HMGET', key, 'state', 'attempts', 'cancel_requested', 'service', 'method')
   local go = 0
-  if raw[1] and cjson.decode(raw[1]) == 'running'
-     and (ARGV[i + 1] == '' or tonumber(ARGV[i + 1]) == tonumber(raw[2])) then
-    if ARGV[i + 2] ~= '' then redis.call('HSET', key, 'progress', ARGV[i + 2]) end
-    if ARGV[i + 3] ~= '' then redis.call('HSET', key, 'message', ARGV[i + 3]) end
-    if raw[3] ~= 'true' then go = 1 end
+  if raw[1] then
+    local t = {state = raw[1], attempts = raw[2], cancel_requested = raw[3], service = raw[4], method = raw[5]}
+    local state, unrecorded = state_for(t, ARGV[i + 1])
+    local changes = {}
+    if unrecorded then
+      changes.state = '"running"'
+      changes.attempts = ARGV[i + 1]
+      if ARGV[i + 4] ~= '' then changes.started_at = ARGV[i + 4] end
+    end
+    if state == 'running' then
+      if ARGV[i + 2] ~= '' then changes.progress = ARGV[i + 2] end
+      if ARGV[i + 3] ~= '' then changes.message = ARGV[i + 3] end
+      if raw[3] ~= 'true' then go = 1 end
+    end
+    if next(changes) then redis.call('HSET', key, unpack(to_flat(changes))) end
+    if unrecorded then
+      t.attempts = ARGV[i + 1]
+      emit(ARGV[i], t, 'running')
+    end
   end
   answers[#answers + 1] = go
 end
 return answers
 """
 
-# ARGV: prefix, task_id, now, n_pending, (attempt, progress, message)*n
+# ARGV: prefix, task_id, now, n_pending, (attempt, progress, message, started)*n
 _LUA_CANCEL = _LUA_COMMON + r"""
 local id, now = ARGV[2], ARGV[3]
 local key = rkey(id)
-local raw = redis.call('HMGET', key, 'state', 'attempts')
-if not raw[1] then return false end
-local state = cjson.decode(raw[1])
+local flat = redis.call('HGETALL', key)
+if #flat == 0 then return false end
+local t = to_table(flat)
+local state = cjson.decode(t.state)
+if FINISHED[state] then return flat end
 local pending = {}
 for i = 5, #ARGV do pending[#pending + 1] = ARGV[i] end
-apply_pending(key, state, tonumber(raw[2]), pending)
-if FINISHED[state] then return redis.call('HGETALL', key) end
-redis.call('HSET', key, 'cancel_requested', 'true')
-if state ~= 'queued' then return redis.call('HGETALL', key) end
-redis.call('HSET', key, 'state', cjson.encode('cancelled'), 'finished_at', now)
-local method = move(key, id, state, 'cancelled')
-local record = redis.call('HGETALL', key)
-finish(key, id, method)
-return record
+local changes = {cancel_requested = 'true'}
+take_pending(changes, state, tonumber(t.attempts or '0'), pending)
+if state == 'queued' then
+  changes.state = cjson.encode('cancelled')
+  changes.finished_at = now
+  if t.job_entry then  -- not yet handed to a worker: take it off the queue
+    local stream, entry = string.match(cjson.decode(t.job_entry), '^(.*) (%S+)$')
+    redis.call('XDEL', stream, entry)
+  end
+end
+redis.call('HSET', key, unpack(to_flat(changes)))
+for k, v in pairs(changes) do t[k] = v end
+if state == 'queued' then finish(key, id, t, 'cancelled') end
+return to_flat(t)
 """
 
-# ARGV: prefix, offset, limit, method|'', index key...  -> list of flat records
+# ARGV: prefix, offset, limit, wanted states ('a,b'|''), index key...  -> flat records,
+# newest first. Merges the method indexes; a state filter skips what it does not want,
+# so an unfiltered page costs the page, a filtered one what it had to look at.
 _LUA_LIST = _LUA_COMMON + r"""
-sweep(100)
 local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
-local method = ARGV[4]
-if method == '' then method = nil end
-local need = offset + limit
-while true do
-  local merged = {}
-  for i = 5, #ARGV do
-    local got = redis.call('ZREVRANGE', ARGV[i], 0, need - 1, 'WITHSCORES')
-    for j = 1, #got, 2 do merged[#merged + 1] = {got[j], tonumber(got[j + 1])} end
+local wanted = nil
+if ARGV[4] ~= '' then
+  wanted = {}
+  for s in string.gmatch(ARGV[4], '[^,]+') do wanted['"' .. s .. '"'] = true end
+end
+local chunk = math.max(20, math.min(500, offset + limit))
+local sources = {}
+for i = 5, #ARGV do sources[#sources + 1] = {key = ARGV[i], buf = {}, at = 1, pos = 0, done = false} end
+local function head(src)
+  if src.at > #src.buf and not src.done then
+    local got = redis.call('ZREVRANGE', src.key, src.pos, src.pos + chunk - 1, 'WITHSCORES')
+    src.buf, src.at, src.pos = {}, 1, src.pos + chunk
+    for j = 1, #got, 2 do src.buf[#src.buf + 1] = {got[j], tonumber(got[j + 1])} end
+    if #got < 2 * chunk then src.done = true end
   end
-  if #ARGV > 5 then
-    table.sort(merged, function(a, b)
-      if a[2] ~= b[2] then return a[2] > b[2] end
-      return a[1] > b[1]
-    end)
+  return src.buf[src.at]
+end
+local page, skipped = {}, 0
+while #page < limit do
+  local best, from = nil, nil
+  for _, src in ipairs(sources) do
+    local e = head(src)
+    if e and (not best or e[2] > best[2] or (e[2] == best[2] and e[1] > best[1])) then best, from = e, src end
   end
-  local page, stale = {}, false
-  for j = offset + 1, math.min(need, #merged) do
-    local record = redis.call('HGETALL', rkey(merged[j][1]))
-    if #record == 0 then
-      forget_index(merged[j][1], method)
-      stale = true
-    else
-      page[#page + 1] = record
+  if not best then break end
+  from.at = from.at + 1
+  local record = redis.call('HGETALL', rkey(best[1]))
+  if #record == 0 then
+    redis.call('ZREM', from.key, best[1])  -- expired: its index entry goes too
+    from.pos = from.pos - 1
+  else
+    local state = nil
+    for j = 1, #record, 2 do if record[j] == 'state' then state = record[j + 1] end end
+    if not wanted or wanted[state] then
+      if skipped < offset then skipped = skipped + 1 else page[#page + 1] = record end
     end
   end
-  if not stale then return page end
 end
+return page
+"""
+
+# ARGV: prefix, index key, start, count -> where the next sweep of this index starts
+# (0: the end was reached). Drops entries of records that expired.
+_LUA_SWEEP = _LUA_COMMON + r"""
+local index, start, count = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local ids = redis.call('ZRANGE', index, start, start + count - 1)
+local gone = 0
+for _, id in ipairs(ids) do
+  if redis.call('EXISTS', rkey(id)) == 0 then
+    redis.call('ZREM', index, id)
+    gone = gone + 1
+  end
+end
+if #ids < count then return 0 end
+return start + count - gone
 """
 
 
@@ -398,16 +460,29 @@ def redis_url_from_parts(
 
 @dataclass
 class _Pending:
-    """Progress and message a body reported that are not in Redis yet (``None``: unchanged)."""
+    """What a body's attempt told that is not in Redis yet (``None``: unchanged): progress,
+    message, and - from :meth:`RedisStore.begin` - when the attempt started, which is
+    worth writing only once the attempt has run for ``due`` (a monotonic time)."""
 
     progress: float | None = None
     message: str | None = None
+    started_at: float | None = None
+    due: float = 0.0
 
     def merge(self, progress: float | None, message: str | None) -> None:
         if progress is not None:
             self.progress = progress
+            self.due = 0.0
         if message is not None:
             self.message = message
+            self.due = 0.0
+
+    def flat(self) -> list[str]:
+        return [
+            "" if self.progress is None else _dumps(float(self.progress)),
+            "" if self.message is None else _dumps(self.message),
+            "" if self.started_at is None else repr(float(self.started_at)),
+        ]
 
 
 @dataclass
@@ -478,6 +553,15 @@ class RedisStore(TaskStore):
         self._report = self._redis.register_script(_LUA_REPORT)
         self._cancel = self._redis.register_script(_LUA_CANCEL)
         self._list = self._redis.register_script(_LUA_LIST)
+        self._sweep = self._redis.register_script(_LUA_SWEEP)
+        self._next_sweep = time.monotonic() + SWEEP_INTERVAL
+        self._sweep_cursors: dict[str, int] = {}
+        self._methods_registered: dict[str, float] = {}
+        self._finished: OrderedDict[str, tuple[float, TaskRecord]] = OrderedDict()
+        self._finished_lock = threading.Lock()
+        # tasks made here while finish messages were being received: no need to read
+        # the record before waiting for its message
+        self._followed: OrderedDict[str, None] = OrderedDict()
         self._stopping = threading.Event()
         # reports: one condition guards pending values, answers and writes in flight
         self._reports = threading.Condition()
@@ -491,6 +575,7 @@ class RedisStore(TaskStore):
         self._finishes = threading.Condition()
         self._watched: dict[str, int] = {}
         self._notified: dict[str, int] = {}
+        self._notified_records: dict[str, TaskRecord] = {}
         self._subscribed = threading.Event()
         self._subscriber: threading.Thread | None = None
 
@@ -554,7 +639,10 @@ class RedisStore(TaskStore):
 
     # -- contract ------------------------------------------------------------------
 
-    def create(self, record: TaskRecord) -> TaskRecord:
+    def create(self, record: TaskRecord, *, enqueue: tuple[str, str] | None = None) -> TaskRecord:
+        """Write a new record; with ``enqueue`` (a job stream and the job's JSON) also add
+        the job to that stream in the same script, so a task is never recorded without
+        its job or queued without its record."""
         if not record.submitted_at:
             record.submitted_at = time.time()
         fields: list[str] = []
@@ -562,14 +650,85 @@ class RedisStore(TaskStore):
             if name in _OMITTED_WHEN_DEFAULT and value == _DEFAULTS[name]:
                 continue  # read back as the default; the scripts never need it
             fields += [name, _dumps(value)]
+        now = time.monotonic()
+        register = now >= self._methods_registered.get(record.method, 0.0)
+        stream, job = enqueue or ("", "")
+        self._ensure_subscriber()
+        followed = self._subscribed.is_set()
         with self._errors(f"creating task {record.task_id}"):
-            existing = self._create(args=[self.prefix, record.task_id, repr(float(record.submitted_at)), *fields])
-        return _decode_record(existing) if existing else record
+            existing = self._create(args=[
+                self.prefix, record.task_id, repr(float(record.submitted_at)), record.method,
+                "1" if register else "", stream, job, *fields,
+            ])
+        if register:
+            self._methods_registered[record.method] = now + METHOD_REGISTRATION
+        if existing:
+            return _decode_record(existing)
+        if followed:
+            with self._finishes:
+                self._followed[record.task_id] = None
+                while len(self._followed) > FINISHED_CACHE:
+                    self._followed.popitem(last=False)
+        if now >= self._next_sweep:
+            self._sweep_indexes()
+        return record
 
     def get(self, task_id: str) -> TaskRecord | None:
+        cached = self._cached(task_id)
+        if cached is not None:
+            return cached
         with self._errors(f"reading task {task_id}"):
             flat = self._redis.hgetall(self._key(task_id))
-        return _decode_record(flat) if flat else None
+        return self._remember(_decode_record(flat)) if flat else None
+
+    def _cached(self, task_id: str) -> TaskRecord | None:
+        """A finished record read before: it never changes again, only expires."""
+        with self._finished_lock:
+            entry = self._finished.get(task_id)
+            if entry is None:
+                return None
+            if time.time() >= entry[0]:
+                del self._finished[task_id]
+                return None
+            return entry[1].copy()
+
+    def _remember(self, record: TaskRecord) -> TaskRecord:
+        if record.finished and record.result_ttl > 0:
+            expires = min(record.finished_at or time.time(), time.time()) + record.result_ttl
+            with self._finished_lock:
+                self._finished[record.task_id] = (expires, record.copy())
+                while len(self._finished) > FINISHED_CACHE:
+                    self._finished.popitem(last=False)
+        return record
+
+    def begin(self, task_id: str, attempt: int, started_at: float) -> bool:
+        """A queue worker starts an attempt. Written only if the attempt is still running
+        ``flush_interval`` later (or reports progress first): a short body's start goes
+        to Redis with its outcome, in the same script call."""
+        with self._reports:
+            self._pending.setdefault(task_id, {})[attempt] = _Pending(
+                started_at=started_at, due=time.monotonic() + self.flush_interval
+            )
+            if self._flusher_idle:
+                self._reports.notify_all()
+        self._ensure_flusher()
+        return True
+
+    def _methods(self) -> list[str]:
+        """Every method that ever had a task here (each has its index)."""
+        return sorted(_text(name) for name in self._redis.smembers(self.prefix + "methods"))
+
+    def _sweep_indexes(self) -> None:
+        """Drop index entries of expired records, a window of each method index at a
+        time; listing does the same for what it meets."""
+        self._next_sweep = time.monotonic() + SWEEP_INTERVAL
+        try:
+            for method in self._methods():
+                index = f"{self.prefix}idx:method:{method}"
+                start = self._sweep_cursors.get(index, 0)
+                self._sweep_cursors[index] = int(self._sweep(args=[self.prefix, index, start, SWEEP_COUNT]))
+        except redis.RedisError as exc:
+            log.debug("sweeping task indexes at %s: %s", self.location, exc)
 
     def transition(
         self, task_id: str, target: TaskState, *, attempt: int | None = None, **changes: Any
@@ -580,10 +739,10 @@ class RedisStore(TaskStore):
             flat = self._transition(
                 args=[
                     self.prefix, task_id, target.value, "" if attempt is None else str(attempt),
-                    repr(time.time()), str(len(pending) // 3), *pending, *encoded,
+                    repr(time.time()), str(len(pending) // 4), *pending, *encoded,
                 ]
             )
-        return _decode_record(flat) if flat else None
+        return self._remember(_decode_record(flat)) if flat else None
 
     def report(
         self,
@@ -633,24 +792,37 @@ class RedisStore(TaskStore):
 
     def request_cancel(self, task_id: str) -> TaskRecord | None:
         with self._pending_for(task_id) as pending, self._errors(f"cancelling task {task_id}"):
-            flat = self._cancel(args=[self.prefix, task_id, repr(time.time()), str(len(pending) // 3), *pending])
-        return _decode_record(flat) if flat else None
+            flat = self._cancel(args=[self.prefix, task_id, repr(time.time()), str(len(pending) // 4), *pending])
+        return self._remember(_decode_record(flat)) if flat else None
 
     def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
         deadline = time.monotonic() + max(0.0, timeout)
+        cached = self._cached(task_id)
+        if cached is not None:
+            return cached
         self._ensure_subscriber()
         # a finish published before we subscribed is caught by the read that follows
         self._subscribed.wait(min(max(0.0, timeout), self.wait_recheck))
         with self._finishes:
             self._watched[task_id] = self._watched.get(task_id, 0) + 1
+            # made here while subscribed: its finish message cannot have been missed
+            read_first = task_id not in self._followed
+            self._followed.pop(task_id, None)
         try:
             while True:
                 with self._finishes:
                     seen = self._notified.get(task_id, 0)
-                record = self.get(task_id)
+                    record = self._notified_records.get(task_id)
+                if record is None and read_first:
+                    record = self.get(task_id)
+                    if record is None:
+                        return None
+                read_first = True
                 remaining = deadline - time.monotonic()
-                if record is None or record.finished or remaining <= 0:
-                    return record
+                if record is not None and (record.finished or remaining <= 0):
+                    return record.copy()
+                if remaining <= 0:
+                    return self.get(task_id)
                 with self._finishes:
                     if self._notified.get(task_id, 0) == seen:
                         self._finishes.wait(min(remaining, self.wait_recheck))
@@ -660,6 +832,7 @@ class RedisStore(TaskStore):
                 if not self._watched[task_id]:
                     del self._watched[task_id]
                     self._notified.pop(task_id, None)
+                    self._notified_records.pop(task_id, None)
 
     def list(
         self,
@@ -671,16 +844,16 @@ class RedisStore(TaskStore):
     ) -> list[TaskRecord]:
         if limit <= 0:
             return []
-        # Two indexes per task (by state, by method and state) keep memory low; "all" is
-        # the merge of the five state indexes, still a cost that follows the page.
-        wanted = sorted({TaskState(s).value for s in (states or TaskState)})
-        p = self.prefix
-        if method is None:
-            sources = [f"{p}idx:state:{s}" for s in wanted]
-        else:
-            sources = [f"{p}idx:method-state:{method}:{s}" for s in wanted]
+        # One index per method, scored by submission; "all methods" merges them.
+        wanted = "" if states is None else ",".join(sorted({TaskState(s).value for s in states}))
+        if states is not None and not wanted:
+            return []
         with self._errors("listing tasks"):
-            page = self._list(args=[p, str(max(0, offset)), str(limit), method or "", *sources])
+            methods = [method] if method is not None else self._methods()
+            if not methods:
+                return []
+            sources = [f"{self.prefix}idx:method:{m}" for m in methods]
+            page = self._list(args=[self.prefix, str(max(0, offset)), str(limit), wanted, *sources])
         return [_decode_record(flat) for flat in page]
 
     def events(self, last_id: str = "$", block: float = 1.0, count: int = 100) -> list[tuple[str, dict[str, str]]]:
@@ -713,12 +886,7 @@ class RedisStore(TaskStore):
     def _run_reports(self, items: list[tuple[str, int | None, _Pending]]) -> list[int]:
         args: list[str] = [self.prefix]
         for task_id, attempt, values in items:
-            args += [
-                task_id,
-                "" if attempt is None else str(attempt),
-                "" if values.progress is None else _dumps(float(values.progress)),
-                "" if values.message is None else _dumps(values.message),
-            ]
+            args += [task_id, "" if attempt is None else str(attempt), *values.flat()]
         with self._errors("writing task progress"):
             return self._report(args=args)
 
@@ -734,24 +902,21 @@ class RedisStore(TaskStore):
                 del self._answers[key]  # the state changes: ask Redis afresh next time
         flat: list[str] = []
         for attempt, values in by_attempt.items():
-            flat += [
-                "" if attempt is None else str(attempt),
-                "" if values.progress is None else _dumps(float(values.progress)),
-                "" if values.message is None else _dumps(values.message),
-            ]
+            flat += ["" if attempt is None else str(attempt), *values.flat()]
         return flat
 
     def _restore_pending(self, task_id: str, flat: list[str]) -> None:
         """Put back values a failed write carried, unless newer ones arrived meanwhile."""
         with self._reports:
             by_attempt = self._pending.setdefault(task_id, {})
-            for i in range(0, len(flat), 3):
+            for i in range(0, len(flat), 4):
                 attempt = int(flat[i]) if flat[i] else None
                 by_attempt.setdefault(
                     attempt,
                     _Pending(
                         json.loads(flat[i + 1]) if flat[i + 1] else None,
                         json.loads(flat[i + 2]) if flat[i + 2] else None,
+                        float(flat[i + 3]) if flat[i + 3] else None,
                     ),
                 )
 
@@ -788,8 +953,12 @@ class RedisStore(TaskStore):
         with self._reports:
             self._last_flush = time.monotonic()
             items: list[tuple[str, int | None, _Pending]] = []
+            now = self._last_flush
             for task_id in [t for t in self._pending if t not in self._inflight][:FLUSH_BATCH]:
-                by_attempt = self._pending.pop(task_id)
+                by_attempt = self._pending[task_id]
+                if all(values.due > now for values in by_attempt.values()):
+                    continue  # a start too young to be worth a write: its end may carry it
+                del self._pending[task_id]
                 items += [(task_id, attempt, values) for attempt, values in by_attempt.items()]
                 if by_attempt:
                     self._inflight.add(task_id)
@@ -843,20 +1012,37 @@ class RedisStore(TaskStore):
                         self._subscribed.set()
                         self._wake(None)  # (re)subscribed: waiters read their records again
                     elif message["type"] == "message":
-                        self._wake(_text(message["data"]))
+                        self._wake(*_text(message["data"]).partition("\n")[::2])
             except (redis.RedisError, OSError, ValueError) as exc:
                 log.debug("finish notifications from Redis at %s interrupted: %s", self.location, exc)
             finally:
                 self._subscribed.clear()
+                with self._finishes:
+                    self._followed.clear()
                 with contextlib.suppress(Exception):
                     pubsub.close()
             self._stopping.wait(backoff)
             backoff = min(backoff * 2, 2.0)
 
-    def _wake(self, task_id: str | None) -> None:
+    def _wake(self, task_id: str | None, document: str = "") -> None:
+        """A finish message (``None``: resubscribed, so every waiter reads again)."""
         with self._finishes:
-            targets = list(self._watched) if task_id is None else [task_id] if task_id in self._watched else []
+            if task_id is None:
+                targets = list(self._watched)
+                self._followed.clear()  # messages may have been missed meanwhile
+            else:
+                targets = [task_id] if task_id in self._watched else []
+            if not targets:
+                return
+        record = None
+        if document and task_id is not None:
+            try:
+                record = self._remember(TaskRecord.from_json(json.loads(document)))
+            except (ValueError, TypeError):
+                record = None  # read from Redis instead
+        with self._finishes:
             for watched in targets:
                 self._notified[watched] = self._notified.get(watched, 0) + 1
-            if targets:
-                self._finishes.notify_all()
+                if record is not None:
+                    self._notified_records[watched] = record
+            self._finishes.notify_all()
