@@ -594,9 +594,8 @@ def _script_names() -> dict[str, str]:
     scripts = {
         "store.create": store_module._LUA_CREATE, "store.transition": store_module._LUA_TRANSITION,
         "store.report": store_module._LUA_REPORT, "store.cancel": store_module._LUA_CANCEL,
-        "store.list": store_module._LUA_LIST, "queue.claim": queue_module._CLAIM,
-        "queue.renew": queue_module._RENEW, "queue.schedule": queue_module._SCHEDULE,
-        "queue.reap": queue_module._REAP,
+        "store.list": store_module._LUA_LIST, "store.sweep": store_module._LUA_SWEEP,
+        "queue.move_due": queue_module._MOVE_DUE, "queue.requeue": queue_module._REQUEUE,
     }
     return {hashlib.sha1(source.encode()).hexdigest(): name for name, source in scripts.items()}
 
@@ -611,15 +610,15 @@ def _step(command: Command, scripts: dict[str, str], finished: bool) -> str:
             return {"running": "transition to running", "succeeded": "finish transition"}.get(
                 target, f"transition to {target}")
         return {
-            "store.create": "store create", "queue.claim": "claim", "store.report": "progress flush / cancel check",
-            "queue.reap": "housekeeping (reaper)", "queue.renew": "lease renewal",
+            "store.create": "store create + enqueue", "store.report": "progress flush / cancel check",
+            "queue.move_due": "housekeeping (due retries)", "store.sweep": "housekeeping (index sweep)",
         }.get(script, script)
-    if name in ("zadd", "lpush"):
-        return "enqueue"
-    if name == "zrem":
-        return "lease release"
-    if name == "blpop":
-        return "worker wake-up (BLPOP)"
+    if name == "xreadgroup":
+        return "claim (XREADGROUP)"
+    if name == "xack":
+        return "acknowledge (lease release)"
+    if name in ("xpending", "xclaim", "xinfo", "xtrim"):
+        return "housekeeping (leases, trim)"
     if name in ("subscribe", "psubscribe"):
         return "wait subscription"
     if name == "hgetall":

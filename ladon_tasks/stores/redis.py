@@ -654,21 +654,28 @@ class RedisStore(TaskStore):
         register = now >= self._methods_registered.get(record.method, 0.0)
         stream, job = enqueue or ("", "")
         self._ensure_subscriber()
-        followed = self._subscribed.is_set()
-        with self._errors(f"creating task {record.task_id}"):
-            existing = self._create(args=[
-                self.prefix, record.task_id, repr(float(record.submitted_at)), record.method,
-                "1" if register else "", stream, job, *fields,
-            ])
-        if register:
-            self._methods_registered[record.method] = now + METHOD_REGISTRATION
-        if existing:
-            return _decode_record(existing)
-        if followed:
-            with self._finishes:
+        with self._finishes:
+            # before the script: its finish message may come before the script's answer
+            if self._subscribed.is_set():
                 self._followed[record.task_id] = None
                 while len(self._followed) > FINISHED_CACHE:
                     self._followed.popitem(last=False)
+        try:
+            with self._errors(f"creating task {record.task_id}"):
+                existing = self._create(args=[
+                    self.prefix, record.task_id, repr(float(record.submitted_at)), record.method,
+                    "1" if register else "", stream, job, *fields,
+                ])
+        except StoreError:
+            with self._finishes:
+                self._followed.pop(record.task_id, None)
+            raise
+        if register:
+            self._methods_registered[record.method] = now + METHOD_REGISTRATION
+        if existing:
+            with self._finishes:
+                self._followed.pop(record.task_id, None)
+            return _decode_record(existing)
         if now >= self._next_sweep:
             self._sweep_indexes()
         return record
@@ -805,27 +812,33 @@ class RedisStore(TaskStore):
         self._subscribed.wait(min(max(0.0, timeout), self.wait_recheck))
         with self._finishes:
             self._watched[task_id] = self._watched.get(task_id, 0) + 1
+            seen = self._notified.get(task_id, 0)
             # made here while subscribed: its finish message cannot have been missed
             read_first = task_id not in self._followed
             self._followed.pop(task_id, None)
+        next_read = time.monotonic() + (0.0 if read_first else self.wait_recheck)
         try:
             while True:
                 with self._finishes:
-                    seen = self._notified.get(task_id, 0)
+                    count = self._notified.get(task_id, 0)
                     record = self._notified_records.get(task_id)
-                if record is None and read_first:
+                now = time.monotonic()
+                # read when told (a message without the record, a resubscription), and
+                # every wait_recheck in case a message was lost - not on others' wake-ups
+                if record is None and (count != seen or now >= next_read):
                     record = self.get(task_id)
+                    next_read = now + self.wait_recheck
                     if record is None:
                         return None
-                read_first = True
-                remaining = deadline - time.monotonic()
+                seen = count
+                remaining = deadline - now
                 if record is not None and (record.finished or remaining <= 0):
                     return record.copy()
                 if remaining <= 0:
                     return self.get(task_id)
                 with self._finishes:
                     if self._notified.get(task_id, 0) == seen:
-                        self._finishes.wait(min(remaining, self.wait_recheck))
+                        self._finishes.wait(max(0.001, min(remaining, next_read - now)))
         finally:
             with self._finishes:
                 self._watched[task_id] -= 1
@@ -1032,7 +1045,10 @@ class RedisStore(TaskStore):
                 self._followed.clear()  # messages may have been missed meanwhile
             else:
                 targets = [task_id] if task_id in self._watched else []
-            if not targets:
+                # made here and not waited for yet: the waiter will find it cached, or
+                # (no record in the message) read it
+                early = self._followed.pop(task_id, 0) is None
+            if not targets and (task_id is None or not early):
                 return
         record = None
         if document and task_id is not None:
@@ -1045,4 +1061,5 @@ class RedisStore(TaskStore):
                 self._notified[watched] = self._notified.get(watched, 0) + 1
                 if record is not None:
                     self._notified_records[watched] = record
-            self._finishes.notify_all()
+            if targets:
+                self._finishes.notify_all()
