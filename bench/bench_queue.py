@@ -722,6 +722,7 @@ def targets(results: list[Figures], best: dict[str, float], plan: Plan) -> str:
     top = max(ours, key=lambda f: f.tasks_per_s)
     fast = min(ours, key=lambda f: f.latency_p50_ms)
     lean = min(ours, key=lambda f: f.round_trips_per_task)
+    counted = min(ours, key=lambda f: f.commands_per_task)
     small = min(ours, key=lambda f: f.bytes_per_task)
     progress = min((f.progress_over_plain or 0.0 for f in web), default=0.0)
 
@@ -732,8 +733,10 @@ def targets(results: list[Figures], best: dict[str, float], plan: Plan) -> str:
         ("end-to-end >= 1.5x fastest peer", f"{_ratio(top.tasks_per_s, best['tps'])} ({top.label})",
          verdict(top.tasks_per_s >= 1.5 * best["tps"])),
         ("p50 round trip <= 1.5 ms", f"{fast.latency_p50_ms:.2f} ms ({fast.label})", verdict(fast.latency_p50_ms <= 1.5)),
-        ("<= 10 Redis commands per task (sent)", f"{lean.round_trips_per_task:.1f} ({lean.label}); "
-         f"{lean.commands_per_task:.1f} with script-internal ones", verdict(lean.round_trips_per_task <= 10)),
+        ("<= 10 Redis commands per task (sent)", f"{lean.round_trips_per_task:.1f} ({lean.label})",
+         verdict(lean.round_trips_per_task <= 10)),
+        ("<= 10 Redis commands per task (commandstats)", f"{counted.commands_per_task:.1f} ({counted.label}), "
+         "script-internal ones included", verdict(counted.commands_per_task <= 10)),
         ("< 1 KB Redis memory per finished task", f"{small.bytes_per_task:,.0f} B ({small.label})",
          verdict(small.bytes_per_task < 1024)),
         ("_progress / plain call >= 0.9x (serve --redis)", f"{progress:.2f}x", verdict(progress >= 0.9)),

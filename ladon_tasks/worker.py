@@ -1,17 +1,21 @@
 """``ladon-tasks worker``: runs the bodies of ``executor='queue'`` tasks, on any host.
 
 A worker is the process executor with Redis as its job source: each of its
-``concurrency`` slots claims a job (blocking on Redis, never sleep-and-poll), runs the
-body in a supervised child process - so timeouts and cancels are enforced by killing
-it - and writes progress and outcome to the shared store. ``--threads`` makes it the
-thread executor instead (:class:`ThreadWorker`): lower latency, cooperative stops.
-Around that:
+``concurrency`` slots reads a job from the queue's streams (``XREADGROUP``, blocking on
+Redis, never sleep-and-poll), runs the body in a supervised child process - so timeouts
+and cancels are enforced by killing it - and writes progress and outcome to the shared
+store, then acknowledges the entry. ``--threads`` makes it the thread executor instead
+(:class:`ThreadWorker`): lower latency, cooperative stops. Around that:
 
-* a heartbeat renews the lease of every running job every third of the lease, and a
-  body's ``kw['touch']()`` renews its own at once;
-* a reaper pass every ``REAP_INTERVAL`` hands out the jobs of workers whose leases ran
-  out (SIGKILL, power loss) and moves due retries back to the queue; any worker may do
-  it, the Lua script makes each expired lease go to one of them;
+* the job carries its attempt number, and the start is recorded only if the body runs a
+  moment (:meth:`RedisStore.begin`): a short task costs the worker one read, one
+  finishing script and one acknowledgement;
+* a heartbeat renews the lease of every entry the worker holds every third of the
+  lease, and a body's ``kw['touch']()`` renews its own at once;
+* a reaper pass every ``REAP_INTERVAL`` takes over the entries of workers whose leases
+  ran out (SIGKILL, power loss) and queues them again as the next attempt, and moves due
+  retries to their streams; any worker may do it, ``XCLAIM``'s minimum idle time makes
+  each expired lease go to one of them;
 * SIGTERM/SIGINT: stop claiming, let running bodies finish for ``grace`` seconds, then
   kill them and put their tasks back in the queue (fenced by attempt, so nothing runs
   twice as far as the store is concerned).

@@ -602,3 +602,43 @@ def test_redis_outage_is_a_store_error_and_the_store_recovers(tmp_path: Path) ->
     finally:
         store.close()
         server.stop()
+
+
+def test_an_unrecorded_attempt_finishes_in_one_write(redis_backend: Backend) -> None:
+    """A queue worker's short body: begin() writes nothing yet, the outcome records the
+    attempt and its start together."""
+    store = redis_backend.store
+    record = store.create(new_record())
+    started = time.time()
+    assert store.begin(record.task_id, 1, started)
+    assert store.transition(record.task_id, SUCCEEDED, attempt=1, result=7, progress=1.0) is not None
+    done = redis_backend.peer().get(record.task_id)
+    assert (done.state, done.attempts, done.result) == (SUCCEEDED, 1, 7)
+    assert done.started_at == pytest.approx(started)
+
+
+def test_an_attempt_that_runs_on_gets_recorded_as_running(redis_backend: Backend) -> None:
+    store = redis_backend.store
+    record = store.create(new_record())
+    store.begin(record.task_id, 1, time.time())
+    peer = redis_backend.peer()
+    wait_until(lambda: peer.get(record.task_id).state is RUNNING, timeout=5, what="the start to be written")
+    assert peer.get(record.task_id).attempts == 1
+
+
+def test_an_unrecorded_attempt_is_fenced_like_a_running_one(redis_backend: Backend) -> None:
+    store = redis_backend.store
+    # reissued before it wrote anything: its late outcome is refused
+    lost = store.create(new_record())
+    store.begin(lost.task_id, 1, time.time())
+    assert store.transition(lost.task_id, QUEUED, attempt=1, message="reissued") is not None
+    assert store.transition(lost.task_id, SUCCEEDED, attempt=1, result=1) is None
+    assert store.transition(lost.task_id, SUCCEEDED, attempt=2, result=2) is not None
+    assert store.get(lost.task_id).result == 2
+    # cancelled before it wrote anything: told to stop, and its outcome is refused
+    cancelled = store.create(new_record())
+    store.begin(cancelled.task_id, 1, time.time())
+    assert store.request_cancel(cancelled.task_id).state is CANCELLED
+    assert store.report(cancelled.task_id, 0.5, attempt=1) is False
+    assert store.transition(cancelled.task_id, SUCCEEDED, attempt=1, result=1) is None
+    assert store.get(cancelled.task_id).state is CANCELLED

@@ -10,7 +10,15 @@ keeps it), and how this backend keeps it:
   Nothing is ever pickled.
 * **Atomic transitions.** Every state change is one Lua script (read, check against
   :data:`ladon_tasks.model.TRANSITIONS` - embedded from the Python table - fence by
-  ``attempt``, write, update indexes). Whoever loses a race gets ``None``.
+  ``attempt``, write). Whoever loses a race gets ``None``. A queue worker's attempt
+  that is not recorded yet (see below) counts as running for its own fenced writes.
+* **One script per step.** Creating a task writes the record, its index entry and -
+  for ``executor='queue'`` - its job (``create(..., enqueue=...)``); finishing one
+  writes the outcome, sets the TTL, appends the event and tells waiters. Four commands
+  run inside the first, five inside the second.
+* **Starts written late.** :meth:`RedisStore.begin` (queue workers) records a start
+  only once the attempt has run ``flush_interval`` or reports progress; a shorter body
+  goes from queued to its outcome in one write, with attempts and start time.
 * **Bounded lifetime.** A finished record gets a Redis TTL of ``result_ttl``, and so does
   its idempotency key. Queued and running records do not expire (as in memory).
 * **Cheap progress.** :meth:`RedisStore.report` keeps the latest progress and message
@@ -20,14 +28,22 @@ keeps it), and how this backend keeps it:
   fetched afresh). Pending values are written before any transition of the task and on
   :meth:`close`, and the write only lands on a *running* record of the same attempt, so
   progress can never overwrite a finished state or result.
-* **Waiting without polling.** Finishing a task publishes its id on
-  ``<prefix>finished``; one subscriber thread per store wakes local waiters. A waiter
-  re-reads the record after subscribing, and re-checks every ``wait_recheck`` seconds in
-  case a message was lost while Redis was unreachable.
-* **Listing by index.** Sorted sets scored by ``submitted_at``, two per task (by state,
-  and by method and state), kept in the same scripts; a listing merges the ones it
-  needs, so a page costs what the page holds. Entries of expired records are dropped when a listing meets them and, in small
-  batches, by the scripts that finish tasks.
+* **Waiting without polling.** Finishing a task publishes its id, with the finished
+  record when it is under ``PUBLISH_MAX`` bytes, on ``<prefix>finished``; one subscriber
+  thread per store wakes local waiters. A task made by this store while subscribed
+  needs no read at all; others are read once after subscribing, and every waiter
+  re-checks every ``wait_recheck`` seconds in case a message was lost while Redis was
+  unreachable.
+* **Finished records cached.** They never change again, so each store keeps up to
+  ``FINISHED_CACHE`` small ones (``FINISHED_CACHE_BYTES`` in all) until their
+  ``result_ttl`` runs out: progress, result and wait calls on a finished task cost no
+  Redis command.
+* **Listing by index.** One sorted set per method, scored by ``submitted_at``, written
+  by the create script; a listing merges the methods' sets (their names are in
+  ``<prefix>methods``), so an unfiltered page costs what the page holds, and a state
+  filter skips what it does not want. Entries of expired records are dropped when a
+  listing meets them, and by a sweep of a window of each index every
+  ``SWEEP_INTERVAL`` seconds.
 
 Every redis-py error becomes :class:`~ladon_tasks.stores.base.StoreError`.
 
@@ -89,8 +105,10 @@ SWEEP_COUNT = 200
 #: Seconds a process trusts that a method it registered is still in the methods set.
 METHOD_REGISTRATION = 60.0
 
-#: Finished records kept in memory per store (they never change again, only expire).
+#: Finished records kept in memory per store (they never change again, only expire):
+#: at most this many, of at most ``PUBLISH_MAX`` bytes of JSON each, this many in all.
 FINISHED_CACHE = 10_000
+FINISHED_CACHE_BYTES = 16 * 1024 * 1024
 
 #: Records handed to one progress-flush script call; bounds the time Redis is busy.
 FLUSH_BATCH = 500
@@ -433,6 +451,12 @@ def _decode_record(flat: Any) -> TaskRecord:
         raise StoreError(f"a task record in Redis is not valid JSON of a task: {exc}") from exc
 
 
+def _flat_size(flat: Any) -> int:
+    """About how many bytes of JSON a record read as HGETALL's answer holds."""
+    values = flat.values() if isinstance(flat, dict) else flat
+    return sum(len(value) for value in values)
+
+
 def _encode_changes(changes: Mapping[str, Any]) -> list[str]:
     unknown = sorted(set(changes) - _FIELDS)
     if unknown:
@@ -557,7 +581,8 @@ class RedisStore(TaskStore):
         self._next_sweep = time.monotonic() + SWEEP_INTERVAL
         self._sweep_cursors: dict[str, int] = {}
         self._methods_registered: dict[str, float] = {}
-        self._finished: OrderedDict[str, tuple[float, TaskRecord]] = OrderedDict()
+        self._finished: OrderedDict[str, tuple[float, TaskRecord, int]] = OrderedDict()
+        self._finished_bytes = 0
         self._finished_lock = threading.Lock()
         # tasks made here while finish messages were being received: no need to read
         # the record before waiting for its message
@@ -686,7 +711,7 @@ class RedisStore(TaskStore):
             return cached
         with self._errors(f"reading task {task_id}"):
             flat = self._redis.hgetall(self._key(task_id))
-        return self._remember(_decode_record(flat)) if flat else None
+        return self._remember(_decode_record(flat), _flat_size(flat)) if flat else None
 
     def _cached(self, task_id: str) -> TaskRecord | None:
         """A finished record read before: it never changes again, only expires."""
@@ -696,16 +721,22 @@ class RedisStore(TaskStore):
                 return None
             if time.time() >= entry[0]:
                 del self._finished[task_id]
+                self._finished_bytes -= entry[2]
                 return None
             return entry[1].copy()
 
-    def _remember(self, record: TaskRecord) -> TaskRecord:
-        if record.finished and record.result_ttl > 0:
+    def _remember(self, record: TaskRecord, size: int) -> TaskRecord:
+        """Keep a small finished record until it expires; ``size``: its JSON's length."""
+        if record.finished and record.result_ttl > 0 and size <= PUBLISH_MAX:
             expires = min(record.finished_at or time.time(), time.time()) + record.result_ttl
             with self._finished_lock:
-                self._finished[record.task_id] = (expires, record.copy())
-                while len(self._finished) > FINISHED_CACHE:
-                    self._finished.popitem(last=False)
+                previous = self._finished.pop(record.task_id, None)
+                if previous is not None:
+                    self._finished_bytes -= previous[2]
+                self._finished[record.task_id] = (expires, record.copy(), size)
+                self._finished_bytes += size
+                while len(self._finished) > FINISHED_CACHE or self._finished_bytes > FINISHED_CACHE_BYTES:
+                    self._finished_bytes -= self._finished.popitem(last=False)[1][2]
         return record
 
     def begin(self, task_id: str, attempt: int, started_at: float) -> bool:
@@ -749,7 +780,7 @@ class RedisStore(TaskStore):
                     repr(time.time()), str(len(pending) // 4), *pending, *encoded,
                 ]
             )
-        return self._remember(_decode_record(flat)) if flat else None
+        return self._remember(_decode_record(flat), _flat_size(flat)) if flat else None
 
     def report(
         self,
@@ -800,7 +831,7 @@ class RedisStore(TaskStore):
     def request_cancel(self, task_id: str) -> TaskRecord | None:
         with self._pending_for(task_id) as pending, self._errors(f"cancelling task {task_id}"):
             flat = self._cancel(args=[self.prefix, task_id, repr(time.time()), str(len(pending) // 4), *pending])
-        return self._remember(_decode_record(flat)) if flat else None
+        return self._remember(_decode_record(flat), _flat_size(flat)) if flat else None
 
     def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
         deadline = time.monotonic() + max(0.0, timeout)
@@ -1053,7 +1084,7 @@ class RedisStore(TaskStore):
         record = None
         if document and task_id is not None:
             try:
-                record = self._remember(TaskRecord.from_json(json.loads(document)))
+                record = self._remember(TaskRecord.from_json(json.loads(document)), len(document))
             except (ValueError, TypeError):
                 record = None  # read from Redis instead
         with self._finishes:
