@@ -37,6 +37,7 @@ from ladon_tasks import codec, defaults
 from ladon_tasks.executors.base import Executor, Job
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.stores.base import StoreError, TaskStore
+from ladon_tasks.stores.redis import as_text
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +88,6 @@ class Claim:
     stream: str
     entry: str
     job: Job
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisQueue:
@@ -196,14 +193,14 @@ class RedisQueue:
         claims: list[Claim] = []
         for stream, entries in answer or []:
             for entry, fields in entries:
-                claims += self._decode(_text(stream), _text(entry), fields)
+                claims += self._decode(as_text(stream), as_text(entry), fields)
         claims.sort(key=lambda claim: -claim.job.priority)
         return claims
 
     def _decode(self, stream: str, entry: str, fields: Any) -> list[Claim]:
         payload = (fields or {}).get("job")
         try:
-            return [Claim(stream, entry, Job.from_json(codec.loads(_text(payload))))]
+            return [Claim(stream, entry, Job.from_json(codec.loads(as_text(payload))))]
         except Exception as exc:  # not ours, or mangled: drop it rather than loop on it
             log.error("queue %s: dropping unreadable entry %s: %s", self.name, entry, exc)
             self._call("ack", self.client.xack, stream, GROUP, entry)
@@ -245,11 +242,11 @@ class RedisQueue:
                 raise StoreError(f"queue {self.name!r}: reap failed: {exc}") from exc
             if not expired:
                 continue
-            ids = [_text(item["message_id"]) for item in expired]
+            ids = [as_text(item["message_id"]) for item in expired]
             # the minimum idle time makes the takeover exclusive: one reaper gets each
             taken = self._call("reap", self.client.xclaim, stream, GROUP, self.consumer, lease_ms, ids)
             for entry, fields in taken or []:
-                for claim in self._decode(stream, _text(entry), fields):
+                for claim in self._decode(stream, as_text(entry), fields):
                     reissued += self._reissue(store, claim, max_lost)
         return reissued
 
@@ -286,13 +283,13 @@ class RedisQueue:
                 continue
             except self._redis_errors as exc:
                 raise StoreError(f"queue {self.name!r}: trim failed: {exc}") from exc
-            delivered = next((_text(g["last-delivered-id"]) for g in groups if _text(g["name"]) == GROUP), None)
+            delivered = next((as_text(g["last-delivered-id"]) for g in groups if as_text(g["name"]) == GROUP), None)
             if delivered is None:
                 continue
             ms, _, seq = delivered.partition("-")
             keep_from = f"{ms}-{int(seq or 0) + 1}"
             if summary and summary.get("pending"):
-                oldest = _text(summary["min"])
+                oldest = as_text(summary["min"])
                 if _entry_key(oldest) < _entry_key(keep_from):
                     keep_from = oldest
             self._call("trim", self.client.xtrim, stream, minid=keep_from, approximate=False)

@@ -428,7 +428,8 @@ return start + count - gone
 # -- helpers ---------------------------------------------------------------------------
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A Redis reply as text, whether the connection decodes replies or not."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -439,9 +440,9 @@ def _dumps(value: Any) -> str:
 def _decode_record(flat: Any) -> TaskRecord:
     """A record from HGETALL's answer (a flat list from Lua, or a dict under RESP3)."""
     if isinstance(flat, dict):
-        pairs = [(_text(k), _text(v)) for k, v in flat.items()]
+        pairs = [(as_text(k), as_text(v)) for k, v in flat.items()]
     else:
-        pairs = [(_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)]
+        pairs = [(as_text(flat[i]), as_text(flat[i + 1])) for i in range(0, len(flat), 2)]
     # Every value is a JSON text and every name a plain field name: one document, one
     # json.loads, instead of one per field (it sits on every progress call).
     document = "{" + ",".join(f'"{name}":{raw}' for name, raw in pairs if name in _FIELDS) + "}"
@@ -754,7 +755,7 @@ class RedisStore(TaskStore):
 
     def _methods(self) -> list[str]:
         """Every method that ever had a task here (each has its index)."""
-        return sorted(_text(name) for name in self._redis.smembers(self.prefix + "methods"))
+        return sorted(as_text(name) for name in self._redis.smembers(self.prefix + "methods"))
 
     def _sweep_indexes(self) -> None:
         """Drop index entries of expired records, a window of each method index at a
@@ -1056,7 +1057,7 @@ class RedisStore(TaskStore):
                         self._subscribed.set()
                         self._wake(None)  # (re)subscribed: waiters read their records again
                     elif message["type"] == "message":
-                        self._wake(*_text(message["data"]).partition("\n")[::2])
+                        self._wake(*as_text(message["data"]).partition("\n")[::2])
             except (redis.RedisError, OSError, ValueError) as exc:
                 log.debug("finish notifications from Redis at %s interrupted: %s", self.location, exc)
             finally:
