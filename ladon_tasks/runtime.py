@@ -160,10 +160,11 @@ class TaskRuntime:
         except Exception as exc:
             raise faults.ExecutorUnavailable(f"task not started: {exc}") from None
         try:
-            return executor.start(store, record, job)  # a known idempotency key: that task
-        except StoreError as exc:
-            raise faults.StoreUnavailable(f"task state is not reachable: {exc}") from None
-        except Exception as exc:
+            with _store_errors():  # nothing recorded
+                return executor.start(store, record, job)  # a known idempotency key: that task
+        except faults.StoreUnavailable:
+            raise
+        except Exception as exc:  # recorded, but not handed over
             with _store_errors():
                 store.transition(
                     record.task_id, TaskState.FAILED, error_type="ExecutorUnavailable",

@@ -37,7 +37,7 @@ from ladon_tasks import codec, defaults
 from ladon_tasks.executors.base import Executor, Job
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.stores.base import StoreError, TaskStore
-from ladon_tasks.stores.redis import as_text
+from ladon_tasks.stores.redis import as_text, record_key
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class RedisQueue:
         """Queue a job again, as the attempt it carries."""
         self._call(
             "requeue", self._requeue,
-            keys=[self.stream_for(job.priority), f"{self.prefix}task:{job.task_id}"], args=[encode_job(job)],
+            keys=[self.stream_for(job.priority), record_key(self.prefix, job.task_id)], args=[encode_job(job)],
         )
 
     def schedule(self, job: Job, delay: float) -> None:
@@ -151,17 +151,15 @@ class RedisQueue:
     def ensure_groups(self, force: bool = False) -> None:
         """Create the consumer group on every level's stream (from the start of each
         stream, so jobs queued before any worker existed are read too)."""
+        if self._groups_ready and not force:
+            return  # every claim passes here: no lock once the groups exist
         with self._groups_lock:
-            if self._groups_ready and not force:
-                return
             for stream in self.streams:
                 try:
                     self.client.xgroup_create(stream, GROUP, id="0", mkstream=True)
-                except self._response_error as exc:
-                    if "BUSYGROUP" not in str(exc):
-                        raise StoreError(f"queue {self.name!r}: creating the consumer group failed: {exc}") from exc
                 except self._redis_errors as exc:
-                    raise StoreError(f"queue {self.name!r}: creating the consumer group failed: {exc}") from exc
+                    if not (isinstance(exc, self._response_error) and "BUSYGROUP" in str(exc)):
+                        raise StoreError(f"queue {self.name!r}: creating the consumer group failed: {exc}") from exc
             self._groups_ready = True
 
     def claim(self, block: float, above: int | None = None) -> list[Claim]:

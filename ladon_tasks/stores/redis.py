@@ -428,6 +428,11 @@ return start + count - gone
 # -- helpers ---------------------------------------------------------------------------
 
 
+def record_key(prefix: str, task_id: str) -> str:
+    """Where a task's record lives (the scripts build the same: ``P .. 'task:' .. id``)."""
+    return f"{prefix}task:{task_id}"
+
+
 def as_text(value: Any) -> str:
     """A Redis reply as text, whether the connection decodes replies or not."""
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -661,7 +666,7 @@ class RedisStore(TaskStore):
             self._release(task_id)
 
     def _key(self, task_id: str) -> str:
-        return f"{self.prefix}task:{task_id}"
+        return record_key(self.prefix, task_id)
 
     # -- contract ------------------------------------------------------------------
 
@@ -1079,7 +1084,8 @@ class RedisStore(TaskStore):
                 targets = [task_id] if task_id in self._watched else []
                 # made here and not waited for yet: the waiter will find it cached, or
                 # (no record in the message) read it
-                early = self._followed.pop(task_id, 0) is None
+                early = task_id in self._followed
+                self._followed.pop(task_id, None)
             if not targets and (task_id is None or not early):
                 return
         record = None
