@@ -43,7 +43,7 @@ keeps it), and how this backend keeps it:
   ``<prefix>methods``), so an unfiltered page costs what the page holds, and a state
   filter skips what it does not want. Entries of expired records are dropped when a
   listing meets them, and by a sweep of a window of each index every
-  ``SWEEP_INTERVAL`` seconds.
+  ``SWEEP_INTERVAL`` seconds, done by the finish-message thread of a store that makes tasks.
 
 Every redis-py error becomes :class:`~ladon_tasks.stores.base.StoreError`.
 
@@ -707,8 +707,6 @@ class RedisStore(TaskStore):
             with self._finishes:
                 self._followed.pop(record.task_id, None)
             return _decode_record(existing)
-        if now >= self._next_sweep:
-            self._sweep_indexes()
         return record
 
     def get(self, task_id: str) -> TaskRecord | None:
@@ -1055,6 +1053,8 @@ class RedisStore(TaskStore):
                 pubsub.subscribe(self.channel)
                 while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=WAIT_RECHECK)
+                    if time.monotonic() >= self._next_sweep:
+                        self._sweep_indexes()  # here, not in the request that made a task
                     if message is None:
                         continue
                     if message["type"] == "subscribe":
