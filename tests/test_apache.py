@@ -6,6 +6,7 @@ its progress, wait, cancel and result answered by the others, over SOAP and JSON
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import shutil
 import signal
@@ -46,12 +47,14 @@ class ModWsgi:
 
     def __init__(self, server_root: Path, processes: int, settings: dict[str, str]) -> None:
         self.server_root = server_root
+        self.processes = processes
+        self.threads = 4
         self.port = free_port()
         express = Path(sys.executable).parent / "mod_wsgi-express"
         _require(express.exists(), "mod_wsgi-express is not installed (pip install mod_wsgi, needs apache2-dev)")
         command = [
             str(express), "setup-server", str(HANDLER), "--port", str(self.port), "--host", "127.0.0.1",
-            "--processes", str(processes), "--threads", "10", "--server-root", str(server_root),
+            "--processes", str(processes), "--threads", str(self.threads), "--server-root", str(server_root),
             "--user", USER, "--group", USER, "--locale", "C.UTF-8", "--initial-workers", "1", "--max-clients", "200",
         ]
         for name, value in settings.items():
@@ -126,45 +129,106 @@ def apache(apache_ready, redis_server, output_dir):
     server.stop()
 
 
+class Daemons:
+    """Chooses which mod_wsgi daemon process answers the next requests.
+
+    Apache hands a request to whichever daemon has a free request thread, so an idle
+    daemon may take every call of a sequential client. Holding every request thread of
+    every daemon (``holdRequestThread``) and then releasing one daemon's leaves that
+    daemon the only one accepting: the calls made meanwhile are answered by it."""
+
+    def __init__(self, server: "ModWsgi", probe: JsonWsp, hold_root: Path) -> None:
+        self.slots = server.processes * server.threads
+        self.probe = probe
+        self.hold_root = hold_root
+        self.rounds = 0
+
+    def _hold_all(self) -> tuple[Path, concurrent.futures.ThreadPoolExecutor, list, set[int]]:
+        self.rounds += 1
+        hold_dir = self.hold_root / f"round-{self.rounds}"
+        hold_dir.mkdir(parents=True)
+        hold_dir.chmod(0o777)  # the daemons run as www-data
+        pool = concurrent.futures.ThreadPoolExecutor(self.slots)
+        holds = [pool.submit(self.probe, "holdRequestThread", hold_dir=str(hold_dir)) for _ in range(self.slots)]
+        held = wait_until(lambda: len(markers := list(hold_dir.glob("held-*"))) == self.slots and markers,
+                          timeout=30, what=f"{self.slots} request threads held")
+        return hold_dir, pool, holds, {int(marker.name.split("-")[1]) for marker in held}
+
+    @staticmethod
+    def _release_all(hold_dir: Path, pool: concurrent.futures.ThreadPoolExecutor, holds: list) -> None:
+        (hold_dir / "release-all").touch()
+        for hold in holds:
+            hold.result(timeout=30)
+        pool.shutdown()
+
+    def pids(self) -> set[int]:
+        hold_dir, pool, holds, pids = self._hold_all()
+        self._release_all(hold_dir, pool, holds)
+        return pids
+
+    @contextlib.contextmanager
+    def pinned(self, pid: int):
+        hold_dir, pool, holds, pids = self._hold_all()
+        try:
+            assert pid in pids, (pid, pids)
+            (hold_dir / f"release-{pid}").touch()
+            wait_until(lambda: sum(hold.done() for hold in holds) == self.slots // len(pids),
+                       timeout=30, what=f"daemon {pid} released")
+            yield
+        finally:
+            self._release_all(hold_dir, pool, holds)
+
+
 def test_three_daemon_processes_answer_for_each_others_tasks(apache, output_dir):
     probe = JsonWsp(apache, "QueueProbeService")
-    # concurrent calls, as under load: one idle daemon may take every call of a
-    # sequential client, and Apache only hands work to another when one is busy
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        serving = set(pool.map(lambda _: probe("servingProcess"), range(60)))
-    assert len(serving) >= 2, f"requests should spread over the daemon processes, saw {serving}"
+    soap = zeep.Client(f"{apache.url}/QueueProbeService/soap11/description")
+    daemons = Daemons(apache, probe, output_dir / "apache" / "holds-answer")
+    pids = daemons.pids()
+    assert len(pids) == 3, f"three daemon processes should take requests, saw {pids}"
 
     gate = output_dir / "apache" / "gate"
     gate.unlink(missing_ok=True)
-    ids = [probe("threadGated", gate=str(gate))["task_id"] for _ in range(9)]
-    soap = zeep.Client(f"{apache.url}/QueueProbeService/soap11/description")
-    calls = 0
-    for task_id in ids:  # while they run: every process must know every task
-        for _ in range(3):
-            assert probe("threadGated_progress", task_id=task_id)["state"] in ("queued", "running")
-            assert soap.service.threadGated_progress(**{"task-id": task_id})["state"] in ("queued", "running")
-            calls += 2
+    started_in: dict[str, int] = {}  # task id -> the daemon that took its start call
+    for pid in sorted(pids):
+        with daemons.pinned(pid):
+            assert probe("servingProcess") == pid
+            for task_id in started_in:  # the tasks the other daemons started, still running
+                assert probe("threadGated_progress", task_id=task_id)["state"] in ("queued", "running")
+                assert soap.service.threadGated_progress(**{"task-id": task_id})["state"] in ("queued", "running")
+            for _ in range(3):
+                started_in[probe("threadGated", gate=str(gate))["task_id"]] = pid
     gate.touch()
-    started_in = set()
-    for task_id in ids:
-        assert soap.service.threadGated_wait(**{"task-id": task_id, "seconds": 20})["state"] == "succeeded"
-        started_in.add(probe("threadGated_result", task_id=task_id))
-        assert soap.service.threadGated_result(**{"task-id": task_id}) in serving
-        calls += 3
-    # The tasks ran in the processes that took their start calls: at least two of them,
-    # and every other process answered for them without a single UnknownTask.
-    assert len(started_in) >= 2, started_in
-    print(f"{calls} task calls over {len(serving)} daemon processes, tasks started in {len(started_in)}")
+    answered = 0
+    for pid in sorted(pids):  # each daemon waits for and reads the others' tasks
+        with daemons.pinned(pid):
+            for task_id, starter in started_in.items():
+                if starter == pid:
+                    continue
+                assert soap.service.threadGated_wait(**{"task-id": task_id, "seconds": 20})["state"] == "succeeded"
+                # the thread executor ran the body in the daemon that took the start call
+                assert probe("threadGated_result", task_id=task_id) == starter
+                assert soap.service.threadGated_result(**{"task-id": task_id}) == starter
+                answered += 1
+    assert answered == 9 * 2
+    print(f"{len(started_in)} tasks started over {len(pids)} daemon processes, each answered by the other two")
 
 
 def test_cancel_through_any_process_reaches_the_body(apache, output_dir):
     probe = JsonWsp(apache, "QueueProbeService")
     soap = zeep.Client(f"{apache.url}/QueueProbeService/soap11/description")
+    daemons = Daemons(apache, probe, output_dir / "apache" / "holds-cancel")
+    starter, canceller, reader = sorted(daemons.pids())
     gate = output_dir / "apache" / "never"
-    task_id = probe("threadGated", gate=str(gate))["task_id"]
-    wait_until(lambda: probe("threadGated_progress", task_id=task_id)["progress"] > 0, what="running")
-    assert soap.service.threadGated_cancel(**{"task-id": task_id})["state"] == "cancelled"
-    for _ in range(6):
+    with daemons.pinned(starter):
+        task_id = probe("threadGated", gate=str(gate))["task_id"]
+    with daemons.pinned(canceller):
+        wait_until(lambda: probe("threadGated_progress", task_id=task_id)["progress"] > 0, what="running")
+        assert soap.service.threadGated_cancel(**{"task-id": task_id})["state"] == "cancelled"
+    with daemons.pinned(reader):
+        assert probe("threadGated_progress", task_id=task_id)["state"] == "cancelled"
+        with pytest.raises(zeep.exceptions.Fault, match="TaskCancelled"):
+            soap.service.threadGated_result(**{"task-id": task_id})
+    with daemons.pinned(starter):  # the daemon running the body sees the cancel too
         assert probe("threadGated_progress", task_id=task_id)["state"] == "cancelled"
 
 

@@ -7,6 +7,7 @@ sleeping for a guessed time, so the tests drive them deterministically.
 import os
 import signal
 import time
+import uuid
 
 from ladon.compat import PORTABLE_STRING
 from ladon.types.ladontype import LadonType
@@ -197,6 +198,21 @@ class QueueProbeService(object):
     def servingProcess(self, **kw):
         """The pid of the web-server process that answered this request."""
         return os.getpid()
+
+    @ladonize(PORTABLE_STRING, rtype=int)
+    def holdRequestThread(self, hold_dir, **kw):
+        """Keeps this request's thread busy until ``hold_dir`` holds ``release-<pid>`` or
+        ``release-all``; a file ``held-<pid>-<n>`` says it is held. With every request
+        thread of every daemon held, releasing one daemon's leaves it the only one that
+        accepts requests, so a test can choose which process answers."""
+        pid = os.getpid()
+        marker = os.path.join(hold_dir, 'held-%d-%s' % (pid, uuid.uuid4().hex))
+        open(marker, 'w').close()
+        releases = [os.path.join(hold_dir, 'release-%d' % pid), os.path.join(hold_dir, 'release-all')]
+        end = time.monotonic() + 30.0  # never outlives a test that died holding it
+        while not any(os.path.exists(path) for path in releases) and time.monotonic() < end:
+            time.sleep(0.005)
+        return pid
 
     @ladonize(PORTABLE_STRING, rtype=int, tasktype=True)
     def threadGated(self, gate, **kw):
