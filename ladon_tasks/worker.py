@@ -8,14 +8,17 @@ store, then acknowledges the entry. ``--threads`` makes it the thread executor i
 (:class:`ThreadWorker`): lower latency, cooperative stops. Around that:
 
 * the job carries its attempt number, and the start is recorded only if the body runs a
-  moment (:meth:`RedisStore.begin`): a short task costs the worker one read, one
-  finishing script and one acknowledgement;
+  moment (:meth:`RedisStore.begin`): a short task costs the worker one read and one
+  finishing script, plus its share of a batched acknowledgement;
 * a heartbeat renews the lease of every entry the worker holds every third of the
   lease, and a body's ``kw['touch']()`` renews its own at once;
 * a reaper pass every ``REAP_INTERVAL`` takes over the entries of workers whose leases
   ran out (SIGKILL, power loss) and queues them again as the next attempt, and moves due
   retries to their streams; any worker may do it, ``XCLAIM``'s minimum idle time makes
   each expired lease go to one of them;
+* finished jobs are acknowledged in batches, every ``ACK_DELAY``: under load one
+  ``XACK`` covers many tasks. Reads are not batched: a job read ahead would wait in
+  this worker behind a long body while another worker idles;
 * SIGTERM/SIGINT: stop claiming, let running bodies finish for ``grace`` seconds, then
   kill them and put their tasks back in the queue (fenced by attempt, so nothing runs
   twice as far as the store is concerned).
@@ -46,6 +49,11 @@ CLAIM_BLOCK = 1.0
 #: Seconds between two trims of the job streams (acknowledged entries dropped).
 TRIM_INTERVAL = 1.0
 
+#: Seconds a finished job's acknowledgement waits for others to share its ``XACK``. The
+#: outcome is in the store already, so nobody waits on it; should the worker die
+#: meanwhile, the reaper finds the task finished and only acknowledges it.
+ACK_DELAY = 0.02
+
 
 class _QueueFed:
     """What makes a pool a worker: jobs claimed from Redis queues with leases, retries
@@ -74,6 +82,8 @@ class _QueueFed:
         self._stopping = threading.Event()
         self._claims: dict[int, tuple[RedisQueue, Claim]] = {}
         self._buffered: list[tuple[RedisQueue, Claim]] = []  # read beyond what a slot needed
+        self._unacked: list[tuple[RedisQueue, Claim]] = []  # finished, acknowledged together
+        self._ack_due = threading.Event()
         self._claims_lock = threading.Lock()
         self._round_robin = 0
 
@@ -149,12 +159,31 @@ class _QueueFed:
     def _job_done(self, index: int, job: Job) -> None:
         with self._claims_lock:
             claim = self._claims.pop(index, None)
+            if claim is not None:
+                self._unacked.append(claim)
         if claim is not None:
-            queue, entry = claim
+            self._ack_due.set()
+
+    def _acknowledging(self) -> None:
+        """Acknowledges finished jobs in batches: under load one ``XACK`` per stream
+        covers every job finished in the last ``ACK_DELAY``."""
+        while not self._stopping.is_set():
+            self._ack_due.wait(CLAIM_BLOCK)
+            self._stopping.wait(ACK_DELAY)
+            self._ack_finished()
+
+    def _ack_finished(self) -> None:
+        with self._claims_lock:
+            self._ack_due.clear()
+            finished, self._unacked = self._unacked, []
+        for queue in self.queues:
+            claims = [claim for owner, claim in finished if owner is queue]
+            if not claims:
+                continue
             try:
-                queue.ack([entry])
-            except StoreError as exc:
-                log.warning("could not acknowledge task %s: %s", job.task_id, exc)
+                queue.ack(claims)
+            except StoreError as exc:  # the reaper acknowledges them once their leases run out
+                log.warning("could not acknowledge %d finished job(s): %s", len(claims), exc)
 
     def _retry_later(self, job: Job, delay: float) -> None:
         self._queue_of(job).schedule(job.next_attempt(), delay)
@@ -184,6 +213,7 @@ class _QueueFed:
         for _ in range(self.size):
             self._ensure_workers()
         threading.Thread(target=self._housekeeping, name="ladon-tasks-housekeeping", daemon=True).start()
+        threading.Thread(target=self._acknowledging, name="ladon-tasks-acks", daemon=True).start()
         log.info("worker: %d slot(s) on queue(s) %s", self.size, ", ".join(q.name for q in self.queues))
 
     def stop(self) -> None:
@@ -194,6 +224,7 @@ class _QueueFed:
         deadline = time.monotonic() + self.grace
         for thread in list(self._threads):
             thread.join(max(0.0, deadline - time.monotonic()))
+        self._ack_finished()
         self._hand_back_running()
         with self._claims_lock:
             buffered, self._buffered = self._buffered, []

@@ -145,6 +145,28 @@ def test_two_workers_share_the_work_and_run_nothing_twice(web, workers, tmp_path
     assert ran_on <= {p.pid for p in workers.processes} and len(ran_on) == 2
 
 
+def _pending_jobs(redis_server) -> int:
+    """Job entries handed to a worker and not acknowledged yet, over every queue stream."""
+    client = redis_server.client()
+    streams = [key for key in client.scan_iter(match="*queue:*", _type="stream")]
+    return sum(client.xpending(stream, "workers")["pending"] for stream in streams)
+
+
+def test_finished_jobs_are_acknowledged_even_by_a_worker_killed_right_after(web, workers, redis_server, tmp_path):
+    # Acknowledgements are batched, so a worker killed just after its bodies finished
+    # may still hold some: the reaper of another worker must settle them, not rerun them.
+    doomed = workers.start()
+    once = JsonWsp(web[0], "OnceService")
+    ids = [once("queuedOnce", marker_dir=str(tmp_path))["task_id"] for _ in range(20)]
+    finals = [once("queuedOnce_wait", task_id=task_id, seconds=30) for task_id in ids]
+    workers.kill(doomed, signal.SIGKILL)
+    assert [final["state"] for final in finals] == ["succeeded"] * 20
+    workers.start()
+    wait_until(lambda: _pending_jobs(redis_server) == 0, timeout=30, what="every job acknowledged")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(ids)  # none ran again
+    assert all(once("queuedOnce_progress", task_id=task_id)["attempts"] == 1 for task_id in ids)
+
+
 def test_cancel_reaches_a_silent_body_on_a_worker(web, workers, tmp_path):
     workers.start()
     probe = queue_probe(web[1])
