@@ -1,4 +1,5 @@
-"""Queue bench: ladon-tasks workers against RQ 3.0 and Celery 5.7, in one run.
+"""Queue bench: ladon-tasks workers against RQ 3.0, Celery 5.7, huey 3.5 and dramatiq 2.2,
+in one run.
 
 Every system pushes the same no-op task end to end through Redis, each on its own fresh
 ``redis-server`` (loopback, free port, no persistence) so that memory and command counts
@@ -15,7 +16,11 @@ belong to that system alone:
 * **Celery**: one ``celery worker`` with the Redis broker and result backend, ``prefork``
   and ``threads`` pools; ``delay`` then ``AsyncResult.get``. Gossip, mingle and worker
   heartbeats are off, as they usually are in production: that flatters Celery's command
-  count, not ours.
+  count, not ours;
+* **huey**: one ``huey_consumer`` with 2 worker threads, ``notify_result`` on (a blocking
+  ``Result.get`` waits on ``BLPOP``, not on polling); calling the task, then ``get``;
+* **dramatiq**: one ``dramatiq`` worker process with 2 threads, Redis broker and result
+  backend; ``enqueue``, then a blocking ``get_result``.
 
 Per system: round-trip latency (submit one, wait for its result, repeat: p50, p99),
 end-to-end tasks per second from several producer threads (each submits one task, waits
@@ -434,6 +439,65 @@ class CelerySystem(System):
         _check(value, result.get(timeout=TASK_DEADLINE), result.id)
 
 
+class HueySystem(System):
+    """One ``huey_consumer`` with a thread pool; calling the task, then a blocking
+    ``Result.get``. ``notify_result`` is on (see ``services/peer_huey.py``)."""
+
+    def __init__(self, redis_server: RedisServer, log_dir: Path, concurrency: int) -> None:
+        super().__init__(redis_server, log_dir)
+        self.concurrency = concurrency
+        self.label = f"huey 3.5 threads, {concurrency} slots"
+
+    def start(self) -> None:
+        consumer = str(Path(sys.executable).with_name("huey_consumer"))
+        self.spawn("huey", [consumer, "peer_huey.huey", "--workers", str(self.concurrency),
+                            "--worker-type", "thread", "--logfile", os.devnull, "--quiet"],
+                   cwd=SERVICES_DIR, env={"PYTHONPATH": str(SERVICES_DIR)})
+
+    def handle(self) -> Any:
+        import peer_huey
+
+        return peer_huey.make_huey(self.redis.url).task(name=peer_huey.TASK_NAME)(peer_huey.noop)
+
+    def round_trip(self, handle: Any, value: int) -> None:
+        result = handle(value)
+        _check(value, result.get(blocking=True, timeout=TASK_DEADLINE), result.id)
+
+
+class DramatiqSystem(System):
+    """One ``dramatiq`` worker process with threads; ``enqueue``, then a blocking
+    ``get_result`` from the Redis result backend."""
+
+    def __init__(self, redis_server: RedisServer, log_dir: Path, concurrency: int) -> None:
+        super().__init__(redis_server, log_dir)
+        self.concurrency = concurrency
+        self.label = f"dramatiq 2.2, {concurrency} threads"
+
+    def start(self) -> None:
+        dramatiq_cli = str(Path(sys.executable).with_name("dramatiq"))
+        self.spawn("dramatiq", [dramatiq_cli, "peer_dramatiq", "--processes", "1",
+                                "--threads", str(self.concurrency)],
+                   cwd=SERVICES_DIR, env={"PYTHONPATH": str(SERVICES_DIR)})
+
+    def handle(self) -> Any:
+        import peer_dramatiq
+
+        return peer_dramatiq.make_broker(self.redis.url)
+
+    def close_handle(self, handle: Any) -> None:
+        handle[0].close()
+
+    def round_trip(self, handle: Any, value: int) -> None:
+        import dramatiq
+        import peer_dramatiq
+
+        broker, backend = handle
+        message = broker.enqueue(dramatiq.Message(
+            queue_name="default", actor_name=peer_dramatiq.ACTOR_NAME, args=(value,), kwargs={}, options={}))
+        _check(value, message.get_result(backend=backend, block=True, timeout=int(TASK_DEADLINE * 1000)),
+               message.message_id)
+
+
 # -- the measurements -----------------------------------------------------------------------
 
 
@@ -672,6 +736,8 @@ def system_factories(plan: Plan, log_dir: Path) -> list[Callable[[RedisServer], 
         lambda r: RqSystem(r, log_dir, "rq.worker.SimpleWorker"),
         lambda r: CelerySystem(r, log_dir, "prefork", plan.celery_concurrency),
         lambda r: CelerySystem(r, log_dir, "threads", plan.celery_concurrency),
+        lambda r: HueySystem(r, log_dir, plan.celery_concurrency),
+        lambda r: DramatiqSystem(r, log_dir, plan.celery_concurrency),
     ]
 
 
@@ -706,7 +772,7 @@ def format_table(results: list[Figures], plan: Plan) -> str:
         if number == 0:
             text.append("  ".join("-" * w for w in widths))
     text.append("")
-    text.append("'vs peer': against the best peer (RQ, Celery) on that column - fastest, or fewest.")
+    text.append("'vs peer': against the best peer (RQ, Celery, huey, dramatiq) on that column - fastest, or fewest.")
     text.append("cmds/task: INFO commandstats over the tasks/s phase, commands inside Lua scripts included;")
     text.append("sent/task: commands clients sent per task (MONITOR, sequential tasks), scripts counted once.")
     text.append("")
