@@ -73,8 +73,11 @@ def decode_args(arg_types: tuple[Any, ...], data: list[Any]) -> list[Any]:
     return [decode(typ, value) for typ, value in zip(arg_types, data)]
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(data)
 
 
 def loads(text: str | bytes) -> Any:

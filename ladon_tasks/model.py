@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -133,7 +133,11 @@ class TaskRecord:
         return clone
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        # shallow, like copy(): no deep copy of args and result (dataclasses.asdict
+        # deep-copies, and this runs on every write of a record)
+        values = self.__dict__
+        data = {name: values[name] for name in _FIELD_ORDER}
+        data["tags"] = list(self.tags)
         data["state"] = self.state.value
         return data
 
@@ -144,4 +148,5 @@ class TaskRecord:
         return cls(**known)
 
 
-_FIELD_NAMES = frozenset(TaskRecord.__dataclass_fields__)
+_FIELD_ORDER = tuple(TaskRecord.__dataclass_fields__)
+_FIELD_NAMES = frozenset(_FIELD_ORDER)

@@ -297,10 +297,17 @@ class ThreadWorker(_QueueFed, ThreadExecutor):
     default_concurrency = defaults.THREAD_WORKERS
 
     def _execute(self, index: int, job: Job, attempt: int) -> Outcome:
-        worker = self
+        return run_body(job, attempt, _LeasedReporter(self, index, job, attempt))
 
-        class LeasedReporter(StoreReporter):
-            def touch(self) -> None:
-                worker._touch(index, job)
 
-        return run_body(job, attempt, LeasedReporter(self.store, job.task_id, attempt))
+class _LeasedReporter(StoreReporter):
+    """A thread worker's reporter: ``touch`` renews the lease of the slot's entry."""
+
+    def __init__(self, worker: ThreadWorker, index: int, job: Job, attempt: int) -> None:
+        super().__init__(worker.store, job.task_id, attempt)
+        self.worker = worker
+        self.index = index
+        self.job = job
+
+    def touch(self) -> None:
+        self.worker._touch(self.index, self.job)

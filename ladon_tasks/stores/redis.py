@@ -438,8 +438,8 @@ def as_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+#: One encoder for every field: ``json.dumps`` with options builds a new encoder per call.
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _decode_record(flat: Any) -> TaskRecord:
