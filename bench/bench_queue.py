@@ -258,6 +258,12 @@ class System:
         log.close()
         self.processes.append(process)
 
+    def spawn_peer(self, name: str, program: str, args: list[str]) -> None:
+        """A peer's own command-line worker, installed beside this Python, run in the
+        directory of the peers' task modules."""
+        self.spawn(name, [str(Path(sys.executable).with_name(program)), *args],
+                   cwd=SERVICES_DIR, env={"PYTHONPATH": str(SERVICES_DIR)})
+
     def start(self) -> None:
         raise NotImplementedError
 
@@ -379,11 +385,9 @@ class RqSystem(System):
         self.short = short
 
     def start(self) -> None:
-        rq = str(Path(sys.executable).with_name("rq"))
-        self.spawn(f"rq-{self.short}", [
-            rq, "worker", "--url", self.redis.url, "--worker-class", self.worker_class,
-            "--path", str(SERVICES_DIR), "--logging_level", "WARNING", "--disable-job-desc-logging"],
-            cwd=SERVICES_DIR)
+        self.spawn_peer(f"rq-{self.short}", "rq", [
+            "worker", "--url", self.redis.url, "--worker-class", self.worker_class,
+            "--path", str(SERVICES_DIR), "--logging_level", "WARNING", "--disable-job-desc-logging"])
 
     def handle(self) -> Any:
         from rq import Queue
@@ -418,11 +422,9 @@ class CelerySystem(System):
         self.label = f"Celery 5.7 {pool}, {concurrency} slots"
 
     def start(self) -> None:
-        celery = str(Path(sys.executable).with_name("celery"))
-        self.spawn(f"celery-{self.pool}", [
-            celery, "-A", "peer_tasks", "worker", "--pool", self.pool, "--concurrency", str(self.concurrency),
-            "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=SERVICES_DIR)
+        self.spawn_peer(f"celery-{self.pool}", "celery", [
+            "-A", "peer_tasks", "worker", "--pool", self.pool, "--concurrency", str(self.concurrency),
+            "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"])
 
     def handle(self) -> Any:
         from celery import Celery
@@ -449,10 +451,9 @@ class HueySystem(System):
         self.label = f"huey 3.5 threads, {concurrency} slots"
 
     def start(self) -> None:
-        consumer = str(Path(sys.executable).with_name("huey_consumer"))
-        self.spawn("huey", [consumer, "peer_huey.huey", "--workers", str(self.concurrency),
-                            "--worker-type", "thread", "--logfile", os.devnull, "--quiet"],
-                   cwd=SERVICES_DIR, env={"PYTHONPATH": str(SERVICES_DIR)})
+        self.spawn_peer("huey", "huey_consumer", [
+            "peer_huey.huey", "--workers", str(self.concurrency), "--worker-type", "thread",
+            "--logfile", os.devnull, "--quiet"])
 
     def handle(self) -> Any:
         import peer_huey
@@ -474,10 +475,8 @@ class DramatiqSystem(System):
         self.label = f"dramatiq 2.2, {concurrency} threads"
 
     def start(self) -> None:
-        dramatiq_cli = str(Path(sys.executable).with_name("dramatiq"))
-        self.spawn("dramatiq", [dramatiq_cli, "peer_dramatiq", "--processes", "1",
-                                "--threads", str(self.concurrency)],
-                   cwd=SERVICES_DIR, env={"PYTHONPATH": str(SERVICES_DIR)})
+        self.spawn_peer("dramatiq", "dramatiq", [
+            "peer_dramatiq", "--processes", "1", "--threads", str(self.concurrency)])
 
     def handle(self) -> Any:
         import peer_dramatiq
