@@ -602,9 +602,10 @@ class RedisStore(TaskStore):
         self._flusher: threading.Thread | None = None
         self._flusher_idle = False
         self._last_flush = 0.0
-        # waits: finish notifications per watched task id
-        self._finishes = threading.Condition()
-        self._watched: dict[str, int] = {}
+        # waits: finish notifications per watched task id; each waiting thread has its
+        # own event, so a finish wakes the threads waiting for that task and no others
+        self._finishes = threading.Lock()
+        self._watchers: dict[str, list[threading.Event]] = {}
         self._notified: dict[str, int] = {}
         self._notified_records: dict[str, TaskRecord] = {}
         self._subscribed = threading.Event()
@@ -845,8 +846,9 @@ class RedisStore(TaskStore):
         self._ensure_subscriber()
         # a finish published before we subscribed is caught by the read that follows
         self._subscribed.wait(min(max(0.0, timeout), self.wait_recheck))
+        told = threading.Event()
         with self._finishes:
-            self._watched[task_id] = self._watched.get(task_id, 0) + 1
+            self._watchers.setdefault(task_id, []).append(told)
             seen = self._notified.get(task_id, 0)
             # made here while subscribed: its finish message cannot have been missed
             read_first = task_id not in self._followed
@@ -872,13 +874,16 @@ class RedisStore(TaskStore):
                 if remaining <= 0:
                     return self.get(task_id)
                 with self._finishes:
-                    if self._notified.get(task_id, 0) == seen:
-                        self._finishes.wait(max(0.001, min(remaining, next_read - now)))
+                    if self._notified.get(task_id, 0) != seen:
+                        continue  # told meanwhile
+                    told.clear()  # under the lock: a later finish sets it again
+                told.wait(max(0.001, min(remaining, next_read - now)))
         finally:
             with self._finishes:
-                self._watched[task_id] -= 1
-                if not self._watched[task_id]:
-                    del self._watched[task_id]
+                watchers = self._watchers[task_id]
+                watchers.remove(told)
+                if not watchers:
+                    del self._watchers[task_id]
                     self._notified.pop(task_id, None)
                     self._notified_records.pop(task_id, None)
 
@@ -925,7 +930,9 @@ class RedisStore(TaskStore):
                 self._redis.publish(self.channel, "")  # wake the subscriber so it sees the stop
             self._subscriber.join(timeout=2 * WAIT_RECHECK)
         with self._finishes:
-            self._finishes.notify_all()
+            for watchers in self._watchers.values():
+                for told in watchers:
+                    told.set()
         if self._owns_connection:
             self._redis.connection_pool.disconnect()
 
@@ -1078,10 +1085,10 @@ class RedisStore(TaskStore):
         """A finish message (``None``: resubscribed, so every waiter reads again)."""
         with self._finishes:
             if task_id is None:
-                targets = list(self._watched)
+                targets = list(self._watchers)
                 self._followed.clear()  # messages may have been missed meanwhile
             else:
-                targets = [task_id] if task_id in self._watched else []
+                targets = [task_id] if task_id in self._watchers else []
                 # made here and not waited for yet: the waiter will find it cached, or
                 # (no record in the message) read it
                 early = task_id in self._followed
@@ -1099,5 +1106,5 @@ class RedisStore(TaskStore):
                 self._notified[watched] = self._notified.get(watched, 0) + 1
                 if record is not None:
                     self._notified_records[watched] = record
-            if targets:
-                self._finishes.notify_all()
+                for told in self._watchers[watched]:
+                    told.set()
