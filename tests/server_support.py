@@ -69,10 +69,10 @@ class RunningServer:
                 self.process.wait()
 
 
-def start_server(services: list[str], log_dir: Path, *extra: str, env: dict | None = None) -> RunningServer:
-    port = free_port()
-    log_path = log_dir / f"server-{port}.log"
-    command = [sys.executable, "-m", "ladon_tasks", "serve", *services, "--port", str(port), *extra]
+def launch(command: list[str], port: int, log_path: Path, answers, what: str,
+           env: dict | None = None) -> RunningServer:
+    """Start a server process in its own session and return once ``answers(server)``
+    is true; a process that exits first fails with its log."""
     process = subprocess.Popen(
         command,
         stdout=open(log_path, "wb"),
@@ -85,12 +85,22 @@ def start_server(services: list[str], log_dir: Path, *extra: str, env: dict | No
 
     def ready() -> bool:
         if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
+            raise AssertionError(f"{what} exited with {process.returncode}:\n{server.log()}")
+        return answers(server)
+
+    wait_until(ready, timeout=30, what=f"the {what} to answer")
+    return server
+
+
+def start_server(services: list[str], log_dir: Path, *extra: str, env: dict | None = None) -> RunningServer:
+    port = free_port()
+    command = [sys.executable, "-m", "ladon_tasks", "serve", *services, "--port", str(port), *extra]
+
+    def answers(server: RunningServer) -> bool:
         try:
             with urllib.request.urlopen(server.url + "/", timeout=1) as response:
                 return response.status == 200
         except OSError:
             return False
 
-    wait_until(ready, timeout=30, what="the server to answer")
-    return server
+    return launch(command, port, log_dir / f"server-{port}.log", answers, "server", env)

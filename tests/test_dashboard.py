@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -21,7 +20,7 @@ import pytest
 import requests
 
 from conftest import JsonWsp
-from server_support import ROOT, RunningServer, free_port, wait_until
+from server_support import ROOT, RunningServer, free_port, launch, wait_until
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -33,25 +32,15 @@ HOSTILE_TEXT = "<img src=x onerror=\"document.title='owned'\"><script>document.t
 @pytest.fixture(scope="module")
 def dash(output_dir: Path) -> Iterator[RunningServer]:
     port = free_port()
-    log_path = output_dir / f"dashboard-server-{port}.log"
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "dashboard_server.py"), str(port), "--token", TOKEN],
-        stdout=open(log_path, "wb"),
-        stderr=subprocess.STDOUT,
-        cwd=str(ROOT),
-        start_new_session=True,
-    )
-    server = RunningServer(process, port, log_path)
 
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"dashboard server exited with {process.returncode}:\n{server.log()}")
+    def answers(server: RunningServer) -> bool:
         try:
             return requests.get(api(server, "tasks"), headers=AUTH, timeout=1).status_code == 200
         except requests.RequestException:
             return False
 
-    wait_until(ready, timeout=30, what="the dashboard server to answer")
+    server = launch([sys.executable, str(ROOT / "tests" / "dashboard_server.py"), str(port), "--token", TOKEN],
+                    port, output_dir / f"dashboard-server-{port}.log", answers, "dashboard server")
     yield server
     _cancel_unfinished(server)
     server.stop()
