@@ -30,6 +30,14 @@ def wait_for_gate(gate, kw, deadline=60.0):
         time.sleep(0.01)
 
 
+def hang_silently(pid_file):
+    """Write this process's pid to ``pid_file``, then never report nor return."""
+    with open(pid_file, 'w') as handle:
+        handle.write(str(os.getpid()))
+    while True:
+        time.sleep(0.05)
+
+
 class ProbeService(object):
 
     @ladonize(rtype=int, tasktype=True)
@@ -100,10 +108,7 @@ class ProbeService(object):
     @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='process'))
     def stubbornInProcess(self, pid_file, **kw):
         """Never reports, never returns: only a kill stops it."""
-        with open(pid_file, 'w') as handle:
-            handle.write(str(os.getpid()))
-        while True:
-            time.sleep(0.05)
+        hang_silently(pid_file)
 
     @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(timeout=0.5))
     def slowThread(self, gate, **kw):
@@ -168,10 +173,7 @@ class QueueProbeService(object):
     @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='queue'))
     def queuedSilent(self, pid_file, **kw):
         """Never reports: only a kill stops it (cancel must still reach it)."""
-        with open(pid_file, 'w') as handle:
-            handle.write(str(os.getpid()))
-        while True:
-            time.sleep(0.05)
+        hang_silently(pid_file)
 
     @ladonize(rtype=int, tasktype=dict(executor='queue', timeout=0.5))
     def queuedTooSlow(self, **kw):
