@@ -42,6 +42,7 @@ one run are what travel. ``--quick`` is a smoke run whose figures are not judged
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import itertools
 import json
@@ -342,8 +343,10 @@ class OursApi(System):
                       + (", --threads" if threads else ""))
         self.runtime: Any = None
         self.method: Any = None
+        self.decode: Any = None
 
     def start(self) -> None:
+        from ladon_tasks import codec
         from ladon_tasks.runtime import TaskRuntime
         from ladon_tasks.stores.redis import RedisStore
 
@@ -357,15 +360,14 @@ class OursApi(System):
             "--redis", self.redis.url, "--concurrency", str(self.concurrency),
             *(["--threads"] if self.threads else [])])
         self.runtime = TaskRuntime(RedisStore(self.redis.url))
+        self.decode = codec.decode
 
     def round_trip(self, handle: Any, value: int) -> None:
         record = self.runtime.start(self.method, (value,), {})
         done = self.runtime.store.wait(record.task_id, TASK_DEADLINE)
         if done is None or not done.finished:
             raise RuntimeError(f"task {record.task_id} not done after {TASK_DEADLINE}s")
-        from ladon_tasks import codec
-
-        _check(value, codec.decode(self.method.rtype, done.result), record.task_id)
+        _check(value, self.decode(self.method.rtype, done.result), record.task_id)
 
     def stop(self) -> None:
         if self.runtime is not None:
@@ -392,17 +394,17 @@ class RqSystem(System):
     def handle(self) -> Any:
         from rq import Queue
 
+        import peer_tasks
+
         connection = redis.Redis.from_url(self.redis.url)
-        return Queue("default", connection=connection), connection
+        return Queue("default", connection=connection), connection, peer_tasks.noop
 
     def close_handle(self, handle: Any) -> None:
         handle[1].close()
 
     def round_trip(self, handle: Any, value: int) -> None:
-        import peer_tasks
-
-        queue, _ = handle
-        job = queue.enqueue(peer_tasks.noop, value)
+        queue, _, noop = handle
+        job = queue.enqueue(noop, value)
         result = job.latest_result(timeout=int(TASK_DEADLINE))
         if result is None:
             raise RuntimeError(f"RQ job {job.id} not done after {TASK_DEADLINE}s")
@@ -479,20 +481,19 @@ class DramatiqSystem(System):
             "peer_dramatiq", "--processes", "1", "--threads", str(self.concurrency)])
 
     def handle(self) -> Any:
+        import dramatiq
         import peer_dramatiq
 
-        return peer_dramatiq.make_broker(self.redis.url)
+        return (*peer_dramatiq.make_broker(self.redis.url),
+                functools.partial(dramatiq.Message, queue_name="default", actor_name=peer_dramatiq.ACTOR_NAME,
+                                  kwargs={}, options={}))
 
     def close_handle(self, handle: Any) -> None:
         handle[0].close()
 
     def round_trip(self, handle: Any, value: int) -> None:
-        import dramatiq
-        import peer_dramatiq
-
-        broker, backend = handle
-        message = broker.enqueue(dramatiq.Message(
-            queue_name="default", actor_name=peer_dramatiq.ACTOR_NAME, args=(value,), kwargs={}, options={}))
+        broker, backend, message_of = handle
+        message = broker.enqueue(message_of(args=(value,)))
         _check(value, message.get_result(backend=backend, block=True, timeout=int(TASK_DEADLINE * 1000)),
                message.message_id)
 
