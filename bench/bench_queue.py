@@ -348,7 +348,7 @@ class OursApi(System):
     def start(self) -> None:
         from ladon_tasks import codec
         from ladon_tasks.runtime import TaskRuntime
-        from ladon_tasks.stores.redis import RedisStore
+        from ladon_tasks.redis.store import RedisStore
 
         if str(SERVICES_DIR) not in sys.path:
             sys.path.insert(0, str(SERVICES_DIR))
@@ -652,17 +652,10 @@ def measure(system: System, plan: Plan) -> Figures:
 
 
 def _script_names() -> dict[str, str]:
-    """SHA1 of each Lua script of the store and the queue -> a readable name."""
-    from ladon_tasks.executors import queue as queue_module
-    from ladon_tasks.stores import redis as store_module
+    """SHA1 of each Lua script of the Redis backend -> a readable name."""
+    from ladon_tasks.redis import scripts
 
-    scripts = {
-        "store.create": store_module._LUA_CREATE, "store.transition": store_module._LUA_TRANSITION,
-        "store.report": store_module._LUA_REPORT, "store.cancel": store_module._LUA_CANCEL,
-        "store.list": store_module._LUA_LIST, "store.sweep": store_module._LUA_SWEEP,
-        "queue.move_due": queue_module._MOVE_DUE, "queue.requeue": queue_module._REQUEUE,
-    }
-    return {hashlib.sha1(source.encode()).hexdigest(): name for name, source in scripts.items()}
+    return {hashlib.sha1(scripts.source(name).encode()).hexdigest(): name for name in scripts.names()}
 
 
 def _step(command: Command, scripts: dict[str, str], finished: bool) -> str:
@@ -670,13 +663,13 @@ def _step(command: Command, scripts: dict[str, str], finished: bool) -> str:
     name = command.name
     if name == "evalsha":
         script = scripts.get(command.args[1], "script " + command.args[1][:8])
-        if script == "store.transition":
+        if script == "transition":
             target = command.args[5] if len(command.args) > 5 else "?"
             return {"running": "transition to running", "succeeded": "finish transition"}.get(
                 target, f"transition to {target}")
         return {
-            "store.create": "store create + enqueue", "store.report": "progress flush / cancel check",
-            "queue.move_due": "housekeeping (due retries)", "store.sweep": "housekeeping (index sweep)",
+            "create": "store create + enqueue", "report": "progress flush / cancel check",
+            "move_due": "housekeeping (due retries)", "sweep": "housekeeping (index sweep)",
         }.get(script, script)
     if name == "xreadgroup":
         return "claim (XREADGROUP)"
@@ -695,7 +688,7 @@ def lifecycle(system: System, commands: list[Command]) -> list[dict[str, Any]]:
     """The commands of the last task of the MONITOR sample, from its creation to the
     last read of its record: client, step, command, and the commands its script ran."""
     scripts = _script_names()
-    creates = [i for i, c in enumerate(commands) if c.name == "evalsha" and scripts.get(c.args[1]) == "store.create"]
+    creates = [i for i, c in enumerate(commands) if c.name == "evalsha" and scripts.get(c.args[1]) == "create"]
     if not creates:
         return []
     start = creates[-1]

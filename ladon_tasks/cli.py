@@ -87,7 +87,7 @@ def _redis_store(url: str | None):  # type: ignore[no-untyped-def]
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from ladon_tasks.executors.queue import RedisQueue
+    from ladon_tasks.redis.queue import RedisQueue
     from ladon_tasks.expand import queue_priorities
     from ladon_tasks.worker import ThreadWorker, Worker
 

@@ -53,7 +53,7 @@ def make_store(settings: Mapping[str, str]) -> TaskStore | None:
     """A Redis store when Redis is configured, else ``None`` (the embedded default)."""
     if not redis_configured(settings):
         return None
-    from ladon_tasks.stores.redis import RedisStore
+    from ladon_tasks.redis.store import RedisStore
 
     url = settings.get("LADON_TASKS_REDIS_URL")
     return RedisStore(url) if url else RedisStore.from_environment(settings)

@@ -62,7 +62,7 @@ class TaskRuntime:
         with self._lock:
             store = self._method_stores.get(url)
             if store is None:
-                from ladon_tasks.stores.redis import RedisStore
+                from ladon_tasks.redis.store import RedisStore
 
                 store = self._method_stores[url] = RedisStore(url)
             return store
@@ -85,7 +85,8 @@ class TaskRuntime:
 
             return ProcessExecutor(store, self.timers, self.process_workers)
         if name == "queue":
-            from ladon_tasks.executors.queue import QueueExecutor, RedisQueue
+            from ladon_tasks.executors.queue import QueueExecutor
+            from ladon_tasks.redis.queue import RedisQueue
 
             client, prefix = getattr(store, "client", None), getattr(store, "prefix", None)
             if client is None or prefix is None:

@@ -36,7 +36,7 @@ from ladon_tasks import defaults
 from ladon_tasks.executors.base import Job, Outcome, StoreReporter, run_body
 from ladon_tasks.executors.process import ProcessExecutor
 from ladon_tasks.executors.thread import ThreadExecutor
-from ladon_tasks.executors.queue import Claim, RedisQueue
+from ladon_tasks.redis.queue import Claim, RedisQueue
 from ladon_tasks.executors.timers import Timers
 from ladon_tasks.model import TaskState
 from ladon_tasks.stores.base import StoreError, TaskStore

@@ -19,7 +19,7 @@ import redis
 from ladon_tasks.model import TRANSITIONS, TaskRecord, TaskState, new_task_id
 from ladon_tasks.stores.base import StoreError, TaskStore
 from ladon_tasks.stores.memory import MemoryStore
-from ladon_tasks.stores.redis import RedisStore
+from ladon_tasks.redis.store import RedisStore
 from redis_support import RedisServer, start_redis
 from server_support import wait_until
 

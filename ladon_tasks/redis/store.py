@@ -57,29 +57,22 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 import time
-import urllib.parse
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
-from ladon_tasks import defaults
-from ladon_tasks.model import FINISHED_STATES, TRANSITIONS, TaskRecord, TaskState
+from ladon_tasks.model import TaskRecord, TaskState
+from ladon_tasks.redis import scripts
+from ladon_tasks.redis.connection import DEFAULT_URL, as_text, connect, describe_location, url_from_environment
+from ladon_tasks.redis.keys import DEFAULT_PREFIX, Keys
+from ladon_tasks.redis.scripts import PUBLISH_MAX
 from ladon_tasks.stores.base import StoreError, TaskStore
 
 log = logging.getLogger(__name__)
-
-#: Where a store connects when given nothing else: a local server, database 0.
-DEFAULT_URL = "redis://localhost:6379/0"
-
-#: Every key starts with this, so several deployments can share one Redis database.
-DEFAULT_PREFIX = "ladon-tasks:"
 
 #: Seconds between progress writes of one store: a body may call ``update_progress``
 #: in a tight loop; clients poll progress far less often than 20 times a second.
@@ -88,13 +81,6 @@ FLUSH_INTERVAL = 0.05
 #: Seconds a waiter trusts pub/sub alone before reading the record again; covers
 #: messages lost while the subscriber was reconnecting.
 WAIT_RECHECK = 1.0
-
-#: Socket timeouts in seconds: a hung Redis becomes a ``StoreError``, not a hung request.
-SOCKET_TIMEOUT = 5.0
-
-#: A finished record up to this many bytes of JSON rides in its finish message, so a
-#: waiter in another process has it without reading it back; bigger ones send the id.
-PUBLISH_MAX = 8192
 
 #: Seconds between two sweeps of the method indexes by one store (entries of expired
 #: records are dropped), and index entries looked at per sweep: a fixed cost over time,
@@ -125,317 +111,7 @@ _OMITTED_WHEN_DEFAULT = frozenset({
 _DEFAULTS = TaskRecord(task_id="", service="", method="").to_json()
 
 
-# -- Lua -------------------------------------------------------------------------------
-
-
-def _lua_transition_tables() -> str:
-    """The state machine of :mod:`ladon_tasks.model` as Lua tables, generated so the two
-    can never disagree."""
-    legal = ", ".join(
-        f"{state.value} = {{{', '.join(f'{t.value} = true' for t in sorted(targets, key=lambda s: s.value))}}}"
-        for state, targets in TRANSITIONS.items()
-    )
-    finished = ", ".join(f"{state.value} = true" for state in sorted(FINISHED_STATES, key=lambda s: s.value))
-    states = ", ".join(f"'{state.value}'" for state in TaskState)
-    return f"local LEGAL = {{{legal}}}\nlocal FINISHED = {{{finished}}}\nlocal STATES = {{{states}}}\n"
-
-
-_LUA_COMMON = (
-    _lua_transition_tables()
-    + f"local EVENTS_MAXLEN = {defaults.EVENTS_MAXLEN}\nlocal PUBLISH_MAX = {PUBLISH_MAX}\n"
-) + r"""
-local P = ARGV[1]
-local CHANNEL = P .. 'finished'
-
-local function rkey(id) return P .. 'task:' .. id end
-local function method_index(m) return P .. 'idx:method:' .. m end
-
-local function has_idempotency(raw) return raw and raw ~= '""' and raw ~= 'null' end
-
-local function idem_key(service, method, key)
-  return P .. 'idem:' .. redis.sha1hex(service .. '\n' .. method .. '\n' .. key)
-end
-
-local function to_table(flat)
-  local t = {}
-  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
-  return t
-end
-
-local function to_flat(t)
-  local flat = {}
-  for k, v in pairs(t) do flat[#flat + 1] = k; flat[#flat + 1] = v end
-  return flat
-end
-
--- every value is a JSON text already: the record as one JSON object, no re-encoding
-local function to_json(t)
-  local parts = {}
-  for k, v in pairs(t) do
-    if k ~= 'job_entry' then parts[#parts + 1] = '"' .. k .. '":' .. v end
-  end
-  return '{' .. table.concat(parts, ',') .. '}'
-end
-
--- The state an attempt sees, or nil when the attempt is not the record's current one.
--- A queue worker does not write 'running' before a short body ends: an attempt newer
--- than the record's count on a queued, not cancelled record is running unrecorded.
-local function state_for(t, attempt)
-  local state = cjson.decode(t.state)
-  if attempt == '' then return state, false end
-  local n, attempts = tonumber(attempt), tonumber(t.attempts or '0')
-  if state == 'running' and attempts == n then return state, false end
-  if state == 'queued' and attempts < n and t.cancel_requested ~= 'true' then return 'running', true end
-  return nil, false
-end
-
--- one lifecycle event on the capped stream (ladon-tasks events follows it)
-local function emit(id, t, state)
-  redis.call('XADD', P .. 'events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'task', id,
-             'service', cjson.decode(t.service), 'method', cjson.decode(t.method), 'state', state,
-             'attempt', t.attempts or '0', 'error', cjson.decode(t.error_type or '""'))
-end
-
--- a task just finished: TTL on record and idempotency key, an event, waiters told (the
--- record rides in the message when small, so a waiter need not read it back)
-local function finish(key, id, t, state)
-  local ttl_ms = math.floor(tonumber(t.result_ttl) * 1000)
-  local ikey = nil
-  if has_idempotency(t.idempotency_key) then
-    ikey = idem_key(cjson.decode(t.service), cjson.decode(t.method), cjson.decode(t.idempotency_key))
-    if redis.call('GET', ikey) ~= cjson.encode(id) then ikey = nil end
-  end
-  if ttl_ms <= 0 then
-    redis.call('DEL', key)
-    if ikey then redis.call('DEL', ikey) end
-    redis.call('ZREM', method_index(cjson.decode(t.method)), id)
-  else
-    local ttl = string.format('%d', ttl_ms)
-    redis.call('PEXPIRE', key, ttl)
-    if ikey then redis.call('PEXPIRE', ikey, ttl) end
-  end
-  emit(id, t, state)
-  local doc = to_json(t)
-  if #doc <= PUBLISH_MAX then redis.call('PUBLISH', CHANNEL, id .. '\n' .. doc)
-  else redis.call('PUBLISH', CHANNEL, id) end
-end
-
--- progress/message kept back by report(): only onto the attempt that runs
-local function take_pending(changes, state, attempts, pending)
-  local started = nil
-  for i = 1, #pending, 4 do
-    local attempt, progress, message = pending[i], pending[i + 1], pending[i + 2]
-    if state == 'running' and (attempt == '' or tonumber(attempt) == attempts) then
-      if progress ~= '' then changes.progress = progress end
-      if message ~= '' then changes.message = message end
-      if pending[i + 3] ~= '' then started = pending[i + 3] end
-    end
-  end
-  return started
-end
-"""
-
-# ARGV: prefix, task_id, score, method, register_method '1'|'', job stream|'', job|'',
-#       field, json, field, json...
-_LUA_CREATE = _LUA_COMMON + r"""
-local id, score, method, stream = ARGV[2], ARGV[3], ARGV[4], ARGV[6]
-local key = rkey(id)
-local t = {}
-for i = 8, #ARGV, 2 do t[ARGV[i]] = ARGV[i + 1] end
-local ikey = nil
-if has_idempotency(t.idempotency_key) then
-  ikey = idem_key(cjson.decode(t.service), method, cjson.decode(t.idempotency_key))
-  local existing = redis.call('GET', ikey)
-  if existing then
-    local found = redis.call('HGETALL', rkey(cjson.decode(existing)))
-    if #found > 0 then return found end
-  end
-end
-if stream ~= '' then
-  t.job_entry = cjson.encode(stream .. ' ' .. redis.call('XADD', stream, '*', 'job', ARGV[7]))
-end
-redis.call('HSET', key, unpack(to_flat(t)))
-if ikey then redis.call('SET', ikey, cjson.encode(id)) end
-redis.call('ZADD', method_index(method), score, id)
-if ARGV[5] == '1' then redis.call('SADD', P .. 'methods', method) end
-local state = cjson.decode(t.state)
-if FINISHED[state] then finish(key, id, t, state) end
-return false
-"""
-
-# ARGV: prefix, task_id, target, attempt|'', now, n_pending, (attempt, progress, message,
-#       started)*n, field, json, field, json...
-_LUA_TRANSITION = _LUA_COMMON + r"""
-local id, target, attempt, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local n_pending = tonumber(ARGV[6])
-local key = rkey(id)
-local flat = redis.call('HGETALL', key)
-if #flat == 0 then return false end
-local t = to_table(flat)
-local current, unrecorded = state_for(t, attempt)
-if not current then return false end
-if not (LEGAL[current] and LEGAL[current][target]) then return false end
-local attempts = tonumber(t.attempts or '0')
-if unrecorded then attempts = tonumber(attempt) end
-local pending = {}
-for i = 7, 6 + 4 * n_pending do pending[#pending + 1] = ARGV[i] end
-local changes = {}
-local started = take_pending(changes, current, attempts, pending)
-changes.state = cjson.encode(target)
-if target == 'running' then
-  changes.attempts = string.format('%d', attempts + 1)
-  changes.started_at = now
-  changes.finished_at = '0.0'
-elseif unrecorded then
-  changes.attempts = attempt
-  changes.started_at = started or now
-end
-for i = 7 + 4 * n_pending, #ARGV, 2 do changes[ARGV[i]] = ARGV[i + 1] end
-if FINISHED[target] and not changes.finished_at then
-  local done = tonumber(t.finished_at or '0')
-  if not done or done == 0 then changes.finished_at = now end
-end
-redis.call('HSET', key, unpack(to_flat(changes)))
-for k, v in pairs(changes) do t[k] = v end
-if FINISHED[target] then finish(key, id, t, target) else emit(id, t, target) end
-return to_flat(t)
-"""
-
-# ARGV: prefix, (task_id, attempt|'', progress|'', message|'', started|'')*
-#   -> 1 go on / 0 stop, each. An attempt a queue worker has not recorded yet becomes
-#   'running' here (with its start time), unless the task was cancelled meanwhile.
-_LUA_REPORT = _LUA_COMMON + r"""
-local answers = {}
-for i = 2, #ARGV, 5 do
-  local key = rkey(ARGV[i])
-  local raw = redis.call('HMGET', key, 'state', 'attempts', 'cancel_requested', 'service', 'method')
-  local go = 0
-  if raw[1] then
-    local t = {state = raw[1], attempts = raw[2], cancel_requested = raw[3], service = raw[4], method = raw[5]}
-    local state, unrecorded = state_for(t, ARGV[i + 1])
-    local changes = {}
-    if unrecorded then
-      changes.state = '"running"'
-      changes.attempts = ARGV[i + 1]
-      if ARGV[i + 4] ~= '' then changes.started_at = ARGV[i + 4] end
-    end
-    if state == 'running' then
-      if ARGV[i + 2] ~= '' then changes.progress = ARGV[i + 2] end
-      if ARGV[i + 3] ~= '' then changes.message = ARGV[i + 3] end
-      if raw[3] ~= 'true' then go = 1 end
-    end
-    if next(changes) then redis.call('HSET', key, unpack(to_flat(changes))) end
-    if unrecorded then
-      t.attempts = ARGV[i + 1]
-      emit(ARGV[i], t, 'running')
-    end
-  end
-  answers[#answers + 1] = go
-end
-return answers
-"""
-
-# ARGV: prefix, task_id, now, n_pending, (attempt, progress, message, started)*n
-_LUA_CANCEL = _LUA_COMMON + r"""
-local id, now = ARGV[2], ARGV[3]
-local key = rkey(id)
-local flat = redis.call('HGETALL', key)
-if #flat == 0 then return false end
-local t = to_table(flat)
-local state = cjson.decode(t.state)
-if FINISHED[state] then return flat end
-local pending = {}
-for i = 5, #ARGV do pending[#pending + 1] = ARGV[i] end
-local changes = {cancel_requested = 'true'}
-take_pending(changes, state, tonumber(t.attempts or '0'), pending)
-if state == 'queued' then
-  changes.state = cjson.encode('cancelled')
-  changes.finished_at = now
-  if t.job_entry then  -- not yet handed to a worker: take it off the queue
-    local stream, entry = string.match(cjson.decode(t.job_entry), '^(.*) (%S+)$')
-    redis.call('XDEL', stream, entry)
-  end
-end
-redis.call('HSET', key, unpack(to_flat(changes)))
-for k, v in pairs(changes) do t[k] = v end
-if state == 'queued' then finish(key, id, t, 'cancelled') end
-return to_flat(t)
-"""
-
-# ARGV: prefix, offset, limit, wanted states ('a,b'|''), index key...  -> flat records,
-# newest first. Merges the method indexes; a state filter skips what it does not want,
-# so an unfiltered page costs the page, a filtered one what it had to look at.
-_LUA_LIST = _LUA_COMMON + r"""
-local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
-local wanted = nil
-if ARGV[4] ~= '' then
-  wanted = {}
-  for s in string.gmatch(ARGV[4], '[^,]+') do wanted['"' .. s .. '"'] = true end
-end
-local chunk = math.max(20, math.min(500, offset + limit))
-local sources = {}
-for i = 5, #ARGV do sources[#sources + 1] = {key = ARGV[i], buf = {}, at = 1, pos = 0, done = false} end
-local function head(src)
-  if src.at > #src.buf and not src.done then
-    local got = redis.call('ZREVRANGE', src.key, src.pos, src.pos + chunk - 1, 'WITHSCORES')
-    src.buf, src.at, src.pos = {}, 1, src.pos + chunk
-    for j = 1, #got, 2 do src.buf[#src.buf + 1] = {got[j], tonumber(got[j + 1])} end
-    if #got < 2 * chunk then src.done = true end
-  end
-  return src.buf[src.at]
-end
-local page, skipped = {}, 0
-while #page < limit do
-  local best, from = nil, nil
-  for _, src in ipairs(sources) do
-    local e = head(src)
-    if e and (not best or e[2] > best[2] or (e[2] == best[2] and e[1] > best[1])) then best, from = e, src end
-  end
-  if not best then break end
-  from.at = from.at + 1
-  local record = redis.call('HGETALL', rkey(best[1]))
-  if #record == 0 then
-    redis.call('ZREM', from.key, best[1])  -- expired: its index entry goes too
-    from.pos = from.pos - 1
-  else
-    local state = nil
-    for j = 1, #record, 2 do if record[j] == 'state' then state = record[j + 1] end end
-    if not wanted or wanted[state] then
-      if skipped < offset then skipped = skipped + 1 else page[#page + 1] = record end
-    end
-  end
-end
-return page
-"""
-
-# ARGV: prefix, index key, start, count -> where the next sweep of this index starts
-# (0: the end was reached). Drops entries of records that expired.
-_LUA_SWEEP = _LUA_COMMON + r"""
-local index, start, count = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local ids = redis.call('ZRANGE', index, start, start + count - 1)
-local gone = 0
-for _, id in ipairs(ids) do
-  if redis.call('EXISTS', rkey(id)) == 0 then
-    redis.call('ZREM', index, id)
-    gone = gone + 1
-  end
-end
-if #ids < count then return 0 end
-return start + count - gone
-"""
-
-
 # -- helpers ---------------------------------------------------------------------------
-
-
-def record_key(prefix: str, task_id: str) -> str:
-    """Where a task's record lives (the scripts build the same: ``P .. 'task:' .. id``)."""
-    return f"{prefix}task:{task_id}"
-
-
-def as_text(value: Any) -> str:
-    """A Redis reply as text, whether the connection decodes replies or not."""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 #: One encoder for every field: ``json.dumps`` with options builds a new encoder per call.
@@ -471,21 +147,6 @@ def _encode_changes(changes: Mapping[str, Any]) -> list[str]:
     for name, value in changes.items():
         flat += [name, _dumps(value.value if isinstance(value, TaskState) else value)]
     return flat
-
-
-def redis_url_from_parts(
-    host: str = "localhost", port: int = 6379, username: str | None = None, password: str | None = None, db: int = 0
-) -> str:
-    """A ``redis://`` URL with credentials quoted, for settings that come in pieces."""
-    auth = ""
-    if username or password:
-        auth = urllib.parse.quote(username or "", safe="")
-        if password:
-            auth += ":" + urllib.parse.quote(password, safe="")
-        auth += "@"
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"  # IPv6 literal
-    return f"redis://{auth}{host}:{int(port)}/{int(db)}"
 
 
 @dataclass
@@ -556,34 +217,22 @@ class RedisStore(TaskStore):
             self._redis = connection
             self._owns_connection = False
         elif isinstance(connection, str):
-            timeout = SOCKET_TIMEOUT if socket_timeout is None else socket_timeout
-            try:
-                pool = redis.ConnectionPool.from_url(
-                    connection,
-                    decode_responses=True,
-                    protocol=2,
-                    socket_timeout=timeout,
-                    socket_connect_timeout=timeout,
-                    # one quick retry: a pooled connection is dead after a Redis restart
-                    retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1, (redis.ConnectionError,)),
-                )
-            except ValueError as exc:
-                raise ValueError(f"not a Redis URL ({exc}); expected redis://, rediss:// or unix://") from None
-            self._redis = redis.Redis(connection_pool=pool)
+            self._redis = connect(connection, socket_timeout)
             self._owns_connection = True
         else:
             raise TypeError(f"connection must be a URL or a redis.Redis, not {type(connection).__name__}")
         self.prefix = prefix
+        self.keys = Keys(prefix)
         self.flush_interval = flush_interval
         self.wait_recheck = wait_recheck
-        self.channel = prefix + "finished"
-        self.location = self._describe_location()
-        self._create = self._redis.register_script(_LUA_CREATE)
-        self._transition = self._redis.register_script(_LUA_TRANSITION)
-        self._report = self._redis.register_script(_LUA_REPORT)
-        self._cancel = self._redis.register_script(_LUA_CANCEL)
-        self._list = self._redis.register_script(_LUA_LIST)
-        self._sweep = self._redis.register_script(_LUA_SWEEP)
+        self.channel = self.keys.finished_channel
+        self.location = describe_location(self._redis)
+        self._create = scripts.register(self._redis, "create")
+        self._transition = scripts.register(self._redis, "transition")
+        self._report = scripts.register(self._redis, "report")
+        self._cancel = scripts.register(self._redis, "cancel")
+        self._list = scripts.register(self._redis, "list")
+        self._sweep = scripts.register(self._redis, "sweep")
         self._next_sweep = time.monotonic() + SWEEP_INTERVAL
         self._sweep_cursors: dict[str, int] = {}
         self._methods_registered: dict[str, float] = {}
@@ -616,20 +265,7 @@ class RedisStore(TaskStore):
         """A store configured the way deployments usually say it: ``LADON_TASKS_REDIS_URL``
         if set, else ``REDIS_HOST`` (localhost), ``REDIS_PORT`` (6379), ``REDIS_USERNAME``
         and ``REDIS_PASSWORD``, the names other Redis integrations use too."""
-        env = os.environ if environ is None else environ
-        url = env.get("LADON_TASKS_REDIS_URL", "").strip()
-        if not url:
-            port_text = env.get("REDIS_PORT", "").strip() or "6379"
-            try:
-                port = int(port_text)
-            except ValueError:
-                raise ValueError(f"REDIS_PORT must be a port number, not {port_text!r}") from None
-            url = redis_url_from_parts(
-                host=env.get("REDIS_HOST", "").strip() or "localhost",
-                port=port,
-                username=env.get("REDIS_USERNAME") or None,
-                password=env.get("REDIS_PASSWORD") or None,
-            )
+        url = url_from_environment(environ)
         return cls(url, **options)
 
     @property
@@ -638,13 +274,6 @@ class RedisStore(TaskStore):
         :attr:`prefix` in the same Redis, such as the worker queues. Blocking commands on
         it must time out within the socket timeout (5 s unless configured)."""
         return self._redis
-
-    def _describe_location(self) -> str:
-        """Where Redis is, for error messages - never the password."""
-        kwargs = self._redis.connection_pool.connection_kwargs
-        if kwargs.get("path"):
-            return f"unix:{kwargs['path']} db {kwargs.get('db', 0)}"
-        return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)} db {kwargs.get('db', 0)}"
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -667,7 +296,7 @@ class RedisStore(TaskStore):
             self._release(task_id)
 
     def _key(self, task_id: str) -> str:
-        return record_key(self.prefix, task_id)
+        return self.keys.task(task_id)
 
     # -- contract ------------------------------------------------------------------
 
@@ -759,7 +388,7 @@ class RedisStore(TaskStore):
 
     def _methods(self) -> list[str]:
         """Every method that ever had a task here (each has its index)."""
-        return sorted(as_text(name) for name in self._redis.smembers(self.prefix + "methods"))
+        return sorted(as_text(name) for name in self._redis.smembers(self.keys.methods))
 
     def _sweep_indexes(self) -> None:
         """Drop index entries of expired records, a window of each method index at a
@@ -767,7 +396,7 @@ class RedisStore(TaskStore):
         self._next_sweep = time.monotonic() + SWEEP_INTERVAL
         try:
             for method in self._methods():
-                index = f"{self.prefix}idx:method:{method}"
+                index = self.keys.method_index(method)
                 start = self._sweep_cursors.get(index, 0)
                 self._sweep_cursors[index] = int(self._sweep(args=[self.prefix, index, start, SWEEP_COUNT]))
         except redis.RedisError as exc:
@@ -905,7 +534,7 @@ class RedisStore(TaskStore):
             methods = [method] if method is not None else self._methods()
             if not methods:
                 return []
-            sources = [f"{self.prefix}idx:method:{m}" for m in methods]
+            sources = [self.keys.method_index(m) for m in methods]
             page = self._list(args=[self.prefix, str(max(0, offset)), str(limit), wanted, *sources])
         return [_decode_record(flat) for flat in page]
 
@@ -914,7 +543,7 @@ class RedisStore(TaskStore):
         waiting up to ``block`` seconds for the first. The stream is capped at
         ``defaults.EVENTS_MAXLEN`` entries."""
         with self._errors("read events"):
-            answer = self._redis.xread({self.prefix + "events": last_id}, count=count, block=int(block * 1000))
+            answer = self._redis.xread({self.keys.events: last_id}, count=count, block=int(block * 1000))
         return [(event_id, fields) for _, entries in answer or [] for event_id, fields in entries]
 
     def close(self) -> None:

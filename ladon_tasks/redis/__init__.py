@@ -1,0 +1,3 @@
+"""The Redis backend: task records (:mod:`.store`) and job queues (:mod:`.queue`) in one
+Redis, over one connection pool, with one key layout (:mod:`.keys`) and the Lua scripts
+that change records and jobs together (:mod:`.scripts`)."""

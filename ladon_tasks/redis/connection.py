@@ -1,0 +1,90 @@
+"""Connecting to Redis: from a URL, or from the environment variables deployments use.
+
+One connection pool per store; every part of the backend (store, queues, notifier)
+shares it. Replies are decoded to text and use RESP2, which the scripts' answers and
+:func:`as_text` expect.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from typing import Any, Mapping
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+#: Where a store connects when given nothing else: a local server, database 0.
+DEFAULT_URL = "redis://localhost:6379/0"
+
+#: Socket timeouts in seconds: a hung Redis becomes a ``StoreError``, not a hung request.
+SOCKET_TIMEOUT = 5.0
+
+
+def connect(url: str, socket_timeout: float | None = None) -> redis.Redis:
+    """A client with its own pool for ``url`` (``redis://``, ``rediss://``, ``unix://``,
+    with user, password and database as redis-py reads them)."""
+    timeout = SOCKET_TIMEOUT if socket_timeout is None else socket_timeout
+    try:
+        pool = redis.ConnectionPool.from_url(
+            url,
+            decode_responses=True,
+            protocol=2,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            # one quick retry: a pooled connection is dead after a Redis restart
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1, (redis.ConnectionError,)),
+        )
+    except ValueError as exc:
+        raise ValueError(f"not a Redis URL ({exc}); expected redis://, rediss:// or unix://") from None
+    return redis.Redis(connection_pool=pool)
+
+
+def url_from_environment(environ: Mapping[str, str] | None = None) -> str:
+    """``LADON_TASKS_REDIS_URL`` if set, else ``REDIS_HOST`` (localhost), ``REDIS_PORT``
+    (6379), ``REDIS_USERNAME`` and ``REDIS_PASSWORD``, the names other Redis integrations
+    use too."""
+    env = os.environ if environ is None else environ
+    url = env.get("LADON_TASKS_REDIS_URL", "").strip()
+    if url:
+        return url
+    port_text = env.get("REDIS_PORT", "").strip() or "6379"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"REDIS_PORT must be a port number, not {port_text!r}") from None
+    return redis_url_from_parts(
+        host=env.get("REDIS_HOST", "").strip() or "localhost",
+        port=port,
+        username=env.get("REDIS_USERNAME") or None,
+        password=env.get("REDIS_PASSWORD") or None,
+    )
+
+
+def redis_url_from_parts(
+    host: str = "localhost", port: int = 6379, username: str | None = None, password: str | None = None, db: int = 0
+) -> str:
+    """A ``redis://`` URL with credentials quoted, for settings that come in pieces."""
+    auth = ""
+    if username or password:
+        auth = urllib.parse.quote(username or "", safe="")
+        if password:
+            auth += ":" + urllib.parse.quote(password, safe="")
+        auth += "@"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # IPv6 literal
+    return f"redis://{auth}{host}:{int(port)}/{int(db)}"
+
+
+def describe_location(client: redis.Redis) -> str:
+    """Where Redis is, for error messages - never the password."""
+    kwargs = client.connection_pool.connection_kwargs
+    if kwargs.get("path"):
+        return f"unix:{kwargs['path']} db {kwargs.get('db', 0)}"
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)} db {kwargs.get('db', 0)}"
+
+
+def as_text(value: Any) -> str:
+    """A Redis reply as text, whether the connection decodes replies or not."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,84 @@
+"""The one key layout of ladon-tasks in Redis.
+
+Every key starts with a deployment's prefix (``ladon-tasks:`` by default), so several
+deployments can share one database. Python code asks :class:`Keys` for a key; Lua
+scripts build keys of ids they only learn inside Redis (a task of a listing, the owner
+of a record) from the same table, which :mod:`ladon_tasks.redis.scripts` hands them in
+each script's header (``KEY.task``, ``KEY.method_index``...): the layout is written here
+and nowhere else.
+
+==============================  ======  ===============================================
+key                             type    holds
+==============================  ======  ===============================================
+``task:<id>``                   hash    a task's record, one JSON text per field
+``idx:method:<method>``         zset    task ids of a method, scored by submission time
+``methods``                     set     every method that has an index
+``idem:<sha1>``                 string  task id started with an idempotency key
+``events``                      stream  lifecycle events (capped)
+``finished``                    channel finish messages for waiters
+``queue:<q>:<NNN>``             stream  jobs of queue ``q`` at priority ``NNN``
+``queue:<q>:delayed``           zset    job JSON waiting for a retry, by due time
+``owners``                      zset    live processes running bodies in process, by
+                                        lease expiry (ms, Redis clock)
+``owned:<owner>``               set     task ids an in-process owner holds
+==============================  ======  ===============================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Where a deployment's keys start when it names no prefix.
+DEFAULT_PREFIX = "ladon-tasks:"
+
+#: The parts after the prefix, by name: the table the Lua scripts receive.
+LAYOUT: dict[str, str] = {
+    "task": "task:",
+    "method_index": "idx:method:",
+    "methods": "methods",
+    "idempotency": "idem:",
+    "events": "events",
+    "finished": "finished",
+    "queue": "queue:",
+    "owners": "owners",
+    "owned": "owned:",
+}
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Keys of one deployment (one prefix)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def task(self, task_id: str) -> str:
+        return f"{self.prefix}{LAYOUT['task']}{task_id}"
+
+    def method_index(self, method: str) -> str:
+        return f"{self.prefix}{LAYOUT['method_index']}{method}"
+
+    @property
+    def methods(self) -> str:
+        return self.prefix + LAYOUT["methods"]
+
+    @property
+    def events(self) -> str:
+        return self.prefix + LAYOUT["events"]
+
+    @property
+    def finished_channel(self) -> str:
+        return self.prefix + LAYOUT["finished"]
+
+    def stream(self, queue: str, priority: int) -> str:
+        """The job stream of one priority level of a queue."""
+        return f"{self.prefix}{LAYOUT['queue']}{queue}:{int(priority):03d}"
+
+    def delayed(self, queue: str) -> str:
+        return f"{self.prefix}{LAYOUT['queue']}{queue}:delayed"
+
+    @property
+    def owners(self) -> str:
+        return self.prefix + LAYOUT["owners"]
+
+    def owned(self, owner: str) -> str:
+        return f"{self.prefix}{LAYOUT['owned']}{owner}"

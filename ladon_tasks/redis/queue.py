@@ -1,0 +1,278 @@
+"""The Redis job queue shared by web servers (producers) and workers on any host.
+
+Jobs travel in Redis streams read through one consumer group, ``workers``: the group
+is what makes several workers share the work, and its pending-entries list is the lease.
+Keys, under the store's prefix and the queue's name ``q``:
+
+* ``queue:q:NNN``     one stream per priority level ``NNN`` (000-255); a job is an entry
+                      whose field ``job`` holds the job's JSON, its attempt number
+                      included. Workers read the levels highest first.
+* ``queue:q:delayed`` sorted set of job JSON waiting for a retry, scored by due time.
+
+Reading an entry (``XREADGROUP``) hands it to one worker and starts its lease in the same
+command: a worker that dies after reading leaves an entry whose idle time grows, and
+:meth:`RedisQueue.reap` takes it over (``XCLAIM`` with a minimum idle time, so one reaper
+wins) and queues the job again as the next attempt. A running worker keeps its leases
+fresh by claiming its own entries again (``XCLAIM ... JUSTID``); a body's ``touch()`` does
+the same for its entry. The start of a task writes its record and its entry in one
+script (:meth:`RedisStore.create` with ``enqueue``), so neither exists without the other.
+Whether a late attempt may still write is decided by the store's attempt fence.
+
+Acknowledged entries are trimmed (``XTRIM MINID``) by the workers' housekeeping, up to
+the oldest entry still pending or not yet delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from ladon_tasks import codec, defaults
+from ladon_tasks.executors.base import Job
+from ladon_tasks.model import TaskRecord, TaskState
+from ladon_tasks.redis import scripts
+from ladon_tasks.redis.connection import as_text
+from ladon_tasks.redis.keys import Keys
+from ladon_tasks.stores.base import StoreError, TaskStore
+
+log = logging.getLogger(__name__)
+
+#: The consumer group every worker of every host reads through.
+GROUP = "workers"
+
+#: Expired leases taken over per stream and reaper pass.
+REAP_BATCH = 100
+
+def encode_job(job: Job) -> str:
+    return codec.dumps(job.to_json())
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One job a worker read: where its entry is (to renew and acknowledge it), and the job."""
+
+    stream: str
+    entry: str
+    job: Job
+
+
+class RedisQueue:
+    """One named queue. Safe to share between threads (redis-py pools connections).
+
+    ``levels``: the priorities this queue's jobs can have (a worker knows them from the
+    task methods of the services it loaded); the default priority is always one."""
+
+    def __init__(
+        self,
+        client: Any,
+        prefix: str,
+        name: str = defaults.QUEUE,
+        lease_seconds: float = defaults.LEASE_SECONDS,
+        levels: Iterable[int] = (),
+    ) -> None:
+        import redis
+
+        self._redis_errors = (redis.exceptions.RedisError, OSError)
+        self._response_error = redis.exceptions.ResponseError
+        self.client = client
+        self.prefix = prefix
+        self.keys = Keys(prefix)
+        self.name = name
+        self.lease_seconds = lease_seconds
+        self.levels = sorted({defaults.PRIORITY, *levels}, reverse=True)
+        self.streams = [self.stream_for(level) for level in self.levels]
+        self.delayed_key = self.keys.delayed(name)
+        self.consumer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._groups_ready = False
+        self._groups_lock = threading.Lock()
+        self._move_due = scripts.register(client, "move_due")
+        self._requeue = scripts.register(client, "requeue")
+
+    def stream_for(self, priority: int) -> str:
+        return self.keys.stream(self.name, priority)
+
+    def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except self._redis_errors as exc:
+            raise StoreError(f"queue {self.name!r}: {what} failed: {exc}") from exc
+
+    # -- producers -----------------------------------------------------------------
+
+    def entry_for(self, job: Job) -> tuple[str, str]:
+        """The stream and payload a new task's job goes to (see ``RedisStore.create``)."""
+        return self.stream_for(job.priority), encode_job(job)
+
+    def requeue(self, job: Job) -> None:
+        """Queue a job again, as the attempt it carries."""
+        self._call(
+            "requeue", self._requeue,
+            keys=[self.stream_for(job.priority), self.keys.task(job.task_id)], args=[self.prefix, encode_job(job)],
+        )
+
+    def schedule(self, job: Job, delay: float) -> None:
+        self._call("schedule", self.client.zadd, self.delayed_key, {encode_job(job): time.time() + delay})
+
+    # -- workers -------------------------------------------------------------------
+
+    def ensure_groups(self, force: bool = False) -> None:
+        """Create the consumer group on every level's stream (from the start of each
+        stream, so jobs queued before any worker existed are read too)."""
+        if self._groups_ready and not force:
+            return  # every claim passes here: no lock once the groups exist
+        with self._groups_lock:
+            for stream in self.streams:
+                try:
+                    self.client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+                except self._redis_errors as exc:
+                    if not (isinstance(exc, self._response_error) and "BUSYGROUP" in str(exc)):
+                        raise StoreError(f"queue {self.name!r}: creating the consumer group failed: {exc}") from exc
+            self._groups_ready = True
+
+    def claim(self, block: float, above: int | None = None) -> list[Claim]:
+        """Read the next job, highest priority first, waiting up to ``block`` seconds.
+        Reading leases it to this worker. With several levels, each is asked in turn
+        without waiting, then all at once with waiting - which may answer one job per
+        level: the caller keeps the others. ``above``: only levels higher than that, no
+        waiting (the caller holds a job of that priority already)."""
+        self.ensure_groups()
+        if len(self.streams) > 1 or above is not None:
+            for level, stream in zip(self.levels, self.streams):
+                if above is not None and level <= above:
+                    return []
+                claims = self._read({stream: ">"}, None)
+                if claims:
+                    return claims
+        return self._read({stream: ">" for stream in self.streams}, max(1, int(block * 1000)))
+
+    def _read(self, streams: dict[str, str], block_ms: int | None) -> list[Claim]:
+        try:
+            answer = self.client.xreadgroup(GROUP, self.consumer, streams, count=1, block=block_ms)
+        except self._response_error as exc:
+            if "NOGROUP" in str(exc):  # Redis lost its data (restart without AOF)
+                self.ensure_groups(force=True)
+                return []
+            raise StoreError(f"queue {self.name!r}: claim failed: {exc}") from exc
+        except self._redis_errors as exc:
+            raise StoreError(f"queue {self.name!r}: claim failed: {exc}") from exc
+        claims: list[Claim] = []
+        for stream, entries in answer or []:
+            for entry, fields in entries:
+                claims += self._decode(as_text(stream), as_text(entry), fields)
+        claims.sort(key=lambda claim: -claim.job.priority)
+        return claims
+
+    def _decode(self, stream: str, entry: str, fields: Any) -> list[Claim]:
+        payload = (fields or {}).get("job")
+        try:
+            return [Claim(stream, entry, Job.from_json(codec.loads(as_text(payload))))]
+        except Exception as exc:  # not ours, or mangled: drop it rather than loop on it
+            log.error("queue %s: dropping unreadable entry %s: %s", self.name, entry, exc)
+            self._call("ack", self.client.xack, stream, GROUP, entry)
+            return []
+
+    def renew(self, claims: Sequence[Claim]) -> None:
+        """Restart the leases of entries this worker holds (their idle time goes to 0)."""
+        for stream, entries in _by_stream(claims).items():
+            self._call("renew", self.client.xclaim, stream, GROUP, self.consumer, 0, entries, justid=True)
+
+    def ack(self, claims: Sequence[Claim]) -> None:
+        for stream, entries in _by_stream(claims).items():
+            self._call("ack", self.client.xack, stream, GROUP, *entries)
+
+    def forget_consumer(self) -> None:
+        """Leaving: drop this worker's consumer name where it holds nothing any more."""
+        for stream in self.streams:
+            try:
+                if not self.client.xpending_range(stream, GROUP, "-", "+", 1, consumername=self.consumer):
+                    self.client.xgroup_delconsumer(stream, GROUP, self.consumer)
+            except self._redis_errors:
+                pass
+
+    # -- housekeeping ----------------------------------------------------------------
+
+    def reap(self, store: TaskStore, max_lost: int = defaults.MAX_LOST_ATTEMPTS) -> int:
+        """Queue again the jobs of workers whose leases ran out, and move due retries to
+        their streams; returns how many jobs were reissued."""
+        self._call("move due retries", self._move_due, keys=[self.delayed_key],
+                   args=[self.prefix, self.name, repr(time.time())])
+        lease_ms = int(self.lease_seconds * 1000)
+        reissued = 0
+        for stream in self.streams:
+            try:
+                expired = self.client.xpending_range(stream, GROUP, "-", "+", REAP_BATCH, idle=lease_ms)
+            except self._response_error:
+                continue  # no group yet
+            except self._redis_errors as exc:
+                raise StoreError(f"queue {self.name!r}: reap failed: {exc}") from exc
+            if not expired:
+                continue
+            ids = [as_text(item["message_id"]) for item in expired]
+            # the minimum idle time makes the takeover exclusive: one reaper gets each
+            taken = self._call("reap", self.client.xclaim, stream, GROUP, self.consumer, lease_ms, ids)
+            for entry, fields in taken or []:
+                for claim in self._decode(stream, as_text(entry), fields):
+                    reissued += self._reissue(store, claim, max_lost)
+        return reissued
+
+    def _reissue(self, store: TaskStore, claim: Claim, max_lost: int) -> int:
+        job = claim.job
+        record: TaskRecord | None = store.get(job.task_id)
+        again = 0
+        if record is not None and not record.finished and record.attempts <= job.attempt:
+            if job.attempt >= record.max_attempts + max_lost:
+                store.transition(
+                    job.task_id, TaskState.FAILED, attempt=job.attempt,
+                    error_type="WorkerLost",
+                    error_message=f"the worker running attempt {job.attempt} stopped answering",
+                    finished_at=time.time(),
+                )
+            elif store.transition(
+                job.task_id, TaskState.QUEUED, attempt=job.attempt,
+                message=f"reissued: the worker running attempt {job.attempt} stopped answering",
+            ) is not None:
+                self.requeue(job.next_attempt())
+                again = 1
+                log.warning("reissued task %s after its lease ran out", job.task_id)
+        self.ack([claim])
+        return again
+
+    def trim(self) -> None:
+        """Drop acknowledged entries: everything older than the oldest entry that is
+        pending or not yet delivered."""
+        for stream in self.streams:
+            try:
+                groups = self.client.xinfo_groups(stream)
+                summary = self.client.xpending(stream, GROUP)
+            except self._response_error:
+                continue
+            except self._redis_errors as exc:
+                raise StoreError(f"queue {self.name!r}: trim failed: {exc}") from exc
+            delivered = next((as_text(g["last-delivered-id"]) for g in groups if as_text(g["name"]) == GROUP), None)
+            if delivered is None:
+                continue
+            ms, _, seq = delivered.partition("-")
+            keep_from = f"{ms}-{int(seq or 0) + 1}"
+            if summary and summary.get("pending"):
+                oldest = as_text(summary["min"])
+                if _entry_key(oldest) < _entry_key(keep_from):
+                    keep_from = oldest
+            self._call("trim", self.client.xtrim, stream, minid=keep_from, approximate=False)
+
+
+def _entry_key(entry: str) -> tuple[int, int]:
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _by_stream(claims: Sequence[Claim]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for claim in claims:
+        grouped.setdefault(claim.stream, []).append(claim.entry)
+    return grouped

@@ -1,0 +1,74 @@
+"""The Lua scripts of the Redis backend, loaded once per connection.
+
+Each script lives in ``scripts/<name>.lua`` with a comment saying what its ``KEYS`` and
+``ARGV`` are and what it returns. What Redis runs is three parts joined:
+
+1. a header generated here from Python, so the two sides never disagree: the state
+   machine of :mod:`ladon_tasks.model` (``LEGAL``, ``FINISHED``, ``STATES``), the key
+   layout of :mod:`ladon_tasks.redis.keys` (``KEY``) and the limits below;
+2. ``common.lua``, the functions every script shares;
+3. the script itself.
+
+Scripts run by ``EVALSHA`` (redis-py's ``Script`` loads a script again after a Redis
+restart flushed its cache).
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from typing import Any
+
+from ladon_tasks import defaults
+from ladon_tasks.model import FINISHED_STATES, TRANSITIONS, TaskState
+from ladon_tasks.redis.keys import LAYOUT
+
+#: A finished record up to this many bytes of JSON rides in its finish message, so a
+#: waiter in another process has it without reading it back; bigger ones send the id.
+PUBLISH_MAX = 8192
+
+
+def _lua_string(text: str) -> str:
+    if "'" in text or "\\" in text or "\n" in text:
+        raise ValueError(f"not a plain Lua string: {text!r}")
+    return f"'{text}'"
+
+
+def header() -> str:
+    """The generated part: Python's tables and limits as Lua locals."""
+    legal = ", ".join(
+        f"{state.value} = {{{', '.join(f'{t.value} = true' for t in sorted(targets, key=lambda s: s.value))}}}"
+        for state, targets in TRANSITIONS.items()
+    )
+    finished = ", ".join(f"{state.value} = true" for state in sorted(FINISHED_STATES, key=lambda s: s.value))
+    states = ", ".join(_lua_string(state.value) for state in TaskState)
+    layout = ", ".join(f"{name} = {_lua_string(part)}" for name, part in LAYOUT.items())
+    return (
+        f"local LEGAL = {{{legal}}}\n"
+        f"local FINISHED = {{{finished}}}\n"
+        f"local STATES = {{{states}}}\n"
+        f"local KEY = {{{layout}}}\n"
+        f"local EVENTS_MAXLEN = {int(defaults.EVENTS_MAXLEN)}\n"
+        f"local PUBLISH_MAX = {int(PUBLISH_MAX)}\n"
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def source(name: str) -> str:
+    """The whole text Redis runs for script ``name``."""
+    folder = resources.files("ladon_tasks.redis") / "scripts"
+    common = (folder / "common.lua").read_text(encoding="utf-8")
+    body = (folder / f"{name}.lua").read_text(encoding="utf-8")
+    return f"{header()}\n{common}\n-- {name}.lua\n{body}"
+
+
+def register(client: Any, name: str) -> Any:
+    """Script ``name`` bound to ``client`` (a ``redis.Redis``), callable as
+    ``script(keys=[...], args=[...])``."""
+    return client.register_script(source(name))
+
+
+def names() -> list[str]:
+    """Every script's name (``common`` is shared, not a script of its own)."""
+    folder = resources.files("ladon_tasks.redis") / "scripts"
+    return sorted(entry.name[:-4] for entry in folder.iterdir() if entry.name.endswith(".lua") and entry.name != "common.lua")

@@ -1,0 +1,95 @@
+-- Shared by every script (see scripts.py): the functions below run after a header that
+-- defines LEGAL, FINISHED, STATES (the state machine of model.py), KEY (the layout of
+-- keys.py) and the limits EVENTS_MAXLEN and PUBLISH_MAX. Every script takes the key
+-- prefix as ARGV[1].
+
+local P = ARGV[1]
+local CHANNEL = P .. KEY.finished
+
+local function rkey(id) return P .. KEY.task .. id end
+local function method_index(m) return P .. KEY.method_index .. m end
+local function owned_key(owner) return P .. KEY.owned .. owner end
+
+local function has_idempotency(raw) return raw and raw ~= '""' and raw ~= 'null' end
+
+local function idem_key(service, method, key)
+  return P .. KEY.idempotency .. redis.sha1hex(service .. '\n' .. method .. '\n' .. key)
+end
+
+local function to_table(flat)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+
+local function to_flat(t)
+  local flat = {}
+  for k, v in pairs(t) do flat[#flat + 1] = k; flat[#flat + 1] = v end
+  return flat
+end
+
+-- every value is a JSON text already: the record as one JSON object, no re-encoding
+local function to_json(t)
+  local parts = {}
+  for k, v in pairs(t) do
+    if k ~= 'job_entry' then parts[#parts + 1] = '"' .. k .. '":' .. v end
+  end
+  return '{' .. table.concat(parts, ',') .. '}'
+end
+
+-- The state an attempt sees, or nil when the attempt is not the record's current one.
+-- A queue worker does not write 'running' before a short body ends: an attempt newer
+-- than the record's count on a queued, not cancelled record is running unrecorded.
+local function state_for(t, attempt)
+  local state = cjson.decode(t.state)
+  if attempt == '' then return state, false end
+  local n, attempts = tonumber(attempt), tonumber(t.attempts or '0')
+  if state == 'running' and attempts == n then return state, false end
+  if state == 'queued' and attempts < n and t.cancel_requested ~= 'true' then return 'running', true end
+  return nil, false
+end
+
+-- one lifecycle event on the capped stream (ladon-tasks events follows it)
+local function emit(id, t, state)
+  redis.call('XADD', P .. KEY.events, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'task', id,
+             'service', cjson.decode(t.service), 'method', cjson.decode(t.method), 'state', state,
+             'attempt', t.attempts or '0', 'error', cjson.decode(t.error_type or '""'))
+end
+
+-- a task just finished: TTL on record and idempotency key, an event, waiters told (the
+-- record rides in the message when small, so a waiter need not read it back)
+local function finish(key, id, t, state)
+  local ttl_ms = math.floor(tonumber(t.result_ttl) * 1000)
+  local ikey = nil
+  if has_idempotency(t.idempotency_key) then
+    ikey = idem_key(cjson.decode(t.service), cjson.decode(t.method), cjson.decode(t.idempotency_key))
+    if redis.call('GET', ikey) ~= cjson.encode(id) then ikey = nil end
+  end
+  if ttl_ms <= 0 then
+    redis.call('DEL', key)
+    if ikey then redis.call('DEL', ikey) end
+    redis.call('ZREM', method_index(cjson.decode(t.method)), id)
+  else
+    local ttl = string.format('%d', ttl_ms)
+    redis.call('PEXPIRE', key, ttl)
+    if ikey then redis.call('PEXPIRE', ikey, ttl) end
+  end
+  emit(id, t, state)
+  local doc = to_json(t)
+  if #doc <= PUBLISH_MAX then redis.call('PUBLISH', CHANNEL, id .. '\n' .. doc)
+  else redis.call('PUBLISH', CHANNEL, id) end
+end
+
+-- progress/message kept back by report(): only onto the attempt that runs
+local function take_pending(changes, state, attempts, pending)
+  local started = nil
+  for i = 1, #pending, 4 do
+    local attempt, progress, message = pending[i], pending[i + 1], pending[i + 2]
+    if state == 'running' and (attempt == '' or tonumber(attempt) == attempts) then
+      if progress ~= '' then changes.progress = progress end
+      if message ~= '' then changes.message = message end
+      if pending[i + 3] ~= '' then started = pending[i + 3] end
+    end
+  end
+  return started
+end

@@ -1,0 +1,29 @@
+-- A new task: its record, its index entry and - for executor='queue' - its job, in one
+-- step, so a task is never recorded without its job nor queued without its record.
+-- ARGV: prefix, task_id, score (submitted_at), method, register_method ('1'|''),
+--       job stream|'', job JSON|'', then field, JSON, field, JSON... of the record.
+-- Returns false when created, or the existing record (flat) when the idempotency key
+-- names a task still retained.
+local id, score, method, stream = ARGV[2], ARGV[3], ARGV[4], ARGV[6]
+local key = rkey(id)
+local t = {}
+for i = 8, #ARGV, 2 do t[ARGV[i]] = ARGV[i + 1] end
+local ikey = nil
+if has_idempotency(t.idempotency_key) then
+  ikey = idem_key(cjson.decode(t.service), method, cjson.decode(t.idempotency_key))
+  local existing = redis.call('GET', ikey)
+  if existing then
+    local found = redis.call('HGETALL', rkey(cjson.decode(existing)))
+    if #found > 0 then return found end
+  end
+end
+if stream ~= '' then
+  t.job_entry = cjson.encode(stream .. ' ' .. redis.call('XADD', stream, '*', 'job', ARGV[7]))
+end
+redis.call('HSET', key, unpack(to_flat(t)))
+if ikey then redis.call('SET', ikey, cjson.encode(id)) end
+redis.call('ZADD', method_index(method), score, id)
+if ARGV[5] == '1' then redis.call('SADD', P .. KEY.methods, method) end
+local state = cjson.decode(t.state)
+if FINISHED[state] then finish(key, id, t, state) end
+return false

@@ -1,0 +1,19 @@
+-- Due retries move from the delayed set to their priority's stream, unless the task
+-- finished or was cancelled while it waited; the record learns its new entry, so a
+-- cancel can take it off the queue.
+-- ARGV: prefix, queue name, now (seconds); KEYS[1]: the queue's delayed set
+-- Returns how many due jobs were looked at.
+local name, now = ARGV[2], tonumber(ARGV[3])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)
+for _, member in ipairs(due) do
+  redis.call('ZREM', KEYS[1], member)
+  local job = cjson.decode(member)
+  local key = rkey(job['task_id'])
+  local state = redis.call('HGET', key, 'state')
+  if state == '"queued"' then
+    local stream = P .. KEY.queue .. name .. ':' .. string.format('%03d', tonumber(job['priority']))
+    local entry = redis.call('XADD', stream, '*', 'job', member)
+    redis.call('HSET', key, 'job_entry', cjson.encode(stream .. ' ' .. entry))
+  end
+end
+return #due
