@@ -18,8 +18,6 @@ from ladon_tasks import defaults
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from werkzeug.serving import run_simple
-
     from ladon_tasks.deployment import make_store, read_settings
     from ladon_tasks.wsgi import make_application
 
@@ -29,10 +27,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     runtime_settings = {
         "thread_workers": args.thread_workers,
         "process_workers": args.process_workers,
+        "owner_lease": args.lease,
         "store": make_store(settings),
     }
     application = make_application(
-        args.services, debug=args.debug, max_request_bytes=args.max_request_bytes, **runtime_settings
+        args.services, debug=args.debug, max_request_bytes=args.max_request_bytes, shutdown_grace=args.grace,
+        **runtime_settings,
     )
     if not args.no_dashboard:
         from ladon_tasks.dashboard import DashboardApp, mount
@@ -47,15 +47,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    run_simple(
-        args.host,
-        args.port,
-        application,
-        threaded=True,
-        use_reloader=args.reload,
-        extra_files=[path for path in args.services if os.path.exists(path)] if args.reload else None,
-    )
+    if args.reload:
+        from werkzeug.serving import run_simple
+
+        run_simple(args.host, args.port, application, threaded=True, use_reloader=True,
+                   extra_files=[path for path in args.services if os.path.exists(path)])
+        return 0
+    _serve_until_stopped(args.host, args.port, application, args.grace)
     return 0
+
+
+def _serve_until_stopped(host: str, port: int, application: object, grace: float) -> None:
+    """Serve until SIGTERM or SIGINT, then stop cleanly: new tasks are refused at once,
+    running bodies get ``grace`` seconds (progress and result calls are still answered
+    meanwhile), what is left is handed over or ended, and only then the server stops."""
+    import signal
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from ladon_tasks.runtime import get_runtime
+
+    server = make_server(host, port, application, threaded=True)  # type: ignore[arg-type]
+    stopping = threading.Event()
+
+    def stop() -> None:
+        get_runtime().shutdown(grace=grace)
+        server.shutdown()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            print(f"ladon-tasks: {signal.Signals(signum).name}: stopping (grace {grace:g}s)", file=sys.stderr,
+                  flush=True)
+            threading.Thread(target=stop, name="ladon-tasks-stop", daemon=True).start()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    server.serve_forever()
+    server.server_close()
 
 
 def _import_services(services: Sequence[str]) -> None:
@@ -89,7 +119,7 @@ def _redis_store(url: str | None):  # type: ignore[no-untyped-def]
 def cmd_worker(args: argparse.Namespace) -> int:
     from ladon_tasks.redis.queue import RedisQueue
     from ladon_tasks.expand import queue_priorities
-    from ladon_tasks.worker import ThreadWorker, Worker
+    from ladon_tasks.worker import Worker
 
     store = _redis_store(args.redis)
     _import_services(args.services)
@@ -97,9 +127,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         RedisQueue(store.client, store.prefix, name, lease_seconds=args.lease, levels=queue_priorities(name))
         for name in args.queues
     ]
-    kind = ThreadWorker if args.threads else Worker
-    worker = kind(store, queues, concurrency=args.concurrency, grace=args.grace)
-    print(f"ladon-tasks worker: {args.concurrency} slot(s) on {', '.join(args.queues)}", file=sys.stderr, flush=True)
+    worker = Worker(store, queues, concurrency=args.concurrency, grace=args.grace,
+                    runner="thread" if args.threads else "process")
+    print(f"ladon-tasks worker: {worker.size} slot(s) on {', '.join(args.queues)}", file=sys.stderr, flush=True)
     worker.run()
     store.close()
     return 0
@@ -264,12 +294,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--dashboard-token", default=None, help="require this token for the dashboard")
     serve.add_argument("--thread-workers", type=int, default=defaults.THREAD_WORKERS)
     serve.add_argument("--process-workers", type=int, default=defaults.PROCESS_WORKERS)
+    serve.add_argument("--grace", type=float, default=defaults.SHUTDOWN_GRACE,
+                       help="on SIGTERM/SIGINT, seconds running bodies may finish before their tasks are "
+                            f"handed over (default {defaults.SHUTDOWN_GRACE:g})")
+    serve.add_argument("--lease", type=float, default=defaults.OWNER_LEASE,
+                       help="with Redis, seconds after which another process takes over the tasks of this "
+                            f"one if it stops answering (default {defaults.OWNER_LEASE:g})")
     serve.set_defaults(handler=cmd_serve)
 
     worker = commands.add_parser("worker", help="run the bodies of executor='queue' tasks (any host)")
     worker.add_argument("services", nargs="+", metavar="MODULE_OR_PATH", help="the same services the server has")
     worker.add_argument("--redis", metavar="URL", default=None, help="default: $LADON_TASKS_REDIS_URL or $REDIS_HOST")
-    worker.add_argument("--concurrency", type=int, default=defaults.PROCESS_WORKERS, help="bodies run at once")
+    worker.add_argument("--concurrency", type=int, default=None,
+                        help=f"bodies run at once (default {defaults.PROCESS_WORKERS}, "
+                             f"with --threads {defaults.THREAD_WORKERS})")
     worker.add_argument("--queues", nargs="+", default=[defaults.QUEUE], metavar="NAME")
     worker.add_argument("--lease", type=float, default=defaults.LEASE_SECONDS,
                         help="seconds before a silent worker's task is handed out again")

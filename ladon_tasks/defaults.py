@@ -58,8 +58,9 @@ QUEUE = "default"
 #: handed out again. Shorter: faster recovery; longer: more tolerance for pauses.
 LEASE_SECONDS = 30.0
 
-#: Reissues after lost workers on top of ``retries``, before the task fails with
-#: ``WorkerLost``: a body that kills every worker it runs on must not loop forever.
+#: Attempts lost with their worker or web process (killed, stopped past its grace) that
+#: are run again on top of ``retries``, before the task fails with ``WorkerDied``: a body
+#: that kills every process it runs in must not loop forever.
 MAX_LOST_ATTEMPTS = 3
 
 #: Seconds between two reaper passes of a worker (expired leases, due retries).
@@ -76,3 +77,19 @@ EVENTS_MAXLEN = 10_000
 #: Largest request body the server reads, in bytes; a bigger Content-Length gets 413
 #: before anything is read, so an oversized request cannot exhaust memory.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+#: Seconds a process that runs bodies in process (thread, process executors) stays the
+#: owner of its tasks without renewing its lease (renewed every third of it). A process
+#: killed with SIGKILL has its tasks taken over by a live one this long after its last
+#: renewal. Shorter: faster recovery; longer: more tolerance for a frozen process.
+OWNER_LEASE = 10.0
+
+#: Seconds the task of a lost owner waits for a live process that serves its method
+#: before it fails with ``WorkerDied``; a process of the same service normally takes
+#: it over at once.
+ORPHAN_GRACE = 60.0
+
+#: Seconds a stopping server (SIGTERM, a mod_wsgi daemon shutting down) lets running
+#: bodies finish before it hands their tasks over. Under mod_wsgi keep it below the
+#: daemon's shutdown-timeout (5 s by default).
+SHUTDOWN_GRACE = 3.0

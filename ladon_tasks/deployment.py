@@ -13,6 +13,7 @@ import os
 import re
 from typing import Any, Mapping
 
+from ladon_tasks import defaults
 from ladon_tasks.stores.base import TaskStore
 
 SETTINGS = (
@@ -22,6 +23,8 @@ SETTINGS = (
     "LADON_TASKS_THREAD_WORKERS",
     "LADON_TASKS_PROCESS_WORKERS",
     "LADON_TASKS_DASHBOARD_TOKEN",
+    "LADON_TASKS_SHUTDOWN_GRACE",
+    "LADON_TASKS_OWNER_LEASE",
     "REDIS_HOST",
     "REDIS_PORT",
     "REDIS_USERNAME",
@@ -98,9 +101,12 @@ def build_from_settings(environ: Mapping[str, Any] | None = None, default_servic
     for name, key in (("LADON_TASKS_THREAD_WORKERS", "thread_workers"), ("LADON_TASKS_PROCESS_WORKERS", "process_workers")):
         if name in settings:
             runtime_settings[key] = int(settings[name])
+    if "LADON_TASKS_OWNER_LEASE" in settings:
+        runtime_settings["owner_lease"] = float(settings["LADON_TASKS_OWNER_LEASE"])
     application = make_application(
         services,
         debug=settings.get("LADON_TASKS_DEBUG", "") in ("1", "true", "yes"),
+        shutdown_grace=float(settings.get("LADON_TASKS_SHUTDOWN_GRACE", defaults.SHUTDOWN_GRACE)),
         **runtime_settings,
     )
     token = settings.get("LADON_TASKS_DASHBOARD_TOKEN")

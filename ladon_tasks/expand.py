@@ -54,6 +54,20 @@ def queue_priorities(queue: str) -> set[int]:
     }
 
 
+def declared_task_methods() -> list["TaskMethod"]:
+    """Every task method bound to a service class in this process so far."""
+    return list(_DECLARED)
+
+
+def find_task_method(service: str, method: str) -> "TaskMethod | None":
+    """The task method ``service.method`` declared in this process, if any: how a
+    process that takes over a lost task finds its body."""
+    for declared in reversed(_DECLARED):
+        if declared.ref.service == service and declared.name == method:
+            return declared
+    return None
+
+
 class TaskMethod:
     """Stands on the service class in place of the body; Python calls ``__set_name__``
     when the class is created, which is when the companion methods can be attached."""

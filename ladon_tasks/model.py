@@ -9,7 +9,9 @@ task never reports itself like a succeeded one (its progress is not forced to 1.
 from __future__ import annotations
 
 import enum
+import os
 import secrets
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +64,12 @@ def new_task_id() -> str:
     return secrets.token_hex(TASK_ID_BYTES)
 
 
+def new_owner_id() -> str:
+    """A name for this process that no other process, here or on another host, has:
+    ``host:pid:nonce`` (the nonce tells a restarted process with a reused pid apart)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
 def looks_like_task_id(value: object) -> bool:
     """Cheap shape check so malformed ids are told apart from unknown ones."""
     if not isinstance(value, str) or len(value) != TASK_ID_BYTES * 2:
@@ -101,6 +109,9 @@ class TaskRecord:
     priority: int = 100
     tags: list[str] = field(default_factory=list)
     idempotency_key: str = ""
+    #: The process holding the task while it waits or runs in process (``host:pid:nonce``);
+    #: empty for queued tasks, which the queue holds. See ``executors/local.py``.
+    owner: str = ""
     submitted_at: float = 0.0
     started_at: float = 0.0
     finished_at: float = 0.0

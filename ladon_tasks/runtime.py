@@ -7,25 +7,36 @@ about SOAP or JSON.
 
 The default runtime is embedded - in-process store, thread executor - and is created on
 first use; :func:`configure` replaces it before the first request.
+
+With a store other processes share, the runtime's :class:`~ladon_tasks.caretaker.Caretaker`
+keeps this process's owner lease and takes over the tasks of processes that died
+(:meth:`TaskRuntime.start_caretaking`, called when an application is made). A clean
+:meth:`TaskRuntime.shutdown` stops taking tasks, gives running bodies a grace period,
+then hands what is left over to live processes - or, with the in-process store, ends it
+with ``WorkerDied``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ladon_tasks import codec, defaults, faults
-from ladon_tasks.executors.base import Executor, Job
+from ladon_tasks.caretaker import Caretaker
+from ladon_tasks.executors.base import Executor, Job, Unfinished
 from ladon_tasks.executors.timers import Timers
-from ladon_tasks.model import TaskRecord, TaskState, looks_like_task_id, new_task_id
+from ladon_tasks.model import TaskRecord, TaskState, looks_like_task_id, new_owner_id, new_task_id
 from ladon_tasks.stores.base import StoreError, TaskStore
 from ladon_tasks.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
     from ladon_tasks.expand import TaskMethod
+
+log = logging.getLogger(__name__)
 
 
 class TaskRuntime:
@@ -37,6 +48,7 @@ class TaskRuntime:
         process_workers: int = defaults.PROCESS_WORKERS,
         wait_max: float = defaults.WAIT_MAX,
         max_args_bytes: int = defaults.MAX_ARGS_BYTES,
+        owner_lease: float = defaults.OWNER_LEASE,
     ) -> None:
         if thread_workers < 1 or process_workers < 1:
             raise ValueError("thread_workers and process_workers must be at least 1")
@@ -51,6 +63,11 @@ class TaskRuntime:
         self._executors: dict[tuple[str, int], Executor] = {}
         self._method_stores: dict[str, TaskStore] = {}
         self._lock = threading.Lock()
+        self._closing = False
+        self._closed = False
+        #: This process, as the owner of the tasks it runs in process (shared stores).
+        self.owner = new_owner_id()
+        self.caretaker = Caretaker(self.owner, self._can_run, self._resubmit, lease=owner_lease)
 
     # -- executors -----------------------------------------------------------------
 
@@ -70,20 +87,29 @@ class TaskRuntime:
     def executor(self, name: str, store: TaskStore | None = None) -> Executor:
         store = store if store is not None else self.store
         with self._lock:
+            if self._closing:
+                raise RuntimeError("the server is shutting down")
             executor = self._executors.get((name, id(store)))
             if executor is None:
                 executor = self._executors[(name, id(store))] = self._make_executor(name, store)
             return executor
 
     def _make_executor(self, name: str, store: TaskStore) -> Executor:
-        if name == "thread":
-            from ladon_tasks.executors.thread import ThreadExecutor
+        if name in ("thread", "process"):
+            from ladon_tasks.executors.local import LocalExecutor
 
-            return ThreadExecutor(store, self.timers, self.thread_workers)
-        if name == "process":
-            from ladon_tasks.executors.process import ProcessExecutor
+            if name == "thread":
+                from ladon_tasks.executors.thread import ThreadRunner
 
-            return ProcessExecutor(store, self.timers, self.process_workers)
+                runner, workers = ThreadRunner(), self.thread_workers
+            else:
+                from ladon_tasks.executors.process import ProcessRunner
+
+                runner, workers = ProcessRunner(), self.process_workers
+            shared = store.ownership() is not None
+            if shared:
+                self.caretaker.watch(store)  # the lease exists before the first task names it
+            return LocalExecutor(store, runner, workers, self.timers, owner=self.owner if shared else "")
         if name == "queue":
             from ladon_tasks.executors.queue import QueueExecutor
             from ladon_tasks.redis.queue import RedisQueue
@@ -94,15 +120,55 @@ class TaskRuntime:
             return QueueExecutor(make_queue=lambda queue_name: RedisQueue(client, prefix, queue_name))
         raise ValueError(f"unknown executor {name!r}")
 
-    def shutdown(self, wait: bool = True) -> None:
+    def start_caretaking(self) -> None:
+        """Keep this process's owner lease in every shared store the declared task
+        methods use, and take over tasks of dead processes from now on - not only once a
+        first task is started here (a restarted server must pick up what its previous
+        life left)."""
+        from ladon_tasks.expand import declared_task_methods
+
+        stores = {id(self.store): self.store}
+        for task_method in declared_task_methods():
+            store = self.store_for(task_method)
+            stores[id(store)] = store
+        for store in stores.values():
+            self.caretaker.watch(store)
+
+    def _can_run(self, record: TaskRecord) -> bool:
+        task_method = _find_task_method(record)
+        return task_method is not None and task_method.options.executor in ("thread", "process")
+
+    def _resubmit(self, store: TaskStore, record: TaskRecord) -> None:
+        """Run here a task taken over from a process that died."""
+        task_method = _find_task_method(record)
+        if task_method is None:
+            return
+        job = _job_for(task_method, record.task_id, record.args, {"LADON_METHOD_NAME": record.method})
+        try:
+            self.executor(task_method.options.executor, store).submit(job)
+        except RuntimeError as exc:  # shutting down: the hand-over at exit passes it on
+            log.info("task %s not run here: %s", record.task_id, exc)
+
+    def shutdown(self, wait: bool = True, grace: float = 0.0) -> None:
+        """Stop taking tasks; let running bodies finish for ``grace`` seconds; then hand
+        what is left over to live processes (shared store) or end it (in-process store)."""
         with self._lock:
-            executors = list(self._executors.values())
+            if self._closed:
+                return
+            self._closing = self._closed = True
+            executors = list(self._executors.items())
             self._executors.clear()
-        for executor in executors:
-            executor.shutdown(wait=wait)
+        self.caretaker.stop_taking_over()
+        unfinished: dict[int, list[Unfinished]] = {}
+        for (_, store_id), executor in executors:
+            unfinished.setdefault(store_id, []).extend(executor.close(grace if wait else 0.0))
+        self.caretaker.release("its server process stopped")
+        stores = [self.store, *self._method_stores.values()]
+        for store in stores:
+            if store.ownership() is None:
+                _end_unfinished(store, unfinished.get(id(store), []))
         self.timers.stop()
-        self.store.close()
-        for store in self._method_stores.values():
+        for store in stores:
             store.close()
 
     # -- operations ----------------------------------------------------------------
@@ -132,6 +198,8 @@ class TaskRuntime:
             raise faults.InvalidArgument("the idempotency key must be at most 200 printable characters")
         if not idempotency_key and options.idempotent:
             idempotency_key = "args:" + hashlib.sha256(args_bytes).hexdigest()
+        if self._closing:
+            raise faults.ExecutorUnavailable("task not started: the server is shutting down")
         new_id = new_task_id()
         record = TaskRecord(
             task_id=new_id,
@@ -146,16 +214,7 @@ class TaskRuntime:
             idempotency_key=idempotency_key,
         )
         store = self.store_for(task_method)
-        job = Job(
-            task_id=new_id,
-            ref=task_method.ref,
-            args=encoded_args,
-            priority=options.priority,
-            timeout=options.timeout,
-            retry_delay=float(options.retry_delay),
-            queue=options.queue,
-            ladon_kw=ladon_kw,
-        )
+        job = _job_for(task_method, new_id, encoded_args, ladon_kw)
         try:
             executor = self.executor(options.executor, store)
         except Exception as exc:
@@ -249,6 +308,41 @@ class TaskRuntime:
         if record is None:
             raise _unknown(task_id)
         return record
+
+
+def _job_for(task_method: "TaskMethod", task_id: str, encoded_args: Any, ladon_kw: dict[str, Any]) -> Job:
+    options = task_method.options
+    return Job(
+        task_id=task_id,
+        ref=task_method.ref,
+        args=encoded_args,
+        priority=options.priority,
+        timeout=options.timeout,
+        retry_delay=float(options.retry_delay),
+        queue=options.queue,
+        ladon_kw=ladon_kw,
+    )
+
+
+def _find_task_method(record: TaskRecord) -> "TaskMethod | None":
+    from ladon_tasks.expand import find_task_method
+
+    return find_task_method(record.service, record.method)
+
+
+def _end_unfinished(store: TaskStore, unfinished: list[Unfinished]) -> None:
+    """What a stopping server could not finish, when no other process can take it: a
+    clear end now, not a record that says ``running`` for as long as anyone asks."""
+    now = time.time()
+    for item in unfinished:
+        try:
+            store.transition(
+                item.job.task_id, TaskState.FAILED, attempt=item.attempt,
+                error_type="WorkerDied", error_message="its server process stopped before the task finished",
+                finished_at=now,
+            )
+        except StoreError:
+            pass
 
 
 def _check_task_id(task_id: Any) -> None:

@@ -15,6 +15,7 @@ a charset Python does not know gets ``415`` (Ladon would fail encoding even its 
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import logging
 import os
@@ -156,11 +157,13 @@ def make_application(
     catalog_name: str | None = None,
     catalog_desc: str | None = None,
     max_request_bytes: int = defaults.MAX_REQUEST_BYTES,
+    shutdown_grace: float = defaults.SHUTDOWN_GRACE,
     **runtime_settings: Any,
 ) -> FaultSafeApplication:
     """Import ``services`` (module names or ``.py`` paths) and return the application.
 
     ``max_request_bytes`` bounds a request body (larger ones get ``413`` unread).
+    ``shutdown_grace``: seconds running bodies may finish when the process stops.
 
     ``runtime_settings`` go to :class:`ladon_tasks.runtime.TaskRuntime` (``store``,
     ``thread_workers``, ``process_workers``, ``wait_max``, ``max_args_bytes``); without
@@ -184,4 +187,34 @@ def make_application(
     ladon_app = LadonWSGIApplication(
         module_names, paths or None, catalog_name=catalog_name, catalog_desc=catalog_desc
     )
+    get_runtime().start_caretaking()  # the services are imported: their lost tasks can run here
+    _shut_down_with_the_process(shutdown_grace)
     return FaultSafeApplication(ladon_app, debug=debug, max_request_bytes=max_request_bytes)
+
+
+_shutdown_hooked = False
+
+
+def _shut_down_with_the_process(grace: float) -> None:
+    """When this process stops cleanly, the runtime stops taking tasks, lets running
+    bodies finish for ``grace`` seconds and hands the rest over (or ends them). Under
+    mod_wsgi the daemon's shutdown event says so (a graceful restart, a recycled daemon,
+    Apache stopping); elsewhere the interpreter's exit does."""
+    global _shutdown_hooked
+    if _shutdown_hooked:
+        return
+    _shutdown_hooked = True
+
+    def shut_down(*_: Any, **__: Any) -> None:
+        get_runtime().shutdown(grace=grace)
+
+    try:
+        import mod_wsgi  # type: ignore[import-not-found]
+
+        subscribe = getattr(mod_wsgi, "subscribe_shutdown", None)
+    except ImportError:
+        subscribe = None
+    if subscribe is not None:
+        subscribe(shut_down)
+    else:
+        atexit.register(shut_down)

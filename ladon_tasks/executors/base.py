@@ -1,13 +1,11 @@
-"""What every executor shares: the job, running a body, and settling its outcome.
+"""What every executor shares: the job, and running a body.
 
 An executor decides *where* a body runs (a thread, a child process, a worker on another
-host). Everything else is the same for all of them and lives here:
-
-* :func:`run_body` - resolve the service method, decode the JSON arguments, call the
-  body with Ladon's ``kw`` tools, check and encode the result. It runs wherever the body
-  runs and reports through a :class:`Reporter`, so it never touches a store itself.
-* :func:`settle` - turn an :class:`Outcome` into the record's next state (succeeded,
-  failed, or queued again for a retry) in the store, fenced by attempt.
+host). What is the same for all of them lives here: the :class:`Job` that can cross a
+process boundary, and :func:`run_body` - resolve the service method, decode the JSON
+arguments, call the body with Ladon's ``kw`` tools, check and encode the result. It runs
+wherever the body runs and reports through a :class:`Reporter`, so it never touches a
+store itself. How an outcome reaches the store is :mod:`ladon_tasks.executors.settle`.
 """
 
 from __future__ import annotations
@@ -125,6 +123,10 @@ class Reporter(abc.ABC):
     def touch(self) -> None:
         """Extend the task's lease where the executor has one."""
 
+    def started(self) -> None:
+        """The body is about to be called: its module is imported and its arguments
+        decoded. Timeouts count from here."""
+
 
 def _task_tools(task_id: str, attempt: int, reporter: Reporter) -> dict[str, Callable[..., Any]]:
     """The ``kw`` helpers a body may call; ``update_progress`` is Ladon's own name."""
@@ -164,6 +166,7 @@ def run_body(job: Job, attempt: int, reporter: Reporter) -> Outcome:
         kw["LADON_METHOD_TC"] = codec.CONVERTER
         kw.update(_task_tools(job.task_id, attempt, reporter))
         service_instance = task_method.owner()
+        reporter.started()
         if task_method.accepts_kw:
             value = task_method.body(service_instance, *args, **kw)
         else:
@@ -182,54 +185,6 @@ def run_body(job: Job, attempt: int, reporter: Reporter) -> Outcome:
     except codec.CodecError as exc:
         return Outcome("failed", error_type="ReturnTypeMismatch", error_message=str(exc))
     return Outcome("succeeded", result=encoded)
-
-
-def retry_delay(attempt: int, base: float, maximum: float = defaults.RETRY_DELAY_MAX) -> float:
-    """Exponential backoff: ``base``, ``2*base``, ``4*base``... capped at ``maximum``."""
-    return min(maximum, base * (2 ** max(0, attempt - 1)))
-
-
-def settle(
-    store: TaskStore,
-    job: Job,
-    attempt: int,
-    outcome: Outcome,
-    retry: Callable[[Job, float], None],
-) -> None:
-    """Write an attempt's outcome to the store, or queue a retry.
-
-    ``interrupted`` writes nothing: whoever interrupted (cancel, timeout) already wrote
-    the final state. Every write is fenced by ``attempt``, so an answer from an attempt
-    that was superseded is dropped.
-    """
-    now = time.time()
-    if outcome.kind == "succeeded":
-        store.transition(
-            job.task_id, TaskState.SUCCEEDED, attempt=attempt,
-            result=outcome.result, progress=1.0, finished_at=now,
-        )
-        return
-    if outcome.kind != "failed":
-        return
-    record = store.get(job.task_id)
-    if record is None or record.finished or record.attempts > attempt:
-        return  # superseded (a queue worker's attempt may not be recorded yet: < is fine)
-    if attempt < record.max_attempts and not record.cancel_requested:
-        delay = retry_delay(attempt, job.retry_delay)
-        queued = store.transition(
-            job.task_id, TaskState.QUEUED, attempt=attempt,
-            message=f"retry {attempt + 1}/{record.max_attempts} in {delay:g}s after "
-            f"{outcome.error_type}: {outcome.error_message}",
-            error_type=outcome.error_type, error_message=outcome.error_message,
-        )
-        if queued is not None:
-            retry(job, delay)
-        return
-    store.transition(
-        job.task_id, TaskState.FAILED, attempt=attempt,
-        error_type=outcome.error_type, error_message=outcome.error_message,
-        error_traceback=outcome.traceback, finished_at=now,
-    )
 
 
 class Executor(abc.ABC):
@@ -258,23 +213,51 @@ class Executor(abc.ABC):
         next ``update_progress``, a child process is killed."""
 
     @abc.abstractmethod
-    def shutdown(self, wait: bool = True) -> None:
-        """Stop taking jobs; with ``wait``, let the running ones finish."""
+    def close(self, grace: float) -> list["Unfinished"]:
+        """Stop taking jobs, let running bodies finish for ``grace`` seconds, and return
+        what did not finish, for the caller to hand over or fail."""
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A job an executor gave up at shutdown: still running as attempt ``attempt``, or
+    never started (``attempt`` is ``None``)."""
+
+    job: Job
+    attempt: int | None
 
 
 class StoreReporter(Reporter):
-    """Reports straight into a store: for bodies running in the process that owns it."""
+    """Reports straight into a store: for bodies running in the process that owns it.
+    ``on_started`` and ``on_touch`` are the slot's: its timeout and its lease."""
 
-    def __init__(self, store: TaskStore, task_id: str, attempt: int) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        task_id: str,
+        attempt: int,
+        on_started: Callable[[], None] | None = None,
+        on_touch: Callable[[], None] | None = None,
+    ) -> None:
         self.store = store
         self.task_id = task_id
         self.attempt = attempt
+        self._on_started = on_started
+        self._on_touch = on_touch
 
     def progress(self, value: float | None, message: str | None) -> bool:
         return self.store.report(self.task_id, value, message, attempt=self.attempt)
 
     def should_stop(self) -> bool:
         return not self.store.report(self.task_id, attempt=self.attempt)
+
+    def started(self) -> None:
+        if self._on_started is not None:
+            self._on_started()
+
+    def touch(self) -> None:
+        if self._on_touch is not None:
+            self._on_touch()
 
 
 def time_out(store: TaskStore, job: Job, attempt: int) -> bool:

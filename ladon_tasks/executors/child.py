@@ -1,25 +1,42 @@
-"""The child side of the process executor: ``python -m ladon_tasks.executors.child R W``.
+"""The child side of the process runner: ``python -m ladon_tasks.executors.child R W PARENT``.
 
 Started with a fresh interpreter (never a fork of a threaded web server), it inherits
 only the two pipe descriptors it is given - never the server's listening socket - and
 runs one job at a time. Every message either way is one JSON document:
 
-* parent -> child: ``{"t": "path", "sys_path": [...]}`` once, then
+* parent -> child: ``{"t": "path", "sys_path": [...], "modules": [...]}`` once (the
+  modules are imported at once, while the child waits for its first job), then
   ``{"t": "job", "job": {...}, "attempt": n}``;
-* child -> parent: ``{"t": "progress", "p": 0.5, "m": "..."}`` and ``{"t": "touch"}``
-  any number of times, then ``{"t": "done", "outcome": {...}}``.
+* child -> parent: ``{"t": "started"}`` when the body is about to be called, then
+  ``{"t": "progress", "p": 0.5, "m": "..."}`` and ``{"t": "touch"}`` any number of
+  times, then ``{"t": "done", "outcome": {...}}``.
 
 The parent enforces cancel and timeout by killing this process, so the child needs no
-way to be told.
+way to be told. It never outlives the parent: on Linux the kernel kills it when the
+parent dies (``PR_SET_PDEATHSIG``), and a watcher thread checks the parent's pid where
+that is not available - a body must not run on when nothing watches its timeout or
+its cancel.
 """
 
 from __future__ import annotations
 
+import ctypes
+import importlib
 import json
+import logging
+import os
+import signal
 import sys
+import threading
 from multiprocessing.connection import Connection
 
 from ladon_tasks.executors.base import Job, Reporter, run_body
+
+#: Seconds between two checks that the parent is still there, where the kernel cannot
+#: be asked to do it.
+PARENT_CHECK_INTERVAL = 0.5
+
+_PR_SET_PDEATHSIG = 1
 
 
 class PipeReporter(Reporter):
@@ -33,6 +50,39 @@ class PipeReporter(Reporter):
     def touch(self) -> None:
         self.events.send_bytes(b'{"t": "touch"}')
 
+    def started(self) -> None:
+        self.events.send_bytes(b'{"t": "started"}')
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make sure this process ends when ``parent_pid`` does."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the watcher below is the only guard
+    if os.getppid() != parent_pid:  # the parent died before the kernel was told
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            threading.Event().wait(PARENT_CHECK_INTERVAL)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="ladon-tasks-parent-watch", daemon=True).start()
+
+
+def _prepare(message: dict) -> None:
+    for entry in reversed(message["sys_path"]):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    for module in message.get("modules", []):
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # the job that needs it reports the error properly
+            logging.getLogger(__name__).debug("preloading %s failed: %s", module, exc)
+
 
 def serve(jobs: Connection, events: Connection) -> None:
     reporter = PipeReporter(events)
@@ -42,15 +92,15 @@ def serve(jobs: Connection, events: Connection) -> None:
         except EOFError:
             return
         if message["t"] == "path":
-            for entry in reversed(message["sys_path"]):
-                if entry not in sys.path:
-                    sys.path.insert(0, entry)
+            _prepare(message)
         elif message["t"] == "job":
             outcome = run_body(Job.from_json(message["job"]), message["attempt"], reporter)
             events.send_bytes(json.dumps({"t": "done", "outcome": outcome.to_json()}).encode())
 
 
 def main(argv: list[str]) -> None:
+    if len(argv) > 2:
+        die_with_parent(int(argv[2]))
     jobs = Connection(int(argv[0]), writable=False)
     events = Connection(int(argv[1]), readable=False)
     serve(jobs, events)

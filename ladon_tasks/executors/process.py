@@ -1,15 +1,20 @@
-"""Bodies in a bounded pool of child processes, supervised from the server process.
+"""Bodies in child processes, one per slot, supervised by the slot's thread.
 
-Each pool slot is one worker thread owning one long-lived child
-(:mod:`ladon_tasks.executors.child`), started with a fresh interpreter rather than a
-fork, so a threaded web server is never forked and the child holds none of its sockets.
-Progress, messages and results come back as JSON over a pipe and the worker thread
-writes them to the store; the store never sees the child.
+Each slot owns one long-lived child (:mod:`ladon_tasks.executors.child`), started with a
+fresh interpreter rather than a fork, so a threaded server is never forked and the child
+holds none of its sockets. Progress, messages and results come back as JSON over a pipe
+and the slot writes them to the store; the store never sees the child.
 
-Cancel and timeout are enforced: the child is sent SIGTERM, then SIGKILL after a grace
-period, and the slot gets a new child for its next job. A child that dies on its own
-(``os._exit``, a signal, the OOM killer) fails its task with ``WorkerDied`` - retried
-like any failure if the task allows retries - and the pool keeps working.
+* **Enforced stops.** Cancel and timeout send the child SIGTERM, then SIGKILL after a
+  grace period. A child that dies on its own (``os._exit``, a signal, the OOM killer)
+  fails its task with ``WorkerDied`` - retried like any failure if the task allows.
+* **Timeouts count from the body's start.** The child says when the body is about to be
+  called, after its module is imported and its arguments decoded.
+* **Warm children.** A slot whose child was killed or died starts the next one at once,
+  and tells it the modules of the bodies seen so far, which it imports while idle: the
+  next job does not pay the start-up.
+* **No orphans.** A child dies with its supervisor, even one killed with SIGKILL (see
+  :mod:`ladon_tasks.executors.child`), so no body runs on unwatched.
 """
 
 from __future__ import annotations
@@ -25,10 +30,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 from ladon_tasks import defaults
-from ladon_tasks.executors.base import Job, Outcome
-from ladon_tasks.executors.pool import WorkerPool
-from ladon_tasks.executors.timers import Timers
-from ladon_tasks.stores.base import TaskStore
+from ladon_tasks.executors.base import Outcome
+from ladon_tasks.executors.slots import Attempt, Runner
 
 
 @dataclass
@@ -62,23 +65,21 @@ def _exit_description(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-class ProcessExecutor(WorkerPool):
+class ProcessRunner(Runner):
     name = "process"
 
     def __init__(
         self,
-        store: TaskStore,
-        timers: Timers,
-        workers: int = defaults.PROCESS_WORKERS,
         poll_interval: float = defaults.PROCESS_POLL_INTERVAL,
         kill_grace: float = defaults.PROCESS_KILL_GRACE,
         state_check_interval: float = defaults.STATE_CHECK_INTERVAL,
     ) -> None:
-        super().__init__(store, timers, workers)
         self.poll_interval = poll_interval
         self.state_check_interval = state_check_interval
         self.kill_grace = kill_grace
         self._children: dict[int, _Child] = {}
+        #: Modules of the bodies run so far: a new child imports them while it waits.
+        self._modules: dict[str, None] = {}
 
     # -- children ------------------------------------------------------------------
 
@@ -87,7 +88,8 @@ class ProcessExecutor(WorkerPool):
         events_read, events_write = os.pipe()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "ladon_tasks.executors.child", str(jobs_read), str(events_write)],
+                [sys.executable, "-m", "ladon_tasks.executors.child", str(jobs_read), str(events_write),
+                 str(os.getpid())],
                 pass_fds=(jobs_read, events_write),
                 close_fds=True,
                 stdin=subprocess.DEVNULL,
@@ -96,19 +98,21 @@ class ProcessExecutor(WorkerPool):
             os.close(jobs_read)
             os.close(events_write)
         child = _Child(process, Connection(jobs_write, readable=False), Connection(events_read, writable=False))
-        child.jobs.send_bytes(json.dumps({"t": "path", "sys_path": [p for p in sys.path if p]}).encode())
+        child.jobs.send_bytes(json.dumps({
+            "t": "path", "sys_path": [p for p in sys.path if p], "modules": list(self._modules),
+        }).encode())
         return child
 
-    def _child(self, index: int) -> _Child:
-        child = self._children.get(index)
+    def _child(self, slot: int) -> _Child:
+        child = self._children.get(slot)
         if child is None or not child.alive():
             if child is not None:
                 child.close()
-            child = self._children[index] = self._spawn()
+            child = self._children[slot] = self._spawn()
         return child
 
-    def _discard(self, index: int) -> None:
-        child = self._children.pop(index, None)
+    def _discard(self, slot: int) -> None:
+        child = self._children.pop(slot, None)
         if child is None:
             return
         if child.alive():
@@ -116,76 +120,79 @@ class ProcessExecutor(WorkerPool):
         child.process.wait()
         child.close()
 
-    # -- WorkerPool ----------------------------------------------------------------
+    # -- Runner --------------------------------------------------------------------
 
-    def _execute(self, index: int, job: Job, attempt: int) -> Outcome:
-        child = self._child(index)
+    def run(self, slot: int, attempt: Attempt) -> Outcome:
+        job = attempt.job
+        self._modules[job.ref.module] = None
+        child = self._child(slot)
         with child.lock:
             child.task_id = job.task_id
             child.stop_requested_at = 0.0
         try:
-            child.jobs.send_bytes(json.dumps({"t": "job", "job": job.to_json(), "attempt": attempt}).encode())
-            return self._supervise(index, child, job, attempt)
+            child.jobs.send_bytes(json.dumps({"t": "job", "job": job.to_json(), "attempt": attempt.number}).encode())
+            return self._supervise(slot, child, attempt)
         except (OSError, EOFError):
-            return self._after_death(index, child)
+            return self._after_death(slot, child)
         finally:
             with child.lock:
                 child.task_id = ""
+            if slot not in self._children:  # killed or dead: warm the next one now
+                self._children[slot] = self._spawn()
 
-    def _supervise(self, index: int, child: _Child, job: Job, attempt: int) -> Outcome:
+    def _supervise(self, slot: int, child: _Child, attempt: Attempt) -> Outcome:
+        job, store = attempt.job, attempt.store
         next_state_check = time.monotonic() + self.state_check_interval
         while True:
             if child.stop_requested_at:
                 if child.alive() and time.monotonic() - child.stop_requested_at > self.kill_grace:
                     child.process.kill()
                 if not child.alive():
-                    self._discard(index)
+                    self._discard(slot)
                     return Outcome("interrupted")
             if not child.events.poll(self.poll_interval):
                 if not child.alive() and not child.events.poll(0):
-                    return self._after_death(index, child)
+                    return self._after_death(slot, child)
                 if time.monotonic() >= next_state_check:
                     # A body that never reports must still be stopped when its task was
                     # cancelled elsewhere (another web-server process, another host).
                     next_state_check = time.monotonic() + self.state_check_interval
-                    if not self.store.report(job.task_id, attempt=attempt):
+                    if not store.report(job.task_id, attempt=attempt.number):
                         self._request_stop(child, job.task_id)
                 continue
             last_progress = None
             while True:  # drain what is there; only the latest progress matters
                 message = json.loads(child.events.recv_bytes())
-                if message["t"] == "touch":
-                    self._touch(index, job)
-                    if not child.events.poll(0):
-                        break
-                    continue
-                if message["t"] == "done":
+                kind = message["t"]
+                if kind == "done":
                     if last_progress is not None:
-                        self.store.report(job.task_id, last_progress["p"], last_progress["m"], attempt=attempt)
+                        store.report(job.task_id, last_progress["p"], last_progress["m"], attempt=attempt.number)
                     return Outcome.from_json(message["outcome"])
-                if last_progress is not None and message["m"] is None and last_progress["m"] is not None:
-                    message["m"] = last_progress["m"]
-                last_progress = message
+                if kind == "started":
+                    attempt.started()
+                elif kind == "touch":
+                    attempt.touch()
+                else:
+                    if last_progress is not None and message["m"] is None and last_progress["m"] is not None:
+                        message["m"] = last_progress["m"]
+                    last_progress = message
                 if not child.events.poll(0):
                     break
-            if last_progress is not None and not self.store.report(
-                job.task_id, last_progress["p"], last_progress["m"], attempt=attempt
+            if last_progress is not None and not store.report(
+                job.task_id, last_progress["p"], last_progress["m"], attempt=attempt.number
             ):
                 self._request_stop(child, job.task_id)
 
-    def _after_death(self, index: int, child: _Child) -> Outcome:
+    def _after_death(self, slot: int, child: _Child) -> Outcome:
         if child.stop_requested_at:
-            self._discard(index)
+            self._discard(slot)
             return Outcome("interrupted")
         code = child.process.wait()
-        self._discard(index)
+        self._discard(slot)
         return Outcome(
             "failed", error_type="WorkerDied",
             error_message=f"the task's process {_exit_description(code)}",
         )
-
-    def _touch(self, index: int, job: Job) -> None:
-        """The body asked for more time; only executors with leases act on it."""
 
     def _request_stop(self, child: _Child, task_id: str) -> None:
         with child.lock:
@@ -195,8 +202,8 @@ class ProcessExecutor(WorkerPool):
         if child.alive():
             child.process.terminate()
 
-    def _enforce_stop(self, index: int, task_id: str) -> None:
-        child = self._children.get(index)
+    def stop(self, slot: int, task_id: str) -> None:
+        child = self._children.get(slot)
         if child is not None:
             self._request_stop(child, task_id)
 
@@ -204,8 +211,14 @@ class ProcessExecutor(WorkerPool):
         for child in list(self._children.values()):
             self._request_stop(child, task_id)
 
-    def _stop_worker(self, index: int) -> None:
-        child = self._children.pop(index, None)
+    def kill(self, slot: int) -> None:
+        """Stop the slot's child at once (a worker leaving without its grace)."""
+        child = self._children.get(slot)
+        if child is not None and child.alive():
+            child.process.kill()
+
+    def leave(self, slot: int) -> None:
+        child = self._children.pop(slot, None)
         if child is not None:
             child.close()  # the child reads EOF and exits
             try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ladon_tasks.executors.base import Executor, Job
+from ladon_tasks.executors.base import Executor, Job, Unfinished
 from ladon_tasks.model import TaskRecord
 from ladon_tasks.redis.queue import RedisQueue
 from ladon_tasks.stores.base import TaskStore
@@ -38,5 +38,5 @@ class QueueExecutor(Executor):
     def submit(self, job: Job) -> None:
         self.queue(job.queue).requeue(job)
 
-    def shutdown(self, wait: bool = True) -> None:
-        pass
+    def close(self, grace: float) -> list[Unfinished]:
+        return []  # nothing runs here: queued jobs wait in Redis for any worker

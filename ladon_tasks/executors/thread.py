@@ -1,25 +1,22 @@
-"""Bodies on a bounded pool of threads in the web-server process: the default.
+"""Bodies in the slot's own thread: the default, in the web-server process (and in
+``ladon-tasks worker --threads``).
 
 Cancel and timeout are cooperative: the record is marked at once, and the body is
 interrupted at its next ``update_progress`` (or sees ``kw['is_cancelled']()``). A body
-that never reports keeps its thread until it returns; its late result is dropped.
-For bodies that must be stopped hard, or that hold the GIL, use ``executor='process'``.
+that never reports keeps its thread until it returns; its late result is dropped by the
+attempt fence. For bodies that must be stopped hard, or that hold the GIL, use
+``executor='process'``.
 """
 
 from __future__ import annotations
 
-from ladon_tasks import defaults
-from ladon_tasks.executors.base import Job, Outcome, StoreReporter, run_body
-from ladon_tasks.executors.pool import WorkerPool
-from ladon_tasks.executors.timers import Timers
-from ladon_tasks.stores.base import TaskStore
+from ladon_tasks.executors.base import Outcome, StoreReporter, run_body
+from ladon_tasks.executors.slots import Attempt, Runner
 
 
-class ThreadExecutor(WorkerPool):
+class ThreadRunner(Runner):
     name = "thread"
 
-    def __init__(self, store: TaskStore, timers: Timers, workers: int = defaults.THREAD_WORKERS) -> None:
-        super().__init__(store, timers, workers)
-
-    def _execute(self, index: int, job: Job, attempt: int) -> Outcome:
-        return run_body(job, attempt, StoreReporter(self.store, job.task_id, attempt))
+    def run(self, slot: int, attempt: Attempt) -> Outcome:
+        reporter = StoreReporter(attempt.store, attempt.job.task_id, attempt.number, attempt.started, attempt.touch)
+        return run_body(attempt.job, attempt.number, reporter)

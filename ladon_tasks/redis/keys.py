@@ -31,6 +31,9 @@ from dataclasses import dataclass
 #: Where a deployment's keys start when it names no prefix.
 DEFAULT_PREFIX = "ladon-tasks:"
 
+#: The consumer group every worker of every host reads the job streams through.
+GROUP = "workers"
+
 #: The parts after the prefix, by name: the table the Lua scripts receive.
 LAYOUT: dict[str, str] = {
     "task": "task:",

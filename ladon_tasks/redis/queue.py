@@ -14,9 +14,18 @@ command: a worker that dies after reading leaves an entry whose idle time grows,
 :meth:`RedisQueue.reap` takes it over (``XCLAIM`` with a minimum idle time, so one reaper
 wins) and queues the job again as the next attempt. A running worker keeps its leases
 fresh by claiming its own entries again (``XCLAIM ... JUSTID``); a body's ``touch()`` does
-the same for its entry. The start of a task writes its record and its entry in one
-script (:meth:`RedisStore.create` with ``enqueue``), so neither exists without the other.
-Whether a late attempt may still write is decided by the store's attempt fence.
+the same for its entry. Whether a late attempt may still write is decided by the store's
+attempt fence.
+
+Every step that moves a record and its job together is one script, so no crash and no
+Redis error between two calls can leave a task without its job or a job without its
+task: the start writes record and entry (``create``); the finish writes the outcome and
+acknowledges the entry; a retry moves the record back to ``queued`` and its next
+attempt into the delayed set; a reissue or a hand-back moves it back to ``queued`` and
+adds the next attempt's entry - each acknowledging the old entry in the same step
+(``transition`` with a :class:`~ladon_tasks.stores.base.JobChange`). A job read but not
+started goes back as it was (``requeue``), and a due retry moves to its stream
+(``move_due``).
 
 Acknowledged entries are trimmed (``XTRIM MINID``) by the workers' housekeeping, up to
 the oldest entry still pending or not yet delivered.
@@ -38,16 +47,14 @@ from ladon_tasks.executors.base import Job
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.redis import scripts
 from ladon_tasks.redis.connection import as_text
-from ladon_tasks.redis.keys import Keys
-from ladon_tasks.stores.base import StoreError, TaskStore
+from ladon_tasks.redis.keys import GROUP, Keys
+from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
 
 log = logging.getLogger(__name__)
 
-#: The consumer group every worker of every host reads through.
-GROUP = "workers"
-
 #: Expired leases taken over per stream and reaper pass.
 REAP_BATCH = 100
+
 
 def encode_job(job: Job) -> str:
     return codec.dumps(job.to_json())
@@ -109,15 +116,38 @@ class RedisQueue:
         """The stream and payload a new task's job goes to (see ``RedisStore.create``)."""
         return self.stream_for(job.priority), encode_job(job)
 
-    def requeue(self, job: Job) -> None:
-        """Queue a job again, as the attempt it carries."""
+    def requeue(self, job: Job, claim: Claim | None = None) -> None:
+        """Queue a job again as the attempt it carries, if its task still waits; with
+        ``claim``, the entry it was read from is acknowledged in the same step."""
+        old_stream, old_entry = (claim.stream, claim.entry) if claim is not None else (self.stream_for(job.priority), "")
         self._call(
             "requeue", self._requeue,
-            keys=[self.stream_for(job.priority), self.keys.task(job.task_id)], args=[self.prefix, encode_job(job)],
+            keys=[self.stream_for(job.priority), self.keys.task(job.task_id), old_stream],
+            args=[self.prefix, encode_job(job), old_entry],
         )
 
-    def schedule(self, job: Job, delay: float) -> None:
-        self._call("schedule", self.client.zadd, self.delayed_key, {encode_job(job): time.time() + delay})
+    # -- job moves that go with a record change (JobChange) ---------------------------
+
+    @staticmethod
+    def release(claim: Claim) -> JobChange:
+        """The entry is acknowledged with the outcome's write."""
+        return JobChange(release=(claim.stream, claim.entry))
+
+    def retry_later(self, claim: Claim, delay: float) -> JobChange:
+        """The entry is acknowledged and the next attempt waits ``delay`` seconds in the
+        delayed set, with the move back to ``queued``."""
+        return JobChange(
+            release=(claim.stream, claim.entry),
+            delay=(self.delayed_key, encode_job(claim.job.next_attempt()), time.time() + delay),
+        )
+
+    def run_again(self, claim: Claim) -> JobChange:
+        """The entry is acknowledged and the next attempt queued, with the move back to
+        ``queued`` (a reissue, a hand-back)."""
+        following = claim.job.next_attempt()
+        return JobChange(
+            release=(claim.stream, claim.entry), enqueue=(self.stream_for(following.priority), encode_job(following))
+        )
 
     # -- workers -------------------------------------------------------------------
 
@@ -222,26 +252,39 @@ class RedisQueue:
         return reissued
 
     def _reissue(self, store: TaskStore, claim: Claim, max_lost: int) -> int:
+        return int(self.reissue(store, claim, f"the worker running attempt {claim.job.attempt} stopped answering",
+                                max_lost) == "reissued")
+
+    def reissue(self, store: TaskStore, claim: Claim, reason: str, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
+                what: str = "reissued") -> str:
+        """The attempt ``claim`` holds will not finish where it ran: queue the next one,
+        or - its lost attempts spent - fail the task with ``WorkerDied``; the entry is
+        acknowledged in the same step. Returns what was done: ``reissued``, ``failed``,
+        ``cancelled`` or ``acknowledged`` (the task had finished or moved on)."""
         job = claim.job
         record: TaskRecord | None = store.get(job.task_id)
-        again = 0
-        if record is not None and not record.finished and record.attempts <= job.attempt:
-            if job.attempt >= record.max_attempts + max_lost:
-                store.transition(
-                    job.task_id, TaskState.FAILED, attempt=job.attempt,
-                    error_type="WorkerLost",
-                    error_message=f"the worker running attempt {job.attempt} stopped answering",
-                    finished_at=time.time(),
-                )
-            elif store.transition(
-                job.task_id, TaskState.QUEUED, attempt=job.attempt,
-                message=f"reissued: the worker running attempt {job.attempt} stopped answering",
-            ) is not None:
-                self.requeue(job.next_attempt())
-                again = 1
-                log.warning("reissued task %s after its lease ran out", job.task_id)
-        self.ack([claim])
-        return again
+        if record is None or record.finished or record.attempts > job.attempt:
+            self.ack([claim])
+            return "acknowledged"
+        now = time.time()
+        if record.cancel_requested:
+            done = store.transition(job.task_id, TaskState.CANCELLED, attempt=job.attempt,
+                                    job=self.release(claim), finished_at=now)
+            return "cancelled" if done is not None else "acknowledged"
+        if job.attempt >= record.max_attempts + max_lost:
+            done = store.transition(
+                job.task_id, TaskState.FAILED, attempt=job.attempt, job=self.release(claim),
+                error_type="WorkerDied", error_message=f"{reason}; attempt {job.attempt} was its last",
+                finished_at=now,
+            )
+            return "failed" if done is not None else "acknowledged"
+        moved = store.transition(
+            job.task_id, TaskState.QUEUED, attempt=job.attempt, job=self.run_again(claim), message=f"{what}: {reason}",
+        )
+        if moved is None:
+            return "acknowledged"
+        log.warning("task %s %s: %s; attempt %d queued", job.task_id, what, reason, job.attempt + 1)
+        return "reissued"
 
     def trim(self) -> None:
         """Drop acknowledged entries: everything older than the oldest entry that is

@@ -5,7 +5,7 @@ Each script lives in ``scripts/<name>.lua`` with a comment saying what its ``KEY
 
 1. a header generated here from Python, so the two sides never disagree: the state
    machine of :mod:`ladon_tasks.model` (``LEGAL``, ``FINISHED``, ``STATES``), the key
-   layout of :mod:`ladon_tasks.redis.keys` (``KEY``) and the limits below;
+   layout of :mod:`ladon_tasks.redis.keys` (``KEY``, ``GROUP``) and the limits below;
 2. ``common.lua``, the functions every script shares;
 3. the script itself.
 
@@ -21,7 +21,7 @@ from typing import Any
 
 from ladon_tasks import defaults
 from ladon_tasks.model import FINISHED_STATES, TRANSITIONS, TaskState
-from ladon_tasks.redis.keys import LAYOUT
+from ladon_tasks.redis.keys import GROUP, LAYOUT
 
 #: A finished record up to this many bytes of JSON rides in its finish message, so a
 #: waiter in another process has it without reading it back; bigger ones send the id.
@@ -48,6 +48,7 @@ def header() -> str:
         f"local FINISHED = {{{finished}}}\n"
         f"local STATES = {{{states}}}\n"
         f"local KEY = {{{layout}}}\n"
+        f"local GROUP = {_lua_string(GROUP)}\n"
         f"local EVENTS_MAXLEN = {int(defaults.EVENTS_MAXLEN)}\n"
         f"local PUBLISH_MAX = {int(PUBLISH_MAX)}\n"
     )

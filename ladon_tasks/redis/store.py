@@ -69,8 +69,9 @@ from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.redis import scripts
 from ladon_tasks.redis.connection import DEFAULT_URL, as_text, connect, describe_location, url_from_environment
 from ladon_tasks.redis.keys import DEFAULT_PREFIX, Keys
+from ladon_tasks.redis.owners import RedisOwnership
 from ladon_tasks.redis.scripts import PUBLISH_MAX
-from ladon_tasks.stores.base import StoreError, TaskStore
+from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ _FIELDS = frozenset(TaskRecord.__dataclass_fields__)
 #: reader falls back to the default, and no script reads them before they are set):
 #: about a third less memory per task, most of it per finished task kept for result_ttl.
 _OMITTED_WHEN_DEFAULT = frozenset({
-    "message", "error_type", "error_message", "error_traceback", "idempotency_key", "tags",
+    "message", "error_type", "error_message", "error_traceback", "idempotency_key", "tags", "owner",
     "cancel_requested", "result", "progress", "started_at", "finished_at",
 })
 _DEFAULTS = TaskRecord(task_id="", service="", method="").to_json()
@@ -137,6 +138,20 @@ def _flat_size(flat: Any) -> int:
     """About how many bytes of JSON a record read as HGETALL's answer holds."""
     values = flat.values() if isinstance(flat, dict) else flat
     return sum(len(value) for value in values)
+
+
+def _job_ops(job: JobChange | None) -> list[str]:
+    """A :class:`JobChange` as the transition script's operations, four values each."""
+    if job is None:
+        return []
+    ops: list[str] = []
+    if job.release is not None:
+        ops += ["ack", job.release[0], job.release[1], ""]
+    if job.enqueue is not None:
+        ops += ["enqueue", job.enqueue[0], job.enqueue[1], ""]
+    if job.delay is not None:
+        ops += ["delay", job.delay[0], job.delay[1], repr(float(job.delay[2]))]
+    return ops
 
 
 def _encode_changes(changes: Mapping[str, Any]) -> list[str]:
@@ -233,6 +248,7 @@ class RedisStore(TaskStore):
         self._cancel = scripts.register(self._redis, "cancel")
         self._list = scripts.register(self._redis, "list")
         self._sweep = scripts.register(self._redis, "sweep")
+        self._ownership = RedisOwnership(self._redis, prefix, self._errors, _decode_record)
         self._next_sweep = time.monotonic() + SWEEP_INTERVAL
         self._sweep_cursors: dict[str, int] = {}
         self._methods_registered: dict[str, float] = {}
@@ -274,6 +290,9 @@ class RedisStore(TaskStore):
         :attr:`prefix` in the same Redis, such as the worker queues. Blocking commands on
         it must time out within the socket timeout (5 s unless configured)."""
         return self._redis
+
+    def ownership(self) -> RedisOwnership:
+        return self._ownership
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -403,15 +422,24 @@ class RedisStore(TaskStore):
             log.debug("sweeping task indexes at %s: %s", self.location, exc)
 
     def transition(
-        self, task_id: str, target: TaskState, *, attempt: int | None = None, **changes: Any
+        self,
+        task_id: str,
+        target: TaskState,
+        *,
+        attempt: int | None = None,
+        owner: str | None = None,
+        job: JobChange | None = None,
+        **changes: Any,
     ) -> TaskRecord | None:
         target = TaskState(target)
         encoded = _encode_changes(changes)
+        ops = _job_ops(job)
         with self._pending_for(task_id) as pending, self._errors(f"moving task {task_id} to {target.value}"):
             flat = self._transition(
                 args=[
                     self.prefix, task_id, target.value, "" if attempt is None else str(attempt),
-                    repr(time.time()), str(len(pending) // 4), *pending, *encoded,
+                    owner or "", repr(time.time()),
+                    str(len(pending) // 4), *pending, str(len(ops) // 4), *ops, *encoded,
                 ]
             )
         return self._remember(_decode_record(flat), _flat_size(flat)) if flat else None

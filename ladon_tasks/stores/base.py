@@ -19,9 +19,27 @@ Rules every backend enforces:
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ladon_tasks.model import TaskRecord, TaskState
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """What happens to a task's queued job in the same atomic step as a change of its
+    record. Only a store that holds queues too (the Redis backend) accepts one; it is how
+    a worker finishes, retries or hands back a task without a moment in which the record
+    and the job disagree.
+
+    ``release``: the (stream, entry) a worker read, acknowledged whatever the answer;
+    ``enqueue``: (stream, job JSON) added when the change is made; ``delay``: (delayed
+    set, job JSON, due time in seconds) added when the change is made.
+    """
+
+    release: tuple[str, str] | None = None
+    enqueue: tuple[str, str] | None = None
+    delay: tuple[str, str, float] | None = None
 
 
 class TaskStore(abc.ABC):
@@ -43,14 +61,19 @@ class TaskStore(abc.ABC):
         target: TaskState,
         *,
         attempt: int | None = None,
+        owner: str | None = None,
+        job: JobChange | None = None,
         **changes: Any,
     ) -> TaskRecord | None:
-        """Move to ``target`` and apply ``changes`` in one atomic step.
+        """Move to ``target`` and apply ``changes`` in one atomic step (with ``job``, the
+        task's job moves in the same step).
 
         Returns the new record, or ``None`` when the task is unknown, the move is not
-        legal from the current state, or ``attempt`` is given and the task is not
+        legal from the current state, ``attempt`` is given and the task is not
         ``running`` that very attempt (a write on behalf of an attempt is only valid
-        while that attempt runs). Moving to ``running`` counts a new attempt.
+        while that attempt runs), or ``owner`` is given and the record names another
+        owner (a process that was taken for dead does not start a task twice). Moving to
+        ``running`` counts a new attempt.
         """
 
     @abc.abstractmethod
@@ -93,8 +116,41 @@ class TaskStore(abc.ABC):
     ) -> list[TaskRecord]:
         """Newest first, filtered by state and method name."""
 
+    def ownership(self) -> "Ownership | None":
+        """Owner leases, for a store that several processes share; ``None`` for a store
+        only this process sees (nobody else could take its tasks over)."""
+        return None
+
     def close(self) -> None:
         """Release connections and threads; the store is not used afterwards."""
+
+
+class Ownership(abc.ABC):
+    """Which live process holds the tasks that run in process, in a shared store.
+
+    Every process that runs bodies in process renews its lease (:meth:`renew`) well
+    within ``lease`` seconds; any live process looks for owners whose lease ran out
+    (:meth:`expired`) and takes their tasks over (:meth:`adopt`), one atomic step each.
+    A process that leaves cleanly hands its tasks over at once (:meth:`release`)."""
+
+    @abc.abstractmethod
+    def renew(self, owner: str, lease: float) -> None:
+        """``owner`` is alive for ``lease`` more seconds."""
+
+    @abc.abstractmethod
+    def expired(self, owners: int = 10, tasks: int = 100) -> list[tuple[str, float, list[str]]]:
+        """Up to ``owners`` owners whose lease ran out: (owner, seconds since, task ids)."""
+
+    @abc.abstractmethod
+    def adopt(self, task_id: str, dead: str, new: str, max_lost: int, reason: str) -> TaskRecord | None:
+        """Queue the dead owner's task again under ``new`` (``""``: no live process can run
+        it, so it fails), unless its lost attempts are spent (it fails). ``None`` when it
+        was gone, finished or adopted already."""
+
+    @abc.abstractmethod
+    def release(self, owner: str, max_lost: int, reason: str) -> int:
+        """``owner`` leaves: its running tasks go back to ``queued`` (or fail, their lost
+        attempts spent) and its lease ends now. Returns how many were handed over."""
 
 
 class StoreError(Exception):

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 from ladon_tasks import defaults
 from ladon_tasks.model import IllegalTransition, TaskRecord, TaskState, check_transition
-from ladon_tasks.stores.base import TaskStore
+from ladon_tasks.stores.base import JobChange, TaskStore
 
 
 class MemoryStore(TaskStore):
@@ -83,13 +83,24 @@ class MemoryStore(TaskStore):
             return record.copy() if record is not None else None
 
     def transition(
-        self, task_id: str, target: TaskState, *, attempt: int | None = None, **changes: Any
+        self,
+        task_id: str,
+        target: TaskState,
+        *,
+        attempt: int | None = None,
+        owner: str | None = None,
+        job: JobChange | None = None,
+        **changes: Any,
     ) -> TaskRecord | None:
+        if job is not None:
+            raise ValueError("the in-process store holds no job queues: executor='queue' needs Redis")
         with self._lock:
             record = self._live(task_id)
             if record is None:
                 return None
             if attempt is not None and (record.attempts != attempt or record.state is not TaskState.RUNNING):
+                return None
+            if owner is not None and record.owner != owner:
                 return None
             try:
                 check_transition(record.state, target)

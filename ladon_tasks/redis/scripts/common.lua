@@ -11,6 +11,7 @@ local function method_index(m) return P .. KEY.method_index .. m end
 local function owned_key(owner) return P .. KEY.owned .. owner end
 
 local function has_idempotency(raw) return raw and raw ~= '""' and raw ~= 'null' end
+local function has_owner(t) return t.owner and t.owner ~= '""' end
 
 local function idem_key(service, method, key)
   return P .. KEY.idempotency .. redis.sha1hex(service .. '\n' .. method .. '\n' .. key)
@@ -65,6 +66,7 @@ local function finish(key, id, t, state)
     ikey = idem_key(cjson.decode(t.service), cjson.decode(t.method), cjson.decode(t.idempotency_key))
     if redis.call('GET', ikey) ~= cjson.encode(id) then ikey = nil end
   end
+  if has_owner(t) then redis.call('SREM', owned_key(cjson.decode(t.owner)), id) end
   if ttl_ms <= 0 then
     redis.call('DEL', key)
     if ikey then redis.call('DEL', ikey) end

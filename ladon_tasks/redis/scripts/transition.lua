@@ -1,21 +1,38 @@
 -- A state change, checked against the state machine and fenced by attempt; progress kept
--- back by report() lands first. Moving to 'running' counts a new attempt.
--- ARGV: prefix, task_id, target state, attempt|'', now, n_pending,
---       (attempt, progress, message, started) * n_pending, then field, JSON, ...
+-- back by report() lands first. Moving to 'running' counts a new attempt. The task's job
+-- moves in the same step (see JobChange in stores/base.py): an entry a worker read is
+-- acknowledged whatever the answer, a new entry or a delayed retry is added only if the
+-- change is made - so no crash or error between two calls can orphan a task.
+-- ARGV: prefix, task_id, target state, attempt|'', owner|'', now,
+--       n_pending, (attempt, progress, message, started) * n_pending,
+--       n_ops, (kind, key, value, extra) * n_ops   with kind one of
+--         'ack' (stream, entry id, ''), 'enqueue' (stream, job JSON, ''),
+--         'delay' (delayed set, job JSON, due time in seconds),
+--       then field, JSON, field, JSON... of the record.
 -- Returns the new record (flat), or false: unknown task, illegal move, stale attempt.
-local id, target, attempt, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local n_pending = tonumber(ARGV[6])
+local id, target, attempt, owner, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local n_pending = tonumber(ARGV[7])
+local pending = {}
+for i = 8, 7 + 4 * n_pending do pending[#pending + 1] = ARGV[i] end
+local ops_at = 8 + 4 * n_pending
+local n_ops = tonumber(ARGV[ops_at])
+local fields_at = ops_at + 1 + 4 * n_ops
+
+-- acknowledgements first: a stale or refused change still ends the entry's lease
+for i = ops_at + 1, fields_at - 1, 4 do
+  if ARGV[i] == 'ack' then redis.call('XACK', ARGV[i + 1], GROUP, ARGV[i + 2]) end
+end
+
 local key = rkey(id)
 local flat = redis.call('HGETALL', key)
 if #flat == 0 then return false end
 local t = to_table(flat)
+if owner ~= '' and cjson.decode(t.owner or '""') ~= owner then return false end
 local current, unrecorded = state_for(t, attempt)
 if not current then return false end
 if not (LEGAL[current] and LEGAL[current][target]) then return false end
 local attempts = tonumber(t.attempts or '0')
 if unrecorded then attempts = tonumber(attempt) end
-local pending = {}
-for i = 7, 6 + 4 * n_pending do pending[#pending + 1] = ARGV[i] end
 local changes = {}
 local started = take_pending(changes, current, attempts, pending)
 changes.state = cjson.encode(target)
@@ -27,7 +44,14 @@ elseif unrecorded then
   changes.attempts = attempt
   changes.started_at = started or now
 end
-for i = 7 + 4 * n_pending, #ARGV, 2 do changes[ARGV[i]] = ARGV[i + 1] end
+for i = fields_at, #ARGV, 2 do changes[ARGV[i]] = ARGV[i + 1] end
+for i = ops_at + 1, fields_at - 1, 4 do
+  if ARGV[i] == 'enqueue' then
+    changes.job_entry = cjson.encode(ARGV[i + 1] .. ' ' .. redis.call('XADD', ARGV[i + 1], '*', 'job', ARGV[i + 2]))
+  elseif ARGV[i] == 'delay' then
+    redis.call('ZADD', ARGV[i + 1], ARGV[i + 3], ARGV[i + 2])
+  end
+end
 if FINISHED[target] and not changes.finished_at then
   local done = tonumber(t.finished_at or '0')
   if not done or done == 0 then changes.finished_at = now end

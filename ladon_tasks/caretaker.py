@@ -1,0 +1,156 @@
+"""Every task ends, whatever process dies: the owner leases of in-process executors.
+
+A web-server process that runs bodies in process (``executor='thread'`` or
+``'process'``) with a store other processes share holds its tasks as their *owner*.
+Its caretaker thread:
+
+* renews this process's owner lease every third of the lease;
+* looks, every ``reap_interval``, for owners whose lease ran out - a process killed with
+  SIGKILL, a daemon recycled by mod_wsgi, a host gone - and takes their tasks over: each
+  one is queued again under this process (the lost attempt fenced off) and run here, or
+  fails with ``WorkerDied`` once its lost attempts are spent (``max_attempts`` plus
+  ``MAX_LOST_ATTEMPTS``). A task whose method this process does not serve is left for a
+  process that does, and fails after ``ORPHAN_GRACE`` if none comes.
+
+So a task held in process is either finished (with a TTL), or owned by a live process,
+or taken over within ``lease + reap_interval`` of its owner's death.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from ladon_tasks import defaults
+from ladon_tasks.model import TaskRecord, TaskState
+from ladon_tasks.stores.base import Ownership, StoreError, TaskStore
+
+log = logging.getLogger(__name__)
+
+#: Decides for a record of a dead owner's task: ``True`` if this process can run it
+#: (then it is adopted here), ``False`` if not.
+CanRun = Callable[[TaskRecord], bool]
+#: Hands an adopted (queued) record to this process's executor.
+Resubmit = Callable[[TaskStore, TaskRecord], None]
+
+
+class Caretaker:
+    """Owner lease and takeovers of one process, for every shared store it uses."""
+
+    def __init__(
+        self,
+        owner: str,
+        can_run: CanRun,
+        resubmit: Resubmit,
+        lease: float = defaults.OWNER_LEASE,
+        reap_interval: float = defaults.REAP_INTERVAL,
+        orphan_grace: float = defaults.ORPHAN_GRACE,
+        max_lost: int = defaults.MAX_LOST_ATTEMPTS,
+    ) -> None:
+        if lease <= 0 or reap_interval <= 0:
+            raise ValueError("lease and reap_interval must be > 0")
+        self.owner = owner
+        self.lease = lease
+        self.reap_interval = reap_interval
+        self.orphan_grace = orphan_grace
+        self.max_lost = max_lost
+        self._can_run = can_run
+        self._resubmit = resubmit
+        self._stores: dict[int, tuple[TaskStore, Ownership]] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._taking_over = True
+        self._thread: threading.Thread | None = None
+
+    def watch(self, store: TaskStore) -> None:
+        """Take part in ``store``'s owner leases from now on (a no-op for a store only
+        this process sees). The first renewal is made here, before any task is held."""
+        ownership = store.ownership()
+        if ownership is None:
+            return
+        with self._lock:
+            if id(store) in self._stores:
+                return
+            self._stores[id(store)] = (store, ownership)
+        try:
+            ownership.renew(self.owner, self.lease)
+        except StoreError as exc:  # the thread renews it as soon as the store answers
+            log.warning("owner lease of %s not renewed yet: %s", self.owner, exc)
+        with self._lock:
+            if self._thread is None and not self._stopping.is_set():
+                self._thread = threading.Thread(target=self._loop, name="ladon-tasks-caretaker", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        renew_every = self.lease / 3
+        next_renewal = 0.0
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            with self._lock:
+                watched = list(self._stores.values())
+            if now >= next_renewal:
+                next_renewal = now + renew_every
+                for _, ownership in watched:
+                    try:
+                        ownership.renew(self.owner, self.lease)
+                    except StoreError as exc:
+                        log.warning("owner lease of %s not renewed: %s", self.owner, exc)
+                        next_renewal = now + min(renew_every, 0.5)
+            for store, ownership in watched:
+                if not self._taking_over:
+                    break
+                try:
+                    self.take_over(store, ownership)
+                except StoreError as exc:
+                    log.warning("looking for tasks of lost processes: %s", exc)
+            self._stopping.wait(min(self.reap_interval, max(0.0, next_renewal - time.monotonic())))
+
+    def take_over(self, store: TaskStore, ownership: Ownership) -> int:
+        """One pass: adopt or end the tasks of owners whose lease ran out. Returns how
+        many were adopted here."""
+        adopted = 0
+        for dead, dead_for, task_ids in ownership.expired():
+            if dead == self.owner:  # taken for dead while alive (a long pause): renew
+                ownership.renew(self.owner, self.lease)
+                continue
+            for task_id in task_ids:
+                record = store.get(task_id)
+                if record is None or record.finished:
+                    ownership.adopt(task_id, dead, "", self.max_lost, "")  # only forgets it
+                    continue
+                runnable = self._can_run(record)
+                if not runnable and dead_for < self.orphan_grace:
+                    continue  # a process that serves the method may come
+                reason = f"the process holding it ({dead}) stopped answering"
+                taken = ownership.adopt(task_id, dead, self.owner if runnable else "", self.max_lost, reason)
+                if taken is not None and taken.state is TaskState.QUEUED:
+                    log.warning("task %s taken over from %s", task_id, dead)
+                    self._resubmit(store, taken)
+                    adopted += 1
+        return adopted
+
+    def stop_taking_over(self) -> None:
+        """Leaving: keep the lease alive through the grace period, adopt nothing more."""
+        self._taking_over = False
+
+    def release(self, reason: str) -> None:
+        """This process leaves: hand every task it holds over at once, and stop."""
+        self.stop()
+        with self._lock:
+            watched = list(self._stores.values())
+        for _, ownership in watched:
+            try:
+                handed = ownership.release(self.owner, self.max_lost, reason)
+            except StoreError as exc:  # its lease runs out instead
+                log.warning("could not hand over the tasks of %s: %s", self.owner, exc)
+            else:
+                if handed:
+                    log.info("handed %d task(s) over to live processes", handed)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)

@@ -1,0 +1,115 @@
+"""The in-process executors, ``executor='thread'`` and ``executor='process'``: tasks
+started in this process wait in a priority queue in memory and run on a bounded pool of
+slots here - bodies in the slots' threads, or in child processes they supervise.
+
+With a store that several processes share (Redis), this process is the *owner* of the
+tasks it holds: the create call names it in the record, and its owner lease (kept by
+the runtime, :mod:`ladon_tasks.redis.owners`) says it is alive. An attempt begins only
+while the record still names this process, so a task another process adopted after
+this one stopped answering never starts here twice. With the in-process store there is
+no one else to hand tasks to: a clean shutdown ends what is left.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+
+from ladon_tasks.executors.base import Executor, Job, Unfinished
+from ladon_tasks.executors.settle import Settled
+from ladon_tasks.executors.slots import JobSource, Lease, Runner, SlotPool
+from ladon_tasks.executors.timers import Timers
+from ladon_tasks.model import TaskRecord, TaskState
+from ladon_tasks.stores.base import TaskStore
+
+_STOP = object()
+
+
+class LocalLease(Lease):
+    """A job started in this process. A retry waits in this process's timers."""
+
+    def __init__(self, source: "LocalSource", job: Job) -> None:
+        self.source = source
+        self.job = job
+
+    def begin(self, store: TaskStore) -> int | None:
+        record = store.transition(
+            self.job.task_id, TaskState.RUNNING, owner=self.source.owner or None, message=""
+        )
+        return None if record is None else record.attempts
+
+    def end(self, settled: Settled | None) -> None:
+        if settled is not None and settled.kind == "retry":
+            self.source.put_later(self.job, settled.delay)
+
+
+class LocalSource(JobSource):
+    """Jobs of this process: higher priority first, first come first served among equals."""
+
+    def __init__(self, timers: Timers, owner: str = "") -> None:
+        self.timers = timers
+        self.owner = owner
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._closed = threading.Event()
+
+    def put(self, job: Job) -> None:
+        if self._closed.is_set():
+            raise RuntimeError("the executor is shut down")
+        self._queue.put((-job.priority, next(self._order), job))
+
+    def put_later(self, job: Job, delay: float) -> None:
+        self.timers.call_later(delay, lambda: None if self._closed.is_set() else self.put(job))
+
+    def take(self, slot: int) -> Lease | None:
+        _, _, job = self._queue.get()
+        if job is _STOP or self._closed.is_set():
+            if job is not _STOP:  # not taken after all: it stays queued for whoever takes over
+                self._queue.put((-job.priority, next(self._order), job))
+            self._queue.put((float("inf"), next(self._order), _STOP))  # wake the next slot too
+            return None
+        return LocalLease(self, job)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._queue.put((float("inf"), next(self._order), _STOP))
+
+    def waiting(self) -> list[Job]:
+        """Jobs never taken (after :meth:`close`)."""
+        jobs = []
+        while True:
+            try:
+                _, _, job = self._queue.get_nowait()
+            except queue.Empty:
+                return jobs
+            if job is not _STOP:
+                jobs.append(job)
+
+
+class LocalExecutor(Executor):
+    """A bounded pool of slots in this process, fed by the jobs started here."""
+
+    def __init__(self, store: TaskStore, runner: Runner, workers: int, timers: Timers, owner: str = "") -> None:
+        self.name = runner.name
+        self.owner = owner
+        self.source = LocalSource(timers, owner)
+        self.pool = SlotPool(runner.name, store, self.source, runner, workers, timers)
+
+    def start(self, store: TaskStore, record: TaskRecord, job: Job) -> TaskRecord:
+        record.owner = self.owner
+        return super().start(store, record, job)
+
+    def submit(self, job: Job) -> None:
+        self.source.put(job)
+        self.pool.ensure_started()
+
+    def cancel(self, task_id: str) -> None:
+        self.pool.cancel(task_id)
+
+    def close(self, grace: float) -> list[Unfinished]:
+        unfinished = []
+        for slot, lease in self.pool.close(grace).items():
+            self.pool.runner.stop(slot, lease.job.task_id)
+            unfinished.append(Unfinished(lease.job, lease.attempt))
+        return unfinished + [Unfinished(job, None) for job in self.source.waiting()]

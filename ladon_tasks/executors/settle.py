@@ -1,0 +1,121 @@
+"""From an attempt's :class:`~ladon_tasks.executors.base.Outcome` to the record's next
+state: succeeded, failed, or queued again for a retry - one fenced store call, with the
+job's move (acknowledge, delay) in the same call where the job lives in the store.
+
+A finished outcome is worth more than the moment it was made in: when the store cannot
+be reached, :func:`settle_durably` keeps the outcome and writes it once the store
+answers again, so an outage of a few seconds does not make a finished body run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ladon_tasks import defaults
+from ladon_tasks.executors.base import Job, Outcome
+from ladon_tasks.model import TaskState
+from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
+
+log = logging.getLogger(__name__)
+
+#: Longest pause, in seconds, between two tries to write an outcome the store refused
+#: to take: short enough that an outcome lands soon after the store is back.
+SETTLE_BACKOFF_MAX = 1.0
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What writing an outcome did.
+
+    ``kind``: ``succeeded``, ``failed``, ``retry`` (queued again after ``delay``
+    seconds), ``superseded`` (a newer attempt or a final state was there first: nothing
+    written) or ``interrupted`` (cancel or timeout wrote the final state already).
+    ``released``: the job's entry was acknowledged in the same call."""
+
+    kind: str
+    delay: float = 0.0
+    released: bool = False
+
+
+def retry_delay(attempt: int, base: float, maximum: float = defaults.RETRY_DELAY_MAX) -> float:
+    """Exponential backoff: ``base``, ``2*base``, ``4*base``... capped at ``maximum``."""
+    return min(maximum, base * (2 ** max(0, attempt - 1)))
+
+
+def settle(
+    store: TaskStore,
+    job: Job,
+    attempt: int,
+    outcome: Outcome,
+    *,
+    release: JobChange | None = None,
+    retry_change: Callable[[float], JobChange | None] = lambda delay: None,
+) -> Settled:
+    """Write an attempt's outcome, or move the task back to ``queued`` for a retry.
+
+    Every write is fenced by ``attempt``, so an answer from an attempt that was
+    superseded is dropped. ``release`` goes with a final write; ``retry_change(delay)``
+    with the move back to ``queued``."""
+    now = time.time()
+    released = release is not None
+    if outcome.kind == "succeeded":
+        done = store.transition(
+            job.task_id, TaskState.SUCCEEDED, attempt=attempt, job=release,
+            result=outcome.result, progress=1.0, finished_at=now,
+        )
+        return Settled("succeeded" if done is not None else "superseded", released=released)
+    if outcome.kind != "failed":
+        return Settled("interrupted")
+    record = store.get(job.task_id)
+    if record is None or record.finished or record.attempts > attempt:
+        return Settled("superseded")  # (a queue worker's attempt may not be recorded yet: < is fine)
+    if attempt < record.max_attempts and not record.cancel_requested:
+        delay = retry_delay(attempt, job.retry_delay)
+        change = retry_change(delay)
+        queued = store.transition(
+            job.task_id, TaskState.QUEUED, attempt=attempt, job=change,
+            message=f"retry {attempt + 1}/{record.max_attempts} in {delay:g}s after "
+            f"{outcome.error_type}: {outcome.error_message}",
+            error_type=outcome.error_type, error_message=outcome.error_message,
+        )
+        released = change is not None and change.release is not None
+        return Settled("retry", delay, released) if queued is not None else Settled("superseded", released=released)
+    failed = store.transition(
+        job.task_id, TaskState.FAILED, attempt=attempt, job=release,
+        error_type=outcome.error_type, error_message=outcome.error_message,
+        error_traceback=outcome.traceback, finished_at=now,
+    )
+    return Settled("failed" if failed is not None else "superseded", released=released)
+
+
+def settle_durably(
+    store: TaskStore,
+    job: Job,
+    attempt: int,
+    outcome: Outcome,
+    give_up: threading.Event,
+    *,
+    release: JobChange | None = None,
+    retry_change: Callable[[float], JobChange | None] = lambda delay: None,
+) -> Settled | None:
+    """:func:`settle`, tried again while the store cannot be reached, until it answers
+    or ``give_up`` is set (the process is leaving: ``None``, nothing written; the
+    task's lease or owner runs out and it runs again)."""
+    backoff, warned = 0.05, 0.0
+    while True:
+        try:
+            return settle(store, job, attempt, outcome, release=release, retry_change=retry_change)
+        except StoreError as exc:
+            if time.monotonic() - warned > 5.0:
+                warned = time.monotonic()
+                log.warning("task %s: outcome of attempt %d kept until the store answers: %s",
+                            job.task_id, attempt, exc)
+        if give_up.wait(backoff):
+            log.error("task %s: outcome of attempt %d dropped at shutdown; the task will run again",
+                      job.task_id, attempt)
+            return None
+        backoff = min(backoff * 2, SETTLE_BACKOFF_MAX)

@@ -1,0 +1,230 @@
+"""Slots: a fixed number of threads, each taking one job at a time from a source and
+running its body through a runner. Every place bodies run is this pool, with its two
+parts chosen:
+
+* a **source** hands out jobs, each as a :class:`Lease` that knows how the job's
+  attempt begins and ends: jobs started in this process
+  (:class:`~ladon_tasks.executors.local.LocalSource`, a priority queue in memory), or
+  entries of the Redis queue (:class:`~ladon_tasks.worker.QueueSource`, leased per entry
+  to a worker on any host);
+* a **runner** runs a body: in the slot's own thread
+  (:class:`~ladon_tasks.executors.thread.ThreadRunner`), or in a child process the slot
+  supervises (:class:`~ladon_tasks.executors.process.ProcessRunner`).
+
+What a slot does with one job is the same whatever the parts: begin the attempt (as the
+lease says), start the timeout when the body starts - not when the slot takes the job,
+so a child's start-up is never the body's time -, run it, and settle the outcome with
+the job's move in the same store call, kept and written again while the store is away.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ladon_tasks.executors.base import Job, Outcome, time_out
+from ladon_tasks.executors.settle import Settled, settle_durably
+from ladon_tasks.executors.timers import Timers
+from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
+
+log = logging.getLogger(__name__)
+
+
+class Lease(abc.ABC):
+    """One job a slot took from its source, and what the source must hear about it."""
+
+    job: Job
+    #: The attempt's number once it began (set by the slot).
+    attempt: int | None = None
+
+    @abc.abstractmethod
+    def begin(self, store: TaskStore) -> int | None:
+        """Start the attempt; its number, or ``None`` if it may not run (cancelled,
+        finished, or no longer this process's). May raise ``StoreError``."""
+
+    def release(self) -> JobChange | None:
+        """What happens to the job when its outcome is written (a worker acknowledges
+        its entry in the same call)."""
+        return None
+
+    def retry(self, delay: float) -> JobChange | None:
+        """What happens to the job when the task goes back to ``queued`` for a retry."""
+        return None
+
+    def touch(self) -> None:
+        """The body asked for more time: renew the lease, where there is one."""
+
+    def end(self, settled: Settled | None) -> None:
+        """The attempt is over (``None``: its outcome could not be written). Release what
+        the source holds for it."""
+
+
+class JobSource(abc.ABC):
+    """Where slots take jobs from."""
+
+    @abc.abstractmethod
+    def take(self, slot: int) -> Lease | None:
+        """Block until there is a job for ``slot``; ``None`` tells the slot to leave."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """From now on every ``take`` returns ``None`` (jobs not taken stay where they are)."""
+
+
+@dataclass
+class Attempt:
+    """One attempt a runner runs: its job, its number, where it reports, and the hooks
+    of the slot that runs it."""
+
+    job: Job
+    number: int
+    store: TaskStore
+    started: Callable[[], None]  # the body begins: the timeout counts from here
+    touch: Callable[[], None]  # the body asks for more time
+
+
+class Runner(abc.ABC):
+    """Runs bodies for the slots of one pool."""
+
+    name = "runner"
+
+    @abc.abstractmethod
+    def run(self, slot: int, attempt: Attempt) -> Outcome:
+        """Run one attempt in or for ``slot`` and return how it ended; never raises."""
+
+    def stop(self, slot: int, task_id: str) -> None:
+        """The record says the attempt in ``slot`` is over (timeout, cancel, handed
+        back): stop its body if the runner can."""
+
+    def cancel(self, task_id: str) -> None:
+        """Stop the body of ``task_id`` wherever it runs here, if the runner can."""
+
+    def leave(self, slot: int) -> None:
+        """The slot's thread is leaving: release what it holds (a child process)."""
+
+
+class SlotPool:
+    """``size`` slot threads over one source and one runner. Slots start on first use
+    (:meth:`ensure_started`) so importing a service costs nothing, or at once
+    (:meth:`start`)."""
+
+    def __init__(self, name: str, store: TaskStore, source: JobSource, runner: Runner, size: int,
+                 timers: Timers) -> None:
+        if size < 1:
+            raise ValueError(f"{name} needs at least 1 slot, got {size}")
+        self.name = name
+        self.store = store
+        self.source = source
+        self.runner = runner
+        self.size = size
+        self.timers = timers
+        #: Set when the pool gives up on outcomes the store would not take (leaving).
+        self.give_up = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._running: dict[int, Lease] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def start(self) -> None:
+        for _ in range(self.size):
+            self.ensure_started()
+
+    def ensure_started(self) -> None:
+        with self._lock:
+            if len(self._threads) >= self.size or self._closed:
+                return
+            slot = len(self._threads)
+            thread = threading.Thread(target=self._slot_loop, args=(slot,), name=f"ladon-tasks-{self.name}-{slot}",
+                                      daemon=True)
+            self._threads.append(thread)
+        thread.start()
+
+    def running(self) -> dict[int, Lease]:
+        """The leases slots hold now, by slot."""
+        with self._lock:
+            return dict(self._running)
+
+    def cancel(self, task_id: str) -> None:
+        self.runner.cancel(task_id)
+
+    def close(self, grace: float) -> dict[int, Lease]:
+        """Take no more jobs, let running bodies finish for ``grace`` seconds, then give
+        up on them: returns the leases still running, by slot, for the caller to hand
+        back. Their bodies are stopped where the runner can."""
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        self.source.close()
+        deadline = time.monotonic() + max(0.0, grace)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.give_up.set()
+        return self.running()
+
+    # -- one slot ------------------------------------------------------------------
+
+    def _slot_loop(self, slot: int) -> None:
+        try:
+            while True:
+                lease = self.source.take(slot)
+                if lease is None:
+                    return
+                with self._lock:
+                    self._running[slot] = lease
+                try:
+                    self._run(slot, lease)
+                except Exception:  # keep the slot alive whatever one job does
+                    log.exception("%s slot %d failed on task %s", self.name, slot, lease.job.task_id)
+                finally:
+                    with self._lock:
+                        self._running.pop(slot, None)
+        finally:
+            self.runner.leave(slot)
+
+    def _run(self, slot: int, lease: Lease) -> None:
+        job = lease.job
+        number = self._begin(lease)
+        if number is None:
+            lease.end(None)
+            return
+        lease.attempt = number
+        timer: list[int] = []
+
+        def started() -> None:
+            if job.timeout and not timer:
+                timer.append(self.timers.call_later(job.timeout, lambda: self._time_out(slot, job, number)))
+
+        try:
+            outcome = self.runner.run(slot, Attempt(job, number, self.store, started, lease.touch))
+        finally:
+            for handle in timer:
+                self.timers.cancel(handle)
+        settled = settle_durably(
+            self.store, job, number, outcome, self.give_up, release=lease.release(), retry_change=lease.retry
+        )
+        lease.end(settled)
+
+    def _begin(self, lease: Lease) -> int | None:
+        """The lease's begin, tried again while the store is away (the job stays this
+        slot's; if the process leaves meanwhile, its owner lease lets it run elsewhere)."""
+        backoff = 0.05
+        while True:
+            try:
+                return lease.begin(self.store)
+            except StoreError as exc:
+                log.warning("task %s cannot start yet: %s", lease.job.task_id, exc)
+            if self.give_up.wait(backoff):
+                return None
+            backoff = min(backoff * 2, 1.0)
+
+    def _time_out(self, slot: int, job: Job, number: int) -> None:
+        try:
+            if time_out(self.store, job, number):
+                self.runner.stop(slot, job.task_id)
+        except StoreError as exc:  # tried again in a moment: the limit still holds
+            log.warning("task %s: timeout not recorded yet: %s", job.task_id, exc)
+            self.timers.call_later(0.5, lambda: self._time_out(slot, job, number))
