@@ -12,7 +12,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from ladon_tasks import defaults
 
@@ -57,30 +57,55 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_until_stopped(host: str, port: int, application: object, grace: float) -> None:
+#: Seconds a stopping ``serve`` waits for requests in flight (a ``_wait`` whose task just
+#: ended, say) to be answered before it closes the server.
+REQUEST_DRAIN = 2.0
+
+
+def _serve_until_stopped(host: str, port: int, application: Any, grace: float) -> None:
     """Serve until SIGTERM or SIGINT, then stop cleanly: new tasks are refused at once,
     running bodies get ``grace`` seconds (progress and result calls are still answered
-    meanwhile), what is left is handed over or ended, and only then the server stops."""
+    meanwhile), what is left is handed over or ended, requests in flight are answered,
+    and only then the server stops."""
     import signal
     import threading
+    import time
 
     from werkzeug.serving import make_server
 
     from ladon_tasks.runtime import get_runtime
 
-    server = make_server(host, port, application, threaded=True)  # type: ignore[arg-type]
+    in_flight = [0]
+    counter = threading.Condition()
+
+    def counted(environ: dict, start_response: Any) -> Any:
+        with counter:
+            in_flight[0] += 1
+        try:
+            yield from application(environ, start_response)
+        finally:
+            with counter:
+                in_flight[0] -= 1
+                counter.notify_all()
+
+    server = make_server(host, port, counted, threaded=True)
     stopping = threading.Event()
 
     def stop() -> None:
         get_runtime().shutdown(grace=grace)
+        deadline = time.monotonic() + REQUEST_DRAIN
+        with counter:
+            while in_flight[0] and time.monotonic() < deadline:
+                counter.wait(max(0.0, deadline - time.monotonic()))
         server.shutdown()
 
     def on_signal(signum: int, frame: object) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            print(f"ladon-tasks: {signal.Signals(signum).name}: stopping (grace {grace:g}s)", file=sys.stderr,
-                  flush=True)
-            threading.Thread(target=stop, name="ladon-tasks-stop", daemon=True).start()
+        if stopping.is_set():
+            return
+        stopping.set()
+        get_runtime().begin_shutdown()  # from this moment a start call is refused
+        print(f"ladon-tasks: {signal.Signals(signum).name}: stopping (grace {grace:g}s)", file=sys.stderr, flush=True)
+        threading.Thread(target=stop, name="ladon-tasks-stop", daemon=True).start()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
@@ -129,8 +154,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ]
     worker = Worker(store, queues, concurrency=args.concurrency, grace=args.grace,
                     runner="thread" if args.threads else "process")
+    worker.stop_on_signals()
+    worker.start()
     print(f"ladon-tasks worker: {worker.size} slot(s) on {', '.join(args.queues)}", file=sys.stderr, flush=True)
-    worker.run()
+    worker.wait_stopped()
     store.close()
     return 0
 

@@ -149,6 +149,11 @@ class TaskRuntime:
         except RuntimeError as exc:  # shutting down: the hand-over at exit passes it on
             log.info("task %s not run here: %s", record.task_id, exc)
 
+    def begin_shutdown(self) -> None:
+        """From now on start calls are refused; everything else is still answered."""
+        with self._lock:
+            self._closing = True
+
     def shutdown(self, wait: bool = True, grace: float = 0.0) -> None:
         """Stop taking tasks; let running bodies finish for ``grace`` seconds; then hand
         what is left over to live processes (shared store) or end it (in-process store)."""

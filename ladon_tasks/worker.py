@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Sequence
 
-from ladon_tasks import defaults
+from ladon_tasks import crashpoints, defaults
 from ladon_tasks.executors.process import ProcessRunner
 from ladon_tasks.executors.settle import Settled
 from ladon_tasks.executors.slots import JobSource, Lease, Runner, SlotPool
@@ -121,6 +121,7 @@ class QueueSource(JobSource):
             if self._stopping.is_set():  # read while stopping: hand it straight back
                 self.give_back(lease)
                 return None
+            crashpoints.reach("worker.claimed")
             return lease
         return None
 
@@ -215,10 +216,13 @@ class Worker:
 
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or :meth:`stop`)."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.stop())
+        self.stop_on_signals()
         self.start()
         self.wait_stopped()
+
+    def stop_on_signals(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop())
 
     def start(self) -> None:
         self.pool.start()
@@ -231,6 +235,7 @@ class Worker:
     def wait_stopped(self) -> None:
         self._stopping.wait()
         running = self.pool.close(self.grace)
+        self.pool.join_idle(2 * CLAIM_BLOCK)  # none of them may read a job handed back below
         for slot, lease in running.items():
             self._hand_back(slot, lease)
         self.source.give_back_buffered()
@@ -248,6 +253,7 @@ class Worker:
         except StoreError as exc:  # its lease runs out and a reaper reissues it
             log.warning("could not hand back task %s: %s", lease.job.task_id, exc)
         else:
+            crashpoints.reach("worker.handed_back")
             log.info("handed task %s back to queue %s", lease.job.task_id, lease.queue.name)
         self.runner.stop(slot, lease.job.task_id)
         if isinstance(self.runner, ProcessRunner):

@@ -17,46 +17,11 @@ import pytest
 from conftest import JsonWsp, WireFault
 from redis_support import start_redis
 from server_support import FIXTURE_SERVICES, ROOT, process_alive, start_server, wait_until
+from worker_support import PROBE, Workers
 
 # Run on every supported interpreter: the Redis path is where versions differ most.
 pytestmark = pytest.mark.smoke
 
-PROBE = str(FIXTURE_SERVICES / "probe_service.py")
-LEASE = "1.5"
-
-
-class Workers:
-    """``ladon-tasks worker`` processes, each in its own session so a kill takes its
-    children too (as a host dying would)."""
-
-    def __init__(self, redis_url: str, log_dir: Path) -> None:
-        self.redis_url = redis_url
-        self.log_dir = log_dir
-        self.processes: list[subprocess.Popen] = []
-
-    def start(self, *extra: str) -> subprocess.Popen:
-        """Start a worker and return once it serves (its services imported, slots up)."""
-        log_path = self.log_dir / f"worker-{len(self.processes)}-{time.time_ns()}.log"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ladon_tasks", "worker", PROBE, "--redis", self.redis_url,
-             "--lease", LEASE, "--concurrency", "2", *extra],
-            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
-        )
-        self.processes.append(process)
-        wait_until(lambda: b"slot(s) on" in log_path.read_bytes() or process.poll() is not None,
-                   timeout=30, what="the worker to start")
-        assert process.poll() is None, log_path.read_text(errors="replace")
-        return process
-
-    def kill(self, process: subprocess.Popen, signum: int = signal.SIGKILL) -> None:
-        os.killpg(process.pid, signum)
-        process.wait(timeout=30)
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ladon_tasks import codec, defaults
+from ladon_tasks import codec, crashpoints, defaults
 from ladon_tasks.model import TaskRecord, TaskState, clamp_progress
 from ladon_tasks.stores.base import TaskStore
 
@@ -198,6 +198,7 @@ class Executor(abc.ABC):
         ``StoreError`` means nothing was recorded; any other error, that the record
         exists but the job could not be handed over."""
         stored = store.create(record)
+        crashpoints.reach("web.created")
         if stored.task_id == record.task_id:
             self.submit(job)
         return stored

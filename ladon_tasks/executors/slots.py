@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from ladon_tasks import crashpoints
 from ladon_tasks.executors.base import Job, Outcome, time_out
 from ladon_tasks.executors.settle import Settled, settle_durably
 from ladon_tasks.executors.timers import Timers
@@ -151,6 +152,16 @@ class SlotPool:
     def cancel(self, task_id: str) -> None:
         self.runner.cancel(task_id)
 
+    def join_idle(self, timeout: float) -> None:
+        """After :meth:`close`: wait up to ``timeout`` for the slots that run nothing to
+        leave (one may still be inside a blocking read of its source)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(enumerate(self._threads))
+        for slot, thread in threads:
+            if slot not in self.running():
+                thread.join(max(0.0, deadline - time.monotonic()))
+
     def close(self, grace: float) -> dict[int, Lease]:
         """Take no more jobs, let running bodies finish for ``grace`` seconds, then give
         up on them: returns the leases still running, by slot, for the caller to hand
@@ -203,9 +214,11 @@ class SlotPool:
         finally:
             for handle in timer:
                 self.timers.cancel(handle)
+        crashpoints.reach("slot.finished")
         settled = settle_durably(
             self.store, job, number, outcome, self.give_up, release=lease.release(), retry_change=lease.retry
         )
+        crashpoints.reach("slot.settled")
         lease.end(settled)
 
     def _begin(self, lease: Lease) -> int | None:

@@ -42,7 +42,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from ladon_tasks import codec, defaults
+from ladon_tasks import codec, crashpoints, defaults
 from ladon_tasks.executors.base import Job
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.redis import scripts
@@ -246,9 +246,11 @@ class RedisQueue:
             ids = [as_text(item["message_id"]) for item in expired]
             # the minimum idle time makes the takeover exclusive: one reaper gets each
             taken = self._call("reap", self.client.xclaim, stream, GROUP, self.consumer, lease_ms, ids)
+            crashpoints.reach("reaper.claimed")
             for entry, fields in taken or []:
                 for claim in self._decode(stream, as_text(entry), fields):
                     reissued += self._reissue(store, claim, max_lost)
+                    crashpoints.reach("reaper.reissued")
         return reissued
 
     def _reissue(self, store: TaskStore, claim: Claim, max_lost: int) -> int:

@@ -223,6 +223,39 @@ class QueueProbeService(object):
         return os.getpid()
 
 
+class MarkedService(object):
+    """Bodies that leave a marker per attempt that starts (``start-<attempt>-<pid>``) and
+    per attempt that finishes (``done-<attempt>``), and wait for a gate file between."""
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='queue'))
+    def queuedMarked(self, marker_dir, **kw):
+        return _marked(marker_dir, kw)
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='queue', retries=1, retry_delay=0.05))
+    def queuedFailsFirst(self, marker_dir, **kw):
+        """Attempt 1 fails (after its gate), attempt 2 succeeds."""
+        attempt = _marked(marker_dir, kw)
+        if attempt == 1:
+            raise RuntimeError('attempt 1 fails')
+        return attempt
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='thread'))
+    def threadMarked(self, marker_dir, **kw):
+        return _marked(marker_dir, kw)
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='process'))
+    def processMarked(self, marker_dir, **kw):
+        return _marked(marker_dir, kw)
+
+
+def _marked(marker_dir, kw):
+    attempt = kw['attempt']
+    open(os.path.join(marker_dir, 'start-%d-%d' % (attempt, os.getpid())), 'w').close()
+    wait_for_gate(os.path.join(marker_dir, 'gate'), kw)
+    open(os.path.join(marker_dir, 'done-%d' % attempt), 'w').close()
+    return attempt
+
+
 class OnceService(object):
     """Proves a task body ran once: its marker file is created exclusively."""
 

@@ -1,0 +1,34 @@
+"""Task bodies for the chaos test: one per executor, each leaving a marker file per
+attempt that starts and per attempt that finishes, so the test can count what ran twice.
+A body runs for a while, reporting progress, so that kills land in the middle of some."""
+
+import os
+import time
+
+from ladon_tasks import ladonize
+
+
+def _run(n, marker_dir, kw):
+    task, attempt = kw['task_id'], kw['attempt']
+    open(os.path.join(marker_dir, 'start-%s-%d-%d' % (task, attempt, os.getpid())), 'w').close()
+    steps = 3 + n % 8
+    for step in range(steps):
+        time.sleep(0.05)
+        kw['update_progress']((step + 1) / float(steps), 'step %d of %d' % (step + 1, steps))
+    open(os.path.join(marker_dir, 'done-%s-%d-%d' % (task, attempt, os.getpid())), 'w').close()
+    return n * 2
+
+
+class ChaosService(object):
+
+    @ladonize(int, str, rtype=int, tasktype=dict(executor='queue'))
+    def chaosQueued(self, n, marker_dir, **kw):
+        return _run(n, marker_dir, kw)
+
+    @ladonize(int, str, rtype=int, tasktype=dict(executor='thread'))
+    def chaosThread(self, n, marker_dir, **kw):
+        return _run(n, marker_dir, kw)
+
+    @ladonize(int, str, rtype=int, tasktype=dict(executor='process'))
+    def chaosProcess(self, n, marker_dir, **kw):
+        return _run(n, marker_dir, kw)
