@@ -13,7 +13,7 @@ def _run(n, marker_dir, kw):
     open(os.path.join(marker_dir, 'start-%s-%d-%d' % (task, attempt, os.getpid())), 'w').close()
     steps = 3 + n % 8
     for step in range(steps):
-        time.sleep(0.05)
+        time.sleep(0.08)
         kw['update_progress']((step + 1) / float(steps), 'step %d of %d' % (step + 1, steps))
     open(os.path.join(marker_dir, 'done-%s-%d-%d' % (task, attempt, os.getpid())), 'w').close()
     return n * 2
