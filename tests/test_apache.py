@@ -257,3 +257,41 @@ def test_several_processes_without_redis_are_refused_with_the_reason(apache_read
         wait_until(lambda: "no Redis store is configured" in server.error_log(), what="the reason in the log")
     finally:
         server.stop()
+
+
+def test_tasks_running_through_a_graceful_restart_end(apache, output_dir):
+    """``apachectl graceful`` replaces every daemon process: the tasks their threads ran
+    are handed over at shutdown and run again by the new daemons."""
+    probe = JsonWsp(apache, "MarkedService")
+    root = output_dir / "apache" / "graceful"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    root.chmod(0o777)
+    dirs = []
+    for n in range(12):
+        marker_dir = root / f"task-{n}"
+        marker_dir.mkdir()
+        marker_dir.chmod(0o777)  # the daemons run as www-data
+        dirs.append(marker_dir)
+    ids = [probe("threadMarked", marker_dir=str(marker_dir))["task_id"] for marker_dir in dirs]
+    wait_until(lambda: all(list(d.glob("start-1-*")) for d in dirs), timeout=30, what="every task running")
+    old_pids = {int(next(d.glob("start-1-*")).name.rsplit("-", 1)[1]) for d in dirs}
+    subprocess.run([str(apache.server_root / "apachectl"), "graceful"], check=True, capture_output=True, timeout=60)
+    serving = JsonWsp(apache, "QueueProbeService")
+
+    def taken_over() -> bool:
+        serving("servingProcess")  # a request loads the application in a new daemon
+        records = [probe("threadMarked_progress", task_id=task_id) for task_id in ids]
+        return all(r["message"].startswith("reissued") or r["attempts"] == 2 for r in records)
+
+    # handed over at the old daemons' shutdown, not a lease later: well within the wait
+    wait_until(taken_over, timeout=60, interval=0.2, what="every task taken over by the new daemons")
+    for marker_dir in dirs:
+        (marker_dir / "gate").touch()
+    for task_id in ids:
+        final = probe("threadMarked_wait", task_id=task_id, seconds=20)
+        assert final["state"] == "succeeded" and final["attempts"] == 2, final
+    new_pids = {int(next(d.glob("start-2-*")).name.rsplit("-", 1)[1]) for d in dirs}
+    assert not new_pids & old_pids
+    assert all(sorted(p.name for p in d.glob("done-*")) == ["done-2"] for d in dirs)
+    assert "handed back: its server process stopped" not in apache.error_log()  # no traceback, no noise
