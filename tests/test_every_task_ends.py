@@ -69,6 +69,14 @@ def workers(redis_server, output_dir):
     pool.stop_all()
 
 
+def children(pid: int) -> set[int]:
+    """The live child processes of ``pid``."""
+    found = set()
+    for listing in Path(f"/proc/{pid}/task").glob("*/children"):
+        found |= {int(child) for child in listing.read_text().split() if process_alive(int(child))}
+    return found
+
+
 def marked(server: RunningServer) -> JsonWsp:
     return JsonWsp(server, "MarkedService")
 
@@ -145,11 +153,11 @@ def test_a_server_stopped_with_sigterm_hands_its_tasks_over_at_once(webs, tmp_pa
 
 
 def test_a_restarted_server_runs_what_its_previous_life_left(webs, tmp_path):
-    # The issue's repro: one server, a task running, SIGTERM, the server started again.
+    # One server, a task running, Ctrl-C (SIGINT), the server started again.
     first = webs.start("--grace", "0.2", "--lease", "300")
     task_id = marked(first)("threadMarked", marker_dir=str(tmp_path))["task_id"]
     running_pid(tmp_path, 1)
-    first.process.send_signal(signal.SIGTERM)
+    first.process.send_signal(signal.SIGINT)
     assert first.process.wait(timeout=30) == 0
     second = webs.start("--lease", "300")
     assert running_pid(tmp_path, 2) == second.process.pid
@@ -342,11 +350,15 @@ def test_a_process_timeout_counts_from_the_body_start_not_the_child_start(output
             task_id = slow("quick", seconds=0.6)["task_id"]
             final = slow("quick_wait", task_id=task_id, seconds=30)
             assert final["state"] == "succeeded", final["error"]
-        # a timeout kills the slot's child; the next body still gets its whole second
+        first_child = slow("quick_result", task_id=task_id)
+        # a timeout kills the slot's child, and the slot starts the next one at once -
+        # before any job asks for it - which imports the service while it waits
         too_slow = slow("quick", seconds=20.0)["task_id"]
         assert slow("quick_wait", task_id=too_slow, seconds=30)["error"].startswith("TaskTimeout")
+        warm = wait_until(lambda: children(server.process.pid) - {first_child}, what="a warm child")
         after = slow("quick", seconds=0.6)["task_id"]
         final = slow("quick_wait", task_id=after, seconds=30)
         assert final["state"] == "succeeded", final["error"]
+        assert slow("quick_result", task_id=after) in warm
     finally:
         server.stop()
