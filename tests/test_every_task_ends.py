@@ -6,6 +6,7 @@ and each step that used to take two calls cut at the point in between (crash poi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -220,39 +221,36 @@ def test_a_sigkilled_worker_takes_its_bodies_with_it(webs, workers, tmp_path):
     assert dones(tmp_path) == ["done-2"]
 
 
-def test_a_finished_outcome_survives_a_redis_outage(webs, workers, redis_server, tmp_path):
-    web = webs.start()
-    worker = workers.start()
-    task_id = marked(web)("queuedMarked", marker_dir=str(tmp_path))["task_id"]
-    running_pid(tmp_path, 1)
+@contextlib.contextmanager
+def outcome_written_while_redis_is_away(redis_server, workers: Workers, worker, marker_dir: Path):
+    """Redis goes away; the gated body is let go, ends, and its worker keeps the outcome
+    (it says so in its log); Redis comes back when the block is left."""
     redis_server.stop()
     try:
-        (tmp_path / "gate").touch()
-        wait_until(lambda: dones(tmp_path) == ["done-1"], what="the body to finish while Redis is away")
+        (marker_dir / "gate").touch()
         wait_until(lambda: "kept until the store answers" in workers.log(worker), timeout=30,
                    what="the worker to keep the outcome")
+        yield
     finally:
         redis_server.start()
-    final = wait_final(marked(web), "queuedMarked", task_id)
-    assert final["state"] == "succeeded" and final["attempts"] == 1
-    assert starts(tmp_path) == [f"start-1-{running_pid(tmp_path, 1)}"]  # the body did not run again
 
 
-def test_a_retry_decided_while_redis_is_away_still_happens(webs, workers, redis_server, tmp_path):
+@pytest.mark.parametrize("method, attempts", [
+    ("queuedMarked", 1),      # a result: written when Redis is back; the body does not run again
+    ("queuedFailsFirst", 2),  # a failure with a retry left: the retry still happens, once
+])
+def test_an_outcome_reached_while_redis_is_away_is_written_when_it_is_back(
+        webs, workers, redis_server, tmp_path, method, attempts):
     web = webs.start()
     worker = workers.start()
-    task_id = marked(web)("queuedFailsFirst", marker_dir=str(tmp_path))["task_id"]
-    running_pid(tmp_path, 1)
-    redis_server.stop()
-    try:
-        (tmp_path / "gate").touch()
-        wait_until(lambda: "kept until the store answers" in workers.log(worker), timeout=30,
-                   what="the worker to keep the failed outcome")
-    finally:
-        redis_server.start()
-    final = wait_final(marked(web), "queuedFailsFirst", task_id)
-    assert final["state"] == "succeeded" and final["attempts"] == 2
-    assert dones(tmp_path) == ["done-1", "done-2"]
+    task_id = marked(web)(method, marker_dir=str(tmp_path))["task_id"]
+    first_pid = running_pid(tmp_path, 1)
+    with outcome_written_while_redis_is_away(redis_server, workers, worker, tmp_path):
+        assert dones(tmp_path) == ["done-1"]
+    final = wait_final(marked(web), method, task_id)
+    assert final["state"] == "succeeded" and final["attempts"] == attempts
+    assert dones(tmp_path) == [f"done-{n}" for n in range(1, attempts + 1)]
+    assert starts(tmp_path)[0] == f"start-1-{first_pid}" and len(starts(tmp_path)) == attempts
 
 
 # -- a crash between what used to be two steps -------------------------------------------
