@@ -18,9 +18,9 @@ from ladon_tasks import defaults
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from werkzeug.serving import run_simple
-
-    from ladon_tasks.deployment import make_store, read_settings
+    from ladon_tasks.deployment import allowed_hosts, make_store, read_settings
+    from ladon_tasks.devserver import serve
+    from ladon_tasks.hosts import HostCheck
     from ladon_tasks.wsgi import make_application
 
     settings = read_settings()
@@ -41,17 +41,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not token and args.host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("serving beyond loopback: give the dashboard a --dashboard-token, or --no-dashboard")
         application = mount(application, DashboardApp(token=token), prefix="/_tasks")
+    hosts = allowed_hosts(settings, args.host, args.allowed_host)
     print(
         f"ladon-tasks: serving {', '.join(args.services)} on http://{args.host}:{args.port}/"
-        + ("" if args.no_dashboard else f" (dashboard: http://{args.host}:{args.port}/_tasks/)"),
+        + ("" if args.no_dashboard else f" (dashboard: http://{args.host}:{args.port}/_tasks/)")
+        + f"; answering {hosts.describe()}",
         file=sys.stderr,
         flush=True,
     )
-    run_simple(
+    serve(
         args.host,
         args.port,
-        application,
-        threaded=True,
+        HostCheck(application, hosts),
+        args.read_timeout,
         use_reloader=args.reload,
         extra_files=[path for path in args.services if os.path.exists(path)] if args.reload else None,
     )
@@ -112,7 +114,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     configure(store=_redis_store(args.redis))
     token = args.token or os.environ.get("LADON_TASKS_DASHBOARD_TOKEN")
     print(f"ladon-tasks dashboard on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
-    serve_dashboard(host=args.host, port=args.port, token=token)
+    serve_dashboard(host=args.host, port=args.port, token=token, allowed_hosts=args.allowed_host)
     return 0
 
 
@@ -262,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="larger request bodies get 413 before they are read")
     serve.add_argument("--no-dashboard", action="store_true", help="do not mount the dashboard at /_tasks/")
     serve.add_argument("--dashboard-token", default=None, help="require this token for the dashboard")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="also answer requests for this host name (repeatable; '*' for any); "
+                            "default: localhost and IP addresses, beyond loopback this machine's name too")
+    serve.add_argument("--read-timeout", type=float, default=defaults.READ_TIMEOUT, metavar="SECONDS",
+                       help="close a connection that sends nothing for this long")
     serve.add_argument("--thread-workers", type=int, default=defaults.THREAD_WORKERS)
     serve.add_argument("--process-workers", type=int, default=defaults.PROCESS_WORKERS)
     serve.set_defaults(handler=cmd_serve)
@@ -285,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--port", type=int, default=8090)
     dashboard.add_argument("--token", default=None, help="require this token (default: $LADON_TASKS_DASHBOARD_TOKEN)")
     dashboard.add_argument("--redis", metavar="URL", default=None)
+    dashboard.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                           help="also answer requests for this host name (repeatable; '*' for any)")
     dashboard.set_defaults(handler=cmd_dashboard)
 
     tasks = commands.add_parser("tasks", help="list tasks (Redis store), newest first")

@@ -17,7 +17,7 @@ from pathlib import Path
 from werkzeug.serving import run_simple
 
 from ladon_tasks.dashboard import DashboardApp, mount
-from ladon_tasks.dashboard.guard import LOOPBACK_HOSTS
+from ladon_tasks.hosts import AllowedHosts
 from ladon_tasks.wsgi import make_application
 
 SERVICES = Path(__file__).resolve().parent.parent / "services"
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     services_app = make_application(args.services, thread_workers=8, process_workers=4)
-    dashboard = DashboardApp(token=args.token, allowed_hosts=LOOPBACK_HOSTS)
+    dashboard = DashboardApp(token=args.token, allowed_hosts=AllowedHosts.for_address("127.0.0.1"))
     run_simple("127.0.0.1", args.port, mount(services_app, dashboard), threaded=True)
     return 0
 
