@@ -405,8 +405,8 @@ def _soap_namespace_fault(body: bytes, servicename: str) -> Exception | None:
         parser.Parse(body, True)
     except _ScanDone:
         pass
-    except (expat.ExpatError, ValueError):
-        return None  # Ladon's own parse has answered for bodies that do not parse
+    except (expat.ExpatError, ValueError) as exc:  # Ladon parsed it, but its namespaces are broken
+        return faults.MalformedRequest(f"not a well-formed SOAP envelope: {_quote(str(exc))[1:-1]}")
     if not found or found[0][1].lower() != "envelope":
         return None
     if found[0][0] != SOAP11_ENVELOPE:
