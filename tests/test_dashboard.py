@@ -8,9 +8,6 @@ JSON-WSP, as a client would, and every wait polls with a deadline.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -19,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from browser_support import chromium_path, launch_chromium
 from conftest import JsonWsp
 from server_support import SERVICES, RunningServer, free_port, launch, start_server, wait_until
 
@@ -246,31 +244,10 @@ def test_mount_rejects_malformed_prefixes(prefix: str) -> None:
 # -- the page in real headless Chromium ------------------------------------------------
 
 
-def chromium_path() -> str:
-    """Debian's Chromium; missing in CI is a failure, elsewhere a skip."""
-    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    problem = ""
-    if importlib.util.find_spec("playwright") is None:
-        problem = "playwright is not installed (pip install playwright)"
-    elif not os.path.exists(path):
-        problem = "Chromium is not installed (apt-get install chromium)"
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(problem)
-        pytest.skip(problem)
-    return path
-
-
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
-
 def test_browser_shows_live_progress_and_cancels(dash: RunningServer, output_dir: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    executable = chromium_path()
+    chromium_path()  # skips before any task starts when there is no browser
     _cancel_unfinished(dash)  # a clean table for the screenshot
     report = start(dash, "ReportService", "buildReport", minutes=1)
     examples = [start(dash, "TaskService", "taskExample", session_id=f"session-{n}", counter=n) for n in range(2)]
@@ -278,7 +255,7 @@ def test_browser_shows_live_progress_and_cancels(dash: RunningServer, output_dir
     started = [report, *examples, hostile]
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 820})
             errors: list[str] = []
@@ -333,17 +310,13 @@ def test_browser_shows_live_progress_and_cancels(dash: RunningServer, output_dir
             browser.close()
 
 
-def _browser(playwright, *extra_args: str):  # type: ignore[no-untyped-def]
-    return playwright.chromium.launch(executable_path=chromium_path(), args=[*CHROMIUM_ARGS, *extra_args])
-
-
 def test_browser_loads_the_page_with_its_icon_and_nothing_missing(dash: RunningServer) -> None:
     """Was: a favicon.ico 404 on every load."""
     from playwright.sync_api import sync_playwright
 
     failed: list[str] = []
     with sync_playwright() as playwright:
-        browser = _browser(playwright)
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page()
             page.on("response", lambda response: failed.append(f"{response.status} {response.url}")
@@ -368,7 +341,7 @@ def test_browser_shows_a_long_error_message_whole_on_a_wide_screen(dash: Running
     assert JsonWsp(dash, "ReportService")("importRecords_wait", task_id=task_id, seconds=20)["state"] == "failed"
     expected = f"ValueError: record 2 ('{record}') has no \"=\""
     with sync_playwright() as playwright:
-        browser = _browser(playwright)
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1920, "height": 1080})
             page.goto(f"{dash.url}{PREFIX}/?token={TOKEN}")
@@ -386,7 +359,7 @@ def test_browser_shows_arguments_by_name_in_their_declared_types(dash: RunningSe
 
     task_id = start(dash, "TaskService", "taskExample", session_id="typed", counter=7)
     with sync_playwright() as playwright:
-        browser = _browser(playwright)
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.goto(f"{dash.url}{PREFIX}/?token={TOKEN}")
@@ -445,7 +418,7 @@ def test_dns_rebinding_page_can_neither_read_nor_cancel_tasks(output_dir: Path) 
                    for server in (guarded, trusting)}
         seen = {}
         with sync_playwright() as playwright:
-            browser = _browser(playwright, "--host-resolver-rules=MAP rebind.example 127.0.0.1", NO_PRIVATE_NETWORK_CHECKS)
+            browser = launch_chromium(playwright, "--host-resolver-rules=MAP rebind.example 127.0.0.1", NO_PRIVATE_NETWORK_CHECKS)
             try:
                 page = browser.new_page()
                 dashboard = page.goto(f"http://rebind.example:{guarded.port}/_tasks/")

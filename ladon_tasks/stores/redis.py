@@ -461,8 +461,7 @@ def _decode_record(flat: Any, task_id: str = "") -> TaskRecord:
     try:
         return TaskRecord.from_json(json.loads(document))
     except (ValueError, TypeError) as exc:
-        problem = f"not valid JSON of a task: {exc}"
-        raise CorruptRecord(task_id or _salvaged(flat).task_id, problem) from exc
+        raise CorruptRecord(task_id or _salvaged(flat).task_id, f"not a task record: {exc}") from exc
 
 
 def _salvaged(flat: Any, problem: str = "") -> UnreadableRecord:
