@@ -35,6 +35,13 @@ current interpreter, and this module mends each one in place, once, when
 * Ladon's SOAP parser accepts a document type declaration, so an entity-expansion
   body ("billion laughs") keeps a server thread busy for a long time. SOAP 1.1
   forbids DTDs in a message; we refuse any envelope that has one.
+* Python reads ``NaN``, ``Infinity`` and ``1e400`` as JSON numbers, and Ladon would
+  echo such a JSON-RPC ``id`` back as invalid JSON: it is refused, with a ``null`` id.
+* Ladon writes the module and line that raised a fault (``filename``, ``lineno``) into
+  JSON-WSP and JSON-RPC faults; outside debug mode they are left out.
+* Ladon's SOAP parser ignores namespaces and the ``SOAPAction`` header: a SOAP 1.2
+  envelope gets ``VersionMismatch``, an operation outside ``urn:<service>`` and a
+  ``SOAPAction`` naming another operation get ``MalformedRequest``.
 
 Every fault keeps the shape the real clients read (zeep's ``Fault``, Ladon's
 ``jsonwsp/fault``, a JSON-RPC ``error``); nothing else on the wire changes.

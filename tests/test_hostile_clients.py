@@ -86,6 +86,26 @@ def test_allowed_host_star_answers_every_name(output_dir: Path) -> None:
         server.stop()
 
 
+def test_beyond_loopback_the_machines_own_name_is_answered(output_dir: Path) -> None:
+    server = start_server([str(SERVICES / "task_service.py")], output_dir, "--host", "0.0.0.0", "--no-dashboard")
+    try:
+        assert get(server, "/TaskService/jsonwsp/description", socket.gethostname()).status_code == 200
+        assert get(server, "/TaskService/jsonwsp/description", "rebind.example").status_code == 400
+    finally:
+        server.stop()
+
+
+def test_the_defaults_the_readme_states() -> None:
+    from ladon_tasks import defaults
+    from ladon_tasks.cli import build_parser
+    from ladon_tasks.stores.memory import MemoryStore
+
+    assert build_parser().parse_args(["serve", "x.py"]).read_timeout == defaults.READ_TIMEOUT == 20
+    store = MemoryStore()
+    assert store.max_queued == defaults.MAX_QUEUED_TASKS == 10_000
+    assert store.max_bytes == defaults.MEMORY_STORE_MAX_BYTES == 256 * 1024 * 1024
+
+
 # -- half-sent requests ----------------------------------------------------------------
 
 

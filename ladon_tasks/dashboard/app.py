@@ -95,13 +95,13 @@ class DashboardApp:
         runtime_provider: Callable[[], TaskRuntime] = get_runtime,
         token: str | None = None,
         *,
-        allowed_hosts: Iterable[str] | None = None,
+        allowed_hosts: AllowedHosts | Iterable[str] | None = None,
         trusted_origins: Iterable[str] = (),
     ) -> None:
         self.runtime_provider = runtime_provider
         self.guard = AccessGuard(
             token,
-            allowed_hosts=list(allowed_hosts) if allowed_hosts is not None else None,
+            allowed_hosts=allowed_hosts,
             trusted_origins=list(trusted_origins),
         )
         self.url_map = Map(

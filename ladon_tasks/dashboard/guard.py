@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Collection
+from typing import Collection, Iterable
 from urllib.parse import urlsplit
 
 from werkzeug.wrappers import Request
@@ -45,7 +45,7 @@ class AccessGuard:
         self,
         token: str | None = None,
         *,
-        allowed_hosts: AllowedHosts | Collection[str] | None = None,
+        allowed_hosts: AllowedHosts | Iterable[str] | None = None,
         trusted_origins: Collection[str] = (),
     ) -> None:
         if token is not None and (not isinstance(token, str) or not token.strip()):
