@@ -38,7 +38,8 @@ current interpreter, and this module mends each one in place, once, when
 * Python reads ``NaN``, ``Infinity`` and ``1e400`` as JSON numbers, and Ladon would
   echo such a JSON-RPC ``id`` back as invalid JSON: it is refused, with a ``null`` id.
 * Ladon writes the module and line that raised a fault (``filename``, ``lineno``) into
-  JSON-WSP and JSON-RPC faults; outside debug mode they are left out.
+  JSON-WSP and JSON-RPC faults; outside debug mode they are left out. A JSON answer the
+  request's charset cannot hold is written with ``\\u`` escapes rather than failing.
 * Ladon's SOAP parser ignores namespaces and the ``SOAPAction`` header: a SOAP 1.2
   envelope gets ``VersionMismatch``, an operation outside ``urn:<service>`` and a
   ``SOAPAction`` naming another operation get ``MalformedRequest``.
@@ -375,6 +376,30 @@ def _install_fault_location_filter() -> None:
         handler.build_fault_response = build_fault_response
 
 
+def _install_json_answer_escapes() -> None:
+    """Ladon writes a JSON-WSP or JSON-RPC answer in the request's charset, and fails
+    (the client sees a one-line 400 instead of its answer) when the charset lacks a
+    character of it: a result with an "é" asked for in ``charset=ascii``. Such an answer
+    is written with JSON's ``\\u`` escapes instead, which every charset can carry."""
+    from ladon.interfaces.jsonrpc10 import JSONRPCResponseHandler
+    from ladon.interfaces.jsonwsp import JSONWSPResponseHandler
+
+    for handler in (JSONWSPResponseHandler, JSONRPCResponseHandler):
+        original = handler.build_response
+        if getattr(original, "_ladon_tasks_patched", False):
+            continue
+
+        def build_response(self, res_dict, sinfo, encoding, _build=original):  # type: ignore[no-untyped-def]
+            try:
+                return _build(self, dict(res_dict), sinfo, encoding)  # Ladon edits the dict's top level
+            except UnicodeEncodeError:
+                document = json.loads(_build(self, dict(res_dict), sinfo, "utf-8"))
+                return json.dumps(document, ensure_ascii=True).encode(encoding)
+
+        build_response._ladon_tasks_patched = True  # type: ignore[attr-defined]
+        handler.build_response = build_response
+
+
 #: The envelope namespace of SOAP 1.1, the only SOAP version Ladon speaks.
 SOAP11_ENVELOPE = "http://schemas.xmlsoap.org/soap/envelope/"
 
@@ -495,6 +520,7 @@ def install() -> None:
     _install_jsonrpc_request_checks()
     _install_soap_parser_guard()
     _install_fault_location_filter()
+    _install_json_answer_escapes()
     _install_soap_conformance_checks()
 
 

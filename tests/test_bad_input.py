@@ -1024,3 +1024,18 @@ def test_faults_name_no_server_file_or_line(server: RunningServer, interface: st
     fault = document["fault"] if interface == "jsonwsp" else document["error"]
     assert fault["string"].startswith("UnknownTask:")
     assert "filename" not in fault and "lineno" not in fault, fault
+
+
+@pytest.mark.parametrize("charset", ["ascii", "latin-1", "koi8-r"])
+@pytest.mark.parametrize("interface", ["jsonwsp", "jsonrpc10"])
+def test_an_answer_the_charset_cannot_hold_is_written_with_escapes(server: RunningServer, charset: str, interface: str) -> None:
+    # Was: a one-line 400 "UnicodeEncodeError" instead of the result.
+    name = "café ☕ кофе"
+    task_id = jsonwsp_result(server, "InstanceService", "cloneInstance", instance_id="vm", new_instance_name=name)["task_id"]
+    document = ({"methodname": "cloneInstance_wait_result", "args": {"task_id": task_id, "seconds": 20}}
+                if interface == "jsonwsp" else {"method": "cloneInstance_wait_result", "params": [task_id, 20], "id": 2})
+    reply = exchange(server, f"/InstanceService/{interface}", json.dumps(document).encode(charset),
+                     content_type=f"application/json; charset={charset}")
+    assert reply.status == 200, reply.text
+    assert reply.headers["content-type"].endswith(f"charset={charset}")
+    assert strict_json(reply.body, charset)["result"]["name"] == name

@@ -37,7 +37,6 @@ CSRF_HEADER_VALUE = "ladon-tasks"
 SESSION_COOKIE = "ladon_tasks_dashboard"
 
 
-
 class AccessGuard:
     """The dashboard's access rules; pure decisions on a request, no responses."""
 

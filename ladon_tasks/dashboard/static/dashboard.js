@@ -322,7 +322,8 @@
     field(list, "Task id", task.task_id, "mono");
     field(list, "State", stateOf(task) + (task.cancel_requested && !task.finished ? " (cancel requested)" : ""));
     field(list, "Progress", percent(task) + "%");
-    field(list, "Message", messageOf(task) || "—");
+    if (task.unreadable !== undefined) field(list, "Problem", messageOf(task));
+    field(list, "Message", task.message || "—");
     field(list, "Attempts", task.attempts + " of " + task.max_attempts);
     field(list, "Priority", String(task.priority));
     if (task.tags && task.tags.length) field(list, "Tags", task.tags.join(", "));
