@@ -127,10 +127,10 @@ def _print_records(records, as_json: bool) -> None:  # type: ignore[no-untyped-d
             print(json.dumps(record.to_json(), ensure_ascii=False))
         return
     now = time.time()
-    print(f"{'TASK':32}  {'STATE':9}  {'PROGRESS':>8}  {'AGE':>7}  {'TRIES':>5}  SERVICE.METHOD  MESSAGE")
+    print(f"{'TASK':32}  {'STATE':10}  {'PROGRESS':>8}  {'AGE':>7}  {'TRIES':>5}  SERVICE.METHOD  MESSAGE")
     for record in records:
         print(
-            f"{record.task_id:32}  {record.state.value:9}  {record.progress * 100:7.0f}%  "
+            f"{record.task_id:32}  {record.shown_state:10}  {record.progress * 100:7.0f}%  "
             f"{now - record.submitted_at:6.0f}s  {record.attempts:>2}/{record.max_attempts:<2}  "
             f"{record.service}.{record.method}  {(record.message or record.error_message)[:60]}"
         )

@@ -117,6 +117,12 @@ class TaskRecord:
     def finished(self) -> bool:
         return self.state.finished
 
+    @property
+    def shown_state(self) -> str:
+        """The state as clients and operators are told it: the state's value, or
+        ``unreadable`` for the stand-in of a damaged record."""
+        return self.state.value
+
     def duration(self, now: float | None = None) -> float:
         """Seconds run so far, or in all once finished; 0.0 before the first start."""
         if not self.started_at:
@@ -173,13 +179,21 @@ class UnreadableRecord(TaskRecord):
 
     problem: str = ""
 
+    @property
+    def shown_state(self) -> str:
+        return "unreadable"
+
     @classmethod
     def salvage(cls, fields: dict[str, Any], problem: str) -> "UnreadableRecord":
-        """A stand-in from the fields of a damaged record that did decode on their own."""
+        """A stand-in from the fields of a damaged record that did decode on their own;
+        its error is ``CorruptTask: <problem>``, as the wire says for that task."""
         text = {name: fields[name] for name in ("task_id", "service", "method") if isinstance(fields.get(name), str)}
         record = cls(task_id=text.get("task_id", ""), service=text.get("service", ""), method=text.get("method", ""))
-        if isinstance(fields.get("submitted_at"), (int, float)) and not isinstance(fields["submitted_at"], bool):
+        if _is_state(fields.get("state")):
+            record.state = TaskState(fields["state"])
+        if _is_number(fields.get("submitted_at")):
             record.submitted_at = float(fields["submitted_at"])
+        record.error_type, record.error_message = "CorruptTask", problem
         record.problem = problem
         return record
 

@@ -318,3 +318,28 @@ def _the_page_marks_the_damaged_rows(server: RunningServer, damaged: list[str], 
             assert not errors, errors
         finally:
             browser.close()
+
+
+def test_a_damaged_record_is_listed_as_unreadable_on_the_wire_and_by_the_cli(
+    redis_web: RunningServer, redis_server: RedisServer
+) -> None:
+    import subprocess
+    import sys
+
+    from server_support import ROOT
+
+    probe = JsonWsp(redis_web, "ProbeService")
+    damaged = probe("once", text=f"damaged-{redis_web.port}")["task_id"]
+    intact = probe("once", text=f"intact-{redis_web.port}")["task_id"]
+    for task_id in (damaged, intact):
+        assert probe("once_wait", task_id=task_id, seconds=20)["state"] == "succeeded"
+    with redis_server.client() as raw:
+        raw.hset(f"ladon-tasks:task:{damaged}", "tags", '"not a list"')
+    listed = {task["task_id"]: task for task in probe("once_list", state="", limit=50, offset=0)}
+    assert listed[intact]["state"] == "succeeded"
+    assert listed[damaged]["state"] == "unreadable"
+    assert listed[damaged]["error"] == "CorruptTask: not a task record: field 'tags' holds 'not a list', should be a list of text"
+    command = [sys.executable, "-m", "ladon_tasks", "tasks", "--redis", redis_server.url, "--method", "once"]
+    table = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60, check=True).stdout
+    rows = {line.split()[0]: line.split()[1] for line in table.splitlines()[1:]}
+    assert rows[damaged] == "unreadable" and rows[intact] == "succeeded", table

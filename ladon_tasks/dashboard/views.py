@@ -40,13 +40,13 @@ def task_summary(record: TaskRecord, now: float) -> dict[str, Any]:
     """One row of the task list. ``age`` and ``duration`` use ``now`` from the server so a
     browser with a wrong clock still shows true figures."""
     data: dict[str, Any] = {name: getattr(record, name) for name in _PLAIN_FIELDS}
-    data["state"] = record.state.value
+    data["state"] = record.shown_state
     data["finished"] = record.finished
     data["age"] = max(0.0, now - record.submitted_at) if record.submitted_at else 0.0
     data["duration"] = record.duration(now)
     if isinstance(record, UnreadableRecord):
         # a damaged record in the store: shown, marked, never offered for cancel
-        data.update(state="unreadable", finished=True, unreadable=record.problem)
+        data.update(finished=True, unreadable=record.problem)
     return data
 
 
