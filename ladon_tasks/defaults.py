@@ -41,10 +41,11 @@ MEMORY_STORE_CAPACITY = 10_000
 #: ``ServerBusy``. 256 MiB keeps a server on a small machine well inside its memory.
 MEMORY_STORE_MAX_BYTES = 256 * 1024 * 1024
 
-#: Unfinished tasks (queued, or running) a store holds at most; one more start gets
-#: ``ServerBusy``, which a client backs off on. Queued records never expire, so without
-#: it a client starting faster than the workers finish grows the store without end;
-#: 10,000 is far more than any burst a healthy client sends to a few dozen workers.
+#: Unfinished tasks (queued, or running) the in-process store holds at most; one more
+#: start gets ``ServerBusy``, which a client backs off on. Queued records never expire,
+#: so without it a client starting faster than the workers finish grows the store
+#: without end; 10,000 is far more than any burst a healthy client sends to a few dozen
+#: workers.
 MAX_QUEUED_TASKS = 10_000
 
 #: Longest a ``_wait`` call may hold a request, in seconds: keeps server threads free.
