@@ -2,13 +2,17 @@
 
 Hypothesis throws malformed requests at the task methods of the example services on a
 real ``ladon-tasks serve``: broken JSON-WSP bodies, broken SOAP 1.1 envelopes (entity
-tricks included), JSON-RPC garbage, odd task ids and odd ``seconds``. Every answer must
-be something a client can read - a ``jsonwsp/fault``, a SOAP ``Fault``, a JSON-RPC
-``error``, or a one-line 4xx for a request that cannot be routed - and never an HTTP 500
-or a Python traceback. Afterwards the same server still runs a task end to end, and a
-task started before the barrage still has its result.
+tricks included), JSON-RPC garbage, odd task ids and odd ``seconds``; then the classes
+of hostile input probed from the outside: charsets (byte transforms as well as real
+ones), lone surrogates, non-finite numbers, ``Host`` names, SOAP envelopes and
+operations of other namespaces, ``SOAPAction`` headers and ids that ``int(v, 16)``
+would take. Every answer must be something a client can read - a ``jsonwsp/fault``, a
+SOAP ``Fault``, a JSON-RPC ``error`` (in strict JSON), or a one-line 4xx for a request
+that cannot be routed - and never an HTTP 500 or a Python traceback. Afterwards the
+same server still runs a task end to end, and a task started before the barrage still
+has its result.
 
-The plain tests at the end pin each failure the property tests found.
+The plain tests at the end pin each failure the property tests, or the probes, found.
 """
 
 from __future__ import annotations
