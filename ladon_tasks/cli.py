@@ -18,7 +18,9 @@ from ladon_tasks import defaults
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ladon_tasks.deployment import make_store, read_settings
+    from ladon_tasks.deployment import allowed_hosts, make_store, read_settings
+    from ladon_tasks.devserver import serve, serve_until_stopped
+    from ladon_tasks.hosts import HostCheck
     from ladon_tasks.wsgi import make_application
 
     settings = read_settings()
@@ -41,76 +43,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not token and args.host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("serving beyond loopback: give the dashboard a --dashboard-token, or --no-dashboard")
         application = mount(application, DashboardApp(token=token), prefix="/_tasks")
+    hosts = allowed_hosts(settings, args.host, args.allowed_host)
     print(
         f"ladon-tasks: serving {', '.join(args.services)} on http://{args.host}:{args.port}/"
-        + ("" if args.no_dashboard else f" (dashboard: http://{args.host}:{args.port}/_tasks/)"),
+        + ("" if args.no_dashboard else f" (dashboard: http://{args.host}:{args.port}/_tasks/)")
+        + f"; answering {hosts.describe()}",
         file=sys.stderr,
         flush=True,
     )
+    application = HostCheck(application, hosts)
     if args.reload:
-        from werkzeug.serving import run_simple
-
-        run_simple(args.host, args.port, application, threaded=True, use_reloader=True,
-                   extra_files=[path for path in args.services if os.path.exists(path)])
+        serve(args.host, args.port, application, args.read_timeout, use_reloader=True,
+              extra_files=[path for path in args.services if os.path.exists(path)])
         return 0
-    _serve_until_stopped(args.host, args.port, application, args.grace)
+    serve_until_stopped(args.host, args.port, application, args.read_timeout, args.grace)
     return 0
-
-
-#: Seconds a stopping ``serve`` waits for requests in flight (a ``_wait`` whose task just
-#: ended, say) to be answered before it closes the server.
-REQUEST_DRAIN = 2.0
-
-
-def _serve_until_stopped(host: str, port: int, application: Any, grace: float) -> None:
-    """Serve until SIGTERM or SIGINT, then stop cleanly: new tasks are refused at once,
-    running bodies get ``grace`` seconds (progress and result calls are still answered
-    meanwhile), what is left is handed over or ended, requests in flight are answered,
-    and only then the server stops."""
-    import signal
-    import threading
-    import time
-
-    from werkzeug.serving import make_server
-
-    from ladon_tasks.runtime import get_runtime
-
-    in_flight = [0]
-    counter = threading.Condition()
-
-    def counted(environ: dict, start_response: Any) -> Any:
-        with counter:
-            in_flight[0] += 1
-        try:
-            yield from application(environ, start_response)
-        finally:
-            with counter:
-                in_flight[0] -= 1
-                counter.notify_all()
-
-    server = make_server(host, port, counted, threaded=True)
-    stopping = threading.Event()
-
-    def stop() -> None:
-        get_runtime().shutdown(grace=grace)
-        deadline = time.monotonic() + REQUEST_DRAIN
-        with counter:
-            while in_flight[0] and time.monotonic() < deadline:
-                counter.wait(max(0.0, deadline - time.monotonic()))
-        server.shutdown()
-
-    def on_signal(signum: int, frame: object) -> None:
-        if stopping.is_set():
-            return
-        stopping.set()
-        get_runtime().begin_shutdown()  # from this moment a start call is refused
-        print(f"ladon-tasks: {signal.Signals(signum).name}: stopping (grace {grace:g}s)", file=sys.stderr, flush=True)
-        threading.Thread(target=stop, name="ladon-tasks-stop", daemon=True).start()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
-    server.serve_forever()
-    server.server_close()
 
 
 def _import_services(services: Sequence[str]) -> None:
@@ -169,7 +116,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     configure(store=_redis_store(args.redis))
     token = args.token or os.environ.get("LADON_TASKS_DASHBOARD_TOKEN")
     print(f"ladon-tasks dashboard on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
-    serve_dashboard(host=args.host, port=args.port, token=token)
+    serve_dashboard(host=args.host, port=args.port, token=token, allowed_hosts=args.allowed_host)
     return 0
 
 
@@ -182,10 +129,10 @@ def _print_records(records, as_json: bool) -> None:  # type: ignore[no-untyped-d
             print(json.dumps(record.to_json(), ensure_ascii=False))
         return
     now = time.time()
-    print(f"{'TASK':32}  {'STATE':9}  {'PROGRESS':>8}  {'AGE':>7}  {'TRIES':>5}  SERVICE.METHOD  MESSAGE")
+    print(f"{'TASK':32}  {'STATE':10}  {'PROGRESS':>8}  {'AGE':>7}  {'TRIES':>5}  SERVICE.METHOD  MESSAGE")
     for record in records:
         print(
-            f"{record.task_id:32}  {record.state.value:9}  {record.progress * 100:7.0f}%  "
+            f"{record.task_id:32}  {record.shown_state:10}  {record.progress * 100:7.0f}%  "
             f"{now - record.submitted_at:6.0f}s  {record.attempts:>2}/{record.max_attempts:<2}  "
             f"{record.service}.{record.method}  {(record.message or record.error_message)[:60]}"
         )
@@ -319,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="larger request bodies get 413 before they are read")
     serve.add_argument("--no-dashboard", action="store_true", help="do not mount the dashboard at /_tasks/")
     serve.add_argument("--dashboard-token", default=None, help="require this token for the dashboard")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="also answer requests for this host name (repeatable; '*' for any); "
+                            "default: localhost and IP addresses, beyond loopback this machine's name too")
+    serve.add_argument("--read-timeout", type=float, default=defaults.READ_TIMEOUT, metavar="SECONDS",
+                       help="close a connection that sends nothing for this long")
     serve.add_argument("--thread-workers", type=int, default=defaults.THREAD_WORKERS)
     serve.add_argument("--process-workers", type=int, default=defaults.PROCESS_WORKERS)
     serve.add_argument("--grace", type=float, default=defaults.SHUTDOWN_GRACE,
@@ -350,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--port", type=int, default=8090)
     dashboard.add_argument("--token", default=None, help="require this token (default: $LADON_TASKS_DASHBOARD_TOKEN)")
     dashboard.add_argument("--redis", metavar="URL", default=None)
+    dashboard.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                           help="also answer requests for this host name (repeatable; '*' for any)")
     dashboard.set_defaults(handler=cmd_dashboard)
 
     tasks = commands.add_parser("tasks", help="list tasks (Redis store), newest first")

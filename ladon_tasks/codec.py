@@ -65,6 +65,16 @@ def decode(ladon_type: Any, data: Any) -> Any:
     return converter.from_unicode_string(data, ladon_type)
 
 
+def typed_form(ladon_type: Any, data: Any) -> Any:
+    """The stored JSON form of a value with every primitive in its declared type (the
+    stored form keeps an int as ``"3"``; this gives ``3``): for people reading values.
+    Raises :class:`CodecError` when ``data`` does not fit the type."""
+    try:
+        return expand_value(decode(ladon_type, data), ladon_type, only_strings_to_unicode=True)
+    except Exception as exc:  # Ladon raises its own type errors from deep inside
+        raise CodecError(f"cannot read {type_name(ladon_type)}: {exc}") from exc
+
+
 def encode_args(arg_types: tuple[Any, ...], args: tuple[Any, ...]) -> list[Any]:
     return [encode(typ, value) for typ, value in zip(arg_types, args)]
 

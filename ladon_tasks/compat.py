@@ -35,6 +35,14 @@ current interpreter, and this module mends each one in place, once, when
 * Ladon's SOAP parser accepts a document type declaration, so an entity-expansion
   body ("billion laughs") keeps a server thread busy for a long time. SOAP 1.1
   forbids DTDs in a message; we refuse any envelope that has one.
+* Python reads ``NaN``, ``Infinity`` and ``1e400`` as JSON numbers, and Ladon would
+  echo such a JSON-RPC ``id`` back as invalid JSON: it is refused, with a ``null`` id.
+* Ladon writes the module and line that raised a fault (``filename``, ``lineno``) into
+  JSON-WSP and JSON-RPC faults; outside debug mode they are left out. A JSON answer the
+  request's charset cannot hold is written with ``\\u`` escapes rather than failing.
+* Ladon's SOAP parser ignores namespaces and the ``SOAPAction`` header: a SOAP 1.2
+  envelope gets ``VersionMismatch``, an operation outside ``urn:<service>`` and a
+  ``SOAPAction`` naming another operation get ``MalformedRequest``.
 
 Every fault keeps the shape the real clients read (zeep's ``Fault``, Ladon's
 ``jsonwsp/fault``, a JSON-RPC ``error``); nothing else on the wire changes.
@@ -43,6 +51,7 @@ Every fault keeps the shape the real clients read (zeep's ``Fault``, Ladon's
 from __future__ import annotations
 
 import inspect
+import json
 import sys
 import types
 from collections import namedtuple
@@ -177,12 +186,10 @@ def _install_request_guards() -> None:
         if not isinstance(req_dict["args"], dict):
             raise faults.MalformedRequest("args must be an object of argument names and values")
         for echoed in ("mirror", "id"):  # written back into the answer: must survive encoding
-            try:
-                json.dumps(req_dict.get(echoed), ensure_ascii=False).encode(dispatcher.response_encoding)
-            except (UnicodeError, ValueError):
+            problem = _echo_problem(req_dict.get(echoed), dispatcher.response_encoding)
+            if problem is not None:
                 req_dict.pop(echoed, None)
-                raise faults.MalformedRequest(f"{echoed} holds text that cannot be written in {dispatcher.response_encoding}"
-                ) from None
+                raise faults.MalformedRequest(f"{echoed} {problem}")
         return req_dict
 
     def guard_fault_rendering(dispatcher: Dispatcher, request_id: object = None) -> None:
@@ -266,7 +273,7 @@ def _install_jsonrpc_request_checks() -> None:
         request = json.loads(PORTABLE_STRING(json_body, encoding))
         if not isinstance(request, dict):
             raise faults.MalformedRequest("a jsonrpc10 request must be an object")
-        passback = {"id": request.get("id")}
+        passback = {"id": request.get("id") if _echo_problem(request.get("id"), encoding) is None else None}
         method = request.get("method")
         fault = None
         if "method" in request and not isinstance(method, str):
@@ -328,6 +335,180 @@ def _install_soap_parser_guard() -> None:
     soap11.SOAP11RequestHandler.parse_request = parse_request
 
 
+def _echo_problem(value: object, encoding: str) -> str | None:
+    """Why ``value`` (a JSON-RPC ``id``, a JSON-WSP ``mirror``) cannot be written back
+    into an answer, or ``None``. Python reads ``NaN``, ``Infinity`` and ``1e400`` from a
+    request, but writing them back would make the answer invalid JSON; text with lone
+    surrogates, or characters the charset lacks, cannot be encoded at all."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode(encoding)
+    except ValueError as exc:
+        if isinstance(exc, UnicodeError):
+            return f"holds text that cannot be written in {encoding}"
+        return "holds a number JSON cannot carry (NaN, Infinity or out of range)"
+    return None
+
+
+def _install_fault_location_filter() -> None:
+    """Ladon writes the module and line that raised a fault (``filename``, ``lineno``)
+    into every JSON-WSP and JSON-RPC fault: server internals a client has no use for.
+    They are left out unless debug mode is on."""
+    from ladon.interfaces.jsonrpc10 import JSONRPCFaultHandler
+    from ladon.interfaces.jsonwsp import JSONWSPFaultHandler
+
+    for handler in (JSONWSPFaultHandler, JSONRPCFaultHandler):
+        original = handler.build_fault_response
+        if getattr(original, "_ladon_tasks_patched", False):
+            continue
+
+        def build_fault_response(self, service_exc, sinfo, methodname, encoding, reflection, _build=original):  # type: ignore[no-untyped-def]
+            answer = _build(self, service_exc, sinfo, methodname, encoding, reflection)
+            if faults.debug_enabled():
+                return answer
+            document = json.loads(answer.decode(encoding))
+            fault = document.get("fault") if "fault" in document else document.get("error")
+            if isinstance(fault, dict):
+                fault.pop("filename", None)
+                fault.pop("lineno", None)
+            return json.dumps(document, ensure_ascii=False).encode(encoding)
+
+        build_fault_response._ladon_tasks_patched = True  # type: ignore[attr-defined]
+        handler.build_fault_response = build_fault_response
+
+
+def _install_json_answer_escapes() -> None:
+    """Ladon writes a JSON-WSP or JSON-RPC answer in the request's charset, and fails
+    (the client sees a one-line 400 instead of its answer) when the charset lacks a
+    character of it: a result with an "é" asked for in ``charset=ascii``. Such an answer
+    is written with JSON's ``\\u`` escapes instead, which every charset can carry."""
+    from ladon.interfaces.jsonrpc10 import JSONRPCResponseHandler
+    from ladon.interfaces.jsonwsp import JSONWSPResponseHandler
+
+    for handler in (JSONWSPResponseHandler, JSONRPCResponseHandler):
+        original = handler.build_response
+        if getattr(original, "_ladon_tasks_patched", False):
+            continue
+
+        def build_response(self, res_dict, sinfo, encoding, _build=original):  # type: ignore[no-untyped-def]
+            try:
+                return _build(self, dict(res_dict), sinfo, encoding)  # Ladon edits the dict's top level
+            except UnicodeEncodeError:
+                document = json.loads(_build(self, dict(res_dict), sinfo, "utf-8"))
+                return json.dumps(document, ensure_ascii=True).encode(encoding)
+
+        build_response._ladon_tasks_patched = True  # type: ignore[attr-defined]
+        handler.build_response = build_response
+
+
+#: The envelope namespace of SOAP 1.1, the only SOAP version Ladon speaks.
+SOAP11_ENVELOPE = "http://schemas.xmlsoap.org/soap/envelope/"
+
+
+class _ScanDone(Exception):
+    """Stops the namespace scan once the operation element has been seen."""
+
+
+def _soap_namespace_fault(body: bytes, servicename: str) -> Exception | None:
+    """The fault for a SOAP request in the wrong namespaces, or ``None``.
+
+    Ladon's parser matches ``Envelope`` and ``Body`` by local name and takes any
+    element inside the body for the operation, so a SOAP 1.2 envelope, or an operation
+    of another service's namespace, would be executed. A SOAP 1.1 node answers an
+    envelope of another namespace with ``VersionMismatch``; the operation must be in the
+    namespace the WSDL declares (``urn:<service>``). Reads only up to the operation's
+    start tag; the body was parsed (and any DTD refused) before."""
+    from xml.parsers import expat
+
+    found: list[tuple[str, str]] = []  # (namespace, local name) of envelope, body, operation
+
+    def start(name: str, attrs: object) -> None:
+        namespace, _, local = name.rpartition(" ")
+        depth = len(found)
+        if depth == 0 or (depth == 1 and local.lower() == "body") or depth == 2:
+            found.append((namespace, local))
+        if len(found) == 3:
+            raise _ScanDone
+
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.StartElementHandler = start
+    parser.StartDoctypeDeclHandler = _refuse_document_type
+    parser.EntityDeclHandler = _refuse_document_type
+    try:
+        parser.Parse(body, True)
+    except _ScanDone:
+        pass
+    except (expat.ExpatError, ValueError) as exc:  # Ladon parsed it, but its namespaces are broken
+        return faults.MalformedRequest(f"not a well-formed SOAP envelope: {_quote(str(exc))[1:-1]}")
+    if not found or found[0][1].lower() != "envelope":
+        return None
+    if found[0][0] != SOAP11_ENVELOPE:
+        return faults.VersionMismatch(
+            f"the envelope is in namespace {_quote(found[0][0])}; this service speaks SOAP 1.1 ({SOAP11_ENVELOPE})"
+        )
+    if len(found) > 1 and found[1][0] != SOAP11_ENVELOPE:
+        return faults.MalformedRequest(f"the Body must be in the namespace {SOAP11_ENVELOPE}")
+    expected = f"urn:{servicename}"
+    if len(found) > 2 and found[2][0] != expected:
+        return faults.MalformedRequest(
+            f"operation {_quote(found[2][1])} is in namespace {_quote(found[2][0])}; "
+            f"the operations of {servicename} are in {expected!r}"
+        )
+    return None
+
+
+def _soap_action_problem(header: str | None, methodname: object) -> str | None:
+    """Why a ``SOAPAction`` header does not fit the operation in the body, or ``None``.
+
+    A gateway may allow or deny calls by SOAPAction; a body calling another operation
+    than the header names would slip past it. The header is optional, and an empty one
+    means "see the request"; otherwise its last ``/`` or ``#`` part must name the
+    operation (the WSDL declares ``<service url>/<operation>``)."""
+    if header is None:
+        return None
+    action = header.strip().strip('"').strip()
+    if not action:
+        return None
+    named = action.replace("#", "/").rsplit("/", 1)[-1].replace("-", "_")
+    if isinstance(methodname, str) and named == methodname.replace("-", "_"):
+        return None
+    return f"the SOAPAction header names {_quote(named)} but the body calls {_quote(methodname)}"
+
+
+def _install_soap_conformance_checks() -> None:
+    """SOAP requests must be SOAP 1.1, in the service's namespace, and agree with their
+    ``SOAPAction`` header; see :func:`_soap_namespace_fault` and
+    :func:`_soap_action_problem`. Checked on each SOAP request's own interface instance,
+    right after Ladon has parsed the body."""
+    from ladon.server.dispatcher import Dispatcher
+
+    original = Dispatcher.dispatch_request
+    if getattr(original, "_ladon_tasks_soap_checked", False):
+        return
+
+    def dispatch_request(self: Dispatcher, request_data: bytes, export_dict: dict) -> object:  # type: ignore[type-arg]
+        if self.iface._interface_name() == "soap11":
+            parse = self.iface.parse_request
+            action = export_dict.get("HTTP_SOAPACTION")
+            servicename = self.sinst.servicename
+
+            def parse_request(*args, **kw):  # type: ignore[no-untyped-def]
+                req_dict = parse(*args, **kw)
+                fault = _soap_namespace_fault(request_data, servicename)
+                if fault is not None:
+                    raise fault
+                problem = _soap_action_problem(action, req_dict.get("methodname") if isinstance(req_dict, dict) else None)
+                if problem is not None:
+                    raise faults.MalformedRequest(problem)
+                return req_dict
+
+            self.iface.parse_request = parse_request
+        return original(self, request_data, export_dict)
+
+    dispatch_request._ladon_tasks_soap_checked = True  # type: ignore[attr-defined]
+    dispatch_request._ladon_tasks_patched = True  # type: ignore[attr-defined]
+    Dispatcher.dispatch_request = dispatch_request  # type: ignore[method-assign]
+
+
 def install() -> None:
     """Apply every mend; safe to call more than once."""
     _install_getargspec()
@@ -338,6 +519,9 @@ def install() -> None:
     _install_request_guards()
     _install_jsonrpc_request_checks()
     _install_soap_parser_guard()
+    _install_fault_location_filter()
+    _install_json_answer_escapes()
+    _install_soap_conformance_checks()
 
 
 install()

@@ -34,6 +34,20 @@ PRIORITY = 100
 #: Bounds memory of a long-running server however many tasks it has seen.
 MEMORY_STORE_CAPACITY = 10_000
 
+#: Bytes of task records (their JSON: arguments, result, messages) the in-process store
+#: holds at most. A count alone does not bound memory: arguments may take 1 MB each
+#: (``MAX_ARGS_BYTES``), so 10,000 records could take 10 GB. Beyond this bound the oldest
+#: finished records go first; when unfinished ones alone would pass it, a start gets
+#: ``ServerBusy``. 256 MiB keeps a server on a small machine well inside its memory.
+MEMORY_STORE_MAX_BYTES = 256 * 1024 * 1024
+
+#: Unfinished tasks (queued, or running) the in-process store holds at most; one more
+#: start gets ``ServerBusy``, which a client backs off on. Queued records never expire,
+#: so without it a client starting faster than the workers finish grows the store
+#: without end; 10,000 is far more than any burst a healthy client sends to a few dozen
+#: workers.
+MAX_QUEUED_TASKS = 10_000
+
 #: Longest a ``_wait`` call may hold a request, in seconds: keeps server threads free.
 WAIT_MAX = 30.0
 
@@ -93,3 +107,12 @@ ORPHAN_GRACE = 60.0
 #: bodies finish before it hands their tasks over. Under mod_wsgi keep it below the
 #: daemon's shutdown-timeout (5 s by default).
 SHUTDOWN_GRACE = 3.0
+
+#: Seconds the development server (``ladon-tasks serve``) waits for a client's next
+#: bytes before it closes the connection: a client that sends half a request and stops
+#: holds a server thread this long, not for ever. Per read, so slow uploads still pass.
+READ_TIMEOUT = 20.0
+
+#: Seconds a stopping ``serve`` waits for requests in flight (a ``_wait`` whose task just
+#: ended, say) to be answered before it closes the server.
+REQUEST_DRAIN = 2.0

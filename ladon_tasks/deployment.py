@@ -5,15 +5,19 @@ rather than by command-line options. The one rule it enforces: a server that run
 several processes must keep task state in Redis, because a progress call may land in
 any process. Such a server without Redis is refused at start-up, with the reason,
 rather than left to answer "UnknownTask" for tasks that do exist.
+
+Every application built here answers only the ``Host`` names of
+:mod:`ladon_tasks.hosts` (DNS rebinding), plus ``LADON_TASKS_ALLOWED_HOSTS``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ladon_tasks import defaults
+from ladon_tasks.hosts import AllowedHosts, HostCheck, parse_names
 from ladon_tasks.stores.base import TaskStore
 
 SETTINGS = (
@@ -25,6 +29,9 @@ SETTINGS = (
     "LADON_TASKS_DASHBOARD_TOKEN",
     "LADON_TASKS_SHUTDOWN_GRACE",
     "LADON_TASKS_OWNER_LEASE",
+    "LADON_TASKS_ALLOWED_HOSTS",
+    "LADON_TASKS_MAX_QUEUED_TASKS",
+    "LADON_TASKS_MAX_STORE_BYTES",
     "REDIS_HOST",
     "REDIS_PORT",
     "REDIS_USERNAME",
@@ -52,10 +59,32 @@ def redis_configured(settings: Mapping[str, str]) -> bool:
     return bool(settings.get("LADON_TASKS_REDIS_URL") or settings.get("REDIS_HOST"))
 
 
-def make_store(settings: Mapping[str, str]) -> TaskStore | None:
-    """A Redis store when Redis is configured, else ``None`` (the embedded default)."""
-    if not redis_configured(settings):
+def whole_number(settings: Mapping[str, str], name: str) -> int | None:
+    """A setting that must be a whole number >= 1, or ``None`` when it is not set."""
+    text = settings.get(name, "").strip()
+    if not text:
         return None
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {text[:40]!r}")
+    return int(text)
+
+
+def make_store(settings: Mapping[str, str]) -> TaskStore | None:
+    """A Redis store when Redis is configured; else an in-process store with the bounds
+    the settings give (``LADON_TASKS_MAX_QUEUED_TASKS``, ``LADON_TASKS_MAX_STORE_BYTES``),
+    or ``None`` for the embedded default."""
+    if not redis_configured(settings):
+        bounds = {
+            key: value for key, value in (
+                ("max_queued", whole_number(settings, "LADON_TASKS_MAX_QUEUED_TASKS")),
+                ("max_bytes", whole_number(settings, "LADON_TASKS_MAX_STORE_BYTES")),
+            ) if value is not None
+        }
+        if not bounds:
+            return None
+        from ladon_tasks.stores.memory import MemoryStore
+
+        return MemoryStore(**bounds)
     from ladon_tasks.redis.store import RedisStore
 
     url = settings.get("LADON_TASKS_REDIS_URL")
@@ -100,7 +129,7 @@ def build_from_settings(environ: Mapping[str, Any] | None = None, default_servic
         runtime_settings["store"] = store
     for name, key in (("LADON_TASKS_THREAD_WORKERS", "thread_workers"), ("LADON_TASKS_PROCESS_WORKERS", "process_workers")):
         if name in settings:
-            runtime_settings[key] = int(settings[name])
+            runtime_settings[key] = whole_number(settings, name)
     if "LADON_TASKS_OWNER_LEASE" in settings:
         runtime_settings["owner_lease"] = float(settings["LADON_TASKS_OWNER_LEASE"])
     application = make_application(
@@ -114,4 +143,11 @@ def build_from_settings(environ: Mapping[str, Any] | None = None, default_servic
         from ladon_tasks.dashboard import DashboardApp, mount
 
         application = mount(application, DashboardApp(token=token), prefix="/_tasks")
-    return application
+    return HostCheck(application, allowed_hosts(settings, str((environ or {}).get("SERVER_ADDR", ""))))
+
+
+def allowed_hosts(settings: Mapping[str, str], bind_address: str, extra: Sequence[str] = ()) -> AllowedHosts:
+    """The ``Host`` names a server bound to ``bind_address`` answers: the defaults of
+    :class:`~ladon_tasks.hosts.AllowedHosts`, ``LADON_TASKS_ALLOWED_HOSTS`` and ``extra``."""
+    names = parse_names(settings.get("LADON_TASKS_ALLOWED_HOSTS", "")) + list(extra)
+    return AllowedHosts.for_address(bind_address, names)

@@ -45,6 +45,15 @@ _FORWARDED_LADON_KW = ("LADON_METHOD_NAME", "LADON_ACCEPT_LANGUAGES")
 _DECLARED: list["TaskMethod"] = []
 
 
+def declared_method(service: str, method: str) -> "TaskMethod | None":
+    """The task method ``service.method`` as declared in this process (the services it
+    imported), or ``None``: the dashboard names and types arguments with it."""
+    for task_method in reversed(_DECLARED):
+        if task_method.ref.service == service and task_method.name == method:
+            return task_method
+    return None
+
+
 def queue_priorities(queue: str) -> set[int]:
     """The priorities of the queued task methods declared so far (in the services this
     process imported) that use ``queue``: the levels a worker of that queue reads."""
@@ -82,7 +91,11 @@ class TaskMethod:
         self.name = body.__name__
         self.owner: type | None = None
         self.ref = MethodRef(body.__module__, "", self.name)
-        self.accepts_kw = inspect.getfullargspec(body).varkw is not None
+        spec = inspect.getfullargspec(body)
+        self.accepts_kw = spec.varkw is not None
+        #: The body's parameter names after ``self``, in the order of ``arg_types``:
+        #: faults and the dashboard name arguments with them.
+        self.arg_names: tuple[str, ...] = tuple(spec.args[1 : 1 + len(arg_types)])
         self.__doc__ = body.__doc__
         self.__wrapped__ = body
 

@@ -90,6 +90,17 @@ class MalformedRequest(TaskClientFault):
     fault_name = "MalformedRequest"
 
 
+class VersionMismatch(TaskClientFault):
+    """A SOAP envelope that is not SOAP 1.1 (another envelope namespace, SOAP 1.2). On
+    SOAP its fault code is SOAP 1.1's own ``VersionMismatch``."""
+
+    fault_name = "VersionMismatch"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.faultcode = "SOAP-ENV:VersionMismatch"  # the prefix Ladon's SOAP fault envelope declares
+
+
 class UnknownMethod(TaskClientFault):
     """The service has no method of that name."""
 
@@ -112,3 +123,25 @@ class ExecutorUnavailable(TaskServerFault):
     """The task could not be handed to an executor; nothing was started."""
 
     fault_name = "ExecutorUnavailable"
+
+
+class IdempotencyConflict(TaskClientFault):
+    """An ``Idempotency-Key`` already names a task started with other arguments. The key
+    is bound to the arguments it was first used with, so a key never hands one caller
+    another caller's task (HTTP would say 409 Conflict)."""
+
+    fault_name = "IdempotencyConflict"
+
+
+class ServerBusy(TaskServerFault):
+    """The server holds as many unfinished tasks, or bytes of task records, as it is
+    configured to; nothing was started. Back off and start again later."""
+
+    fault_name = "ServerBusy"
+
+
+class CorruptTask(TaskServerFault):
+    """The task's stored record cannot be read (damaged in the store); other tasks are
+    not affected. Asking again will not help."""
+
+    fault_name = "CorruptTask"

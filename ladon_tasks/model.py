@@ -9,7 +9,9 @@ task never reports itself like a succeeded one (its progress is not forced to 1.
 from __future__ import annotations
 
 import enum
+import math
 import os
+import re
 import secrets
 import socket
 import time
@@ -70,15 +72,15 @@ def new_owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+_TASK_ID_SHAPE = re.compile(f"[0-9a-f]{{{TASK_ID_BYTES * 2}}}")
+
+
 def looks_like_task_id(value: object) -> bool:
-    """Cheap shape check so malformed ids are told apart from unknown ones."""
-    if not isinstance(value, str) or len(value) != TASK_ID_BYTES * 2:
-        return False
-    try:
-        int(value, 16)
-    except ValueError:
-        return False
-    return value == value.lower()
+    """Exactly what :func:`new_task_id` hands out: 32 lowercase ASCII hex digits, nothing
+    around them. (``int(value, 16)`` would also take a sign, ``0x``, ``_``, spaces, a
+    trailing newline and non-ASCII digits.) Malformed ids are told apart from unknown
+    ones without asking the store."""
+    return isinstance(value, str) and _TASK_ID_SHAPE.fullmatch(value) is not None
 
 
 def clamp_progress(value: float) -> float:
@@ -126,6 +128,12 @@ class TaskRecord:
     def finished(self) -> bool:
         return self.state.finished
 
+    @property
+    def shown_state(self) -> str:
+        """The state as clients and operators are told it: the state's value, or
+        ``unreadable`` for the stand-in of a damaged record."""
+        return self.state.value
+
     def duration(self, now: float | None = None) -> float:
         """Seconds run so far, or in all once finished; 0.0 before the first start."""
         if not self.started_at:
@@ -138,7 +146,7 @@ class TaskRecord:
         objects; ``args`` and ``result`` are shared because nothing mutates them in place
         (a write replaces them). Several times cheaper than ``dataclasses.replace``, and
         it sits on every progress call."""
-        clone = object.__new__(TaskRecord)
+        clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone.tags = list(self.tags)
         return clone
@@ -153,11 +161,114 @@ class TaskRecord:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "TaskRecord":
-        known = {k: v for k, v in data.items() if k in _FIELD_NAMES}
+    def from_json(cls, data: Any) -> "TaskRecord":
+        """The record a JSON object describes. Stores read what other processes wrote -
+        or anyone with access to the backend - so every field is checked here and a
+        wrong one raises :class:`MalformedRecord` naming it, rather than a ``TypeError``
+        later in whatever reads the field. Unknown names are ignored."""
+        if not isinstance(data, dict):
+            raise MalformedRecord(f"a task record is a JSON object, not {type(data).__name__}")
+        known = {}
+        for name, value in data.items():
+            check = _FIELD_CHECKS.get(name)
+            if check is None:
+                continue
+            if not check(value):
+                raise MalformedRecord(f"field {name!r} holds {_shown(value)}, {_FIELD_EXPECTED[name]}")
+            known[name] = value
+        missing = [name for name in _REQUIRED_FIELDS if name not in known]
+        if missing:
+            raise MalformedRecord(f"field(s) {', '.join(missing)} missing")
         known["state"] = TaskState(known.get("state", "queued"))
         return cls(**known)
 
 
+class UnreadableRecord(TaskRecord):
+    """Stands in a listing for a stored record that cannot be read, so that one damaged
+    record does not hide the others. Holds what could be read of it (at least an id
+    when the store knows one); ``problem`` says what is wrong. Never stored."""
+
+    problem: str = ""
+
+    @property
+    def shown_state(self) -> str:
+        return "unreadable"
+
+    @classmethod
+    def salvage(cls, fields: dict[str, Any], problem: str) -> "UnreadableRecord":
+        """A stand-in from the fields of a damaged record that did decode on their own;
+        its error is ``CorruptTask: <problem>``, as the wire says for that task."""
+        text = {name: fields[name] for name in ("task_id", "service", "method") if isinstance(fields.get(name), str)}
+        record = cls(task_id=text.get("task_id", ""), service=text.get("service", ""), method=text.get("method", ""))
+        if _is_state(fields.get("state")):
+            record.state = TaskState(fields["state"])
+        if _is_number(fields.get("submitted_at")):
+            record.submitted_at = float(fields["submitted_at"])
+        record.error_type, record.error_message = "CorruptTask", problem
+        record.problem = problem
+        return record
+
+
+class MalformedRecord(ValueError):
+    """Stored data that is not a task record: not an object, a field missing or of the
+    wrong type, a state that does not exist."""
+
+
+def _shown(value: Any) -> str:
+    text = ascii(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_state(value: Any) -> bool:
+    return isinstance(value, str) and value in _STATE_VALUES
+
+
+def _is_tags(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(tag, str) for tag in value)
+
+
+def _is_flag(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_any(value: Any) -> bool:
+    return True
+
+
+_STATE_VALUES = frozenset(state.value for state in TaskState)
 _FIELD_ORDER = tuple(TaskRecord.__dataclass_fields__)
-_FIELD_NAMES = frozenset(_FIELD_ORDER)
+_REQUIRED_FIELDS = ("task_id", "service", "method")
+#: How each stored field is checked, and what a fault says it should hold.
+_KINDS = {
+    _is_text: "should be text",
+    _is_number: "should be a finite number",
+    _is_count: "should be a whole number >= 0",
+    _is_state: f"should be one of {', '.join(sorted(_STATE_VALUES))}",
+    _is_tags: "should be a list of text",
+    _is_flag: "should be true or false",
+    _is_any: "",
+}
+_FIELD_CHECKS = {
+    "task_id": _is_text, "service": _is_text, "method": _is_text, "args": _is_any,
+    "state": _is_state, "progress": _is_number, "message": _is_text, "attempts": _is_count,
+    "max_attempts": _is_count, "priority": _is_count, "tags": _is_tags, "idempotency_key": _is_text,
+    "owner": _is_text,
+    "submitted_at": _is_number, "started_at": _is_number, "finished_at": _is_number, "result": _is_any,
+    "error_type": _is_text, "error_message": _is_text, "error_traceback": _is_text,
+    "cancel_requested": _is_flag, "result_ttl": _is_number,
+}
+_FIELD_EXPECTED = {name: _KINDS[check] for name, check in _FIELD_CHECKS.items()}
+if set(_FIELD_CHECKS) != set(_FIELD_ORDER):
+    raise RuntimeError("every field of TaskRecord needs its check in _FIELD_CHECKS")

@@ -30,7 +30,7 @@ from ladon_tasks.caretaker import Caretaker
 from ladon_tasks.executors.base import Executor, Job, Unfinished
 from ladon_tasks.executors.timers import Timers
 from ladon_tasks.model import TaskRecord, TaskState, looks_like_task_id, new_owner_id, new_task_id
-from ladon_tasks.stores.base import StoreError, TaskStore
+from ladon_tasks.stores.base import CorruptRecord, StoreError, StoreFull, TaskStore
 from ladon_tasks.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -192,7 +192,11 @@ class TaskRuntime:
             encoded_args = codec.encode_args(task_method.arg_types, args)
         except codec.CodecError as exc:
             raise faults.InvalidArgument(f"{task_method.name}: {exc}") from None
-        args_bytes = codec.dumps(encoded_args).encode()
+        args_text = codec.dumps(encoded_args)
+        try:
+            args_bytes = args_text.encode()
+        except UnicodeEncodeError:
+            raise _not_unicode(task_method, encoded_args) from None
         size = len(args_bytes)
         if size > self.max_args_bytes:
             raise faults.InvalidArgument(
@@ -226,8 +230,8 @@ class TaskRuntime:
             raise faults.ExecutorUnavailable(f"task not started: {exc}") from None
         try:
             with _store_errors():  # nothing recorded
-                return executor.start(store, record, job)  # a known idempotency key: that task
-        except faults.StoreUnavailable:
+                stored = executor.start(store, record, job)  # a known idempotency key: that task
+        except _STORE_FAULTS:
             raise
         except Exception as exc:  # recorded, but not handed over
             with _store_errors():
@@ -236,6 +240,14 @@ class TaskRuntime:
                     error_message=str(exc), finished_at=time.time(),
                 )
             raise faults.ExecutorUnavailable(f"task not started: {exc}") from None
+        if stored.task_id != new_id and codec.dumps(stored.args) != args_text:
+            # The key is bound to the arguments it was first used with: whoever else
+            # knows or guesses a key must not receive that task (nor learn its id).
+            raise faults.IdempotencyConflict(
+                f"{task_method.name}: this Idempotency-Key was used with other arguments; "
+                "use a new key for a new task"
+            )
+        return stored
 
     def record(self, task_id: Any, task_method: "TaskMethod | None" = None) -> TaskRecord:
         """The task's record, or the fault a client should see instead."""
@@ -361,10 +373,36 @@ def _unknown(task_id: str) -> faults.UnknownTask:
     return faults.UnknownTask(f"no task {task_id}: unknown, or expired after its result_ttl")
 
 
+def _not_unicode(task_method: "TaskMethod", encoded_args: list[Any]) -> faults.InvalidArgument:
+    """The fault for arguments that hold text no UTF-8 can carry (lone surrogates, which
+    JSON's ``\\ud800`` escapes let through), naming the first such argument."""
+    names = task_method.arg_names
+    for position, value in enumerate(encoded_args):
+        try:
+            codec.dumps(value).encode()
+        except UnicodeEncodeError:
+            name = names[position] if position < len(names) else f"#{position + 1}"
+            return faults.InvalidArgument(
+                f"{task_method.name}: argument {name} holds text that is not valid Unicode (a lone surrogate)"
+            )
+    return faults.InvalidArgument(f"{task_method.name}: the arguments hold text that is not valid Unicode")
+
+
+#: The faults :func:`_store_errors` raises: the store refused or failed, nothing was
+#: handed to an executor.
+_STORE_FAULTS = (faults.StoreUnavailable, faults.ServerBusy, faults.CorruptTask)
+
+
 @contextlib.contextmanager
 def _store_errors() -> Iterator[None]:
+    """Store exceptions as the faults a client sees: a full store is ``ServerBusy`` (back
+    off), one damaged record ``CorruptTask``, anything else ``StoreUnavailable``."""
     try:
         yield
+    except StoreFull as exc:
+        raise faults.ServerBusy(f"task not started: {exc}") from None
+    except CorruptRecord as exc:
+        raise faults.CorruptTask(str(exc)) from None
     except StoreError as exc:
         raise faults.StoreUnavailable(f"task state is not reachable: {exc}") from None
 

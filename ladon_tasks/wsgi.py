@@ -10,7 +10,8 @@ rendered by Ladon's interfaces; :mod:`ladon_tasks.compat` keeps tracebacks out o
 Before Ladon sees a request, the wrapper refuses what Ladon would mishandle: a body
 declared larger than ``max_request_bytes`` gets ``413`` without being read (Ladon reads
 the whole body into memory), a ``Content-Length`` that is not a number gets ``400``, and
-a charset Python does not know gets ``415`` (Ladon would fail encoding even its fault).
+a charset that is not a text encoding Python knows gets ``415`` (Ladon would fail
+encoding even its fault).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class FaultSafeApplication:
             self._check_deployment(environ)
         refusal = self._refuse(environ)
         if refusal is not None:
-            return _plain(start_response, *refusal)
+            return plain_response(start_response, *refusal)
         captured: dict[str, Any] = {}
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -90,7 +91,7 @@ class FaultSafeApplication:
         problem = _last_exception_line(text)
         not_found = any(name in text for name in ("UndefinedService", "UndefinedInterfaceName"))
         code = "404 Not Found" if not_found else "400 Bad Request"
-        return _plain(start_response, code, problem)
+        return plain_response(start_response, code, problem)
 
     def _refuse(self, environ: dict[str, Any]) -> tuple[str, str] | None:
         """Status and message for a request Ladon must not see, or ``None`` to serve it.
@@ -107,10 +108,9 @@ class FaultSafeApplication:
                 )
         charset = _request_charset(environ)
         if charset is not None:
-            try:
-                codecs.lookup(charset)
-            except LookupError:
-                return "415 Unsupported Media Type", f"unknown charset {charset[:40]!r}"
+            problem = charset_problem(charset)
+            if problem is not None:
+                return "415 Unsupported Media Type", problem
         return None
 
     def _check_deployment(self, environ: dict[str, Any]) -> None:
@@ -126,11 +126,32 @@ class FaultSafeApplication:
             )
 
 
-def _plain(start_response: StartResponse, status: str, message: str) -> list[bytes]:
+def plain_response(start_response: StartResponse, status: str, message: str) -> list[bytes]:
     """A one-line ``text/plain`` answer: ``Reason phrase: message``."""
     payload = f"{status.split(' ', 1)[1]}: {message}\n".encode("utf-8", "backslashreplace")
     start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(payload)))])
     return [payload]
+
+
+#: Codecs Python counts as text encodings that are no character set of a document:
+#: host-name labels, escape sequences and a codec that fails on purpose.
+_NOT_DOCUMENT_CHARSETS = frozenset({"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape"})
+
+
+def charset_problem(charset: str) -> str | None:
+    """Why ``charset`` cannot be the character set of a request and its answer, or
+    ``None`` when it can. Ladon decodes the body and encodes the answer - faults
+    included - with it, so it must be a text encoding: ``rot13``, ``base64``, ``zlib``,
+    ``hex`` and the like transform bytes (Python raises on ``str.encode`` with them),
+    and ``idna`` or ``undefined`` fail on ordinary text."""
+    shown = ascii(charset[:40])
+    try:
+        info = codecs.lookup(charset)
+    except LookupError:
+        return f"unknown charset {shown}"
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_DOCUMENT_CHARSETS:
+        return f"charset {shown} is not a text encoding"
+    return None
 
 
 def _request_charset(environ: dict[str, Any]) -> str | None:

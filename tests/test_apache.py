@@ -24,6 +24,7 @@ from redis_support import start_redis
 from server_support import FIXTURE_SERVICES, ROOT, free_port, wait_until
 
 HANDLER = ROOT / "deploy" / "apache" / "handler.wsgi"
+DASHBOARD_TOKEN = "apache-dashboard-token-0123456789"
 SERVICES = f"{ROOT / 'services' / 'instance_service.py'}:{FIXTURE_SERVICES / 'probe_service.py'}"
 USER = "www-data"
 
@@ -117,6 +118,7 @@ def redis_server(tmp_path_factory):
 def apache(apache_ready, redis_server, output_dir):
     server = ModWsgi(apache_ready / "three", 3, {
         "LADON_TASKS_SERVICES": SERVICES, "LADON_TASKS_REDIS_URL": redis_server.url,
+        "LADON_TASKS_DASHBOARD_TOKEN": DASHBOARD_TOKEN, "LADON_TASKS_ALLOWED_HOSTS": "tasks.example",
     }).start()
     log = open(output_dir / "apache-worker.log", "wb")
     worker = subprocess.Popen(
@@ -246,6 +248,23 @@ def test_clone_instance_over_soap_under_apache(apache):
     task_id = soap.service.cloneInstance(**{"instance-id": "vm", "new-instance-name": "web"})["task-id"]
     assert soap.service.cloneInstance_wait(**{"task-id": task_id, "seconds": 20})["state"] == "succeeded"
     assert soap.service.cloneInstance_result(**{"task-id": task_id})["instance-id"] == "vm-web"
+
+
+def test_the_handler_answers_only_known_host_names(apache):
+    """DNS rebinding under Apache: the services and the dashboard refuse a Host name
+    that is neither localhost, an address nor one of LADON_TASKS_ALLOWED_HOSTS."""
+    import requests
+
+    bearer = {"Authorization": f"Bearer {DASHBOARD_TOKEN}"}
+    for path in ("/InstanceService/jsonwsp/description", "/_tasks/api/tasks", "/"):
+        refused = requests.get(apache.url + path, headers={"Host": f"rebind.example:{apache.port}", **bearer}, timeout=10)
+        assert refused.status_code == 400, (path, refused.text)
+        assert "does not answer for the host name 'rebind.example'" in refused.text
+        for host in (f"tasks.example:{apache.port}", "localhost", f"127.0.0.1:{apache.port}"):
+            answered = requests.get(apache.url + path, headers={"Host": host, **bearer}, timeout=10)
+            assert answered.status_code == 200, (path, host, answered.text)
+    listing = requests.get(apache.url + "/_tasks/api/tasks", headers=bearer, timeout=10).json()
+    assert "tasks" in listing, "the dashboard is mounted under Apache, over the Redis store"
 
 
 def test_several_processes_without_redis_are_refused_with_the_reason(apache_ready):

@@ -2,17 +2,22 @@
 
 Hypothesis throws malformed requests at the task methods of the example services on a
 real ``ladon-tasks serve``: broken JSON-WSP bodies, broken SOAP 1.1 envelopes (entity
-tricks included), JSON-RPC garbage, odd task ids and odd ``seconds``. Every answer must
-be something a client can read - a ``jsonwsp/fault``, a SOAP ``Fault``, a JSON-RPC
-``error``, or a one-line 4xx for a request that cannot be routed - and never an HTTP 500
-or a Python traceback. Afterwards the same server still runs a task end to end, and a
-task started before the barrage still has its result.
+tricks included), JSON-RPC garbage, odd task ids and odd ``seconds``; then the classes
+of hostile input probed from the outside: charsets (byte transforms as well as real
+ones), lone surrogates, non-finite numbers, ``Host`` names, SOAP envelopes and
+operations of other namespaces, ``SOAPAction`` headers and ids that ``int(v, 16)``
+would take. Every answer must be something a client can read - a ``jsonwsp/fault``, a
+SOAP ``Fault``, a JSON-RPC ``error`` (in strict JSON), or a one-line 4xx for a request
+that cannot be routed - and never an HTTP 500 or a Python traceback. Afterwards the
+same server still runs a task end to end, and a task started before the barrage still
+has its result.
 
-The plain tests at the end pin each failure the property tests found.
+The plain tests at the end pin each failure the property tests, or the probes, found.
 """
 
 from __future__ import annotations
 
+import codecs
 import http.client
 import json
 import math
@@ -73,12 +78,14 @@ def exchange(
     content_type: str = "application/json",
     headers: dict[str, str] | None = None,
     timeout: float = 20.0,
+    method: str = "POST",
 ) -> Reply:
-    """One raw POST, headers under the caller's control (``Content-Length`` included)."""
+    """One raw request (a POST unless told), headers under the caller's control
+    (``Content-Length`` and ``Host`` included)."""
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
     try:
         all_headers = {"Content-Type": content_type, "Content-Length": str(len(body)), **(headers or {})}
-        connection.putrequest("POST", path, skip_accept_encoding=True)
+        connection.putrequest(method, path, skip_host="Host" in all_headers, skip_accept_encoding=True)
         for name, value in all_headers.items():
             connection.putheader(name, value)
         connection.endheaders()
@@ -128,13 +135,18 @@ def path(service: str, interface: str) -> str:
     return f"/{service}/{interface}"
 
 
-def soap_envelope(operation: str, args: dict[str, str], namespace: str = SOAP_ENV) -> bytes:
-    """A SOAP 1.1 request as zeep would send it (Ladon's element names use ``-``)."""
+def soap_envelope(
+    service: str, operation: str, args: dict[str, str], namespace: str = SOAP_ENV, operation_namespace: str | None = None
+) -> bytes:
+    """A SOAP 1.1 request as zeep would send it (Ladon's element names use ``-``; the
+    operation is in the service's namespace, ``urn:<service>``, unless told otherwise)."""
     parts = "".join(f"<{name.replace('_', '-')}>{escape(value)}</{name.replace('_', '-')}>" for name, value in args.items())
+    op_namespace = f"urn:{service}" if operation_namespace is None else operation_namespace
     return (
         f'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{namespace}" '
-        f'xmlns:ns="urn:service"><soap:Body><ns:{operation}>{parts}</ns:{operation}></soap:Body></soap:Envelope>'
-    ).encode()
+        f'xmlns:ns="{escape(op_namespace, {chr(34): "&quot;"})}"><soap:Body><ns:{operation}>{parts}</ns:{operation}>'
+        "</soap:Body></soap:Envelope>"
+    ).encode("utf-8", "surrogatepass")
 
 
 def call(server: RunningServer, interface: str, service: str, method: str, args: dict[str, Any]) -> Reply:
@@ -146,7 +158,7 @@ def call(server: RunningServer, interface: str, service: str, method: str, args:
         body = json.dumps({"method": method, "params": list(args.values()), "id": 7}).encode()
         return exchange(server, path(service, interface), body)
     return exchange(
-        server, path(service, interface), soap_envelope(method, {k: str(v) for k, v in args.items()}),
+        server, path(service, interface), soap_envelope(service, method, {k: str(v) for k, v in args.items()}),
         content_type="text/xml; charset=utf-8",
     )
 
@@ -375,8 +387,9 @@ def soap_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
     else:
         operation = method
     namespace = SOAP_ENV if shape != "namespace" else draw(st.sampled_from(["urn:wrong", "http://www.w3.org/2003/05/soap-envelope", ""]))
+    op_namespace = f"urn:{service}" if shape != "namespace" else f"urn:{draw(XML_NAMES)}"
     envelope = (
-        f'<soap:Envelope xmlns:soap="{namespace}" xmlns:ns="urn:{draw(XML_NAMES)}"><soap:Body>'
+        f'<soap:Envelope xmlns:soap="{namespace}" xmlns:ns="{op_namespace}"><soap:Body>'
         f"<ns:{operation}>{''.join(parts)}</ns:{operation}></soap:Body></soap:Envelope>"
     )
     return service, envelope.encode("utf-8", "surrogatepass")
@@ -495,6 +508,234 @@ def test_odd_seconds_to_wait_get_an_answer_or_a_named_fault(
         assert b"succeeded" in reply.body, reply.text  # a finished task answers at once
     else:
         assert readable_fault(reply, interface).startswith("InvalidArgument"), reply.text
+
+
+# -- hostile input classes: charsets, lone surrogates, non-finite numbers, Host names,
+#    SOAP namespaces, near-miss task ids -------------------------------------------------
+
+#: Codecs Python knows that are no character set of a document: each must get 415.
+NOT_TEXT_CHARSETS = (
+    "rot13", "rot_13", "base64", "zlib", "hex", "bz2", "uu", "quopri", "idna", "undefined", "punycode",
+    "unicode_escape", "raw_unicode_escape",
+)
+#: Real character sets: each must get an answer written in it.
+TEXT_CHARSETS = ("utf-8", "latin-1", "ascii", "utf-16", "cp1252", "koi8-r", "shift_jis", "utf-7", "utf-8-sig", "cp037")
+#: Text without lone surrogates (those cannot be sent in any charset).
+PLAIN_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+NON_FINITE = st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
+#: Names a rebinding attacker could use: anything but localhost.
+HOST_NAMES = st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z][a-z0-9-]{0,12}){0,3}", fullmatch=True).filter(
+    lambda name: name != "localhost"
+)
+SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+OTHER_NAMESPACES = st.sampled_from([SOAP12_ENV, "urn:wrong", SOAP_ENV.rstrip("/"), SOAP_ENV.upper(), "urn:TaskService"]) | st.from_regex(
+    r"(urn:|https?://)[A-Za-z0-9._/-]{1,30}", fullmatch=True
+)
+
+
+def _loose_ids() -> st.SearchStrategy[str]:
+    """32 characters that ``int(value, 16)`` takes but that are not 32 lowercase hex
+    digits: surrounding space, a sign, ``0x``, ``_``, non-ASCII digits, a newline."""
+    hex_digits = lambda n: st.from_regex(f"[0-9a-f]{{{n}}}", fullmatch=True)  # noqa: E731
+    return st.one_of(
+        hex_digits(31).map(lambda h: " " + h),
+        hex_digits(31).map(lambda h: h + "\n"),
+        hex_digits(30).map(lambda h: "\t" + h + " "),
+        hex_digits(31).flatmap(lambda h: st.sampled_from(["+", "-"]).map(lambda sign: sign + h)),
+        hex_digits(30).map(lambda h: "0x" + h),
+        hex_digits(31).flatmap(lambda h: st.integers(1, 30).map(lambda i: h[:i] + "_" + h[i:])),
+        hex_digits(31).flatmap(lambda h: st.sampled_from("\u0663\u0967\uff13\u09e9").map(lambda d: h + d)),
+    ).filter(lambda v: len(v) == 32 and isinstance(int(v, 16), int))
+
+
+def strict_json(body: bytes, charset: str = "utf-8") -> Any:
+    """JSON as every parser reads it: ``NaN`` and ``Infinity`` are not JSON."""
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in an answer is not JSON: {body[:300]!r}")
+
+    return json.loads(body.decode(charset), parse_constant=refuse)
+
+
+def _charset_expectation(charset: str) -> str:
+    """'refused', 'served' or 'either' (a random name that happens to be a codec)."""
+    if charset in NOT_TEXT_CHARSETS:
+        return "refused"
+    if charset in TEXT_CHARSETS:
+        return "served"
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        return "refused"
+    return "either"
+
+
+@FUZZ
+@given(
+    charset=st.sampled_from(NOT_TEXT_CHARSETS + TEXT_CHARSETS) | st.from_regex(r"[a-z][-_.a-z0-9]{0,15}", fullmatch=True),
+    header=st.sampled_from(["Content-Type", "Accept-Charset"]),
+    interface=st.sampled_from(["jsonwsp", "jsonrpc10"]),
+    text=PLAIN_TEXT,
+)
+def test_any_charset_gets_an_answer_written_in_it_or_415(
+    server: RunningServer, charset: str, header: str, interface: str, text: str
+) -> None:
+    records = [text + "=1"]  # a task that ends at once: the barrage must not fill the pool
+    document: dict[str, Any] = (
+        {"methodname": "importRecords", "args": {"records": records}} if interface == "jsonwsp"
+        else {"method": "importRecords", "params": [records], "id": 1}
+    )
+    expected = _charset_expectation(charset)
+    encoding = "utf-8" if expected == "refused" else charset
+    try:
+        body = json.dumps(document, ensure_ascii=False).encode(encoding)
+    except UnicodeError:  # text the charset lacks: sent escaped, as a client would
+        body = json.dumps(document).encode(encoding)
+    headers = {"Accept-Charset": charset} if header == "Accept-Charset" else {}
+    content_type = "application/json" + (f"; charset={charset}" if header == "Content-Type" else "")
+    reply = exchange(server, path("ReportService", interface), body, content_type=content_type, headers=headers)
+    assert_no_traceback(reply)
+    if expected == "refused" or (expected == "either" and reply.status == 415):
+        assert reply.status == 415, reply.text
+        assert charset[:20] in reply.text and reply.text.count("\n") <= 1, reply.text
+        return
+    assert reply.status == 200, reply.text
+    answer = strict_json(reply.body, charset)  # written in the request's charset
+    assert answer.get("type") in ("jsonwsp/response", "jsonwsp/fault") or "result" in answer, answer
+
+
+#: The str-typed arguments of the example task methods, with their position.
+STRING_ARGUMENTS = [
+    (service, method, position, name)
+    for (service, method), arguments in TASK_METHODS.items()
+    for position, (name, declared) in enumerate(arguments)
+    if declared is str or isinstance(declared, list)
+]
+
+
+@FUZZ
+@given(
+    target=st.sampled_from(STRING_ARGUMENTS),
+    surrogate=st.integers(0xD800, 0xDFFF).map(chr),
+    around=st.tuples(PLAIN_TEXT, PLAIN_TEXT),
+    interface=st.sampled_from(["jsonwsp", "jsonrpc10"]),
+)
+def test_a_lone_surrogate_in_any_string_argument_is_invalid_argument_naming_it(
+    server: RunningServer, target: tuple[str, str, int, str], surrogate: str, around: tuple[str, str], interface: str
+) -> None:
+    service, method, position, name = target
+    arguments = TASK_METHODS[(service, method)]
+    args = {arg: VALID_VALUES[_kind(declared)] for arg, declared in arguments}
+    bad = around[0] + surrogate + around[1]
+    args[name] = [bad] if isinstance(arguments[position][1], list) else bad
+    document = (
+        {"methodname": method, "args": args} if interface == "jsonwsp"
+        else {"method": method, "params": list(args.values()), "id": 3}
+    )
+    reply = exchange(server, path(service, interface), json.dumps(document).encode())  # \udXXX escapes
+    fault = readable_fault(reply, interface)
+    assert fault == f"InvalidArgument: {method}: argument {name} holds text that is not valid Unicode (a lone surrogate)"
+
+
+@FUZZ
+@given(
+    where=st.sampled_from(["id", "mirror", "counter", "task_id", "seconds"]),
+    literal=NON_FINITE,
+)
+def test_non_finite_numbers_anywhere_get_an_answer_that_is_json(server: RunningServer, finished_task: str, where: str, literal: str) -> None:
+    if where == "id":
+        body, interface = '{"method": "taskExample_progress", "params": ["%s"], "id": %s}' % (finished_task, literal), "jsonrpc10"
+    elif where == "mirror":
+        body, interface = '{"methodname": "importRecords_progress", "args": {"task_id": "%s"}, "mirror": [%s]}' % (finished_task, literal), "jsonwsp"
+    elif where == "seconds":
+        body = '{"methodname": "importRecords_wait", "args": {"task_id": "%s", "seconds": %s}}' % (finished_task, literal)
+        interface = "jsonwsp"
+    elif where == "task_id":
+        body, interface = '{"methodname": "importRecords_progress", "args": {"task_id": %s}}' % literal, "jsonwsp"
+    else:
+        body, interface = '{"methodname": "taskExample", "args": {"session_id": "s", "counter": %s}}' % literal, "jsonwsp"
+    service = "ReportService" if where in ("seconds", "task_id", "mirror") else "TaskService"
+    reply = exchange(server, path(service, interface), body.encode())
+    assert_no_traceback(reply)
+    assert reply.status == 200, reply.text
+    answer = strict_json(reply.body)
+    if where == "id":
+        assert answer["id"] is None and answer["error"]["string"].startswith("MalformedRequest: id "), answer
+    elif where == "counter":
+        assert answer["fault"]["string"] == "InvalidArgument: taskExample: argument counter must be an int", answer
+    elif where == "task_id":
+        assert answer["fault"]["string"].startswith("MalformedTaskId:"), answer
+
+
+@FUZZ
+@given(name=HOST_NAMES, port=st.none() | st.integers(1, 65535), target=st.sampled_from(
+    ["/", "/TaskService/jsonwsp", "/TaskService/soap11/description", "/_tasks/", "/_tasks/api/tasks"]
+))
+def test_unknown_host_names_are_refused_everywhere(server: RunningServer, name: str, port: int | None, target: str) -> None:
+    host = name if port is None else f"{name}:{port}"
+    reply = exchange(server, target, b"{}", headers={"Host": host}, method="POST" if target.endswith("jsonwsp") else "GET")
+    assert reply.status == 400, reply.text
+    assert reply.headers["content-type"].startswith("text/plain") and reply.text.count("\n") == 1
+    assert f"host name '{name}'" in reply.text and "--allowed-host" in reply.text
+
+
+@FUZZ
+@given(host=st.one_of(
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(lambda address: f"[{address}]"),
+    st.sampled_from(["localhost", "LOCALHOST", "localhost.", "Localhost"]),
+), port=st.none() | st.integers(1, 65535))
+def test_addresses_and_localhost_are_answered(server: RunningServer, host: str, port: int | None) -> None:
+    reply = exchange(server, "/_tasks/api/tasks", b"", headers={"Host": host if port is None else f"{host}:{port}"},
+                     method="GET")
+    assert reply.status == 200, reply.text
+    assert "tasks" in strict_json(reply.body)
+
+
+@FUZZ
+@given(namespace=OTHER_NAMESPACES.filter(lambda ns: ns != SOAP_ENV), counter=st.integers(0, 10))
+def test_an_envelope_of_another_namespace_gets_version_mismatch(server: RunningServer, namespace: str, counter: int) -> None:
+    body = soap_envelope("TaskService", "taskExample", {"session_id": "s", "counter": str(counter)}, namespace=escape(namespace))
+    reply = exchange(server, "/TaskService/soap11", body, content_type="text/xml; charset=utf-8")
+    assert readable_fault(reply, "soap11").startswith("VersionMismatch:"), reply.text
+    assert ElementTree.fromstring(reply.body).findtext(f".//{{{SOAP_ENV}}}Fault/faultcode") == "SOAP-ENV:VersionMismatch"
+
+
+@FUZZ
+@given(namespace=OTHER_NAMESPACES.filter(lambda ns: ns != "urn:TaskService"), counter=st.integers(0, 10))
+def test_an_operation_of_another_namespace_is_refused(server: RunningServer, namespace: str, counter: int) -> None:
+    body = soap_envelope("TaskService", "taskExample", {"session_id": "s", "counter": str(counter)}, operation_namespace=namespace)
+    reply = exchange(server, "/TaskService/soap11", body, content_type="text/xml; charset=utf-8")
+    fault = readable_fault(reply, "soap11")
+    assert fault.startswith("MalformedRequest: operation 'taskExample' is in namespace"), fault
+
+
+@FUZZ
+@given(
+    named=st.sampled_from(["taskExample", "taskExample_cancel", "taskExample_result", "other"]),
+    form=st.sampled_from(["url", "quoted-url", "urn", "bare"]),
+)
+def test_a_soap_action_must_name_the_operation_in_the_body(server: RunningServer, finished_task: str, named: str, form: str) -> None:
+    action = {
+        "url": f"{server.url}/TaskService/soap11/{named}",
+        "quoted-url": f'"{server.url}/TaskService/soap11/{named}"',
+        "urn": f"urn:TaskService#{named}",
+        "bare": named,
+    }[form]
+    body = soap_envelope("TaskService", "taskExample_progress", {"task_id": finished_task})
+    reply = exchange(server, "/TaskService/soap11", body, content_type="text/xml", headers={"SOAPAction": action})
+    fault = readable_fault(reply, "soap11")
+    assert fault.startswith(f"MalformedRequest: the SOAPAction header names '{named}' but the body calls 'taskExample_progress'")
+
+
+@FUZZ
+@given(task_id=_loose_ids(), interface=st.sampled_from(INTERFACES), companion=st.sampled_from(COMPANIONS))
+def test_ids_that_int_would_read_as_hex_are_malformed(server: RunningServer, task_id: str, interface: str, companion: str) -> None:
+    args: dict[str, Any] = {"task_id": task_id}
+    if companion == "_wait":
+        args["seconds"] = "0"
+    fault = readable_fault(call(server, interface, "ReportService", "importRecords" + companion, args), interface)
+    assert fault.startswith("MalformedTaskId:"), fault
 
 
 def test_the_server_still_serves_after_the_barrage(server: RunningServer, task_before_barrage: str) -> None:
@@ -678,8 +919,127 @@ def test_a_list_argument_must_be_a_list(server: RunningServer, records: Any) -> 
 
 
 def test_an_empty_soap_array_is_an_empty_list(server: RunningServer) -> None:
-    body = soap_envelope("importRecords", {}).replace(
+    body = soap_envelope("ReportService", "importRecords", {}).replace(
         b"<ns:importRecords>", b'<ns:importRecords><records xsi:nil="true" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"/>'
     )
     reply = exchange(server, "/ReportService/soap11", body, content_type="text/xml")
     assert reply.status == 200 and b"<task-id>" in reply.body, reply.text
+
+
+# -- regressions: hostile input found probing from the outside ------------------------------
+
+
+@pytest.mark.parametrize("charset", ["rot13", "base64", "zlib", "hex", "idna", "undefined"])
+@pytest.mark.parametrize("header", ["Content-Type", "Accept-Charset"])
+def test_charsets_that_are_not_text_encodings_get_415(server: RunningServer, charset: str, header: str) -> None:
+    # Was: HTTP 500 - Ladon failed encoding even its fault in the named codec.
+    headers = {"Accept-Charset": charset} if header == "Accept-Charset" else {}
+    content_type = "application/json" + (f"; charset={charset}" if header == "Content-Type" else "")
+    body = b'{"methodname": "importRecords", "args": {"records": ["a=1"]}}'
+    reply = exchange(server, "/ReportService/jsonwsp", body, content_type=content_type, headers=headers)
+    assert reply.status == 415, reply.text
+    assert reply.text == f"Unsupported Media Type: charset '{charset}' is not a text encoding\n"
+
+
+@pytest.mark.parametrize("interface", ["jsonwsp", "jsonrpc10"])
+def test_a_lone_surrogate_is_invalid_argument_naming_its_argument(server: RunningServer, interface: str) -> None:
+    # Was: a server fault "'utf-8' codec can't encode ..." whose hint named another argument.
+    if interface == "jsonwsp":
+        body = b'{"methodname": "cloneInstance", "args": {"instance_id": "vm", "new_instance_name": "a\\udc80b"}}'
+    else:
+        body = b'{"method": "cloneInstance", "params": ["vm", "a\\ud800"], "id": 9}'
+    fault = readable_fault(exchange(server, f"/InstanceService/{interface}", body), interface)
+    assert fault == "InvalidArgument: cloneInstance: argument new_instance_name holds text that is not valid Unicode (a lone surrogate)"
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_a_jsonrpc_id_json_cannot_carry_gets_an_error_with_a_null_id(server: RunningServer, finished_task: str, literal: str) -> None:
+    # Was: the id echoed back as NaN or Infinity, which makes the whole answer invalid JSON.
+    body = f'{{"method": "importRecords_progress", "params": ["{finished_task}"], "id": {literal}}}'.encode()
+    reply = exchange(server, "/ReportService/jsonrpc10", body)
+    answer = strict_json(reply.body)
+    assert answer["id"] is None and answer["result"] is None
+    assert answer["error"]["string"] == "MalformedRequest: id holds a number JSON cannot carry (NaN, Infinity or out of range)"
+
+
+@pytest.mark.parametrize("task_id", [
+    " " + "a" * 31, "a" * 31 + "\n", "+" + "a" * 31, "-" + "a" * 31, "0x" + "a" * 30,
+    "a" * 15 + "_" + "a" * 16, "a" * 31 + "\u0663", "a" * 31 + "\uff13",
+])
+@pytest.mark.parametrize("interface", ["jsonwsp", "jsonrpc10"])
+def test_ids_int_would_take_as_hex_are_malformed_not_unknown(server: RunningServer, task_id: str, interface: str) -> None:
+    # Was: int(v, 16) let these through to the store, so they were "UnknownTask".
+    int(task_id, 16)  # no ValueError: the loose check took it
+    assert len(task_id) == 32
+    fault = readable_fault(call(server, interface, "ReportService", "importRecords_progress", {"task_id": task_id}), interface)
+    assert fault.startswith("MalformedTaskId:")
+
+
+def _soap_fault(reply: Reply) -> tuple[str, str]:
+    fault = ElementTree.fromstring(reply.body).find(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault")
+    assert fault is not None, reply.text
+    return fault.findtext("faultcode") or "", fault.findtext("faultstring") or ""
+
+
+@pytest.mark.parametrize("namespace", [SOAP12_ENV, "urn:wrong"])
+def test_an_envelope_that_is_not_soap_1_1_gets_version_mismatch_and_starts_nothing(server: RunningServer, namespace: str) -> None:
+    # Was: executed anyway - a task started from a SOAP 1.2 envelope.
+    body = soap_envelope("ReportService", "importRecords", {"records": "a=1"}, namespace=namespace)
+    code, string = _soap_fault(exchange(server, "/ReportService/soap11", body, content_type="text/xml"))
+    assert code == "SOAP-ENV:VersionMismatch"
+    assert string == (f"VersionMismatch: the envelope is in namespace '{namespace}'; "
+                      f"this service speaks SOAP 1.1 ({SOAP_ENV})")
+
+
+def test_an_operation_in_a_foreign_namespace_is_refused(server: RunningServer) -> None:
+    # Was: executed anyway, whatever the operation element's namespace.
+    body = soap_envelope("ReportService", "importRecords", {"records": "a=1"}, operation_namespace="urn:TaskService")
+    code, string = _soap_fault(exchange(server, "/ReportService/soap11", body, content_type="text/xml"))
+    assert code == "client"
+    assert string == ("MalformedRequest: operation 'importRecords' is in namespace 'urn:TaskService'; "
+                      "the operations of ReportService are in 'urn:ReportService'")
+
+
+def test_a_soap_action_naming_another_operation_is_refused(server: RunningServer, finished_task: str) -> None:
+    # Was: ignored, so a gateway allowing only _progress by SOAPAction let a _cancel through.
+    body = soap_envelope("ReportService", "importRecords_cancel", {"task_id": finished_task})
+    action = f'"{server.url}/ReportService/soap11/importRecords_progress"'
+    code, string = _soap_fault(exchange(server, "/ReportService/soap11", body, content_type="text/xml",
+                                        headers={"SOAPAction": action}))
+    assert code == "client"
+    assert string == ("MalformedRequest: the SOAPAction header names 'importRecords_progress' "
+                      "but the body calls 'importRecords_cancel'")
+
+
+@pytest.mark.parametrize("action", ['""', "", "{url}/ReportService/soap11/importRecords_progress",
+                                    '"{url}/ReportService/soap11/importRecords_progress"', "urn:ReportService#importRecords_progress"])
+def test_a_soap_action_that_names_the_operation_or_nothing_is_served(server: RunningServer, finished_task: str, action: str) -> None:
+    body = soap_envelope("ReportService", "importRecords_progress", {"task_id": finished_task})
+    reply = exchange(server, "/ReportService/soap11", body, content_type="text/xml",
+                     headers={"SOAPAction": action.format(url=server.url)})
+    assert reply.status == 200 and b"<state>succeeded</state>" in reply.body, reply.text
+
+
+@pytest.mark.parametrize("interface", ["jsonwsp", "jsonrpc10"])
+def test_faults_name_no_server_file_or_line(server: RunningServer, interface: str) -> None:
+    # Was: "filename": "runtime", "lineno": 195 in every fault.
+    reply = call(server, interface, "ReportService", "importRecords_progress", {"task_id": "0" * 32})
+    document = strict_json(reply.body)
+    fault = document["fault"] if interface == "jsonwsp" else document["error"]
+    assert fault["string"].startswith("UnknownTask:")
+    assert "filename" not in fault and "lineno" not in fault, fault
+
+
+@pytest.mark.parametrize("charset", ["ascii", "latin-1", "koi8-r"])
+@pytest.mark.parametrize("interface", ["jsonwsp", "jsonrpc10"])
+def test_an_answer_the_charset_cannot_hold_is_written_with_escapes(server: RunningServer, charset: str, interface: str) -> None:
+    # Was: a one-line 400 "UnicodeEncodeError" instead of the result.
+    name = "café ☕ кофе"
+    task_id = jsonwsp_result(server, "InstanceService", "cloneInstance", instance_id="vm", new_instance_name=name)["task_id"]
+    document = ({"methodname": "cloneInstance_wait_result", "args": {"task_id": task_id, "seconds": 20}}
+                if interface == "jsonwsp" else {"method": "cloneInstance_wait_result", "params": [task_id, 20], "id": 2})
+    reply = exchange(server, f"/InstanceService/{interface}", json.dumps(document).encode(charset),
+                     content_type=f"application/json; charset={charset}")
+    assert reply.status == 200, reply.text
+    assert reply.headers["content-type"].endswith(f"charset={charset}")
+    assert strict_json(reply.body, charset)["result"]["name"] == name

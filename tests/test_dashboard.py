@@ -1,16 +1,13 @@
 """The operator dashboard over real HTTP and in real headless Chromium.
 
-One server (``tests/dashboard_server.py``) serves the example services and the dashboard
-in one WSGI application, so both share the in-process store; it requires a token, so
-every test also proves the token is honoured. Tasks are started through JSON-WSP, as a
-client would, and every wait polls with a deadline.
+One ``ladon-tasks serve`` - the shipped command line - serves the example services and
+mounts the dashboard beside them, so both share the in-process store; it requires a
+token, so every test also proves the token is honoured. Tasks are started through
+JSON-WSP, as a client would, and every wait polls with a deadline.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -19,8 +16,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from browser_support import chromium_path, launch_chromium
 from conftest import JsonWsp
-from server_support import ROOT, RunningServer, free_port, launch, wait_until
+from server_support import SERVICES, RunningServer, free_port, launch, start_server, wait_until
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -39,8 +37,10 @@ def dash(output_dir: Path) -> Iterator[RunningServer]:
         except requests.RequestException:
             return False
 
-    server = launch([sys.executable, str(ROOT / "tests" / "dashboard_server.py"), str(port), "--token", TOKEN],
-                    port, output_dir / f"dashboard-server-{port}.log", answers, "dashboard server")
+    services = [str(SERVICES / name) for name in ("task_service.py", "report_service.py", "instance_service.py")]
+    command = [sys.executable, "-m", "ladon_tasks", "serve", *services, "--port", str(port),
+               "--dashboard-token", TOKEN, "--thread-workers", "8", "--process-workers", "4"]
+    server = launch(command, port, output_dir / f"dashboard-server-{port}.log", answers, "dashboard server")
     yield server
     _cancel_unfinished(server)
     server.stop()
@@ -107,7 +107,10 @@ def test_list_filter_and_detail(dash: RunningServer) -> None:
     assert ids(listing(dash, limit=1, offset=1)) == ids(everything)[1:2]
 
     detail = requests.get(api(dash, f"tasks/{running}"), headers=AUTH, timeout=5).json()["task"]
-    assert detail["args"] == [HOSTILE_TEXT, "3"], "arguments in their stored JSON form"
+    assert detail["args"] == [
+        {"name": "session_id", "type": "str", "value": HOSTILE_TEXT},
+        {"name": "counter", "type": "int", "value": 3},
+    ], "arguments with their parameter names, in their declared types"
     assert detail["submitted_at"] <= detail["started_at"] and detail["finished_at"] == 0
     assert "error_traceback" not in detail and "result" not in detail
 
@@ -241,31 +244,10 @@ def test_mount_rejects_malformed_prefixes(prefix: str) -> None:
 # -- the page in real headless Chromium ------------------------------------------------
 
 
-def chromium_path() -> str:
-    """Debian's Chromium; missing in CI is a failure, elsewhere a skip."""
-    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    problem = ""
-    if importlib.util.find_spec("playwright") is None:
-        problem = "playwright is not installed (pip install playwright)"
-    elif not os.path.exists(path):
-        problem = "Chromium is not installed (apt-get install chromium)"
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(problem)
-        pytest.skip(problem)
-    return path
-
-
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
-
 def test_browser_shows_live_progress_and_cancels(dash: RunningServer, output_dir: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    executable = chromium_path()
+    chromium_path()  # skips before any task starts when there is no browser
     _cancel_unfinished(dash)  # a clean table for the screenshot
     report = start(dash, "ReportService", "buildReport", minutes=1)
     examples = [start(dash, "TaskService", "taskExample", session_id=f"session-{n}", counter=n) for n in range(2)]
@@ -273,7 +255,7 @@ def test_browser_shows_live_progress_and_cancels(dash: RunningServer, output_dir
     started = [report, *examples, hostile]
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 820})
             errors: list[str] = []
@@ -326,3 +308,139 @@ def test_browser_shows_live_progress_and_cancels(dash: RunningServer, output_dir
             page.screenshot(path=str(output_dir / "dashboard.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_browser_loads_the_page_with_its_icon_and_nothing_missing(dash: RunningServer) -> None:
+    """Was: a favicon.ico 404 on every load."""
+    from playwright.sync_api import sync_playwright
+
+    failed: list[str] = []
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page()
+            page.on("response", lambda response: failed.append(f"{response.status} {response.url}")
+                    if response.status >= 400 else None)
+            page.on("console", lambda message: failed.append(message.text) if message.type == "error" else None)
+            with page.expect_response(lambda response: "favicon" in response.url, timeout=15_000) as icon:
+                page.goto(f"{dash.url}{PREFIX}/?token={TOKEN}")
+            assert icon.value.status == 200 and icon.value.url == f"{dash.url}{PREFIX}/static/favicon.svg"
+            assert icon.value.header_value("content-type") == "image/svg+xml"
+            page.wait_for_function("document.querySelector('#status').textContent.startsWith('tasks')", timeout=10_000)
+        finally:
+            browser.close()
+    assert not failed, failed
+
+
+def test_browser_shows_a_long_error_message_whole_on_a_wide_screen(dash: RunningServer) -> None:
+    """Was: the message column cut error text at 200 px, however wide the screen."""
+    from playwright.sync_api import expect, sync_playwright
+
+    record = "x" * 120
+    task_id = start(dash, "ReportService", "importRecords", records=["a=1", record])
+    assert JsonWsp(dash, "ReportService")("importRecords_wait", task_id=task_id, seconds=20)["state"] == "failed"
+    expected = f"ValueError: record 2 ('{record}') has no \"=\""
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1920, "height": 1080})
+            page.goto(f"{dash.url}{PREFIX}/?token={TOKEN}")
+            message = page.locator(f'tr[data-task-id="{task_id}"] .message-text')
+            expect(message).to_have_text(expected, timeout=10_000)
+            cut = message.evaluate("node => node.scrollWidth > node.clientWidth || node.scrollHeight > node.clientHeight")
+            assert cut is False, "the whole message is visible"
+        finally:
+            browser.close()
+
+
+def test_browser_shows_arguments_by_name_in_their_declared_types(dash: RunningServer) -> None:
+    """Was: a bare JSON list of strings ("7" for an int)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    task_id = start(dash, "TaskService", "taskExample", session_id="typed", counter=7)
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.goto(f"{dash.url}{PREFIX}/?token={TOKEN}")
+            page.locator(f'tr[data-task-id="{task_id}"] button.link').click()
+            expect(page.locator("#detail-args dt")).to_have_text(["session_id (str)", "counter (int)"], timeout=10_000)
+            expect(page.locator("#detail-args dd")).to_have_text(['"typed"', "7"])
+        finally:
+            browser.close()
+    requests.post(api(dash, f"tasks/{task_id}/cancel"), headers={**AUTH, **CSRF}, timeout=5)
+
+
+#: A page an attacker serves from a name of theirs, which then resolves to 127.0.0.1:
+#: it reads the task list, cancels what it finds and asks for a result - all same-origin
+#: requests as far as the browser knows.
+REBINDING_PAGE = """<!doctype html><meta charset="utf-8"><title>cute cats</title><script>
+window.attack = (async () => {
+  const seen = {};
+  const list = await fetch("/_tasks/api/tasks");
+  seen.list = [list.status, await list.text()];
+  const cancel = await fetch("/_tasks/api/tasks/" + window.victim + "/cancel",
+    {method: "POST", headers: {"X-Requested-By": "ladon-tasks"}});
+  seen.cancel = [cancel.status, await cancel.text()];
+  const result = await fetch("/TaskService/jsonwsp", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({methodname: "taskExample_progress", args: {task_id: window.victim}})});
+  seen.progress = [result.status, await result.text()];
+  return seen;
+})();
+</script>"""
+
+
+def _serve_page(body: str):  # type: ignore[no-untyped-def]
+    """A route handler that answers with ``body`` as HTML, never touching the network."""
+    return lambda route: route.fulfill(body=body, content_type="text/html")
+
+
+#: Chromium's own guard against pages reaching private addresses, off: the server must
+#: hold without it (other browsers, older versions and intranet pages do not have it).
+NO_PRIVATE_NETWORK_CHECKS = (
+    "--disable-features=BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights,"
+    "PrivateNetworkAccessRespectPreflightResults,LocalNetworkAccessChecks"
+)
+
+
+def test_dns_rebinding_page_can_neither_read_nor_cancel_tasks(output_dir: Path) -> None:
+    """Was: a page at rebind.example, resolved to 127.0.0.1, listed every task with its
+    arguments and cancelled a running one, against a plain ``ladon-tasks serve``. The
+    control: the same page against a server told ``--allowed-host rebind.example``
+    does all that, so only the Host check stands in the way."""
+    from playwright.sync_api import sync_playwright
+
+    services = [str(SERVICES / "task_service.py")]
+    guarded = start_server(services, output_dir)  # the defaults: loopback, no token
+    trusting = start_server(services, output_dir, "--allowed-host", "rebind.example")
+    try:
+        victims = {server.port: JsonWsp(server, "TaskService")("taskExample", session_id="secret-session", counter=1)["task_id"]
+                   for server in (guarded, trusting)}
+        seen = {}
+        with sync_playwright() as playwright:
+            browser = launch_chromium(playwright, "--host-resolver-rules=MAP rebind.example 127.0.0.1", NO_PRIVATE_NETWORK_CHECKS)
+            try:
+                page = browser.new_page()
+                dashboard = page.goto(f"http://rebind.example:{guarded.port}/_tasks/")
+                assert dashboard is not None and dashboard.status == 400, "the dashboard page itself is refused"
+                for server in (guarded, trusting):
+                    body = REBINDING_PAGE.replace("window.attack", f"window.victim = '{victims[server.port]}'; window.attack")
+                    page.route("**/cats.html", _serve_page(body))
+                    page.goto(f"http://rebind.example:{server.port}/cats.html")
+                    seen[server.port] = page.evaluate("window.attack")
+                    page.unroute("**/cats.html")
+            finally:
+                browser.close()
+        attack, control = seen[guarded.port], seen[trusting.port]
+        victim = victims[guarded.port]
+        for step in ("list", "cancel", "progress"):
+            status, body = attack[step]
+            assert status == 400 and "does not answer for the host name 'rebind.example'" in body, (step, attack)
+            assert victim not in body and "secret-session" not in body
+        assert JsonWsp(guarded, "TaskService")("taskExample_progress", task_id=victim)["state"] == "running"
+        assert control["list"][0] == 200 and victims[trusting.port] in control["list"][1], control
+        assert control["cancel"][0] == 200
+        assert JsonWsp(trusting, "TaskService")("taskExample_progress", task_id=victims[trusting.port])["state"] == "cancelled"
+    finally:
+        for server in (guarded, trusting):
+            server.stop()

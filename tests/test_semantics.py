@@ -320,5 +320,6 @@ def test_debug_mode_sends_the_traceback_of_a_failure(output_dir):
         detail = "\n".join(fault.fault["detail"])
         assert fault.name == "TaskFailed" and "Traceback (most recent call last)" in detail
         assert "ValueError: cannot digest pebbles" in detail
+        assert {"filename", "lineno"} <= set(fault.fault), "debug mode keeps where the fault was raised"
     finally:
         debug_server.stop()

@@ -7,6 +7,9 @@ Configured from environment variables, so one file serves every deployment:
   LADON_TASKS_REDIS_URL  redis:// URL of the shared task store (or REDIS_HOST/PORT/...)
   LADON_TASKS_DEBUG      1 to send tracebacks with faults (never in production)
   LADON_TASKS_THREAD_WORKERS, LADON_TASKS_PROCESS_WORKERS  executor pool sizes
+  LADON_TASKS_DASHBOARD_TOKEN  mount the dashboard at /_tasks/, guarded by this token
+  LADON_TASKS_ALLOWED_HOSTS  host names answered besides localhost and IP addresses
+                         (comma-separated; '*' for any); others get 400
 
 Variables are read from the process environment and, for Apache's ``SetEnv``, from the
 first request's WSGI environ. The application is built on that first request. Under

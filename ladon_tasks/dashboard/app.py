@@ -31,10 +31,12 @@ from werkzeug.routing import Map, Rule
 from werkzeug.urls import iri_to_uri
 from werkzeug.wrappers import Request, Response
 
-from ladon_tasks import faults
-from ladon_tasks.dashboard.guard import LOOPBACK_HOSTS, SESSION_COOKIE, AccessGuard, is_loopback
+from ladon_tasks import defaults, faults
+from ladon_tasks.dashboard.guard import SESSION_COOKIE, AccessGuard
+from ladon_tasks.hosts import AllowedHosts, is_loopback
 from ladon_tasks.dashboard.views import task_detail, task_summary
-from ladon_tasks.model import TaskState
+from ladon_tasks.expand import declared_method
+from ladon_tasks.model import TaskRecord, TaskState, UnreadableRecord
 from ladon_tasks.runtime import TaskRuntime, get_runtime
 from ladon_tasks.stores.base import StoreError
 from ladon_tasks.stores.memory import MemoryStore
@@ -51,6 +53,7 @@ MAX_LIMIT = 500
 #: Files the page loads, with their types; nothing else under ``static/`` is served.
 STATIC_FILES = {
     "index.html": "text/html; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
 }
@@ -72,6 +75,7 @@ _FAULT_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (faults.MalformedTaskId, 404),
     (faults.UnknownTask, 404),
     (faults.StoreUnavailable, 503),
+    (faults.CorruptTask, 409),  # cancel of a task whose record cannot be read
 )
 
 
@@ -91,13 +95,13 @@ class DashboardApp:
         runtime_provider: Callable[[], TaskRuntime] = get_runtime,
         token: str | None = None,
         *,
-        allowed_hosts: Iterable[str] | None = None,
+        allowed_hosts: AllowedHosts | Iterable[str] | None = None,
         trusted_origins: Iterable[str] = (),
     ) -> None:
         self.runtime_provider = runtime_provider
         self.guard = AccessGuard(
             token,
-            allowed_hosts=list(allowed_hosts) if allowed_hosts is not None else None,
+            allowed_hosts=allowed_hosts,
             trusted_origins=list(trusted_origins),
         )
         self.url_map = Map(
@@ -216,9 +220,12 @@ class DashboardApp:
     def on_detail(self, request: Request, task_id: str) -> Response:
         try:
             record = self.runtime_provider().record(task_id)
+        except faults.CorruptTask as fault:  # shown marked, as in the list
+            problem = str(fault.faultstring).partition(": ")[2]
+            record = UnreadableRecord.salvage({"task_id": task_id}, problem)
         except Exception as exc:
             return _fault_response(exc)
-        return _json({"task": task_detail(record, time.time())})
+        return _json({"task": _detail(record)})
 
     def on_cancel(self, request: Request, task_id: str) -> Response:
         runtime = self.runtime_provider()
@@ -229,7 +236,7 @@ class DashboardApp:
                     {
                         "error": "AlreadyFinished",
                         "message": f"task {task_id} already {before.state.value}",
-                        "task": task_detail(before, time.time()),
+                        "task": _detail(before),
                     },
                     409,
                 )
@@ -237,7 +244,7 @@ class DashboardApp:
         except Exception as exc:
             return _fault_response(exc)
         log.info("dashboard: cancel of task %s requested from %s", task_id, request.remote_addr)
-        return _json({"task": task_detail(record, time.time())})
+        return _json({"task": _detail(record)})
 
 
 # -- mounting and serving ---------------------------------------------------------------
@@ -257,27 +264,29 @@ def serve_dashboard(
     token: str | None = None,
     *,
     runtime_provider: Callable[[], TaskRuntime] = get_runtime,
-    allowed_hosts: Iterable[str] | None = None,
+    allowed_hosts: Iterable[str] = (),
     trusted_origins: Iterable[str] = (),
+    read_timeout: float = defaults.READ_TIMEOUT,
 ) -> None:
     """Serve the dashboard alone (Werkzeug, threaded) until interrupted.
 
     Meant for the Redis store, configured before the call. A dashboard reachable from
     the network must have a token, so a non-loopback ``host`` without one is refused.
+    It answers the ``Host`` names of :meth:`AllowedHosts.for_address` plus
+    ``allowed_hosts``.
     """
     if not is_loopback(host) and token is None:
         raise ValueError(f"the dashboard binds to {host}, off this machine: give it a token")
-    if allowed_hosts is None and is_loopback(host):
-        allowed_hosts = LOOPBACK_HOSTS
     if isinstance(runtime_provider().store, MemoryStore):
         log.warning(
             "ladon-tasks dashboard: the task store is in this process's memory, so it shows "
             "only tasks started here; configure the Redis store to see the servers' tasks"
         )
-    from werkzeug.serving import run_simple
+    from ladon_tasks.devserver import serve
 
-    app = DashboardApp(runtime_provider, token, allowed_hosts=allowed_hosts, trusted_origins=trusted_origins)
-    run_simple(host, port, app, threaded=True)
+    hosts = AllowedHosts.for_address(host, allowed_hosts)
+    app = DashboardApp(runtime_provider, token, allowed_hosts=hosts, trusted_origins=trusted_origins)
+    serve(host, port, app, read_timeout)
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -304,6 +313,11 @@ def _bounded_int(raw: str | None, default: int, low: int, high: int, name: str) 
     if not low <= value <= high:
         raise ValueError(f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def _detail(record: TaskRecord) -> dict[str, Any]:
+    """The detail view of a record, its arguments named by this process's declaration."""
+    return task_detail(record, time.time(), declared_method(record.service, record.method))
 
 
 def _fault_response(exc: Exception) -> Response:

@@ -2,9 +2,11 @@
 
 Three independent checks, each answering one threat:
 
-* **Host** (optional ``allowed_hosts``): a page on another site can point its own host
-  name at 127.0.0.1 (DNS rebinding) and then talk to a loopback dashboard as if it were
-  same-origin; refusing unknown ``Host`` headers closes that door.
+* **Host** (optional ``allowed_hosts``, the rules of :mod:`ladon_tasks.hosts`): a page
+  on another site can point its own host name at 127.0.0.1 (DNS rebinding) and then talk
+  to a loopback dashboard as if it were same-origin; refusing unknown ``Host`` headers
+  closes that door. A dashboard mounted by ``ladon-tasks serve`` or the Apache handler
+  is behind the same check for the whole application instead.
 * **Token** (optional): with a token set, every request carries it, either as
   ``Authorization: Bearer <token>`` (scripts) or as the session cookie set when the page
   is first opened with ``?token=<token>``. The cookie holds an HMAC of the token, not the
@@ -20,11 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
-from typing import Collection
+from typing import Collection, Iterable
 from urllib.parse import urlsplit
 
 from werkzeug.wrappers import Request
+
+from ladon_tasks.hosts import AllowedHosts
 
 #: Header every state-changing request must carry, with :data:`CSRF_HEADER_VALUE`.
 CSRF_HEADER = "X-Requested-By"
@@ -32,27 +35,6 @@ CSRF_HEADER_VALUE = "ladon-tasks"
 
 #: Cookie that keeps a browser signed in after it opened the page with ``?token=``.
 SESSION_COOKIE = "ladon_tasks_dashboard"
-
-#: Host names that reach a loopback-bound server; the default ``allowed_hosts`` there.
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding to ``host`` keeps the server off the network."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def host_name(host_header: str) -> str:
-    """``Host`` header without port, lower case, IPv6 brackets removed."""
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host[1:].split("]", 1)[0]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 class AccessGuard:
@@ -62,13 +44,15 @@ class AccessGuard:
         self,
         token: str | None = None,
         *,
-        allowed_hosts: Collection[str] | None = None,
+        allowed_hosts: AllowedHosts | Iterable[str] | None = None,
         trusted_origins: Collection[str] = (),
     ) -> None:
         if token is not None and (not isinstance(token, str) or not token.strip()):
             raise ValueError("the dashboard token must be a non-empty string (or None for no token)")
         self.token = token
-        self.allowed_hosts = frozenset(h.lower().strip("[]") for h in allowed_hosts) if allowed_hosts else None
+        if allowed_hosts is not None and not isinstance(allowed_hosts, AllowedHosts):
+            allowed_hosts = AllowedHosts(allowed_hosts)
+        self.allowed_hosts = allowed_hosts
         self.trusted_origins = frozenset(o.rstrip("/").lower() for o in trusted_origins)
         self._cookie_value = (
             hmac.new(token.encode(), b"ladon-tasks dashboard session", hashlib.sha256).hexdigest()
@@ -86,9 +70,7 @@ class AccessGuard:
         return self._cookie_value
 
     def host_allowed(self, request: Request) -> bool:
-        if self.allowed_hosts is None:
-            return True
-        return host_name(request.headers.get("Host", "")) in self.allowed_hosts
+        return self.allowed_hosts is None or self.allowed_hosts.permits(request.headers.get("Host"))
 
     def token_matches(self, candidate: str | None) -> bool:
         """Constant-time comparison, so the token cannot be guessed byte by byte."""

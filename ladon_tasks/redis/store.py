@@ -64,14 +64,15 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
 import redis
+from redis.client import NEVER_DECODE
 
-from ladon_tasks.model import TaskRecord, TaskState
+from ladon_tasks.model import TaskRecord, TaskState, UnreadableRecord
 from ladon_tasks.redis import scripts
 from ladon_tasks.redis.connection import DEFAULT_URL, as_text, connect, describe_location, url_from_environment
 from ladon_tasks.redis.keys import DEFAULT_PREFIX, Keys
 from ladon_tasks.redis.owners import RedisOwnership
 from ladon_tasks.redis.scripts import PUBLISH_MAX
-from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
+from ladon_tasks.stores.base import CorruptRecord, JobChange, StoreError, TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -119,19 +120,45 @@ _DEFAULTS = TaskRecord(task_id="", service="", method="").to_json()
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def _decode_record(flat: Any) -> TaskRecord:
-    """A record from HGETALL's answer (a flat list from Lua, or a dict under RESP3)."""
-    if isinstance(flat, dict):
-        pairs = [(as_text(k), as_text(v)) for k, v in flat.items()]
-    else:
-        pairs = [(as_text(flat[i]), as_text(flat[i + 1])) for i in range(0, len(flat), 2)]
+def _flat_pairs(flat: Any) -> list[tuple[Any, Any]]:
+    """(name, value) pairs of HGETALL's answer (a flat list from Lua, or a dict under RESP3)."""
+    return list(flat.items()) if isinstance(flat, dict) else [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+
+def _decode_record(flat: Any, task_id: str = "") -> TaskRecord:
+    """A record from HGETALL's answer; :class:`CorruptRecord` (naming ``task_id``, or the
+    id the record holds) when it is not UTF-8, not JSON, or not a task record."""
+    try:
+        pairs = [(as_text(k), as_text(v)) for k, v in _flat_pairs(flat)]
+    except UnicodeDecodeError:
+        raise CorruptRecord(task_id or _salvaged(flat).task_id, "it holds bytes that are not UTF-8") from None
     # Every value is a JSON text and every name a plain field name: one document, one
     # json.loads, instead of one per field (it sits on every progress call).
     document = "{" + ",".join(f'"{name}":{raw}' for name, raw in pairs if name in _FIELDS) + "}"
     try:
         return TaskRecord.from_json(json.loads(document))
     except (ValueError, TypeError) as exc:
-        raise StoreError(f"a task record in Redis is not valid JSON of a task: {exc}") from exc
+        raise CorruptRecord(task_id or _salvaged(flat).task_id, f"not a task record: {exc}") from exc
+
+
+def _salvaged(flat: Any, problem: str = "") -> UnreadableRecord:
+    """What can be read of a damaged record, field by field."""
+    fields = {}
+    for name, raw in _flat_pairs(flat):
+        try:
+            fields[as_text(name)] = json.loads(raw)
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError alike
+            continue
+    return UnreadableRecord.salvage(fields, problem)
+
+
+def _decode_listed(flat: Any) -> TaskRecord:
+    """A listed record, or a stand-in marked unreadable: one damaged record must not
+    hide the rest of a page."""
+    try:
+        return _decode_record(flat)
+    except CorruptRecord as exc:
+        return _salvaged(flat, exc.problem)
 
 
 def _flat_size(flat: Any) -> int:
@@ -363,8 +390,11 @@ class RedisStore(TaskStore):
         if cached is not None:
             return cached
         with self._errors(f"reading task {task_id}"):
-            flat = self._redis.hgetall(self._key(task_id))
-        return self._remember(_decode_record(flat), _flat_size(flat)) if flat else None
+            try:
+                flat = self._redis.hgetall(self._key(task_id))
+            except UnicodeDecodeError:
+                raise CorruptRecord(task_id, "it holds bytes that are not UTF-8") from None
+        return self._remember(_decode_record(flat, task_id), _flat_size(flat)) if flat else None
 
     def _cached(self, task_id: str) -> TaskRecord | None:
         """A finished record read before: it never changes again, only expires."""
@@ -563,8 +593,12 @@ class RedisStore(TaskStore):
             if not methods:
                 return []
             sources = [self.keys.method_index(m) for m in methods]
-            page = self._list(args=[self.prefix, str(max(0, offset)), str(limit), wanted, *sources])
-        return [_decode_record(flat) for flat in page]
+            args = [self.prefix, str(max(0, offset)), str(limit), wanted, *sources]
+            try:
+                page = self._list(args=args)
+            except UnicodeDecodeError:  # a record holds bytes that are not UTF-8: read the page as bytes
+                page = self._redis.execute_command("EVALSHA", self._list.sha, 0, *args, **{NEVER_DECODE: True})
+        return [_decode_listed(flat) for flat in page]
 
     def events(self, last_id: str = "$", block: float = 1.0, count: int = 100) -> list[tuple[str, dict[str, str]]]:
         """Lifecycle events after ``last_id`` (``"$"``: only new ones; ``"0"``: all kept),

@@ -13,7 +13,12 @@ Rules every backend enforces:
   so a late answer can never overwrite a newer one;
 * finished records expire ``result_ttl`` seconds after they finish;
 * ``report`` (progress and message) never touches the state and never blocks on
-  anything slower than the backend's own write.
+  anything slower than the backend's own write;
+* ``create`` refuses a new task with :class:`StoreFull` (writing nothing) once the
+  backend holds as many unfinished tasks, or bytes of records, as it is configured to;
+* a record that cannot be read raises :class:`CorruptRecord` from ``get`` and is shown
+  as a :class:`~ladon_tasks.model.UnreadableRecord` by ``list``: one damaged record
+  never hides the others.
 """
 
 from __future__ import annotations
@@ -156,3 +161,21 @@ class Ownership(abc.ABC):
 class StoreError(Exception):
     """The backend could not be reached or answered wrongly; the wire shows it as the
     ``StoreUnavailable`` fault and the server keeps serving."""
+
+
+class StoreFull(StoreError):
+    """The store holds as many unfinished tasks (or bytes of records) as it may take:
+    nothing was recorded. Raised by ``create`` only, before anything is written; the
+    wire shows it as the ``ServerBusy`` fault, which a client backs off on."""
+
+
+class CorruptRecord(StoreError):
+    """One task's stored record cannot be read (bytes that are not UTF-8, not JSON, a
+    field of the wrong type). Only that task is affected; the wire shows it as the
+    ``CorruptTask`` fault, and listings show a stand-in
+    (:class:`~ladon_tasks.model.UnreadableRecord`) in its place."""
+
+    def __init__(self, task_id: str, problem: str) -> None:
+        super().__init__(f"the record of task {task_id or '(unknown id)'} cannot be read: {problem}")
+        self.task_id = task_id
+        self.problem = problem

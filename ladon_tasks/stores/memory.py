@@ -2,9 +2,15 @@
 
 Thread-safe (one lock, held only for dictionary work, never across I/O), constant time
 for get, report and transition. Memory stays bounded however many tasks a long-running
-server has seen: finished records expire ``result_ttl`` after they finish, and beyond
-``capacity`` finished records the oldest finished go first. Queued and running records
-are never evicted.
+server has seen, and whatever the clients send:
+
+* finished records expire ``result_ttl`` after they finish, and beyond ``capacity``
+  finished records, or ``max_bytes`` of records in all (measured as their JSON when
+  created and when finished), the oldest finished go first - a finished record bigger
+  than the whole bound is not kept;
+* queued and running records are never evicted; instead ``create`` refuses a new task
+  with :class:`~ladon_tasks.stores.base.StoreFull` once ``max_queued`` of them exist, or
+  once they would take more than ``max_bytes``.
 
 Limits: records are visible to this process only. Under a multi-process web server
 (mod_wsgi with ``processes > 1``, gunicorn workers) use the Redis store.
@@ -17,18 +23,31 @@ import time
 from collections import OrderedDict
 from typing import Any, Iterable
 
-from ladon_tasks import defaults
+from ladon_tasks import codec, defaults
 from ladon_tasks.model import IllegalTransition, TaskRecord, TaskState, check_transition
-from ladon_tasks.stores.base import JobChange, TaskStore
+from ladon_tasks.stores.base import JobChange, StoreFull, TaskStore
 
 
 class MemoryStore(TaskStore):
-    def __init__(self, capacity: int = defaults.MEMORY_STORE_CAPACITY, clock=time.time) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
+    def __init__(
+        self,
+        capacity: int = defaults.MEMORY_STORE_CAPACITY,
+        clock=time.time,
+        *,
+        max_bytes: int = defaults.MEMORY_STORE_MAX_BYTES,
+        max_queued: int = defaults.MAX_QUEUED_TASKS,
+    ) -> None:
+        if capacity < 1 or max_bytes < 1 or max_queued < 1:
+            raise ValueError("capacity, max_bytes and max_queued must be at least 1")
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.max_queued = max_queued
         self._clock = clock
         self._records: dict[str, TaskRecord] = {}
+        # task_id -> bytes of its JSON as last measured; their sum, and the finished part
+        self._sizes: dict[str, int] = {}
+        self._bytes = 0
+        self._finished_bytes = 0
         # task_id -> expiry time, in the order tasks finished: the eviction queue.
         self._finished: OrderedDict[str, float] = OrderedDict()
         self._idempotency: dict[tuple[str, str, str], str] = {}
@@ -48,15 +67,38 @@ class MemoryStore(TaskStore):
 
     def _forget(self, task_id: str) -> None:
         record = self._records.pop(task_id, None)
-        self._finished.pop(task_id, None)
+        size = self._sizes.pop(task_id, 0)
+        self._bytes -= size
+        if self._finished.pop(task_id, None) is not None:
+            self._finished_bytes -= size
         if record is not None and record.idempotency_key:
             self._idempotency.pop((record.service, record.method, record.idempotency_key), None)
+
+    def _finish(self, record: TaskRecord) -> None:
+        """Bookkeeping of a record that has just finished: its expiry, its size now that
+        it holds a result, and room made under the bounds."""
+        self._finished[record.task_id] = record.finished_at + record.result_ttl
+        size = _json_size(record)
+        self._bytes += size - self._sizes.get(record.task_id, 0)
+        self._finished_bytes += size
+        self._sizes[record.task_id] = size
+        self._sweep()
+        self._changed.notify_all()
+
+    def _refusal(self, size: int) -> str | None:
+        """Why a new unfinished record of ``size`` bytes must be refused, or ``None``."""
+        unfinished = len(self._records) - len(self._finished)
+        if unfinished >= self.max_queued:
+            return f"{unfinished} tasks are queued or running, the most this server holds"
+        if self._bytes - self._finished_bytes + size > self.max_bytes:
+            return f"unfinished tasks would take more than the {self.max_bytes} bytes this server holds"
+        return None
 
     def _sweep(self) -> None:
         now = self._clock()
         while self._finished:
             task_id, expires_at = next(iter(self._finished.items()))
-            if expires_at > now and len(self._finished) <= self.capacity:
+            if expires_at > now and len(self._finished) <= self.capacity and self._bytes <= self.max_bytes:
                 break
             self._forget(task_id)
 
@@ -70,10 +112,17 @@ class MemoryStore(TaskStore):
                 existing = self._live(existing_id) if existing_id else None
                 if existing is not None:
                     return existing.copy()
+            size = _json_size(record)
+            refusal = self._refusal(size)
+            if refusal is not None:
+                raise StoreFull(refusal)
+            if record.idempotency_key:
                 self._idempotency[key] = record.task_id
             if not record.submitted_at:
                 record.submitted_at = self._clock()
             self._records[record.task_id] = record.copy()
+            self._sizes[record.task_id] = size
+            self._bytes += size
             self._sweep()
             return record
 
@@ -116,9 +165,9 @@ class MemoryStore(TaskStore):
                 setattr(record, name, value)
             if target.finished:
                 record.finished_at = record.finished_at or now
-                self._finished[task_id] = record.finished_at + record.result_ttl
-                self._sweep()
-                self._changed.notify_all()
+                copy = record.copy()
+                self._finish(record)
+                return copy
             return record.copy()
 
     def report(
@@ -151,8 +200,9 @@ class MemoryStore(TaskStore):
                 if record.state is TaskState.QUEUED:
                     record.state = TaskState.CANCELLED
                     record.finished_at = self._clock()
-                    self._finished[task_id] = record.finished_at + record.result_ttl
-                    self._changed.notify_all()
+                    copy = record.copy()
+                    self._finish(record)
+                    return copy
             return record.copy()
 
     def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
@@ -199,3 +249,9 @@ class MemoryStore(TaskStore):
     def __len__(self) -> int:
         with self._lock:
             return len(self._records)
+
+
+def _json_size(record: TaskRecord) -> int:
+    """About how many bytes ``record`` takes: the length of its JSON (a Python object
+    of a few fields takes a few hundred bytes more; arguments and results dominate)."""
+    return len(codec.dumps(record.to_json()))

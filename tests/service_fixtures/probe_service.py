@@ -100,6 +100,12 @@ class ProbeService(object):
         wait_for_gate(gate, kw)
         return 7
 
+    @ladonize(PORTABLE_STRING, PORTABLE_STRING, rtype=int, tasktype=True)
+    def gatedPayload(self, gate, payload, **kw):
+        """Holds ``payload`` (its bytes count against the store's bounds) until the gate opens."""
+        wait_for_gate(gate, kw)
+        return len(payload)
+
     @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='process'))
     def gatedInProcess(self, gate, **kw):
         wait_for_gate(gate, kw)

@@ -37,7 +37,17 @@
       pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
   }
 
-  function stateOf(task) { return STATES.indexOf(task.state) >= 0 ? task.state : "unknown"; }
+  function stateOf(task) {
+    if (task.unreadable !== undefined) return "unreadable";
+    return STATES.indexOf(task.state) >= 0 ? task.state : "unknown";
+  }
+
+  // What the message column says: the error of a failed task, why a damaged record
+  // cannot be read, or the task's own message.
+  function messageOf(task) {
+    if (task.unreadable !== undefined) return "record cannot be read: " + task.unreadable;
+    return task.error_type ? task.error_type + ": " + task.error_message : task.message;
+  }
 
   function percent(task) { return Math.round(Math.max(0, Math.min(1, task.progress || 0)) * 100); }
 
@@ -143,9 +153,12 @@
     cancel.title = "Cancel task " + task.task_id;
     cancel.addEventListener("click", function () { cancelTask(task.task_id, cancel); });
 
+    var messageText = el("div", "message-text");
+    var messageCell = el("td", "message");
+    messageCell.appendChild(messageText);
     var cells = {
       id: el("td"), service: el("td", "service"), method: el("td", "method"),
-      state: el("td"), progress: progressCell, message: el("td", "message"),
+      state: el("td"), progress: progressCell, message: messageCell,
       age: el("td", "num age"), duration: el("td", "num duration"),
       attempts: el("td", "num attempts"), actions: el("td", "actions")
     };
@@ -154,7 +167,7 @@
     cells.state.appendChild(badge);
     cells.actions.appendChild(cancel);
     Object.keys(cells).forEach(function (key) { tr.appendChild(cells[key]); });
-    return { tr: tr, cells: cells, badge: badge, bar: bar, fill: fill, pct: pct, cancel: cancel };
+    return { tr: tr, cells: cells, badge: badge, bar: bar, fill: fill, pct: pct, cancel: cancel, message: messageText };
   }
 
   function updateRow(row, task) {
@@ -169,8 +182,8 @@
     row.bar.setAttribute("aria-valuenow", String(p));
     row.fill.style.width = p + "%";
     setText(row.pct, p + "%");
-    var message = task.error_type ? task.error_type + ": " + task.error_message : task.message;
-    setText(row.cells.message, message || "");
+    var message = messageOf(task);
+    setText(row.message, message || "");
     row.cells.message.title = message || "";
     setText(row.cells.age, seconds(task.age));
     setText(row.cells.duration, task.started_at ? seconds(task.duration) : "—");
@@ -309,6 +322,7 @@
     field(list, "Task id", task.task_id, "mono");
     field(list, "State", stateOf(task) + (task.cancel_requested && !task.finished ? " (cancel requested)" : ""));
     field(list, "Progress", percent(task) + "%");
+    if (task.unreadable !== undefined) field(list, "Problem", messageOf(task));
     field(list, "Message", task.message || "—");
     field(list, "Attempts", task.attempts + " of " + task.max_attempts);
     field(list, "Priority", String(task.priority));
@@ -318,12 +332,27 @@
     field(list, "Finished", clock(task.finished_at));
     field(list, "Duration", task.started_at ? seconds(task.duration) : "—");
     $("detail-fields").replaceWith(list);
-    setText($("detail-args"), JSON.stringify(task.args, null, 2));
+    showArguments(task.args || []);
     var hasError = !!task.error_type;
     $("detail-error-box").hidden = !hasError;
     setText($("detail-error"), hasError ? task.error_type + ": " + task.error_message : "");
     $("detail-cancel").hidden = !!task.finished;
     $("detail-cancel").disabled = !!task.finished;
+  }
+
+  // Each argument as "name (type): value", the value as JSON so a string shows its
+  // quotes and a number does not; user data, so text nodes only.
+  function showArguments(args) {
+    var list = el("dl", "args");
+    list.id = "detail-args";
+    args.forEach(function (arg) {
+      var term = el("dt", "", arg.name);
+      if (arg.type) term.appendChild(el("span", "arg-type", " (" + arg.type + ")"));
+      list.appendChild(term);
+      list.appendChild(el("dd", "mono", JSON.stringify(arg.value, null, 2)));
+    });
+    if (!args.length) list.appendChild(el("dd", "none", "none"));
+    $("detail-args").replaceWith(list);
   }
 
   function showDetailGone(taskId, message) {
@@ -333,7 +362,7 @@
     field(list, "Task id", taskId, "mono");
     field(list, "Not available", message);
     $("detail-fields").replaceWith(list);
-    setText($("detail-args"), "");
+    showArguments([]);
     $("detail-error-box").hidden = true;
     $("detail-cancel").hidden = true;
   }
