@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -67,3 +68,32 @@ def test_systemd_units_verify(unit, tmp_path):
     if "worker" in unit.name:
         grace = float(text.split("--grace ", 1)[1].split()[0])
         assert float(text.split("TimeoutStopSec=", 1)[1].split()[0]) > grace  # SIGKILL never cuts the grace
+
+
+def test_make_serve_has_runtime_dependencies_only_on_3_13(output_dir):
+    """``make serve`` on a machine whose only Python is 3.13 (the route for 3.12+)."""
+    from server_support import free_port, launch
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    port = free_port()
+
+    def answers(server) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{server.url}/TaskService/jsonwsp/description", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    server = launch(["make", "serve", f"PORT={port}"], port, output_dir / "make-serve.log", answers, "make serve",
+                    env={"LADON_TASKS_PYTHONS": "3.13"}, timeout=600)
+    try:
+        venv = ROOT / ".venv" / "serve-py313"
+        installed = {path.name.split("-")[0].lower() for path in (venv / "lib" / "python3.13" / "site-packages").glob("*.dist-info")}
+        assert {"ladon", "ladon_tasks", "werkzeug", "redis", "tqdm"} <= installed
+        assert not installed & {"pytest", "zeep", "playwright", "mod_wsgi", "hypothesis", "suds_community"}
+    finally:
+        os.killpg(server.process.pid, signal.SIGTERM)  # make and the server it started
+        server.process.wait(timeout=30)
