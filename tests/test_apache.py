@@ -49,7 +49,22 @@ def _traversable_by_others(path: Path) -> bool:
     return True
 
 
-class ModWsgi:
+class ApacheRoot:
+    """An Apache whose files (configuration, pid file, error log) live in ``server_root``."""
+
+    server_root: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def error_log(self) -> str:
+        path = self.server_root / "error_log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+class ModWsgi(ApacheRoot):
     """``mod_wsgi-express`` set up in a server root, started and stopped with apachectl.
 
     ``settings`` are given as the deployment README says: in the environment of the
@@ -69,14 +84,6 @@ class ModWsgi:
             "--user", USER, "--group", USER, "--locale", "C.UTF-8", "--initial-workers", "1", "--max-clients", "200",
         ]
         subprocess.run(command, check=True, capture_output=True, timeout=60)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def error_log(self) -> str:
-        path = self.server_root / "error_log"
-        return path.read_text(errors="replace") if path.exists() else ""
 
     def start(self) -> "ModWsgi":
         subprocess.run([str(self.server_root / "apachectl"), "start"], check=True, capture_output=True, timeout=60,
@@ -281,14 +288,14 @@ def test_several_processes_without_redis_are_refused_at_start_in_one_line(apache
 # -- from an installed package: apache-config, a real Apache from its virtual host ----------------
 
 
-class Apache:
+class Apache(ApacheRoot):
     """``apache2`` itself, from a minimal server configuration that loads the files
     ``ladon-tasks apache-config`` wrote, as a system Apache would include them."""
 
     MODULES = Path("/usr/lib/apache2/modules")
 
     def __init__(self, root: Path, config_dir: Path, port: int) -> None:
-        self.root, self.port = root, port
+        self.server_root, self.port = root, port
         root.mkdir(parents=True, exist_ok=True)
         self.conf = root / "httpd.conf"
         self.conf.write_text("\n".join([
@@ -303,26 +310,18 @@ class Apache:
             f"Include {config_dir}/ladon-tasks.conf", "",
         ]))
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def error_log(self) -> str:
-        path = self.root / "error_log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
     def apache2(self, action: str) -> None:
         subprocess.run(["/usr/sbin/apache2", "-f", str(self.conf), "-k", action], check=True,
                        capture_output=True, timeout=60)
 
     def start(self) -> "Apache":
         self.apache2("start")
-        wait_until(lambda: (self.root / "httpd.pid").exists(), timeout=30, what=f"Apache to start:\n{self.error_log()}")
+        wait_until(lambda: (self.server_root / "httpd.pid").exists(), timeout=30, what="Apache to start")
         return self
 
     def stop(self) -> None:
         self.apache2("stop")
-        wait_until(lambda: not (self.root / "httpd.pid").exists(), timeout=30, what="Apache to stop")
+        wait_until(lambda: not (self.server_root / "httpd.pid").exists(), timeout=30, what="Apache to stop")
 
 
 def apache_config(directory: Path, *args: str) -> subprocess.CompletedProcess:
