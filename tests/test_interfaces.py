@@ -22,6 +22,8 @@ from suds.client import Client as SudsClient
 from conftest import JsonWsp
 from server_support import FIXTURE_SERVICES, ROOT, start_server
 
+pytestmark = pytest.mark.smoke  # the SOAP mends, on every supported interpreter
+
 PHP_CLIENT = ROOT / "tests" / "clients" / "soap_client.php"
 DOCUMENT_LITERAL = ("soap", "soapdocumentliteral")
 
