@@ -70,7 +70,8 @@ class ModWsgi(ApacheRoot):
     ``settings`` are given as the deployment README says: in the environment of the
     command that starts Apache, so each daemon builds the application when it starts."""
 
-    def __init__(self, server_root: Path, processes: int, settings: dict[str, str], handler: Path = HANDLER) -> None:
+    def __init__(self, server_root: Path, processes: int, settings: dict[str, str], handler: Path = HANDLER,
+                 setenv: dict[str, str] | None = None) -> None:
         self.server_root = server_root
         self.processes = processes
         self.threads = 4
@@ -83,6 +84,8 @@ class ModWsgi(ApacheRoot):
             "--processes", str(processes), "--threads", str(self.threads), "--server-root", str(server_root),
             "--user", USER, "--group", USER, "--locale", "C.UTF-8", "--initial-workers", "1", "--max-clients", "200",
         ]
+        for name, value in (setenv or {}).items():  # Apache's SetEnv: seen by requests only
+            command += ["--setenv", name, value]
         subprocess.run(command, check=True, capture_output=True, timeout=60)
 
     def start(self) -> "ModWsgi":
@@ -285,6 +288,22 @@ def test_several_processes_without_redis_are_refused_at_start_in_one_line(apache
         server.stop()
 
 
+def test_settings_given_with_setenv_are_refused_at_the_first_request_once(apache_ready):
+    """``--setenv`` values reach the handler with a request: it is built, and refused, then."""
+    server = ModWsgi(apache_ready / "setenv", 1, {}, setenv={"LADON_TASKS_SERVICES": "/nonexistent/service.py"}).start()
+    try:
+        for _ in range(3):
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(server.url + "/", timeout=10)
+            assert caught.value.code == 500
+        wait_until(lambda: "not serving" in server.error_log(), what="the refusal in the log")
+        refusals = [line for line in server.error_log().splitlines() if "not serving" in line]
+        assert len(refusals) == 1 and "service" in refusals[0], refusals
+        assert "Traceback" not in server.error_log()
+    finally:
+        server.stop()
+
+
 # -- from an installed package: apache-config, a real Apache from its virtual host ----------------
 
 
@@ -350,6 +369,13 @@ def test_apache_config_writes_a_handler_and_vhost_that_apache_serves(apache_read
         assert "Traceback" not in server.error_log()
     finally:
         server.stop()
+    # The same handler under mod_wsgi-express, as the README's command runs it.
+    express = ModWsgi(apache_ready / "site-express", 2, {}, handler=apache_ready / "site" / "handler.wsgi").start()
+    try:
+        probe = JsonWsp(express, "ProbeService")
+        assert probe("echo_wait_result", task_id=probe("echo", text="express")["task_id"], seconds=20) == "express"
+    finally:
+        express.stop()
 
 
 def _zeep_or_none(url: str):
