@@ -6,8 +6,9 @@ EXAMPLES := services/task_service.py services/instance_service.py services/repor
 
 .PHONY: serve test bench
 
+# Runtime dependencies only, on the first of Python 3.11-3.13 found (scripts/runtime-venv).
 serve:
-	@python=$$(tests/run --print-python 3.11) && exec $$(dirname $$python)/ladon-tasks serve $(EXAMPLES) --port $(PORT)
+	@python=$$(scripts/runtime-venv) && exec $$(dirname $$python)/ladon-tasks serve $(EXAMPLES) --port $(PORT)
 
 test:
 	tests/run

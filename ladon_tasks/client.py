@@ -7,6 +7,7 @@
 ``run`` blocks until the task ends and returns its result, or raises a
 :class:`TaskError` subclass naming what happened; ``start`` returns a
 :class:`TaskHandle` with ``progress()``, ``wait(timeout)``, ``cancel()`` and ``result()``.
+Every error this module raises is a :class:`TaskError`, so one ``except`` covers them.
 Waiting uses the server's ``_wait`` method, which returns the moment the task ends, so a
 client never polls in a tight loop. The transport is Ladon's own ``JSONWSPClient``.
 """
@@ -60,11 +61,23 @@ class TaskNotFinishedError(TaskError):
 
 
 class WaitTimeout(TaskError):
-    """``wait``/``run`` gave up before the task ended; the task goes on."""
+    """``run``/``wait_result`` gave up before the task ended; the task goes on.
+    (``wait`` does not raise it: it returns the last status, whose ``finished`` says.)"""
 
 
 class RemoteFault(TaskError):
-    """Any other fault the server answered with (bad arguments, store unavailable...)."""
+    """Any other fault the server answered with (bad arguments, store unavailable...),
+    or a URL that names no Ladon service or method."""
+
+
+class NotATaskMethodError(TaskError):
+    """The method exists but is a plain method, not a task method: it has no ``_wait``.
+    Raised before anything is sent, so nothing ran."""
+
+
+class ServiceUnreachable(TaskError):
+    """The server could not be reached (refused, reset, unknown host). A start call
+    that failed this way may or may not have started a task."""
 
 
 _FAULTS = {cls.fault_name: cls for cls in (TaskFailedError, TaskCancelledError, TaskExpiredError, TaskNotFinishedError)}
@@ -108,7 +121,12 @@ class TaskClient:
             if service_url.endswith(suffix):
                 service_url = service_url[: -len(suffix)]
         self.service_url = service_url
-        self._client = JSONWSPClient(description=f"{service_url}/jsonwsp/description")
+        try:
+            self._client = JSONWSPClient(description=f"{service_url}/jsonwsp/description")
+        except OSError as error:
+            raise ServiceUnreachable(f"cannot reach {service_url}: {error}") from None
+        except ValueError:  # the answer was not a JSON-WSP description (a 404 page, say)
+            raise RemoteFault(f"{service_url} is not a Ladon service (no JSON-WSP description there)") from None
 
     @property
     def methods(self) -> list[str]:
@@ -118,7 +136,10 @@ class TaskClient:
         """One JSON-WSP call; a fault becomes the matching :class:`TaskError`."""
         if method not in self._client.jsonwsp_description["methods"]:
             raise RemoteFault(f"{self.service_url} has no method {method!r}")
-        response = self._client.call_method(method, **args)
+        try:
+            response = self._client.call_method(method, **args)
+        except OSError as error:
+            raise ServiceUnreachable(f"{method}: cannot reach {self.service_url}: {error}") from None
         if response == -1:  # Ladon's client: a mandatory argument is missing
             info = self._client.method_info(method)
             missing = [name for name in info["mandatory_params"] if name not in args]
@@ -133,12 +154,22 @@ class TaskClient:
         return body["result"]
 
     def start(self, method: str, **args: Any) -> "TaskHandle":
+        self._check_task_method(method)
         info = self.call(method, **args)
         return TaskHandle(self, method, info["task_id"])
 
     def handle(self, method: str, task_id: str) -> "TaskHandle":
         """Follow a task started elsewhere."""
+        self._check_task_method(method)
         return TaskHandle(self, method, task_id)
+
+    def _check_task_method(self, method: str) -> None:
+        """A task method has companions; a plain one would run (and answer no task id)."""
+        methods = self._client.jsonwsp_description["methods"]
+        if method not in methods:
+            raise RemoteFault(f"{self.service_url} has no method {method!r}")
+        if f"{method}_wait" not in methods:
+            raise NotATaskMethodError(f"{method} is not a task method of {self.service_url}")
 
     def run(self, method: str, *, progress: bool | TextIO = False, timeout: float | None = None, **args: Any) -> Any:
         """Start ``method`` and return its result; ``progress=True`` draws a bar on stderr."""
@@ -195,7 +226,7 @@ class TaskHandle:
         """Block until the task ends or ``timeout`` seconds pass; returns the last status.
         With ``progress`` (a stream), draws a bar with the task's message."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        bar = _ProgressBar(progress, self.method) if progress is not None else None
+        bar = _progress_display(progress, self.method) if progress is not None else None
         try:
             while True:
                 remaining = WAIT_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
@@ -212,7 +243,18 @@ class TaskHandle:
                 bar.close()
 
 
-class _ProgressBar:
+def _progress_display(stream: TextIO, label: str) -> "_TerminalBar | _ProgressLines":
+    """A redrawn bar on a terminal; elsewhere (a pipe, a log file) one line per change,
+    because a redrawn bar there leaves every frame, and its last one twice."""
+    isatty = getattr(stream, "isatty", None)
+    return _TerminalBar(stream, label) if isatty is not None and isatty() else _ProgressLines(stream, label)
+
+
+def _postfix(status: TaskStatus) -> str:
+    return (status.state if status.finished else (status.message or status.state))[:60]
+
+
+class _TerminalBar:
     """A tqdm bar showing the task's progress and message."""
 
     def __init__(self, stream: TextIO, label: str) -> None:
@@ -224,9 +266,27 @@ class _ProgressBar:
 
     def update(self, status: TaskStatus) -> None:
         self._bar.n = int(round(status.progress * 1000))
-        postfix = status.state if status.finished else (status.message or status.state)
-        self._bar.set_postfix_str(postfix[:60], refresh=False)
+        self._bar.set_postfix_str(_postfix(status), refresh=False)
         self._bar.refresh()
 
     def close(self) -> None:
         self._bar.close()
+
+
+class _ProgressLines:
+    """``label:  67%, message`` - written when the percentage or message changes."""
+
+    def __init__(self, stream: TextIO, label: str) -> None:
+        self._stream = stream
+        self._label = label
+        self._last = ""
+
+    def update(self, status: TaskStatus) -> None:
+        line = f"{self._label}: {status.progress * 100:3.0f}%, {_postfix(status)}"
+        if line != self._last:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+            self._last = line
+
+    def close(self) -> None:
+        pass

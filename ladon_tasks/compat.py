@@ -44,6 +44,16 @@ current interpreter, and this module mends each one in place, once, when
   envelope gets ``VersionMismatch``, an operation outside ``urn:<service>`` and a
   ``SOAPAction`` naming another operation get ``MalformedRequest``.
 
+* Ladon's ``soap``/``soapdocumentliteral`` interface (document/literal, what JAX-WS
+  and .NET need) describes and answers LadonType results in ways no client can read;
+  :mod:`ladon_tasks.soap_document` replaces it under the same names.
+* Ladon's ``xmlrpc`` interface is Python 2 code (``iteritems``, ``unicode``): its
+  description and every answer fail. It is taken out of the catalogue; the service
+  page lists only interfaces that work.
+* SOAP faults came back with HTTP 200 and a faultcode ``client``/``server`` in no
+  namespace. SOAP 1.1 wants HTTP 500 and ``SOAP-ENV:Client``/``SOAP-ENV:Server``;
+  both SOAP interfaces now answer so.
+
 Every fault keeps the shape the real clients read (zeep's ``Fault``, Ladon's
 ``jsonwsp/fault``, a JSON-RPC ``error``); nothing else on the wire changes.
 """
@@ -509,6 +519,85 @@ def _install_soap_conformance_checks() -> None:
     Dispatcher.dispatch_request = dispatch_request  # type: ignore[method-assign]
 
 
+def _install_soap_document_literal() -> None:
+    """Ladon's document/literal interface, redone (:mod:`ladon_tasks.soap_document`)."""
+    from ladon_tasks import soap_document
+
+    soap_document.install()
+
+
+def _drop_xmlrpc_interface() -> None:
+    """Ladon's ``xmlrpc`` fails on Python 3 for every call: out of the catalogue."""
+    from ladon import interfaces
+
+    interfaces._interfaces.pop("xmlrpc", None)
+
+
+#: Key in the WSGI environ set while a SOAP fault is the answer, so the HTTP status
+#: can say so (Ladon sends every answer as ``200 OK``).
+SOAP_FAULT_KEY = "ladon_tasks.soap_fault"
+
+#: SOAP 1.1 fault codes, qualified with the envelope's namespace prefix.
+_SOAP_FAULT_CODES = {"client": "SOAP-ENV:Client", "server": "SOAP-ENV:Server"}
+
+
+def _install_soap_fault_codes() -> None:
+    """``client`` -> ``SOAP-ENV:Client``, ``server`` -> ``SOAP-ENV:Server`` in SOAP faults."""
+    from ladon.interfaces.soap11 import SOAP11FaultHandler
+
+    original = SOAP11FaultHandler.build_fault_response
+    if getattr(original, "_ladon_tasks_fault_codes", False):
+        return
+
+    def build_fault_response(self, service_exc, sinfo, methodname, encoding, reflection):  # type: ignore[no-untyped-def]
+        code = service_exc.faultcode
+        service_exc.faultcode = _SOAP_FAULT_CODES.get(str(code).lower(), code)
+        try:
+            return original(self, service_exc, sinfo, methodname, encoding, reflection)
+        finally:
+            service_exc.faultcode = code
+
+    build_fault_response._ladon_tasks_fault_codes = True  # type: ignore[attr-defined]
+    SOAP11FaultHandler.build_fault_response = build_fault_response
+
+
+def _install_soap_fault_http_status() -> None:
+    """A SOAP fault is answered with HTTP 500, as SOAP 1.1 requires."""
+    from ladon.interfaces.soap11 import SOAP11Interface
+    from ladon.server.dispatcher import Dispatcher
+    from ladon.server.wsgi_application import LadonWSGIApplication
+
+    from ladon_tasks.soap_document import DocumentLiteralInterface
+
+    inner_dispatch = Dispatcher.dispatch_request
+    if getattr(inner_dispatch, "_ladon_tasks_fault_status", False):
+        return
+    inner_call = LadonWSGIApplication.__call__
+
+    def dispatch_request(self: Dispatcher, request_data: bytes, export_dict: dict) -> object:  # type: ignore[type-arg]
+        if isinstance(self.iface, (SOAP11Interface, DocumentLiteralInterface)):
+            build = self.iface.build_fault_response
+
+            def build_fault_response(*args, **kw):  # type: ignore[no-untyped-def]
+                export_dict[SOAP_FAULT_KEY] = True
+                return build(*args, **kw)
+
+            self.iface.build_fault_response = build_fault_response
+        return inner_dispatch(self, request_data, export_dict)
+
+    def __call__(self, environ, start_response):  # type: ignore[no-untyped-def]
+        def start(status, headers, exc_info=None):  # type: ignore[no-untyped-def]
+            if environ.get(SOAP_FAULT_KEY) and str(status).startswith("200"):
+                status = "500 Internal Server Error"
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        return inner_call(self, environ, start)
+
+    dispatch_request._ladon_tasks_fault_status = True  # type: ignore[attr-defined]
+    Dispatcher.dispatch_request = dispatch_request  # type: ignore[method-assign]
+    LadonWSGIApplication.__call__ = __call__
+
+
 def install() -> None:
     """Apply every mend; safe to call more than once."""
     _install_getargspec()
@@ -522,6 +611,10 @@ def install() -> None:
     _install_fault_location_filter()
     _install_json_answer_escapes()
     _install_soap_conformance_checks()
+    _install_soap_document_literal()
+    _drop_xmlrpc_interface()
+    _install_soap_fault_codes()
+    _install_soap_fault_http_status()  # after _install_request_guards: it wraps that dispatch
 
 
 install()

@@ -116,3 +116,18 @@ READ_TIMEOUT = 20.0
 #: Seconds a stopping ``serve`` waits for requests in flight (a ``_wait`` whose task just
 #: ended, say) to be answered before it closes the server.
 REQUEST_DRAIN = 2.0
+
+#: Seconds between two reads of the task list by ``ladon-tasks events --url`` (the
+#: dashboard API has no event stream): the dashboard page refreshes as often.
+EVENTS_POLL_INTERVAL = 1.0
+
+#: Rows ``ladon-tasks tasks`` shows unless told otherwise: one screen.
+LIST_LIMIT = 50
+
+#: mod_wsgi daemon processes of the virtual host ``ladon-tasks apache-config`` writes:
+#: a few, so one busy or restarting process does not stall the service.
+APACHE_PROCESSES = 3
+
+#: Threads per daemon process: ``_wait`` calls hold one for up to ``WAIT_MAX`` seconds,
+#: so room for the clients that wait at once.
+APACHE_THREADS = 25

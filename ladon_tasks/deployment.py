@@ -1,10 +1,20 @@
 """Build the application of a deployment from its settings (environment variables).
 
-Used by ``deploy/apache/handler.wsgi`` and anything else configured by environment
-rather than by command-line options. The one rule it enforces: a server that runs
-several processes must keep task state in Redis, because a progress call may land in
-any process. Such a server without Redis is refused at start-up, with the reason,
-rather than left to answer "UnknownTask" for tasks that do exist.
+Used by the WSGI handlers (the one ``ladon-tasks apache-config`` writes, and
+``deploy/apache/handler.wsgi``) and anything else configured by environment rather
+than by command-line options. The one rule it enforces: a server that runs several
+processes must keep task state in Redis, because a progress call may land in any
+process. Such a server without Redis is refused at start-up, with the reason, rather
+than left to answer "UnknownTask" for tasks that do exist.
+
+:func:`handler_application` is what a handler calls. When the services are known at
+import time (written in the handler, or in the process environment) it builds the
+application then, so that under mod_wsgi (``WSGIImportScript``, or
+``mod_wsgi-express``, which imports the handler when a daemon starts) a bad
+configuration is reported once per daemon process, at start, in one line of the error
+log. Settings given only with Apache's ``SetEnv`` reach the application with the first
+request, so only then can it be built; a refusal is still logged once. Either way
+every request of a refused server gets a short ``500`` - no traceback per request.
 
 Every application built here answers only the ``Host`` names of
 :mod:`ladon_tasks.hosts` (DNS rebinding), plus ``LADON_TASKS_ALLOWED_HOSTS``.
@@ -14,7 +24,10 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping, Sequence
+import sys
+import threading
+import traceback
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ladon_tasks import defaults
 from ladon_tasks.hosts import AllowedHosts, HostCheck, parse_names
@@ -151,3 +164,58 @@ def allowed_hosts(settings: Mapping[str, str], bind_address: str, extra: Sequenc
     :class:`~ladon_tasks.hosts.AllowedHosts`, ``LADON_TASKS_ALLOWED_HOSTS`` and ``extra``."""
     names = parse_names(settings.get("LADON_TASKS_ALLOWED_HOSTS", "")) + list(extra)
     return AllowedHosts.for_address(bind_address, names)
+
+
+WSGIApplication = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+#: The answer of a server whose configuration was refused: the reason is in the log,
+#: not on the wire (it may name paths or hosts).
+_REFUSED_BODY = b"Internal Server Error: ladon-tasks is not configured correctly; the reason is in the server's error log\n"
+
+
+class HandlerApplication:
+    """The WSGI application of a handler file: built at once when its services are
+    known, else at the first request (from ``SetEnv`` values); refused configurations
+    logged in one line, once."""
+
+    def __init__(self, settings: Mapping[str, str] | None = None, default_services_dir: str = "") -> None:
+        self.settings = dict(settings or {})
+        self.default_services_dir = default_services_dir
+        self._application: WSGIApplication | None = None
+        self._refused = False
+        self._lock = threading.Lock()
+        if self.settings.get("LADON_TASKS_SERVICES") or os.environ.get("LADON_TASKS_SERVICES"):
+            self._build(None)
+
+    def _build(self, environ: Mapping[str, Any] | None) -> None:
+        for name, value in self.settings.items():  # written in the handler: they win
+            os.environ[name] = value
+        try:
+            self._application = build_from_settings(environ, self.default_services_dir)
+        except Exception as exc:
+            self._refused = True
+            reason = str(exc) if isinstance(exc, DeploymentError) else f"{type(exc).__name__}: {exc}"
+            reason = " ".join(reason.split())  # one line in the error log, whatever the message
+            if not reason.startswith("ladon-tasks:"):
+                reason = f"ladon-tasks: {reason}"
+            print(f"{reason} - not serving (pid {os.getpid()})", file=sys.stderr, flush=True)
+            if os.environ.get("LADON_TASKS_DEBUG", "") in ("1", "true", "yes"):
+                traceback.print_exc(file=sys.stderr)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if self._application is None and not self._refused:
+            with self._lock:
+                if self._application is None and not self._refused:
+                    self._build(environ)
+        if self._application is None:
+            start_response("500 Internal Server Error", [
+                ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(_REFUSED_BODY))),
+            ])
+            return [_REFUSED_BODY]
+        return self._application(environ, start_response)
+
+
+def handler_application(settings: Mapping[str, str] | None = None, default_services_dir: str = "") -> HandlerApplication:
+    """The ``application`` of a WSGI handler file: ``settings`` (the same names as the
+    environment variables) override the environment."""
+    return HandlerApplication(settings, default_services_dir)

@@ -223,8 +223,9 @@ def ladonize(*arg_types: Any, **ladon_kw: Any) -> Callable[[Callable[..., Any]],
 
 def activate() -> None:
     """Make ``from ladon.ladonizer import ladonize`` give this decorator, so a service
-    written for Ladon's own tasktype runs on ladon-tasks unchanged. Call it before the
-    services are imported (``ladon_tasks.wsgi.application`` and ``ladon-tasks serve``
-    do)."""
+    written for Ladon's own tasktype runs on ladon-tasks unchanged. ``import
+    ladon_tasks`` calls it, so a handler that keeps ``LadonWSGIApplication([...])``
+    needs only that import. (A service cannot be imported before it on Python 3.11+:
+    Ladon fails to decorate without :mod:`ladon_tasks.compat`.)"""
     ladon.ladonizer.ladonize = ladonize
     ladon.ladonizer.decorator.ladonize = ladonize

@@ -25,6 +25,7 @@ import threading
 from typing import Any, Callable, Iterable, Sequence
 
 from ladon_tasks import defaults, faults
+from ladon_tasks.compat import SOAP_FAULT_KEY
 from ladon_tasks.expand import activate
 from ladon_tasks.runtime import configure, get_runtime
 from ladon_tasks.stores.memory import MemoryStore
@@ -83,7 +84,7 @@ class FaultSafeApplication:
 
         body = self.ladon_app(environ, capture)
         status = captured.get("status", "500 Internal Server Error")
-        if not status.startswith("500") or self.debug:
+        if not status.startswith("500") or self.debug or environ.get(SOAP_FAULT_KEY):
             start_response(status, captured.get("headers", []))
             return body
         text = b"".join(body).decode("utf-8", "replace")

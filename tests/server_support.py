@@ -70,7 +70,7 @@ class RunningServer:
 
 
 def launch(command: list[str], port: int, log_path: Path, answers, what: str,
-           env: dict | None = None) -> RunningServer:
+           env: dict | None = None, timeout: float = 30) -> RunningServer:
     """Start a server process in its own session and return once ``answers(server)``
     is true; a process that exits first fails with its log."""
     process = subprocess.Popen(
@@ -88,7 +88,7 @@ def launch(command: list[str], port: int, log_path: Path, answers, what: str,
             raise AssertionError(f"{what} exited with {process.returncode}:\n{server.log()}")
         return answers(server)
 
-    wait_until(ready, timeout=30, what=f"the {what} to answer")
+    wait_until(ready, timeout=timeout, what=f"the {what} to answer")
     return server
 
 

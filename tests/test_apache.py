@@ -1,13 +1,20 @@
 """The deployment story under real Apache/mod_wsgi: ``mod_wsgi-express`` with three
 daemon processes, the handler of ``deploy/apache``, the Redis store, the thread executor
 and the queue executor with a worker beside it. A task started through one process has
-its progress, wait, cancel and result answered by the others, over SOAP and JSON-WSP."""
+its progress, wait, cancel and result answered by the others, over SOAP and JSON-WSP.
+
+Then what an operator with an installed package does: ``ladon-tasks apache-config``
+writes a handler and a virtual host, and a real Apache started from that virtual host
+serves the services; a bad configuration is refused when the daemons start, in one
+line of the error log; and a handler that keeps Ladon's ``LadonWSGIApplication`` with
+``import ladon_tasks`` serves ladon-tasks' task methods."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
 import os
+import re
 import shutil
 import signal
 import stat
@@ -43,24 +50,11 @@ def _traversable_by_others(path: Path) -> bool:
     return True
 
 
-class ModWsgi:
-    """``mod_wsgi-express`` set up in a server root, started and stopped with apachectl."""
+class ApacheRoot:
+    """An Apache whose files (configuration, pid file, error log) live in ``server_root``."""
 
-    def __init__(self, server_root: Path, processes: int, settings: dict[str, str]) -> None:
-        self.server_root = server_root
-        self.processes = processes
-        self.threads = 4
-        self.port = free_port()
-        express = Path(sys.executable).parent / "mod_wsgi-express"
-        _require(express.exists(), "mod_wsgi-express is not installed (pip install mod_wsgi, needs apache2-dev)")
-        command = [
-            str(express), "setup-server", str(HANDLER), "--port", str(self.port), "--host", "127.0.0.1",
-            "--processes", str(processes), "--threads", str(self.threads), "--server-root", str(server_root),
-            "--user", USER, "--group", USER, "--locale", "C.UTF-8", "--initial-workers", "1", "--max-clients", "200",
-        ]
-        for name, value in settings.items():
-            command += ["--setenv", name, value]
-        subprocess.run(command, check=True, capture_output=True, timeout=60)
+    server_root: Path
+    port: int
 
     @property
     def url(self) -> str:
@@ -70,8 +64,34 @@ class ModWsgi:
         path = self.server_root / "error_log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+
+class ModWsgi(ApacheRoot):
+    """``mod_wsgi-express`` set up in a server root, started and stopped with apachectl.
+
+    ``settings`` are given as the deployment README says: in the environment of the
+    command that starts Apache, so each daemon builds the application when it starts."""
+
+    def __init__(self, server_root: Path, processes: int, settings: dict[str, str], handler: Path = HANDLER,
+                 setenv: dict[str, str] | None = None) -> None:
+        self.server_root = server_root
+        self.processes = processes
+        self.threads = 4
+        self.port = free_port()
+        self.settings = settings
+        express = Path(sys.executable).parent / "mod_wsgi-express"
+        _require(express.exists(), "mod_wsgi-express is not installed (pip install mod_wsgi, needs apache2-dev)")
+        command = [
+            str(express), "setup-server", str(handler), "--port", str(self.port), "--host", "127.0.0.1",
+            "--processes", str(processes), "--threads", str(self.threads), "--server-root", str(server_root),
+            "--user", USER, "--group", USER, "--locale", "C.UTF-8", "--initial-workers", "1", "--max-clients", "200",
+        ]
+        for name, value in (setenv or {}).items():  # Apache's SetEnv: seen by requests only
+            command += ["--setenv", name, value]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+
     def start(self) -> "ModWsgi":
-        subprocess.run([str(self.server_root / "apachectl"), "start"], check=True, capture_output=True, timeout=60)
+        subprocess.run([str(self.server_root / "apachectl"), "start"], check=True, capture_output=True, timeout=60,
+                       env={**os.environ, **self.settings})
 
         def answers() -> bool:
             try:
@@ -267,13 +287,172 @@ def test_the_handler_answers_only_known_host_names(apache):
     assert "tasks" in listing, "the dashboard is mounted under Apache, over the Redis store"
 
 
-def test_several_processes_without_redis_are_refused_with_the_reason(apache_ready):
+def test_several_processes_without_redis_are_refused_at_start_in_one_line(apache_ready):
     server = ModWsgi(apache_ready / "no-redis", 2, {"LADON_TASKS_SERVICES": SERVICES}).start()
     try:
+        # Refused by each daemon as it starts - before any request reaches it.
+        wait_until(lambda: server.error_log().count("no Redis store is configured") == 2,
+                   timeout=30, what="each daemon's refusal in the log")
+        for _ in range(4):
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(server.url + "/InstanceService/jsonwsp/description", timeout=10)
+            assert caught.value.code == 500
+            assert b"error log" in caught.value.read()
+        log = server.error_log()
+        refusals = [line for line in log.splitlines() if "no Redis store is configured" in line]
+        assert len(refusals) == 2, refusals  # once per daemon, not once per request
+        assert "LADON_TASKS_REDIS_URL" in refusals[0] and "not serving" in refusals[0]
+        assert "Traceback" not in log
+    finally:
+        server.stop()
+
+
+def test_settings_given_with_setenv_are_refused_at_the_first_request_once(apache_ready):
+    """``--setenv`` values reach the handler with a request: it is built, and refused, then."""
+    server = ModWsgi(apache_ready / "setenv", 1, {}, setenv={"LADON_TASKS_SERVICES": "/nonexistent/service.py"}).start()
+    try:
+        for _ in range(3):
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(server.url + "/", timeout=10)
+            assert caught.value.code == 500
+        wait_until(lambda: "not serving" in server.error_log(), what="the refusal in the log")
+        refusals = [line for line in server.error_log().splitlines() if "not serving" in line]
+        assert len(refusals) == 1 and "service" in refusals[0], refusals
+        assert "Traceback" not in server.error_log()
+    finally:
+        server.stop()
+
+
+# -- from an installed package: apache-config, a real Apache from its virtual host ----------------
+
+
+class Apache(ApacheRoot):
+    """``apache2`` itself, from a minimal server configuration that loads the files
+    ``ladon-tasks apache-config`` wrote, as a system Apache would include them."""
+
+    MODULES = Path("/usr/lib/apache2/modules")
+
+    def __init__(self, root: Path, config_dir: Path, port: int) -> None:
+        self.server_root, self.port = root, port
+        root.mkdir(parents=True, exist_ok=True)
+        self.conf = root / "httpd.conf"
+        self.conf.write_text("\n".join([
+            f"ServerRoot {root}", f"Listen 127.0.0.1:{port}", f"PidFile {root}/httpd.pid",
+            f"ErrorLog {root}/error_log", "LogLevel warn", f"DefaultRuntimeDir {root}", f"Mutex file:{root} default",
+            f"LoadModule mpm_event_module {self.MODULES}/mod_mpm_event.so",
+            f"LoadModule authz_core_module {self.MODULES}/mod_authz_core.so",
+            f"User {USER}", f"Group {USER}", "ServerName 127.0.0.1",
+            f"Include {config_dir}/wsgi.load",
+            # Debian's apache2ctl makes /run/apache2, where mod_wsgi's sockets go by default.
+            f"WSGISocketPrefix {root}/wsgi",
+            f"Include {config_dir}/ladon-tasks.conf", "",
+        ]))
+
+    def apache2(self, action: str) -> None:
+        subprocess.run(["/usr/sbin/apache2", "-f", str(self.conf), "-k", action], check=True,
+                       capture_output=True, timeout=60)
+
+    def start(self) -> "Apache":
+        self.apache2("start")
+        wait_until(lambda: (self.server_root / "httpd.pid").exists(), timeout=30, what="Apache to start")
+        return self
+
+    def stop(self) -> None:
+        self.apache2("stop")
+        wait_until(lambda: not (self.server_root / "httpd.pid").exists(), timeout=30, what="Apache to stop")
+
+
+def apache_config(directory: Path, *args: str) -> subprocess.CompletedProcess:
+    """``ladon-tasks apache-config``, the installed command."""
+    command = [str(Path(sys.executable).parent / "ladon-tasks"), "apache-config", *args, "--directory", str(directory)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_apache_config_writes_a_handler_and_vhost_that_apache_serves(apache_ready, redis_server):
+    services = [str(ROOT / "services" / "instance_service.py"), str(FIXTURE_SERVICES / "probe_service.py")]
+    port = free_port()
+    written = apache_config(apache_ready / "site", *services, "--redis", redis_server.url,
+                            "--processes", "2", "--threads", "4", "--port", str(port))
+    assert written.returncode == 0, written.stderr
+    assert "WSGIImportScript" in written.stdout and f"<VirtualHost *:{port}>" in written.stdout
+    assert "processes=2 threads=4" in written.stdout and "locale=C.UTF-8" in written.stdout
+    handler = (apache_ready / "site" / "handler.wsgi").read_text()
+    assert "sys.path" not in handler and redis_server.url in handler
+    server = Apache(apache_ready / "site-root", apache_ready / "site", port).start()
+    try:
+        soap = wait_until(lambda: _zeep_or_none(f"{server.url}/InstanceService/soap11/description"),
+                          timeout=30, what="the services under Apache (see its error_log)")
+        task_id = soap.service.cloneInstance(**{"instance-id": "vm", "new-instance-name": "site"})["task-id"]
+        assert soap.service.cloneInstance_wait(**{"task-id": task_id, "seconds": 20})["state"] == "succeeded"
+        assert soap.service.cloneInstance_result(**{"task-id": task_id})["instance-id"] == "vm-site"
+        assert "Traceback" not in server.error_log()
+    finally:
+        server.stop()
+    # The same handler under mod_wsgi-express, as the README's command runs it.
+    express = ModWsgi(apache_ready / "site-express", 2, {}, handler=apache_ready / "site" / "handler.wsgi").start()
+    try:
+        probe = JsonWsp(express, "ProbeService")
+        assert probe("echo_wait_result", task_id=probe("echo", text="express")["task_id"], seconds=20) == "express"
+    finally:
+        express.stop()
+
+
+def _zeep_or_none(url: str):
+    try:
+        return zeep.Client(url)
+    except Exception:
+        return None
+
+
+def test_apache_config_refuses_what_cannot_work(apache_ready, tmp_path):
+    services = str(ROOT / "services" / "instance_service.py")
+    no_redis = apache_config(tmp_path / "a", services, "--processes", "3")
+    assert no_redis.returncode == 2 and "need Redis" in no_redis.stderr
+    assert len(no_redis.stderr.strip().splitlines()) == 1 and not (tmp_path / "a").exists()
+    missing = apache_config(tmp_path / "b", str(tmp_path / "nowhere.py"), "--processes", "1")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_a_broken_service_is_refused_when_apache_starts(apache_ready, tmp_path):
+    """The handler is loaded when each daemon starts (WSGIImportScript): a service that
+    cannot be imported is reported then, once per daemon, before any request."""
+    service = apache_ready / "broken_service.py"
+    service.write_text("import a_module_that_is_not_installed\n")
+    port = free_port()
+    written = apache_config(apache_ready / "broken", str(service), "--processes", "1", "--port", str(port))
+    assert written.returncode == 0, written.stderr
+    server = Apache(apache_ready / "broken-root", apache_ready / "broken", port).start()
+    try:
+        wait_until(lambda: "not serving" in server.error_log(), timeout=30, what="the refusal in the log")
+        lines = [line for line in server.error_log().splitlines() if "not serving" in line]
+        assert len(lines) == 1 and "a_module_that_is_not_installed" in lines[0]
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(server.url + "/", timeout=10)
         assert caught.value.code == 500
-        wait_until(lambda: "no Redis store is configured" in server.error_log(), what="the reason in the log")
+        assert "Traceback" not in server.error_log()
+    finally:
+        server.stop()
+
+
+# -- a handler that keeps Ladon's LadonWSGIApplication ---------------------------------------------
+
+LADON_HANDLER = """import ladon_tasks
+from ladon.server.wsgi import LadonWSGIApplication
+
+application = LadonWSGIApplication(['legacy_service'], [{fixtures!r}])
+"""
+
+
+def test_import_ladon_tasks_is_enough_in_a_ladon_handler(apache_ready):
+    handler = apache_ready / "ladon-handler.wsgi"
+    handler.write_text(LADON_HANDLER.format(fixtures=str(FIXTURE_SERVICES)))
+    server = ModWsgi(apache_ready / "ladon-handler", 1, {}, handler=handler).start()
+    try:
+        legacy = JsonWsp(server, "LegacyService")
+        started = legacy("countTo", session_id="s", counter=2)
+        assert re.fullmatch(r"[0-9a-f]{32}", started["task_id"])  # ours, not Ladon's SHA-1
+        assert legacy("countTo_wait", task_id=started["task_id"], seconds=20)["state"] == "succeeded"
+        assert legacy("countTo_result", task_id=started["task_id"]) == 2
     finally:
         server.stop()
 

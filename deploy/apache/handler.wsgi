@@ -1,6 +1,8 @@
-"""WSGI handler for Apache/mod_wsgi (and any other WSGI server).
+"""WSGI handler for Apache/mod_wsgi (and any other WSGI server), run from a checkout.
 
-Configured from environment variables, so one file serves every deployment:
+With ladon-tasks installed, `ladon-tasks apache-config` writes a handler of your own
+(settings included) and its virtual host; this one serves the repository's example
+services and is configured from environment variables:
 
   LADON_TASKS_SERVICES   service modules or .py files, separated by ':' or ','
                          (default: the example services of this repository)
@@ -11,31 +13,20 @@ Configured from environment variables, so one file serves every deployment:
   LADON_TASKS_ALLOWED_HOSTS  host names answered besides localhost and IP addresses
                          (comma-separated; '*' for any); others get 400
 
-Variables are read from the process environment and, for Apache's ``SetEnv``, from the
-first request's WSGI environ. The application is built on that first request. Under
-several daemon processes without a Redis store it refuses to serve: progress calls
-landing in another process would answer UnknownTask.
+Settings in the process environment are read when the handler is imported (at daemon
+start under mod_wsgi-express or WSGIImportScript), so a bad configuration is refused
+then, in one line of the error log. Settings given with Apache's SetEnv reach the
+handler with the first request; it is built then.
 """
 
 import os
 import sys
-import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPOSITORY = os.path.dirname(os.path.dirname(HERE))
 if REPOSITORY not in sys.path:
     sys.path.insert(0, REPOSITORY)
 
-from ladon_tasks.deployment import build_from_settings  # noqa: E402
+from ladon_tasks.deployment import handler_application  # noqa: E402
 
-_application = None
-_lock = threading.Lock()
-
-
-def application(environ, start_response):
-    global _application
-    if _application is None:
-        with _lock:
-            if _application is None:
-                _application = build_from_settings(environ, default_services_dir=os.path.join(REPOSITORY, "services"))
-    return _application(environ, start_response)
+application = handler_application(default_services_dir=os.path.join(REPOSITORY, "services"))

@@ -1,0 +1,150 @@
+"""The operator commands over HTTP: ``tasks``, ``inspect``, ``cancel`` and ``events``
+with ``--url``, through a running server's dashboard JSON API.
+
+This is how those commands reach tasks kept in a server's own memory (the in-process
+store), and it works the same for the Redis store: the server answers from whatever
+store it has. ``--url`` may name the dashboard itself (``ladon-tasks dashboard``, at
+the root) or the server that mounts it (``ladon-tasks serve``, under ``/_tasks``):
+the client finds which.
+
+The API has no event stream, so ``events --url`` derives events from the task list:
+it polls it and reports each task that appears or changes state. A task that passes
+through several states between two polls is reported once, in the state it reached.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Iterator, Sequence
+
+from ladon_tasks import defaults
+from ladon_tasks.dashboard.guard import CSRF_HEADER, CSRF_HEADER_VALUE
+
+#: Where ``ladon-tasks serve`` mounts the dashboard.
+SERVE_PREFIX = "/_tasks"
+
+#: Seconds one API request may take before the command gives up.
+REQUEST_TIMEOUT = 30.0
+
+#: Tasks read per poll by ``derived_events``: the dashboard's largest page.
+_POLL_LIMIT = 500
+
+
+class RemoteError(Exception):
+    """The server could not answer; the message is one line for the operator."""
+
+
+class DashboardClient:
+    """The dashboard's JSON API at ``url`` (with ``token`` when it has one)."""
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        self.token = token
+        self.base = self._locate(url.rstrip("/"))
+
+    def _locate(self, url: str) -> str:
+        """The API's base: ``url`` itself, or its ``/_tasks`` (a ``serve`` server)."""
+        candidates = [url] if url.endswith(SERVE_PREFIX) else [url, url + SERVE_PREFIX]
+        for base in candidates:
+            try:
+                self._request(base, "/api/tasks?limit=1")
+                return base
+            except _NotFound:
+                continue
+        raise RemoteError(f"no ladon-tasks dashboard at {url} (tried {' and '.join(candidates)})")
+
+    def list(self, states: Sequence[str] | None = None, method: str | None = None,
+             limit: int = defaults.LIST_LIMIT, offset: int = 0) -> list[dict[str, Any]]:
+        """Newest first, as the dashboard lists them."""
+        query: list[tuple[str, str]] = [("state", state) for state in states or ()]
+        if method:
+            query.append(("method", method))
+        query += [("limit", str(limit)), ("offset", str(offset))]
+        return self._request(self.base, "/api/tasks?" + urllib.parse.urlencode(query))["tasks"]
+
+    def detail(self, task_id: str) -> dict[str, Any]:
+        return self._request(self.base, f"/api/tasks/{urllib.parse.quote(task_id, safe='')}")["task"]
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """The task after the cancel; a task already finished is returned as it is."""
+        path = f"/api/tasks/{urllib.parse.quote(task_id, safe='')}/cancel"
+        try:
+            return self._request(self.base, path, method="POST")["task"]
+        except _AlreadyFinished as finished:
+            return finished.task
+
+    def _request(self, base: str, path: str, method: str = "GET") -> dict[str, Any]:
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if method == "POST":
+            headers[CSRF_HEADER] = CSRF_HEADER_VALUE
+        request = urllib.request.Request(base + path, data=b"" if method == "POST" else None,
+                                         method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            raise _http_error(base, error) from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise RemoteError(f"cannot reach {base}: {reason}") from None
+        except ValueError:
+            raise RemoteError(f"{base}{path} did not answer JSON: not a ladon-tasks dashboard") from None
+
+
+class _NotFound(RemoteError):
+    pass
+
+
+class _AlreadyFinished(RemoteError):
+    def __init__(self, message: str, task: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.task = task
+
+
+def _http_error(base: str, error: urllib.error.HTTPError) -> RemoteError:
+    """The API's JSON error as one line (``UnknownTask: ...``)."""
+    try:
+        body = json.loads(error.read())
+    except ValueError:
+        body = {}
+    name, message = body.get("error", ""), body.get("message", "")
+    if error.code == 401:
+        return RemoteError(f"{base} needs the dashboard's token: --token TOKEN (or $LADON_TASKS_DASHBOARD_TOKEN)")
+    if error.code == 409 and "task" in body:
+        return _AlreadyFinished(message, body["task"])
+    if error.code == 404 and name not in ("UnknownTask", "MalformedTaskId"):
+        return _NotFound(f"{base}: not found")
+    return RemoteError(f"{name}: {message}" if name else f"{base}: HTTP {error.code}")
+
+
+def derived_events(client: DashboardClient, from_start: bool,
+                   interval: float = defaults.EVENTS_POLL_INTERVAL) -> Iterator[dict[str, Any]]:
+    """Tasks that appear or change state, oldest change first, polling every ``interval``.
+
+    Without ``from_start`` the tasks already listed at the first poll are the baseline
+    and not reported."""
+    seen: dict[str, tuple[str, int]] = {}
+    first = True
+    while True:
+        tasks = client.list(limit=_POLL_LIMIT)
+        changed = [task for task in reversed(tasks) if seen.get(task["task_id"]) != (task["state"], task["attempts"])]
+        for task in changed:
+            seen[task["task_id"]] = (task["state"], task["attempts"])
+            if from_start or not first:
+                yield task
+        first = False
+        time.sleep(interval)  # the polling period of the command, not a synchronisation
+
+
+def event_time(task: dict[str, Any]) -> float:
+    """When a task reached the state it is listed in."""
+    if task["finished"]:
+        return float(task.get("finished_at") or 0.0)
+    if task["state"] == "running":
+        return float(task.get("started_at") or 0.0)
+    return float(task.get("submitted_at") or 0.0)
