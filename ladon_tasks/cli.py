@@ -14,7 +14,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 from ladon_tasks import defaults
 

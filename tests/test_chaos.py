@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from redis_support import start_redis
-from server_support import FIXTURE_SERVICES, RunningServer, start_server, wait_until
+from server_support import FIXTURE_SERVICES, RunningServer, start_server
 from worker_support import Workers
 
 CHAOS = str(FIXTURE_SERVICES / "chaos_service.py")

@@ -333,6 +333,7 @@ def test_a_web_process_dying_between_recording_and_running_a_task_loses_nothing(
     wait_until(lambda: _crashed(doomed.process), timeout=10, what="the server to die at web.created")
     listed = wait_until(lambda: dones(tmp_path), timeout=30, what="the recorded task to run elsewhere")
     assert listed == ["done-1"]  # it had never started: taken over as attempt 1
+    assert running_pid(tmp_path, 1) == survivor.process.pid
 
 
 # -- timeouts ----------------------------------------------------------------------------

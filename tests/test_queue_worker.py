@@ -10,13 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from conftest import JsonWsp, WireFault
 from redis_support import start_redis
-from server_support import FIXTURE_SERVICES, ROOT, process_alive, start_server, wait_until
+from server_support import ROOT, process_alive, start_server, wait_until
 from worker_support import PROBE, Workers
 
 # Run on every supported interpreter: the Redis path is where versions differ most.
