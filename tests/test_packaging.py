@@ -33,7 +33,7 @@ def sdist(tmp_path_factory) -> tarfile.TarFile:
 
 def test_sdist_ships_the_package_and_licence_but_no_test_suite(sdist):
     names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    assert {"LICENSE", "COPYING", "README.md", "ladon_tasks/cli.py", "ladon_tasks/dashboard/static/index.html",
+    assert {"LICENSE", "COPYING", "README.md", "ladon_tasks/cli/__init__.py", "ladon_tasks/redis/scripts/create.lua", "ladon_tasks/dashboard/static/index.html",
             "deploy/systemd/ladon-tasks-worker.service", "deploy/apache/handler.wsgi"} <= names
     assert not [name for name in names if name.startswith("tests/")]  # none of it, not half
     root = sdist.getnames()[0].split("/")[0]

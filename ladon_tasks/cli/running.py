@@ -1,0 +1,206 @@
+"""The commands that run things: ``serve``, ``worker``, ``dashboard``, ``apache-config``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Sequence
+
+from ladon_tasks import defaults
+from ladon_tasks.cli.common import command, redis_option, redis_store
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ladon_tasks.deployment import allowed_hosts, make_store, read_settings
+    from ladon_tasks.devserver import serve, serve_until_stopped
+    from ladon_tasks.hosts import HostCheck
+    from ladon_tasks.wsgi import make_application
+
+    settings = read_settings()
+    if args.redis:
+        settings["LADON_TASKS_REDIS_URL"] = args.redis
+    runtime_settings = {
+        "thread_workers": args.thread_workers,
+        "process_workers": args.process_workers,
+        "owner_lease": args.lease,
+        "store": make_store(settings),
+    }
+    application = make_application(
+        args.services, debug=args.debug, max_request_bytes=args.max_request_bytes, shutdown_grace=args.grace,
+        **runtime_settings,
+    )
+    if not args.no_dashboard:
+        from ladon_tasks.dashboard import DashboardApp, mount
+
+        token = args.dashboard_token or settings.get("LADON_TASKS_DASHBOARD_TOKEN")
+        if not token and args.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("serving beyond loopback: give the dashboard a --dashboard-token, or --no-dashboard")
+        application = mount(application, DashboardApp(token=token), prefix="/_tasks")
+    hosts = allowed_hosts(settings, args.host, args.allowed_host)
+    print(
+        f"ladon-tasks: serving {', '.join(args.services)} on http://{args.host}:{args.port}/"
+        + ("" if args.no_dashboard else f" (dashboard: http://{args.host}:{args.port}/_tasks/)")
+        + f"; answering {hosts.describe()}",
+        file=sys.stderr,
+        flush=True,
+    )
+    application = HostCheck(application, hosts)
+    if args.reload:
+        serve(args.host, args.port, application, args.read_timeout, use_reloader=True,
+              extra_files=[path for path in args.services if os.path.exists(path)])
+        return 0
+    serve_until_stopped(args.host, args.port, application, args.read_timeout, args.grace)
+    return 0
+
+
+def _import_services(services: Sequence[str]) -> None:
+    """Import service modules as the web server does, with the plugin active, so a
+    worker resolves the same task methods (legacy Ladon imports included)."""
+    import importlib
+
+    from ladon_tasks.expand import activate
+    from ladon_tasks.wsgi import split_service_spec
+
+    activate()
+    for spec in services:
+        module_name, directory = split_service_spec(spec)
+        if directory and directory not in sys.path:
+            sys.path.insert(0, directory)
+        importlib.import_module(module_name)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from ladon_tasks.redis.queue import RedisQueue
+    from ladon_tasks.expand import queue_priorities
+    from ladon_tasks.worker import Worker
+
+    store = redis_store(args.redis)
+    _import_services(args.services)
+    queues = [
+        RedisQueue(store.client, store.prefix, name, lease_seconds=args.lease, levels=queue_priorities(name))
+        for name in args.queues
+    ]
+    worker = Worker(store, queues, concurrency=args.concurrency, grace=args.grace,
+                    runner="thread" if args.threads else "process")
+    worker.stop_on_signals()
+    worker.start()
+    print(f"ladon-tasks worker: {worker.size} slot(s) on {', '.join(args.queues)}", file=sys.stderr, flush=True)
+    worker.wait_stopped()
+    store.close()
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from ladon_tasks.dashboard import serve_dashboard
+    from ladon_tasks.runtime import configure
+
+    configure(store=redis_store(args.redis))
+    token = args.token or os.environ.get("LADON_TASKS_DASHBOARD_TOKEN")
+    print(f"ladon-tasks dashboard on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
+    serve_dashboard(host=args.host, port=args.port, token=token, allowed_hosts=args.allowed_host)
+    return 0
+
+
+def cmd_apache_config(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ladon_tasks.apache import ApacheConfig
+
+    config = ApacheConfig(
+        services=args.services, directory=Path(args.directory), redis_url=args.redis,
+        processes=args.processes, threads=args.threads, port=args.port, server_name=args.server_name,
+        user=args.user, group=args.group, thread_workers=args.thread_workers,
+        process_workers=args.process_workers, dashboard_token=args.dashboard_token,
+    )
+    for path in config.write():
+        print(f"wrote {path}", file=sys.stderr)
+    print(config.vhost_text(), end="")
+    return 0
+
+
+def register(commands: Any) -> None:
+    """Add this module's commands to the ``ladon-tasks`` parser."""
+    serve = command(commands, "serve", "serve Ladon services with ladon-tasks active (Werkzeug)",
+                     "  ladon-tasks serve services/task_service.py --port 8080\n"
+                     "  ladon-tasks serve myapp.services --redis redis://127.0.0.1:6379/0")
+    serve.add_argument("services", nargs="+", metavar="MODULE_OR_PATH", help="service modules or .py files")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind")
+    serve.add_argument("--port", type=int, default=8080, help="port to bind")
+    serve.add_argument("--reload", action="store_true", help="restart when a service file changes")
+    serve.add_argument(
+        "--redis", metavar="URL", default=None,
+        help="keep task state in Redis (default: $LADON_TASKS_REDIS_URL or $REDIS_HOST, else in process)",
+    )
+    serve.add_argument("--debug", action="store_true", help="send tracebacks with faults (never in production)")
+    serve.add_argument("--max-request-bytes", type=int, default=defaults.MAX_REQUEST_BYTES,
+                       help="larger request bodies get 413 before they are read")
+    serve.add_argument("--no-dashboard", action="store_true", help="do not mount the dashboard at /_tasks/")
+    serve.add_argument("--dashboard-token", default=None,
+                       help="require this token for the dashboard (needed off loopback)")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="also answer requests for this host name (repeatable; '*' for any); "
+                            "default: localhost and IP addresses, beyond loopback this machine's name too")
+    serve.add_argument("--read-timeout", type=float, default=defaults.READ_TIMEOUT, metavar="SECONDS",
+                       help="close a connection that sends nothing for this long")
+    serve.add_argument("--thread-workers", type=int, default=defaults.THREAD_WORKERS,
+                       help="task bodies run at once by executor='thread' methods")
+    serve.add_argument("--process-workers", type=int, default=defaults.PROCESS_WORKERS,
+                       help="child processes for executor='process' methods")
+    serve.add_argument("--grace", type=float, default=defaults.SHUTDOWN_GRACE,
+                       help="on SIGTERM/SIGINT, seconds running bodies may finish before their tasks are "
+                            "handed over")
+    serve.add_argument("--lease", type=float, default=defaults.OWNER_LEASE,
+                       help="with Redis, seconds after which another process takes over the tasks of this "
+                            "one if it stops answering")
+    serve.set_defaults(handler=cmd_serve)
+
+    worker = command(commands, "worker", "run the bodies of executor='queue' tasks (any host)",
+                      "  ladon-tasks worker services/report_service.py --redis redis://127.0.0.1:6379/0 "
+                      "--concurrency 4")
+    worker.add_argument("services", nargs="+", metavar="MODULE_OR_PATH", help="the same services the server has")
+    redis_option(worker)
+    worker.add_argument("--concurrency", type=int, default=None,
+                        help=f"bodies run at once (default {defaults.PROCESS_WORKERS}, "
+                             f"with --threads {defaults.THREAD_WORKERS})")
+    worker.add_argument("--queues", nargs="+", default=[defaults.QUEUE], metavar="NAME",
+                        help="the queues to serve (tasktype option queue=)")
+    worker.add_argument("--lease", type=float, default=defaults.LEASE_SECONDS,
+                        help="seconds before a silent worker's task is handed out again")
+    worker.add_argument("--threads", action="store_true",
+                        help="run bodies in threads of this process: about 1 ms less per task, "
+                             "but timeouts and cancels only cooperative")
+    worker.add_argument("--grace", type=float, default=defaults.WORKER_GRACE,
+                        help="on SIGTERM, seconds running bodies may finish before they are handed back")
+    worker.set_defaults(handler=cmd_worker)
+
+    dashboard = command(commands, "dashboard", "the operator web page, standalone (Redis store)",
+                         "  ladon-tasks dashboard --redis redis://127.0.0.1:6379/0 --port 8090")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (off loopback: needs --token)")
+    dashboard.add_argument("--port", type=int, default=8090, help="port to bind")
+    dashboard.add_argument("--token", default=None, help="require this token (default: $LADON_TASKS_DASHBOARD_TOKEN)")
+    redis_option(dashboard)
+    dashboard.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                           help="also answer requests for this host name (repeatable; '*' for any)")
+    dashboard.set_defaults(handler=cmd_dashboard)
+
+    apache = command(commands, "apache-config",
+                      "write a mod_wsgi handler and Apache virtual host for your services, print the host",
+                      "  ladon-tasks apache-config /srv/app/services/orders.py --redis redis://127.0.0.1:6379/0 \\\n"
+                      "      --processes 3 --directory /srv/app/apache > /dev/null")
+    apache.add_argument("services", nargs="+", metavar="MODULE_OR_PATH", help="service modules or .py files")
+    apache.add_argument("--directory", required=True, metavar="DIR",
+                        help="where handler.wsgi and ladon-tasks.conf are written")
+    apache.add_argument("--redis", metavar="URL", default=None, help="the Redis store; needed for several processes")
+    apache.add_argument("--processes", type=int, default=defaults.APACHE_PROCESSES, help="mod_wsgi daemon processes")
+    apache.add_argument("--threads", type=int, default=defaults.APACHE_THREADS, help="request threads per process")
+    apache.add_argument("--port", type=int, default=80, help="port of the virtual host")
+    apache.add_argument("--server-name", default="localhost", help="ServerName of the virtual host")
+    apache.add_argument("--user", default="www-data", help="user the daemon processes run as")
+    apache.add_argument("--group", default="www-data", help="group the daemon processes run as")
+    apache.add_argument("--thread-workers", type=int, default=None,
+                        help=f"executor='thread' bodies at once per process (default: {defaults.THREAD_WORKERS})")
+    apache.add_argument("--process-workers", type=int, default=None,
+                        help=f"executor='process' children per process (default: {defaults.PROCESS_WORKERS})")
+    apache.add_argument("--dashboard-token", default=None, help="mount the dashboard at /_tasks/ with this token")
+    apache.set_defaults(handler=cmd_apache_config)

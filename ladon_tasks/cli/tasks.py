@@ -1,0 +1,258 @@
+"""The commands that look after tasks: ``tasks``, ``events``, ``inspect``, ``cancel``
+(over Redis, or a running server's dashboard API with ``--url``), ``call`` and ``wait``
+(over a server's JSON-WSP)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Sequence
+
+from ladon_tasks import defaults
+from ladon_tasks.cli.common import CommandError, command, redis_store, remote_options
+
+
+def _task_rows(args: argparse.Namespace) -> list[dict]:  # type: ignore[type-arg]
+    """The tasks asked for, as the dashboard API shows them, from ``--url`` or Redis."""
+    if args.url:
+        return _dashboard(args).list(states=args.state, method=args.method, limit=args.limit, offset=args.offset)
+    import time
+
+    from ladon_tasks.dashboard.views import task_summary
+    from ladon_tasks.model import TaskState
+
+    store = redis_store(args.redis)
+    try:
+        states = [TaskState(state) for state in args.state] if args.state else None
+        records = store.list(states=states, method=args.method, limit=args.limit, offset=args.offset)
+    finally:
+        store.close()
+    now = time.time()
+    return [task_summary(record, now) for record in records]
+
+
+def _dashboard(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from ladon_tasks.remote import DashboardClient
+
+    return DashboardClient(args.url, token=args.token or os.environ.get("LADON_TASKS_DASHBOARD_TOKEN"))
+
+
+def _print_rows(rows: list[dict], as_json: bool) -> None:  # type: ignore[type-arg]
+    import json
+
+    if as_json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return
+    print(f"{'TASK':32}  {'STATE':10}  {'PROGRESS':>8}  {'AGE':>7}  {'TRIES':>5}  SERVICE.METHOD  MESSAGE")
+    for row in rows:
+        print(
+            f"{row['task_id']:32}  {row['state']:10}  {row['progress'] * 100:7.0f}%  "
+            f"{row['age']:6.0f}s  {row['attempts']:>2}/{row['max_attempts']:<2}  "
+            f"{row['service']}.{row['method']}  {(row['message'] or row['error_message'] or '')[:60]}"
+        )
+
+
+def _print_event(when: float, state: str, target: str, task_id: str, attempt: object, error: str) -> None:
+    import datetime
+
+    stamp = datetime.datetime.fromtimestamp(when).strftime("%H:%M:%S.%f")[:-3]
+    print(f"{stamp}  {state:9}  {target}  {task_id}  attempt {attempt}{f'  {error}' if error else ''}", flush=True)
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """Follow task lifecycle events until interrupted (or ``--count`` events)."""
+    shown = 0
+    if args.url:
+        from ladon_tasks.remote import derived_events, event_time
+
+        for task in derived_events(_dashboard(args), args.from_start):
+            error = f"{task['error_type']}: {task['error_message']}" if task.get("error_type") else ""
+            _print_event(event_time(task), task["state"], f"{task['service']}.{task['method']}",
+                         task["task_id"], task["attempts"], error)
+            shown += 1
+            if args.count is not None and shown >= args.count:
+                break
+        return 0
+    store = redis_store(args.redis)
+    last_id = "0" if args.from_start else "$"
+    try:
+        while args.count is None or shown < args.count:
+            for event_id, event in store.events(last_id, block=1.0):
+                last_id = event_id
+                _print_event(int(event_id.split("-")[0]) / 1000, event["state"],
+                             f"{event['service']}.{event['method']}", event["task"], event["attempt"],
+                             event.get("error") or "")
+                shown += 1
+                if args.count is not None and shown >= args.count:
+                    break
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    rows = _task_rows(args)
+    if args.tag:
+        rows = [row for row in rows if args.tag in row["tags"]]
+    _print_rows(rows, args.json)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    if args.url:
+        if args.traceback:
+            raise CommandError("--traceback needs --redis: the dashboard API never sends tracebacks")
+        print(json.dumps(_dashboard(args).detail(args.task_id), indent=2, ensure_ascii=False))
+        return 0
+    from ladon_tasks.runtime import configure
+
+    runtime = configure(store=redis_store(args.redis))
+    try:
+        data = runtime.record(args.task_id).to_json()
+    finally:
+        runtime.shutdown()
+    if not args.traceback:
+        data.pop("error_traceback", None)
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    if args.url:
+        task = _dashboard(args).cancel(args.task_id)
+        task_id, state = task["task_id"], task["state"]
+    else:
+        from ladon_tasks.runtime import configure
+
+        runtime = configure(store=redis_store(args.redis))
+        try:
+            record = runtime.cancel(args.task_id)
+        finally:
+            runtime.shutdown()
+        task_id, state = record.task_id, record.state.value
+    print(f"{task_id} {state}")
+    return 0 if state == "cancelled" else 1
+
+
+def _parse_call_arguments(pairs: Sequence[str]) -> dict[str, object]:
+    """``key=value``: JSON lists and objects are decoded, everything else stays a string
+    (Ladon converts strings to the declared type, as it does for every JSON-WSP call)."""
+    import json
+
+    arguments: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"argument {pair!r} is not of the form key=value")
+        if value[:1] in ("[", "{"):
+            try:
+                arguments[key] = json.loads(value)
+                continue
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"argument {key}: not valid JSON ({exc})") from None
+        arguments[key] = value
+    return arguments
+
+
+def _service_client(url: str, target: str):  # type: ignore[no-untyped-def]
+    """``SERVICE.METHOD`` on the server at ``url``: the client and the method name."""
+    from ladon_tasks.client import TaskClient
+
+    service, _, method = target.partition(".")
+    if not service or not method:
+        raise CommandError(f"{target!r} is not SERVICE.METHOD")
+    return TaskClient(f"{url.rstrip('/')}/{service}"), method
+
+
+def _follow(handle, timeout: float | None, quiet: bool) -> int:  # type: ignore[no-untyped-def]
+    """Progress on stderr until the task ends, then its result (JSON) on stdout."""
+    import json
+
+    status = handle.wait(timeout, progress=None if quiet else sys.stderr)
+    if not status.finished:
+        print(f"still {status.state} after {timeout}s: task {handle.task_id} "
+              f"(follow it with: ladon-tasks wait URL SERVICE.{handle.method} {handle.task_id})", file=sys.stderr)
+        return 3
+    print(json.dumps(handle.result(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    client, method = _service_client(args.url, args.target)
+    handle = client.start(method, **_parse_call_arguments(args.arguments))
+    if not args.wait:
+        print(handle.task_id)
+        return 0
+    print(f"task {handle.task_id}", file=sys.stderr)
+    return _follow(handle, args.timeout, args.quiet)
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    client, method = _service_client(args.url, args.target)
+    return _follow(client.handle(method, args.task_id), args.timeout, args.quiet)
+
+
+def register(commands: Any) -> None:
+    """Add this module's commands to the ``ladon-tasks`` parser."""
+    tasks = command(commands, "tasks", "list tasks, newest first",
+                     "  ladon-tasks tasks --url http://127.0.0.1:8080 --state running --state queued\n"
+                     "  ladon-tasks tasks --redis redis://127.0.0.1:6379/0 --method cloneInstance --json")
+    tasks.add_argument("--state", action="append", choices=["queued", "running", "succeeded", "failed", "cancelled"],
+                       help="only tasks in this state; repeat for several")
+    tasks.add_argument("--method", default=None, help="only this task method")
+    tasks.add_argument("--tag", default=None, help="only tasks with this tag")
+    tasks.add_argument("--limit", type=int, default=defaults.LIST_LIMIT, help="tasks shown at most")
+    tasks.add_argument("--offset", type=int, default=0, help="newest tasks skipped")
+    tasks.add_argument("--json", action="store_true", help="one JSON object per task and line")
+    remote_options(tasks)
+    tasks.set_defaults(handler=cmd_tasks)
+
+    events = command(commands, "events", "follow task lifecycle events",
+                      "  ladon-tasks events --redis redis://127.0.0.1:6379/0 --from-start\n"
+                      "  ladon-tasks events --url http://127.0.0.1:8080   # polls the task list each second")
+    events.add_argument("--from-start", action="store_true",
+                        help="begin with the oldest kept event (with --url: every listed task)")
+    events.add_argument("--count", type=int, default=None, help="stop after this many events")
+    remote_options(events)
+    events.set_defaults(handler=cmd_events)
+
+    inspect = command(commands, "inspect", "one task's whole record",
+                       "  ladon-tasks inspect 3f0c9a6e1b2d4c5f8a7e6d5c4b3a2918 --url http://127.0.0.1:8080")
+    inspect.add_argument("task_id", help="the task's id (32 hex digits)")
+    inspect.add_argument("--traceback", action="store_true", help="include the failure's traceback (--redis only)")
+    remote_options(inspect)
+    inspect.set_defaults(handler=cmd_inspect)
+
+    cancel = command(commands, "cancel", "cancel a task; exit code 1 if it had already finished",
+                      "  ladon-tasks cancel 3f0c9a6e1b2d4c5f8a7e6d5c4b3a2918 --url http://127.0.0.1:8080")
+    cancel.add_argument("task_id", help="the task's id (32 hex digits)")
+    remote_options(cancel)
+    cancel.set_defaults(handler=cmd_cancel)
+
+    call = command(commands, "call", "start a task on a running server; --wait shows a progress bar",
+                    "  ladon-tasks call http://127.0.0.1:8080 InstanceService.cloneInstance \\\n"
+                    "      instance_id=vm-7 new_instance_name=staging --wait")
+    call.add_argument("url", help="the server, e.g. http://127.0.0.1:8080")
+    call.add_argument("target", metavar="SERVICE.METHOD", help="the service and its task method")
+    call.add_argument("arguments", nargs="*", metavar="key=value",
+                      help="the method's arguments; JSON lists and objects are decoded")
+    call.add_argument("--wait", action="store_true", help="follow the task and print its result (JSON)")
+    call.add_argument("--timeout", type=float, default=None,
+                      help="with --wait: stop waiting after this many seconds (exit code 3; the task goes on)")
+    call.add_argument("--quiet", action="store_true", help="no progress bar")
+    call.set_defaults(handler=cmd_call)
+
+    wait = command(commands, "wait", "follow a started task: a progress bar, then its result",
+                    "  ladon-tasks wait http://127.0.0.1:8080 InstanceService.cloneInstance "
+                    "3f0c9a6e1b2d4c5f8a7e6d5c4b3a2918")
+    wait.add_argument("url", help="the server, e.g. http://127.0.0.1:8080")
+    wait.add_argument("target", metavar="SERVICE.METHOD", help="the service and the task's method")
+    wait.add_argument("task_id", help="the task's id, as call printed it")
+    wait.add_argument("--timeout", type=float, default=None,
+                      help="stop waiting after this many seconds (exit code 3; the task goes on)")
+    wait.add_argument("--quiet", action="store_true", help="no progress bar")
+    wait.set_defaults(handler=cmd_wait)
