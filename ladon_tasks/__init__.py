@@ -13,7 +13,7 @@ from ladon_tasks import compat  # noqa: F401  (must run before anything imports 
 from ladon_tasks.expand import TaskMethod, activate, ladonize
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.runtime import TaskRuntime, configure, get_runtime
-from ladon_tasks.types import TaskInfoResponse, TaskProgressResponse
+from ladon_tasks.wire import TaskInfoResponse, TaskProgressResponse
 
 __version__ = "0.1.0"
 

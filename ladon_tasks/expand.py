@@ -30,7 +30,7 @@ from ladon.compat import PORTABLE_STRING
 from ladon.ladonizer.collection import global_service_collection
 
 from ladon_tasks import codec
-from ladon_tasks import types as wire
+from ladon_tasks import wire
 from ladon_tasks.executors.base import MethodRef
 from ladon_tasks.options import TaskOptions
 from ladon_tasks.runtime import get_runtime
@@ -162,7 +162,7 @@ def _companions(task_method: TaskMethod) -> dict[str, Callable[..., Any]]:
         return runtime.result(task_method, task_id, runtime.wait(task_id, seconds, task_method))
 
     def list_(self: Any, state: str, limit: int, offset: int, **kw: Any) -> list[wire.TaskProgressResponse]:
-        records = get_runtime().list(task_method.name, state, limit, offset, task_method)
+        records = get_runtime().list_tasks(task_method.name, state, limit, offset, task_method)
         return [wire.progress_response(record) for record in records]
 
     functions = {"progress": progress, "result": result, "cancel": cancel, "wait": wait, "wait_result": wait_result}

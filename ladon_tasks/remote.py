@@ -56,7 +56,7 @@ class DashboardClient:
                 continue
         raise RemoteError(f"no ladon-tasks dashboard at {url} (tried {' and '.join(candidates)})")
 
-    def list(self, states: Sequence[str] | None = None, method: str | None = None,
+    def list_tasks(self, states: Sequence[str] | None = None, method: str | None = None,
              limit: int = defaults.LIST_LIMIT, offset: int = 0) -> list[dict[str, Any]]:
         """Newest first, as the dashboard lists them."""
         query: list[tuple[str, str]] = [("state", state) for state in states or ()]
@@ -131,7 +131,7 @@ def derived_events(client: DashboardClient, from_start: bool,
     seen: dict[str, tuple[str, int]] = {}
     first = True
     while True:
-        tasks = client.list(limit=_POLL_LIMIT)
+        tasks = client.list_tasks(limit=_POLL_LIMIT)
         changed = [task for task in reversed(tasks) if seen.get(task["task_id"]) != (task["state"], task["attempts"])]
         for task in changed:
             seen[task["task_id"]] = (task["state"], task["attempts"])

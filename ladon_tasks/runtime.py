@@ -298,7 +298,7 @@ class TaskRuntime:
             executor.cancel(task_id)
         return record
 
-    def list(
+    def list_tasks(
         self, method: str, state: str, limit: int, offset: int, task_method: "TaskMethod | None" = None
     ) -> list[TaskRecord]:
         """A page of one method's tasks, newest first; cost follows the page size."""
@@ -313,7 +313,7 @@ class TaskRuntime:
         if not 1 <= limit <= 500 or offset < 0:
             raise faults.InvalidArgument("limit must be 1..500 and offset >= 0")
         with _store_errors():
-            return self.store_for(task_method).list(states=states, method=method, limit=limit, offset=offset)
+            return self.store_for(task_method).list_tasks(states=states, method=method, limit=limit, offset=offset)
 
     def wait(self, task_id: Any, seconds: float, task_method: "TaskMethod | None" = None) -> TaskRecord:
         _check_task_id(task_id)

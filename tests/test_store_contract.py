@@ -206,7 +206,7 @@ def test_finished_records_expire_after_result_ttl(store: TaskStore) -> None:
     assert store.get(short.task_id) is not None, "readable (repeatedly) until it expires"
     assert store.get(short.task_id) is not None
     wait_until(lambda: store.get(short.task_id) is None, timeout=10, what="the record to expire")
-    listed = {r.task_id for r in store.list()}
+    listed = {r.task_id for r in store.list_tasks()}
     assert short.task_id not in listed
     assert {kept.task_id, waiting.task_id} <= listed
     assert store.get(waiting.task_id).state is QUEUED, "unfinished records do not expire"
@@ -225,7 +225,7 @@ def test_idempotency_key_returns_the_existing_task(store: TaskStore) -> None:
     first = store.create(new_record(idempotency_key="order-17", args=[1]))
     again = store.create(new_record(idempotency_key="order-17", args=[2]))
     assert again.task_id == first.task_id and again.args == [1]
-    assert len(store.list()) == 1
+    assert len(store.list_tasks()) == 1
     other_method = store.create(new_record(method="other", idempotency_key="order-17"))
     assert other_method.task_id != first.task_id, "keys are per service and method"
 
@@ -377,7 +377,7 @@ def test_list_is_newest_first_with_filters_and_paging(store: TaskStore) -> None:
     expected_methods = {r.task_id: m for r, (m, _) in zip(records, plan)}
 
     def ids(**query: Any) -> list[str]:
-        return [r.task_id for r in store.list(**query)]
+        return [r.task_id for r in store.list_tasks(**query)]
 
     assert ids() == newest_first
     assert ids(states=[RUNNING]) == [t for t in newest_first if expected_states[t] is RUNNING]
@@ -395,7 +395,7 @@ def test_list_is_newest_first_with_filters_and_paging(store: TaskStore) -> None:
         t for t in newest_first if expected_states[t] in (QUEUED, RUNNING)
     ][1:3]
     assert ids(offset=50) == []
-    listed = store.list(states=[SUCCEEDED])[0]
+    listed = store.list_tasks(states=[SUCCEEDED])[0]
     assert listed == store.get(listed.task_id), "listed records are whole records"
 
 
@@ -482,7 +482,7 @@ def test_expired_records_leave_no_index_entries(redis_backend: Backend) -> None:
     store = redis_backend.store
     record = record_in(store, SUCCEEDED, result_ttl=0.2)
     wait_until(lambda: store.get(record.task_id) is None, timeout=10, what="the record to expire")
-    assert store.list() == []
+    assert store.list_tasks() == []
     client = redis_backend.server.client()
     for key in client.scan_iter(f"{redis_backend.prefix}*", _type="zset"):  # the event stream keeps history
         assert not any(record.task_id in member for member in client.zrange(key, 0, -1)), key
@@ -544,7 +544,7 @@ def test_existing_client_is_used_and_left_open(redis_server: RedisServer) -> Non
     record = record_in(store, RUNNING)
     assert store.report(record.task_id, 0.5, "half", attempt=1) is True
     store.transition(record.task_id, SUCCEEDED, attempt=1, result={"ok": True})
-    assert [r.result for r in store.list()] == [{"ok": True}]
+    assert [r.result for r in store.list_tasks()] == [{"ok": True}]
     store.close()
     assert client.ping(), "the caller's client still works after the store is closed"
     with pytest.raises(ValueError, match="socket_timeout"):
@@ -584,7 +584,7 @@ def test_redis_outage_is_a_store_error_and_the_store_recovers(tmp_path: Path) ->
             "create": lambda: store.create(new_record()),
             "transition": lambda: store.transition(record.task_id, FAILED, attempt=1),
             "request_cancel": lambda: store.request_cancel(record.task_id),
-            "list": lambda: store.list(),
+            "list": lambda: store.list_tasks(),
             "wait": lambda: store.wait(record.task_id, 0.2),
         }
         for name, call in calls.items():

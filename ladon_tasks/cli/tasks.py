@@ -16,7 +16,7 @@ from ladon_tasks.cli.common import CommandError, command, redis_store, remote_op
 def _task_rows(args: argparse.Namespace) -> list[dict]:  # type: ignore[type-arg]
     """The tasks asked for, as the dashboard API shows them, from ``--url`` or Redis."""
     if args.url:
-        return _dashboard(args).list(states=args.state, method=args.method, limit=args.limit, offset=args.offset)
+        return _dashboard(args).list_tasks(states=args.state, method=args.method, limit=args.limit, offset=args.offset)
     import time
 
     from ladon_tasks.dashboard.views import task_summary
@@ -25,7 +25,7 @@ def _task_rows(args: argparse.Namespace) -> list[dict]:  # type: ignore[type-arg
     store = redis_store(args.redis)
     try:
         states = [TaskState(state) for state in args.state] if args.state else None
-        records = store.list(states=states, method=args.method, limit=args.limit, offset=args.offset)
+        records = store.list_tasks(states=states, method=args.method, limit=args.limit, offset=args.offset)
     finally:
         store.close()
     now = time.time()

@@ -201,7 +201,7 @@ class DashboardApp:
             return _json({"error": "BadRequest", "message": str(exc)}, 400)
         method = request.args.get("method", "").strip() or None
         try:
-            records = self.runtime_provider().store.list(
+            records = self.runtime_provider().store.list_tasks(
                 states=states, method=method, limit=limit + 1, offset=offset
             )
         except StoreError as exc:

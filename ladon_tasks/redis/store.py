@@ -248,7 +248,7 @@ class RedisStore(TaskStore):
     def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
         return self._notifier.wait(task_id, timeout)
 
-    def list(
+    def list_tasks(
         self,
         *,
         states: Iterable[TaskState] | None = None,

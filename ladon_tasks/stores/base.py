@@ -111,7 +111,7 @@ class TaskStore(abc.ABC):
         """Return as soon as the task is finished or ``timeout`` seconds have passed."""
 
     @abc.abstractmethod
-    def list(
+    def list_tasks(
         self,
         *,
         states: Iterable[TaskState] | None = None,

@@ -218,7 +218,7 @@ class MemoryStore(TaskStore):
                 self._changed.wait(remaining)
             return record.copy() if record is not None else None
 
-    def list(
+    def list_tasks(
         self,
         *,
         states: Iterable[TaskState] | None = None,
