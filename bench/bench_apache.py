@@ -51,8 +51,8 @@ sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(REPOSITORY / "tests"))
 
 from bench_core import environment  # noqa: E402
-from redis_support import RedisServer  # noqa: E402  (the tests' real redis-server)
-from server_support import free_port  # noqa: E402
+from support.redis_server import RedisServer  # noqa: E402  (the tests' real redis-server)
+from support.servers import free_port  # noqa: E402
 
 OUTPUT_DIR = BENCH_DIR / "output"
 SERVICES_DIR = BENCH_DIR / "services"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import JsonWsp
-from server_support import FIXTURE_SERVICES, start_server
+from support.jsonwsp import JsonWsp
+from support.servers import FIXTURE_SERVICES, start_server
 
 pytestmark = pytest.mark.smoke
 

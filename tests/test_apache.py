@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import urllib.request
@@ -26,96 +25,20 @@ from pathlib import Path
 import pytest
 import zeep
 
-from conftest import JsonWsp
-from redis_support import start_redis
-from server_support import FIXTURE_SERVICES, ROOT, free_port, wait_until
+from support.apache import USER, ApacheRoot, ModWsgi, require, traversable_by_others
+from support.jsonwsp import JsonWsp
+from support.redis_server import start_redis
+from support.servers import FIXTURE_SERVICES, ROOT, free_port, wait_until
 
-HANDLER = ROOT / "deploy" / "apache" / "handler.wsgi"
 DASHBOARD_TOKEN = "apache-dashboard-token-0123456789"
 SERVICES = f"{ROOT / 'services' / 'instance_service.py'}:{FIXTURE_SERVICES / 'probe_service.py'}"
-USER = "www-data"
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-
-
-def _traversable_by_others(path: Path) -> bool:
-    for directory in [path, *path.parents]:
-        if directory.exists() and not directory.stat().st_mode & stat.S_IXOTH:
-            return False
-    return True
-
-
-class ApacheRoot:
-    """An Apache whose files (configuration, pid file, error log) live in ``server_root``."""
-
-    server_root: Path
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def error_log(self) -> str:
-        path = self.server_root / "error_log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-
-class ModWsgi(ApacheRoot):
-    """``mod_wsgi-express`` set up in a server root, started and stopped with apachectl.
-
-    ``settings`` are given as the deployment README says: in the environment of the
-    command that starts Apache, so each daemon builds the application when it starts."""
-
-    def __init__(self, server_root: Path, processes: int, settings: dict[str, str], handler: Path = HANDLER,
-                 setenv: dict[str, str] | None = None) -> None:
-        self.server_root = server_root
-        self.processes = processes
-        self.threads = 4
-        self.port = free_port()
-        self.settings = settings
-        express = Path(sys.executable).parent / "mod_wsgi-express"
-        _require(express.exists(), "mod_wsgi-express is not installed (pip install mod_wsgi, needs apache2-dev)")
-        command = [
-            str(express), "setup-server", str(handler), "--port", str(self.port), "--host", "127.0.0.1",
-            "--processes", str(processes), "--threads", str(self.threads), "--server-root", str(server_root),
-            "--user", USER, "--group", USER, "--locale", "C.UTF-8", "--initial-workers", "1", "--max-clients", "200",
-        ]
-        for name, value in (setenv or {}).items():  # Apache's SetEnv: seen by requests only
-            command += ["--setenv", name, value]
-        subprocess.run(command, check=True, capture_output=True, timeout=60)
-
-    def start(self) -> "ModWsgi":
-        subprocess.run([str(self.server_root / "apachectl"), "start"], check=True, capture_output=True, timeout=60,
-                       env={**os.environ, **self.settings})
-
-        def answers() -> bool:
-            try:
-                with urllib.request.urlopen(self.url + "/", timeout=2) as response:
-                    return response.status == 200
-            except urllib.error.HTTPError:
-                return True  # Apache answers; the application's verdict is the test's business
-            except OSError:
-                return False
-
-        wait_until(answers, timeout=30, what=f"Apache on {self.port}:\n{self.error_log()}")
-        return self
-
-    def stop(self) -> None:
-        subprocess.run([str(self.server_root / "apachectl"), "stop"], capture_output=True, timeout=60)
-        pid_file = self.server_root / "httpd.pid"
-        wait_until(lambda: not pid_file.exists(), timeout=30, what="Apache to stop")
 
 
 @pytest.fixture(scope="module")
 def apache_ready(output_dir):
-    _require(shutil.which("apache2") is not None or Path("/usr/sbin/apache2").exists(),
+    require(shutil.which("apache2") is not None or Path("/usr/sbin/apache2").exists(),
              "Apache is not installed (apt-get install apache2 apache2-dev)")
-    _require(_traversable_by_others(Path(os.path.realpath(sys.base_prefix))),
+    require(traversable_by_others(Path(os.path.realpath(sys.base_prefix))),
              f"{USER} cannot reach the Python installation at {sys.base_prefix} (grant o+x on its parents)")
     root = output_dir / "apache"
     shutil.rmtree(root, ignore_errors=True)
@@ -123,7 +46,7 @@ def apache_ready(output_dir):
     for directory in [root, *root.parents]:
         if directory == Path("/"):
             break
-        _require(_traversable_by_others(directory), f"{USER} cannot reach {directory}")
+        require(traversable_by_others(directory), f"{USER} cannot reach {directory}")
     return root
 
 

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from ladon.clients.jsonwsp import JSONWSPClient
 
 import ladon_tasks  # noqa: F401  (mends Ladon's JSON-WSP client on Python 3)
-from server_support import SERVICES, RunningServer, start_server, wait_until
+from support.servers import SERVICES, RunningServer, start_server, wait_until
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 TASK_ID_FAULTS = ("MalformedTaskId", "UnknownTask")

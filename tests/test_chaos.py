@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from redis_support import start_redis
-from server_support import FIXTURE_SERVICES, RunningServer, start_server
-from worker_support import Workers
+from support.redis_server import start_redis
+from support.servers import FIXTURE_SERVICES, RunningServer, start_server
+from support.workers import Workers
 
 CHAOS = str(FIXTURE_SERVICES / "chaos_service.py")
 METHODS = ("chaosQueued", "chaosThread", "chaosProcess")

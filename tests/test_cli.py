@@ -15,8 +15,8 @@ import pytest
 import ladon_tasks.client as client_module
 from ladon_tasks.cli import build_parser
 from ladon_tasks.client import NotATaskMethodError, RemoteFault, ServiceUnreachable, TaskClient, TaskError
-from redis_support import start_redis
-from server_support import FIXTURE_SERVICES, ROOT, SERVICES, free_port, start_server, wait_until
+from support.redis_server import start_redis
+from support.servers import FIXTURE_SERVICES, ROOT, SERVICES, free_port, start_server, wait_until
 
 LADON_TASKS = str(Path(sys.executable).parent / "ladon-tasks")
 TOKEN = "cli-test-token"

@@ -13,7 +13,7 @@ import pytest
 from ladon_tasks.client import (
     RemoteFault, TaskCancelledError, TaskClient, TaskExpiredError, TaskFailedError, TaskNotFinishedError, WaitTimeout,
 )
-from server_support import ROOT, wait_until
+from support.servers import ROOT, wait_until
 
 
 def test_run_returns_the_ladontype_result_with_a_progress_bar(server):

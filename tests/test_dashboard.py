@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from browser_support import chromium_path, launch_chromium
-from conftest import JsonWsp
-from server_support import SERVICES, RunningServer, free_port, launch, start_server, wait_until
+from support.browser import chromium_path, launch_chromium
+from support.jsonwsp import JsonWsp
+from support.servers import SERVICES, RunningServer, free_port, launch, start_server, wait_until
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

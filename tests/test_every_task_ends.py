@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import JsonWsp, WireFault
-from redis_support import start_redis
-from server_support import FIXTURE_SERVICES, RunningServer, process_alive, start_server, wait_until
-from worker_support import PROBE, Workers
+from support.jsonwsp import JsonWsp, WireFault
+from support.redis_server import start_redis
+from support.servers import FIXTURE_SERVICES, RunningServer, process_alive, start_server, wait_until
+from support.workers import PROBE, Workers
 
 from ladon_tasks.crashpoints import CRASH_EXIT_CODE
 

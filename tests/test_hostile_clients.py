@@ -17,10 +17,10 @@ import pytest
 import redis
 import requests
 
-from browser_support import launch_chromium
-from conftest import JsonWsp, WireFault
-from redis_support import RedisServer, start_redis
-from server_support import FIXTURE_SERVICES, SERVICES, RunningServer, start_server, wait_until
+from support.browser import launch_chromium
+from support.jsonwsp import JsonWsp, WireFault
+from support.redis_server import RedisServer, start_redis
+from support.servers import FIXTURE_SERVICES, SERVICES, RunningServer, start_server, wait_until
 
 PROBE = str(FIXTURE_SERVICES / "probe_service.py")
 
@@ -326,7 +326,7 @@ def test_a_damaged_record_is_listed_as_unreadable_on_the_wire_and_by_the_cli(
     import subprocess
     import sys
 
-    from server_support import ROOT
+    from support.servers import ROOT
 
     probe = JsonWsp(redis_web, "ProbeService")
     damaged = probe("once", text=f"damaged-{redis_web.port}")["task_id"]

@@ -19,8 +19,8 @@ import requests
 import zeep
 from suds.client import Client as SudsClient
 
-from conftest import JsonWsp
-from server_support import FIXTURE_SERVICES, ROOT, start_server
+from support.jsonwsp import JsonWsp
+from support.servers import FIXTURE_SERVICES, ROOT, start_server
 
 pytestmark = pytest.mark.smoke  # the SOAP mends, on every supported interpreter
 

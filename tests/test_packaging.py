@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from server_support import ROOT
+from support.servers import ROOT
 
 UNITS = sorted((ROOT / "deploy" / "systemd").glob("*.service"))
 
@@ -72,7 +72,7 @@ def test_systemd_units_verify(unit, tmp_path):
 
 def test_make_serve_has_runtime_dependencies_only_on_3_13(output_dir):
     """``make serve`` on a machine whose only Python is 3.13 (the route for 3.12+)."""
-    from server_support import free_port, launch
+    from support.servers import free_port, launch
 
     if shutil.which("make") is None:
         pytest.skip("make is not installed")

@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from conftest import JsonWsp, WireFault
-from redis_support import start_redis
-from server_support import ROOT, process_alive, start_server, wait_until
-from worker_support import PROBE, Workers
+from support.jsonwsp import JsonWsp, WireFault
+from support.redis_server import start_redis
+from support.servers import ROOT, process_alive, start_server, wait_until
+from support.workers import PROBE, Workers
 
 # Run on every supported interpreter: the Redis path is where versions differ most.
 pytestmark = pytest.mark.smoke
@@ -276,7 +276,7 @@ def test_standalone_dashboard_sees_and_cancels_tasks_of_other_processes(web, red
     import json
     import urllib.request
 
-    from server_support import free_port
+    from support.servers import free_port
 
     port = free_port()
     log = open(output_dir / "dashboard-redis.log", "wb")
@@ -311,7 +311,7 @@ def test_standalone_dashboard_sees_and_cancels_tasks_of_other_processes(web, red
 
 
 def test_a_task_method_may_keep_its_state_in_its_own_redis(redis_server, output_dir):
-    from server_support import FIXTURE_SERVICES as fixtures
+    from support.servers import FIXTURE_SERVICES as fixtures
 
     server = start_server([str(fixtures / "redis_method_service.py")], output_dir,
                           env={"SPLIT_REDIS_URL": redis_server.url})

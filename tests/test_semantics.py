@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WireFault
-from server_support import process_alive, wait_until
+from support.jsonwsp import WireFault
+from support.servers import process_alive, wait_until
 
 
 def run(probe, method: str, **args) -> tuple[str, dict]:
@@ -256,7 +256,7 @@ def _listening_inodes(port: int) -> set[str]:
 
 def test_sigterm_stops_the_server_promptly(output_dir):
     from conftest import ALL_SERVICES
-    from server_support import start_server
+    from support.servers import start_server
 
     running = start_server(ALL_SERVICES[:1], output_dir)
     running.process.send_signal(signal.SIGTERM)
@@ -308,8 +308,9 @@ def test_idempotent_option_and_listing_method(probe):
 
 def test_debug_mode_sends_the_traceback_of_a_failure(output_dir):
     """Only with ``--debug`` does a failed task's fault carry the server's traceback."""
-    from conftest import ALL_SERVICES, JsonWsp
-    from server_support import start_server
+    from conftest import ALL_SERVICES
+    from support.jsonwsp import JsonWsp
+    from support.servers import start_server
 
     debug_server = start_server(ALL_SERVICES[3:], output_dir, "--debug")
     try:

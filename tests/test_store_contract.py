@@ -20,8 +20,8 @@ from ladon_tasks.model import TRANSITIONS, TaskRecord, TaskState, new_task_id
 from ladon_tasks.stores.base import StoreError, TaskStore
 from ladon_tasks.stores.memory import MemoryStore
 from ladon_tasks.redis.store import RedisStore
-from redis_support import RedisServer, start_redis
-from server_support import wait_until
+from support.redis_server import RedisServer, start_redis
+from support.servers import wait_until
 
 # Run on every supported interpreter: the Redis path is where versions differ most.
 pytestmark = pytest.mark.smoke

@@ -8,7 +8,7 @@ import zeep
 from ladon.clients.jsonwsp import JSONWSPClient
 
 import ladon_tasks  # noqa: F401  (mends Ladon's JSON-WSP client on Python 3)
-from conftest import post_json
+from support.jsonwsp import post_json
 
 pytestmark = pytest.mark.smoke
 
@@ -85,7 +85,7 @@ def test_ladon_jsonwsp_client_sees_progress_of_the_seed_task_example(server):
     client = JSONWSPClient(f"{server.url}/TaskService/jsonwsp/description")
     task_id = client.taskExample(session_id="s", counter=3).response_dict["result"]["task_id"]
     try:
-        from server_support import wait_until
+        from support.servers import wait_until
 
         def moved():
             result = client.taskExample_progress(task_id=task_id).response_dict["result"]

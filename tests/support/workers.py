@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from server_support import FIXTURE_SERVICES, ROOT, wait_until
+from support.servers import FIXTURE_SERVICES, ROOT, wait_until
 
 PROBE = str(FIXTURE_SERVICES / "probe_service.py")
 

@@ -13,9 +13,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "services"
-FIXTURE_SERVICES = Path(__file__).resolve().parent / "service_fixtures"
+FIXTURE_SERVICES = ROOT / "tests" / "service_fixtures"
 
 
 def free_port() -> int:

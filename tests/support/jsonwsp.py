@@ -1,0 +1,44 @@
+"""Raw JSON-WSP calls over HTTP, as any JSON client makes them: the result, or the
+fault as :class:`WireFault` with its name, code and string."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from support.servers import RunningServer
+
+
+def post_json(url: str, payload: object, timeout: float = 30.0) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, {"http_error": error.read().decode(errors="replace")}
+
+
+class JsonWsp:
+    """Raw JSON-WSP calls: returns the ``result``, or raises :class:`WireFault`."""
+
+    def __init__(self, server: RunningServer, service: str) -> None:
+        self.url = f"{server.url}/{service}/jsonwsp"
+
+    def __call__(self, method: str, **args: object) -> object:
+        status, body = post_json(self.url, {"methodname": method, "args": args})
+        assert status == 200, body
+        if body.get("type") == "jsonwsp/fault":
+            raise WireFault(body["fault"])
+        return body["result"]
+
+
+class WireFault(Exception):
+    def __init__(self, fault: dict) -> None:
+        super().__init__(fault["string"])
+        self.fault = fault
+        self.string = fault["string"]
+        self.code = fault["code"]
+        self.name = self.string.split(":", 1)[0]
