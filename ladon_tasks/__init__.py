@@ -13,6 +13,7 @@ from ladon_tasks import compat  # noqa: F401  (must run before anything imports 
 from ladon_tasks.expand import TaskMethod, activate, ladonize
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.runtime import TaskRuntime, configure, get_runtime
+from ladon_tasks.spec import TaskSpec
 from ladon_tasks.wire import TaskInfoResponse, TaskProgressResponse
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "TaskProgressResponse",
     "TaskRecord",
     "TaskRuntime",
+    "TaskSpec",
     "TaskState",
     "activate",
     "configure",

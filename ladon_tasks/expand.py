@@ -31,51 +31,16 @@ from ladon.ladonizer.collection import global_service_collection
 
 from ladon_tasks import codec
 from ladon_tasks import wire
-from ladon_tasks.executors.base import MethodRef
+from ladon_tasks import spec as specs
 from ladon_tasks.options import TaskOptions
 from ladon_tasks.runtime import get_runtime
+from ladon_tasks.spec import MethodRef, TaskSpec
 
 _ladon_ladonize = ladon.ladonizer.decorator.ladonize
 
 #: Ladon request keywords a body may read; the rest (the WSGI environ) stays behind,
 #: because a body may run in another process or on another host.
 _FORWARDED_LADON_KW = ("LADON_METHOD_NAME", "LADON_ACCEPT_LANGUAGES")
-
-#: Every task method bound to a service class in this process.
-_DECLARED: list["TaskMethod"] = []
-
-
-def declared_method(service: str, method: str) -> "TaskMethod | None":
-    """The task method ``service.method`` as declared in this process (the services it
-    imported), or ``None``: the dashboard names and types arguments with it."""
-    for task_method in reversed(_DECLARED):
-        if task_method.ref.service == service and task_method.name == method:
-            return task_method
-    return None
-
-
-def queue_priorities(queue: str) -> set[int]:
-    """The priorities of the queued task methods declared so far (in the services this
-    process imported) that use ``queue``: the levels a worker of that queue reads."""
-    return {
-        method.options.priority for method in _DECLARED
-        if method.options.executor == "queue" and method.options.queue == queue
-    }
-
-
-def declared_task_methods() -> list["TaskMethod"]:
-    """Every task method bound to a service class in this process so far."""
-    return list(_DECLARED)
-
-
-def find_task_method(service: str, method: str) -> "TaskMethod | None":
-    """The task method ``service.method`` declared in this process, if any: how a
-    process that takes over a lost task finds its body."""
-    for declared in reversed(_DECLARED):
-        if declared.ref.service == service and declared.name == method:
-            return declared
-    return None
-
 
 class TaskMethod:
     """Stands on the service class in place of the body; Python calls ``__set_name__``
@@ -89,20 +54,29 @@ class TaskMethod:
         self.rtype = rtype
         self.options = options
         self.name = body.__name__
-        self.owner: type | None = None
-        self.ref = MethodRef(body.__module__, "", self.name)
-        spec = inspect.getfullargspec(body)
-        self.accepts_kw = spec.varkw is not None
+        argspec = inspect.getfullargspec(body)
+        self.accepts_kw = argspec.varkw is not None
         #: The body's parameter names after ``self``, in the order of ``arg_types``:
         #: faults and the dashboard name arguments with them.
-        self.arg_names: tuple[str, ...] = tuple(spec.args[1 : 1 + len(arg_types)])
+        self.arg_names: tuple[str, ...] = tuple(argspec.args[1 : 1 + len(arg_types)])
+        self._spec: TaskSpec | None = None
         self.__doc__ = body.__doc__
         self.__wrapped__ = body
 
+    @property
+    def spec(self) -> TaskSpec:
+        """What the runtime and the executors know of this method (once its class exists)."""
+        if self._spec is None:
+            raise TypeError(f"task method {self.name!r} must be defined in a class: Ladon serves classes")
+        return self._spec
+
     def __set_name__(self, owner: type, name: str) -> None:
-        self.owner = owner
-        self.ref = MethodRef(owner.__module__, owner.__name__, name)
-        _DECLARED.append(self)
+        self._spec = TaskSpec(
+            ref=MethodRef(owner.__module__, owner.__name__, self.name),
+            arg_types=self.arg_types, arg_names=self.arg_names, rtype=self.rtype, options=self.options,
+            body=self.body, service_class=owner, accepts_kw=self.accepts_kw,
+        )
+        specs.declare(self._spec)
         for suffix, companion in _companions(self).items():
             setattr(owner, f"{name}_{suffix}", companion)
 
@@ -116,7 +90,7 @@ class TaskMethod:
         # Ladon hands the WSGI environ to methods in kw: an ``Idempotency-Key`` request
         # header makes a retried start call (after a timeout, say) find the first task.
         idempotency_key = kw.get("HTTP_IDEMPOTENCY_KEY") or ""
-        record = get_runtime().start(self, args, ladon_kw, idempotency_key=str(idempotency_key))
+        record = get_runtime().start(self.spec, args, ladon_kw, idempotency_key=str(idempotency_key))
         return wire.info_response(record)
 
 
@@ -146,26 +120,26 @@ def _companions(task_method: TaskMethod) -> dict[str, Callable[..., Any]]:
     """Plain functions (Ladon inspects their signatures) bound to one task method."""
 
     def progress(self: Any, task_id: str, **kw: Any) -> wire.TaskProgressResponse:
-        return wire.progress_response(get_runtime().record(task_id, task_method))
+        return wire.progress_response(get_runtime().record(task_id, task_method.spec))
 
     def result(self: Any, task_id: str, **kw: Any) -> Any:
-        return get_runtime().result(task_method, task_id)
+        return get_runtime().result(task_method.spec, task_id)
 
     def cancel(self: Any, task_id: str, **kw: Any) -> wire.TaskProgressResponse:
-        return wire.progress_response(get_runtime().cancel(task_id, task_method))
+        return wire.progress_response(get_runtime().cancel(task_id, task_method.spec))
 
     def wait(self: Any, task_id: str, seconds: float, **kw: Any) -> wire.TaskProgressResponse:
-        return wire.progress_response(get_runtime().wait(task_id, seconds, task_method))
+        return wire.progress_response(get_runtime().wait(task_id, seconds, task_method.spec))
 
     def wait_result(self: Any, task_id: str, seconds: float, **kw: Any) -> Any:
         runtime = get_runtime()
-        return runtime.result(task_method, task_id, runtime.wait(task_id, seconds, task_method))
+        return runtime.result(task_method.spec, task_id, runtime.wait(task_id, seconds, task_method.spec))
 
     def list_(self: Any, state: str, limit: int, offset: int, **kw: Any) -> list[wire.TaskProgressResponse]:
-        records = get_runtime().list_tasks(task_method.name, state, limit, offset, task_method)
+        records = get_runtime().list_tasks(task_method.name, state, limit, offset, task_method.spec)
         return [wire.progress_response(record) for record in records]
 
-    functions = {"progress": progress, "result": result, "cancel": cancel, "wait": wait, "wait_result": wait_result}
+    functions: dict[str, Callable[..., Any]] = {"progress": progress, "result": result, "cancel": cancel, "wait": wait, "wait_result": wait_result}
     if task_method.options.listing:
         functions["list"] = list_
     for suffix, function in functions.items():

@@ -23,18 +23,18 @@ import hashlib
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 from ladon_tasks import codec, defaults, faults
+from ladon_tasks import spec as specs
 from ladon_tasks.caretaker import Caretaker
 from ladon_tasks.executors.base import Executor, Job, Unfinished
 from ladon_tasks.executors.timers import Timers
 from ladon_tasks.model import TaskRecord, TaskState, looks_like_task_id, new_owner_id, new_task_id
+from ladon_tasks.spec import TaskSpec
 from ladon_tasks.stores.base import CorruptRecord, StoreError, StoreFull, TaskStore
 from ladon_tasks.stores.memory import MemoryStore
 
-if TYPE_CHECKING:
-    from ladon_tasks.expand import TaskMethod
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,9 @@ class TaskRuntime:
 
     # -- executors -----------------------------------------------------------------
 
-    def store_for(self, task_method: "TaskMethod | None" = None) -> TaskStore:
+    def store_for(self, spec: TaskSpec | None = None) -> TaskStore:
         """The app's store, or the Redis store a task method names (``redis=URL``)."""
-        url = task_method.options.redis if task_method is not None else None
+        url = spec.options.redis if spec is not None else None
         if not url:
             return self.store
         with self._lock:
@@ -125,27 +125,25 @@ class TaskRuntime:
         methods use, and take over tasks of dead processes from now on - not only once a
         first task is started here (a restarted server must pick up what its previous
         life left)."""
-        from ladon_tasks.expand import declared_task_methods
-
         stores = {id(self.store): self.store}
-        for task_method in declared_task_methods():
-            store = self.store_for(task_method)
+        for spec in specs.declared():
+            store = self.store_for(spec)
             stores[id(store)] = store
         for store in stores.values():
             self.caretaker.watch(store)
 
     def _can_run(self, record: TaskRecord) -> bool:
-        task_method = _find_task_method(record)
-        return task_method is not None and task_method.options.executor in ("thread", "process")
+        spec = _find_spec(record)
+        return spec is not None and spec.options.executor in ("thread", "process")
 
     def _resubmit(self, store: TaskStore, record: TaskRecord) -> None:
         """Run here a task taken over from a process that died."""
-        task_method = _find_task_method(record)
-        if task_method is None:
+        spec = _find_spec(record)
+        if spec is None:
             return
-        job = _job_for(task_method, record.task_id, record.args, {"LADON_METHOD_NAME": record.method})
+        job = _job_for(spec, record.task_id, record.args, {"LADON_METHOD_NAME": record.method})
         try:
-            self.executor(task_method.options.executor, store).submit(job)
+            self.executor(spec.options.executor, store).submit(job)
         except RuntimeError as exc:  # shutting down: the hand-over at exit passes it on
             log.info("task %s not run here: %s", record.task_id, exc)
 
@@ -180,7 +178,7 @@ class TaskRuntime:
 
     def start(
         self,
-        task_method: "TaskMethod",
+        spec: TaskSpec,
         args: tuple[Any, ...],
         ladon_kw: dict[str, Any],
         idempotency_key: str = "",
@@ -189,20 +187,20 @@ class TaskRuntime:
         ``idempotent=True``: the arguments are the key) that names a task still retained,
         that task is returned and nothing new runs."""
         try:
-            encoded_args = codec.encode_args(task_method.arg_types, args)
+            encoded_args = codec.encode_args(spec.arg_types, args)
         except codec.CodecError as exc:
-            raise faults.InvalidArgument(f"{task_method.name}: {exc}") from None
+            raise faults.InvalidArgument(f"{spec.name}: {exc}") from None
         args_text = codec.dumps(encoded_args)
         try:
             args_bytes = args_text.encode()
         except UnicodeEncodeError:
-            raise _not_unicode(task_method, encoded_args) from None
+            raise _not_unicode(spec, encoded_args) from None
         size = len(args_bytes)
         if size > self.max_args_bytes:
             raise faults.InvalidArgument(
-                f"{task_method.name}: arguments take {size} bytes, more than the limit of {self.max_args_bytes}"
+                f"{spec.name}: arguments take {size} bytes, more than the limit of {self.max_args_bytes}"
             )
-        options = task_method.options
+        options = spec.options
         if idempotency_key and (len(idempotency_key) > 200 or not idempotency_key.isprintable()):
             raise faults.InvalidArgument("the idempotency key must be at most 200 printable characters")
         if not idempotency_key and options.idempotent:
@@ -212,8 +210,8 @@ class TaskRuntime:
         new_id = new_task_id()
         record = TaskRecord(
             task_id=new_id,
-            service=task_method.ref.service,
-            method=task_method.name,
+            service=spec.ref.service,
+            method=spec.name,
             args=encoded_args,
             max_attempts=options.max_attempts,
             priority=options.priority,
@@ -222,8 +220,8 @@ class TaskRuntime:
             submitted_at=time.time(),
             idempotency_key=idempotency_key,
         )
-        store = self.store_for(task_method)
-        job = _job_for(task_method, new_id, encoded_args, ladon_kw)
+        store = self.store_for(spec)
+        job = _job_for(spec, new_id, encoded_args, ladon_kw)
         try:
             executor = self.executor(options.executor, store)
         except Exception as exc:
@@ -244,28 +242,28 @@ class TaskRuntime:
             # The key is bound to the arguments it was first used with: whoever else
             # knows or guesses a key must not receive that task (nor learn its id).
             raise faults.IdempotencyConflict(
-                f"{task_method.name}: this Idempotency-Key was used with other arguments; "
+                f"{spec.name}: this Idempotency-Key was used with other arguments; "
                 "use a new key for a new task"
             )
         return stored
 
-    def record(self, task_id: Any, task_method: "TaskMethod | None" = None) -> TaskRecord:
+    def record(self, task_id: Any, spec: TaskSpec | None = None) -> TaskRecord:
         """The task's record, or the fault a client should see instead."""
         _check_task_id(task_id)
         with _store_errors():
-            record = self.store_for(task_method).get(task_id)
+            record = self.store_for(spec).get(task_id)
         if record is None:
             raise _unknown(task_id)
         return record
 
-    def result(self, task_method: "TaskMethod", task_id: Any, record: TaskRecord | None = None) -> Any:
+    def result(self, spec: TaskSpec, task_id: Any, record: TaskRecord | None = None) -> Any:
         """The decoded result, or the fault saying why there is none. ``record``: one the
         caller has just read, so it is not read twice."""
         if record is None:
-            record = self.record(task_id, task_method)
+            record = self.record(task_id, spec)
         if record.state is TaskState.SUCCEEDED:
             try:
-                return codec.decode(task_method.rtype, record.result)
+                return codec.decode(spec.rtype, record.result)
             except Exception as exc:
                 raise faults.TaskFailed(f"task {task_id} has a result that cannot be read: {exc}") from None
         if record.state is TaskState.FAILED:
@@ -281,9 +279,9 @@ class TaskRuntime:
             "ask again once it has finished, or call the _wait method"
         )
 
-    def cancel(self, task_id: Any, task_method: "TaskMethod | None" = None) -> TaskRecord:
-        self.record(task_id, task_method)
-        store = self.store_for(task_method)
+    def cancel(self, task_id: Any, spec: TaskSpec | None = None) -> TaskRecord:
+        self.record(task_id, spec)
+        store = self.store_for(spec)
         with _store_errors():
             record = store.request_cancel(task_id)
             if record is not None and record.state is TaskState.RUNNING:
@@ -299,7 +297,7 @@ class TaskRuntime:
         return record
 
     def list_tasks(
-        self, method: str, state: str, limit: int, offset: int, task_method: "TaskMethod | None" = None
+        self, method: str, state: str, limit: int, offset: int, spec: TaskSpec | None = None
     ) -> list[TaskRecord]:
         """A page of one method's tasks, newest first; cost follows the page size."""
         states = None
@@ -313,25 +311,25 @@ class TaskRuntime:
         if not 1 <= limit <= 500 or offset < 0:
             raise faults.InvalidArgument("limit must be 1..500 and offset >= 0")
         with _store_errors():
-            return self.store_for(task_method).list_tasks(states=states, method=method, limit=limit, offset=offset)
+            return self.store_for(spec).list_tasks(states=states, method=method, limit=limit, offset=offset)
 
-    def wait(self, task_id: Any, seconds: float, task_method: "TaskMethod | None" = None) -> TaskRecord:
+    def wait(self, task_id: Any, seconds: float, spec: TaskSpec | None = None) -> TaskRecord:
         _check_task_id(task_id)
         if not isinstance(seconds, (int, float)) or seconds != seconds:
             raise faults.InvalidArgument(f"seconds must be a number, got {seconds!r}")
         timeout = min(max(0.0, float(seconds)), self.wait_max)
         with _store_errors():
-            record = self.store_for(task_method).wait(task_id, timeout)  # reads it first itself
+            record = self.store_for(spec).wait(task_id, timeout)  # reads it first itself
         if record is None:
             raise _unknown(task_id)
         return record
 
 
-def _job_for(task_method: "TaskMethod", task_id: str, encoded_args: Any, ladon_kw: dict[str, Any]) -> Job:
-    options = task_method.options
+def _job_for(spec: TaskSpec, task_id: str, encoded_args: Any, ladon_kw: dict[str, Any]) -> Job:
+    options = spec.options
     return Job(
         task_id=task_id,
-        ref=task_method.ref,
+        ref=spec.ref,
         args=encoded_args,
         priority=options.priority,
         timeout=options.timeout,
@@ -341,10 +339,8 @@ def _job_for(task_method: "TaskMethod", task_id: str, encoded_args: Any, ladon_k
     )
 
 
-def _find_task_method(record: TaskRecord) -> "TaskMethod | None":
-    from ladon_tasks.expand import find_task_method
-
-    return find_task_method(record.service, record.method)
+def _find_spec(record: TaskRecord) -> TaskSpec | None:
+    return specs.find(record.service, record.method)
 
 
 def _end_unfinished(store: TaskStore, unfinished: list[Unfinished]) -> None:
@@ -373,19 +369,19 @@ def _unknown(task_id: str) -> faults.UnknownTask:
     return faults.UnknownTask(f"no task {task_id}: unknown, or expired after its result_ttl")
 
 
-def _not_unicode(task_method: "TaskMethod", encoded_args: list[Any]) -> faults.InvalidArgument:
+def _not_unicode(spec: TaskSpec, encoded_args: list[Any]) -> faults.InvalidArgument:
     """The fault for arguments that hold text no UTF-8 can carry (lone surrogates, which
     JSON's ``\\ud800`` escapes let through), naming the first such argument."""
-    names = task_method.arg_names
+    names = spec.arg_names
     for position, value in enumerate(encoded_args):
         try:
             codec.dumps(value).encode()
         except UnicodeEncodeError:
             name = names[position] if position < len(names) else f"#{position + 1}"
             return faults.InvalidArgument(
-                f"{task_method.name}: argument {name} holds text that is not valid Unicode (a lone surrogate)"
+                f"{spec.name}: argument {name} holds text that is not valid Unicode (a lone surrogate)"
             )
-    return faults.InvalidArgument(f"{task_method.name}: the arguments hold text that is not valid Unicode")
+    return faults.InvalidArgument(f"{spec.name}: the arguments hold text that is not valid Unicode")
 
 
 #: The faults :func:`_store_errors` raises: the store refused or failed, nothing was

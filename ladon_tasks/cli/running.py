@@ -72,7 +72,7 @@ def _import_services(services: Sequence[str]) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from ladon_tasks.redis.queue import RedisQueue
-    from ladon_tasks.expand import queue_priorities
+    from ladon_tasks.spec import queue_priorities
     from ladon_tasks.worker import Worker
 
     store = redis_store(args.redis)

@@ -35,7 +35,7 @@ from ladon_tasks import defaults, faults
 from ladon_tasks.dashboard.guard import SESSION_COOKIE, AccessGuard
 from ladon_tasks.hosts import AllowedHosts, is_loopback
 from ladon_tasks.dashboard.views import task_detail, task_summary
-from ladon_tasks.expand import declared_method
+from ladon_tasks import spec as specs
 from ladon_tasks.model import TaskRecord, TaskState, UnreadableRecord
 from ladon_tasks.runtime import TaskRuntime, get_runtime
 from ladon_tasks.stores.base import StoreError
@@ -317,7 +317,7 @@ def _bounded_int(raw: str | None, default: int, low: int, high: int, name: str) 
 
 def _detail(record: TaskRecord) -> dict[str, Any]:
     """The detail view of a record, its arguments named by this process's declaration."""
-    return task_detail(record, time.time(), declared_method(record.service, record.method))
+    return task_detail(record, time.time(), specs.find(record.service, record.method))
 
 
 def _fault_response(exc: Exception) -> Response:

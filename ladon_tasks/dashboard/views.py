@@ -14,7 +14,7 @@ from ladon_tasks import codec
 from ladon_tasks.model import TaskRecord, UnreadableRecord
 
 if TYPE_CHECKING:
-    from ladon_tasks.expand import TaskMethod
+    from ladon_tasks.spec import TaskSpec
 
 #: Record fields passed through unchanged to the JSON API.
 _PLAIN_FIELDS = (
@@ -50,7 +50,7 @@ def task_summary(record: TaskRecord, now: float) -> dict[str, Any]:
     return data
 
 
-def task_detail(record: TaskRecord, now: float, task_method: "TaskMethod | None" = None) -> dict[str, Any]:
+def task_detail(record: TaskRecord, now: float, task_method: "TaskSpec | None" = None) -> dict[str, Any]:
     """The summary plus the arguments for the detail panel, each with its parameter
     name and declared type when ``task_method`` (the declaration in this process) is
     known - ``counter (int): 3`` reads better than ``"3"``."""
@@ -59,7 +59,7 @@ def task_detail(record: TaskRecord, now: float, task_method: "TaskMethod | None"
     return data
 
 
-def named_arguments(stored: Any, task_method: "TaskMethod | None") -> list[dict[str, Any]]:
+def named_arguments(stored: Any, task_method: "TaskSpec | None") -> list[dict[str, Any]]:
     """``[{"name", "type", "value"}]`` for stored arguments: values in their declared
     types (ints as numbers) where the declaration is known and the value fits it; else
     the stored JSON form, named by position and with an empty type."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import importlib
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, Callable
 
 from ladon_tasks import codec, crashpoints, defaults
 from ladon_tasks.model import TaskRecord, TaskState, clamp_progress
+from ladon_tasks.spec import MethodRef
 from ladon_tasks.stores.base import TaskStore
 
 
@@ -27,23 +27,6 @@ class TaskInterrupted(BaseException):
     """Raised inside a body by ``update_progress`` once its task was cancelled, timed out
     or superseded. A ``BaseException`` so that a body's ``except Exception`` does not
     swallow it."""
-
-
-@dataclass(frozen=True)
-class MethodRef:
-    """Where a task body can be found again in any process: module, class, method."""
-
-    module: str
-    service: str
-    method: str
-
-    def resolve(self) -> "Any":
-        """The :class:`ladon_tasks.expand.TaskMethod` behind the reference."""
-        module = importlib.import_module(self.module)
-        return getattr(module, self.service).__dict__[self.method]
-
-    def to_json(self) -> dict[str, str]:
-        return {"module": self.module, "service": self.service, "method": self.method}
 
 
 @dataclass
@@ -160,17 +143,17 @@ def run_body(job: Job, attempt: int, reporter: Reporter) -> Outcome:
     """Run one attempt of the job's body here and now; never raises (but for
     ``KeyboardInterrupt``/``SystemExit``)."""
     try:
-        task_method = job.ref.resolve()
-        args = codec.decode_args(task_method.arg_types, job.args)
+        spec = job.ref.resolve()
+        args = codec.decode_args(spec.arg_types, job.args)
         kw = dict(job.ladon_kw)
         kw["LADON_METHOD_TC"] = codec.CONVERTER
         kw.update(_task_tools(job.task_id, attempt, reporter))
-        service_instance = task_method.owner()
+        service_instance = spec.service_class()
         reporter.started()
-        if task_method.accepts_kw:
-            value = task_method.body(service_instance, *args, **kw)
+        if spec.accepts_kw:
+            value = spec.body(service_instance, *args, **kw)
         else:
-            value = task_method.body(service_instance, *args)
+            value = spec.body(service_instance, *args)
     except TaskInterrupted:
         return Outcome("interrupted")
     except Exception as exc:
@@ -181,7 +164,7 @@ def run_body(job: Job, attempt: int, reporter: Reporter) -> Outcome:
             traceback=traceback.format_exc(),
         )
     try:
-        encoded = codec.encode(task_method.rtype, value)
+        encoded = codec.encode(spec.rtype, value)
     except codec.CodecError as exc:
         return Outcome("failed", error_type="ReturnTypeMismatch", error_message=str(exc))
     return Outcome("succeeded", result=encoded)
