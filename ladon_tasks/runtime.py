@@ -112,12 +112,8 @@ class TaskRuntime:
             return LocalExecutor(store, runner, workers, self.timers, owner=self.owner if shared else "")
         if name == "queue":
             from ladon_tasks.executors.queue import QueueExecutor
-            from ladon_tasks.redis.queue import RedisQueue
 
-            client, prefix = getattr(store, "client", None), getattr(store, "prefix", None)
-            if client is None or prefix is None:
-                raise ValueError("executor='queue' needs the Redis store (ladon-tasks serve --redis URL)")
-            return QueueExecutor(make_queue=lambda queue_name: RedisQueue(client, prefix, queue_name))
+            return QueueExecutor(store)
         raise ValueError(f"unknown executor {name!r}")
 
     def start_caretaking(self) -> None:

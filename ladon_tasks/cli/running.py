@@ -71,14 +71,13 @@ def _import_services(services: Sequence[str]) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from ladon_tasks.redis.queue import RedisQueue
     from ladon_tasks.spec import queue_priorities
     from ladon_tasks.worker import Worker
 
     store = redis_store(args.redis)
     _import_services(args.services)
     queues = [
-        RedisQueue(store.client, store.prefix, name, lease_seconds=args.lease, levels=queue_priorities(name))
+        store.queue(name, lease_seconds=args.lease, levels=queue_priorities(name))
         for name in args.queues
     ]
     worker = Worker(store, queues, concurrency=args.concurrency, grace=args.grace,

@@ -44,6 +44,10 @@ class Job:
     #: Which attempt this is: queued jobs carry it, so a worker knows it without a read.
     attempt: int = 1
 
+    def dumps(self) -> str:
+        """The job as the JSON a queue keeps."""
+        return codec.dumps(self.to_json())
+
     def next_attempt(self) -> "Job":
         return dataclasses.replace(self, attempt=self.attempt + 1)
 

@@ -48,16 +48,12 @@ from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.redis import scripts
 from ladon_tasks.redis.connection import as_text
 from ladon_tasks.redis.keys import GROUP, Keys
-from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
+from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, StoreError, TaskStore
 
 log = logging.getLogger(__name__)
 
 #: Expired leases taken over per stream and reaper pass.
 REAP_BATCH = 100
-
-
-def encode_job(job: Job) -> str:
-    return codec.dumps(job.to_json())
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,7 @@ class Claim:
     job: Job
 
 
-class RedisQueue:
+class RedisQueue(JobQueue):
     """One named queue. Safe to share between threads (redis-py pools connections).
 
     ``levels``: the priorities this queue's jobs can have (a worker knows them from the
@@ -112,9 +108,8 @@ class RedisQueue:
 
     # -- producers -----------------------------------------------------------------
 
-    def entry_for(self, job: Job) -> tuple[str, str]:
-        """The stream and payload a new task's job goes to (see ``RedisStore.create``)."""
-        return self.stream_for(job.priority), encode_job(job)
+    def entry(self, priority: int, payload: str) -> JobEntry:
+        return JobEntry(self.stream_for(priority), payload)
 
     def requeue(self, job: Job, claim: Claim | None = None) -> None:
         """Queue a job again as the attempt it carries, if its task still waits; with
@@ -123,7 +118,7 @@ class RedisQueue:
         self._call(
             "requeue", self._requeue,
             keys=[self.stream_for(job.priority), self.keys.task(job.task_id), old_stream],
-            args=[self.prefix, encode_job(job), old_entry],
+            args=[self.prefix, job.dumps(), old_entry],
         )
 
     # -- job moves that go with a record change (JobChange) ---------------------------
@@ -138,7 +133,7 @@ class RedisQueue:
         delayed set, with the move back to ``queued``."""
         return JobChange(
             release=(claim.stream, claim.entry),
-            delay=(self.delayed_key, encode_job(claim.job.next_attempt()), time.time() + delay),
+            delay=(self.delayed_key, claim.job.next_attempt().dumps(), time.time() + delay),
         )
 
     def run_again(self, claim: Claim) -> JobChange:
@@ -146,7 +141,7 @@ class RedisQueue:
         ``queued`` (a reissue, a hand-back)."""
         following = claim.job.next_attempt()
         return JobChange(
-            release=(claim.stream, claim.entry), enqueue=(self.stream_for(following.priority), encode_job(following))
+            release=(claim.stream, claim.entry), enqueue=self.entry(following.priority, following.dumps())
         )
 
     # -- workers -------------------------------------------------------------------

@@ -58,7 +58,7 @@ def job_ops(job: JobChange | None) -> list[str]:
     if job.release is not None:
         ops += ["ack", job.release[0], job.release[1], ""]
     if job.enqueue is not None:
-        ops += ["enqueue", job.enqueue[0], job.enqueue[1], ""]
+        ops += ["enqueue", job.enqueue.stream, job.enqueue.payload, ""]
     if job.delay is not None:
         ops += ["delay", job.delay[0], job.delay[1], repr(float(job.delay[2]))]
     return ops

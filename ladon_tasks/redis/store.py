@@ -13,7 +13,7 @@ keeps it), and how this backend keeps it:
   ``attempt``, write). Whoever loses a race gets ``None``. A queue worker's attempt
   that is not recorded yet (see below) counts as running for its own fenced writes.
 * **One script per step.** Creating a task writes the record, its index entry and -
-  for ``executor='queue'`` - its job (``create(..., enqueue=...)``); finishing one
+  for ``executor='queue'`` - its job (``create(record, job=...)``); finishing one
   writes the outcome, acknowledges the job, sets the TTL, appends the event and tells
   waiters (``transition`` with a :class:`~ladon_tasks.stores.base.JobChange`).
 * **Starts written late.** :meth:`RedisStore.begin` (queue workers) records a start
@@ -53,6 +53,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import redis
 from redis.client import NEVER_DECODE
 
+from ladon_tasks import defaults
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.redis import scripts
 from ladon_tasks.redis.connection import DEFAULT_URL, as_text, connect, describe_location, url_from_environment
@@ -60,10 +61,11 @@ from ladon_tasks.redis.keys import DEFAULT_PREFIX, Keys
 from ladon_tasks.redis.notifier import WAIT_RECHECK, FinishNotifier
 from ladon_tasks.redis.owners import RedisOwnership
 from ladon_tasks.redis.progress import FLUSH_INTERVAL, Pending, ProgressWriter
+from ladon_tasks.redis.queue import RedisQueue
 from ladon_tasks.redis.records import (
     decode_listed, decode_record, encode_changes, encode_new, flat_size, job_ops,
 )
-from ladon_tasks.stores.base import CorruptRecord, JobChange, StoreError, TaskStore
+from ladon_tasks.stores.base import CorruptRecord, JobChange, JobEntry, StoreError, TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +148,10 @@ class RedisStore(TaskStore):
     def ownership(self) -> RedisOwnership:
         return self._ownership
 
+    def queue(self, name: str, *, lease_seconds: float = defaults.LEASE_SECONDS, levels: Iterable[int] = ()) -> RedisQueue:
+        """The job queue ``name`` in this store's Redis, over this store's connection."""
+        return RedisQueue(self._redis, self.prefix, name, lease_seconds=lease_seconds, levels=levels)
+
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
         try:
@@ -155,22 +161,21 @@ class RedisStore(TaskStore):
 
     # -- contract ------------------------------------------------------------------
 
-    def create(self, record: TaskRecord, *, enqueue: tuple[str, str] | None = None) -> TaskRecord:
-        """Write a new record; with ``enqueue`` (a job stream and the job's JSON) also add
-        the job to that stream in the same script, so a task is never recorded without
-        its job or queued without its record."""
+    def create(self, record: TaskRecord, job: JobEntry | None = None) -> TaskRecord:
+        """Write a new record; with ``job`` also add the job to its stream in the same
+        script, so a task is never recorded without its job or queued without its record."""
         if not record.submitted_at:
             record.submitted_at = time.time()
         fields = encode_new(record)
         now = time.monotonic()
         register = now >= self._methods_registered.get(record.method, 0.0)
-        stream, job = enqueue or ("", "")
+        stream, payload = (job.stream, job.payload) if job is not None else ("", "")
         self._notifier.follow(record.task_id)  # its finish message may come before the answer
         try:
             with self._errors(f"creating task {record.task_id}"):
                 existing = self._create(args=[
                     self.prefix, record.task_id, repr(float(record.submitted_at)), record.method,
-                    "1" if register else "", stream, job, *fields,
+                    "1" if register else "", stream, payload, *fields,
                 ])
         except StoreError:
             self._notifier.unfollow(record.task_id)

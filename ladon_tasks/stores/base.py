@@ -31,6 +31,16 @@ from ladon_tasks.model import TaskRecord, TaskState
 
 
 @dataclass(frozen=True)
+class JobEntry:
+    """A job as its queue keeps it: where (the queue's stream for its priority) and what
+    (the job's JSON). Made by a :class:`JobQueue`; a store that keeps queues adds it in
+    the same step as the record (``create(record, job=...)``)."""
+
+    stream: str
+    payload: str
+
+
+@dataclass(frozen=True)
 class JobChange:
     """What happens to a task's queued job in the same atomic step as a change of its
     record. Only a store that holds queues too (the Redis backend) accepts one; it is how
@@ -38,22 +48,40 @@ class JobChange:
     and the job disagree.
 
     ``release``: the (stream, entry) a worker read, acknowledged whatever the answer;
-    ``enqueue``: (stream, job JSON) added when the change is made; ``delay``: (delayed
-    set, job JSON, due time in seconds) added when the change is made.
+    ``enqueue``: a job entry added when the change is made; ``delay``: (delayed set, job
+    JSON, due time in seconds) added when the change is made.
     """
 
     release: tuple[str, str] | None = None
-    enqueue: tuple[str, str] | None = None
+    enqueue: JobEntry | None = None
     delay: tuple[str, str, float] | None = None
+
+
+class JobQueue(abc.ABC):
+    """A named queue of jobs kept with the task records (``TaskStore.queue``): the web
+    side's view of it. Workers read it through the backend's own queue class."""
+
+    name: str
+
+    @abc.abstractmethod
+    def entry(self, priority: int, payload: str) -> JobEntry:
+        """Where a job of ``priority`` goes, with ``payload`` (the job's JSON)."""
 
 
 class TaskStore(abc.ABC):
     """Where task records live."""
 
     @abc.abstractmethod
-    def create(self, record: TaskRecord) -> TaskRecord:
-        """Store a new record. With an ``idempotency_key`` already known for the same
-        service and method, store nothing and return the existing record instead."""
+    def create(self, record: TaskRecord, job: JobEntry | None = None) -> TaskRecord:
+        """Store a new record - and with ``job``, add the job to its queue in the same
+        step, so neither exists without the other. With an ``idempotency_key`` already
+        known for the same service and method, store nothing and return the existing
+        record instead."""
+
+    def queue(self, name: str) -> JobQueue:
+        """The job queue ``name``, kept with this store's records; a store without
+        queues (the in-process one) says what it needs instead."""
+        raise ValueError("executor='queue' needs the Redis store (ladon-tasks serve --redis URL)")
 
     @abc.abstractmethod
     def get(self, task_id: str) -> TaskRecord | None:

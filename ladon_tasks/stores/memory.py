@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 from ladon_tasks import codec, defaults
 from ladon_tasks.model import IllegalTransition, TaskRecord, TaskState, check_transition
-from ladon_tasks.stores.base import JobChange, StoreFull, TaskStore
+from ladon_tasks.stores.base import JobChange, JobEntry, StoreFull, TaskStore
 
 
 class MemoryStore(TaskStore):
@@ -104,7 +104,9 @@ class MemoryStore(TaskStore):
 
     # -- contract ------------------------------------------------------------------
 
-    def create(self, record: TaskRecord) -> TaskRecord:
+    def create(self, record: TaskRecord, job: JobEntry | None = None) -> TaskRecord:
+        if job is not None:
+            raise ValueError("the in-process store holds no job queues: executor='queue' needs Redis")
         with self._lock:
             if record.idempotency_key:
                 key = (record.service, record.method, record.idempotency_key)
