@@ -19,8 +19,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-import ladon_tasks.compat  # noqa: F401  (Ladon's JSON-WSP client needs its mend on Python 3)
 from ladon.clients.jsonwsp import JSONWSPClient
+
+import ladon_tasks.compat  # noqa: F401  (Ladon's JSON-WSP client needs its mend on Python 3)
 
 #: Longest single ``_wait`` request; the server caps it too (``defaults.WAIT_MAX``).
 WAIT_SLICE = 25.0

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from ladon_tasks import defaults
 from ladon_tasks.hosts import AllowedHosts, HostCheck, parse_names
 from ladon_tasks.stores.base import TaskStore
+from ladon_tasks.wsgi_types import WSGIApp
 
 SETTINGS = (
     "LADON_TASKS_SERVICES",
@@ -87,17 +88,14 @@ def make_store(settings: Mapping[str, str]) -> TaskStore | None:
     the settings give (``LADON_TASKS_MAX_QUEUED_TASKS``, ``LADON_TASKS_MAX_STORE_BYTES``),
     or ``None`` for the embedded default."""
     if not redis_configured(settings):
-        bounds = {
-            key: value for key, value in (
-                ("max_queued", whole_number(settings, "LADON_TASKS_MAX_QUEUED_TASKS")),
-                ("max_bytes", whole_number(settings, "LADON_TASKS_MAX_STORE_BYTES")),
-            ) if value is not None
-        }
-        if not bounds:
+        max_queued = whole_number(settings, "LADON_TASKS_MAX_QUEUED_TASKS")
+        max_bytes = whole_number(settings, "LADON_TASKS_MAX_STORE_BYTES")
+        if max_queued is None and max_bytes is None:
             return None
         from ladon_tasks.stores.memory import MemoryStore
 
-        return MemoryStore(**bounds)
+        return MemoryStore(max_queued=max_queued or defaults.MAX_QUEUED_TASKS,
+                           max_bytes=max_bytes or defaults.MEMORY_STORE_MAX_BYTES)
     from ladon_tasks.redis.store import RedisStore
 
     url = settings.get("LADON_TASKS_REDIS_URL")
@@ -108,7 +106,7 @@ def server_processes(environ: Mapping[str, Any] | None) -> int:
     """How many processes serve requests: mod_wsgi knows; elsewhere the WSGI flag says
     more than one or not."""
     try:
-        import mod_wsgi  # type: ignore[import-not-found]
+        import mod_wsgi
 
         return int(getattr(mod_wsgi, "maximum_processes", 1))
     except ImportError:
@@ -145,7 +143,7 @@ def build_from_settings(environ: Mapping[str, Any] | None = None, default_servic
             runtime_settings[key] = whole_number(settings, name)
     if "LADON_TASKS_OWNER_LEASE" in settings:
         runtime_settings["owner_lease"] = float(settings["LADON_TASKS_OWNER_LEASE"])
-    application = make_application(
+    application: WSGIApp = make_application(
         services,
         debug=settings.get("LADON_TASKS_DEBUG", "") in ("1", "true", "yes"),
         shutdown_grace=float(settings.get("LADON_TASKS_SHUTDOWN_GRACE", defaults.SHUTDOWN_GRACE)),
@@ -166,7 +164,6 @@ def allowed_hosts(settings: Mapping[str, str], bind_address: str, extra: Sequenc
     return AllowedHosts.for_address(bind_address, names)
 
 
-WSGIApplication = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 #: The answer of a server whose configuration was refused: the reason is in the log,
 #: not on the wire (it may name paths or hosts).
@@ -181,7 +178,7 @@ class HandlerApplication:
     def __init__(self, settings: Mapping[str, str] | None = None, default_services_dir: str = "") -> None:
         self.settings = dict(settings or {})
         self.default_services_dir = default_services_dir
-        self._application: WSGIApplication | None = None
+        self._application: WSGIApp | None = None
         self._refused = False
         self._lock = threading.Lock()
         if self.settings.get("LADON_TASKS_SERVICES") or os.environ.get("LADON_TASKS_SERVICES"):

@@ -22,21 +22,23 @@ from __future__ import annotations
 
 import inspect
 import types
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar, cast
 
 import ladon.ladonizer
 import ladon.ladonizer.decorator
 from ladon.compat import PORTABLE_STRING
 from ladon.ladonizer.collection import global_service_collection
 
-from ladon_tasks import codec
-from ladon_tasks import wire
+from ladon_tasks import codec, wire
 from ladon_tasks import spec as specs
 from ladon_tasks.options import TaskOptions
 from ladon_tasks.runtime import get_runtime
 from ladon_tasks.spec import MethodRef, TaskSpec
 
 _ladon_ladonize = ladon.ladonizer.decorator.ladonize
+
+#: A decorated body: ``ladonize`` gives back what it was given, as far as types go.
+Body = TypeVar("Body", bound=Callable[..., Any])
 
 #: Ladon request keywords a body may read; the rest (the WSGI environ) stays behind,
 #: because a body may run in another process or on another host.
@@ -172,9 +174,13 @@ def _register(task_method: TaskMethod, ladon_kw: dict[str, Any]) -> None:
         )
 
 
-def ladonize(*arg_types: Any, **ladon_kw: Any) -> Callable[[Callable[..., Any]], Any]:
+def ladonize(*arg_types: Any, **ladon_kw: Any) -> Callable[[Body], Body]:
     """Drop-in for ``ladon.ladonizer.ladonize``; ``tasktype=True`` or a dict of
-    :class:`~ladon_tasks.options.TaskOptions` makes a task method."""
+    :class:`~ladon_tasks.options.TaskOptions` makes a task method.
+
+    Typed as giving back the function it decorates, so editors and type checkers keep
+    the method's signature; at run time a task method is a :class:`TaskMethod`
+    descriptor in its place."""
     tasktype = ladon_kw.pop("tasktype", False)
     if tasktype is False or tasktype is None:
         return _ladon_ladonize(*arg_types, **ladon_kw)
@@ -187,10 +193,10 @@ def ladonize(*arg_types: Any, **ladon_kw: Any) -> Callable[[Callable[..., Any]],
     if codec.uses_attachments(rtype) or any(codec.uses_attachments(t) for t in arg_types):
         raise TypeError("task methods cannot take or return attachments: they cannot be stored as JSON")
 
-    def decorate(body: Callable[..., Any]) -> TaskMethod:
+    def decorate(body: Body) -> Body:
         task_method = TaskMethod(body, tuple(arg_types), rtype, options)
         _register(task_method, ladon_kw)
-        return task_method
+        return cast(Body, task_method)
 
     return decorate
 

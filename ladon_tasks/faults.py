@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from ladon.exceptions.service import ClientFault, ServerFault
 
-
 _debug_mode = False
 
 

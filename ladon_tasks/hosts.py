@@ -25,6 +25,7 @@ import socket
 from typing import Any, Callable, Iterable
 
 from ladon_tasks.wsgi import plain_response
+from ladon_tasks.wsgi_types import WSGIApp
 
 #: Names that reach this machine's loopback interface and nothing else.
 LOOPBACK_NAMES = frozenset({"localhost"})
@@ -94,7 +95,6 @@ def parse_names(text: str) -> list[str]:
     return [name for name in text.replace(",", " ").split() if name]
 
 
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class HostCheck:

@@ -29,12 +29,18 @@ from ladon_tasks import codec, defaults, faults
 from ladon_tasks import spec as specs
 from ladon_tasks.caretaker import Caretaker
 from ladon_tasks.executors.base import Executor, Job, Unfinished
+from ladon_tasks.executors.slots import Runner
 from ladon_tasks.executors.timers import Timers
-from ladon_tasks.model import TaskRecord, TaskState, looks_like_task_id, new_owner_id, new_task_id
+from ladon_tasks.model import (
+    TaskRecord,
+    TaskState,
+    looks_like_task_id,
+    new_owner_id,
+    new_task_id,
+)
 from ladon_tasks.spec import TaskSpec
 from ladon_tasks.stores.base import CorruptRecord, StoreError, StoreFull, TaskStore
 from ladon_tasks.stores.memory import MemoryStore
-
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +104,7 @@ class TaskRuntime:
         if name in ("thread", "process"):
             from ladon_tasks.executors.local import LocalExecutor
 
+            runner: Runner
             if name == "thread":
                 from ladon_tasks.executors.thread import ThreadRunner
 

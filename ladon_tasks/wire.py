@@ -3,12 +3,15 @@
 Ladon's own ``TaskInfoResponse`` and ``TaskProgressResponse`` fields are kept with the
 same names and meanings (``task_id``, ``progress``, ``duration``, ``starttime``) so a
 client written against Ladon's task-type methods keeps working; the rest is added.
-Times are seconds since the epoch and 0.0 means "not yet".
+Times are seconds since the epoch and 0.0 means "not yet". Each field is declared as
+Ladon reads it (a dict of type and doc) and holds its value on an instance: ``Any``
+to the type checker.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from ladon.compat import PORTABLE_STRING
 from ladon.types.ladontype import LadonType
@@ -21,26 +24,26 @@ _task_id = {"type": PORTABLE_STRING, "doc": "unguessable id of the task (32 hex 
 class TaskInfoResponse(LadonType):
     """Returned at once by a task method's start call."""
 
-    task_id = _task_id
-    state = {"type": PORTABLE_STRING, "doc": "queued, running, succeeded, failed or cancelled"}
-    submitted = {"type": float, "doc": "when the task was accepted, seconds since the epoch"}
+    task_id: Any = _task_id
+    state: Any = {"type": PORTABLE_STRING, "doc": "queued, running, succeeded, failed or cancelled"}
+    submitted: Any = {"type": float, "doc": "when the task was accepted, seconds since the epoch"}
 
 
 class TaskProgressResponse(LadonType):
     """Where a task stands; returned by ``_progress``, ``_wait`` and ``_cancel``."""
 
-    task_id = _task_id
-    progress = {"type": float, "doc": "0.0 to 1.0, as last reported by the task"}
-    duration = {"type": float, "doc": "seconds the task has run (all of it once finished)"}
-    starttime = {"type": float, "doc": "start of the current attempt; 0.0 while queued"}
-    state = {"type": PORTABLE_STRING, "doc": "queued, running, succeeded, failed or cancelled"}
-    finished = {"type": bool, "doc": "true once the state is succeeded, failed or cancelled"}
-    message = {"type": PORTABLE_STRING, "doc": "the task's last status message"}
-    error = {"type": PORTABLE_STRING, "doc": "for a failed task: exception type and message"}
-    attempts = {"type": int, "doc": "attempts started so far (retries and reissues count)"}
-    submitted = {"type": float, "doc": "when the task was accepted"}
-    finishtime = {"type": float, "doc": "when the task finished; 0.0 while not finished"}
-    cancel_requested = {"type": bool, "doc": "a cancel was asked for"}
+    task_id: Any = _task_id
+    progress: Any = {"type": float, "doc": "0.0 to 1.0, as last reported by the task"}
+    duration: Any = {"type": float, "doc": "seconds the task has run (all of it once finished)"}
+    starttime: Any = {"type": float, "doc": "start of the current attempt; 0.0 while queued"}
+    state: Any = {"type": PORTABLE_STRING, "doc": "queued, running, succeeded, failed or cancelled"}
+    finished: Any = {"type": bool, "doc": "true once the state is succeeded, failed or cancelled"}
+    message: Any = {"type": PORTABLE_STRING, "doc": "the task's last status message"}
+    error: Any = {"type": PORTABLE_STRING, "doc": "for a failed task: exception type and message"}
+    attempts: Any = {"type": int, "doc": "attempts started so far (retries and reissues count)"}
+    submitted: Any = {"type": float, "doc": "when the task was accepted"}
+    finishtime: Any = {"type": float, "doc": "when the task finished; 0.0 while not finished"}
+    cancel_requested: Any = {"type": bool, "doc": "a cancel was asked for"}
 
 
 def info_response(record: TaskRecord) -> TaskInfoResponse:

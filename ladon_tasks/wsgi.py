@@ -29,14 +29,9 @@ from ladon_tasks.compat import SOAP_FAULT_KEY
 from ladon_tasks.expand import activate
 from ladon_tasks.runtime import configure, get_runtime
 from ladon_tasks.stores.memory import MemoryStore
+from ladon_tasks.wsgi_types import StartResponse
 
 log = logging.getLogger(__name__)
-
-StartResponse = Callable[..., Any]
-
-#: Largest request body served, in bytes. Ladon reads a body whole into memory before
-#: parsing it; task arguments are capped at 1 MB of JSON (``defaults.MAX_ARGS_BYTES``), and
-#: SOAP or JSON framing around them stays well below 4x that.
 
 
 def split_service_spec(spec: str) -> tuple[str, str | None]:
@@ -231,7 +226,7 @@ def _shut_down_with_the_process(grace: float) -> None:
         get_runtime().shutdown(grace=grace)
 
     try:
-        import mod_wsgi  # type: ignore[import-not-found]
+        import mod_wsgi
 
         subscribe = getattr(mod_wsgi, "subscribe_shutdown", None)
     except ImportError:

@@ -16,6 +16,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ladon_tasks.devserver import serve, serve_until_stopped
     from ladon_tasks.hosts import HostCheck
     from ladon_tasks.wsgi import make_application
+    from ladon_tasks.wsgi_types import WSGIApp
 
     settings = read_settings()
     if args.redis:
@@ -26,7 +27,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "owner_lease": args.lease,
         "store": make_store(settings),
     }
-    application = make_application(
+    application: WSGIApp = make_application(
         args.services, debug=args.debug, max_request_bytes=args.max_request_bytes, shutdown_grace=args.grace,
         **runtime_settings,
     )

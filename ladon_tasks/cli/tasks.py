@@ -13,7 +13,7 @@ from ladon_tasks import defaults
 from ladon_tasks.cli.common import CommandError, command, redis_store, remote_options
 
 
-def _task_rows(args: argparse.Namespace) -> list[dict]:  # type: ignore[type-arg]
+def _task_rows(args: argparse.Namespace) -> list[dict]:
     """The tasks asked for, as the dashboard API shows them, from ``--url`` or Redis."""
     if args.url:
         return _dashboard(args).list_tasks(states=args.state, method=args.method, limit=args.limit, offset=args.offset)
@@ -38,7 +38,7 @@ def _dashboard(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return DashboardClient(args.url, token=args.token or os.environ.get("LADON_TASKS_DASHBOARD_TOKEN"))
 
 
-def _print_rows(rows: list[dict], as_json: bool) -> None:  # type: ignore[type-arg]
+def _print_rows(rows: list[dict], as_json: bool) -> None:
     import json
 
     if as_json:

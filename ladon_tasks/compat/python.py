@@ -12,13 +12,13 @@ from collections import namedtuple
 
 from ladon_tasks import faults
 
-_ArgSpec = namedtuple("ArgSpec", "args varargs keywords defaults")
+ArgSpec = namedtuple("ArgSpec", "args varargs keywords defaults")
 
 
 def _getargspec(func):  # type: ignore[no-untyped-def]
     """The Python 2 ``getargspec`` shape (``keywords`` for ``**kw``) that Ladon reads."""
     spec = inspect.getfullargspec(func)
-    return _ArgSpec(spec.args, spec.varargs, spec.varkw, spec.defaults)
+    return ArgSpec(spec.args, spec.varargs, spec.varkw, spec.defaults)
 
 
 def _install_getargspec() -> None:
@@ -45,8 +45,8 @@ def _install_fault_detail_default() -> None:
             detail = str(faultstring) or faultcode
         original_init(self, faultcode, faultstring, detail, stack_depth + 1, hint)
 
-    ServiceFault.__init__ = __init__  # type: ignore[method-assign]
-    ServiceFault._ladon_tasks_patched = True  # type: ignore[attr-defined]
+    ServiceFault.__init__ = __init__
+    ServiceFault._ladon_tasks_patched = True
 
 
 def _install_jsonwsp_client_methods() -> None:

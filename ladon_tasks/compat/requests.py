@@ -40,7 +40,7 @@ def _install_request_guards() -> None:
     original_dispatch = Dispatcher.dispatch_request
     original_call_method = Dispatcher.call_method
 
-    def read_request(dispatcher: Dispatcher, request_data: bytes) -> dict:  # type: ignore[type-arg]
+    def read_request(dispatcher: Dispatcher, request_data: bytes) -> dict:
         """Ladon's parse, plus the shape checks Ladon's dispatcher assumes without making."""
         iface_name = dispatcher.iface._interface_name()
         try:
@@ -93,7 +93,7 @@ def _install_request_guards() -> None:
 
         iface.build_fault_response = build_fault_response
 
-    def dispatch_request(self: Dispatcher, request_data: bytes, export_dict: dict) -> object:  # type: ignore[type-arg]
+    def dispatch_request(self: Dispatcher, request_data: bytes, export_dict: dict) -> object:
         """Parse first; only a request that parsed into the expected shape reaches Ladon."""
         try:
             req_dict = read_request(self, request_data)
@@ -131,8 +131,8 @@ def _install_request_guards() -> None:
             ) from None
 
     dispatch_request._ladon_tasks_patched = True  # type: ignore[attr-defined]
-    Dispatcher.dispatch_request = dispatch_request  # type: ignore[method-assign]
-    Dispatcher.call_method = call_method  # type: ignore[method-assign]
+    Dispatcher.dispatch_request = dispatch_request
+    Dispatcher.call_method = call_method
 
 
 def _install_jsonrpc_request_checks() -> None:

@@ -93,7 +93,7 @@ def _install_soap_conformance_checks() -> None:
     if getattr(original, "_ladon_tasks_soap_checked", False):
         return
 
-    def dispatch_request(self: Dispatcher, request_data: bytes, export_dict: dict) -> object:  # type: ignore[type-arg]
+    def dispatch_request(self: Dispatcher, request_data: bytes, export_dict: dict) -> object:
         if self.iface._interface_name() == "soap11":
             parse = self.iface.parse_request
             action = export_dict.get("HTTP_SOAPACTION")
@@ -114,7 +114,7 @@ def _install_soap_conformance_checks() -> None:
 
     dispatch_request._ladon_tasks_soap_checked = True  # type: ignore[attr-defined]
     dispatch_request._ladon_tasks_patched = True  # type: ignore[attr-defined]
-    Dispatcher.dispatch_request = dispatch_request  # type: ignore[method-assign]
+    Dispatcher.dispatch_request = dispatch_request
 
 
 def _install_soap_document_literal() -> None:
@@ -172,7 +172,7 @@ def _install_soap_fault_http_status() -> None:
         return
     inner_call = LadonWSGIApplication.__call__
 
-    def dispatch_request(self: Dispatcher, request_data: bytes, export_dict: dict) -> object:  # type: ignore[type-arg]
+    def dispatch_request(self: Dispatcher, request_data: bytes, export_dict: dict) -> object:
         if isinstance(self.iface, (SOAP11Interface, DocumentLiteralInterface)):
             build = self.iface.build_fault_response
 
@@ -192,5 +192,5 @@ def _install_soap_fault_http_status() -> None:
         return inner_call(self, environ, start)
 
     dispatch_request._ladon_tasks_fault_status = True  # type: ignore[attr-defined]
-    Dispatcher.dispatch_request = dispatch_request  # type: ignore[method-assign]
+    Dispatcher.dispatch_request = dispatch_request
     LadonWSGIApplication.__call__ = __call__

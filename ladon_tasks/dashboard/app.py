@@ -32,18 +32,18 @@ from werkzeug.urls import iri_to_uri
 from werkzeug.wrappers import Request, Response
 
 from ladon_tasks import defaults, faults
-from ladon_tasks.dashboard.guard import SESSION_COOKIE, AccessGuard
-from ladon_tasks.hosts import AllowedHosts, is_loopback
-from ladon_tasks.dashboard.views import task_detail, task_summary
 from ladon_tasks import spec as specs
+from ladon_tasks.dashboard.guard import SESSION_COOKIE, AccessGuard
+from ladon_tasks.dashboard.views import task_detail, task_summary
+from ladon_tasks.hosts import AllowedHosts, is_loopback
 from ladon_tasks.model import TaskRecord, TaskState, UnreadableRecord
 from ladon_tasks.runtime import TaskRuntime, get_runtime
 from ladon_tasks.stores.base import StoreError
 from ladon_tasks.stores.memory import MemoryStore
+from ladon_tasks.wsgi_types import WSGIApp
 
 log = logging.getLogger(__name__)
 
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 #: Rows per page when the request names no ``limit``, and the most it may ask for:
 #: enough for an operator's screen, few enough that a 1 s poll stays cheap on Redis.
@@ -147,7 +147,7 @@ class DashboardApp:
         except HTTPException as exc:
             if request.path.startswith("/api/"):
                 return _json({"error": exc.name, "message": exc.description or exc.name}, exc.code or 500)
-            return exc.get_response(request.environ)  # type: ignore[return-value]
+            return exc.get_response(request.environ)
 
     # -- access ------------------------------------------------------------------------
 

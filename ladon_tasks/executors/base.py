@@ -115,7 +115,7 @@ class Reporter(abc.ABC):
         decoded. Timeouts count from here."""
 
 
-def _task_tools(task_id: str, attempt: int, reporter: Reporter) -> dict[str, Callable[..., Any]]:
+def _task_tools(task_id: str, attempt: int, reporter: Reporter) -> dict[str, Any]:
     """The ``kw`` helpers a body may call; ``update_progress`` is Ladon's own name."""
 
     def update_progress(fraction: float, message: str | None = None) -> None:

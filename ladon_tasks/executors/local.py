@@ -77,7 +77,7 @@ class LocalSource(JobSource):
 
     def waiting(self) -> list[Job]:
         """Jobs never taken (after :meth:`close`)."""
-        jobs = []
+        jobs: list[Job] = []
         while True:
             try:
                 _, _, job = self._queue.get_nowait()

@@ -56,16 +56,33 @@ from redis.client import NEVER_DECODE
 from ladon_tasks import defaults
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.redis import scripts
-from ladon_tasks.redis.connection import DEFAULT_URL, as_text, connect, describe_location, url_from_environment
+from ladon_tasks.redis.connection import (
+    DEFAULT_URL,
+    as_text,
+    connect,
+    describe_location,
+    url_from_environment,
+)
 from ladon_tasks.redis.keys import DEFAULT_PREFIX, Keys
 from ladon_tasks.redis.notifier import WAIT_RECHECK, FinishNotifier
 from ladon_tasks.redis.owners import RedisOwnership
 from ladon_tasks.redis.progress import FLUSH_INTERVAL, Pending, ProgressWriter
 from ladon_tasks.redis.queue import RedisQueue
 from ladon_tasks.redis.records import (
-    decode_listed, decode_record, encode_changes, encode_new, flat_size, job_ops,
+    decode_listed,
+    decode_record,
+    encode_changes,
+    encode_new,
+    flat_size,
+    job_ops,
 )
-from ladon_tasks.stores.base import CorruptRecord, JobChange, JobEntry, StoreError, TaskStore
+from ladon_tasks.stores.base import (
+    CorruptRecord,
+    JobChange,
+    JobEntry,
+    StoreError,
+    TaskStore,
+)
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +301,7 @@ class RedisStore(TaskStore):
         waiting up to ``block`` seconds for the first. The stream is capped at
         ``defaults.EVENTS_MAXLEN`` entries."""
         with self._errors("read events"):
-            answer = self._redis.xread({self.keys.events: last_id}, count=count, block=int(block * 1000))
+            answer: Any = self._redis.xread({self.keys.events: last_id}, count=count, block=int(block * 1000))
         return [(event_id, fields) for _, entries in answer or [] for event_id, fields in entries]
 
     def close(self) -> None:

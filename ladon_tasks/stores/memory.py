@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ladon_tasks import codec, defaults
 from ladon_tasks.model import IllegalTransition, TaskRecord, TaskState, check_transition
@@ -32,8 +32,8 @@ class MemoryStore(TaskStore):
     def __init__(
         self,
         capacity: int = defaults.MEMORY_STORE_CAPACITY,
-        clock=time.time,
         *,
+        clock: Callable[[], float] = time.time,
         max_bytes: int = defaults.MEMORY_STORE_MAX_BYTES,
         max_queued: int = defaults.MAX_QUEUED_TASKS,
     ) -> None:
