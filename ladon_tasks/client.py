@@ -22,12 +22,7 @@ from typing import Any, TextIO
 from ladon.clients.jsonwsp import JSONWSPClient
 
 import ladon_tasks.compat  # noqa: F401  (Ladon's JSON-WSP client needs its mend on Python 3)
-
-#: Longest single ``_wait`` request; the server caps it too (``defaults.WAIT_MAX``).
-WAIT_SLICE = 25.0
-
-#: How often a progress bar is refreshed while a task runs.
-BAR_REFRESH = 0.5
+from ladon_tasks import defaults
 
 
 class TaskError(Exception):
@@ -209,12 +204,12 @@ class TaskHandle:
             raise
 
     def wait_result(self, timeout: float | None = None) -> Any:
-        """The result, as soon as there is one: one round trip per ``WAIT_SLICE``."""
+        """The result, as soon as there is one: one round trip per ``defaults.WAIT_SLICE``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            remaining = WAIT_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
+            remaining = defaults.WAIT_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                return self.client.call(f"{self.method}_wait_result", task_id=self.task_id, seconds=min(remaining, WAIT_SLICE))
+                return self.client.call(f"{self.method}_wait_result", task_id=self.task_id, seconds=min(remaining, defaults.WAIT_SLICE))
             except TaskNotFinishedError:
                 if deadline is not None and time.monotonic() >= deadline:
                     status = self.progress()
@@ -230,8 +225,8 @@ class TaskHandle:
         bar = _progress_display(progress, self.method) if progress is not None else None
         try:
             while True:
-                remaining = WAIT_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
-                slice_ = min(remaining, BAR_REFRESH if bar else WAIT_SLICE)
+                remaining = defaults.WAIT_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
+                slice_ = min(remaining, defaults.BAR_REFRESH if bar else defaults.WAIT_SLICE)
                 status = TaskStatus.from_wire(
                     self.client.call(f"{self.method}_wait", task_id=self.task_id, seconds=slice_)
                 )

@@ -1,4 +1,6 @@
-"""Every default of ladon-tasks in one place, each with the reason for its value."""
+"""Every default and tunable of ladon-tasks in one place, each with the reason for its
+value. Modules read them from here; options of the command line and settings of a
+deployment override some of them."""
 
 from __future__ import annotations
 
@@ -131,3 +133,81 @@ APACHE_PROCESSES = 3
 #: Threads per daemon process: ``_wait`` calls hold one for up to ``WAIT_MAX`` seconds,
 #: so room for the clients that wait at once.
 APACHE_THREADS = 25
+
+
+# -- Redis store -------------------------------------------------------------
+
+#: Seconds between progress writes of one store: clients poll progress far less often
+#: than 20 times a second.
+FLUSH_INTERVAL = 0.05
+
+#: Records handed to one progress-flush script call; bounds the time Redis is busy.
+FLUSH_BATCH = 500
+
+#: Seconds a waiter trusts pub/sub alone before reading the record again; covers
+#: messages lost while the subscriber was reconnecting.
+WAIT_RECHECK = 1.0
+
+#: Finished records kept in memory per store (they never change again, only expire):
+#: at most this many, of at most ``PUBLISH_MAX`` bytes of JSON each, this many in all.
+FINISHED_CACHE = 10_000
+FINISHED_CACHE_BYTES = 16 * 1024 * 1024
+
+#: A finished record up to this many bytes of JSON rides in its finish message, so a
+#: waiter in another process has it without reading it back; bigger ones send the id.
+PUBLISH_MAX = 8192
+
+#: Socket timeouts in seconds: a hung Redis becomes a ``StoreError``, not a hung request.
+SOCKET_TIMEOUT = 5.0
+
+#: Seconds between two sweeps of the method indexes by one store (entries of expired
+#: records are dropped), and index entries looked at per sweep: a fixed cost over time,
+#: nothing per task.
+SWEEP_INTERVAL = 10.0
+SWEEP_COUNT = 200
+
+#: Seconds a process trusts that a method it registered is still in the methods set.
+METHOD_REGISTRATION = 60.0
+
+
+# -- Redis queue and workers -------------------------------------------------
+
+#: Expired leases taken over per stream and reaper pass.
+REAP_BATCH = 100
+
+#: Longest a slot blocks on Redis before it looks at the stop flag again.
+CLAIM_BLOCK = 1.0
+
+#: Seconds between two trims of the job streams (acknowledged entries dropped).
+TRIM_INTERVAL = 1.0
+
+
+# -- Python client and command line ------------------------------------------
+
+#: Longest single ``_wait`` request; the server caps it too (``WAIT_MAX``).
+WAIT_SLICE = 25.0
+
+#: How often a progress bar is refreshed while a task runs.
+BAR_REFRESH = 0.5
+
+#: Seconds one API request may take before the command gives up.
+REMOTE_TIMEOUT = 30.0
+
+
+# -- Executors ---------------------------------------------------------------
+
+#: Longest pause, in seconds, between two tries to write an outcome the store refused
+#: to take: short enough that an outcome lands soon after the store is back.
+SETTLE_BACKOFF_MAX = 1.0
+
+#: Seconds between two checks that the parent is still there, where the kernel cannot
+#: be asked to do it.
+PARENT_CHECK_INTERVAL = 0.5
+
+
+# -- Dashboard ---------------------------------------------------------------
+
+#: Rows per page when the request names no ``limit``, and the most it may ask for:
+#: enough for an operator's screen, few enough that a 1 s poll stays cheap on Redis.
+DASHBOARD_PAGE = 100
+DASHBOARD_PAGE_MAX = 500

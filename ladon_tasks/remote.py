@@ -27,9 +27,6 @@ from ladon_tasks.dashboard.guard import CSRF_HEADER, CSRF_HEADER_VALUE
 #: Where ``ladon-tasks serve`` mounts the dashboard.
 SERVE_PREFIX = "/_tasks"
 
-#: Seconds one API request may take before the command gives up.
-REQUEST_TIMEOUT = 30.0
-
 #: Tasks read per poll by ``derived_events``: the dashboard's largest page.
 _POLL_LIMIT = 500
 
@@ -85,7 +82,7 @@ class DashboardClient:
         request = urllib.request.Request(base + path, data=b"" if method == "POST" else None,
                                          method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
+            with urllib.request.urlopen(request, timeout=defaults.REMOTE_TIMEOUT) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as error:
             raise _http_error(base, error) from None

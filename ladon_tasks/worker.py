@@ -42,12 +42,6 @@ from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
 
 log = logging.getLogger(__name__)
 
-#: Longest a slot blocks on Redis before it looks at the stop flag again.
-CLAIM_BLOCK = 1.0
-
-#: Seconds between two trims of the job streams (acknowledged entries dropped).
-TRIM_INTERVAL = 1.0
-
 
 class QueueLease(Lease):
     """One entry a worker read: renewed while its body runs, acknowledged with its outcome."""
@@ -104,7 +98,7 @@ class QueueSource(JobSource):
             if lease is None:
                 queue = self._pick_queue()
                 try:
-                    claims = queue.claim(CLAIM_BLOCK / len(self.queues))
+                    claims = queue.claim(defaults.CLAIM_BLOCK / len(self.queues))
                 except StoreError as exc:  # Redis restarting: reconnect with backoff
                     log.warning("worker slot %d: %s; retrying in %.1fs", slot, exc, backoff)
                     self._stopping.wait(backoff)
@@ -235,7 +229,7 @@ class Worker:
     def wait_stopped(self) -> None:
         self._stopping.wait()
         running = self.pool.close(self.grace)
-        self.pool.join_idle(2 * CLAIM_BLOCK)  # none of them may read a job handed back below
+        self.pool.join_idle(2 * defaults.CLAIM_BLOCK)  # none of them may read a job handed back below
         for slot, lease in running.items():
             self._hand_back(slot, lease)
         self.source.give_back_buffered()
@@ -273,7 +267,7 @@ class Worker:
                     for queue in self.queues:
                         queue.renew([lease.claim for lease in held if lease.queue is queue])
                 if now >= next_trim:
-                    next_trim = now + TRIM_INTERVAL
+                    next_trim = now + defaults.TRIM_INTERVAL
                     for queue in self.queues:
                         queue.trim()
             except StoreError as exc:

@@ -45,11 +45,6 @@ from ladon_tasks.wsgi_types import WSGIApp
 log = logging.getLogger(__name__)
 
 
-#: Rows per page when the request names no ``limit``, and the most it may ask for:
-#: enough for an operator's screen, few enough that a 1 s poll stays cheap on Redis.
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 500
-
 #: Files the page loads, with their types; nothing else under ``static/`` is served.
 STATIC_FILES = {
     "index.html": "text/html; charset=utf-8",
@@ -195,7 +190,7 @@ class DashboardApp:
     def on_list(self, request: Request) -> Response:
         try:
             states = _states(request.args.getlist("state"))
-            limit = _bounded_int(request.args.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT, "limit")
+            limit = _bounded_int(request.args.get("limit"), defaults.DASHBOARD_PAGE, 1, defaults.DASHBOARD_PAGE_MAX, "limit")
             offset = _bounded_int(request.args.get("offset"), 0, 0, 10**9, "offset")
         except ValueError as exc:
             return _json({"error": "BadRequest", "message": str(exc)}, 400)

@@ -30,11 +30,8 @@ import sys
 import threading
 from multiprocessing.connection import Connection
 
+from ladon_tasks import defaults
 from ladon_tasks.executors.base import Job, Reporter, run_body
-
-#: Seconds between two checks that the parent is still there, where the kernel cannot
-#: be asked to do it.
-PARENT_CHECK_INTERVAL = 0.5
 
 _PR_SET_PDEATHSIG = 1
 
@@ -66,7 +63,7 @@ def die_with_parent(parent_pid: int) -> None:
 
     def watch() -> None:
         while True:
-            threading.Event().wait(PARENT_CHECK_INTERVAL)
+            threading.Event().wait(defaults.PARENT_CHECK_INTERVAL)
             if os.getppid() != parent_pid:
                 os._exit(1)
 

@@ -22,10 +22,6 @@ from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
 
 log = logging.getLogger(__name__)
 
-#: Longest pause, in seconds, between two tries to write an outcome the store refused
-#: to take: short enough that an outcome lands soon after the store is back.
-SETTLE_BACKOFF_MAX = 1.0
-
 
 @dataclass(frozen=True)
 class Settled:
@@ -118,4 +114,4 @@ def settle_durably(
             log.error("task %s: outcome of attempt %d dropped at shutdown; the task will run again",
                       job.task_id, attempt)
             return None
-        backoff = min(backoff * 2, SETTLE_BACKOFF_MAX)
+        backoff = min(backoff * 2, defaults.SETTLE_BACKOFF_MAX)

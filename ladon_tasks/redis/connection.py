@@ -15,17 +15,16 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from ladon_tasks import defaults
+
 #: Where a store connects when given nothing else: a local server, database 0.
 DEFAULT_URL = "redis://localhost:6379/0"
-
-#: Socket timeouts in seconds: a hung Redis becomes a ``StoreError``, not a hung request.
-SOCKET_TIMEOUT = 5.0
 
 
 def connect(url: str, socket_timeout: float | None = None) -> redis.Redis:
     """A client with its own pool for ``url`` (``redis://``, ``rediss://``, ``unix://``,
     with user, password and database as redis-py reads them)."""
-    timeout = SOCKET_TIMEOUT if socket_timeout is None else socket_timeout
+    timeout = defaults.SOCKET_TIMEOUT if socket_timeout is None else socket_timeout
     try:
         pool = redis.ConnectionPool.from_url(
             url,

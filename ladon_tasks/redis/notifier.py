@@ -8,8 +8,8 @@ by this store while subscribed needs no read at all (:meth:`FinishNotifier.follo
 others are read once after subscribing, and every waiter reads again every
 ``wait_recheck`` seconds in case a message was lost while Redis was unreachable.
 
-Finished records never change again, so up to ``FINISHED_CACHE`` small ones
-(``FINISHED_CACHE_BYTES`` in all) are kept until their ``result_ttl`` runs out:
+Finished records never change again, so up to ``defaults.FINISHED_CACHE`` small ones
+(``defaults.FINISHED_CACHE_BYTES`` in all) are kept until their ``result_ttl`` runs out:
 progress, result and wait calls on a finished task cost no Redis command.
 """
 
@@ -25,29 +25,20 @@ from typing import Callable
 
 import redis
 
+from ladon_tasks import defaults
 from ladon_tasks.model import TaskRecord
 from ladon_tasks.redis.connection import as_text
-from ladon_tasks.redis.scripts import PUBLISH_MAX
 
 log = logging.getLogger(__name__)
-
-#: Seconds a waiter trusts pub/sub alone before reading the record again; covers
-#: messages lost while the subscriber was reconnecting.
-WAIT_RECHECK = 1.0
-
-#: Finished records kept in memory per store (they never change again, only expire):
-#: at most this many, of at most ``PUBLISH_MAX`` bytes of JSON each, this many in all.
-FINISHED_CACHE = 10_000
-FINISHED_CACHE_BYTES = 16 * 1024 * 1024
 
 
 class FinishNotifier:
     """Finish messages of one store's channel. ``read(task_id)`` reads a record from
-    Redis; ``on_idle`` runs in the subscriber thread about once a ``WAIT_RECHECK`` (the
+    Redis; ``on_idle`` runs in the subscriber thread about once a ``defaults.WAIT_RECHECK`` (the
     store's housekeeping, kept out of the requests)."""
 
     def __init__(self, client: redis.Redis, channel: str, location: str, read: Callable[[str], "TaskRecord | None"],
-                 wait_recheck: float = WAIT_RECHECK, on_idle: Callable[[], None] = lambda: None) -> None:
+                 wait_recheck: float = defaults.WAIT_RECHECK, on_idle: Callable[[], None] = lambda: None) -> None:
         if wait_recheck <= 0:
             raise ValueError("wait_recheck must be > 0")
         self._redis = client
@@ -86,7 +77,7 @@ class FinishNotifier:
 
     def remember(self, record: TaskRecord, size: int) -> TaskRecord:
         """Keep a small finished record until it expires; ``size``: its JSON's length."""
-        if record.finished and record.result_ttl > 0 and size <= PUBLISH_MAX:
+        if record.finished and record.result_ttl > 0 and size <= defaults.PUBLISH_MAX:
             expires = min(record.finished_at or time.time(), time.time()) + record.result_ttl
             with self._finished_lock:
                 previous = self._finished.pop(record.task_id, None)
@@ -94,7 +85,7 @@ class FinishNotifier:
                     self._finished_bytes -= previous[2]
                 self._finished[record.task_id] = (expires, record.copy(), size)
                 self._finished_bytes += size
-                while len(self._finished) > FINISHED_CACHE or self._finished_bytes > FINISHED_CACHE_BYTES:
+                while len(self._finished) > defaults.FINISHED_CACHE or self._finished_bytes > defaults.FINISHED_CACHE_BYTES:
                     self._finished_bytes -= self._finished.popitem(last=False)[1][2]
         return record
 
@@ -107,7 +98,7 @@ class FinishNotifier:
         with self._finishes:
             if self._subscribed.is_set():
                 self._followed[task_id] = None
-                while len(self._followed) > FINISHED_CACHE:
+                while len(self._followed) > defaults.FINISHED_CACHE:
                     self._followed.popitem(last=False)
 
     def unfollow(self, task_id: str) -> None:
@@ -174,7 +165,7 @@ class FinishNotifier:
         if self._subscriber is not None and self._subscriber.is_alive():
             with contextlib.suppress(redis.RedisError):
                 self._redis.publish(self.channel, "")  # wake the subscriber so it sees the stop
-            self._subscriber.join(timeout=2 * WAIT_RECHECK)
+            self._subscriber.join(timeout=2 * defaults.WAIT_RECHECK)
         with self._finishes:
             for watchers in self._watchers.values():
                 for told in watchers:
@@ -199,7 +190,7 @@ class FinishNotifier:
             try:
                 pubsub.subscribe(self.channel)
                 while not self._stopping.is_set():
-                    message = pubsub.get_message(timeout=WAIT_RECHECK)
+                    message = pubsub.get_message(timeout=defaults.WAIT_RECHECK)
                     self._on_idle()
                     if message is None:
                         continue

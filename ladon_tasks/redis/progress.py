@@ -25,17 +25,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from ladon_tasks import defaults
 from ladon_tasks.redis.records import dumps
 from ladon_tasks.stores.base import StoreError
 
 log = logging.getLogger(__name__)
-
-#: Seconds between progress writes of one store: clients poll progress far less often
-#: than 20 times a second.
-FLUSH_INTERVAL = 0.05
-
-#: Records handed to one progress-flush script call; bounds the time Redis is busy.
-FLUSH_BATCH = 500
 
 
 @dataclass
@@ -81,7 +75,7 @@ class ProgressWriter:
     """Coalesced progress of one store; ``write`` runs the report script (raising
     ``StoreError`` when Redis cannot be reached)."""
 
-    def __init__(self, write: WriteReports, flush_interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(self, write: WriteReports, flush_interval: float = defaults.FLUSH_INTERVAL) -> None:
         if flush_interval <= 0:
             raise ValueError("flush_interval must be > 0")
         self.flush_interval = flush_interval
@@ -234,7 +228,7 @@ class ProgressWriter:
             self._last_flush = time.monotonic()
             items: list[tuple[str, int | None, Pending]] = []
             now = self._last_flush
-            for task_id in [t for t in self._pending if t not in self._inflight][:FLUSH_BATCH]:
+            for task_id in [t for t in self._pending if t not in self._inflight][:defaults.FLUSH_BATCH]:
                 by_attempt = self._pending[task_id]
                 if all(values.due > now for values in by_attempt.values()):
                     continue  # a start too young to be worth a write: its end may carry it

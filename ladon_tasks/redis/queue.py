@@ -52,9 +52,6 @@ from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, StoreError, T
 
 log = logging.getLogger(__name__)
 
-#: Expired leases taken over per stream and reaper pass.
-REAP_BATCH = 100
-
 
 @dataclass(frozen=True)
 class Claim:
@@ -231,7 +228,7 @@ class RedisQueue(JobQueue):
         reissued = 0
         for stream in self.streams:
             try:
-                expired = self.client.xpending_range(stream, GROUP, "-", "+", REAP_BATCH, idle=lease_ms)
+                expired = self.client.xpending_range(stream, GROUP, "-", "+", defaults.REAP_BATCH, idle=lease_ms)
             except self._response_error:
                 continue  # no group yet
             except self._redis_errors as exc:

@@ -23,10 +23,6 @@ from ladon_tasks import defaults
 from ladon_tasks.model import FINISHED_STATES, TRANSITIONS, TaskState
 from ladon_tasks.redis.keys import GROUP, LAYOUT
 
-#: A finished record up to this many bytes of JSON rides in its finish message, so a
-#: waiter in another process has it without reading it back; bigger ones send the id.
-PUBLISH_MAX = 8192
-
 
 def _lua_string(text: str) -> str:
     if "'" in text or "\\" in text or "\n" in text:
@@ -50,7 +46,7 @@ def header() -> str:
         f"local KEY = {{{layout}}}\n"
         f"local GROUP = {_lua_string(GROUP)}\n"
         f"local EVENTS_MAXLEN = {int(defaults.EVENTS_MAXLEN)}\n"
-        f"local PUBLISH_MAX = {int(PUBLISH_MAX)}\n"
+        f"local PUBLISH_MAX = {int(defaults.PUBLISH_MAX)}\n"
     )
 
 

@@ -31,7 +31,7 @@ keeps it), and how this backend keeps it:
   ``<prefix>methods``), so an unfiltered page costs what the page holds, and a state
   filter skips what it does not want. Entries of expired records are dropped when a
   listing meets them, and by a sweep of a window of each index every
-  ``SWEEP_INTERVAL`` seconds, done by the finish-message thread of a store that makes tasks.
+  ``defaults.SWEEP_INTERVAL`` seconds, done by the finish-message thread of a store that makes tasks.
 
 Every redis-py error becomes :class:`~ladon_tasks.stores.base.StoreError`.
 
@@ -64,9 +64,9 @@ from ladon_tasks.redis.connection import (
     url_from_environment,
 )
 from ladon_tasks.redis.keys import DEFAULT_PREFIX, Keys
-from ladon_tasks.redis.notifier import WAIT_RECHECK, FinishNotifier
+from ladon_tasks.redis.notifier import FinishNotifier
 from ladon_tasks.redis.owners import RedisOwnership
-from ladon_tasks.redis.progress import FLUSH_INTERVAL, Pending, ProgressWriter
+from ladon_tasks.redis.progress import Pending, ProgressWriter
 from ladon_tasks.redis.queue import RedisQueue
 from ladon_tasks.redis.records import (
     decode_listed,
@@ -86,15 +86,6 @@ from ladon_tasks.stores.base import (
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two sweeps of the method indexes by one store (entries of expired
-#: records are dropped), and index entries looked at per sweep: a fixed cost over time,
-#: nothing per task.
-SWEEP_INTERVAL = 10.0
-SWEEP_COUNT = 200
-
-#: Seconds a process trusts that a method it registered is still in the methods set.
-METHOD_REGISTRATION = 60.0
-
 
 class RedisStore(TaskStore):
     """Task records in a Redis server, shared by every process that connects to it.
@@ -109,8 +100,8 @@ class RedisStore(TaskStore):
         connection: str | redis.Redis = DEFAULT_URL,
         *,
         prefix: str = DEFAULT_PREFIX,
-        flush_interval: float = FLUSH_INTERVAL,
-        wait_recheck: float = WAIT_RECHECK,
+        flush_interval: float = defaults.FLUSH_INTERVAL,
+        wait_recheck: float = defaults.WAIT_RECHECK,
         socket_timeout: float | None = None,
     ) -> None:
         if flush_interval <= 0 or wait_recheck <= 0:
@@ -143,7 +134,7 @@ class RedisStore(TaskStore):
         self._progress = ProgressWriter(self._write_reports, flush_interval)
         self._notifier = FinishNotifier(self._redis, self.channel, self.location, self._read,
                                         wait_recheck, on_idle=self._sweep_when_due)
-        self._next_sweep = time.monotonic() + SWEEP_INTERVAL
+        self._next_sweep = time.monotonic() + defaults.SWEEP_INTERVAL
         self._sweep_cursors: dict[str, int] = {}
         self._methods_registered: dict[str, float] = {}
 
@@ -198,7 +189,7 @@ class RedisStore(TaskStore):
             self._notifier.unfollow(record.task_id)
             raise
         if register:
-            self._methods_registered[record.method] = now + METHOD_REGISTRATION
+            self._methods_registered[record.method] = now + defaults.METHOD_REGISTRATION
         if existing:
             self._notifier.unfollow(record.task_id)
             return decode_record(existing)
@@ -326,15 +317,15 @@ class RedisStore(TaskStore):
 
     def _sweep_when_due(self) -> None:
         """Drop index entries of expired records, a window of each method index at a
-        time, every ``SWEEP_INTERVAL`` (listing does the same for what it meets). Runs in
+        time, every ``defaults.SWEEP_INTERVAL`` (listing does the same for what it meets). Runs in
         the finish-message thread, not in the request that made a task."""
         if time.monotonic() < self._next_sweep:
             return
-        self._next_sweep = time.monotonic() + SWEEP_INTERVAL
+        self._next_sweep = time.monotonic() + defaults.SWEEP_INTERVAL
         try:
             for method in self._methods():
                 index = self.keys.method_index(method)
                 start = self._sweep_cursors.get(index, 0)
-                self._sweep_cursors[index] = int(self._sweep(args=[self.prefix, index, start, SWEEP_COUNT]))
+                self._sweep_cursors[index] = int(self._sweep(args=[self.prefix, index, start, defaults.SWEEP_COUNT]))
         except redis.RedisError as exc:
             log.debug("sweeping task indexes at %s: %s", self.location, exc)
