@@ -81,10 +81,12 @@ class QueueLease(Lease):
 class QueueSource(JobSource):
     """Jobs from Redis queues, the queues asked in turn, each highest priority first."""
 
-    def __init__(self, queues: Sequence[RedisQueue]) -> None:
+    def __init__(self, queues: Sequence[RedisQueue], burst: bool = False) -> None:
         if not queues:
             raise ValueError("a worker needs at least one queue")
         self.queues = list(queues)
+        #: A slot that finds every queue empty leaves (``Worker.run(burst=True)``).
+        self.burst = burst
         self._stopping = threading.Event()
         self._held: dict[int, QueueLease] = {}  # by id(): every lease given out, until it ends
         self._buffered: list[QueueLease] = []  # read beyond what a slot needed
@@ -106,6 +108,8 @@ class QueueSource(JobSource):
                     continue
                 backoff = 0.1
                 if not claims:
+                    if self.burst and not self._anything_waiting():
+                        return None
                     continue
                 leases = [self._hold(queue, claim) for claim in claims]
                 lease = leases[0]
@@ -118,6 +122,13 @@ class QueueSource(JobSource):
             crashpoints.reach("worker.claimed")
             return lease
         return None
+
+    def _anything_waiting(self) -> bool:
+        """A job read ahead, or one in any queue (the claim just asked one queue)."""
+        with self._lock:
+            if self._buffered:
+                return True
+        return any(queue.claimable() for queue in self.queues)
 
     def _hold(self, queue: RedisQueue, claim: Claim) -> QueueLease:
         lease = QueueLease(self, queue, claim)
@@ -208,10 +219,17 @@ class Worker:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
 
-    def run(self) -> None:
-        """Serve until SIGTERM/SIGINT (or :meth:`stop`)."""
-        self.stop_on_signals()
+    def run(self, burst: bool = False) -> None:
+        """Serve until SIGTERM/SIGINT (or :meth:`stop`); with ``burst``, until no job is
+        queued and none runs - retries not due yet are left to a later worker. Burst
+        runs a worker inside a program or a test, as well as from the command line."""
+        self.source.burst = burst
+        if threading.current_thread() is threading.main_thread():
+            self.stop_on_signals()
         self.start()
+        if burst:
+            self.pool.join()  # every slot found the queues empty and left
+            self.stop()
         self.wait_stopped()
 
     def stop_on_signals(self) -> None:

@@ -83,10 +83,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ]
     worker = Worker(store, queues, concurrency=args.concurrency, grace=args.grace,
                     runner="thread" if args.threads else "process")
-    worker.stop_on_signals()
-    worker.start()
-    print(f"ladon-tasks worker: {worker.size} slot(s) on {', '.join(args.queues)}", file=sys.stderr, flush=True)
-    worker.wait_stopped()
+    if args.burst:
+        print(f"ladon-tasks worker: {worker.size} slot(s) on {', '.join(args.queues)}, until they are empty",
+              file=sys.stderr, flush=True)
+        worker.run(burst=True)
+    else:
+        worker.stop_on_signals()
+        worker.start()
+        print(f"ladon-tasks worker: {worker.size} slot(s) on {', '.join(args.queues)}", file=sys.stderr, flush=True)
+        worker.wait_stopped()
     store.close()
     return 0
 
@@ -122,8 +127,8 @@ def cmd_apache_config(args: argparse.Namespace) -> int:
 def register(commands: Any) -> None:
     """Add this module's commands to the ``ladon-tasks`` parser."""
     serve = command(commands, "serve", "serve Ladon services with ladon-tasks active (Werkzeug)",
-                     "  ladon-tasks serve services/task_service.py --port 8080\n"
-                     "  ladon-tasks serve myapp.services --redis redis://127.0.0.1:6379/0")
+                    "  ladon-tasks serve services/task_service.py --port 8080\n"
+                    "  ladon-tasks serve myapp.services --redis redis://127.0.0.1:6379/0")
     serve.add_argument("services", nargs="+", metavar="MODULE_OR_PATH", help="service modules or .py files")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind")
     serve.add_argument("--port", type=int, default=8080, help="port to bind")
@@ -156,8 +161,8 @@ def register(commands: Any) -> None:
     serve.set_defaults(handler=cmd_serve)
 
     worker = command(commands, "worker", "run the bodies of executor='queue' tasks (any host)",
-                      "  ladon-tasks worker services/report_service.py --redis redis://127.0.0.1:6379/0 "
-                      "--concurrency 4")
+                     "  ladon-tasks worker services/report_service.py --redis redis://127.0.0.1:6379/0 "
+                     "--concurrency 4")
     worker.add_argument("services", nargs="+", metavar="MODULE_OR_PATH", help="the same services the server has")
     redis_option(worker)
     worker.add_argument("--concurrency", type=int, default=None,
@@ -170,12 +175,14 @@ def register(commands: Any) -> None:
     worker.add_argument("--threads", action="store_true",
                         help="run bodies in threads of this process: about 1 ms less per task, "
                              "but timeouts and cancels only cooperative")
+    worker.add_argument("--burst", action="store_true",
+                        help="run until no job is queued and none runs, then exit (retries not due yet stay)")
     worker.add_argument("--grace", type=float, default=defaults.WORKER_GRACE,
                         help="on SIGTERM, seconds running bodies may finish before they are handed back")
     worker.set_defaults(handler=cmd_worker)
 
     dashboard = command(commands, "dashboard", "the operator web page, standalone (Redis store)",
-                         "  ladon-tasks dashboard --redis redis://127.0.0.1:6379/0 --port 8090")
+                        "  ladon-tasks dashboard --redis redis://127.0.0.1:6379/0 --port 8090")
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (off loopback: needs --token)")
     dashboard.add_argument("--port", type=int, default=8090, help="port to bind")
     dashboard.add_argument("--token", default=None, help="require this token (default: $LADON_TASKS_DASHBOARD_TOKEN)")
@@ -185,9 +192,9 @@ def register(commands: Any) -> None:
     dashboard.set_defaults(handler=cmd_dashboard)
 
     apache = command(commands, "apache-config",
-                      "write a mod_wsgi handler and Apache virtual host for your services, print the host",
-                      "  ladon-tasks apache-config /srv/app/services/orders.py --redis redis://127.0.0.1:6379/0 \\\n"
-                      "      --processes 3 --directory /srv/app/apache > /dev/null")
+                     "write a mod_wsgi handler and Apache virtual host for your services, print the host",
+                     "  ladon-tasks apache-config /srv/app/services/orders.py --redis redis://127.0.0.1:6379/0 \\\n"
+                     "      --processes 3 --directory /srv/app/apache > /dev/null")
     apache.add_argument("services", nargs="+", metavar="MODULE_OR_PATH", help="service modules or .py files")
     apache.add_argument("--directory", required=True, metavar="DIR",
                         help="where handler.wsgi and ladon-tasks.conf are written")

@@ -196,11 +196,23 @@ def cmd_wait(args: argparse.Namespace) -> int:
     return _follow(client.handle(method, args.task_id), args.timeout, args.quiet)
 
 
+def _server_and_method(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", help="the server, e.g. http://127.0.0.1:8080")
+    parser.add_argument("target", metavar="SERVICE.METHOD", help="the service and its task method")
+
+
+def _follow_options(parser: argparse.ArgumentParser, when: str = "") -> None:
+    """How ``call --wait`` and ``wait`` follow a task."""
+    parser.add_argument("--timeout", type=float, default=None,
+                        help=f"{when}stop waiting after this many seconds (exit code 3; the task goes on)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def register(commands: Any) -> None:
     """Add this module's commands to the ``ladon-tasks`` parser."""
     tasks = command(commands, "tasks", "list tasks, newest first",
-                     "  ladon-tasks tasks --url http://127.0.0.1:8080 --state running --state queued\n"
-                     "  ladon-tasks tasks --redis redis://127.0.0.1:6379/0 --method cloneInstance --json")
+                    "  ladon-tasks tasks --url http://127.0.0.1:8080 --state running --state queued\n"
+                    "  ladon-tasks tasks --redis redis://127.0.0.1:6379/0 --method cloneInstance --json")
     tasks.add_argument("--state", action="append", choices=["queued", "running", "succeeded", "failed", "cancelled"],
                        help="only tasks in this state; repeat for several")
     tasks.add_argument("--method", default=None, help="only this task method")
@@ -212,8 +224,8 @@ def register(commands: Any) -> None:
     tasks.set_defaults(handler=cmd_tasks)
 
     events = command(commands, "events", "follow task lifecycle events",
-                      "  ladon-tasks events --redis redis://127.0.0.1:6379/0 --from-start\n"
-                      "  ladon-tasks events --url http://127.0.0.1:8080   # polls the task list each second")
+                     "  ladon-tasks events --redis redis://127.0.0.1:6379/0 --from-start\n"
+                     "  ladon-tasks events --url http://127.0.0.1:8080   # polls the task list each second")
     events.add_argument("--from-start", action="store_true",
                         help="begin with the oldest kept event (with --url: every listed task)")
     events.add_argument("--count", type=int, default=None, help="stop after this many events")
@@ -221,38 +233,32 @@ def register(commands: Any) -> None:
     events.set_defaults(handler=cmd_events)
 
     inspect = command(commands, "inspect", "one task's whole record",
-                       "  ladon-tasks inspect 3f0c9a6e1b2d4c5f8a7e6d5c4b3a2918 --url http://127.0.0.1:8080")
+                      "  ladon-tasks inspect 3f0c9a6e1b2d4c5f8a7e6d5c4b3a2918 --url http://127.0.0.1:8080")
     inspect.add_argument("task_id", help="the task's id (32 hex digits)")
     inspect.add_argument("--traceback", action="store_true", help="include the failure's traceback (--redis only)")
     remote_options(inspect)
     inspect.set_defaults(handler=cmd_inspect)
 
     cancel = command(commands, "cancel", "cancel a task; exit code 1 if it had already finished",
-                      "  ladon-tasks cancel 3f0c9a6e1b2d4c5f8a7e6d5c4b3a2918 --url http://127.0.0.1:8080")
+                     "  ladon-tasks cancel 3f0c9a6e1b2d4c5f8a7e6d5c4b3a2918 --url http://127.0.0.1:8080")
     cancel.add_argument("task_id", help="the task's id (32 hex digits)")
     remote_options(cancel)
     cancel.set_defaults(handler=cmd_cancel)
 
     call = command(commands, "call", "start a task on a running server; --wait shows a progress bar",
-                    "  ladon-tasks call http://127.0.0.1:8080 InstanceService.cloneInstance \\\n"
-                    "      instance_id=vm-7 new_instance_name=staging --wait")
-    call.add_argument("url", help="the server, e.g. http://127.0.0.1:8080")
-    call.add_argument("target", metavar="SERVICE.METHOD", help="the service and its task method")
+                   "  ladon-tasks call http://127.0.0.1:8080 InstanceService.cloneInstance \\\n"
+                   "      instance_id=vm-7 new_instance_name=staging --wait")
+    _server_and_method(call)
     call.add_argument("arguments", nargs="*", metavar="key=value",
                       help="the method's arguments; JSON lists and objects are decoded")
     call.add_argument("--wait", action="store_true", help="follow the task and print its result (JSON)")
-    call.add_argument("--timeout", type=float, default=None,
-                      help="with --wait: stop waiting after this many seconds (exit code 3; the task goes on)")
-    call.add_argument("--quiet", action="store_true", help="no progress bar")
+    _follow_options(call, "with --wait: ")
     call.set_defaults(handler=cmd_call)
 
     wait = command(commands, "wait", "follow a started task: a progress bar, then its result",
-                    "  ladon-tasks wait http://127.0.0.1:8080 InstanceService.cloneInstance "
-                    "3f0c9a6e1b2d4c5f8a7e6d5c4b3a2918")
-    wait.add_argument("url", help="the server, e.g. http://127.0.0.1:8080")
-    wait.add_argument("target", metavar="SERVICE.METHOD", help="the service and the task's method")
+                   "  ladon-tasks wait http://127.0.0.1:8080 InstanceService.cloneInstance "
+                   "3f0c9a6e1b2d4c5f8a7e6d5c4b3a2918")
+    _server_and_method(wait)
     wait.add_argument("task_id", help="the task's id, as call printed it")
-    wait.add_argument("--timeout", type=float, default=None,
-                      help="stop waiting after this many seconds (exit code 3; the task goes on)")
-    wait.add_argument("--quiet", action="store_true", help="no progress bar")
+    _follow_options(wait)
     wait.set_defaults(handler=cmd_wait)

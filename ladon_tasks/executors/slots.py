@@ -152,6 +152,13 @@ class SlotPool:
     def cancel(self, task_id: str) -> None:
         self.runner.cancel(task_id)
 
+    def join(self) -> None:
+        """Wait until every slot has left (its source told it to)."""
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join()
+
     def join_idle(self, timeout: float) -> None:
         """After :meth:`close`: wait up to ``timeout`` for the slots that run nothing to
         leave (one may still be inside a blocking read of its source)."""

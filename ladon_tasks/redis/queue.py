@@ -199,6 +199,27 @@ class RedisQueue(JobQueue):
             self._call("ack", self.client.xack, stream, GROUP, entry)
             return []
 
+    def claimable(self) -> bool:
+        """Whether any level holds a job no worker has read yet (for burst workers)."""
+        for stream in self.streams:
+            try:
+                groups = self.client.xinfo_groups(stream)
+            except self._response_error:
+                continue  # no stream or group yet: nothing waits there
+            except self._redis_errors as exc:
+                raise StoreError(f"queue {self.name!r}: looking for waiting jobs failed: {exc}") from exc
+            for group in groups:
+                if as_text(group["name"]) != GROUP:
+                    continue
+                lag = group.get("lag")
+                if lag is None:  # Redis cannot tell after deletions: compare the last ids
+                    info = self._call("look for waiting jobs", self.client.xinfo_stream, stream)
+                    if info["length"] and as_text(info["last-generated-id"]) != as_text(group["last-delivered-id"]):
+                        return True
+                elif int(lag) > 0:
+                    return True
+        return False
+
     def renew(self, claims: Sequence[Claim]) -> None:
         """Restart the leases of entries this worker holds (their idle time goes to 0)."""
         for stream, entries in _by_stream(claims).items():
