@@ -26,12 +26,14 @@ CONVERTER = TypeConverter(encoding="UTF-8", allow_unsafe_conversion=False, only_
 
 
 def type_name(ladon_type: Any) -> str:
+    """How faults and the dashboard name a Ladon type."""
     if isinstance(ladon_type, (list, tuple)):
         return f"[{type_name(ladon_type[0])}]"
     return getattr(ladon_type, "__name__", repr(ladon_type))
 
 
 def uses_attachments(ladon_type: Any) -> bool:
+    """Whether the type holds attachments, which cannot be stored as JSON."""
     if isinstance(ladon_type, (list, tuple)):
         return uses_attachments(ladon_type[0])
     return ladon_type is attachment
@@ -76,10 +78,12 @@ def typed_form(ladon_type: Any, data: Any) -> Any:
 
 
 def encode_args(arg_types: tuple[Any, ...], args: tuple[Any, ...]) -> list[Any]:
+    """Arguments of the declared types as JSON values."""
     return [encode(typ, value) for typ, value in zip(arg_types, args)]
 
 
 def decode_args(arg_types: tuple[Any, ...], data: list[Any]) -> list[Any]:
+    """JSON values back into arguments of the declared types."""
     return [decode(typ, value) for typ, value in zip(arg_types, data)]
 
 
@@ -87,8 +91,10 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def dumps(data: Any) -> str:
+    """Compact JSON text, as every store and queue keeps it."""
     return _ENCODER.encode(data)
 
 
 def loads(text: str | bytes) -> Any:
+    """A value from JSON text written by :func:`dumps`."""
     return json.loads(text)

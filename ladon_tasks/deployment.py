@@ -70,6 +70,7 @@ def read_settings(environ: Mapping[str, Any] | None = None) -> dict[str, str]:
 
 
 def redis_configured(settings: Mapping[str, str]) -> bool:
+    """Whether the settings name a Redis store."""
     return bool(settings.get("LADON_TASKS_REDIS_URL") or settings.get("REDIS_HOST"))
 
 
@@ -115,6 +116,8 @@ def server_processes(environ: Mapping[str, Any] | None) -> int:
 
 
 def build_from_settings(environ: Mapping[str, Any] | None = None, default_services_dir: str = "") -> Any:
+    """The application the settings describe, or :class:`DeploymentError` saying what
+    to change."""
     from ladon_tasks.wsgi import make_application
 
     settings = read_settings(environ)

@@ -21,6 +21,7 @@ def set_debug(enabled: bool) -> None:
 
 
 def debug_enabled() -> bool:
+    """Whether faults may carry tracebacks (``--debug``; never in production)."""
     return _debug_mode
 
 

@@ -54,6 +54,7 @@ class IllegalTransition(Exception):
 
 
 def check_transition(current: TaskState, target: TaskState) -> None:
+    """Raise :class:`IllegalTransition` unless ``current -> target`` is legal."""
     if target not in TRANSITIONS[current]:
         raise IllegalTransition(f"{current.value} -> {target.value}")
 
@@ -63,6 +64,7 @@ TASK_ID_BYTES = 16
 
 
 def new_task_id() -> str:
+    """A fresh, unguessable task id."""
     return secrets.token_hex(TASK_ID_BYTES)
 
 

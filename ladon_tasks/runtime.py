@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 
 class TaskRuntime:
+    """The task operations of one process: its store(s), executors, timers and caretaker.
+    Every wire method of every service calls into the process's one runtime."""
     def __init__(
         self,
         store: TaskStore | None = None,
@@ -91,6 +93,7 @@ class TaskRuntime:
             return store
 
     def executor(self, name: str, store: TaskStore | None = None) -> Executor:
+        """The executor ``name`` (thread, process, queue) for ``store``, made on first use."""
         store = store if store is not None else self.store
         with self._lock:
             if self._closing:
@@ -283,6 +286,8 @@ class TaskRuntime:
         )
 
     def cancel(self, task_id: Any, spec: TaskSpec | None = None) -> TaskRecord:
+        """Cancel a task: a queued one never starts, a running one is stopped (cooperatively
+        in a thread, by killing its process otherwise). Returns the record as it is now."""
         self.record(task_id, spec)
         store = self.store_for(spec)
         with _store_errors():
@@ -317,6 +322,8 @@ class TaskRuntime:
             return self.store_for(spec).list_tasks(states=states, method=method, limit=limit, offset=offset)
 
     def wait(self, task_id: Any, seconds: float, spec: TaskSpec | None = None) -> TaskRecord:
+        """The record once the task has finished, or after ``seconds`` (capped at
+        ``wait_max``), whichever comes first."""
         _check_task_id(task_id)
         if not isinstance(seconds, (int, float)) or seconds != seconds:
             raise faults.InvalidArgument(f"seconds must be a number, got {seconds!r}")
@@ -411,6 +418,8 @@ _runtime_lock = threading.Lock()
 
 
 def get_runtime() -> TaskRuntime:
+    """This process's runtime; the embedded default (in-process store, thread
+    executor) is made on first use."""
     global _runtime
     if _runtime is None:
         with _runtime_lock:

@@ -47,6 +47,7 @@ class TaskProgressResponse(LadonType):
 
 
 def info_response(record: TaskRecord) -> TaskInfoResponse:
+    """What a start call answers for ``record``."""
     response = TaskInfoResponse()
     response.task_id = record.task_id
     response.state = record.state.value
@@ -55,6 +56,7 @@ def info_response(record: TaskRecord) -> TaskInfoResponse:
 
 
 def progress_response(record: TaskRecord, now: float | None = None) -> TaskProgressResponse:
+    """What ``_progress``, ``_wait`` and ``_cancel`` answer for ``record``."""
     response = TaskProgressResponse()
     response.task_id = record.task_id
     response.progress = float(record.progress)

@@ -233,18 +233,23 @@ class Worker:
         self.wait_stopped()
 
     def stop_on_signals(self) -> None:
+        """SIGTERM and SIGINT stop the worker (main thread only)."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stop())
 
     def start(self) -> None:
+        """Start the slots and the housekeeping thread; returns at once."""
         self.pool.start()
         threading.Thread(target=self._housekeeping, name="ladon-tasks-housekeeping", daemon=True).start()
         log.info("worker: %d slot(s) on queue(s) %s", self.size, ", ".join(q.name for q in self.queues))
 
     def stop(self) -> None:
+        """Ask the worker to stop (what SIGTERM does); :meth:`wait_stopped` carries it out."""
         self._stopping.set()
 
     def wait_stopped(self) -> None:
+        """Wait for :meth:`stop`, then give running bodies the grace period and hand back
+        what is left."""
         self._stopping.wait()
         running = self.pool.close(self.grace)
         self.pool.join_idle(2 * defaults.CLAIM_BLOCK)  # none of them may read a job handed back below

@@ -24,6 +24,7 @@ __all__ = ["CommandError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``ladon-tasks`` command line, every command registered."""
     parser = argparse.ArgumentParser(
         prog="ladon-tasks", formatter_class=HelpFormatter,
         description="Serve Ladon services with task methods, run their workers, and look after their tasks.",

@@ -37,6 +37,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 class PipeReporter(Reporter):
+    """A body's reports, sent to the supervising parent over the events pipe."""
     def __init__(self, events: Connection) -> None:
         self.events = events
 
@@ -82,6 +83,7 @@ def _prepare(message: dict) -> None:
 
 
 def serve(jobs: Connection, events: Connection) -> None:
+    """Run jobs one at a time until the parent closes the jobs pipe."""
     reporter = PipeReporter(events)
     while True:
         try:
@@ -96,6 +98,7 @@ def serve(jobs: Connection, events: Connection) -> None:
 
 
 def main(argv: list[str]) -> None:
+    """The child's entry point: ``R W PARENT`` (pipe descriptors, parent pid)."""
     if len(argv) > 2:
         die_with_parent(int(argv[2]))
     jobs = Connection(int(argv[0]), writable=False)

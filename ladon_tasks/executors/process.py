@@ -66,6 +66,7 @@ def _exit_description(code: int | None) -> str:
 
 
 class ProcessRunner(Runner):
+    """Runs each slot's bodies in the slot's own supervised child process."""
     name = "process"
 
     def __init__(

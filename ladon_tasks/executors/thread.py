@@ -15,6 +15,7 @@ from ladon_tasks.executors.slots import Attempt, Runner
 
 
 class ThreadRunner(Runner):
+    """Runs bodies in the slot's thread."""
     name = "thread"
 
     def run(self, slot: int, attempt: Attempt) -> Outcome:

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 
 class Timers:
+    """Delayed actions of one process on one thread, started on first use."""
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._cancelled: set[int] = set()

@@ -29,6 +29,7 @@ from ladon_tasks.stores.base import JobChange, JobEntry, StoreFull, TaskStore
 
 
 class MemoryStore(TaskStore):
+    """Task records in this process's memory, bounded in count and bytes."""
     def __init__(
         self,
         capacity: int = defaults.MEMORY_STORE_CAPACITY,
