@@ -110,10 +110,14 @@ ORPHAN_GRACE = 60.0
 #: daemon's shutdown-timeout (5 s by default).
 SHUTDOWN_GRACE = 3.0
 
-#: Seconds the development server (``ladon-tasks serve``) waits for a client's next
-#: bytes before it closes the connection: a client that sends half a request and stops
-#: holds a server thread this long, not for ever. Per read, so slow uploads still pass.
+#: Seconds ``ladon-tasks serve`` keeps a connection that sends nothing: an idle
+#: keep-alive connection, or a client that sent half a request and stopped, is closed
+#: after this long (it holds no request thread meanwhile).
 READ_TIMEOUT = 20.0
+
+#: Request threads of ``ladon-tasks serve`` (waitress): a ``_wait`` call holds one for up
+#: to ``WAIT_MAX`` seconds, so room for the clients that wait at once, beside the rest.
+SERVER_THREADS = 32
 
 #: Seconds a stopping ``serve`` waits for requests in flight (a ``_wait`` whose task just
 #: ended, say) to be answered before it closes the server.

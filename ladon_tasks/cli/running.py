@@ -13,7 +13,7 @@ from ladon_tasks.cli.common import command, redis_option, redis_store
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from ladon_tasks.deployment import allowed_hosts, make_store, read_settings
-    from ladon_tasks.devserver import serve, serve_until_stopped
+    from ladon_tasks.serving import serve_until_stopped, serve_with_reloader
     from ladon_tasks.hosts import HostCheck
     from ladon_tasks.wsgi import make_application
     from ladon_tasks.wsgi_types import WSGIApp
@@ -48,10 +48,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     application = HostCheck(application, hosts)
     if args.reload:
-        serve(args.host, args.port, application, args.read_timeout, use_reloader=True,
-              extra_files=[path for path in args.services if os.path.exists(path)])
+        serve_with_reloader(args.host, args.port, application, args.read_timeout,
+                            extra_files=[path for path in args.services if os.path.exists(path)])
         return 0
-    serve_until_stopped(args.host, args.port, application, args.read_timeout, args.grace)
+    serve_until_stopped(args.host, args.port, application, args.read_timeout, args.grace,
+                        threads=args.threads, max_request_bytes=args.max_request_bytes)
     return 0
 
 
@@ -148,6 +149,8 @@ def register(commands: Any) -> None:
                             "default: localhost and IP addresses, beyond loopback this machine's name too")
     serve.add_argument("--read-timeout", type=float, default=defaults.READ_TIMEOUT, metavar="SECONDS",
                        help="close a connection that sends nothing for this long")
+    serve.add_argument("--threads", type=int, default=defaults.SERVER_THREADS,
+                       help="HTTP request threads (a _wait call holds one for up to 30 s)")
     serve.add_argument("--thread-workers", type=int, default=defaults.THREAD_WORKERS,
                        help="task bodies run at once by executor='thread' methods")
     serve.add_argument("--process-workers", type=int, default=defaults.PROCESS_WORKERS,

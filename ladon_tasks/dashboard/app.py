@@ -277,11 +277,11 @@ def serve_dashboard(
             "ladon-tasks dashboard: the task store is in this process's memory, so it shows "
             "only tasks started here; configure the Redis store to see the servers' tasks"
         )
-    from ladon_tasks.devserver import serve
+    from ladon_tasks.serving import make_server
 
     hosts = AllowedHosts.for_address(host, allowed_hosts)
     app = DashboardApp(runtime_provider, token, allowed_hosts=hosts, trusted_origins=trusted_origins)
-    serve(host, port, app, read_timeout)
+    make_server(host, port, app, read_timeout=read_timeout).run()
 
 
 # -- helpers -----------------------------------------------------------------------------

@@ -1,0 +1,117 @@
+"""The HTTP server of ``ladon-tasks serve`` (and of the standalone dashboard): waitress.
+
+Werkzeug's development server answers every request with ``Connection: close`` and a
+new thread, and waits for a client's next bytes for ever. waitress reads requests with
+non-blocking I/O in one thread and hands complete requests to a fixed pool of worker
+threads, keeps HTTP/1.1 connections alive, and closes connections idle longer than
+``read_timeout``: a client that sends half a request and stops holds no thread at all.
+The same ``serve`` answers several times as many calls per second (see
+``bench/README.md``).
+
+``--reload`` keeps Werkzeug's reloader, for development.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from ladon_tasks import defaults
+from ladon_tasks.wsgi_types import StartResponse, WSGIApp
+
+
+def make_server(
+    host: str,
+    port: int,
+    application: WSGIApp,
+    *,
+    read_timeout: float = defaults.READ_TIMEOUT,
+    threads: int = defaults.SERVER_THREADS,
+    max_request_bytes: int = defaults.MAX_REQUEST_BYTES,
+) -> Any:
+    """A waitress server bound to ``host:port``, not yet running (``.run()``)."""
+    import waitress
+
+    if not read_timeout > 0:
+        raise ValueError(f"the read timeout must be a number of seconds > 0, got {read_timeout!r}")
+    if threads < 1:
+        raise ValueError(f"the server needs at least 1 thread, got {threads}")
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" is normal under load
+    return waitress.create_server(
+        application,
+        host=host,
+        port=port,
+        threads=threads,
+        channel_timeout=read_timeout,
+        cleanup_interval=max(0.5, min(read_timeout / 2, 30.0)),
+        max_request_body_size=max_request_bytes,
+        ident="ladon-tasks",
+        expose_tracebacks=False,
+        clear_untrusted_proxy_headers=True,
+    )
+
+
+def serve_with_reloader(host: str, port: int, application: WSGIApp, read_timeout: float, **options: Any) -> None:
+    """Werkzeug's server with its reloader, for ``serve --reload``: a restart whenever a
+    service file changes; ``options`` go to ``run_simple`` (``extra_files``)."""
+    from werkzeug.serving import WSGIRequestHandler, run_simple
+
+    handler = type("TimedRequestHandler", (WSGIRequestHandler,), {"timeout": float(read_timeout)})
+    run_simple(host, port, application, threaded=True, use_reloader=True, request_handler=handler, **options)
+
+
+def serve_until_stopped(host: str, port: int, application: WSGIApp, read_timeout: float, grace: float,
+                        threads: int = defaults.SERVER_THREADS,
+                        max_request_bytes: int = defaults.MAX_REQUEST_BYTES) -> None:
+    """Serve until SIGTERM or SIGINT, then stop cleanly: new tasks are refused at once,
+    running bodies get ``grace`` seconds (progress and result calls are still answered
+    meanwhile), what is left is handed over or ended, requests in flight are answered,
+    and only then the server stops."""
+    from ladon_tasks.runtime import get_runtime
+
+    in_flight = [0]
+    counter = threading.Condition()
+
+    def counted(environ: dict[str, Any], start_response: StartResponse) -> Any:
+        with counter:
+            in_flight[0] += 1
+        try:
+            yield from application(environ, start_response)
+        finally:
+            with counter:
+                in_flight[0] -= 1
+                counter.notify_all()
+
+    server = make_server(host, port, counted, read_timeout=read_timeout, threads=threads,
+                         max_request_bytes=max_request_bytes)
+    stopping = threading.Event()
+
+    def close_everything() -> None:  # runs in the server's own loop thread
+        from waitress import wasyncore
+
+        wasyncore.close_all(server._map)
+
+    def stop() -> None:
+        get_runtime().shutdown(grace=grace)
+        deadline = time.monotonic() + defaults.REQUEST_DRAIN
+        with counter:
+            while in_flight[0] and time.monotonic() < deadline:
+                counter.wait(max(0.0, deadline - time.monotonic()))
+        server.trigger.pull_trigger(close_everything)
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        get_runtime().begin_shutdown()  # from this moment a start call is refused
+        print(f"ladon-tasks: {signal.Signals(signum).name}: stopping (grace {grace:g}s)", file=sys.stderr, flush=True)
+        threading.Thread(target=stop, name="ladon-tasks-stop", daemon=True).start()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    server.run()
+    server.task_dispatcher.shutdown(timeout=1)
