@@ -113,3 +113,25 @@ def test_jsonrpc_runs_a_task_end_to_end(server):
     assert result["result"] == "over json-rpc" and str(result["id"]) == "3"  # Ladon echoes ids as strings
     status, fault = post_json(url, {"method": "echo_result", "params": ["f" * 32], "id": 4})
     assert "UnknownTask" in str(fault["error"])
+
+
+def test_serve_keeps_a_clients_connection_open_between_calls(server):
+    # HTTP/1.1 keep-alive: a client's calls share one connection (Werkzeug's development
+    # server closed every connection after one answer).
+    import http.client
+    import json
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        answers, sockets = [], []
+        for text in ("one", "two", "three"):
+            body = json.dumps({"methodname": "echo", "args": {"text": text}}).encode()
+            connection.request("POST", "/ProbeService/jsonwsp", body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            assert response.getheader("Connection", "").lower() != "close"
+            answers.append(json.loads(response.read())["result"]["task_id"])
+            sockets.append(connection.sock)
+        assert len(set(answers)) == 3
+        assert sockets[0] is not None and all(sock is sockets[0] for sock in sockets)
+    finally:
+        connection.close()
