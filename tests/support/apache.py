@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support.servers import ROOT, free_port, wait_until
+from .servers import ROOT, free_port, wait_until
 
 HANDLER = ROOT / "deploy" / "apache" / "handler.wsgi"
 USER = "www-data"

@@ -7,7 +7,7 @@ import json
 import urllib.error
 import urllib.request
 
-from support.servers import RunningServer
+from .servers import RunningServer
 
 
 def post_json(url: str, payload: object, timeout: float = 30.0) -> tuple[int, dict]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from support.servers import free_port, wait_until
+from .servers import free_port, wait_until
 
 #: Seconds a fresh redis-server gets to answer PING; it usually needs a few milliseconds.
 START_TIMEOUT = 10.0

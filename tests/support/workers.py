@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from support.servers import FIXTURE_SERVICES, ROOT, wait_until
+from .servers import FIXTURE_SERVICES, ROOT, wait_until
 
 PROBE = str(FIXTURE_SERVICES / "probe_service.py")
 
