@@ -1,7 +1,8 @@
 """Real Apache for the tests and the benches: ``mod_wsgi-express`` set up in a server
-root, with daemon processes running as ``www-data``, started and stopped with the
-``apachectl`` it writes. Where Apache or mod_wsgi is missing the test is skipped -
-failed under CI, which must run it."""
+root, with daemon processes running as ``www-data`` (when started as root: Apache refuses
+to run them as root), started and stopped with the ``apachectl`` it writes, so only this
+Apache is ever stopped. Where Apache or mod_wsgi is missing the test is skipped -
+failed under CI, which must run it (:mod:`.needs`)."""
 
 from __future__ import annotations
 
@@ -12,20 +13,17 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Sequence
 
-import pytest
-
+from .needs import require
 from .servers import ROOT, free_port, wait_until
 
 HANDLER = ROOT / "deploy" / "apache" / "handler.wsgi"
 USER = "www-data"
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+#: ``setup-server`` options besides the ones every ModWsgi gets, as ``deploy/apache``
+#: recommends: every front-end child started at once (an event MPM that starts one child
+#: and grows sheds its idle keep-alive connections while it grows), room for 200 clients.
+EXPRESS_OPTIONS = ("--initial-workers", "1", "--max-clients", "200")
 
 
 def traversable_by_others(path: Path) -> bool:
@@ -49,6 +47,14 @@ class ApacheRoot:
         path = self.server_root / "error_log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def main_pid(self) -> int | None:
+        """The pid of Apache's parent process while it runs (its children and the daemons
+        are below it), from its pid file."""
+        try:
+            return int((self.server_root / "httpd.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
 
 class ModWsgi(ApacheRoot):
     """``mod_wsgi-express`` set up in a server root, started and stopped with apachectl.
@@ -57,10 +63,11 @@ class ModWsgi(ApacheRoot):
     command that starts Apache, so each daemon builds the application when it starts."""
 
     def __init__(self, server_root: Path, processes: int, settings: dict[str, str], handler: Path = HANDLER,
-                 setenv: dict[str, str] | None = None) -> None:
+                 setenv: dict[str, str] | None = None, *, threads: int = 4,
+                 express_options: Sequence[str] = EXPRESS_OPTIONS) -> None:
         self.server_root = server_root
         self.processes = processes
-        self.threads = 4
+        self.threads = threads
         self.port = free_port()
         self.settings = settings
         express = Path(sys.executable).parent / "mod_wsgi-express"
@@ -68,8 +75,10 @@ class ModWsgi(ApacheRoot):
         command = [
             str(express), "setup-server", str(handler), "--port", str(self.port), "--host", "127.0.0.1",
             "--processes", str(processes), "--threads", str(self.threads), "--server-root", str(server_root),
-            "--user", USER, "--group", USER, "--locale", "C.UTF-8", "--initial-workers", "1", "--max-clients", "200",
+            "--locale", "C.UTF-8", *express_options,
         ]
+        if os.geteuid() == 0:
+            command += ["--user", USER, "--group", USER]
         for name, value in (setenv or {}).items():  # Apache's SetEnv: seen by requests only
             command += ["--setenv", name, value]
         subprocess.run(command, check=True, capture_output=True, timeout=60)
@@ -87,7 +96,11 @@ class ModWsgi(ApacheRoot):
             except OSError:
                 return False
 
-        wait_until(answers, timeout=30, what=f"Apache on {self.port}:\n{self.error_log()}")
+        try:
+            wait_until(answers, timeout=30, what=f"Apache on {self.port}")
+        except AssertionError as error:
+            self.stop()
+            raise AssertionError(f"{error}:\n{self.error_log()[-4000:]}") from None
         return self
 
     def stop(self) -> None:
