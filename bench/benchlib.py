@@ -1,63 +1,101 @@
-"""Pieces the bench scripts share: JSON-WSP clients, client threads, child processes.
+"""What the bench scripts share besides ``tests.support``: their deadlines, client threads
+released together, errors counted by kind instead of ending a run, percentiles, and the
+environment a run's figures depend on.
 
-Kept apart so every bench measures its servers with the same client: a difference in
-client cost between two benches would read as a difference between the servers.
+Every bench measures its servers with the same client (``tests.support.jsonwsp``'s
+keep-alive ``JsonWsp``): a difference in client cost between two benches would read as a
+difference between the servers.
 """
 
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import platform
-import selectors
-import signal
-import socket
-import subprocess
 import threading
 import time
-from typing import Any, Callable
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tests.support.jsonwsp import HttpError, JsonWsp, Served, WireFault
+
+BENCH_DIR = Path(__file__).resolve().parent
+SERVICES_DIR = BENCH_DIR / "services"
+OUTPUT_DIR = BENCH_DIR / "output"
 
 #: Longest any single request may take before the bench gives up on a server.
 REQUEST_TIMEOUT = 60.0
-#: Longest a client waits for one task to finish before calling the run broken.
+#: Longest a client waits for one task to finish before calling it lost.
 TASK_DEADLINE = 30.0
-#: Longest a server may take to start answering.
-STARTUP_DEADLINE = 30.0
-
-#: The service of the core bench; other benches name theirs.
-DEFAULT_SERVICE = "BenchService"
-
-
-class Fault(Exception):
-    """A JSON-WSP fault answer."""
+#: Longest a server or worker may take to start answering.
+STARTUP_DEADLINE = 60.0
+#: Examples kept per kind of error, for the report.
+EXAMPLES = 3
 
 
-class Client:
-    """One keep-alive connection making JSON-WSP calls to one service."""
+class TooManyFaults(RuntimeError):
+    """A system failed more often than a phase can sensibly go on with (a dead server
+    fails every call at once, a dead worker makes every wait run out): the phase ends,
+    and its row says why."""
 
-    def __init__(self, port: int, service: str = DEFAULT_SERVICE) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
-        self.path = f"/{service}/jsonwsp"
-        self.headers = {"Content-Type": "application/json; charset=utf-8"}
 
-    def call(self, method: str, **args: Any) -> Any:
-        body = json.dumps({"methodname": method, "args": args}).encode()
-        self.connection.request("POST", self.path, body, self.headers)
-        response = self.connection.getresponse()
-        answer = json.loads(response.read())
-        if answer.get("type") == "jsonwsp/fault":
-            raise Fault(answer["fault"].get("string", "fault"))
-        return answer["result"]
+def error_kind(error: BaseException) -> str:
+    """A short name for a failed call, to count it by: ``fault NAME`` (ladon-tasks'
+    fault strings start with their name; Ladon's are prose, kept short), ``http
+    STATUS``, ``connection ERROR``, or the exception's type."""
+    if isinstance(error, WireFault):
+        head = error.string.split(":", 1)[0].strip()
+        return f"fault {head}" if head and len(head) <= 40 and " " not in head else f"fault '{error.string[:60]}'"
+    if isinstance(error, HttpError):
+        return f"http {error.status}"
+    if isinstance(error, (OSError, http.client.HTTPException)):
+        return f"connection {type(error).__name__}"
+    return type(error).__name__
 
-    def close(self) -> None:
-        self.connection.close()
+
+@dataclass
+class Faults:
+    """Failed calls and tasks, counted by kind with a few examples, from any thread.
+
+    A fault or crash is a figure of the row it happened in, not the end of the run;
+    past ``limit`` faults the phase gives up (:class:`TooManyFaults`)."""
+
+    limit: int | None = None
+    counts: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, error: BaseException | str, kind: str | None = None) -> None:
+        """Count one error (an exception, or a message with its ``kind``)."""
+        kind = kind or (error_kind(error) if isinstance(error, BaseException) else "error")
+        message = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error
+        with self._lock:
+            self.counts[kind] += 1
+            kept = self.examples.setdefault(kind, [])
+            if len(kept) < EXAMPLES:
+                kept.append(message[:300])
+            total = sum(self.counts.values())
+        if self.limit is not None and total > self.limit:
+            raise TooManyFaults(f"gave up after {total} errors ({', '.join(self.summary())})")
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> list[str]:
+        """``kind: n`` per kind, most frequent first."""
+        return [f"{kind}: {n:,}" for kind, n in self.counts.most_common()]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"total": self.total, "by_kind": dict(self.counts.most_common()), "examples": self.examples}
 
 
 def run_together(handles: list[Any], work: Callable[[Any], None], timeout: float) -> float:
     """Run ``work(handle)`` in one thread per handle, released together by a barrier;
-    wall seconds from the release. A failure in any thread fails the run, and so does a
-    thread still busy after ``timeout`` seconds."""
+    wall seconds from the release. The first exception of any thread is raised once all
+    have ended, and so is a thread still busy after ``timeout`` seconds."""
     barrier = threading.Barrier(len(handles) + 1)
     errors: list[BaseException] = []
 
@@ -79,18 +117,20 @@ def run_together(handles: list[Any], work: Callable[[Any], None], timeout: float
     if errors:
         raise errors[0]
     if any(thread.is_alive() for thread in threads):
-        raise RuntimeError(f"threads did not finish within {timeout:.0f}s")
+        raise TooManyFaults(f"client threads did not finish within {timeout:.0f}s")
     return elapsed
 
 
-def in_threads(port: int, count: int, work: Callable[[Client], None], service: str = DEFAULT_SERVICE) -> float:
-    """Run ``work`` in ``count`` threads, each with its own connection; wall seconds.
+def in_threads(server: Served, service: str, count: int, work: Callable[[JsonWsp], None],
+               retry_reused: bool = True) -> float:
+    """Run ``work`` in ``count`` threads, each with its own client; wall seconds.
 
-    Connections are opened before the clock starts, so the time covers requests only.
-    """
-    clients = [Client(port, service) for _ in range(count)]
+    Each client's connection is opened before the clock starts, so the time covers
+    requests only (a server that closes every connection makes clients reconnect
+    anyway)."""
+    clients = [JsonWsp(server, service, timeout=REQUEST_TIMEOUT, retry_reused=retry_reused) for _ in range(count)]
     for client in clients:
-        client.connection.connect()
+        client.connection().connect()
     try:
         return run_together(clients, work, REQUEST_TIMEOUT + TASK_DEADLINE)
     finally:
@@ -98,72 +138,61 @@ def in_threads(port: int, count: int, work: Callable[[Client], None], service: s
             client.close()
 
 
-def read_port(process: subprocess.Popen) -> int:
-    """A bench child prints ``PORT n`` once it is bound; wait for it with a deadline."""
-    assert process.stdout is not None
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if selector.select(timeout=0.1):
-                line = process.stdout.readline().decode().strip()
-                if line.startswith("PORT "):
-                    return int(line.split()[1])
-                if not line and process.poll() is not None:
-                    break
-            elif process.poll() is not None:
-                break
-    raise RuntimeError(f"bench server did not report its port (exit code {process.poll()})")
+def call_rate(server: Served, service: str, clients: int, seconds: float, method: str,
+              args: dict[str, Any]) -> tuple[int, float]:
+    """``method(**args)`` as fast as ``clients`` threads can call it for ``seconds``:
+    the calls made and the wall seconds they took."""
+    counts: list[int] = []
+    limit = 1_000_000  # a bound on the loop whatever the clock does
+
+    def work(client: JsonWsp) -> None:
+        deadline = time.perf_counter() + seconds
+        done = 0
+        while time.perf_counter() < deadline and done < limit:
+            client(method, **args)
+            done += 1
+        counts.append(done)
+
+    elapsed = in_threads(server, service, clients, work)
+    return sum(counts), elapsed
 
 
-def stop_process(process: subprocess.Popen, signum: int = signal.SIGTERM) -> None:
-    """Stop one child by its pid - never by name - and SIGKILL it if it lingers."""
-    if process.poll() is None:
-        process.send_signal(signum)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if process.stdout is not None:
-        process.stdout.close()
+def text_table(rows: Sequence[Sequence[str]], left: int = 1) -> str:
+    """``rows`` (the first one the header) as aligned columns under a rule: the first
+    ``left`` columns flush left, numbers flush right."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = []
+    for number, row in enumerate(rows):
+        cells = [cell.ljust(width) if column < left else cell.rjust(width)
+                 for column, (cell, width) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+        if number == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    return "\n".join(lines)
 
 
-def stop_process_group(process: subprocess.Popen, signum: int = signal.SIGTERM) -> None:
-    """Stop a child started with ``start_new_session`` and everything it started (workers
-    fork or spawn children of their own), by its process-group id."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signum)
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        except ProcessLookupError:
-            pass
-    try:  # children left behind after the leader exited
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    if process.stdout is not None:
-        process.stdout.close()
+def ratio(value: float, best: float) -> str:
+    """``value / best`` as ``1.23x``; ``-`` where either is missing (zero or NaN)."""
+    return f"{value / best:.2f}x" if best and value and value == value else "-"
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of ``values``; NaN for none."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))]
 
 
-def environment() -> dict[str, Any]:
+def environment(*packages: str) -> dict[str, Any]:
     """What the figures depend on besides the code: interpreter, libraries, cores."""
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {
-        "python": platform.python_version(),
-        "ladon": version("ladon"),
-        "werkzeug": version("werkzeug"),
-        "cpus": os.cpu_count(),
-        "machine": platform.machine(),
-    }
+    found: dict[str, Any] = {"python": platform.python_version(), "cpus": os.cpu_count(),
+                             "machine": platform.machine()}
+    for package in ("ladon", "werkzeug", "waitress", "redis", *packages):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    return found

@@ -77,15 +77,17 @@ def launch(command: list[str], port: int, log_path: Path, answers: Callable[[Run
     return server
 
 
+def serves_catalogue(server: RunningServer) -> bool:
+    """Whether ``server`` answers ``GET /`` (Ladon's service catalogue) with 200."""
+    try:
+        with urllib.request.urlopen(server.url + "/", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def start_server(services: list[str], log_dir: Path, *extra: str, env: dict | None = None) -> RunningServer:
+    """``ladon-tasks serve`` of ``services`` on a free port, once it answers; its log in ``log_dir``."""
     port = free_port()
     command = [sys.executable, "-m", "ladon_tasks", "serve", *services, "--port", str(port), *extra]
-
-    def answers(server: RunningServer) -> bool:
-        try:
-            with urllib.request.urlopen(server.url + "/", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    return launch(command, port, log_dir / f"server-{port}.log", answers, "server", env)
+    return launch(command, port, log_dir / f"server-{port}.log", serves_catalogue, "server", env)
