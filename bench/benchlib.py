@@ -92,15 +92,24 @@ class Faults:
         return {"total": self.total, "by_kind": dict(self.counts.most_common()), "examples": self.examples}
 
 
-def run_together(handles: list[Any], work: Callable[[Any], None], timeout: float) -> float:
-    """Run ``work(handle)`` in one thread per handle, released together by a barrier;
-    wall seconds from the release. The first exception of any thread is raised once all
-    have ended, and so is a thread still busy after ``timeout`` seconds."""
+def run_together(handles: list[Any], work: Callable[[Any], None], timeout: float,
+                 prepare: Callable[[Any], None] | None = None) -> float:
+    """Run ``work(handle)`` in one thread per handle, released together by a barrier
+    after ``prepare(handle)`` has run in each (opening its connection, say); wall seconds
+    from the release. The first exception of any thread is raised once all have ended,
+    and so is a thread still busy after ``timeout`` seconds."""
     barrier = threading.Barrier(len(handles) + 1)
     errors: list[BaseException] = []
 
     def body(handle: Any) -> None:
+        try:
+            if prepare is not None:
+                prepare(handle)
+        except BaseException as exc:  # reported below; the thread still meets the barrier
+            errors.append(exc)
         barrier.wait()
+        if errors:
+            return
         try:
             work(handle)
         except BaseException as exc:  # reported below, from the main thread
@@ -129,10 +138,8 @@ def in_threads(server: Served, service: str, count: int, work: Callable[[JsonWsp
     requests only (a server that closes every connection makes clients reconnect
     anyway)."""
     clients = [JsonWsp(server, service, timeout=REQUEST_TIMEOUT, retry_reused=retry_reused) for _ in range(count)]
-    for client in clients:
-        client.connection().connect()
     try:
-        return run_together(clients, work, REQUEST_TIMEOUT + TASK_DEADLINE)
+        return run_together(clients, work, REQUEST_TIMEOUT + TASK_DEADLINE, prepare=JsonWsp.open)
     finally:
         for client in clients:
             client.close()

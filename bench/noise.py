@@ -13,12 +13,15 @@ cannot tell that from its own rates. So every measured window is wrapped in a
   bench itself and everything below it, and the roots it names (an Apache that detached
   from the shell that started it).
 
-``others`` is the machine's busy time less the bench's own. Windows are summed rather
-than taken from the start and the end of a run: a process stopped between windows
-(an Apache reaped by init) would otherwise take its CPU out of ``own`` and into
-``others``. Limits: one read of ``/proc`` costs a few milliseconds, so samples go
-around windows, not inside them; a process that starts and exits inside one window
-without a bench process waiting for it is counted as someone else's.
+``others`` is the machine's busy time less the bench's own. The bench's own is summed
+process by process, from its first to its last sample in the window (a process that
+exits inside a window - an Apache of an earlier window still shutting down - leaves
+with what it used before; a child a bench process waits for adds its whole time to its
+parent's). Windows are summed rather than taken from the start and the end of a run,
+so that what happens between them counts for neither. Limits: one read of ``/proc``
+costs a few milliseconds, so samples go around windows, not inside them; a process that
+starts and exits inside one window without a bench process waiting for it is counted as
+someone else's.
 """
 
 from __future__ import annotations
@@ -91,7 +94,8 @@ class _Sample:
     total: int
     busy: int
     steal: int
-    own: int
+    #: Ticks of each of the bench's processes, by pid.
+    own: dict[int, int]
 
 
 class CpuAccount:
@@ -120,7 +124,7 @@ class CpuAccount:
             share.capacity = (after.total - before.total) / TICKS
             share.busy = (after.busy - before.busy) / TICKS
             share.steal = (after.steal - before.steal) / TICKS
-            share.own = (after.own - before.own) / TICKS
+            share.own = sum(max(0, ticks - before.own.get(pid, 0)) for pid, ticks in after.own.items()) / TICKS
             self.total = self.total + share
 
     def _sample(self) -> _Sample:
@@ -129,8 +133,9 @@ class CpuAccount:
         busy = user + nice + system + irq + softirq
         return _Sample(time.monotonic(), busy + idle + iowait + steal, busy, steal, self._own_ticks())
 
-    def _own_ticks(self) -> int:
-        """User and system ticks of the bench's process trees, waited-for children included."""
+    def _own_ticks(self) -> dict[int, int]:
+        """User and system ticks of each process of the bench's trees, waited-for children
+        included."""
         children: dict[int, list[int]] = {}
         ticks: dict[int, int] = {}
         for entry in Path("/proc").iterdir():
@@ -144,12 +149,11 @@ class CpuAccount:
             pid = int(entry.name)
             children.setdefault(int(fields[1]), []).append(pid)
             ticks[pid] = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
-        total, todo, seen = 0, [pid for pid in self.roots if pid in ticks], set()
+        own: dict[int, int] = {}
+        todo = [pid for pid in self.roots if pid in ticks]
         while todo:
             pid = todo.pop()
-            if pid in seen:
-                continue
-            seen.add(pid)
-            total += ticks.get(pid, 0)
-            todo += children.get(pid, [])
-        return total
+            if pid not in own:
+                own[pid] = ticks[pid]
+                todo += children.get(pid, [])
+        return own

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .needs import require
+from .processes import process_alive
 from .servers import ROOT, free_port, wait_until
 
 HANDLER = ROOT / "deploy" / "apache" / "handler.wsgi"
@@ -104,6 +105,11 @@ class ModWsgi(ApacheRoot):
         return self
 
     def stop(self) -> None:
+        """``apachectl stop``, then wait until Apache's parent process (which stops its
+        children and daemons first) is gone, not only its pid file."""
+        main_pid = self.main_pid()
         subprocess.run([str(self.server_root / "apachectl"), "stop"], capture_output=True, timeout=60)
         pid_file = self.server_root / "httpd.pid"
         wait_until(lambda: not pid_file.exists(), timeout=30, what="Apache to stop")
+        if main_pid is not None:
+            wait_until(lambda: not process_alive(main_pid), timeout=30, what="Apache's parent process to exit")

@@ -105,6 +105,13 @@ class JsonWsp:
         a bench can tell errors on new connections from errors on kept ones."""
         return bool(getattr(self._local, "reused", False))
 
+    def open(self) -> None:
+        """Open this thread's connection now, so that the first timed call does not pay
+        for it."""
+        connection = self.connection()
+        if connection.sock is None:
+            connection.connect()
+
     def connection(self) -> http.client.HTTPConnection:
         """This thread's connection (opened by its first request, and again after the
         server closed it)."""
