@@ -47,6 +47,7 @@ from typing import Any, Callable
 from bench import ladon_server
 from bench.benchlib import (
     OUTPUT_DIR, SERVICES_DIR, TASK_DEADLINE, Faults, TooManyFaults, call_rate, environment, in_threads, text_table,
+    wait_result,
 )
 from bench.noise import CpuAccount, CpuShare
 from tests.support.jsonwsp import JsonWsp, WireFault
@@ -179,14 +180,8 @@ def wait_by_polling(client: JsonWsp, task_id: str, faults: Faults) -> Any:
 
 def wait_by_waiting(client: JsonWsp, task_id: str, faults: Faults) -> Any:
     """ladon-tasks' ``_wait_result``: one request that returns the result the moment the
-    task has finished (``TaskNotFinished`` only if the wait runs out first)."""
-    deadline = time.monotonic() + TASK_DEADLINE
-    while True:
-        try:
-            return client("noop_wait_result", task_id=task_id, seconds=10.0)
-        except WireFault as fault:
-            if fault.name != "TaskNotFinished" or time.monotonic() > deadline:
-                raise
+    task has finished (:func:`bench.benchlib.wait_result`)."""
+    return wait_result(client, "noop", task_id)
 
 
 Waiter = Callable[[JsonWsp, str, Faults], Any]

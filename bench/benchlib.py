@@ -145,6 +145,19 @@ def in_threads(server: Served, service: str, count: int, work: Callable[[JsonWsp
             client.close()
 
 
+def wait_result(client: JsonWsp, method: str, task_id: str) -> Any:
+    """ladon-tasks' ``<method>_wait_result``: one request that returns the result the
+    moment the task has finished, asked again while it answers ``TaskNotFinished``
+    (its wait ran out first), for up to ``TASK_DEADLINE`` seconds."""
+    deadline = time.monotonic() + TASK_DEADLINE
+    while True:
+        try:
+            return client(f"{method}_wait_result", task_id=task_id, seconds=10.0)
+        except WireFault as fault:
+            if fault.name != "TaskNotFinished" or time.monotonic() > deadline:
+                raise
+
+
 def call_rate(server: Served, service: str, clients: int, seconds: float, method: str,
               args: dict[str, Any]) -> tuple[int, float]:
     """``method(**args)`` as fast as ``clients`` threads can call it for ``seconds``:
