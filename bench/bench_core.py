@@ -34,6 +34,7 @@ for figures worth comparing.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -46,7 +47,7 @@ from typing import Any, Callable
 
 from bench import ladon_server
 from bench.benchlib import (
-    OUTPUT_DIR, SERVICES_DIR, TASK_DEADLINE, Faults, TooManyFaults, call_rate, environment, in_threads, text_table,
+    OUTPUT_DIR, SERVICES_DIR, TASK_DEADLINE, Faults, attempt, call_rate, environment, in_threads, text_table,
     wait_result,
 )
 from bench.noise import CpuAccount, CpuShare
@@ -187,20 +188,12 @@ def wait_by_waiting(client: JsonWsp, task_id: str, faults: Faults) -> Any:
 Waiter = Callable[[JsonWsp, str, Faults], Any]
 
 
-def run_task(client: JsonWsp, value: int, waiter: Waiter, faults: Faults) -> bool:
-    """One whole task as a client sees it, its result checked so errors can't pass as
-    speed; a failure is counted (past the phase's limit it ends the phase)."""
-    try:
-        task_id = client("noop", value=value)["task_id"]
-        result = waiter(client, task_id, faults)
-        if result != value:
-            raise ValueError(f"task {task_id}: result {result!r}, expected {value!r}")
-        return True
-    except TooManyFaults:
-        raise
-    except Exception as error:  # noqa: BLE001 - counted in the server's column
-        faults.count(error)
-        return False
+def run_task(client: JsonWsp, value: int, waiter: Waiter, faults: Faults) -> None:
+    """One whole task as a client sees it, its result checked so errors can't pass as speed."""
+    task_id = client("noop", value=value)["task_id"]
+    result = waiter(client, task_id, faults)
+    if result != value:
+        raise ValueError(f"task {task_id}: result {result!r}, expected {value!r}")
 
 
 # -- the measurements -----------------------------------------------------------------
@@ -267,7 +260,7 @@ def end_to_end(server: Server, plan: Plan, tasks: int, waiter: Waiter) -> float:
 
     def work(client: JsonWsp) -> None:
         while (number := next(numbers)) <= tasks:
-            if run_task(client, number, waiter, faults):
+            if attempt(faults, functools.partial(run_task, client, number, waiter, faults)):
                 next(completed)
 
     try:

@@ -44,6 +44,7 @@ ratios within one run are what travel, and the run says how much CPU others took
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import shutil
@@ -58,8 +59,7 @@ from typing import Any, Callable
 
 from bench import peers
 from bench.benchlib import (
-    OUTPUT_DIR, SERVICES_DIR, TASK_DEADLINE, Faults, TooManyFaults, call_rate, environment, ratio, run_together,
-    text_table,
+    OUTPUT_DIR, SERVICES_DIR, TASK_DEADLINE, Faults, attempt, call_rate, environment, ratio, run_together, text_table,
 )
 from bench.monitor import Command, Monitor, format_lifecycle, lifecycle
 from bench.noise import CpuAccount, CpuShare
@@ -304,18 +304,6 @@ def _fault_limit(tasks: int) -> int:
     return 10 + tasks // 20
 
 
-def _attempt(system: System, handle: Any, value: int, faults: Faults) -> bool:
-    """One round trip; a failure is counted, not raised (past the limit it ends the phase)."""
-    try:
-        system.round_trip(handle, value)
-        return True
-    except TooManyFaults:
-        raise
-    except Exception as error:  # noqa: BLE001 - counted in the row
-        faults.count(error)
-        return False
-
-
 def latency(system: System, count: int, faults: Faults) -> list[float]:
     """Sequential round trips from one producer; seconds each (the successful ones)."""
     handle = system.handle()
@@ -323,7 +311,7 @@ def latency(system: System, count: int, faults: Faults) -> list[float]:
         times = []
         for value in range(1, count + 1):
             began = time.perf_counter()
-            if _attempt(system, handle, value, faults):
+            if attempt(faults, functools.partial(system.round_trip, handle, value)):
                 times.append(time.perf_counter() - began)
         return times
     finally:
@@ -341,7 +329,7 @@ def throughput(system: System, tasks: int, handles: list[Any], faults: Faults) -
 
     def work(handle: Any) -> None:
         while (number := next(numbers)) <= tasks:
-            if _attempt(system, handle, number, faults):
+            if attempt(faults, functools.partial(system.round_trip, handle, number)):
                 next(completed)
 
     # generous, but a bound: about 1 task/s at worst

@@ -38,6 +38,7 @@ stolen and used by other processes while each row was measured is reported besid
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import shutil
@@ -47,9 +48,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.benchlib import (
-    OUTPUT_DIR, Faults, TooManyFaults, environment, percentile, ratio, run_together, text_table,
-)
+from bench.benchlib import OUTPUT_DIR, Faults, attempt, environment, percentile, ratio, run_together, text_table
 from bench.noise import CpuAccount, CpuShare
 from bench.web_systems import STACKS, ApacheSettings, WebSystem, systems
 from tests.support.jsonwsp import JsonWsp
@@ -117,19 +116,6 @@ class Row:
 # -- measuring ------------------------------------------------------------------------
 
 
-def attempt(system: WebSystem, client: JsonWsp, value: int, faults: Faults) -> bool:
-    """One task; a failure is counted (past the window's limit it ends the window)."""
-    try:
-        system.task(client, value)
-        return True
-    except TooManyFaults:
-        raise
-    except Exception as error:  # noqa: BLE001 - counted in the row
-        faults.count(error)
-        time.sleep(FAULT_PAUSE)
-        return False
-
-
 def measure_latency(system: WebSystem, count: int, figures: Figures) -> None:
     """``count`` tasks one after another from one client; seconds each (the good ones)."""
     client = system.client()
@@ -137,7 +123,7 @@ def measure_latency(system: WebSystem, count: int, figures: Figures) -> None:
         client.open()
         for value in range(1, count + 1):
             began = time.perf_counter()
-            if attempt(system, client, value, figures.faults):
+            if attempt(figures.faults, functools.partial(system.task, client, value), FAULT_PAUSE):
                 figures.latencies.append(time.perf_counter() - began)
     finally:
         client.close()
@@ -152,7 +138,7 @@ def measure_rate(system: WebSystem, plan: Plan, figures: Figures) -> None:
     def work(client: JsonWsp) -> None:
         deadline = time.perf_counter() + plan.seconds
         while time.perf_counter() < deadline:
-            if attempt(system, client, next(numbers), figures.faults):
+            if attempt(figures.faults, functools.partial(system.task, client, next(numbers)), FAULT_PAUSE):
                 next(completed)
 
     clients = [system.client() for _ in range(plan.clients)]

@@ -92,6 +92,21 @@ class Faults:
         return {"total": self.total, "by_kind": dict(self.counts.most_common()), "examples": self.examples}
 
 
+def attempt(faults: Faults, action: Callable[[], Any], pause: float = 0.0) -> bool:
+    """Run ``action``: True when it succeeds; a failure is counted in ``faults`` instead of
+    raised (past their limit :class:`TooManyFaults` ends the phase), then ``pause``
+    seconds pass, so that a broken system is not hammered in a loop."""
+    try:
+        action()
+        return True
+    except TooManyFaults:
+        raise
+    except Exception as error:  # noqa: BLE001 - counted in the row
+        faults.count(error)
+        time.sleep(pause)
+        return False
+
+
 def run_together(handles: list[Any], work: Callable[[Any], None], timeout: float,
                  prepare: Callable[[Any], None] | None = None) -> float:
     """Run ``work(handle)`` in one thread per handle, released together by a barrier
