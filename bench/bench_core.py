@@ -141,6 +141,11 @@ class Server:
     def client(self) -> JsonWsp:
         return JsonWsp(self.running, SERVICE)
 
+    def died(self) -> list[str]:
+        """The server process, if it has exited."""
+        code = self.running.process.poll()
+        return [] if code is None else [f"server exited with {code}"]
+
     def rss_mib(self) -> float:
         with open(f"/proc/{self.running.process.pid}/status") as status:
             for line in status:
@@ -260,7 +265,7 @@ def end_to_end(server: Server, plan: Plan, tasks: int, waiter: Waiter) -> float:
 
     def work(client: JsonWsp) -> None:
         while (number := next(numbers)) <= tasks:
-            if attempt(faults, functools.partial(run_task, client, number, waiter, faults)):
+            if attempt(faults, functools.partial(run_task, client, number, waiter, faults), died=server.died):
                 next(completed)
 
     try:

@@ -311,7 +311,7 @@ def latency(system: System, count: int, faults: Faults) -> list[float]:
         times = []
         for value in range(1, count + 1):
             began = time.perf_counter()
-            if attempt(faults, functools.partial(system.round_trip, handle, value)):
+            if attempt(faults, functools.partial(system.round_trip, handle, value), died=system.crashed):
                 times.append(time.perf_counter() - began)
         return times
     finally:
@@ -329,7 +329,7 @@ def throughput(system: System, tasks: int, handles: list[Any], faults: Faults) -
 
     def work(handle: Any) -> None:
         while (number := next(numbers)) <= tasks:
-            if attempt(faults, functools.partial(system.round_trip, handle, number)):
+            if attempt(faults, functools.partial(system.round_trip, handle, number), died=system.crashed):
                 next(completed)
 
     # generous, but a bound: about 1 task/s at worst

@@ -59,6 +59,9 @@ OWN_COMMANDS = frozenset({"info", "config|resetstat", "config", "memory|stats"})
 WINDOW_FAULTS = 200
 #: Pause of a client after a failed task, so a broken system is not hammered in a loop.
 FAULT_PAUSE = 0.01
+#: Longest the one-client latency phase of a round may take, in seconds: a system whose
+#: tasks take seconds each has answered the question long before its count is done.
+LATENCY_BOUND = 30.0
 
 
 @dataclass(frozen=True)
@@ -117,13 +120,17 @@ class Row:
 
 
 def measure_latency(system: WebSystem, count: int, figures: Figures) -> None:
-    """``count`` tasks one after another from one client; seconds each (the good ones)."""
+    """``count`` tasks one after another from one client (at most ``LATENCY_BOUND``
+    seconds of them); seconds each, of the good ones."""
     client = system.client()
+    bound = time.monotonic() + LATENCY_BOUND
     try:
         client.open()
         for value in range(1, count + 1):
+            if time.monotonic() > bound:
+                break
             began = time.perf_counter()
-            if attempt(figures.faults, functools.partial(system.task, client, value), FAULT_PAUSE):
+            if attempt(figures.faults, functools.partial(system.task, client, value), FAULT_PAUSE, system.gone):
                 figures.latencies.append(time.perf_counter() - began)
     finally:
         client.close()
@@ -138,7 +145,8 @@ def measure_rate(system: WebSystem, plan: Plan, figures: Figures) -> None:
     def work(client: JsonWsp) -> None:
         deadline = time.perf_counter() + plan.seconds
         while time.perf_counter() < deadline:
-            if attempt(figures.faults, functools.partial(system.task, client, next(numbers)), FAULT_PAUSE):
+            if attempt(figures.faults, functools.partial(system.task, client, next(numbers)), FAULT_PAUSE,
+                       system.gone):
                 next(completed)
 
     clients = [system.client() for _ in range(plan.clients)]
@@ -169,7 +177,7 @@ def measure_round(row: Row, plan: Plan, account: CpuAccount) -> None:
     except Exception as error:  # noqa: BLE001 - the row reports it, the run goes on
         figures.error = describe(error)
     gone = row.system.gone()
-    if gone:
+    if gone and "crashed" not in (figures.error or ""):
         figures.error = (figures.error + "; " if figures.error else "") + "crashed: " + "; ".join(gone)
 
 

@@ -35,10 +35,10 @@ STARTUP_DEADLINE = 60.0
 EXAMPLES = 3
 
 
-class TooManyFaults(RuntimeError):
-    """A system failed more often than a phase can sensibly go on with (a dead server
-    fails every call at once, a dead worker makes every wait run out): the phase ends,
-    and its row says why."""
+class GiveUp(RuntimeError):
+    """A phase cannot sensibly go on: its system failed more often than the phase allows,
+    or part of it died (a dead server fails every call at once, a dead worker makes every
+    wait run out). The phase ends, and its row says why."""
 
 
 def error_kind(error: BaseException) -> str:
@@ -60,7 +60,7 @@ class Faults:
     """Failed calls and tasks, counted by kind with a few examples, from any thread.
 
     A fault or crash is a figure of the row it happened in, not the end of the run;
-    past ``limit`` faults the phase gives up (:class:`TooManyFaults`)."""
+    past ``limit`` faults the phase gives up (:class:`GiveUp`)."""
 
     limit: int | None = None
     counts: Counter = field(default_factory=Counter)
@@ -78,7 +78,7 @@ class Faults:
                 kept.append(message[:300])
             total = sum(self.counts.values())
         if self.limit is not None and total > self.limit:
-            raise TooManyFaults(f"gave up after {total} errors ({', '.join(self.summary())})")
+            raise GiveUp(f"gave up after {total} errors ({', '.join(self.summary())})")
 
     @property
     def total(self) -> int:
@@ -92,17 +92,22 @@ class Faults:
         return {"total": self.total, "by_kind": dict(self.counts.most_common()), "examples": self.examples}
 
 
-def attempt(faults: Faults, action: Callable[[], Any], pause: float = 0.0) -> bool:
-    """Run ``action``: True when it succeeds; a failure is counted in ``faults`` instead of
-    raised (past their limit :class:`TooManyFaults` ends the phase), then ``pause``
-    seconds pass, so that a broken system is not hammered in a loop."""
+def attempt(faults: Faults, action: Callable[[], Any], pause: float = 0.0,
+            died: Callable[[], list[str]] | None = None) -> bool:
+    """Run ``action``: True when it succeeds. A failure is counted in ``faults`` instead of
+    raised; then, if ``died()`` names processes of the system that have exited, or past
+    the faults' limit, :class:`GiveUp` ends the phase; otherwise ``pause`` seconds pass,
+    so that a broken system is not hammered in a loop."""
     try:
         action()
         return True
-    except TooManyFaults:
+    except GiveUp:
         raise
     except Exception as error:  # noqa: BLE001 - counted in the row
         faults.count(error)
+        dead = died() if died is not None else []
+        if dead:
+            raise GiveUp("crashed: " + "; ".join(dead)) from None
         time.sleep(pause)
         return False
 
@@ -141,7 +146,7 @@ def run_together(handles: list[Any], work: Callable[[Any], None], timeout: float
     if errors:
         raise errors[0]
     if any(thread.is_alive() for thread in threads):
-        raise TooManyFaults(f"client threads did not finish within {timeout:.0f}s")
+        raise GiveUp(f"client threads did not finish within {timeout:.0f}s")
     return elapsed
 
 

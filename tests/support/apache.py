@@ -6,7 +6,9 @@ failed under CI, which must run it (:mod:`.needs`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -71,6 +73,8 @@ class ModWsgi(ApacheRoot):
         self.threads = threads
         self.port = free_port()
         self.settings = settings
+        #: Apache's parent process once started: its process group holds all of Apache.
+        self.started_pid: int | None = None
         express = Path(sys.executable).parent / "mod_wsgi-express"
         require(express.exists(), "mod_wsgi-express is not installed (pip install mod_wsgi, needs apache2-dev)")
         command = [
@@ -99,6 +103,7 @@ class ModWsgi(ApacheRoot):
 
         try:
             wait_until(answers, timeout=30, what=f"Apache on {self.port}")
+            self.started_pid = self.main_pid()
         except AssertionError as error:
             self.stop()
             raise AssertionError(f"{error}:\n{self.error_log()[-4000:]}") from None
@@ -106,10 +111,15 @@ class ModWsgi(ApacheRoot):
 
     def stop(self) -> None:
         """``apachectl stop``, then wait until Apache's parent process (which stops its
-        children and daemons first) is gone, not only its pid file."""
-        main_pid = self.main_pid()
-        subprocess.run([str(self.server_root / "apachectl"), "stop"], capture_output=True, timeout=60)
-        pid_file = self.server_root / "httpd.pid"
-        wait_until(lambda: not pid_file.exists(), timeout=30, what="Apache to stop")
-        if main_pid is not None:
-            wait_until(lambda: not process_alive(main_pid), timeout=30, what="Apache's parent process to exit")
+        children and daemons first) has exited, not only until its pid file is gone.
+        Whatever is left of its process group - all of an Apache whose parent died - is
+        killed: every process of an Apache is in the group of its parent."""
+        main_pid = self.main_pid() or self.started_pid
+        try:
+            if main_pid is not None and process_alive(main_pid):
+                subprocess.run([str(self.server_root / "apachectl"), "stop"], capture_output=True, timeout=60)
+                wait_until(lambda: not process_alive(main_pid), timeout=30, what="Apache to stop")
+        finally:
+            if main_pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(main_pid, signal.SIGKILL)
