@@ -32,7 +32,6 @@ server share the machine's cores; the run says how much CPU others took
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import random
@@ -45,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.benchlib import OUTPUT_DIR, SERVICES_DIR, environment, percentile
+from bench.benchlib import SERVICES_DIR, arguments, environment, percentile
 from bench.noise import CpuAccount
 from tests.support.apache import HANDLER, ModWsgi
 from tests.support.jsonwsp import HttpError, JsonWsp, WireFault
@@ -566,8 +565,7 @@ def run(plan: Plan, output: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10 clients for 5 s: a smoke run")
+    parser = arguments(__doc__, "apache", "10 clients for 5 s")
     parser.add_argument("--seconds", type=float, default=None, help="length of the measured window (default 30)")
     parser.add_argument("--clients", type=int, default=None, help="client threads (default 50)")
     parser.add_argument("--processes", type=int, default=3, help="daemon processes of ladon-tasks (default 3)")
@@ -582,7 +580,6 @@ def main(argv: list[str] | None = None) -> int:
                              "deploy/apache/README.md recommends: every front-end child started at once, "
                              "so Apache never sheds keep-alive connections while it grows)")
     parser.add_argument("--no-anchor", action="store_true", help="skip the Ladon 1.0.7 comparison")
-    parser.add_argument("--output", type=Path, default=OUTPUT_DIR / "apache.json", help="where the JSON goes")
     args = parser.parse_args(argv)
     plan = Plan(seconds=5.0, clients=10, quick=True) if args.quick else Plan()
     changes: dict[str, Any] = {"processes": args.processes, "threads": args.threads,

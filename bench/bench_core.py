@@ -33,7 +33,6 @@ for figures worth comparing.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import itertools
 import json
@@ -47,7 +46,7 @@ from typing import Any, Callable
 
 from bench import ladon_server
 from bench.benchlib import (
-    OUTPUT_DIR, SERVICES_DIR, TASK_DEADLINE, Faults, attempt, call_rate, environment, in_threads, text_table,
+    SERVICES_DIR, TASK_DEADLINE, Faults, arguments, attempt, call_rate, environment, in_threads, text_table,
     wait_result,
 )
 from bench.noise import CpuAccount, CpuShare
@@ -375,7 +374,7 @@ def build_rows(ours: Figures, ladon: Figures, plan: Plan) -> list[Row]:
     ]
     rows.append(Row(f"rate at {last:,} / rate at {first:,}", keep(ours), keep(ladon), "x",
                     "ours >= 0.9x", judged(keep(ours) >= 0.9, keep(ours))))
-    rows.append(Row("faults answered (counted, not fatal)", ours.faults.total, ladon.faults.total))
+    rows.append(Row("faults answered (counted, not fatal)", ours.faults.total, ladon.faults.total, "faults"))
     return rows
 
 
@@ -383,8 +382,9 @@ def format_table(rows: list[Row]) -> str:
     lines = [("measure", LABELS["ours"], LABELS["ladon"], "ours/Ladon", "target")]
     for row in rows:
         verdict = "" if row.met is None else (" ok" if row.met else " MISSED")
-        lines.append((row.name, f"{row.ours:,.2f} {row.unit}".strip(), f"{row.ladon:,.2f} {row.unit}".strip(),
-                      f"{row.ratio:.2f}", (row.target + verdict).strip()))
+        digits = 0 if row.unit == "faults" else 2
+        lines.append((row.name, f"{row.ours:,.{digits}f} {row.unit}".strip(),
+                      f"{row.ladon:,.{digits}f} {row.unit}".strip(), f"{row.ratio:.2f}", (row.target + verdict).strip()))
     return text_table(lines)
 
 
@@ -458,10 +458,8 @@ def run(plan: Plan, output: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run in under a minute")
+    parser = arguments(__doc__, "core", "small counts, under a minute")
     parser.add_argument("--clients", type=int, default=None, help="client threads (default 8)")
-    parser.add_argument("--output", type=Path, default=OUTPUT_DIR / "core.json", help="where the JSON goes")
     args = parser.parse_args(argv)
     plan = QUICK_PLAN if args.quick else Plan()
     if args.clients is not None:

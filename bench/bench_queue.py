@@ -43,7 +43,6 @@ ratios within one run are what travel, and the run says how much CPU others took
 
 from __future__ import annotations
 
-import argparse
 import functools
 import itertools
 import json
@@ -59,7 +58,8 @@ from typing import Any, Callable
 
 from bench import peers
 from bench.benchlib import (
-    OUTPUT_DIR, SERVICES_DIR, TASK_DEADLINE, Faults, attempt, call_rate, environment, ratio, run_together, text_table,
+    BENCH_COMMANDS, SERVICES_DIR, TASK_DEADLINE, Faults, arguments, attempt, call_rate, environment, ratio,
+    run_together, text_table, wanted,
 )
 from bench.monitor import Command, Monitor, format_lifecycle, lifecycle
 from bench.noise import CpuAccount, CpuShare
@@ -71,10 +71,6 @@ from tests.support.workers import Workers
 
 SERVICE = "QueueBenchService"
 SERVICE_FILE = SERVICES_DIR / "queue_service.py"
-
-#: Commands the bench itself sends while measuring; they are not the system's.
-OWN_COMMANDS = frozenset({"info", "config|resetstat", "config", "monitor", "echo", "client|list", "memory|stats"})
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -415,7 +411,7 @@ def measure(system: System, plan: Plan, account: CpuAccount) -> Figures:
                 memory_before = system.redis.reset_stats()
                 figures.tasks_per_s = throughput(system, e2e_n, handles, figures.faults)
                 figures.e2e_tasks = e2e_n
-                figures.commands = system.redis.commands(OWN_COMMANDS)
+                figures.commands = system.redis.commands(BENCH_COMMANDS)
                 figures.commands_per_task = sum(figures.commands.values()) / e2e_n
                 time.sleep(0.2)
                 figures.bytes_per_task = (system.redis.dataset_bytes() - memory_before) / e2e_n
@@ -540,7 +536,7 @@ def run(plan: Plan, output: Path, only: list[str] | None) -> int:
         for number, factory in enumerate(system_factories(log_dir)):
             redis_server = start_redis(Path(scratch) / str(number))
             system = factory(redis_server)
-            if only and not any(word.lower() in system.label.lower() for word in only):
+            if not wanted(system.label, only):
                 redis_server.stop()
                 continue
             step = time.perf_counter()
@@ -588,11 +584,9 @@ def _redis_version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run in under a minute")
+    parser = arguments(__doc__, "queue", "small counts, under a minute")
     parser.add_argument("--producers", type=int, default=None, help="producer threads for tasks/s (default 8)")
     parser.add_argument("--only", nargs="+", default=None, help="run only systems whose label has one of these words")
-    parser.add_argument("--output", type=Path, default=OUTPUT_DIR / "queue.json", help="where the JSON goes")
     args = parser.parse_args(argv)
     plan = QUICK_PLAN if args.quick else Plan()
     if args.producers is not None:

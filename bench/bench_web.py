@@ -37,7 +37,6 @@ stolen and used by other processes while each row was measured is reported besid
 
 from __future__ import annotations
 
-import argparse
 import functools
 import itertools
 import json
@@ -48,13 +47,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.benchlib import OUTPUT_DIR, Faults, attempt, environment, percentile, ratio, run_together, text_table
+from bench.benchlib import (
+    BENCH_COMMANDS, Faults, arguments, attempt, environment, percentile, ratio, run_together, text_table, wanted,
+)
 from bench.noise import CpuAccount, CpuShare
 from bench.web_systems import STACKS, ApacheSettings, WebSystem, systems
 from tests.support.jsonwsp import JsonWsp
 
-#: Commands the bench itself sends to a system's Redis; they are not the system's.
-OWN_COMMANDS = frozenset({"info", "config|resetstat", "config", "memory|stats"})
 #: Failed tasks one window tolerates: a dead server fails every call at once.
 WINDOW_FAULTS = 200
 #: Pause of a client after a failed task, so a broken system is not hammered in a loop.
@@ -158,7 +157,7 @@ def measure_rate(system: WebSystem, plan: Plan, figures: Figures) -> None:
         for client in clients:
             client.close()
     done = next(completed)
-    figures.commands += sum(system.redis.commands(OWN_COMMANDS).values())
+    figures.commands += sum(system.redis.commands(BENCH_COMMANDS).values())
     figures.tasks += done
     figures.seconds += seconds
     figures.round_rates.append(done / seconds)
@@ -200,8 +199,7 @@ def warm_up(row: Row, plan: Plan) -> None:
 def run_stack(stack: str, plan: Plan, only: list[str] | None, work_dir: Path, log_dir: Path,
               account: CpuAccount) -> list[Row]:
     """Start every system of ``stack``, measure them in alternating rounds, stop them."""
-    rows = [Row(system) for system in systems(stack)
-            if not only or any(word.lower() in system.label.lower() for word in only)]
+    rows = [Row(system) for system in systems(stack) if wanted(system.label, only)]
     try:
         for number, row in enumerate(rows):
             began = time.perf_counter()
@@ -338,8 +336,7 @@ def run(plan: Plan, output: Path, only: list[str] | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="one short round: a smoke run")
+    parser = arguments(__doc__, "web", "one short round, under a minute")
     parser.add_argument("--rounds", type=int, default=None, help="rounds per stack (default 3)")
     parser.add_argument("--seconds", type=float, default=None, help="tasks/s window per system and round (default 6)")
     parser.add_argument("--clients", type=int, default=None, help="client threads (default 8)")
@@ -347,7 +344,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--apache-processes", type=int, default=None, help="mod_wsgi daemon processes (default 2)")
     parser.add_argument("--apache-threads", type=int, default=None, help="threads per daemon process (default 16)")
     parser.add_argument("--only", nargs="+", default=None, help="only systems whose label has one of these words")
-    parser.add_argument("--output", type=Path, default=OUTPUT_DIR / "web.json", help="where the JSON goes")
     args = parser.parse_args(argv)
     plan = QUICK_PLAN if args.quick else Plan()
     changes: dict[str, Any] = {name: value for name, value in

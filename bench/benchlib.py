@@ -9,6 +9,7 @@ difference between the servers.
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import os
 import platform
@@ -33,6 +34,9 @@ TASK_DEADLINE = 30.0
 STARTUP_DEADLINE = 60.0
 #: Examples kept per kind of error, for the report.
 EXAMPLES = 3
+#: Redis commands the benches send themselves (counters, MONITOR and its end marker):
+#: left out of a system's ``INFO commandstats``.
+BENCH_COMMANDS = frozenset({"info", "config|resetstat", "config", "memory|stats", "monitor", "echo", "client|list"})
 
 
 class GiveUp(RuntimeError):
@@ -222,6 +226,20 @@ def percentile(values: list[float], fraction: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))]
+
+
+def arguments(doc: str | None, name: str, quick: str) -> argparse.ArgumentParser:
+    """A bench's command line, with the options every bench has: ``--quick`` (what it
+    shrinks the run to) and ``--output`` (``bench/output/NAME.json`` by default)."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=f"{quick}: a smoke run, figures not judged")
+    parser.add_argument("--output", type=Path, default=OUTPUT_DIR / f"{name}.json", help="where the JSON goes")
+    return parser
+
+
+def wanted(label: str, words: list[str] | None) -> bool:
+    """For ``--only WORD...``: whether ``label`` holds one of ``words`` (any label, without words)."""
+    return not words or any(word.lower() in label.lower() for word in words)
 
 
 def environment(*packages: str) -> dict[str, Any]:
