@@ -215,3 +215,11 @@ PARENT_CHECK_INTERVAL = 0.5
 #: enough for an operator's screen, few enough that a 1 s poll stays cheap on Redis.
 DASHBOARD_PAGE = 100
 DASHBOARD_PAGE_MAX = 500
+
+
+# -- Steps -------------------------------------------------------------------
+
+#: Largest JSON of one step's result, in bytes: a step records what the rest of the
+#: body needs (ids, names, small results), not bulk data, and a task's steps are read
+#: whole when a rerun resumes.
+MAX_STEP_BYTES = 256 * 1024
