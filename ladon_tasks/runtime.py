@@ -109,7 +109,8 @@ class TaskRuntime:
             shared = store.ownership() is not None
             if shared:
                 self.caretaker.watch(store)  # the lease exists before the first task names it
-            return LocalExecutor(store, runner, workers, self.timers, owner=self.owner if shared else "")
+            return LocalExecutor(store, runner, workers, self.timers, owner=self.owner if shared else "",
+                                 where=self.owner)
         if name == "queue":
             from ladon_tasks.executors.queue import QueueExecutor
             from ladon_tasks.redis.queue import RedisQueue

@@ -55,14 +55,16 @@ from redis.client import NEVER_DECODE
 
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.redis import scripts
+from ladon_tasks.redis.fleet import RedisFleet
 from ladon_tasks.redis.connection import DEFAULT_URL, as_text, connect, describe_location, url_from_environment
 from ladon_tasks.redis.keys import DEFAULT_PREFIX, Keys
 from ladon_tasks.redis.notifier import WAIT_RECHECK, FinishNotifier
 from ladon_tasks.redis.owners import RedisOwnership
-from ladon_tasks.redis.progress import FLUSH_INTERVAL, Pending, ProgressWriter
+from ladon_tasks.redis.progress import FLUSH_INTERVAL, PENDING_WIDTH, Pending, ProgressWriter
 from ladon_tasks.redis.records import (
     decode_listed, decode_record, encode_changes, encode_new, flat_size, job_ops,
 )
+from ladon_tasks.stats import TaskCounts
 from ladon_tasks.stores.base import CorruptRecord, JobChange, StoreError, TaskStore
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,9 @@ SWEEP_COUNT = 200
 
 #: Seconds a process trusts that a method it registered is still in the methods set.
 METHOD_REGISTRATION = 60.0
+
+#: Index entries one purge script call looks at: bounds the time Redis is busy.
+PURGE_WINDOW = 500
 
 
 class RedisStore(TaskStore):
@@ -120,6 +125,8 @@ class RedisStore(TaskStore):
         self._cancel = scripts.register(self._redis, "cancel")
         self._list = scripts.register(self._redis, "list")
         self._sweep = scripts.register(self._redis, "sweep")
+        self._purge = scripts.register(self._redis, "purge")
+        self._fleet = RedisFleet(self._redis, prefix, self._errors)
         self._ownership = RedisOwnership(self._redis, prefix, self._errors, decode_record)
         self._progress = ProgressWriter(self._write_reports, flush_interval)
         self._notifier = FinishNotifier(self._redis, self.channel, self.location, self._read,
@@ -145,6 +152,9 @@ class RedisStore(TaskStore):
 
     def ownership(self) -> RedisOwnership:
         return self._ownership
+
+    def fleet(self) -> RedisFleet:
+        return self._fleet
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -196,11 +206,11 @@ class RedisStore(TaskStore):
                 raise CorruptRecord(task_id, "it holds bytes that are not UTF-8") from None
         return self._notifier.remember(decode_record(flat, task_id), flat_size(flat)) if flat else None
 
-    def begin(self, task_id: str, attempt: int, started_at: float) -> bool:
+    def begin(self, task_id: str, attempt: int, started_at: float, where: str = "") -> bool:
         """A queue worker starts an attempt. Written only if the attempt is still running
         ``flush_interval`` later (or reports progress first): a short body's start goes
         to Redis with its outcome, in the same script call."""
-        self._progress.begin(task_id, attempt, started_at)
+        self._progress.begin(task_id, attempt, started_at, where)
         return True
 
     def transition(
@@ -211,6 +221,7 @@ class RedisStore(TaskStore):
         attempt: int | None = None,
         owner: str | None = None,
         job: JobChange | None = None,
+        where: str | None = None,
         **changes: Any,
     ) -> TaskRecord | None:
         target = TaskState(target)
@@ -221,8 +232,8 @@ class RedisStore(TaskStore):
             flat = self._transition(
                 args=[
                     self.prefix, task_id, target.value, "" if attempt is None else str(attempt),
-                    owner or "", repr(time.time()),
-                    str(len(pending) // 4), *pending, str(len(ops) // 4), *ops, *encoded,
+                    owner or "", repr(time.time()), where or "",
+                    str(len(pending) // PENDING_WIDTH), *pending, str(len(ops) // 4), *ops, *encoded,
                 ]
             )
         return self._notifier.remember(decode_record(flat), flat_size(flat)) if flat else None
@@ -242,7 +253,7 @@ class RedisStore(TaskStore):
 
     def request_cancel(self, task_id: str) -> TaskRecord | None:
         with self._progress.pending_for(task_id) as pending, self._errors(f"cancelling task {task_id}"):
-            flat = self._cancel(args=[self.prefix, task_id, repr(time.time()), str(len(pending) // 4), *pending])
+            flat = self._cancel(args=[self.prefix, task_id, repr(time.time()), str(len(pending) // PENDING_WIDTH), *pending])
         return self._notifier.remember(decode_record(flat), flat_size(flat)) if flat else None
 
     def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
@@ -255,6 +266,8 @@ class RedisStore(TaskStore):
         method: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        tag: str | None = None,
+        id_prefix: str | None = None,
     ) -> list[TaskRecord]:
         if limit <= 0:
             return []
@@ -267,12 +280,41 @@ class RedisStore(TaskStore):
             if not methods:
                 return []
             sources = [self.keys.method_index(m) for m in methods]
-            args = [self.prefix, str(max(0, offset)), str(limit), wanted, *sources]
+            args = [self.prefix, str(max(0, offset)), str(limit), wanted, id_prefix or "", tag or "", *sources]
             try:
                 page = self._list(args=args)
             except UnicodeDecodeError:  # a record holds bytes that are not UTF-8: read the page as bytes
                 page = self._redis.execute_command("EVALSHA", self._list.sha, 0, *args, **{NEVER_DECODE: True})
         return [decode_listed(flat) for flat in page]
+
+    def counts(self) -> TaskCounts:
+        """One read of the ``stats`` hash, whatever the number of tasks."""
+        with self._errors("reading task counts"):
+            return TaskCounts.from_fields(self._redis.hgetall(self.keys.stats))
+
+    def purge(self, states: Iterable[TaskState], method: str | None = None, dry_run: bool = False) -> int:
+        """Goes through the method indexes a window at a time (``PURGE_WINDOW`` entries
+        per script call), so Redis is never busy long; records that finish meanwhile may
+        or may not be caught."""
+        wanted = ",".join(sorted({TaskState(s).value for s in states if TaskState(s).finished}))
+        if not wanted:
+            return 0
+        found = 0
+        with self._errors("purging tasks"):
+            for name in [method] if method is not None else self._methods():
+                index, start = self.keys.method_index(name), 0
+                while True:
+                    start, seen, *purged = self._purge(args=[self.prefix, index, wanted, start, PURGE_WINDOW,
+                                                             "1" if dry_run else ""])
+                    found += int(seen)
+                    self._notifier.forget([as_text(task_id) for task_id in purged])  # here at once
+                    if not int(start):
+                        break
+        return found
+
+    def ping(self) -> None:
+        with self._errors("ping"):
+            self._redis.ping()
 
     def events(self, last_id: str = "$", block: float = 1.0, count: int = 100) -> list[tuple[str, dict[str, str]]]:
         """Lifecycle events after ``last_id`` (``"$"``: only new ones; ``"0"``: all kept),
