@@ -41,6 +41,8 @@ class TaskProgressResponse(LadonType):
     submitted = {"type": float, "doc": "when the task was accepted"}
     finishtime = {"type": float, "doc": "when the task finished; 0.0 while not finished"}
     cancel_requested = {"type": bool, "doc": "a cancel was asked for"}
+    worker = {"type": PORTABLE_STRING, "doc": "where the current (or last) attempt runs: a worker's or a web "
+              "process's host:pid:id; empty before any start was recorded"}
 
 
 def info_response(record: TaskRecord) -> TaskInfoResponse:
@@ -65,4 +67,5 @@ def progress_response(record: TaskRecord, now: float | None = None) -> TaskProgr
     response.submitted = float(record.submitted_at)
     response.finishtime = float(record.finished_at)
     response.cancel_requested = bool(record.cancel_requested)
+    response.worker = record.worker
     return response
