@@ -74,6 +74,7 @@ STATIC_FILES = {
     "index.html": "text/html; charset=utf-8",
     "favicon.svg": "image/svg+xml",
     "dashboard.js": "text/javascript; charset=utf-8",
+    "fleet.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
 }
 
