@@ -352,7 +352,7 @@ def test_browser_queues_workers_search_bulk_cancel_and_retry(deployment, output_
             page.locator("#idprefix").fill("")
             page.locator("#idprefix").press("Enter")
             expect(page.locator(f'tr[data-task-id="{rerun}"]')).to_be_visible(timeout=10_000)
-            page.screenshot(path=str(output_dir / "dashboard.png"), full_page=True)
+            page.screenshot(path=str(output_dir / "dashboard-retry.png"), full_page=True)
             assert not errors, errors
         finally:
             browser.close()
