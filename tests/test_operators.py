@@ -7,6 +7,7 @@ Chromium. Every wait polls with a deadline."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -228,6 +229,26 @@ def test_a_killed_worker_leaves_the_list_and_its_task_runs_again_where_it_says(d
     about = [line for line in lines if line.get("task_id") == task_id]
     assert about and about[0]["method"] == "QueueProbeService.queuedGated" and "reissued" in about[0]["message"]
     assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    workers.kill(survivor, signal.SIGTERM)  # a clean stop: it leaves the list at once
+    assert survivor_id not in {e["worker_id"] for e in worker_entries(redis_server.url)}
+    workers.start()  # the deployment keeps a worker for the tests after this one
+
+
+def test_a_worker_heartbeats_every_two_seconds_or_a_third_of_its_lease(deployment):
+    """The README's figures: a killed worker is gone within 3 heartbeats, 6 s by default."""
+    import redis
+
+    from ladon_tasks import defaults
+    from ladon_tasks.redis.queue import RedisQueue
+    from ladon_tasks.stores.memory import MemoryStore
+    from ladon_tasks.worker import Worker
+
+    client = redis.Redis(port=deployment[0].port)
+    for lease, beat in ((defaults.LEASE_SECONDS, 2.0), (1.5, 0.5)):
+        worker = Worker(MemoryStore(), [RedisQueue(client, "unused:", lease_seconds=lease)])
+        assert worker.heartbeat == beat
+    assert defaults.WORKER_HEARTBEAT * 3 == 6.0
+    client.close()
 
 
 # -- retry and purge from the command line ---------------------------------------------------------

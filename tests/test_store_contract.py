@@ -493,6 +493,33 @@ def test_purge_deletes_finished_records_of_the_states_and_method_asked(backend: 
     assert store.purge([FAILED]) == 1  # every method
 
 
+def test_counts_and_a_metrics_scrape_cost_the_same_however_many_tasks(redis_backend: Backend) -> None:
+    from ladon_tasks.metrics import TaskMetrics, exposition
+
+    store = redis_backend.store
+    client = redis_backend.server.client()
+    collector = TaskMetrics(lambda: store)
+
+    def commands_per_scrape() -> int:
+        def calls() -> int:
+            return sum(v["calls"] for k, v in client.info("commandstats").items() if k != "cmdstat_info")
+
+        counted = []
+        for _ in range(5):  # the least of a few: the store's own threads may write meanwhile
+            before = calls()
+            exposition(collector)
+            counted.append(calls() - before)
+        return min(counted)
+
+    for method in ("a", "b"):
+        record_in(store, SUCCEEDED, method=method)
+    few = commands_per_scrape()
+    for n in range(200):
+        record_in(store, [QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED][n % 5], method="ab"[n % 2])
+    assert commands_per_scrape() == few, "a scrape reads no record"
+    assert store.counts().by_state() == {"queued": 40, "running": 40, "succeeded": 42, "failed": 40, "cancelled": 40}
+
+
 # -- races -----------------------------------------------------------------------------
 
 
