@@ -245,7 +245,7 @@ class DashboardApp:
                 states=states, method=method, limit=limit + 1, offset=offset, tag=tag, id_prefix=id_prefix
             )
         except StoreError as exc:
-            return _json({"error": "StoreUnavailable", "message": f"task state is not reachable: {exc}"}, 503)
+            return _unavailable(exc)
         now = time.time()
         return _json(
             {
@@ -330,7 +330,7 @@ class DashboardApp:
         try:
             count = self.runtime_provider().store.purge(states, method=method or None, dry_run=dry_run)
         except StoreError as exc:
-            return _json({"error": "StoreUnavailable", "message": f"task state is not reachable: {exc}"}, 503)
+            return _unavailable(exc)
         if not dry_run:
             log.info("dashboard: purged %d %s task(s)%s from %s", count, "/".join(s.value for s in states),
                      f" of {method}" if method else "", request.remote_addr)
@@ -340,7 +340,7 @@ class DashboardApp:
         try:
             counts = self.runtime_provider().store.counts()
         except StoreError as exc:
-            return _json({"error": "StoreUnavailable", "message": f"task state is not reachable: {exc}"}, 503)
+            return _unavailable(exc)
         return _json({**counts.to_json(), "now": time.time()})
 
     def on_queues(self, request: Request) -> Response:
@@ -348,7 +348,7 @@ class DashboardApp:
         try:
             queues = fleet.queues() if fleet is not None else []
         except StoreError as exc:
-            return _json({"error": "StoreUnavailable", "message": f"task state is not reachable: {exc}"}, 503)
+            return _unavailable(exc)
         return _json({"queues": [queue.to_json() for queue in queues], "redis": fleet is not None,
                       "now": time.time()})
 
@@ -357,7 +357,7 @@ class DashboardApp:
         try:
             workers, webs = fleet.workers() if fleet is not None else ([], [])
         except StoreError as exc:
-            return _json({"error": "StoreUnavailable", "message": f"task state is not reachable: {exc}"}, 503)
+            return _unavailable(exc)
         return _json({"workers": [info.to_json() for info in workers], "web_processes": [w.to_json() for w in webs],
                       "redis": fleet is not None, "now": time.time()})
 
@@ -450,6 +450,10 @@ def _fault_response(exc: Exception) -> Response:
             text = str(getattr(exc, "faultstring", exc))
             return _json({"error": name, "message": text}, status)
     raise exc
+
+
+def _unavailable(exc: StoreError) -> Response:
+    return _json({"error": "StoreUnavailable", "message": f"task state is not reachable: {exc}"}, 503)
 
 
 def _json(payload: dict[str, Any], status: int = 200) -> Response:

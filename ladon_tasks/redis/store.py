@@ -290,7 +290,8 @@ class RedisStore(TaskStore):
     def counts(self) -> TaskCounts:
         """One read of the ``stats`` hash, whatever the number of tasks."""
         with self._errors("reading task counts"):
-            return TaskCounts.from_fields(self._redis.hgetall(self.keys.stats))
+            fields = self._redis.hgetall(self.keys.stats)
+        return TaskCounts.from_fields({as_text(name): as_text(value) for name, value in fields.items()})
 
     def purge(self, states: Iterable[TaskState], method: str | None = None, dry_run: bool = False) -> int:
         """Goes through the method indexes a window at a time (``PURGE_WINDOW`` entries
