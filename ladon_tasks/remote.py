@@ -58,11 +58,13 @@ class DashboardClient:
         raise RemoteError(f"no ladon-tasks dashboard at {url} (tried {' and '.join(candidates)})")
 
     def list_tasks(self, states: Sequence[str] | None = None, method: str | None = None,
-             limit: int = defaults.LIST_LIMIT, offset: int = 0) -> list[dict[str, Any]]:
+                   limit: int = defaults.LIST_LIMIT, offset: int = 0, tag: str | None = None) -> list[dict[str, Any]]:
         """Newest first, as the dashboard lists them."""
         query: list[tuple[str, str]] = [("state", state) for state in states or ()]
         if method:
             query.append(("method", method))
+        if tag:
+            query.append(("tag", tag))
         query += [("limit", str(limit)), ("offset", str(offset))]
         return self._request(self.base, "/api/tasks?" + urllib.parse.urlencode(query))["tasks"]
 

@@ -222,12 +222,13 @@ def test_a_killed_worker_leaves_the_list_and_its_task_runs_again_where_it_says(d
     wait_until(lambda: len(list(tmp_path.glob("gate.pid-*"))) == 2, timeout=30, what="the reissued attempt")
     gate.touch()
     final = wait_finished(probe, "queuedGated", task_id)
-    assert final["state"] == "succeeded" and final["attempts"] == 2 and final["worker"] == survivor_id
+    assert (final["state"], final["attempts"], final["worker"]) == ("succeeded", 2, survivor_id), final
     inspected = json.loads(run("inspect", task_id, "--url", server.url, "--token", TOKEN).stdout)
-    assert inspected["ran_on"] == [doomed_id, survivor_id]
+    assert inspected["ran_on"] == [doomed_id, survivor_id], (inspected, doomed_id, survivor_id)
     lines = [json.loads(line) for line in workers.log(survivor).splitlines() if line.startswith("{")]
     about = [line for line in lines if line.get("task_id") == task_id]
-    assert about and about[0]["method"] == "QueueProbeService.queuedGated" and "reissued" in about[0]["message"]
+    assert about and all(line["method"] == "QueueProbeService.queuedGated" for line in about), lines
+    assert any("reissued" in line["message"] for line in about), about
     assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
     workers.kill(survivor, signal.SIGTERM)  # a clean stop: it leaves the list at once
     assert survivor_id not in {e["worker_id"] for e in worker_entries(redis_server.url)}
@@ -318,6 +319,8 @@ def test_browser_queues_workers_search_bulk_cancel_and_retry(deployment, output_
     failed = probe("explode", text="shown")["task_id"]
     wait_finished(probe, "explode", failed)
     worker_ids = {e["worker_id"] for e in worker_entries(redis_server.url)}
+    tagged = run("tasks", "--url", server.url, "--token", TOKEN, "--tag", "parked", "--json")
+    assert {json.loads(line)["task_id"] for line in tagged.stdout.splitlines()} == set(parked)
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         try:
