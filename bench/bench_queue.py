@@ -874,10 +874,16 @@ def run(plan: Plan, output: Path, only: list[str] | None) -> int:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:  # a run with --only leaves the peers out
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
 
     server = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, timeout=10).stdout
-    return {"rq": version("rq"), "celery": version("celery"), "redis-py": version("redis"),
+    return {"rq": installed("rq"), "celery": installed("celery"), "redis-py": installed("redis"),
             "redis-server": server.split()[2].removeprefix("v=") if server else "?"}
 
 

@@ -24,6 +24,7 @@ import time
 from typing import Callable
 
 from ladon_tasks import defaults
+from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.stores.base import Ownership, StoreError, TaskStore
 
@@ -126,10 +127,16 @@ class Caretaker:
                 reason = f"the process holding it ({dead}) stopped answering"
                 taken = ownership.adopt(task_id, dead, self.owner if runnable else "", self.max_lost, reason)
                 if taken is not None and taken.state is TaskState.QUEUED:
-                    log.warning("task %s taken over from %s", task_id, dead)
+                    about(log, taken).warning("taken over from %s", dead)
                     self._resubmit(store, taken)
                     adopted += 1
         return adopted
+
+    @property
+    def alive(self) -> bool:
+        """Its thread runs (or was never needed: no shared store watched yet)."""
+        thread = self._thread
+        return thread is None or thread.is_alive() or self._stopping.is_set()
 
     def stop_taking_over(self) -> None:
         """Leaving: keep the lease alive through the grace period, adopt nothing more."""

@@ -82,6 +82,16 @@ MAX_LOST_ATTEMPTS = 3
 #: Seconds between two reaper passes of a worker (expired leases, due retries).
 REAP_INTERVAL = 0.5
 
+#: Seconds between two heartbeats of a worker (its entry in the workers list, with the
+#: tasks it runs now; a third of ``--lease`` when that is shorter). An entry not renewed
+#: for three heartbeats expires: a worker killed with SIGKILL leaves the list within 6 s.
+WORKER_HEARTBEAT = 2.0
+
+#: Seconds a worker's housekeeping pass (reaper, lease renewal, heartbeat) may be late
+#: before its health check says so: passes run every ``REAP_INTERVAL``; this many seconds
+#: without one is a stuck thread, not a busy machine.
+HOUSEKEEPING_STALE = 15.0
+
 #: Seconds a stopping worker (SIGTERM) lets running bodies finish before handing
 #: their tasks back to the queue.
 WORKER_GRACE = 10.0
@@ -172,6 +182,9 @@ SWEEP_COUNT = 200
 
 #: Seconds a process trusts that a method it registered is still in the methods set.
 METHOD_REGISTRATION = 60.0
+
+#: Index entries one purge script call looks at: bounds the time Redis is busy.
+PURGE_WINDOW = 500
 
 
 # -- Redis queue and workers -------------------------------------------------

@@ -35,7 +35,8 @@ class LocalLease(Lease):
 
     def begin(self, store: TaskStore) -> int | None:
         record = store.transition(
-            self.job.task_id, TaskState.RUNNING, owner=self.source.owner or None, message=""
+            self.job.task_id, TaskState.RUNNING, owner=self.source.owner or None, where=self.source.where or None,
+            message="",
         )
         return None if record is None else record.attempts
 
@@ -47,9 +48,10 @@ class LocalLease(Lease):
 class LocalSource(JobSource):
     """Jobs of this process: higher priority first, first come first served among equals."""
 
-    def __init__(self, timers: Timers, owner: str = "") -> None:
+    def __init__(self, timers: Timers, owner: str = "", where: str = "") -> None:
         self.timers = timers
         self.owner = owner
+        self.where = where or owner
         self._queue: queue.PriorityQueue = queue.PriorityQueue()
         self._order = itertools.count()
         self._closed = threading.Event()
@@ -88,12 +90,15 @@ class LocalSource(JobSource):
 
 
 class LocalExecutor(Executor):
-    """A bounded pool of slots in this process, fed by the jobs started here."""
+    """A bounded pool of slots in this process, fed by the jobs started here. ``owner``:
+    this process's owner id in a shared store (else ``""``); ``where``: this process's
+    name in the records' ``ran_on`` (the owner id by default)."""
 
-    def __init__(self, store: TaskStore, runner: Runner, workers: int, timers: Timers, owner: str = "") -> None:
+    def __init__(self, store: TaskStore, runner: Runner, workers: int, timers: Timers, owner: str = "",
+                 where: str = "") -> None:
         self.name = runner.name
         self.owner = owner
-        self.source = LocalSource(timers, owner)
+        self.source = LocalSource(timers, owner, where)
         self.pool = SlotPool(runner.name, store, self.source, runner, workers, timers)
 
     def start(self, store: TaskStore, record: TaskRecord, job: Job) -> TaskRecord:

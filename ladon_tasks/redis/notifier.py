@@ -10,7 +10,9 @@ others are read once after subscribing, and every waiter reads again every
 
 Finished records never change again, so up to ``defaults.FINISHED_CACHE`` small ones
 (``defaults.FINISHED_CACHE_BYTES`` in all) are kept until their ``result_ttl`` runs out:
-progress, result and wait calls on a finished task cost no Redis command.
+progress, result and wait calls on a finished task cost no Redis command. A purge
+(``-<id>,<id>...`` on the same channel) takes its tasks out of every process's cache;
+a cache is kept only while subscribed, and emptied at each (re)subscription.
 """
 
 from __future__ import annotations
@@ -87,7 +89,23 @@ class FinishNotifier:
                 self._finished_bytes += size
                 while len(self._finished) > defaults.FINISHED_CACHE or self._finished_bytes > defaults.FINISHED_CACHE_BYTES:
                     self._finished_bytes -= self._finished.popitem(last=False)[1][2]
+            self._ensure_subscriber()  # a purge must reach this cache
         return record
+
+    def _drop_cache(self) -> None:
+        with self._finished_lock:
+            self._finished.clear()
+            self._finished_bytes = 0
+
+    def forget(self, task_ids: list[str]) -> None:
+        """Purged tasks: out of the cache, and their waiters read again (and find none)."""
+        with self._finished_lock:
+            for task_id in task_ids:
+                entry = self._finished.pop(task_id, None)
+                if entry is not None:
+                    self._finished_bytes -= entry[2]
+        for task_id in task_ids:
+            self._wake(task_id)
 
     # -- tasks made here -----------------------------------------------------------------
 
@@ -196,10 +214,15 @@ class FinishNotifier:
                         continue
                     if message["type"] == "subscribe":
                         backoff = 0.05
+                        self._drop_cache()  # a purge may have been missed meanwhile
                         self._subscribed.set()
                         self._wake(None)  # (re)subscribed: waiters read their records again
                     elif message["type"] == "message":
-                        self._wake(*as_text(message["data"]).partition("\n")[::2])
+                        data = as_text(message["data"])
+                        if data.startswith("-"):
+                            self.forget(data[1:].split(","))
+                        else:
+                            self._wake(*data.partition("\n")[::2])
             except (redis.RedisError, OSError, ValueError) as exc:
                 log.debug("finish notifications from Redis at %s interrupted: %s", self.location, exc)
             finally:

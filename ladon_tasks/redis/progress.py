@@ -31,17 +31,23 @@ from ladon_tasks.stores.base import StoreError
 
 log = logging.getLogger(__name__)
 
+#: Values per pending item in a script's arguments: attempt, progress, message, start
+#: time and where the attempt runs (the scripts get it in their header).
+PENDING_WIDTH = 5
+
+
 
 @dataclass
 class Pending:
     """What a body's attempt told that is not in Redis yet (``None``: unchanged): progress,
-    message, and - from :meth:`ProgressWriter.begin` - when the attempt started, which is
-    worth writing only once the attempt has run for ``due`` (a monotonic time)."""
+    message, and - from :meth:`ProgressWriter.begin` - when and where the attempt started,
+    which is worth writing only once the attempt has run for ``due`` (a monotonic time)."""
 
     progress: float | None = None
     message: str | None = None
     started_at: float | None = None
     due: float = 0.0
+    where: str = ""
 
     def merge(self, progress: float | None, message: str | None) -> None:
         if progress is not None:
@@ -56,6 +62,7 @@ class Pending:
             "" if self.progress is None else dumps(float(self.progress)),
             "" if self.message is None else dumps(self.message),
             "" if self.started_at is None else repr(float(self.started_at)),
+            self.where,
         ]
 
 
@@ -127,12 +134,12 @@ class ProgressWriter:
         self._ensure_flusher()
         return go
 
-    def begin(self, task_id: str, attempt: int, started_at: float) -> None:
-        """A queue worker starts an attempt: the start is written once it has run
-        ``flush_interval``, or with its first progress, or with its outcome."""
+    def begin(self, task_id: str, attempt: int, started_at: float, where: str = "") -> None:
+        """A queue worker starts an attempt (at ``where``, its id): the start is written
+        once it has run ``flush_interval``, or with its first progress, or with its outcome."""
         with self._reports:
             self._pending.setdefault(task_id, {})[attempt] = Pending(
-                started_at=started_at, due=time.monotonic() + self.flush_interval
+                started_at=started_at, due=time.monotonic() + self.flush_interval, where=where
             )
             if self._flusher_idle:
                 self._reports.notify_all()
@@ -181,7 +188,7 @@ class ProgressWriter:
         """Put back values a failed write carried, unless newer ones arrived meanwhile."""
         with self._reports:
             by_attempt = self._pending.setdefault(task_id, {})
-            for i in range(0, len(flat), 4):
+            for i in range(0, len(flat), PENDING_WIDTH):
                 attempt = int(flat[i]) if flat[i] else None
                 by_attempt.setdefault(
                     attempt,
@@ -189,6 +196,7 @@ class ProgressWriter:
                         json.loads(flat[i + 1]) if flat[i + 1] else None,
                         json.loads(flat[i + 2]) if flat[i + 2] else None,
                         float(flat[i + 3]) if flat[i + 3] else None,
+                        where=flat[i + 4],
                     ),
                 )
 

@@ -63,10 +63,11 @@ from ladon_tasks.redis.connection import (
     describe_location,
     url_from_environment,
 )
+from ladon_tasks.redis.fleet import RedisFleet
 from ladon_tasks.redis.keys import DEFAULT_PREFIX, Keys
 from ladon_tasks.redis.notifier import FinishNotifier
 from ladon_tasks.redis.owners import RedisOwnership
-from ladon_tasks.redis.progress import Pending, ProgressWriter
+from ladon_tasks.redis.progress import PENDING_WIDTH, Pending, ProgressWriter
 from ladon_tasks.redis.queue import RedisQueue
 from ladon_tasks.redis.records import (
     decode_listed,
@@ -76,6 +77,7 @@ from ladon_tasks.redis.records import (
     flat_size,
     job_ops,
 )
+from ladon_tasks.stats import TaskCounts
 from ladon_tasks.stores.base import (
     CorruptRecord,
     JobChange,
@@ -130,6 +132,8 @@ class RedisStore(TaskStore):
         self._cancel = scripts.register(self._redis, "cancel")
         self._list = scripts.register(self._redis, "list")
         self._sweep = scripts.register(self._redis, "sweep")
+        self._purge = scripts.register(self._redis, "purge")
+        self._fleet = RedisFleet(self._redis, prefix, self._errors)
         self._ownership = RedisOwnership(self._redis, prefix, self._errors, decode_record)
         self._progress = ProgressWriter(self._write_reports, flush_interval)
         self._notifier = FinishNotifier(self._redis, self.channel, self.location, self._read,
@@ -156,9 +160,15 @@ class RedisStore(TaskStore):
     def ownership(self) -> RedisOwnership:
         return self._ownership
 
-    def queue(self, name: str, *, lease_seconds: float = defaults.LEASE_SECONDS, levels: Iterable[int] = ()) -> RedisQueue:
-        """The job queue ``name`` in this store's Redis, over this store's connection."""
-        return RedisQueue(self._redis, self.prefix, name, lease_seconds=lease_seconds, levels=levels)
+    def queue(self, name: str, *, lease_seconds: float = defaults.LEASE_SECONDS, levels: Iterable[int] = (),
+              consumer: str | None = None) -> RedisQueue:
+        """The job queue ``name`` in this store's Redis, over this store's connection;
+        ``consumer``: the reading worker's id."""
+        return RedisQueue(self._redis, self.prefix, name, lease_seconds=lease_seconds, levels=levels,
+                          consumer=consumer)
+
+    def fleet(self) -> RedisFleet:
+        return self._fleet
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -209,11 +219,11 @@ class RedisStore(TaskStore):
                 raise CorruptRecord(task_id, "it holds bytes that are not UTF-8") from None
         return self._notifier.remember(decode_record(flat, task_id), flat_size(flat)) if flat else None
 
-    def begin(self, task_id: str, attempt: int, started_at: float) -> bool:
+    def begin(self, task_id: str, attempt: int, started_at: float, where: str = "") -> bool:
         """A queue worker starts an attempt. Written only if the attempt is still running
         ``flush_interval`` later (or reports progress first): a short body's start goes
         to Redis with its outcome, in the same script call."""
-        self._progress.begin(task_id, attempt, started_at)
+        self._progress.begin(task_id, attempt, started_at, where)
         return True
 
     def transition(
@@ -224,6 +234,7 @@ class RedisStore(TaskStore):
         attempt: int | None = None,
         owner: str | None = None,
         job: JobChange | None = None,
+        where: str | None = None,
         **changes: Any,
     ) -> TaskRecord | None:
         target = TaskState(target)
@@ -234,8 +245,8 @@ class RedisStore(TaskStore):
             flat = self._transition(
                 args=[
                     self.prefix, task_id, target.value, "" if attempt is None else str(attempt),
-                    owner or "", repr(time.time()),
-                    str(len(pending) // 4), *pending, str(len(ops) // 4), *ops, *encoded,
+                    owner or "", repr(time.time()), where or "",
+                    str(len(pending) // PENDING_WIDTH), *pending, str(len(ops) // 4), *ops, *encoded,
                 ]
             )
         return self._notifier.remember(decode_record(flat), flat_size(flat)) if flat else None
@@ -255,7 +266,7 @@ class RedisStore(TaskStore):
 
     def request_cancel(self, task_id: str) -> TaskRecord | None:
         with self._progress.pending_for(task_id) as pending, self._errors(f"cancelling task {task_id}"):
-            flat = self._cancel(args=[self.prefix, task_id, repr(time.time()), str(len(pending) // 4), *pending])
+            flat = self._cancel(args=[self.prefix, task_id, repr(time.time()), str(len(pending) // PENDING_WIDTH), *pending])
         return self._notifier.remember(decode_record(flat), flat_size(flat)) if flat else None
 
     def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
@@ -268,6 +279,8 @@ class RedisStore(TaskStore):
         method: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        tag: str | None = None,
+        id_prefix: str | None = None,
     ) -> list[TaskRecord]:
         if limit <= 0:
             return []
@@ -280,12 +293,42 @@ class RedisStore(TaskStore):
             if not methods:
                 return []
             sources = [self.keys.method_index(m) for m in methods]
-            args = [self.prefix, str(max(0, offset)), str(limit), wanted, *sources]
+            args = [self.prefix, str(max(0, offset)), str(limit), wanted, id_prefix or "", tag or "", *sources]
             try:
                 page = self._list(args=args)
             except UnicodeDecodeError:  # a record holds bytes that are not UTF-8: read the page as bytes
                 page = self._redis.execute_command("EVALSHA", self._list.sha, 0, *args, **{NEVER_DECODE: True})
         return [decode_listed(flat) for flat in page]
+
+    def counts(self) -> TaskCounts:
+        """One read of the ``stats`` hash, whatever the number of tasks."""
+        with self._errors("reading task counts"):
+            fields = self._redis.hgetall(self.keys.stats)
+        return TaskCounts.from_fields({as_text(name): as_text(value) for name, value in fields.items()})
+
+    def purge(self, states: Iterable[TaskState], method: str | None = None, dry_run: bool = False) -> int:
+        """Goes through the method indexes a window at a time (``defaults.PURGE_WINDOW`` entries
+        per script call), so Redis is never busy long; records that finish meanwhile may
+        or may not be caught."""
+        wanted = ",".join(sorted({TaskState(s).value for s in states if TaskState(s).finished}))
+        if not wanted:
+            return 0
+        found = 0
+        with self._errors("purging tasks"):
+            for name in [method] if method is not None else self._methods():
+                index, start = self.keys.method_index(name), 0
+                while True:
+                    start, seen, *purged = self._purge(args=[self.prefix, index, wanted, start, defaults.PURGE_WINDOW,
+                                                             "1" if dry_run else ""])
+                    found += int(seen)
+                    self._notifier.forget([as_text(task_id) for task_id in purged])  # here at once
+                    if not int(start):
+                        break
+        return found
+
+    def ping(self) -> None:
+        with self._errors("ping"):
+            self._redis.ping()
 
     def events(self, last_id: str = "$", block: float = 1.0, count: int = 100) -> list[tuple[str, dict[str, str]]]:
         """Lifecycle events after ``last_id`` (``"$"``: only new ones; ``"0"``: all kept),
