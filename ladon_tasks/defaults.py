@@ -131,3 +131,21 @@ APACHE_PROCESSES = 3
 #: Threads per daemon process: ``_wait`` calls hold one for up to ``WAIT_MAX`` seconds,
 #: so room for the clients that wait at once.
 APACHE_THREADS = 25
+
+#: Port of a sentinel a ``redis+sentinel://`` URL names without one: Sentinel's own.
+SENTINEL_PORT = 26379
+
+#: Replicas a start (and a cancel) waits for before it is answered, with Redis Sentinel
+#: (Redis's ``WAIT``). Redis replicates asynchronously: without the wait, a start the
+#: primary had answered but not yet sent to its replica is lost when Sentinel promotes
+#: that replica. One, because Sentinel promotes the replica that has the most.
+START_WAIT_REPLICAS = 1
+
+#: Longest a start waits for its replicas, in seconds. A replica on the same network
+#: answers within a millisecond; one that takes longer than this is lagging or gone, and
+#: the start is answered anyway (the wait narrows the window, it does not stop service).
+START_WAIT_TIMEOUT = 0.25
+
+#: Seconds starts go without the wait after one ran out: a replica that is away must
+#: not cost every start ``START_WAIT_TIMEOUT``; it is tried again after this.
+START_WAIT_PAUSE = 5.0

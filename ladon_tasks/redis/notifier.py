@@ -10,7 +10,9 @@ others are read once after subscribing, and every waiter reads again every
 
 Finished records never change again, so up to ``FINISHED_CACHE`` small ones
 (``FINISHED_CACHE_BYTES`` in all) are kept until their ``result_ttl`` runs out:
-progress, result and wait calls on a finished task cost no Redis command.
+progress, result and wait calls on a finished task cost no Redis command. Unless Redis
+lost the finish (a failover, a restart): the kept records are dropped whenever the
+subscription is made again after Redis was away.
 """
 
 from __future__ import annotations
@@ -83,6 +85,14 @@ class FinishNotifier:
                 self._finished_bytes -= entry[2]
                 return None
             return entry[1].copy()
+
+    def forget_finished(self) -> None:
+        """Drop every finished record kept: after Redis was away. A failover to a replica
+        that had not received a finish, or a restart that lost it, puts the task back
+        where it was - and it runs again; a kept copy would go on saying it finished."""
+        with self._finished_lock:
+            self._finished.clear()
+            self._finished_bytes = 0
 
     def remember(self, record: TaskRecord, size: int) -> TaskRecord:
         """Keep a small finished record until it expires; ``size``: its JSON's length."""
@@ -194,6 +204,7 @@ class FinishNotifier:
 
     def _subscribe_loop(self) -> None:
         backoff = 0.05
+        first = True
         while not self._stopping.is_set():
             pubsub = self._redis.pubsub()
             try:
@@ -201,10 +212,16 @@ class FinishNotifier:
                 while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=WAIT_RECHECK)
                     self._on_idle()
+                    if not _still_primary(self._redis, pubsub):
+                        log.info("finish notifications: the primary moved; subscribing there")
+                        break
                     if message is None:
                         continue
                     if message["type"] == "subscribe":
                         backoff = 0.05
+                        if not first:
+                            self.forget_finished()  # Redis was away: it may have lost finishes
+                        first = False
                         self._subscribed.set()
                         self._wake(None)  # (re)subscribed: waiters read their records again
                     elif message["type"] == "message":
@@ -247,3 +264,10 @@ class FinishNotifier:
                     self._notified_records[watched] = record
                 for told in self._watchers[watched]:
                     told.set()
+
+
+def _still_primary(client: redis.Redis, pubsub: redis.client.PubSub) -> bool:
+    """Whether the subscription's connection goes where the client's pool sends writes
+    (with Sentinel, the pool learns of a new primary before this connection breaks)."""
+    connection = pubsub.connection
+    return connection is None or bool(client.connection_pool.owns_connection(connection))
