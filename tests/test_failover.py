@@ -153,7 +153,8 @@ class Traffic:
         self.calls: list[tuple[float, bool]] = []  # (when, started) for every start call
         self.thread = threading.Thread(target=self._start_all, daemon=True)
 
-    def call(self, n: int, method: str, headers: dict[str, str] | None = None, **args: object) -> dict:
+    def call(self, n: int, method: str, args: dict, headers: dict[str, str] | None = None) -> dict:
+        """A call about task ``n``, to the web server that started it."""
         return JsonWsp(self.webs[n % 2], "ChaosService").call(method, args, headers)
 
     def _start_all(self) -> None:
@@ -161,8 +162,8 @@ class Traffic:
             deadline = time.monotonic() + STARTS_BACK_WITHIN + 30
             while n not in self.started and time.monotonic() < deadline:
                 try:
-                    answer = self.call(n, METHODS[n % 3], {"Idempotency-Key": f"failover-{n}"},
-                                       n=n, marker_dir=str(self.marker_dir))
+                    answer = self.call(n, METHODS[n % 3], {"n": n, "marker_dir": str(self.marker_dir)},
+                                       {"Idempotency-Key": f"failover-{n}"})
                     self.started[n] = answer["task_id"]
                 except (WireFault, OSError, AssertionError):
                     self.calls.append((time.time(), False))
@@ -175,7 +176,7 @@ class Traffic:
         """The task's record once it has finished; ``None`` while it runs or Redis is
         away; raises ``WireFault`` ``UnknownTask`` for a task the store does not know."""
         try:
-            record = self.call(n, f"{METHODS[n % 3]}_wait", task_id=self.started[n], seconds=2)
+            record = self.call(n, f"{METHODS[n % 3]}_wait", {"task_id": self.started[n], "seconds": 2})
         except WireFault as fault:
             if fault.name == "UnknownTask":
                 raise
@@ -233,7 +234,7 @@ def test_every_task_ends_through_a_failover(group, output_dir, tmp_path, how):
         assert not unended, f"{len(unended)} task(s) never ended, e.g. {[traffic.started[n] for n in unended[:5]]}"
         wrong = {n: f["state"] for n, f in finals.items() if f["state"] != "succeeded"}
         assert not wrong, f"tasks that did not succeed: {wrong}"
-        results = {n: traffic.call(n, f"{METHODS[n % 3]}_result", task_id=traffic.started[n]) for n in finals}
+        results = {n: traffic.call(n, f"{METHODS[n % 3]}_result", {"task_id": traffic.started[n]}) for n in finals}
         assert all(value == 2 * n for n, value in results.items())
 
         report = measure(traffic, finals, lost, failed_over_at, promoted_after, how)

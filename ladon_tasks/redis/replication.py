@@ -16,11 +16,11 @@ Starts and cancels are the writes a client acts on, so with Sentinel they go wit
 ``WAIT`` for ``wait_replicas`` replicas on the same connection (:class:`ReplicaWait`): the
 answer leaves only once a replica has the write, and Sentinel promotes the replica that
 has the most. The wait is bounded (``wait_timeout``): when no replica acknowledges in
-time, the sentinels are asked whether they promoted another server meanwhile - then the
-start fails (``StoreUnavailable``), as it would be lost -, else the start is answered
-anyway - it is recorded on the primary - and starts go without the wait for
-``START_WAIT_PAUSE`` seconds, so a replica that is away costs one slow start in that
-time, not every one. Finishes go without it: losing one costs a
+time, the sentinels are asked whether they are replacing the primary (another one named,
+none, or a failover in progress) - then the start fails (``StoreUnavailable``), as it
+would be lost -, else the start is answered anyway - it is recorded on the primary, whose
+replica is only slow or away - and starts go without the wait for ``START_WAIT_PAUSE``
+seconds, so a replica that is away costs one slow start in that time, not every one. Finishes go without it: losing one costs a
 re-run, which at-least-once allows, and waiting would add a replica round trip to every
 task.
 """
@@ -36,7 +36,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from ladon_tasks import defaults
-from ladon_tasks.redis.sentinel import SentinelURL, is_sentinel_url, primary_moved
+from ladon_tasks.redis.sentinel import SentinelURL, is_sentinel_url, primary_in_doubt
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,10 @@ class ReplicaWait:
         if isinstance(answer, Exception):
             raise answer
         if isinstance(acknowledged, Exception) or int(acknowledged) < self.replicas:
-            if primary_moved(self._client):
-                # written on a primary Sentinel has replaced: it is lost when that one
-                # is demoted, so the caller must not be told it is recorded
-                raise redis.ConnectionError("the primary was replaced before a replica had the write")
+            if primary_in_doubt(self._client):
+                # written on a primary Sentinel is replacing: it is lost when that one is
+                # demoted, so the caller must not be told it is recorded
+                raise redis.ConnectionError("no replica has the write, and Sentinel is replacing the primary")
             self._pause_after(acknowledged)
         return answer
 

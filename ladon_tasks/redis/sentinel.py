@@ -233,18 +233,28 @@ class PrimaryWatch:
         return subscribed
 
 
-def primary_moved(client: redis.Redis) -> bool:
-    """Whether the sentinels now name another primary than the one ``client``'s pool
-    last connected to (or none at all, mid-failover). ``False`` for a client of one
-    server."""
+def primary_in_doubt(client: redis.Redis) -> bool:
+    """Whether a write its replicas did not acknowledge may be lost with its primary: the
+    sentinels name another primary than the one ``client``'s pool last connected to, or
+    none, or one of them is failing the primary over right now (a replica may be
+    promoted already). ``False`` for a client of one server."""
     pool = client.connection_pool
     if not isinstance(pool, SentinelConnectionPool):
         return False
     before = pool.master_address
     try:
-        return pool.get_master_address() != before
+        if pool.get_master_address() != before:
+            return True
     except redis.ConnectionError:
         return True
+    for sentinel in pool.sentinel_manager.sentinels:
+        try:
+            state = sentinel.sentinel_master(pool.service_name)
+        except (redis.RedisError, OSError):
+            continue
+        if "failover_in_progress" in str(state.get("flags", "")):
+            return True
+    return False
 
 
 def describe_sentinel_client(client: redis.Redis) -> str | None:
