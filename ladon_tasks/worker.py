@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 #: Longest a slot blocks on Redis before it looks at the stop flag again.
 CLAIM_BLOCK = 1.0
 
+#: Longest pause, in seconds, between two tries of a slot to read a job while Redis is
+#: away: a slot reads again at most this long after Redis (or, with Sentinel, the new
+#: primary) is back. A failed try costs a refused connection, nothing more.
+CLAIM_BACKOFF_MAX = 1.0
+
 #: Seconds between two trims of the job streams (acknowledged entries dropped).
 TRIM_INTERVAL = 1.0
 
@@ -110,7 +115,7 @@ class QueueSource(JobSource):
                 except StoreError as exc:  # Redis restarting: reconnect with backoff
                     log.warning("worker slot %d: %s; retrying in %.1fs", slot, exc, backoff)
                     self._stopping.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = min(backoff * 2, CLAIM_BACKOFF_MAX)
                     continue
                 backoff = 0.1
                 if not claims:
