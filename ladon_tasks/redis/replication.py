@@ -36,7 +36,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from ladon_tasks import defaults
-from ladon_tasks.redis.sentinel import SentinelURL, is_sentinel_url, primary_in_doubt
+from ladon_tasks.redis.sentinel import SentinelURL, is_sentinel_url, known_primary, primary_in_doubt
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class ReplicaWait:
             return script(args=args)
         answer: Any = None
         acknowledged: Any = None
+        written_to = known_primary(self._client)
         for attempt in range(2):
             pipe = self._client.pipeline(transaction=False)
             pipe.execute_command("EVALSHA", script.sha, 0, *args)
@@ -75,7 +76,7 @@ class ReplicaWait:
         if isinstance(answer, Exception):
             raise answer
         if isinstance(acknowledged, Exception) or int(acknowledged) < self.replicas:
-            if primary_in_doubt(self._client):
+            if primary_in_doubt(self._client, written_to):
                 # written on a primary Sentinel is replacing: it is lost when that one is
                 # demoted, so the caller must not be told it is recorded
                 raise redis.ConnectionError("no replica has the write, and Sentinel is replacing the primary")

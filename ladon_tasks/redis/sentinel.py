@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 from ladon_tasks import defaults
 
@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 #: The channel on which every sentinel announces a new primary:
 #: ``<service> <old ip> <old port> <new ip> <new port>``.
 SWITCH_CHANNEL = "+switch-master"
+
+#: Socket timeouts with the sentinels, in seconds (at most; the primary's may be longer):
+#: a sentinel answers from memory, and every sentinel is asked when a connection is made,
+#: so one that hangs must not hold a connection up for long.
+SENTINEL_TIMEOUT = 1.0
 
 #: Longest pause, in seconds, between two tries to reach a sentinel to listen to.
 WATCH_BACKOFF_MAX = 2.0
@@ -126,14 +131,44 @@ class SentinelURL:
         sentinel_kwargs: dict[str, Any] = {
             key: value for key, value in connection_kwargs.items() if key.startswith("socket_")
         }
+        for key in ("socket_timeout", "socket_connect_timeout"):
+            sentinel_kwargs[key] = min(sentinel_kwargs.get(key) or SENTINEL_TIMEOUT, SENTINEL_TIMEOUT)
         if self.sentinel_username:
             sentinel_kwargs["username"] = self.sentinel_username
         if self.sentinel_password:
             sentinel_kwargs["password"] = self.sentinel_password
-        sentinel = Sentinel(list(self.sentinels), sentinel_kwargs=sentinel_kwargs)
+        sentinel = NewestSentinel(list(self.sentinels), sentinel_kwargs=sentinel_kwargs)
         credentials = {key: value for key, value in (("username", self.username), ("password", self.password)) if value}
         return sentinel.master_for(self.service, connection_pool_class=FollowingPool, db=self.db,
                                    **credentials, **connection_kwargs)
+
+
+class NewestSentinel(Sentinel):
+    """redis-py's Sentinel client, but a primary is looked up from every sentinel that
+    answers, and the newest configuration (highest ``config-epoch``) wins. Right after a
+    failover only the sentinel that led it names the new primary; the others name the
+    old one for a second or two, until its announcement reaches them. Taking the first
+    answer, as redis-py does, could send a new connection back to a primary that lives
+    on and is about to be demoted - and everything written there would be lost."""
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        newest: tuple[int, tuple[str, int]] | None = None
+        problems = []
+        for sentinel in self.sentinels:
+            try:
+                state = sentinel.sentinel_master(service_name)
+            except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
+                problems.append(f"{sentinel}: {exc!r}")
+                continue
+            if not self.check_master_state(state, service_name):
+                continue
+            epoch = int(state.get("config-epoch", 0))
+            if newest is None or epoch > newest[0]:
+                newest = (epoch, (state["ip"], int(state["port"])))
+        if newest is None:
+            raise MasterNotFoundError(f"No master found for {service_name!r}" +
+                                      (f" : {', '.join(problems)}" if problems else ""))
+        return newest[1]
 
 
 class FollowingPool(SentinelConnectionPool):
@@ -233,28 +268,36 @@ class PrimaryWatch:
         return subscribed
 
 
-def primary_in_doubt(client: redis.Redis) -> bool:
-    """Whether a write its replicas did not acknowledge may be lost with its primary: the
-    sentinels name another primary than the one ``client``'s pool last connected to, or
-    none, or one of them is failing the primary over right now (a replica may be
-    promoted already). ``False`` for a client of one server."""
+def known_primary(client: redis.Redis) -> tuple[str, int] | None:
+    """The primary ``client``'s pool connects to now (Sentinel), or ``None`` (one server,
+    or not connected yet). A connection taken from the pool after this is asked goes
+    there - or, if the pool learns of a new primary meanwhile, to the new one."""
+    pool = client.connection_pool
+    return pool.master_address if isinstance(pool, SentinelConnectionPool) else None
+
+
+def primary_in_doubt(client: redis.Redis, written_to: tuple[str, int] | None) -> bool:
+    """Whether a write its replicas did not acknowledge may be lost with the primary it
+    went to (``written_to``: :func:`known_primary` before the write): one of the
+    sentinels names another primary, or takes that one for down, or is failing it over
+    right now (a replica may be promoted already); or no sentinel answers. Every sentinel
+    is asked: the one that led a failover knows of the new primary before the others.
+    ``False`` for a client of one server."""
     pool = client.connection_pool
     if not isinstance(pool, SentinelConnectionPool):
         return False
-    before = pool.master_address
-    try:
-        if pool.get_master_address() != before:
-            return True
-    except redis.ConnectionError:
-        return True
+    answered = False
     for sentinel in pool.sentinel_manager.sentinels:
         try:
             state = sentinel.sentinel_master(pool.service_name)
         except (redis.RedisError, OSError):
             continue
-        if "failover_in_progress" in str(state.get("flags", "")):
+        answered = True
+        named = (state.get("ip"), int(state.get("port", 0)))
+        if named != written_to or "failover_in_progress" in str(state.get("flags", "")) \
+                or not pool.sentinel_manager.check_master_state(state, pool.service_name):
             return True
-    return False
+    return not answered
 
 
 def describe_sentinel_client(client: redis.Redis) -> str | None:
