@@ -334,3 +334,25 @@ def test_a_finish_the_store_lost_runs_again(tmp_path_factory, output_dir, tmp_pa
         workers.stop_all()
         web.stop()
         server.stop()
+
+
+def test_a_primary_short_of_replicas_refuses_starts(tmp_path_factory, output_dir):
+    """Redis's own bound for a primary cut off from its replicas, which the README
+    recommends for partitions (``min-replicas-to-write``): the primary refuses writes,
+    and a start gets ``StoreUnavailable`` with nothing recorded."""
+    server = start_redis(tmp_path_factory.mktemp("min-replicas"))
+    web = start_server([PROBE], output_dir, "--redis", server.url)
+    probe = JsonWsp(web, "ProbeService")
+    try:
+        with server.client() as client:
+            client.config_set("min-replicas-to-write", 1)
+            with pytest.raises(WireFault) as refused:
+                probe("echo", text="refused")
+            assert refused.value.name == "StoreUnavailable" and "NOREPLICAS" in refused.value.string
+            assert client.keys(Keys().task("*")) == []
+            client.config_set("min-replicas-to-write", 0)
+        task_id = probe("echo", text="accepted")["task_id"]
+        assert probe("echo_wait_result", task_id=task_id, seconds=20) == "accepted"
+    finally:
+        web.stop()
+        server.stop()

@@ -1,6 +1,6 @@
 """Redis Sentinel for the tests: a primary, its replicas and three sentinels, each a real
 ``redis-server`` process (sentinels run as ``redis-server sentinel.conf --sentinel``, the
-same binary Debian's ``redis-sentinel`` links to) on free loopback ports.
+same program as Debian's ``redis-sentinel``) on free loopback ports.
 
 :func:`start_sentinel_group` returns once every sentinel sees the primary, its replicas
 and the other sentinels - the moment a failover can happen - so a test that kills the
