@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -34,7 +32,9 @@ from ladon_tasks.redis.sentinel import SentinelURL
 from support.jsonwsp import JsonWsp, WireFault
 from support.redis_server import start_redis
 from support.sentinel import SERVICE, SentinelGroup, start_sentinel_group
-from support.servers import FIXTURE_SERVICES, ROOT, RunningServer, launch, free_port, start_server, wait_until
+from support.servers import (
+    FIXTURE_SERVICES, ROOT, RunningServer, free_port, kill_sessions, launch, start_server, wait_until,
+)
 from support.workers import PROBE, Workers
 
 CHAOS = str(FIXTURE_SERVICES / "chaos_service.py")
@@ -202,10 +202,7 @@ class Traffic:
 
     def stop(self) -> None:
         self.workers.stop_all()
-        for web in self.webs:
-            if web.process.poll() is None:
-                os.killpg(web.process.pid, signal.SIGKILL)
-                web.process.wait()
+        kill_sessions(self.webs)
 
 
 def fail_over(group: SentinelGroup, how: str) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from support.servers import free_port, wait_until
+from support.servers import free_port, terminate, wait_until
 
 #: Seconds a fresh redis-server gets to answer PING; it usually needs a few milliseconds.
 START_TIMEOUT = 10.0
@@ -116,14 +116,7 @@ class RedisServer:
     def stop(self) -> None:
         """SIGTERM by pid (Redis writes its append-only file and exits), SIGKILL if stuck."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        terminate(process)
 
     def kill(self) -> None:
         """SIGKILL by pid, as a host dying would: nothing is written on the way out."""

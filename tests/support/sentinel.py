@@ -9,8 +9,6 @@ primary afterwards sees a failover, not a group still forming.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import redis
 
 from support.redis_server import RedisServer, redis_server_binary, start_redis
-from support.servers import free_port, wait_until
+from support.servers import free_port, terminate, wait_until
 
 #: The name the sentinels know the primary by.
 SERVICE = "ladon"
@@ -85,14 +83,7 @@ class SentinelProcess:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        terminate(process)
 
 
 @dataclass
