@@ -15,15 +15,18 @@ by) and the database::
   how long at most (:mod:`ladon_tasks.redis.replication`); ``wait_replicas=0`` turns
   the wait off.
 
-The client is redis-py's: every new connection asks the sentinels where the primary is
-(the first sentinel that answers with a primary that is up), and a connection that
-meets a demoted primary (``READONLY``) is dropped, so the next command finds the new
-one. That alone follows a primary that died (its connections break), but not one that
-lives on after Sentinel promoted another - a manual ``SENTINEL FAILOVER``, a primary cut
-off from the sentinels: its connections keep working, and everything written through
-them is lost when Sentinel demotes it, seconds later. So the pool also listens to the
-sentinels' ``+switch-master`` announcements (:class:`PrimaryWatch`) and, on a switch,
-drops its idle connections at once and the others as they come back to it.
+The client is redis-py's, with two changes. Every new connection asks the sentinels
+where the primary is - all of them, the newest configuration winning
+(:class:`NewestSentinel`) - and a connection that meets a demoted primary
+(``READONLY``) is dropped, so the next command finds the new one. That alone follows a
+primary that died (its connections break), but not one that lives on after Sentinel
+promoted another - a manual ``SENTINEL FAILOVER``, a primary cut off from the
+sentinels: its connections keep working, and everything written through them is lost
+when Sentinel demotes it, seconds later. So the pool also listens to the sentinels'
+``+switch-master`` announcements (:class:`PrimaryWatch`) and, on a switch, drops its
+idle connections at once and the others as they come back to it. What may still be
+written to the old primary in the moment before is what
+:mod:`ladon_tasks.redis.replication` deals with (:func:`primary_in_doubt`).
 
 Nothing else in ladon-tasks knows whether it talks to Sentinel or to one server.
 """
