@@ -195,6 +195,10 @@ REAP_BATCH = 100
 #: Longest a slot blocks on Redis before it looks at the stop flag again.
 CLAIM_BLOCK = 1.0
 
+#: Longest pause, in seconds, between two tries of a slot to read a job while Redis is
+#: away: a slot reads again at most this long after Redis (or, with Sentinel, the new
+#: primary) is back. A failed try costs a refused connection, nothing more.
+CLAIM_BACKOFF_MAX = 1.0
 #: Seconds between two trims of the job streams (acknowledged entries dropped).
 TRIM_INTERVAL = 1.0
 
@@ -236,3 +240,24 @@ DASHBOARD_PAGE_MAX = 500
 #: body needs (ids, names, small results), not bulk data, and a task's steps are read
 #: whole when a rerun resumes.
 MAX_STEP_BYTES = 256 * 1024
+
+
+# -- Redis Sentinel ----------------------------------------------------------
+
+#: Port of a sentinel a ``redis+sentinel://`` URL names without one: Sentinel's own.
+SENTINEL_PORT = 26379
+
+#: Replicas a start (and a cancel) waits for before it is answered, with Redis Sentinel
+#: (Redis's ``WAIT``). Redis replicates asynchronously: without the wait, a start the
+#: primary had answered but not yet sent to its replica is lost when Sentinel promotes
+#: that replica. One, because Sentinel promotes the replica that has the most.
+START_WAIT_REPLICAS = 1
+
+#: Longest a start waits for its replicas, in seconds. A replica on the same network
+#: answers within a millisecond; one that takes longer than this is lagging or gone, and
+#: the start is answered anyway (the wait narrows the window, it does not stop service).
+START_WAIT_TIMEOUT = 0.25
+
+#: Seconds starts go without the wait after one ran out: a replica that is away must
+#: not cost every start ``START_WAIT_TIMEOUT``; it is tried again after this.
+START_WAIT_PAUSE = 5.0

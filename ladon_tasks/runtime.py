@@ -76,7 +76,7 @@ class TaskRuntime:
         self._closed = False
         #: This process, as the owner of the tasks it runs in process (shared stores).
         self.owner = new_owner_id()
-        self.caretaker = Caretaker(self.owner, self._can_run, self._resubmit, lease=owner_lease)
+        self.caretaker = Caretaker(self.owner, self._can_run, self._resubmit, self._holds, lease=owner_lease)
 
     # -- executors -----------------------------------------------------------------
 
@@ -144,6 +144,12 @@ class TaskRuntime:
         spec = _find_spec(record)
         return spec is not None and spec.options.executor in ("thread", "process")
 
+    def _holds(self, task_id: str) -> bool:
+        """Whether an executor of this process has the task in hand."""
+        with self._lock:
+            executors = list(self._executors.values())
+        return any(executor.holds(task_id) for executor in executors)
+
     def _resubmit(self, store: TaskStore, record: TaskRecord) -> None:
         """Run here a task taken over from a process that died."""
         spec = _find_spec(record)
@@ -181,8 +187,8 @@ class TaskRuntime:
             if self._closed:
                 return
             self._closing = self._closed = True
+            # kept in place: the caretaker asks them what they hold until it stops
             executors = list(self._executors.items())
-            self._executors.clear()
         self.caretaker.stop_taking_over()
         unfinished: dict[int, list[Unfinished]] = {}
         for (_, store_id), executor in executors:

@@ -15,7 +15,8 @@ queue (:class:`QueueSource`) and whose runner is a supervised child process per 
 * a reaper pass every ``reap_interval`` takes over the entries of workers whose leases
   ran out (SIGKILL, power loss) and queues them again as the next attempt, and moves due
   retries to their streams; any worker may do it, ``XCLAIM``'s minimum idle time makes
-  each expired lease go to one of them;
+  each expired lease go to one of them; after Redis was away (a failover, a restart) it
+  waits one lease, so live workers renew first;
 * SIGTERM/SIGINT: stop claiming, let running bodies finish for ``grace`` seconds, then
   hand their tasks back to the queue - next attempt queued and old entry acknowledged
   in one step - and kill what still runs;
@@ -49,6 +50,7 @@ from ladon_tasks.model import new_owner_id
 from ladon_tasks.redis.queue import Claim, RedisQueue
 from ladon_tasks.stats import WorkerInfo
 from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
+from ladon_tasks.takeover import TakeoverGate
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +118,7 @@ class QueueSource(JobSource):
                 except StoreError as exc:  # Redis restarting: reconnect with backoff
                     log.warning("worker slot %d: %s; retrying in %.1fs", slot, exc, backoff)
                     self._stopping.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = min(backoff * 2, defaults.CLAIM_BACKOFF_MAX)
                     continue
                 backoff = 0.1
                 if not claims:
@@ -329,25 +331,37 @@ class Worker:
             self.runner.kill(slot)
 
     def _housekeeping(self) -> None:
+        """Renew this worker's leases, reap expired ones, trim the streams. After the
+        store was away (a failover, a restart) its leases are renewed first and nothing
+        is reaped for one lease (:class:`~ladon_tasks.takeover.TakeoverGate`): the jobs
+        of workers that are only reconnecting are not run twice."""
+        lease = max(queue.lease_seconds for queue in self.queues)
+        gate = TakeoverGate(lease)
         next_renewal = next_trim = next_beat = 0.0
         # goes on through the grace period: the leases of bodies finishing must not run out
         while not self._stopped.wait(self.reap_interval):
             try:
-                for queue in self.queues:
-                    queue.reap(self.store)
                 now = time.monotonic()
                 if now >= next_beat and not self._stopping.is_set():
                     next_beat = now + self.heartbeat
                     self._beat()
-                if now >= next_renewal:
+                if now >= next_renewal or gate.away:
                     next_renewal = now + self.queues[0].lease_seconds / 3
                     held = self.source.held()
                     for queue in self.queues:
                         queue.renew([lease.claim for lease in held if lease.queue is queue])
+                    if gate.away:
+                        self.queues[0].ping()  # the renewals may have had nothing to send
+                    if gate.answered():
+                        log.info("the store answers again; reaping other workers' jobs in %gs", lease)
+                if gate.open():
+                    for queue in self.queues:
+                        queue.reap(self.store)
                 if now >= next_trim:
                     next_trim = now + defaults.TRIM_INTERVAL
                     for queue in self.queues:
                         queue.trim()
                 self.last_pass = time.monotonic()
             except StoreError as exc:
+                gate.failed()
                 log.warning("worker housekeeping: %s", exc)

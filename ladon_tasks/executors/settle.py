@@ -67,7 +67,7 @@ def settle(
         return Settled("succeeded" if done is not None else "superseded", released=released)
     if outcome.kind != "failed":
         return Settled("interrupted")
-    record = store.get(job.task_id)
+    record = store.current(job.task_id)
     if record is None or record.finished or record.attempts > attempt:
         return Settled("superseded")  # (a queue worker's attempt may not be recorded yet: < is fine)
     if attempt < record.max_attempts and not record.cancel_requested:

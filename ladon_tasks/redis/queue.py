@@ -232,6 +232,10 @@ class RedisQueue(JobQueue):
         for stream, entries in _by_stream(claims).items():
             self._call("renew", self.client.xclaim, stream, GROUP, self.consumer, 0, entries, justid=True)
 
+    def ping(self) -> None:
+        """One round trip: ``StoreError`` while Redis cannot be reached."""
+        self._call("ping", self.client.ping)
+
     def ack(self, claims: Sequence[Claim]) -> None:
         for stream, entries in _by_stream(claims).items():
             self._call("ack", self.client.xack, stream, GROUP, *entries)
@@ -288,7 +292,7 @@ class RedisQueue(JobQueue):
         the same step. Returns what was done: ``reissued``, ``failed``, ``cancelled`` or
         ``acknowledged`` (the task had finished or moved on)."""
         job = claim.job
-        record: TaskRecord | None = store.get(job.task_id)
+        record: TaskRecord | None = store.current(job.task_id)
         if record is None or record.finished or record.attempts > job.attempt:
             self.ack([claim])
             return "acknowledged"

@@ -33,14 +33,18 @@ keeps it), and how this backend keeps it:
   listing meets them, and by a sweep of a window of each index every
   ``defaults.SWEEP_INTERVAL`` seconds, done by the finish-message thread of a store that makes tasks.
 
+* **Starts survive a failover.** Behind Sentinel, a start and a cancel are answered
+  once a replica has them (``WAIT``, bounded: :mod:`.replication`, which also says what
+  else a failover can undo).
+
 Every redis-py error becomes :class:`~ladon_tasks.stores.base.StoreError`.
 
 Records are encoded and decoded by :mod:`.records`; the owner leases of in-process
 executors are :mod:`.owners`.
 
 Limits: keys are built inside the scripts, so this runs on one Redis server (with
-replicas), not on Redis Cluster. Record times come from the clock of the host that
-writes them; expiry bookkeeping uses the Redis server's clock.
+replicas, and Sentinel to promote one), not on Redis Cluster. Record times come from
+the clock of the host that writes them; expiry bookkeeping uses the Redis server's clock.
 """
 
 from __future__ import annotations
@@ -85,6 +89,7 @@ from ladon_tasks.stores.base import (
     StoreError,
     TaskStore,
 )
+from ladon_tasks.redis.replication import ReplicaWait, replica_wait_for
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +98,9 @@ class RedisStore(TaskStore):
     """Task records in a Redis server, shared by every process that connects to it.
 
     ``connection`` is a URL (``redis://``, ``rediss://``, ``unix://``, with user,
-    password and database as redis-py reads them) or an existing :class:`redis.Redis`,
-    which the store uses but does not disconnect. One connection pool per store.
+    password and database as redis-py reads them; ``redis+sentinel://``) or an existing
+    :class:`redis.Redis`, which the store uses but does not disconnect. One connection
+    pool per store.
     """
 
     def __init__(
@@ -110,6 +116,7 @@ class RedisStore(TaskStore):
             raise ValueError("flush_interval and wait_recheck must be > 0")
         if not prefix:
             raise ValueError("prefix must not be empty: keys of other programs would mix with ours")
+        self._replica_wait: ReplicaWait | None = None
         if isinstance(connection, redis.Redis):
             if socket_timeout is not None:
                 raise ValueError("socket_timeout applies to a URL; configure the given redis.Redis instead")
@@ -118,6 +125,7 @@ class RedisStore(TaskStore):
         elif isinstance(connection, str):
             self._redis = connect(connection, socket_timeout)
             self._owns_connection = True
+            self._replica_wait = replica_wait_for(connection, self._redis)
         else:
             raise TypeError(f"connection must be a URL or a redis.Redis, not {type(connection).__name__}")
         self.prefix = prefix
@@ -175,6 +183,8 @@ class RedisStore(TaskStore):
         try:
             yield
         except redis.RedisError as exc:
+            if isinstance(exc, redis.ConnectionError):  # Redis away: it may lose what it had
+                self._notifier.forget_finished()
             raise StoreError(f"Redis at {self.location}: {action} failed: {type(exc).__name__}: {exc}") from exc
 
     # -- contract ------------------------------------------------------------------
@@ -191,7 +201,7 @@ class RedisStore(TaskStore):
         self._notifier.follow(record.task_id)  # its finish message may come before the answer
         try:
             with self._errors(f"creating task {record.task_id}"):
-                existing = self._create(args=[
+                existing = self._replicated(self._create, [
                     self.prefix, record.task_id, repr(float(record.submitted_at)), record.method,
                     "1" if register else "", stream, payload, *fields,
                 ])
@@ -209,6 +219,9 @@ class RedisStore(TaskStore):
         cached = self._notifier.cached(task_id)
         if cached is not None:
             return cached
+        return self._read(task_id)
+
+    def current(self, task_id: str) -> TaskRecord | None:
         return self._read(task_id)
 
     def _read(self, task_id: str) -> TaskRecord | None:
@@ -266,7 +279,8 @@ class RedisStore(TaskStore):
 
     def request_cancel(self, task_id: str) -> TaskRecord | None:
         with self._progress.pending_for(task_id) as pending, self._errors(f"cancelling task {task_id}"):
-            flat = self._cancel(args=[self.prefix, task_id, repr(time.time()), str(len(pending) // PENDING_WIDTH), *pending])
+            flat = self._replicated(self._cancel, [self.prefix, task_id, repr(time.time()),
+                                                   str(len(pending) // PENDING_WIDTH), *pending])
         return self._notifier.remember(decode_record(flat), flat_size(flat)) if flat else None
 
     def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
@@ -346,6 +360,13 @@ class RedisStore(TaskStore):
             self._redis.connection_pool.disconnect()
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _replicated(self, script: Any, args: list[str]) -> Any:
+        """A write a client is told about: on a replica before it is answered, where
+        there are replicas to wait for (Sentinel)."""
+        if self._replica_wait is None:
+            return script(args=args)
+        return self._replica_wait.run(script, args)
 
     def _write_reports(self, items: list[tuple[str, int | None, Pending]]) -> list[int]:
         args: list[str] = [self.prefix]

@@ -90,7 +90,14 @@ class TaskStore(abc.ABC):
 
     @abc.abstractmethod
     def get(self, task_id: str) -> TaskRecord | None:
-        """The record, or ``None`` when unknown or expired."""
+        """The record, or ``None`` when unknown or expired. A finished record may come
+        from memory (it never changes again - unless the store loses the write)."""
+
+    def current(self, task_id: str) -> TaskRecord | None:
+        """The record as the store holds it now, never a copy kept in memory: for the
+        decisions a lost write must not mislead (reissue, retry, take-over) - a failover
+        to a replica that had not received a finish puts the task back where it was."""
+        return self.get(task_id)
 
     @abc.abstractmethod
     def transition(
@@ -194,7 +201,9 @@ class Ownership(abc.ABC):
     Every process that runs bodies in process renews its lease (:meth:`renew`) well
     within ``lease`` seconds; any live process looks for owners whose lease ran out
     (:meth:`expired`) and takes their tasks over (:meth:`adopt`), one atomic step each.
-    A process that leaves cleanly hands its tasks over at once (:meth:`release`)."""
+    A process that leaves cleanly hands its tasks over at once (:meth:`release`). A live
+    process compares what the store says it holds (:meth:`held`) with what it has in
+    hand, so that a task whose finish the store lost does not stay running for ever."""
 
     @abc.abstractmethod
     def renew(self, owner: str, lease: float) -> None:
@@ -209,6 +218,10 @@ class Ownership(abc.ABC):
         """Queue the dead owner's task again under ``new`` (``""``: no live process can run
         it, so it fails), unless its lost attempts are spent (it fails). ``None`` when it
         was gone, finished or adopted already."""
+
+    @abc.abstractmethod
+    def held(self, owner: str) -> list[str]:
+        """The ids of the tasks the store says ``owner`` holds."""
 
     @abc.abstractmethod
     def release(self, owner: str, max_lost: int, reason: str) -> int:

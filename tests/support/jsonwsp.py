@@ -10,9 +10,10 @@ import urllib.request
 from .servers import RunningServer
 
 
-def post_json(url: str, payload: object, timeout: float = 30.0) -> tuple[int, dict]:
+def post_json(url: str, payload: object, timeout: float = 30.0,
+              headers: dict[str, str] | None = None) -> tuple[int, dict]:
     request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json", **(headers or {})}
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -28,7 +29,11 @@ class JsonWsp:
         self.url = f"{server.url}/{service}/jsonwsp"
 
     def __call__(self, method: str, **args: object) -> object:
-        status, body = post_json(self.url, {"methodname": method, "args": args})
+        return self.call(method, args)
+
+    def call(self, method: str, args: dict, headers: dict[str, str] | None = None) -> object:
+        """The call with HTTP headers too (``Idempotency-Key``)."""
+        status, body = post_json(self.url, {"methodname": method, "args": args}, headers=headers)
         assert status == 200, body
         if body.get("type") == "jsonwsp/fault":
             raise WireFault(body["fault"])

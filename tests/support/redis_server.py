@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from .servers import free_port, wait_until
+from .servers import free_port, terminate, wait_until
 
 #: Seconds a fresh redis-server gets to answer PING; it usually needs a few milliseconds.
 START_TIMEOUT = 10.0
@@ -46,6 +46,8 @@ class RedisServer:
     appendonly: bool = False
     password: str | None = None
     unix_socket: bool = False
+    #: The port of the primary this server replicates (a replica), or ``None``.
+    replica_of: int | None = None
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -85,6 +87,13 @@ class RedisServer:
             command += ["--requirepass", self.password]
         if self.unix_socket:
             command += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
+        if self.replica_of is not None:
+            command += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+            if self.password:
+                command += ["--masterauth", self.password]
+        # a replica's first sync starts at once, not after the default 5 s of waiting for
+        # more replicas to join it
+        command += ["--repl-diskless-sync-delay", "0"]
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -107,12 +116,12 @@ class RedisServer:
     def stop(self) -> None:
         """SIGTERM by pid (Redis writes its append-only file and exits), SIGKILL if stuck."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+        terminate(process)
+
+    def kill(self) -> None:
+        """SIGKILL by pid, as a host dying would: nothing is written on the way out."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
 
@@ -122,12 +131,14 @@ class RedisServer:
 
 
 def start_redis(
-    directory: Path, *, appendonly: bool = False, password: str | None = None, unix_socket: bool = False
+    directory: Path, *, appendonly: bool = False, password: str | None = None, unix_socket: bool = False,
+    replica_of: int | None = None,
 ) -> RedisServer:
-    """Start a redis-server in ``directory`` (created if needed) on a free loopback port."""
+    """Start a redis-server in ``directory`` (created if needed) on a free loopback port;
+    with ``replica_of``, a replica of the primary on that port."""
     directory.mkdir(parents=True, exist_ok=True)
     server = RedisServer(
         redis_server_binary(), directory, free_port(),
-        appendonly=appendonly, password=password, unix_socket=unix_socket,
+        appendonly=appendonly, password=password, unix_socket=unix_socket, replica_of=replica_of,
     )
     return server.start()

@@ -46,6 +46,26 @@ def process_alive(pid: int) -> bool:
     return not (status.exists() and "State:\tZ" in status.read_text())
 
 
+def terminate(process: subprocess.Popen | None) -> None:
+    """SIGTERM by pid, then SIGKILL if it has not exited within 10 s."""
+    if process is None or process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def kill_sessions(servers: list["RunningServer"]) -> None:
+    """SIGKILL every server still running, with everything in its session."""
+    for server in servers:
+        if server.process.poll() is None:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait()
+
+
 @dataclass
 class RunningServer:
     process: subprocess.Popen
