@@ -14,6 +14,18 @@ Its caretaker thread:
 
 So a task held in process is either finished (with a TTL), or owned by a live process,
 or taken over within ``lease + reap_interval`` of its owner's death.
+
+Two things a store that loses writes (a Sentinel failover to a replica that had not
+received the last ones, a restart that lost its last second) would otherwise break:
+
+* after the store was away, every lease in it may have run out, live processes' too:
+  nothing is taken over until one lease after it answers again
+  (:class:`~ladon_tasks.takeover.TakeoverGate`), by which time every live process has
+  renewed;
+* a task whose finish (or retry) the store lost is back to ``running`` under this very
+  process, which no longer has it in hand: at each renewal the caretaker compares what
+  the store says this process holds with what it has in hand, and runs the difference
+  again as its next attempt (:meth:`Caretaker.take_back`).
 """
 
 from __future__ import annotations
@@ -24,8 +36,10 @@ import time
 from typing import Callable
 
 from ladon_tasks import defaults
+from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState
-from ladon_tasks.stores.base import Ownership, StoreError, TaskStore
+from ladon_tasks.stores.base import CorruptRecord, Ownership, StoreError, TaskStore
+from ladon_tasks.takeover import TakeoverGate
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +48,8 @@ log = logging.getLogger(__name__)
 CanRun = Callable[[TaskRecord], bool]
 #: Hands an adopted (queued) record to this process's executor.
 Resubmit = Callable[[TaskStore, TaskRecord], None]
+#: Whether this process has a task in hand (queued here, running, waiting for a retry).
+Holds = Callable[[str], bool]
 
 
 class Caretaker:
@@ -44,6 +60,7 @@ class Caretaker:
         owner: str,
         can_run: CanRun,
         resubmit: Resubmit,
+        holds: Holds,
         lease: float = defaults.OWNER_LEASE,
         reap_interval: float = defaults.REAP_INTERVAL,
         orphan_grace: float = defaults.ORPHAN_GRACE,
@@ -58,7 +75,8 @@ class Caretaker:
         self.max_lost = max_lost
         self._can_run = can_run
         self._resubmit = resubmit
-        self._stores: dict[int, tuple[TaskStore, Ownership]] = {}
+        self._holds = holds
+        self._stores: dict[int, tuple[TaskStore, Ownership, TakeoverGate]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._taking_over = True
@@ -73,10 +91,12 @@ class Caretaker:
         with self._lock:
             if id(store) in self._stores:
                 return
-            self._stores[id(store)] = (store, ownership)
+            gate = TakeoverGate(self.lease)
+            self._stores[id(store)] = (store, ownership, gate)
         try:
             ownership.renew(self.owner, self.lease)
         except StoreError as exc:  # the thread renews it as soon as the store answers
+            gate.failed()
             log.warning("owner lease of %s not renewed yet: %s", self.owner, exc)
         with self._lock:
             if self._thread is None and not self._stopping.is_set():
@@ -90,22 +110,36 @@ class Caretaker:
             now = time.monotonic()
             with self._lock:
                 watched = list(self._stores.values())
-            if now >= next_renewal:
+            renewing = now >= next_renewal
+            if renewing:
                 next_renewal = now + renew_every
-                for _, ownership in watched:
+            for store, ownership, gate in watched:
+                if renewing or gate.away:
+                    if not self._renew(store, ownership, gate):
+                        next_renewal = min(next_renewal, now + 0.5)
+                        continue
+                if self._taking_over and gate.open():
                     try:
-                        ownership.renew(self.owner, self.lease)
+                        self.take_over(store, ownership)
                     except StoreError as exc:
-                        log.warning("owner lease of %s not renewed: %s", self.owner, exc)
-                        next_renewal = now + min(renew_every, 0.5)
-            for store, ownership in watched:
-                if not self._taking_over:
-                    break
-                try:
-                    self.take_over(store, ownership)
-                except StoreError as exc:
-                    log.warning("looking for tasks of lost processes: %s", exc)
+                        gate.failed()
+                        log.warning("looking for tasks of lost processes: %s", exc)
             self._stopping.wait(min(self.reap_interval, max(0.0, next_renewal - time.monotonic())))
+
+    def _renew(self, store: TaskStore, ownership: Ownership, gate: TakeoverGate) -> bool:
+        """Renew the lease, then take back what the store lost; ``False`` if the store
+        is away."""
+        try:
+            ownership.renew(self.owner, self.lease)
+            if gate.answered():
+                log.info("the store answers again; taking over other processes' tasks in %gs", self.lease)
+            if self._taking_over:
+                self.take_back(store, ownership)
+        except StoreError as exc:
+            gate.failed()
+            log.warning("owner lease of %s not renewed: %s", self.owner, exc)
+            return False
+        return True
 
     def take_over(self, store: TaskStore, ownership: Ownership) -> int:
         """One pass: adopt or end the tasks of owners whose lease ran out. Returns how
@@ -116,7 +150,7 @@ class Caretaker:
                 ownership.renew(self.owner, self.lease)
                 continue
             for task_id in task_ids:
-                record = store.get(task_id)
+                record = store.current(task_id)
                 if record is None or record.finished:
                     ownership.adopt(task_id, dead, "", self.max_lost, "")  # only forgets it
                     continue
@@ -126,10 +160,56 @@ class Caretaker:
                 reason = f"the process holding it ({dead}) stopped answering"
                 taken = ownership.adopt(task_id, dead, self.owner if runnable else "", self.max_lost, reason)
                 if taken is not None and taken.state is TaskState.QUEUED:
-                    log.warning("task %s taken over from %s", task_id, dead)
+                    about(log, taken).warning("taken over from %s", dead)
                     self._resubmit(store, taken)
                     adopted += 1
         return adopted
+
+    @property
+    def alive(self) -> bool:
+        """Its thread runs (or was never needed: no shared store watched yet)."""
+        thread = self._thread
+        return thread is None or thread.is_alive() or self._stopping.is_set()
+
+    def take_back(self, store: TaskStore, ownership: Ownership) -> int:
+        """Tasks the store says this process holds that it does not have in hand: the
+        store lost the write that let them go (their finish, or their move back to
+        ``queued`` for a retry). Each runs again here as its next attempt, or fails with
+        ``WorkerDied`` once its lost attempts are spent - as if its attempt had been lost
+        with a process. Returns how many run again."""
+        taken = 0
+        for task_id in ownership.held(self.owner):
+            if self._holds(task_id):
+                continue
+            try:
+                record = store.current(task_id)
+            except CorruptRecord:  # reported where a client reads it; nothing to run here
+                continue
+            if self._holds(task_id):
+                continue
+            if record is None or record.finished or record.owner != self.owner:
+                ownership.adopt(task_id, self.owner, "", self.max_lost, "")  # only forgets it
+                continue
+            if record.state is TaskState.RUNNING:
+                record = self._run_again(store, record)
+            if record is not None and record.state is TaskState.QUEUED:
+                log.warning("task %s runs again: the store lost its outcome", task_id)
+                self._resubmit(store, record)
+                taken += 1
+        return taken
+
+    def _run_again(self, store: TaskStore, record: TaskRecord) -> TaskRecord | None:
+        """A running attempt of this process whose outcome the store lost: the next
+        attempt queued here, or - its lost attempts spent - the task failed."""
+        reason = f"the store lost the outcome of attempt {record.attempts} (a failover or a restart)"
+        if record.attempts >= record.max_attempts + self.max_lost:
+            store.transition(
+                record.task_id, TaskState.FAILED, attempt=record.attempts, owner=self.owner,
+                error_type="WorkerDied", error_message=f"{reason}; it was its last", finished_at=time.time(),
+            )
+            return None
+        return store.transition(record.task_id, TaskState.QUEUED, attempt=record.attempts, owner=self.owner,
+                                 message=f"reissued: {reason}")
 
     def stop_taking_over(self) -> None:
         """Leaving: keep the lease alive through the grace period, adopt nothing more."""
@@ -140,7 +220,7 @@ class Caretaker:
         self.stop()
         with self._lock:
             watched = list(self._stores.values())
-        for _, ownership in watched:
+        for _, ownership, _ in watched:
             try:
                 handed = ownership.release(self.owner, self.max_lost, reason)
             except StoreError as exc:  # its lease runs out instead

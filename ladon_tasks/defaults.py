@@ -82,6 +82,16 @@ MAX_LOST_ATTEMPTS = 3
 #: Seconds between two reaper passes of a worker (expired leases, due retries).
 REAP_INTERVAL = 0.5
 
+#: Seconds between two heartbeats of a worker (its entry in the workers list, with the
+#: tasks it runs now; a third of ``--lease`` when that is shorter). An entry not renewed
+#: for three heartbeats expires: a worker killed with SIGKILL leaves the list within 6 s.
+WORKER_HEARTBEAT = 2.0
+
+#: Seconds a worker's housekeeping pass (reaper, lease renewal, heartbeat) may be late
+#: before its health check says so: passes run every ``REAP_INTERVAL``; this many seconds
+#: without one is a stuck thread, not a busy machine.
+HOUSEKEEPING_STALE = 15.0
+
 #: Seconds a stopping worker (SIGTERM) lets running bodies finish before handing
 #: their tasks back to the queue.
 WORKER_GRACE = 10.0
@@ -173,6 +183,9 @@ SWEEP_COUNT = 200
 #: Seconds a process trusts that a method it registered is still in the methods set.
 METHOD_REGISTRATION = 60.0
 
+#: Index entries one purge script call looks at: bounds the time Redis is busy.
+PURGE_WINDOW = 500
+
 
 # -- Redis queue and workers -------------------------------------------------
 
@@ -182,6 +195,10 @@ REAP_BATCH = 100
 #: Longest a slot blocks on Redis before it looks at the stop flag again.
 CLAIM_BLOCK = 1.0
 
+#: Longest pause, in seconds, between two tries of a slot to read a job while Redis is
+#: away: a slot reads again at most this long after Redis (or, with Sentinel, the new
+#: primary) is back. A failed try costs a refused connection, nothing more.
+CLAIM_BACKOFF_MAX = 1.0
 #: Seconds between two trims of the job streams (acknowledged entries dropped).
 TRIM_INTERVAL = 1.0
 
@@ -215,3 +232,32 @@ PARENT_CHECK_INTERVAL = 0.5
 #: enough for an operator's screen, few enough that a 1 s poll stays cheap on Redis.
 DASHBOARD_PAGE = 100
 DASHBOARD_PAGE_MAX = 500
+
+
+# -- Steps -------------------------------------------------------------------
+
+#: Largest JSON of one step's result, in bytes: a step records what the rest of the
+#: body needs (ids, names, small results), not bulk data, and a task's steps are read
+#: whole when a rerun resumes.
+MAX_STEP_BYTES = 256 * 1024
+
+
+# -- Redis Sentinel ----------------------------------------------------------
+
+#: Port of a sentinel a ``redis+sentinel://`` URL names without one: Sentinel's own.
+SENTINEL_PORT = 26379
+
+#: Replicas a start (and a cancel) waits for before it is answered, with Redis Sentinel
+#: (Redis's ``WAIT``). Redis replicates asynchronously: without the wait, a start the
+#: primary had answered but not yet sent to its replica is lost when Sentinel promotes
+#: that replica. One, because Sentinel promotes the replica that has the most.
+START_WAIT_REPLICAS = 1
+
+#: Longest a start waits for its replicas, in seconds. A replica on the same network
+#: answers within a millisecond; one that takes longer than this is lagging or gone, and
+#: the start is answered anyway (the wait narrows the window, it does not stop service).
+START_WAIT_TIMEOUT = 0.25
+
+#: Seconds starts go without the wait after one ran out: a replica that is away must
+#: not cost every start ``START_WAIT_TIMEOUT``; it is tried again after this.
+START_WAIT_PAUSE = 5.0

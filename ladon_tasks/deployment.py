@@ -41,6 +41,7 @@ SETTINGS = (
     "LADON_TASKS_THREAD_WORKERS",
     "LADON_TASKS_PROCESS_WORKERS",
     "LADON_TASKS_DASHBOARD_TOKEN",
+    "LADON_TASKS_HEALTH_OPEN",
     "LADON_TASKS_SHUTDOWN_GRACE",
     "LADON_TASKS_OWNER_LEASE",
     "LADON_TASKS_ALLOWED_HOSTS",
@@ -67,6 +68,11 @@ def read_settings(environ: Mapping[str, Any] | None = None) -> dict[str, str]:
         if value:
             settings[name] = value
     return settings
+
+
+def switched_on(settings: Mapping[str, str], name: str) -> bool:
+    """A yes/no setting: ``1``, ``true`` or ``yes`` say yes."""
+    return str(settings.get(name, "")).strip().lower() in ("1", "true", "yes")
 
 
 def redis_configured(settings: Mapping[str, str]) -> bool:
@@ -148,7 +154,7 @@ def build_from_settings(environ: Mapping[str, Any] | None = None, default_servic
         runtime_settings["owner_lease"] = float(settings["LADON_TASKS_OWNER_LEASE"])
     application: WSGIApp = make_application(
         services,
-        debug=settings.get("LADON_TASKS_DEBUG", "") in ("1", "true", "yes"),
+        debug=switched_on(settings, "LADON_TASKS_DEBUG"),
         shutdown_grace=float(settings.get("LADON_TASKS_SHUTDOWN_GRACE", defaults.SHUTDOWN_GRACE)),
         **runtime_settings,
     )
@@ -156,7 +162,8 @@ def build_from_settings(environ: Mapping[str, Any] | None = None, default_servic
     if token:
         from ladon_tasks.dashboard import DashboardApp, mount
 
-        application = mount(application, DashboardApp(token=token), prefix="/_tasks")
+        application = mount(application, DashboardApp(token=token, health_open=switched_on(settings, "LADON_TASKS_HEALTH_OPEN")),
+                            prefix="/_tasks")
     return HostCheck(application, allowed_hosts(settings, str((environ or {}).get("SERVER_ADDR", ""))))
 
 
@@ -199,7 +206,7 @@ class HandlerApplication:
             if not reason.startswith("ladon-tasks:"):
                 reason = f"ladon-tasks: {reason}"
             print(f"{reason} - not serving (pid {os.getpid()})", file=sys.stderr, flush=True)
-            if os.environ.get("LADON_TASKS_DEBUG", "") in ("1", "true", "yes"):
+            if switched_on(os.environ, "LADON_TASKS_DEBUG"):
                 traceback.print_exc(file=sys.stderr)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

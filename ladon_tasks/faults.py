@@ -145,3 +145,10 @@ class CorruptTask(TaskServerFault):
     not affected. Asking again will not help."""
 
     fault_name = "CorruptTask"
+
+
+class NotRetryable(TaskClientFault):
+    """A re-run (``ladon-tasks retry``, the dashboard's Retry) of a task that did not fail
+    and was not cancelled, or whose method this process does not serve."""
+
+    fault_name = "NotRetryable"

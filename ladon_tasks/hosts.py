@@ -109,7 +109,10 @@ class HostCheck:
         host = environ.get("HTTP_HOST")
         if self.allowed.permits(host):
             return self.application(environ, start_response)
-        shown = ascii(host_name(str(host)))[:60]
+        name = host_name(str(host))
+        # whole up to the longest DNS name (253), so the operator can copy it into
+        # --allowed-host; cut inside the quotes beyond that
+        shown = ascii(name if len(name) <= 253 else name[:250] + "...")
         return plain_response(
             start_response, "400 Bad Request",
             f"this server does not answer for the host name {shown} (it answers {self.allowed.describe()}; "

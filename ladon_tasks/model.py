@@ -116,6 +116,11 @@ class TaskRecord:
     #: The process holding the task while it waits or runs in process (``host:pid:nonce``);
     #: empty for queued tasks, which the queue holds. See ``executors/local.py``.
     owner: str = ""
+    #: Where each attempt ran, attempt 1 first: a worker's id or a web process's owner id
+    #: (``host:pid:nonce``); ``""`` for an attempt lost before anyone recorded it.
+    ran_on: list[str] = field(default_factory=list)
+    #: The failed or cancelled task this one re-runs (``ladon-tasks retry``), or ``""``.
+    retry_of: str = ""
     submitted_at: float = 0.0
     started_at: float = 0.0
     finished_at: float = 0.0
@@ -131,10 +136,21 @@ class TaskRecord:
         return self.state.finished
 
     @property
+    def worker(self) -> str:
+        """Where the current (or last) attempt runs or ran; ``""`` before any was recorded."""
+        return next((where for where in reversed(self.ran_on) if where), "")
+
+    @property
     def shown_state(self) -> str:
         """The state as clients and operators are told it: the state's value, or
         ``unreadable`` for the stand-in of a damaged record."""
         return self.state.value
+
+    def note_run(self, attempt: int, where: str) -> None:
+        """Attempt ``attempt`` runs at ``where`` (the Lua scripts' ``ran_on`` does the same)."""
+        runs = self.ran_on[:attempt] + [""] * max(0, attempt - len(self.ran_on))
+        runs[attempt - 1] = where
+        self.ran_on = runs + self.ran_on[attempt:]
 
     def duration(self, now: float | None = None) -> float:
         """Seconds run so far, or in all once finished; 0.0 before the first start."""
@@ -151,6 +167,7 @@ class TaskRecord:
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone.tags = list(self.tags)
+        clone.ran_on = list(self.ran_on)
         return clone
 
     def to_json(self) -> dict[str, Any]:
@@ -159,6 +176,7 @@ class TaskRecord:
         values = self.__dict__
         data = {name: values[name] for name in _FIELD_ORDER}
         data["tags"] = list(self.tags)
+        data["ran_on"] = list(self.ran_on)
         data["state"] = self.state.value
         return data
 
@@ -266,7 +284,7 @@ _FIELD_CHECKS = {
     "task_id": _is_text, "service": _is_text, "method": _is_text, "args": _is_any,
     "state": _is_state, "progress": _is_number, "message": _is_text, "attempts": _is_count,
     "max_attempts": _is_count, "priority": _is_count, "tags": _is_tags, "idempotency_key": _is_text,
-    "owner": _is_text,
+    "owner": _is_text, "ran_on": _is_tags, "retry_of": _is_text,
     "submitted_at": _is_number, "started_at": _is_number, "finished_at": _is_number, "result": _is_any,
     "error_type": _is_text, "error_message": _is_text, "error_traceback": _is_text,
     "cancel_requested": _is_flag, "result_ttl": _is_number,

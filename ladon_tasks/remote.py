@@ -1,5 +1,6 @@
-"""The operator commands over HTTP: ``tasks``, ``inspect``, ``cancel`` and ``events``
-with ``--url``, through a running server's dashboard JSON API.
+"""The operator commands over HTTP: ``tasks``, ``inspect``, ``cancel``, ``events``,
+``retry``, ``purge``, ``status`` and ``workers`` with ``--url``, through a running
+server's dashboard JSON API; and ``ping``, which reads a health endpoint.
 
 This is how those commands reach tasks kept in a server's own memory (the in-process
 store), and it works the same for the Redis store: the server answers from whatever
@@ -54,11 +55,13 @@ class DashboardClient:
         raise RemoteError(f"no ladon-tasks dashboard at {url} (tried {' and '.join(candidates)})")
 
     def list_tasks(self, states: Sequence[str] | None = None, method: str | None = None,
-             limit: int = defaults.LIST_LIMIT, offset: int = 0) -> list[dict[str, Any]]:
+                   limit: int = defaults.LIST_LIMIT, offset: int = 0, tag: str | None = None) -> list[dict[str, Any]]:
         """Newest first, as the dashboard lists them."""
         query: list[tuple[str, str]] = [("state", state) for state in states or ()]
         if method:
             query.append(("method", method))
+        if tag:
+            query.append(("tag", tag))
         query += [("limit", str(limit)), ("offset", str(offset))]
         return self._request(self.base, "/api/tasks?" + urllib.parse.urlencode(query))["tasks"]
 
@@ -73,14 +76,34 @@ class DashboardClient:
         except _AlreadyFinished as finished:
             return finished.task
 
-    def _request(self, base: str, path: str, method: str = "GET") -> dict[str, Any]:
+    def retry(self, task_id: str) -> dict[str, Any]:
+        """The new task that re-runs ``task_id``."""
+        return self._request(self.base, f"/api/tasks/{urllib.parse.quote(task_id, safe='')}/retry", method="POST")["task"]
+
+    def purge(self, states: Sequence[str], method: str | None, dry_run: bool) -> int:
+        body = {"states": list(states), "method": method, "dry_run": dry_run}
+        return int(self._request(self.base, "/api/purge", method="POST", body=body)["count"])
+
+    def counts(self) -> dict[str, Any]:
+        return self._request(self.base, "/api/counts")
+
+    def queues(self) -> dict[str, Any]:
+        return self._request(self.base, "/api/queues")
+
+    def workers(self) -> dict[str, Any]:
+        return self._request(self.base, "/api/workers")
+
+    def _request(self, base: str, path: str, method: str = "GET", body: Any = None) -> dict[str, Any]:
         headers = {"Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        data = None
         if method == "POST":
             headers[CSRF_HEADER] = CSRF_HEADER_VALUE
-        request = urllib.request.Request(base + path, data=b"" if method == "POST" else None,
-                                         method=method, headers=headers)
+            data = json.dumps(body).encode() if body is not None else b""
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=defaults.REMOTE_TIMEOUT) as response:
                 return json.loads(response.read())
@@ -117,6 +140,39 @@ def _http_error(base: str, error: urllib.error.HTTPError) -> RemoteError:
     if error.code == 404 and name not in ("UnknownTask", "MalformedTaskId"):
         return _NotFound(f"{base}: not found")
     return RemoteError(f"{name}: {message}" if name else f"{base}: HTTP {error.code}")
+
+
+def health(url: str, token: str | None = None) -> tuple[bool, dict[str, Any], str]:
+    """Ask a health endpoint: ``url`` itself when it ends in ``/health``, else the server's
+    ``/_tasks/health``, then ``/health`` (a worker's ``--metrics-port``, a standalone
+    dashboard). Returns (healthy, the answer, where it was asked); :class:`RemoteError`
+    when nothing answers."""
+    url = url.rstrip("/")
+    candidates = [url] if url.endswith("/health") else [url + SERVE_PREFIX + "/health", url + "/health"]
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    for candidate in candidates:
+        request = urllib.request.Request(candidate, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=defaults.REMOTE_TIMEOUT) as response:
+                return True, json.loads(response.read()), candidate
+        except urllib.error.HTTPError as error:
+            if error.code == 503:
+                try:
+                    return False, json.loads(error.read()), candidate
+                except ValueError:
+                    return False, {"status": "unhealthy"}, candidate
+            if error.code == 401:
+                raise RemoteError(f"{candidate} needs a token: --token TOKEN") from None
+            if error.code == 404:
+                continue
+            raise RemoteError(f"{candidate}: HTTP {error.code}") from None
+        except (urllib.error.URLError, OSError) as error:
+            raise RemoteError(f"cannot reach {candidate}: {getattr(error, 'reason', error)}") from None
+        except ValueError:
+            raise RemoteError(f"{candidate} did not answer JSON: not a ladon-tasks health endpoint") from None
+    raise RemoteError(f"no ladon-tasks health endpoint at {url} (tried {' and '.join(candidates)})")
 
 
 def derived_events(client: DashboardClient, from_start: bool,

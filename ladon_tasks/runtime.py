@@ -31,6 +31,7 @@ from ladon_tasks.caretaker import Caretaker
 from ladon_tasks.executors.base import Executor, Job, Unfinished
 from ladon_tasks.executors.slots import Runner
 from ladon_tasks.executors.timers import Timers
+from ladon_tasks.logs import about
 from ladon_tasks.model import (
     TaskRecord,
     TaskState,
@@ -75,7 +76,7 @@ class TaskRuntime:
         self._closed = False
         #: This process, as the owner of the tasks it runs in process (shared stores).
         self.owner = new_owner_id()
-        self.caretaker = Caretaker(self.owner, self._can_run, self._resubmit, lease=owner_lease)
+        self.caretaker = Caretaker(self.owner, self._can_run, self._resubmit, self._holds, lease=owner_lease)
 
     # -- executors -----------------------------------------------------------------
 
@@ -95,6 +96,9 @@ class TaskRuntime:
     def executor(self, name: str, store: TaskStore | None = None) -> Executor:
         """The executor ``name`` (thread, process, queue) for ``store``, made on first use."""
         store = store if store is not None else self.store
+        made = self._executors.get((name, id(store)))
+        if made is not None and not self._closing:
+            return made  # every start asks: no lock once it exists
         with self._lock:
             if self._closing:
                 raise RuntimeError("the server is shutting down")
@@ -119,7 +123,8 @@ class TaskRuntime:
             shared = store.ownership() is not None
             if shared:
                 self.caretaker.watch(store)  # the lease exists before the first task names it
-            return LocalExecutor(store, runner, workers, self.timers, owner=self.owner if shared else "")
+            return LocalExecutor(store, runner, workers, self.timers, owner=self.owner if shared else "",
+                                 where=self.owner)
         if name == "queue":
             from ladon_tasks.executors.queue import QueueExecutor
 
@@ -142,6 +147,12 @@ class TaskRuntime:
         spec = _find_spec(record)
         return spec is not None and spec.options.executor in ("thread", "process")
 
+    def _holds(self, task_id: str) -> bool:
+        """Whether an executor of this process has the task in hand."""
+        with self._lock:
+            executors = list(self._executors.values())
+        return any(executor.holds(task_id) for executor in executors)
+
     def _resubmit(self, store: TaskStore, record: TaskRecord) -> None:
         """Run here a task taken over from a process that died."""
         spec = _find_spec(record)
@@ -151,7 +162,21 @@ class TaskRuntime:
         try:
             self.executor(spec.options.executor, store).submit(job)
         except RuntimeError as exc:  # shutting down: the hand-over at exit passes it on
-            log.info("task %s not run here: %s", record.task_id, exc)
+            about(log, record).info("not run here: %s", exc)
+
+    @property
+    def closing(self) -> bool:
+        """Shutting down: start calls are refused."""
+        return self._closing
+
+    def stores(self) -> list[TaskStore]:
+        """The app's store and those task methods name (``redis=URL``)."""
+        with self._lock:
+            return [self.store, *self._method_stores.values()]
+
+    def executors(self) -> list[Executor]:
+        with self._lock:
+            return list(self._executors.values())
 
     def begin_shutdown(self) -> None:
         """From now on start calls are refused; everything else is still answered."""
@@ -165,8 +190,8 @@ class TaskRuntime:
             if self._closed:
                 return
             self._closing = self._closed = True
+            # kept in place: the caretaker asks them what they hold until it stops
             executors = list(self._executors.items())
-            self._executors.clear()
         self.caretaker.stop_taking_over()
         unfinished: dict[int, list[Unfinished]] = {}
         for (_, store_id), executor in executors:
@@ -213,28 +238,58 @@ class TaskRuntime:
             idempotency_key = "args:" + hashlib.sha256(args_bytes).hexdigest()
         if self._closing:
             raise faults.ExecutorUnavailable("task not started: the server is shutting down")
-        new_id = new_task_id()
-        record = TaskRecord(
-            task_id=new_id,
-            service=spec.ref.service,
-            method=spec.name,
-            args=encoded_args,
-            max_attempts=options.max_attempts,
-            priority=options.priority,
-            tags=list(options.tags),
-            result_ttl=float(options.result_ttl),
-            submitted_at=time.time(),
-            idempotency_key=idempotency_key,
-        )
+        record = _new_record(spec, encoded_args, idempotency_key)
+        stored = self._launch(spec, record, _job_for(spec, record.task_id, encoded_args, ladon_kw))
+        if stored.task_id != record.task_id and codec.dumps(stored.args) != args_text:
+            # The key is bound to the arguments it was first used with: whoever else
+            # knows or guesses a key must not receive that task (nor learn its id).
+            raise faults.IdempotencyConflict(
+                f"{spec.name}: this Idempotency-Key was used with other arguments; "
+                "use a new key for a new task"
+            )
+        return stored
+
+    def rerun(self, task_id: Any) -> TaskRecord:
+        """Run a failed or cancelled task again: a **new task** with the same arguments,
+        whose ``retry_of`` names the old one (a finished record never changes, so the old
+        one stays as it was, with its attempts and error). The new task takes the
+        method's options as this process declares them now, and the idempotency key
+        ``retry:<old id>``: asking again while it is retained returns the same new task,
+        so a double click makes one re-run; re-run the new task to run it once more.
+        Faults: ``UnknownTask``, ``NotRetryable`` (the task did not fail and was not
+        cancelled, or this process does not serve its method), and those of a start.
+
+        The one place every re-run passes (dashboard, ``ladon-tasks retry``): a recover
+        that carries results of the old task over would build on :func:`_rerun_record`."""
+        old = self.record(task_id)
+        if old.state not in (TaskState.FAILED, TaskState.CANCELLED):
+            raise faults.NotRetryable(
+                f"task {old.task_id} is {old.shown_state}: only failed and cancelled tasks are run again"
+            )
+        spec = _find_spec(old)
+        if spec is None:
+            raise faults.NotRetryable(
+                f"this process does not serve {old.service}.{old.method}: retry where its service is loaded"
+            )
+        if self._closing:
+            raise faults.ExecutorUnavailable("task not started: the server is shutting down")
+        record = _rerun_record(spec, old)
+        job = _job_for(spec, record.task_id, record.args, {"LADON_METHOD_NAME": old.method})
+        stored = self._launch(spec, record, job)
+        about(log, stored).info("re-run of task %s", old.task_id)
+        return stored
+
+    def _launch(self, spec: TaskSpec, record: TaskRecord, job: Job) -> TaskRecord:
+        """Record a new task and hand its job to its executor; the stored record (another
+        task's, when its idempotency key names one still retained)."""
         store = self.store_for(spec)
-        job = _job_for(spec, new_id, encoded_args, ladon_kw)
         try:
-            executor = self.executor(options.executor, store)
+            executor = self.executor(spec.options.executor, store)
         except Exception as exc:
             raise faults.ExecutorUnavailable(f"task not started: {exc}") from None
         try:
             with _store_errors():  # nothing recorded
-                stored = executor.start(store, record, job)  # a known idempotency key: that task
+                return executor.start(store, record, job)  # a known idempotency key: that task
         except _STORE_FAULTS:
             raise
         except Exception as exc:  # recorded, but not handed over
@@ -244,14 +299,6 @@ class TaskRuntime:
                     error_message=str(exc), finished_at=time.time(),
                 )
             raise faults.ExecutorUnavailable(f"task not started: {exc}") from None
-        if stored.task_id != new_id and codec.dumps(stored.args) != args_text:
-            # The key is bound to the arguments it was first used with: whoever else
-            # knows or guesses a key must not receive that task (nor learn its id).
-            raise faults.IdempotencyConflict(
-                f"{spec.name}: this Idempotency-Key was used with other arguments; "
-                "use a new key for a new task"
-            )
-        return stored
 
     def record(self, task_id: Any, spec: TaskSpec | None = None) -> TaskRecord:
         """The task's record, or the fault a client should see instead."""
@@ -333,6 +380,28 @@ class TaskRuntime:
         if record is None:
             raise _unknown(task_id)
         return record
+
+
+def _new_record(spec: TaskSpec, encoded_args: Any, idempotency_key: str = "", retry_of: str = "") -> TaskRecord:
+    options = spec.options
+    return TaskRecord(
+        task_id=new_task_id(),
+        service=spec.ref.service,
+        method=spec.name,
+        args=encoded_args,
+        max_attempts=options.max_attempts,
+        priority=options.priority,
+        tags=list(options.tags),
+        result_ttl=float(options.result_ttl),
+        submitted_at=time.time(),
+        idempotency_key=idempotency_key,
+        retry_of=retry_of,
+    )
+
+
+def _rerun_record(spec: TaskSpec, old: TaskRecord) -> TaskRecord:
+    """The new task of a re-run of ``old``: its arguments, linked to it."""
+    return _new_record(spec, old.args, f"retry:{old.task_id}", retry_of=old.task_id)
 
 
 def _job_for(spec: TaskSpec, task_id: str, encoded_args: Any, ladon_kw: dict[str, Any]) -> Job:

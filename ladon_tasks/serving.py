@@ -55,6 +55,35 @@ def make_server(
     )
 
 
+class BackgroundServer:
+    """A server run by a daemon thread (a worker's metrics and health): ``shutdown()``
+    closes it."""
+
+    def __init__(self, server: Any) -> None:
+        self._server = server
+        self._thread = threading.Thread(target=server.run, name="ladon-tasks-probes", daemon=True)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        _close_from_its_loop(self._server)
+        self._thread.join(timeout=5)
+
+
+def serve_in_background(host: str, port: int, application: WSGIApp,
+                        read_timeout: float = defaults.READ_TIMEOUT, threads: int = 4) -> BackgroundServer:
+    """Serve ``application`` from a daemon thread. Binding errors are raised here, before
+    any thread starts."""
+    return BackgroundServer(make_server(host, port, application, read_timeout=read_timeout, threads=threads))
+
+
+def _close_from_its_loop(server: Any) -> None:
+    """Close the listening socket and every connection, from the server's own loop
+    thread (its channels are not safe to touch from another); its ``run`` then returns."""
+    from waitress import wasyncore
+
+    server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+
+
 def serve_with_reloader(host: str, port: int, application: WSGIApp, read_timeout: float, **options: Any) -> None:
     """Werkzeug's server with its reloader, for ``serve --reload``: a restart whenever a
     service file changes; ``options`` go to ``run_simple`` (``extra_files``)."""
@@ -90,18 +119,13 @@ def serve_until_stopped(host: str, port: int, application: WSGIApp, read_timeout
                          max_request_bytes=max_request_bytes)
     stopping = threading.Event()
 
-    def close_everything() -> None:  # runs in the server's own loop thread
-        from waitress import wasyncore
-
-        wasyncore.close_all(server._map)
-
     def stop() -> None:
         get_runtime().shutdown(grace=grace)
         deadline = time.monotonic() + defaults.REQUEST_DRAIN
         with counter:
             while in_flight[0] and time.monotonic() < deadline:
                 counter.wait(max(0.0, deadline - time.monotonic()))
-        server.trigger.pull_trigger(close_everything)
+        _close_from_its_loop(server)
 
     def on_signal(signum: int, frame: object) -> None:
         if stopping.is_set():

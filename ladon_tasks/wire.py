@@ -44,6 +44,8 @@ class TaskProgressResponse(LadonType):
     submitted: Any = {"type": float, "doc": "when the task was accepted"}
     finishtime: Any = {"type": float, "doc": "when the task finished; 0.0 while not finished"}
     cancel_requested: Any = {"type": bool, "doc": "a cancel was asked for"}
+    worker: Any = {"type": PORTABLE_STRING, "doc": "where the current (or last) attempt runs: a worker's or a web "
+                   "process's host:pid:id; empty before any start was recorded"}
 
 
 def info_response(record: TaskRecord) -> TaskInfoResponse:
@@ -70,4 +72,5 @@ def progress_response(record: TaskRecord, now: float | None = None) -> TaskProgr
     response.submitted = float(record.submitted_at)
     response.finishtime = float(record.finished_at)
     response.cancel_requested = bool(record.cancel_requested)
+    response.worker = record.worker
     return response

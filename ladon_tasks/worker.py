@@ -15,10 +15,16 @@ queue (:class:`QueueSource`) and whose runner is a supervised child process per 
 * a reaper pass every ``reap_interval`` takes over the entries of workers whose leases
   ran out (SIGKILL, power loss) and queues them again as the next attempt, and moves due
   retries to their streams; any worker may do it, ``XCLAIM``'s minimum idle time makes
-  each expired lease go to one of them;
+  each expired lease go to one of them; after Redis was away (a failover, a restart) it
+  waits one lease, so live workers renew first;
 * SIGTERM/SIGINT: stop claiming, let running bodies finish for ``grace`` seconds, then
   hand their tasks back to the queue - next attempt queued and old entry acknowledged
-  in one step - and kill what still runs.
+  in one step - and kill what still runs;
+* it announces itself (:mod:`ladon_tasks.redis.fleet`): host, pid, queues, concurrency,
+  version, start, the tasks it runs now - renewed every ``heartbeat`` seconds, and gone
+  ``3 * heartbeat`` after the last renewal (a worker killed with SIGKILL) or at once
+  when it stops cleanly. Its id (``host:pid:nonce``) is the consumer name it reads the
+  streams under and what the records' ``ran_on`` say.
 
 A worker's child processes die with it, even when it is killed with SIGKILL.
 """
@@ -26,19 +32,25 @@ A worker's child processes die with it, even when it is killed with SIGKILL.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 from typing import Sequence
 
-from ladon_tasks import crashpoints, defaults
+from ladon_tasks import __version__, crashpoints, defaults
 from ladon_tasks.executors.process import ProcessRunner
 from ladon_tasks.executors.settle import Settled
 from ladon_tasks.executors.slots import JobSource, Lease, Runner, SlotPool
 from ladon_tasks.executors.thread import ThreadRunner
 from ladon_tasks.executors.timers import Timers
+from ladon_tasks.logs import about
+from ladon_tasks.model import new_owner_id
 from ladon_tasks.redis.queue import Claim, RedisQueue
+from ladon_tasks.stats import WorkerInfo
 from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
+from ladon_tasks.takeover import TakeoverGate
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +67,7 @@ class QueueLease(Lease):
     def begin(self, store: TaskStore) -> int | None:
         # no read, no write yet: the job carries its attempt, and the store records the
         # start only if the body runs long enough for anyone to ask
-        store.begin(self.job.task_id, self.job.attempt, time.time())
+        store.begin(self.job.task_id, self.job.attempt, time.time(), where=self.source.where)
         return self.job.attempt
 
     def release(self) -> JobChange:
@@ -75,16 +87,18 @@ class QueueLease(Lease):
             try:
                 self.queue.ack([self.claim])
             except StoreError as exc:  # a reaper acknowledges it once its lease runs out
-                log.warning("could not acknowledge task %s: %s", self.job.task_id, exc)
+                about(log, self.job).warning("could not acknowledge: %s", exc)
 
 
 class QueueSource(JobSource):
-    """Jobs from Redis queues, the queues asked in turn, each highest priority first."""
+    """Jobs from Redis queues, the queues asked in turn, each highest priority first.
+    ``where``: the worker's id, recorded with each start."""
 
-    def __init__(self, queues: Sequence[RedisQueue], burst: bool = False) -> None:
+    def __init__(self, queues: Sequence[RedisQueue], where: str = "", burst: bool = False) -> None:
         if not queues:
             raise ValueError("a worker needs at least one queue")
         self.queues = list(queues)
+        self.where = where
         #: A slot that finds every queue empty leaves (``Worker.run(burst=True)``).
         self.burst = burst
         self._stopping = threading.Event()
@@ -104,7 +118,7 @@ class QueueSource(JobSource):
                 except StoreError as exc:  # Redis restarting: reconnect with backoff
                     log.warning("worker slot %d: %s; retrying in %.1fs", slot, exc, backoff)
                     self._stopping.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = min(backoff * 2, defaults.CLAIM_BACKOFF_MAX)
                     continue
                 backoff = 0.1
                 if not claims:
@@ -177,7 +191,7 @@ class QueueSource(JobSource):
         try:
             lease.queue.requeue(lease.job, lease.claim)
         except StoreError as exc:  # its lease runs out and a reaper reissues it
-            log.warning("could not hand back task %s: %s", lease.job.task_id, exc)
+            about(log, lease.job).warning("could not hand back: %s", exc)
         self.forget(lease)
 
     def close(self) -> None:
@@ -193,7 +207,8 @@ class QueueSource(JobSource):
 class Worker:
     """Slots fed from Redis queues, plus the worker's housekeeping and graceful stop.
 
-    ``runner``: ``"process"`` (a supervised child per slot) or ``"thread"``."""
+    ``runner``: ``"process"`` (a supervised child per slot) or ``"thread"``. ``worker_id``:
+    its name (``host:pid:nonce``; the queues should read under it, ``consumer=``)."""
 
     def __init__(
         self,
@@ -203,12 +218,23 @@ class Worker:
         grace: float = defaults.WORKER_GRACE,
         reap_interval: float = defaults.REAP_INTERVAL,
         runner: str = "process",
+        worker_id: str | None = None,
+        heartbeat: float = defaults.WORKER_HEARTBEAT,
     ) -> None:
         if runner not in ("process", "thread"):
             raise ValueError(f"runner must be 'process' or 'thread', not {runner!r}")
+        if heartbeat <= 0:
+            raise ValueError("heartbeat must be > 0")
         self.store = store
         self.queues = list(queues)
-        self.source = QueueSource(self.queues)
+        self.worker_id = worker_id or new_owner_id()
+        self.runner_name = runner
+        self.started_at = time.time()
+        #: Seconds between heartbeats: at most ``heartbeat``, and a third of the lease.
+        self.heartbeat = min(heartbeat, self.queues[0].lease_seconds / 3 if self.queues else heartbeat)
+        #: When the housekeeping thread last finished a pass (monotonic); its health.
+        self.last_pass = time.monotonic()
+        self.source = QueueSource(self.queues, self.worker_id)
         self.runner: Runner = ProcessRunner() if runner == "process" else ThreadRunner()
         self.timers = Timers()
         default = defaults.PROCESS_WORKERS if runner == "process" else defaults.THREAD_WORKERS
@@ -239,6 +265,10 @@ class Worker:
 
     def start(self) -> None:
         """Start the slots and the housekeeping thread; returns at once."""
+        try:
+            self._beat()  # listed at once, not a heartbeat later
+        except StoreError as exc:
+            log.warning("worker %s not announced yet: %s", self.worker_id, exc)
         self.pool.start()
         threading.Thread(target=self._housekeeping, name="ladon-tasks-housekeeping", daemon=True).start()
         log.info("worker: %d slot(s) on queue(s) %s", self.size, ", ".join(q.name for q in self.queues))
@@ -246,6 +276,25 @@ class Worker:
     def stop(self) -> None:
         """Ask the worker to stop (what SIGTERM does); :meth:`wait_stopped` carries it out."""
         self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def describe(self) -> WorkerInfo:
+        """What this worker says of itself in its heartbeat."""
+        return WorkerInfo(
+            worker_id=self.worker_id, host=socket.gethostname(), pid=os.getpid(),
+            queues=tuple(queue.name for queue in self.queues), concurrency=self.size, version=__version__,
+            started_at=self.started_at, heartbeat_at=time.time(),
+            running=tuple(sorted(lease.job.task_id for lease in self.pool.running().values())),
+            runner=self.runner_name,
+        )
+
+    def _beat(self, leaving: bool = False) -> None:
+        fleet = self.store.fleet()
+        if fleet is not None:
+            fleet.beat(self.describe(), 0.0 if leaving else 3 * self.heartbeat)
 
     def wait_stopped(self) -> None:
         """Wait for :meth:`stop`, then give running bodies the grace period and hand back
@@ -259,6 +308,10 @@ class Worker:
         self._stopped.set()
         for queue in self.queues:
             queue.forget_consumer()
+        try:
+            self._beat(leaving=True)
+        except StoreError as exc:  # its entry expires instead
+            log.warning("worker %s could not say it leaves: %s", self.worker_id, exc)
         self.timers.stop()
 
     def _hand_back(self, slot: int, lease: Lease) -> None:
@@ -266,32 +319,49 @@ class Worker:
         and acknowledge the entry in one step, then stop the body."""
         assert isinstance(lease, QueueLease)
         try:
-            lease.queue.reissue(self.store, lease.claim, "its worker was stopped", what="handed back")
+            lease.queue.reissue(self.store, lease.claim, "its worker was stopped", what="handed back",
+                                where=self.worker_id)
         except StoreError as exc:  # its lease runs out and a reaper reissues it
-            log.warning("could not hand back task %s: %s", lease.job.task_id, exc)
+            about(log, lease.job).warning("could not hand back: %s", exc)
         else:
             crashpoints.reach("worker.handed_back")
-            log.info("handed task %s back to queue %s", lease.job.task_id, lease.queue.name)
+            about(log, lease.job).info("handed back to queue %s", lease.queue.name)
         self.runner.stop(slot, lease.job.task_id)
         if isinstance(self.runner, ProcessRunner):
             self.runner.kill(slot)
 
     def _housekeeping(self) -> None:
-        next_renewal = next_trim = 0.0
+        """Renew this worker's leases, reap expired ones, trim the streams. After the
+        store was away (a failover, a restart) its leases are renewed first and nothing
+        is reaped for one lease (:class:`~ladon_tasks.takeover.TakeoverGate`): the jobs
+        of workers that are only reconnecting are not run twice."""
+        lease = max(queue.lease_seconds for queue in self.queues)
+        gate = TakeoverGate(lease)
+        next_renewal = next_trim = next_beat = 0.0
         # goes on through the grace period: the leases of bodies finishing must not run out
         while not self._stopped.wait(self.reap_interval):
             try:
-                for queue in self.queues:
-                    queue.reap(self.store)
                 now = time.monotonic()
-                if now >= next_renewal:
+                if now >= next_beat and not self._stopping.is_set():
+                    next_beat = now + self.heartbeat
+                    self._beat()
+                if now >= next_renewal or gate.away:
                     next_renewal = now + self.queues[0].lease_seconds / 3
                     held = self.source.held()
                     for queue in self.queues:
                         queue.renew([lease.claim for lease in held if lease.queue is queue])
+                    if gate.away:
+                        self.queues[0].ping()  # the renewals may have had nothing to send
+                    if gate.answered():
+                        log.info("the store answers again; reaping other workers' jobs in %gs", lease)
+                if gate.open():
+                    for queue in self.queues:
+                        queue.reap(self.store)
                 if now >= next_trim:
                     next_trim = now + defaults.TRIM_INTERVAL
                     for queue in self.queues:
                         queue.trim()
+                self.last_pass = time.monotonic()
             except StoreError as exc:
+                gate.failed()
                 log.warning("worker housekeeping: %s", exc)

@@ -9,6 +9,8 @@ import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -178,6 +180,16 @@ def test_every_task_ends_under_chaos(cast, tmp_path, output_dir):
     assert not wrong, f"wrong results: {wrong}"
     assert all(final["state"] == "succeeded" for final in finals.values())
 
+    # the counts kept by the scripts survived every kill and the restart, exactly
+    status = subprocess.run([sys.executable, "-m", "ladon_tasks", "status", "--redis", cast.redis.url, "--json"],
+                            capture_output=True, text=True, timeout=60)
+    counted = json.loads(status.stdout)["methods"]
+    for index, method in enumerate(METHODS):
+        tasks = sum(1 for n in started if n % 3 == index)
+        row = counted[method]
+        assert (row["submitted"], row["queued"], row["running"], row["succeeded"], row["failed"], row["cancelled"]) \
+            == (tasks, 0, 0, tasks, 0, 0), (method, row)
+
     # what ran twice, and how long a task cut by a kill took to end
     by_task: dict[str, dict[str, list[tuple[int, int]]]] = {}
     for marker in tmp_path.iterdir():
@@ -202,6 +214,7 @@ def test_every_task_ends_under_chaos(cast, tmp_path, output_dir):
         "bodies_started_twice": started_twice,
         "bodies_finished_twice": finished_twice,
         "tasks_with_more_than_one_attempt": sum(1 for f in finals.values() if f["attempts"] > 1),
+        "reissues_counted": sum(counted[method]["reissued"] for method in METHODS),
         "longest_seconds_from_kill_to_end": round(longest, 2),
         "seconds_in_all": round(time.time() - began, 1),
     }

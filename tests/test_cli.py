@@ -20,7 +20,8 @@ from support.servers import FIXTURE_SERVICES, ROOT, SERVICES, free_port, start_s
 
 LADON_TASKS = str(Path(sys.executable).parent / "ladon-tasks")
 TOKEN = "cli-test-token"
-COMMANDS = ("serve", "worker", "dashboard", "tasks", "events", "inspect", "cancel", "call", "wait", "apache-config")
+COMMANDS = ("serve", "worker", "dashboard", "tasks", "events", "inspect", "cancel", "call", "wait", "apache-config",
+            "status", "workers", "retry", "purge", "ping")
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -279,6 +279,12 @@ def test_browser_shows_live_progress_and_cancels(dash: RunningServer, output_dir
 
             victim = examples[1]
             page.locator(f'tr[data-task-id="{victim}"] button.cancel').click()
+            expect(page.locator("#confirm")).to_contain_text(f"Cancel task {victim[:8]}")
+            page.locator("#confirm-no").click()  # asked first: keeping it changes nothing
+            expect(page.locator("#confirm")).to_be_hidden()
+            assert JsonWsp(dash, "TaskService")("taskExample_progress", task_id=victim)["state"] == "running"
+            page.locator(f'tr[data-task-id="{victim}"] button.cancel').click()
+            page.locator("#confirm-yes").click()
             expect(page.locator(f'tr[data-task-id="{victim}"] .badge')).to_have_text("cancelled", timeout=10_000)
             expect(page.locator(f'tr[data-task-id="{victim}"] button.cancel')).to_be_hidden()
             assert JsonWsp(dash, "TaskService")("taskExample_progress", task_id=victim)["state"] == "cancelled"

@@ -89,3 +89,5 @@ def test_ladon_redis_option_names_a_redis_store_and_memcache_is_refused():
         TaskOptions.parse({"memcache_server": "cache.local"})
     with pytest.raises(ValueError, match="redis"):
         TaskOptions.parse({"redis": "http://nope"})
+    sentinel = "redis+sentinel://s1:26379,s2:26379/tasks/0"
+    assert TaskOptions.parse({"redis": sentinel}).redis == sentinel

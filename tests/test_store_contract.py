@@ -399,6 +399,127 @@ def test_list_is_newest_first_with_filters_and_paging(store: TaskStore) -> None:
     assert listed == store.get(listed.task_id), "listed records are whole records"
 
 
+# -- counts, where attempts ran, filters, purge ------------------------------------------
+
+
+def _states_listed(store: TaskStore, method: str) -> dict[str, int]:
+    found = {state.value: 0 for state in TaskState}
+    for record in store.list_tasks(method=method, limit=1000):
+        found[record.state.value] += 1
+    return found
+
+
+def test_counts_follow_every_kind_of_move_exactly(backend: Backend) -> None:
+    store, other = backend.store, backend.peer()
+    method = f"counted{uuid.uuid4().hex[:6]}"
+    done = record_in(store, SUCCEEDED, method=method)
+    record_in(store, FAILED, method=method)
+    record_in(store, CANCELLED, method=method)          # cancelled while queued: never ran
+    running = record_in(store, RUNNING, method=method, max_attempts=3)
+    record_in(store, QUEUED, method=method)
+    retried = record_in(store, RUNNING, method=method, max_attempts=2)
+    store.transition(retried.task_id, QUEUED, attempt=1, error_type="ValueError", error_message="x")
+    lost = record_in(store, RUNNING, method=method)
+    other.transition(lost.task_id, QUEUED, attempt=1, message="reissued: its worker died")
+    stopped = record_in(store, RUNNING, method=method)
+    other.request_cancel(stopped.task_id)
+    other.transition(stopped.task_id, CANCELLED, attempt=1, finished_at=time.time())
+    store.create(new_record(method=method, idempotency_key="same"))
+    store.create(new_record(method=method, idempotency_key="same"))  # the same task: not counted again
+    assert store.transition(done.task_id, FAILED, attempt=1) is None  # refused: nothing changes
+
+    numbers = other.counts().methods[method]
+    listed = _states_listed(store, method)
+    assert numbers.by_state() == listed == {
+        "queued": 4, "running": 1, "succeeded": 1, "failed": 1, "cancelled": 2}
+    assert (numbers.submitted, numbers.retried, numbers.reissued) == (9, 1, 1)
+    assert numbers.never_ran == {"cancelled": 1}
+    assert sum(numbers.buckets["cancelled"]) == 1 and numbers.seconds["succeeded"] >= 0
+    assert other.counts().by_state([method]) == listed
+    assert store.transition(running.task_id, SUCCEEDED, attempt=1) is not None
+    assert other.counts().methods[method].by_state()["running"] == 0
+
+
+def test_a_start_records_where_its_attempt_runs(store: TaskStore) -> None:
+    record = store.create(new_record(max_attempts=2))
+    first = store.transition(record.task_id, RUNNING, where="host-a:11:aa")
+    assert first.ran_on == ["host-a:11:aa"] and first.worker == "host-a:11:aa"
+    store.transition(record.task_id, QUEUED, attempt=1, error_type="E")
+    second = store.transition(record.task_id, RUNNING, where="host-b:22:bb")
+    assert second.ran_on == ["host-a:11:aa", "host-b:22:bb"]
+    done = store.transition(record.task_id, SUCCEEDED, attempt=2, result=1)
+    assert store.get(done.task_id).ran_on == ["host-a:11:aa", "host-b:22:bb"]
+
+
+def test_an_unrecorded_attempt_records_where_it_ran_with_its_outcome(redis_backend: Backend) -> None:
+    store = redis_backend.store
+    short = store.create(new_record())
+    store.begin(short.task_id, 1, time.time(), where="worker-1:5:ab")
+    assert store.transition(short.task_id, SUCCEEDED, attempt=1, result=1).ran_on == ["worker-1:5:ab"]
+    lost = store.create(new_record())  # its worker died before writing anything; the reaper knows who held it
+    moved = redis_backend.peer().transition(lost.task_id, QUEUED, attempt=1, where="worker-2:6:cd", message="x")
+    assert moved.ran_on == ["worker-2:6:cd"] and moved.attempts == 1
+    assert redis_backend.peer().counts().methods["work"].reissued == 1
+
+
+def test_listing_filters_by_tag_and_task_id_prefix(store: TaskStore) -> None:
+    nightly = record_in(store, SUCCEEDED, tags=["nightly", "report"])
+    adhoc = record_in(store, QUEUED, tags=["adhoc"])
+    plain = record_in(store, RUNNING)
+    assert [r.task_id for r in store.list_tasks(tag="nightly")] == [nightly.task_id]
+    assert [r.task_id for r in store.list_tasks(tag="report", states=[SUCCEEDED])] == [nightly.task_id]
+    assert store.list_tasks(tag="nightly", states=[QUEUED]) == []
+    assert store.list_tasks(tag="night") == [], "a tag matches whole"
+    for record in (nightly, adhoc, plain):
+        found = store.list_tasks(id_prefix=record.task_id[:10])
+        assert [r.task_id for r in found] == [record.task_id]
+    assert {r.task_id for r in store.list_tasks(id_prefix="")} == {nightly.task_id, adhoc.task_id, plain.task_id}
+
+
+def test_purge_deletes_finished_records_of_the_states_and_method_asked(backend: Backend) -> None:
+    store, other = backend.store, backend.peer()
+    failed = [record_in(store, FAILED, method="purged") for _ in range(3)]
+    kept = [record_in(store, SUCCEEDED, method="purged"), record_in(store, FAILED, method="elsewhere"),
+            record_in(store, RUNNING, method="purged"), record_in(store, QUEUED, method="purged")]
+    assert other.get(failed[0].task_id) is not None  # cached by the other process: it must forget it
+    before = store.counts().methods["purged"].by_state()
+    assert store.purge([FAILED], method="purged", dry_run=True) == 3
+    assert all(store.get(r.task_id) is not None for r in failed), "a dry run deletes nothing"
+    assert store.purge([FAILED, RUNNING, QUEUED], method="purged") == 3, "unfinished tasks are never purged"
+    assert all(store.get(r.task_id) is None for r in failed)
+    wait_until(lambda: all(other.get(r.task_id) is None for r in failed), timeout=5, what="other caches to forget")
+    assert all(store.get(r.task_id) is not None for r in kept)
+    assert store.counts().methods["purged"].by_state() == before, "counts are totals: a purge leaves them"
+    assert store.purge([FAILED]) == 1  # every method
+
+
+def test_counts_and_a_metrics_scrape_cost_the_same_however_many_tasks(redis_backend: Backend) -> None:
+    from ladon_tasks.metrics import TaskMetrics, exposition
+
+    store = redis_backend.store
+    client = redis_backend.server.client()
+    collector = TaskMetrics(lambda: store)
+
+    def commands_per_scrape() -> int:
+        def calls() -> int:
+            return sum(v["calls"] for k, v in client.info("commandstats").items() if k != "cmdstat_info")
+
+        counted = []
+        for _ in range(5):  # the least of a few: the store's own threads may write meanwhile
+            before = calls()
+            exposition(collector)
+            counted.append(calls() - before)
+        return min(counted)
+
+    for method in ("a", "b"):
+        record_in(store, SUCCEEDED, method=method)
+    few = commands_per_scrape()
+    for n in range(200):
+        record_in(store, [QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED][n % 5], method="ab"[n % 2])
+    assert commands_per_scrape() == few, "a scrape reads no record"
+    assert store.counts().by_state() == {"queued": 40, "running": 40, "succeeded": 42, "failed": 40, "cancelled": 40}
+
+
 # -- races -----------------------------------------------------------------------------
 
 
@@ -452,8 +573,8 @@ def test_redis_holds_json_only_under_the_prefix(redis_backend: Backend) -> None:
             values = list(raw.hgetall(key).values())
         elif kind == b"zset":
             values = [m for m in raw.zrange(key, 0, -1) if m.startswith(b"[")]  # others are task ids
-        elif kind == b"set":  # the method names, for listing across methods
-            assert key == f"{redis_backend.prefix}methods".encode()
+        elif kind == b"set":  # method names, queue streams, workers: plain names
+            assert key in {f"{redis_backend.prefix}{name}".encode() for name in ("methods", "queues", "workers")}
             values = [json.dumps(m.decode()).encode() for m in raw.smembers(key)]
         elif kind == b"stream":  # lifecycle events: flat fields, each a plain string
             assert key == f"{redis_backend.prefix}events".encode()

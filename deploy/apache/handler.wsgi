@@ -6,7 +6,7 @@ services and is configured from environment variables:
 
   LADON_TASKS_SERVICES   service modules or .py files, separated by ':' or ','
                          (default: the example services of this repository)
-  LADON_TASKS_REDIS_URL  redis:// URL of the shared task store (or REDIS_HOST/PORT/...)
+  LADON_TASKS_REDIS_URL  redis:// (or redis+sentinel://) URL of the shared task store (or REDIS_HOST/PORT/...)
   LADON_TASKS_DEBUG      1 to send tracebacks with faults (never in production)
   LADON_TASKS_THREAD_WORKERS, LADON_TASKS_PROCESS_WORKERS  executor pool sizes
   LADON_TASKS_DASHBOARD_TOKEN  mount the dashboard at /_tasks/, guarded by this token

@@ -2,8 +2,8 @@
 
     ladon-tasks serve services/task_service.py [--host 127.0.0.1] [--port 8080]
 
-Each sub-command lives in a function ``cmd_<name>`` (in :mod:`.running` or
-:mod:`.tasks`) that takes the parsed arguments and returns an exit code; each module's
+Each sub-command lives in a function ``cmd_<name>`` (in :mod:`.running`,
+:mod:`.tasks` or :mod:`.operators`) that takes the parsed arguments and returns an exit code; each module's
 ``register`` wires its commands' arguments, each with its help text and each command
 with an example. :func:`main` turns any error into one line on
 stderr and a non-zero exit code: an operator reads what went wrong, not a traceback.
@@ -17,8 +17,10 @@ import os
 import sys
 from typing import Sequence
 
-from ladon_tasks.cli import running, tasks
+from ladon_tasks.cli import operators, running, tasks
 from ladon_tasks.cli.common import CommandError, HelpFormatter
+from ladon_tasks.logs import LOG_FORMATS
+from ladon_tasks.logs import configure as configure_logging
 
 __all__ = ["CommandError", "build_parser", "main"]
 
@@ -33,10 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ladon-tasks {_version()}")
     parser.add_argument("--log-level", default=os.environ.get("LADON_TASKS_LOG_LEVEL", "INFO"), metavar="LEVEL",
                         help="DEBUG, INFO, WARNING or ERROR; also accepted after the command")
+    parser.add_argument("--log-format", default=os.environ.get("LADON_TASKS_LOG_FORMAT", "text"),
+                        choices=LOG_FORMATS, help="text, or json: one JSON object per line (for log shippers); "
+                                                  "also accepted after the command")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     running.register(commands)
     tasks.register(commands)
+    operators.register(commands)
     return parser
 
 
@@ -73,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     the traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     try:
         return args.handler(args)
     except KeyboardInterrupt:
@@ -82,10 +88,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("ladon_tasks.cli").debug("%s failed", args.command, exc_info=True)
         print(f"ladon-tasks {args.command}: {_one_line(exc)}", file=sys.stderr)
         return 2 if isinstance(exc, (CommandError, ValueError)) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 if __name__ == "__main__":

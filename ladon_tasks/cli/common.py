@@ -28,6 +28,8 @@ def command(commands, name: str, help: str, example: str):  # type: ignore[no-un
     )
     parser.add_argument("--log-level", default=argparse.SUPPRESS, metavar="LEVEL",
                         help="DEBUG, INFO, WARNING or ERROR (default: $LADON_TASKS_LOG_LEVEL or INFO)")
+    parser.add_argument("--log-format", default=argparse.SUPPRESS, choices=("text", "json"),
+                        help="text, or json: one JSON object per line (default: $LADON_TASKS_LOG_FORMAT or text)")
     return parser
 
 

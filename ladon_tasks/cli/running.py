@@ -12,7 +12,7 @@ from ladon_tasks.cli.common import command, redis_option, redis_store
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ladon_tasks.deployment import allowed_hosts, make_store, read_settings
+    from ladon_tasks.deployment import allowed_hosts, make_store, read_settings, switched_on
     from ladon_tasks.serving import serve_until_stopped, serve_with_reloader
     from ladon_tasks.hosts import HostCheck
     from ladon_tasks.wsgi import make_application
@@ -37,7 +37,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         token = args.dashboard_token or settings.get("LADON_TASKS_DASHBOARD_TOKEN")
         if not token and args.host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("serving beyond loopback: give the dashboard a --dashboard-token, or --no-dashboard")
-        application = mount(application, DashboardApp(token=token), prefix="/_tasks")
+        health_open = args.health_open or switched_on(settings, "LADON_TASKS_HEALTH_OPEN")
+        application = mount(application, DashboardApp(token=token, health_open=health_open), prefix="/_tasks")
     hosts = allowed_hosts(settings, args.host, args.allowed_host)
     print(
         f"ladon-tasks: serving {', '.join(args.services)} on http://{args.host}:{args.port}/"
@@ -56,7 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_services(services: Sequence[str]) -> None:
+def import_services(services: Sequence[str]) -> None:
     """Import service modules as the web server does, with the plugin active, so a
     worker resolves the same task methods (legacy Ladon imports included)."""
     import importlib
@@ -73,38 +74,79 @@ def _import_services(services: Sequence[str]) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from ladon_tasks.hosts import is_loopback
+    from ladon_tasks.model import new_owner_id
     from ladon_tasks.spec import queue_priorities
     from ladon_tasks.worker import Worker
 
+    token = args.metrics_token or os.environ.get("LADON_TASKS_METRICS_TOKEN")
+    if args.metrics_port is not None and not is_loopback(args.metrics_host) and not token:
+        raise ValueError(f"--metrics-host {args.metrics_host} is off this machine: give it a --metrics-token")
     store = redis_store(args.redis)
-    _import_services(args.services)
+    import_services(args.services)
+    worker_id = new_owner_id()
     queues = [
-        store.queue(name, lease_seconds=args.lease, levels=queue_priorities(name))
+        store.queue(name, lease_seconds=args.lease, levels=queue_priorities(name), consumer=worker_id)
         for name in args.queues
     ]
     worker = Worker(store, queues, concurrency=args.concurrency, grace=args.grace,
-                    runner="thread" if args.threads else "process")
+                    runner="thread" if args.threads else "process", worker_id=worker_id)
+    probes = _worker_probes(worker, args, token) if args.metrics_port is not None else None
+    announced = (f"ladon-tasks worker {worker.worker_id}: {worker.size} slot(s) on {', '.join(args.queues)}"
+                 + (f"; metrics and health on http://{args.metrics_host}:{args.metrics_port}/" if probes else ""))
     if args.burst:
-        print(f"ladon-tasks worker: {worker.size} slot(s) on {', '.join(args.queues)}, until they are empty",
-              file=sys.stderr, flush=True)
+        print(announced + ", until they are empty", file=sys.stderr, flush=True)
         worker.run(burst=True)
     else:
         worker.stop_on_signals()
         worker.start()
-        print(f"ladon-tasks worker: {worker.size} slot(s) on {', '.join(args.queues)}", file=sys.stderr, flush=True)
+        print(announced, file=sys.stderr, flush=True)
         worker.wait_stopped()
+    if probes is not None:
+        probes.shutdown()
     store.close()
     return 0
 
 
+def _worker_probes(worker: Any, args: argparse.Namespace, token: str | None) -> Any:
+    """``/metrics`` and ``/health`` of a worker on ``--metrics-port``: the deployment's
+    numbers from Redis, and this worker's slots."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    from ladon_tasks.dashboard.probes import ProbeApp
+    from ladon_tasks.serving import serve_in_background
+    from ladon_tasks.health import worker_health
+    from ladon_tasks.hosts import AllowedHosts
+    from ladon_tasks.metrics import TaskMetrics
+
+    def local() -> list[Any]:
+        slots = GaugeMetricFamily("ladon_tasks_worker_slots", "Bodies this worker runs at once at most",
+                                  labels=["worker"])
+        slots.add_metric([worker.worker_id], worker.size)
+        busy = GaugeMetricFamily("ladon_tasks_worker_busy_slots", "Slots of this worker running a body now",
+                                 labels=["worker"])
+        busy.add_metric([worker.worker_id], len(worker.pool.running()))
+        return [slots, busy]
+
+    app = ProbeApp(lambda: worker_health(worker), TaskMetrics(lambda: worker.store, local), token,
+                   allowed_hosts=AllowedHosts.for_address(args.metrics_host, args.allowed_host),
+                   health_open=args.health_open)
+    return serve_in_background(args.metrics_host, args.metrics_port, app)
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from ladon_tasks.dashboard import serve_dashboard
+    from ladon_tasks.deployment import switched_on
     from ladon_tasks.runtime import configure
 
-    configure(store=redis_store(args.redis))
+    store = redis_store(args.redis)
+    if args.services:  # the methods it can re-run, and whose arguments it names
+        import_services(args.services)
+    configure(store=store)
     token = args.token or os.environ.get("LADON_TASKS_DASHBOARD_TOKEN")
     print(f"ladon-tasks dashboard on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
-    serve_dashboard(host=args.host, port=args.port, token=token, allowed_hosts=args.allowed_host)
+    serve_dashboard(host=args.host, port=args.port, token=token, allowed_hosts=args.allowed_host,
+                    health_open=args.health_open or switched_on(os.environ, "LADON_TASKS_HEALTH_OPEN"))
     return 0
 
 
@@ -158,6 +200,9 @@ def register(commands: Any) -> None:
     serve.add_argument("--grace", type=float, default=defaults.SHUTDOWN_GRACE,
                        help="on SIGTERM/SIGINT, seconds running bodies may finish before their tasks are "
                             "handed over")
+    serve.add_argument("--health-open", action="store_true",
+                       help="serve /_tasks/health without the dashboard token (for load balancers and probes; "
+                            "also $LADON_TASKS_HEALTH_OPEN=1)")
     serve.add_argument("--lease", type=float, default=defaults.OWNER_LEASE,
                        help="with Redis, seconds after which another process takes over the tasks of this "
                             "one if it stops answering")
@@ -182,6 +227,15 @@ def register(commands: Any) -> None:
                         help="run until no job is queued and none runs, then exit (retries not due yet stay)")
     worker.add_argument("--grace", type=float, default=defaults.WORKER_GRACE,
                         help="on SIGTERM, seconds running bodies may finish before they are handed back")
+    worker.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                        help="serve /metrics (Prometheus) and /health on this port")
+    worker.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDRESS",
+                        help="address of --metrics-port (off loopback: needs --metrics-token)")
+    worker.add_argument("--metrics-token", default=None, metavar="TOKEN",
+                        help="require this bearer token on --metrics-port (default: $LADON_TASKS_METRICS_TOKEN)")
+    worker.add_argument("--health-open", action="store_true", help="serve /health without --metrics-token")
+    worker.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="also answer --metrics-port requests for this host name (repeatable)")
     worker.set_defaults(handler=cmd_worker)
 
     dashboard = command(commands, "dashboard", "the operator web page, standalone (Redis store)",
@@ -190,8 +244,11 @@ def register(commands: Any) -> None:
     dashboard.add_argument("--port", type=int, default=8090, help="port to bind")
     dashboard.add_argument("--token", default=None, help="require this token (default: $LADON_TASKS_DASHBOARD_TOKEN)")
     redis_option(dashboard)
+    dashboard.add_argument("services", nargs="*", metavar="MODULE_OR_PATH",
+                           help="services to load: their tasks can be re-run from here, their arguments are named")
     dashboard.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                            help="also answer requests for this host name (repeatable; '*' for any)")
+    dashboard.add_argument("--health-open", action="store_true", help="serve /health without the token")
     dashboard.set_defaults(handler=cmd_dashboard)
 
     apache = command(commands, "apache-config",

@@ -16,7 +16,8 @@ from ladon_tasks.cli.common import CommandError, command, redis_store, remote_op
 def _task_rows(args: argparse.Namespace) -> list[dict]:
     """The tasks asked for, as the dashboard API shows them, from ``--url`` or Redis."""
     if args.url:
-        return _dashboard(args).list_tasks(states=args.state, method=args.method, limit=args.limit, offset=args.offset)
+        return _dashboard(args).list_tasks(states=args.state, method=args.method, limit=args.limit, offset=args.offset,
+                                           tag=args.tag)
     import time
 
     from ladon_tasks.dashboard.views import task_summary
@@ -25,7 +26,8 @@ def _task_rows(args: argparse.Namespace) -> list[dict]:
     store = redis_store(args.redis)
     try:
         states = [TaskState(state) for state in args.state] if args.state else None
-        records = store.list_tasks(states=states, method=args.method, limit=args.limit, offset=args.offset)
+        records = store.list_tasks(states=states, method=args.method, limit=args.limit, offset=args.offset,
+                                   tag=args.tag)
     finally:
         store.close()
     now = time.time()
@@ -93,10 +95,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    rows = _task_rows(args)
-    if args.tag:
-        rows = [row for row in rows if args.tag in row["tags"]]
-    _print_rows(rows, args.json)
+    _print_rows(_task_rows(args), args.json)
     return 0
 
 

@@ -5,15 +5,27 @@ Routes, relative to wherever the application is mounted::
 
     GET  /                          the page (HTML; its script polls the API)
     GET  /static/<name>             the page's script and style sheet
-    GET  /api/tasks?state=&method=&limit=&offset=
-                                    newest first; ``state`` repeatable or comma-separated
-    GET  /api/tasks/<id>            one task, with its arguments
-    POST /api/tasks/<id>/cancel     cancel (needs the header ``X-Requested-By: ladon-tasks``)
+    GET  /api/tasks?state=&method=&tag=&id=&limit=&offset=
+                                    newest first; ``state`` repeatable or comma-separated,
+                                    ``id`` the start of a task id
+    GET  /api/tasks/<id>            one task, with its arguments and where it ran
+    POST /api/tasks/<id>/cancel     cancel
+    POST /api/tasks/<id>/retry      run a failed or cancelled task again: a new task
+    POST /api/cancel                cancel several: ``{"task_ids": [...]}`` (500 at most)
+    POST /api/purge                 delete finished tasks: ``{"states": [...], "method":
+                                    name|null, "dry_run": bool}`` -> ``{"count": n}``
+    GET  /api/counts                tasks per state, in all and per method
+    GET  /api/queues                the Redis queues' depths
+    GET  /api/workers               live workers, and web processes running tasks
+    GET  /metrics                   Prometheus text format (:mod:`ladon_tasks.metrics`)
+    GET  /health                    200 or 503 with the checks (:mod:`ladon_tasks.health`)
 
-Every read goes through the runtime's store (``store.list``, ``runtime.record``) and
-every cancel through ``runtime.cancel``, so the dashboard obeys the same state machine
-and TTLs as the wire methods and never reaches into a backend. Access rules live in
-:mod:`ladon_tasks.dashboard.guard`.
+POSTs need the header ``X-Requested-By: ladon-tasks``. Every read goes through the
+runtime's store (``store.list``, ``runtime.record``) and every change through the
+runtime (``runtime.cancel``, ``runtime.rerun``), so the dashboard obeys the same state
+machine and TTLs as the wire methods and never reaches into a backend. Access rules
+live in :mod:`ladon_tasks.dashboard.guard`; ``/health`` may be opened to requests
+without the token (``health_open``), every other route keeps them.
 """
 
 from __future__ import annotations
@@ -34,8 +46,12 @@ from werkzeug.wrappers import Request, Response
 from ladon_tasks import defaults, faults
 from ladon_tasks import spec as specs
 from ladon_tasks.dashboard.guard import SESSION_COOKIE, AccessGuard
-from ladon_tasks.dashboard.views import task_detail, task_summary
+from ladon_tasks.dashboard.probes import health_response, metrics_response
 from ladon_tasks.hosts import AllowedHosts, is_loopback
+from ladon_tasks.dashboard.views import task_detail, task_summary
+from ladon_tasks.health import runtime_health
+from ladon_tasks.logs import about
+from ladon_tasks.metrics import TaskMetrics
 from ladon_tasks.model import TaskRecord, TaskState, UnreadableRecord
 from ladon_tasks.runtime import TaskRuntime, get_runtime
 from ladon_tasks.stores.base import StoreError
@@ -45,11 +61,15 @@ from ladon_tasks.wsgi_types import WSGIApp
 log = logging.getLogger(__name__)
 
 
+#: Tasks one bulk cancel may name: a page's worth at most.
+MAX_BULK = 500
+
 #: Files the page loads, with their types; nothing else under ``static/`` is served.
 STATIC_FILES = {
     "index.html": "text/html; charset=utf-8",
     "favicon.svg": "image/svg+xml",
     "dashboard.js": "text/javascript; charset=utf-8",
+    "fleet.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
 }
 
@@ -71,6 +91,9 @@ _FAULT_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (faults.UnknownTask, 404),
     (faults.StoreUnavailable, 503),
     (faults.CorruptTask, 409),  # cancel of a task whose record cannot be read
+    (faults.NotRetryable, 409),
+    (faults.ExecutorUnavailable, 503),
+    (faults.ServerBusy, 503),
 )
 
 
@@ -82,7 +105,7 @@ class DashboardApp:
     ``token`` (optional) is required on every request; ``allowed_hosts`` limits the
     ``Host`` headers served; ``trusted_origins`` adds origins (``https://ops.example``)
     allowed to POST besides the dashboard's own, for deployments behind a proxy that
-    rewrites ``Host``.
+    rewrites ``Host``; ``health_open`` serves ``/health`` without the token.
     """
 
     def __init__(
@@ -92,8 +115,11 @@ class DashboardApp:
         *,
         allowed_hosts: AllowedHosts | Iterable[str] | None = None,
         trusted_origins: Iterable[str] = (),
+        health_open: bool = False,
     ) -> None:
         self.runtime_provider = runtime_provider
+        self.health_open = health_open
+        self.metrics = TaskMetrics(lambda: self.runtime_provider().store)
         self.guard = AccessGuard(
             token,
             allowed_hosts=allowed_hosts,
@@ -106,6 +132,14 @@ class DashboardApp:
                 Rule("/api/tasks", endpoint="list", methods=["GET"]),
                 Rule("/api/tasks/<task_id>", endpoint="detail", methods=["GET"]),
                 Rule("/api/tasks/<task_id>/cancel", endpoint="cancel", methods=["POST"]),
+                Rule("/api/tasks/<task_id>/retry", endpoint="retry", methods=["POST"]),
+                Rule("/api/cancel", endpoint="bulk_cancel", methods=["POST"]),
+                Rule("/api/purge", endpoint="purge", methods=["POST"]),
+                Rule("/api/counts", endpoint="counts", methods=["GET"]),
+                Rule("/api/queues", endpoint="queues", methods=["GET"]),
+                Rule("/api/workers", endpoint="workers", methods=["GET"]),
+                Rule("/metrics", endpoint="metrics", methods=["GET"]),
+                Rule("/health", endpoint="health", methods=["GET"]),
             ]
         )
         self._static: dict[str, bytes] = {}
@@ -129,6 +163,8 @@ class DashboardApp:
             return _redirect(request.script_root + "/" + _query(request))
         if self.guard.needs_token and "token" in request.args and request.path == "/":
             return self._sign_in(request)
+        if self.health_open and request.path == "/health" and request.method in ("GET", "HEAD"):
+            return self.on_health(request)  # probes carry no token; the answer holds no task data
         if not self.guard.authorised(request):
             return self._unauthorised(request)
         if request.method not in ("GET", "HEAD"):
@@ -195,12 +231,16 @@ class DashboardApp:
         except ValueError as exc:
             return _json({"error": "BadRequest", "message": str(exc)}, 400)
         method = request.args.get("method", "").strip() or None
+        tag = request.args.get("tag", "").strip() or None
+        id_prefix = request.args.get("id", "").strip().lower() or None
+        if id_prefix is not None and (len(id_prefix) > 32 or any(c not in "0123456789abcdef" for c in id_prefix)):
+            return _json({"error": "BadRequest", "message": "id must be the start of a task id (hex digits)"}, 400)
         try:
             records = self.runtime_provider().store.list_tasks(
-                states=states, method=method, limit=limit + 1, offset=offset
+                states=states, method=method, limit=limit + 1, offset=offset, tag=tag, id_prefix=id_prefix
             )
         except StoreError as exc:
-            return _json({"error": "StoreUnavailable", "message": f"task state is not reachable: {exc}"}, 503)
+            return _unavailable(exc)
         now = time.time()
         return _json(
             {
@@ -238,8 +278,89 @@ class DashboardApp:
             record = runtime.cancel(task_id)
         except Exception as exc:
             return _fault_response(exc)
-        log.info("dashboard: cancel of task %s requested from %s", task_id, request.remote_addr)
+        about(log, record).info("cancel requested from the dashboard (%s)", request.remote_addr)
         return _json({"task": _detail(record)})
+
+    def on_retry(self, request: Request, task_id: str) -> Response:
+        try:
+            record = self.runtime_provider().rerun(task_id)
+        except Exception as exc:
+            return _fault_response(exc)
+        about(log, record).info("re-run of task %s asked from the dashboard (%s)", task_id, request.remote_addr)
+        return _json({"task": _detail(record)})
+
+    def on_bulk_cancel(self, request: Request) -> Response:
+        """Cancel each task named; one answer per task, in order: its state after the
+        cancel, or the error (an unknown task does not stop the others)."""
+        body = request.get_json(silent=True)
+        task_ids = body.get("task_ids") if isinstance(body, dict) else None
+        if not isinstance(task_ids, list) or not all(isinstance(i, str) for i in task_ids) or not task_ids:
+            return _json({"error": "BadRequest", "message": 'send {"task_ids": ["<task id>", ...]}'}, 400)
+        if len(task_ids) > MAX_BULK:
+            return _json({"error": "BadRequest", "message": f"at most {MAX_BULK} tasks at once"}, 400)
+        runtime = self.runtime_provider()
+        results = []
+        for task_id in task_ids:
+            try:
+                record = runtime.cancel(task_id)
+                results.append({"task_id": task_id, "state": record.shown_state})
+            except Exception as exc:
+                name = getattr(exc, "fault_name", type(exc).__name__)
+                results.append({"task_id": task_id, "error": name, "message": str(getattr(exc, "faultstring", exc))})
+        log.info("dashboard: bulk cancel of %d task(s) from %s", len(task_ids), request.remote_addr)
+        return _json({"results": results})
+
+    def on_purge(self, request: Request) -> Response:
+        body = request.get_json(silent=True)
+        body = body if isinstance(body, dict) else {}
+        method, dry_run = body.get("method"), body.get("dry_run", False)
+        try:
+            states = _states([s for s in body.get("states") or [] if isinstance(s, str)])
+        except ValueError as exc:
+            return _json({"error": "BadRequest", "message": str(exc)}, 400)
+        if not states or any(not state.finished for state in states) or not isinstance(dry_run, bool) \
+                or not (method is None or isinstance(method, str)):
+            return _json({"error": "BadRequest", "message": 'send {"states": ["failed", ...], "method": name or '
+                          'null, "dry_run": false}; only succeeded, failed and cancelled tasks are purged'}, 400)
+        try:
+            count = self.runtime_provider().store.purge(states, method=method or None, dry_run=dry_run)
+        except StoreError as exc:
+            return _unavailable(exc)
+        if not dry_run:
+            log.info("dashboard: purged %d %s task(s)%s from %s", count, "/".join(s.value for s in states),
+                     f" of {method}" if method else "", request.remote_addr)
+        return _json({"count": count, "dry_run": dry_run})
+
+    def on_counts(self, request: Request) -> Response:
+        try:
+            counts = self.runtime_provider().store.counts()
+        except StoreError as exc:
+            return _unavailable(exc)
+        return _json({**counts.to_json(), "now": time.time()})
+
+    def on_queues(self, request: Request) -> Response:
+        fleet = self.runtime_provider().store.fleet()
+        try:
+            queues = fleet.queues() if fleet is not None else []
+        except StoreError as exc:
+            return _unavailable(exc)
+        return _json({"queues": [queue.to_json() for queue in queues], "redis": fleet is not None,
+                      "now": time.time()})
+
+    def on_workers(self, request: Request) -> Response:
+        fleet = self.runtime_provider().store.fleet()
+        try:
+            workers, webs = fleet.workers() if fleet is not None else ([], [])
+        except StoreError as exc:
+            return _unavailable(exc)
+        return _json({"workers": [info.to_json() for info in workers], "web_processes": [w.to_json() for w in webs],
+                      "redis": fleet is not None, "now": time.time()})
+
+    def on_metrics(self, request: Request) -> Response:
+        return metrics_response(self.metrics)
+
+    def on_health(self, request: Request) -> Response:
+        return health_response(runtime_health(self.runtime_provider()))
 
 
 # -- mounting and serving ---------------------------------------------------------------
@@ -262,6 +383,7 @@ def serve_dashboard(
     allowed_hosts: Iterable[str] = (),
     trusted_origins: Iterable[str] = (),
     read_timeout: float = defaults.READ_TIMEOUT,
+    health_open: bool = False,
 ) -> None:
     """Serve the dashboard alone (Werkzeug, threaded) until interrupted.
 
@@ -280,7 +402,8 @@ def serve_dashboard(
     from ladon_tasks.serving import make_server
 
     hosts = AllowedHosts.for_address(host, allowed_hosts)
-    app = DashboardApp(runtime_provider, token, allowed_hosts=hosts, trusted_origins=trusted_origins)
+    app = DashboardApp(runtime_provider, token, allowed_hosts=hosts, trusted_origins=trusted_origins,
+                       health_open=health_open)
     make_server(host, port, app, read_timeout=read_timeout).run()
 
 
@@ -322,6 +445,10 @@ def _fault_response(exc: Exception) -> Response:
             text = str(getattr(exc, "faultstring", exc))
             return _json({"error": name, "message": text}, status)
     raise exc
+
+
+def _unavailable(exc: StoreError) -> Response:
+    return _json({"error": "StoreUnavailable", "message": f"task state is not reachable: {exc}"}, 503)
 
 
 def _json(payload: dict[str, Any], status: int = 200) -> Response:

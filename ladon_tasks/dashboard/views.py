@@ -33,6 +33,7 @@ _PLAIN_FIELDS = (
     "cancel_requested",
     "error_type",
     "error_message",
+    "retry_of",
 )
 
 
@@ -44,6 +45,7 @@ def task_summary(record: TaskRecord, now: float) -> dict[str, Any]:
     data["finished"] = record.finished
     data["age"] = max(0.0, now - record.submitted_at) if record.submitted_at else 0.0
     data["duration"] = record.duration(now)
+    data["worker"] = record.worker
     if isinstance(record, UnreadableRecord):
         # a damaged record in the store: shown, marked, never offered for cancel
         data.update(finished=True, unreadable=record.problem)
@@ -56,6 +58,7 @@ def task_detail(record: TaskRecord, now: float, task_method: "TaskSpec | None" =
     known - ``counter (int): 3`` reads better than ``"3"``."""
     data = task_summary(record, now)
     data["args"] = named_arguments(record.args, task_method)
+    data["ran_on"] = list(record.ran_on)
     return data
 
 

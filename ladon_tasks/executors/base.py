@@ -194,6 +194,11 @@ class Executor(abc.ABC):
     def submit(self, job: Job) -> None:
         """Accept the job for running; must not block on the body."""
 
+    def holds(self, task_id: str) -> bool:
+        """Whether the task is in hand here: queued in this process, running, or waiting
+        for a retry. Executors that leave their tasks in the store hold none."""
+        return False
+
     def cancel(self, task_id: str) -> None:
         """Enforce a cancel already recorded in the store, where the executor can.
 

@@ -8,6 +8,11 @@ the runtime, :mod:`ladon_tasks.redis.owners`) says it is alive. An attempt begin
 while the record still names this process, so a task another process adopted after
 this one stopped answering never starts here twice. With the in-process store there is
 no one else to hand tasks to: a clean shutdown ends what is left.
+
+The executor knows which tasks it has in hand (:meth:`LocalExecutor.holds`): from before
+their record is created until their outcome is written (a retry waiting in the timers
+included). Whatever the store says this process holds beyond that, the store lost the
+write that let it go - a failover, a restart - and the caretaker runs it again.
 """
 
 from __future__ import annotations
@@ -35,28 +40,49 @@ class LocalLease(Lease):
 
     def begin(self, store: TaskStore) -> int | None:
         record = store.transition(
-            self.job.task_id, TaskState.RUNNING, owner=self.source.owner or None, message=""
+            self.job.task_id, TaskState.RUNNING, owner=self.source.owner or None, where=self.source.where or None,
+            message="",
         )
         return None if record is None else record.attempts
 
     def end(self, settled: Settled | None) -> None:
         if settled is not None and settled.kind == "retry":
             self.source.put_later(self.job, settled.delay)
+        else:
+            self.source.let_go(self.job.task_id)
 
 
 class LocalSource(JobSource):
     """Jobs of this process: higher priority first, first come first served among equals."""
 
-    def __init__(self, timers: Timers, owner: str = "") -> None:
+    def __init__(self, timers: Timers, owner: str = "", where: str = "") -> None:
         self.timers = timers
         self.owner = owner
+        self.where = where or owner
         self._queue: queue.PriorityQueue = queue.PriorityQueue()
         self._order = itertools.count()
         self._closed = threading.Event()
+        self._held: set[str] = set()
+        self._held_lock = threading.Lock()
+
+    def hold(self, task_id: str) -> None:
+        """The task is in hand here from now on (before its record names this process)."""
+        with self._held_lock:
+            self._held.add(task_id)
+
+    def let_go(self, task_id: str) -> None:
+        """The task is not in hand here any more (its outcome is written, or it may not run)."""
+        with self._held_lock:
+            self._held.discard(task_id)
+
+    def holds(self, task_id: str) -> bool:
+        with self._held_lock:
+            return task_id in self._held
 
     def put(self, job: Job) -> None:
         if self._closed.is_set():
             raise RuntimeError("the executor is shut down")
+        self.hold(job.task_id)
         self._queue.put((-job.priority, next(self._order), job))
 
     def put_later(self, job: Job, delay: float) -> None:
@@ -88,17 +114,31 @@ class LocalSource(JobSource):
 
 
 class LocalExecutor(Executor):
-    """A bounded pool of slots in this process, fed by the jobs started here."""
+    """A bounded pool of slots in this process, fed by the jobs started here. ``owner``:
+    this process's owner id in a shared store (else ``""``); ``where``: this process's
+    name in the records' ``ran_on`` (the owner id by default)."""
 
-    def __init__(self, store: TaskStore, runner: Runner, workers: int, timers: Timers, owner: str = "") -> None:
+    def __init__(self, store: TaskStore, runner: Runner, workers: int, timers: Timers, owner: str = "",
+                 where: str = "") -> None:
         self.name = runner.name
         self.owner = owner
-        self.source = LocalSource(timers, owner)
+        self.source = LocalSource(timers, owner, where)
         self.pool = SlotPool(runner.name, store, self.source, runner, workers, timers)
 
     def start(self, store: TaskStore, record: TaskRecord, job: Job) -> TaskRecord:
         record.owner = self.owner
-        return super().start(store, record, job)
+        self.source.hold(record.task_id)  # before the store says this process holds it
+        try:
+            stored = super().start(store, record, job)
+        except BaseException:
+            self.source.let_go(record.task_id)
+            raise
+        if stored.task_id != record.task_id:  # a known idempotency key: nothing new here
+            self.source.let_go(record.task_id)
+        return stored
+
+    def holds(self, task_id: str) -> bool:
+        return self.source.holds(task_id)
 
     def submit(self, job: Job) -> None:
         self.source.put(job)

@@ -17,6 +17,7 @@ from typing import Callable
 
 from ladon_tasks import defaults
 from ladon_tasks.executors.base import Job, Outcome
+from ladon_tasks.logs import about
 from ladon_tasks.model import TaskState
 from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
 
@@ -66,7 +67,7 @@ def settle(
         return Settled("succeeded" if done is not None else "superseded", released=released)
     if outcome.kind != "failed":
         return Settled("interrupted")
-    record = store.get(job.task_id)
+    record = store.current(job.task_id)
     if record is None or record.finished or record.attempts > attempt:
         return Settled("superseded")  # (a queue worker's attempt may not be recorded yet: < is fine)
     if attempt < record.max_attempts and not record.cancel_requested:
@@ -108,10 +109,8 @@ def settle_durably(
         except StoreError as exc:
             if time.monotonic() - warned > 5.0:
                 warned = time.monotonic()
-                log.warning("task %s: outcome of attempt %d kept until the store answers: %s",
-                            job.task_id, attempt, exc)
+                about(log, job).warning("outcome of attempt %d kept until the store answers: %s", attempt, exc)
         if give_up.wait(backoff):
-            log.error("task %s: outcome of attempt %d dropped at shutdown; the task will run again",
-                      job.task_id, attempt)
+            about(log, job).error("outcome of attempt %d dropped at shutdown; the task will run again", attempt)
             return None
         backoff = min(backoff * 2, defaults.SETTLE_BACKOFF_MAX)

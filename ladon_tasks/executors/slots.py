@@ -30,6 +30,7 @@ from ladon_tasks import crashpoints
 from ladon_tasks.executors.base import Job, Outcome, time_out
 from ladon_tasks.executors.settle import Settled, settle_durably
 from ladon_tasks.executors.timers import Timers
+from ladon_tasks.logs import about
 from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,11 @@ class SlotPool:
             self._threads.append(thread)
         thread.start()
 
+    def dead_slots(self) -> int:
+        """Slot threads that stopped while the pool was open (none should)."""
+        with self._lock:
+            return 0 if self._closed else sum(1 for thread in self._threads if not thread.is_alive())
+
     def running(self) -> dict[int, Lease]:
         """The leases slots hold now, by slot."""
         with self._lock:
@@ -196,7 +202,7 @@ class SlotPool:
                 try:
                     self._run(slot, lease)
                 except Exception:  # keep the slot alive whatever one job does
-                    log.exception("%s slot %d failed on task %s", self.name, slot, lease.job.task_id)
+                    about(log, lease.job).exception("%s slot %d failed on it", self.name, slot)
                 finally:
                     with self._lock:
                         self._running.pop(slot, None)
@@ -236,7 +242,7 @@ class SlotPool:
             try:
                 return lease.begin(self.store)
             except StoreError as exc:
-                log.warning("task %s cannot start yet: %s", lease.job.task_id, exc)
+                about(log, lease.job).warning("cannot start yet: %s", exc)
             if self.give_up.wait(backoff):
                 return None
             backoff = min(backoff * 2, 1.0)
@@ -246,5 +252,5 @@ class SlotPool:
             if time_out(self.store, job, number):
                 self.runner.stop(slot, job.task_id)
         except StoreError as exc:  # tried again in a moment: the limit still holds
-            log.warning("task %s: timeout not recorded yet: %s", job.task_id, exc)
+            about(log, job).warning("timeout not recorded yet: %s", exc)
             self.timers.call_later(0.5, lambda: self._time_out(slot, job, number))

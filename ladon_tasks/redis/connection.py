@@ -3,6 +3,11 @@
 One connection pool per store; every part of the backend (store, queues, notifier)
 shares it. Replies are decoded to text and use RESP2, which the scripts' answers and
 :func:`as_text` expect.
+
+A URL is ``redis://``, ``rediss://`` or ``unix://`` for one server, or
+``redis+sentinel://`` for a primary that Redis Sentinel watches
+(:mod:`ladon_tasks.redis.sentinel`): the client then asks the sentinels where the
+primary is on every new connection, and follows it after a failover.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from ladon_tasks import defaults
+from ladon_tasks.redis.sentinel import SentinelURL, describe_sentinel_client, is_sentinel_url
 
 #: Where a store connects when given nothing else: a local server, database 0.
 DEFAULT_URL = "redis://localhost:6379/0"
@@ -23,21 +29,28 @@ DEFAULT_URL = "redis://localhost:6379/0"
 
 def connect(url: str, socket_timeout: float | None = None) -> redis.Redis:
     """A client with its own pool for ``url`` (``redis://``, ``rediss://``, ``unix://``,
-    with user, password and database as redis-py reads them)."""
+    with user, password and database as redis-py reads them; or ``redis+sentinel://``)."""
     timeout = defaults.SOCKET_TIMEOUT if socket_timeout is None else socket_timeout
+    options: dict[str, Any] = dict(
+        decode_responses=True,
+        protocol=2,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        # one quick retry: a pooled connection is dead after a Redis restart (or, with
+        # Sentinel, after a failover: the retry asks the sentinels again)
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1, (redis.ConnectionError,)),
+    )
+    if is_sentinel_url(url):
+        return SentinelURL.parse(url).connect(**options)
     try:
-        pool = redis.ConnectionPool.from_url(
-            url,
-            decode_responses=True,
-            protocol=2,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            # one quick retry: a pooled connection is dead after a Redis restart
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1, (redis.ConnectionError,)),
-        )
+        pool = redis.ConnectionPool.from_url(url, **options)
     except ValueError as exc:
-        raise ValueError(f"not a Redis URL ({exc}); expected redis://, rediss:// or unix://") from None
+        raise ValueError(f"not a Redis URL ({exc}); expected {URL_FORMS}") from None
     return redis.Redis(connection_pool=pool)
+
+
+#: The URL forms :func:`connect` takes, for messages.
+URL_FORMS = "redis://, rediss://, unix:// or redis+sentinel://"
 
 
 def url_from_environment(environ: Mapping[str, str] | None = None) -> str:
@@ -78,6 +91,9 @@ def redis_url_from_parts(
 
 def describe_location(client: redis.Redis) -> str:
     """Where Redis is, for error messages - never the password."""
+    sentinel = describe_sentinel_client(client)
+    if sentinel is not None:
+        return sentinel
     kwargs = client.connection_pool.connection_kwargs
     if kwargs.get("path"):
         return f"unix:{kwargs['path']} db {kwargs.get('db', 0)}"

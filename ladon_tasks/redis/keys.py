@@ -21,6 +21,13 @@ key                             type    holds
 ``owners``                      zset    live processes running bodies in process, by
                                         lease expiry (ms, Redis clock)
 ``owned:<owner>``               set     task ids an in-process owner holds
+``stats``                       hash    counts per method and state, run-time histogram
+                                        (field names: :mod:`ladon_tasks.stats`)
+``queues``                      set     ``<q>:<NNN>`` of every job stream made: where
+                                        queue depths are read, without a key scan
+``workers``                     set     ids of the workers that announced themselves
+``worker:<id>``                 string  a worker's JSON description; expires unless its
+                                        heartbeat renews it
 ==============================  ======  ===============================================
 """
 
@@ -45,6 +52,10 @@ LAYOUT: dict[str, str] = {
     "queue": "queue:",
     "owners": "owners",
     "owned": "owned:",
+    "stats": "stats",
+    "queues": "queues",
+    "workers": "workers",
+    "worker": "worker:",
 }
 
 
@@ -85,3 +96,18 @@ class Keys:
 
     def owned(self, owner: str) -> str:
         return f"{self.prefix}{LAYOUT['owned']}{owner}"
+
+    @property
+    def stats(self) -> str:
+        return self.prefix + LAYOUT["stats"]
+
+    @property
+    def queues(self) -> str:
+        return self.prefix + LAYOUT["queues"]
+
+    @property
+    def workers(self) -> str:
+        return self.prefix + LAYOUT["workers"]
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}{LAYOUT['worker']}{worker_id}"

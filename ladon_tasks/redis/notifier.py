@@ -10,7 +10,11 @@ others are read once after subscribing, and every waiter reads again every
 
 Finished records never change again, so up to ``defaults.FINISHED_CACHE`` small ones
 (``defaults.FINISHED_CACHE_BYTES`` in all) are kept until their ``result_ttl`` runs out:
-progress, result and wait calls on a finished task cost no Redis command.
+progress, result and wait calls on a finished task cost no Redis command. A purge
+(``-<id>,<id>...`` on the same channel) takes its tasks out of every process's cache.
+A cache is kept only while subscribed, and emptied at each (re)subscription: a purge
+may have been missed meanwhile, and Redis may have lost finishes (a failover, a
+restart) that would put a task back where it was.
 """
 
 from __future__ import annotations
@@ -75,6 +79,14 @@ class FinishNotifier:
                 return None
             return entry[1].copy()
 
+    def forget_finished(self) -> None:
+        """Drop every finished record kept: after Redis was away. A failover to a replica
+        that had not received a finish, or a restart that lost it, puts the task back
+        where it was - and it runs again; a kept copy would go on saying it finished."""
+        with self._finished_lock:
+            self._finished.clear()
+            self._finished_bytes = 0
+
     def remember(self, record: TaskRecord, size: int) -> TaskRecord:
         """Keep a small finished record until it expires; ``size``: its JSON's length."""
         if record.finished and record.result_ttl > 0 and size <= defaults.PUBLISH_MAX:
@@ -87,7 +99,18 @@ class FinishNotifier:
                 self._finished_bytes += size
                 while len(self._finished) > defaults.FINISHED_CACHE or self._finished_bytes > defaults.FINISHED_CACHE_BYTES:
                     self._finished_bytes -= self._finished.popitem(last=False)[1][2]
+            self._ensure_subscriber()  # a purge must reach this cache
         return record
+
+    def forget(self, task_ids: list[str]) -> None:
+        """Purged tasks: out of the cache, and their waiters read again (and find none)."""
+        with self._finished_lock:
+            for task_id in task_ids:
+                entry = self._finished.pop(task_id, None)
+                if entry is not None:
+                    self._finished_bytes -= entry[2]
+        for task_id in task_ids:
+            self._wake(task_id)
 
     # -- tasks made here -----------------------------------------------------------------
 
@@ -192,14 +215,22 @@ class FinishNotifier:
                 while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=defaults.WAIT_RECHECK)
                     self._on_idle()
+                    if not _still_primary(self._redis, pubsub):
+                        log.info("finish notifications: the primary moved; subscribing there")
+                        break
                     if message is None:
                         continue
                     if message["type"] == "subscribe":
                         backoff = 0.05
+                        self.forget_finished()  # a purge, or a finish Redis lost, may have been missed
                         self._subscribed.set()
                         self._wake(None)  # (re)subscribed: waiters read their records again
                     elif message["type"] == "message":
-                        self._wake(*as_text(message["data"]).partition("\n")[::2])
+                        data = as_text(message["data"])
+                        if data.startswith("-"):
+                            self.forget(data[1:].split(","))
+                        else:
+                            self._wake(*data.partition("\n")[::2])
             except (redis.RedisError, OSError, ValueError) as exc:
                 log.debug("finish notifications from Redis at %s interrupted: %s", self.location, exc)
             finally:
@@ -225,8 +256,8 @@ class FinishNotifier:
                 self._followed.pop(task_id, None)
             if not targets and (task_id is None or not early):
                 return
-        record = None
-        if document and task_id is not None:
+        record = self.cached(task_id) if task_id is not None else None  # finished here: decoded already
+        if record is None and document and task_id is not None:
             try:
                 record = self.remember(TaskRecord.from_json(json.loads(document)), len(document))
             except (ValueError, TypeError):
@@ -238,3 +269,10 @@ class FinishNotifier:
                     self._notified_records[watched] = record
                 for told in self._watchers[watched]:
                     told.set()
+
+
+def _still_primary(client: redis.Redis, pubsub: redis.client.PubSub) -> bool:
+    """Whether the subscription's connection goes where the client's pool sends writes
+    (with Sentinel, the pool learns of a new primary before this connection breaks)."""
+    connection = pubsub.connection
+    return connection is None or bool(client.connection_pool.owns_connection(connection))

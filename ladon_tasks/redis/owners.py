@@ -15,6 +15,7 @@ from typing import Any, Callable, ContextManager
 from ladon_tasks.model import TaskRecord
 from ladon_tasks.redis import scripts
 from ladon_tasks.redis.connection import as_text
+from ladon_tasks.redis.keys import Keys
 from ladon_tasks.stores.base import Ownership
 
 
@@ -25,6 +26,8 @@ class RedisOwnership(Ownership):
     def __init__(self, client: Any, prefix: str, errors: Callable[[str], ContextManager[None]],
                  decode: Callable[[Any], TaskRecord]) -> None:
         self.prefix = prefix
+        self._client = client
+        self._keys = Keys(prefix)
         self._errors = errors
         self._decode = decode
         self._renew = scripts.register(client, "owner_renew")
@@ -45,6 +48,10 @@ class RedisOwnership(Ownership):
         with self._errors(f"taking over task {task_id}"):
             flat = self._adopt(args=[self.prefix, task_id, dead, new, str(max_lost), repr(time.time()), reason])
         return self._decode(flat) if flat else None
+
+    def held(self, owner: str) -> list[str]:
+        with self._errors(f"reading the tasks {owner} holds"):
+            return sorted(as_text(task_id) for task_id in self._client.smembers(self._keys.owned(owner)))
 
     def release(self, owner: str, max_lost: int, reason: str) -> int:
         with self._errors(f"handing over the tasks of {owner}"):

@@ -31,17 +31,23 @@ from ladon_tasks.stores.base import StoreError
 
 log = logging.getLogger(__name__)
 
+#: Values per pending item in a script's arguments: attempt, progress, message, start
+#: time and where the attempt runs (the scripts get it in their header).
+PENDING_WIDTH = 5
+
+
 
 @dataclass
 class Pending:
     """What a body's attempt told that is not in Redis yet (``None``: unchanged): progress,
-    message, and - from :meth:`ProgressWriter.begin` - when the attempt started, which is
-    worth writing only once the attempt has run for ``due`` (a monotonic time)."""
+    message, and - from :meth:`ProgressWriter.begin` - when and where the attempt started,
+    which is worth writing only once the attempt has run for ``due`` (a monotonic time)."""
 
     progress: float | None = None
     message: str | None = None
     started_at: float | None = None
     due: float = 0.0
+    where: str = ""
 
     def merge(self, progress: float | None, message: str | None) -> None:
         if progress is not None:
@@ -56,6 +62,7 @@ class Pending:
             "" if self.progress is None else dumps(float(self.progress)),
             "" if self.message is None else dumps(self.message),
             "" if self.started_at is None else repr(float(self.started_at)),
+            self.where,
         ]
 
 
@@ -87,7 +94,12 @@ class ProgressWriter:
         self._answers: dict[tuple[str, int | None], _Answer] = {}
         self._inflight: set[str] = set()
         self._flusher: threading.Thread | None = None
-        self._flusher_idle = False
+        #: The writer thread waits for work without a timeout (idle for a while): only
+        #: then does new work wake it - a wake-up per task costs more than its write.
+        self._flusher_asleep = False
+        #: Threads waiting for a task's write in flight to end (rare): only they need
+        #: waking when one ends.
+        self._inflight_waiters = 0
         self._last_flush = 0.0
 
     def report(self, task_id: str, progress: float | None, message: str | None, attempt: int | None) -> bool:
@@ -98,12 +110,11 @@ class ProgressWriter:
             answer = self._answers.get(key)
             if answer is not None and now - answer.at <= 4 * self.flush_interval:
                 self._pending.setdefault(task_id, {}).setdefault(attempt, Pending()).merge(progress, message)
-                if self._flusher_idle:
+                if self._flusher_asleep:
                     self._reports.notify_all()
                 return answer.go
             # no fresh answer: write now and ask, in the caller's thread
-            while task_id in self._inflight:
-                self._reports.wait()
+            self._wait_until_landed(task_id)
             by_attempt = self._pending.get(task_id, {})
             values = by_attempt.pop(attempt, None) or Pending()
             if not by_attempt:
@@ -127,14 +138,14 @@ class ProgressWriter:
         self._ensure_flusher()
         return go
 
-    def begin(self, task_id: str, attempt: int, started_at: float) -> None:
-        """A queue worker starts an attempt: the start is written once it has run
-        ``flush_interval``, or with its first progress, or with its outcome."""
+    def begin(self, task_id: str, attempt: int, started_at: float, where: str = "") -> None:
+        """A queue worker starts an attempt (at ``where``, its id): the start is written
+        once it has run ``flush_interval``, or with its first progress, or with its outcome."""
         with self._reports:
             self._pending.setdefault(task_id, {})[attempt] = Pending(
-                started_at=started_at, due=time.monotonic() + self.flush_interval
+                started_at=started_at, due=time.monotonic() + self.flush_interval, where=where
             )
-            if self._flusher_idle:
+            if self._flusher_asleep:
                 self._reports.notify_all()
         self._ensure_flusher()
 
@@ -166,8 +177,7 @@ class ProgressWriter:
         """Claim the task (no other write of its progress runs until :meth:`_release`)
         and hand over its unsent values."""
         with self._reports:
-            while task_id in self._inflight:
-                self._reports.wait()
+            self._wait_until_landed(task_id)
             self._inflight.add(task_id)
             by_attempt = self._pending.pop(task_id, {})
             for key in [k for k in self._answers if k[0] == task_id]:
@@ -181,7 +191,7 @@ class ProgressWriter:
         """Put back values a failed write carried, unless newer ones arrived meanwhile."""
         with self._reports:
             by_attempt = self._pending.setdefault(task_id, {})
-            for i in range(0, len(flat), 4):
+            for i in range(0, len(flat), PENDING_WIDTH):
                 attempt = int(flat[i]) if flat[i] else None
                 by_attempt.setdefault(
                     attempt,
@@ -189,13 +199,24 @@ class ProgressWriter:
                         json.loads(flat[i + 1]) if flat[i + 1] else None,
                         json.loads(flat[i + 2]) if flat[i + 2] else None,
                         float(flat[i + 3]) if flat[i + 3] else None,
+                        where=flat[i + 4],
                     ),
                 )
+
+    def _wait_until_landed(self, task_id: str) -> None:
+        """(Lock held.) Wait while a write of ``task_id`` is in flight."""
+        while task_id in self._inflight:
+            self._inflight_waiters += 1
+            try:
+                self._reports.wait()
+            finally:
+                self._inflight_waiters -= 1
 
     def _release(self, task_id: str) -> None:
         with self._reports:
             self._inflight.discard(task_id)
-            self._reports.notify_all()
+            if self._inflight_waiters:
+                self._reports.notify_all()
 
     # -- the writer thread ---------------------------------------------------------------
 
@@ -208,14 +229,18 @@ class ProgressWriter:
                 self._flusher.start()
 
     def _flush_loop(self) -> None:
+        had_work = time.monotonic()
         while True:
             with self._reports:
                 while not self._pending and not self._stopping.is_set():
-                    self._flusher_idle = True
-                    self._reports.wait()
-                self._flusher_idle = False
+                    # busy lately: look again in a flush interval, unasked; idle for a
+                    # second: sleep until work wakes this thread
+                    self._flusher_asleep = time.monotonic() - had_work > 1.0
+                    self._reports.wait(None if self._flusher_asleep else self.flush_interval)
+                self._flusher_asleep = False
                 if self._stopping.is_set() and not self._pending:
                     return
+            had_work = time.monotonic()
             delay = self._last_flush + self.flush_interval - time.monotonic()
             if delay > 0:
                 self._stopping.wait(delay)  # pacing; a close() flushes at once
@@ -249,12 +274,14 @@ class ProgressWriter:
                 for task_id, attempt, values in items:
                     self._pending.setdefault(task_id, {}).setdefault(attempt, values)
                     self._inflight.discard(task_id)
-                self._reports.notify_all()
+                if self._inflight_waiters:
+                    self._reports.notify_all()
             return False
         now = time.monotonic()
         with self._reports:
             for (task_id, attempt, _), go in zip(items, answers):
                 self._answers[(task_id, attempt)] = _Answer(bool(go), now)
                 self._inflight.discard(task_id)
-            self._reports.notify_all()
+            if self._inflight_waiters:
+                self._reports.notify_all()
         return True

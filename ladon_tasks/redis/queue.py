@@ -44,6 +44,7 @@ from typing import Any, Iterable, Sequence
 
 from ladon_tasks import codec, crashpoints, defaults
 from ladon_tasks.executors.base import Job
+from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.redis import scripts
 from ladon_tasks.redis.connection import as_text
@@ -66,7 +67,9 @@ class RedisQueue(JobQueue):
     """One named queue. Safe to share between threads (redis-py pools connections).
 
     ``levels``: the priorities this queue's jobs can have (a worker knows them from the
-    task methods of the services it loaded); the default priority is always one."""
+    task methods of the services it loaded); the default priority is always one.
+    ``consumer``: the name this process reads the streams under - a worker's id, so the
+    pending entries say which worker holds them."""
 
     def __init__(
         self,
@@ -75,6 +78,7 @@ class RedisQueue(JobQueue):
         name: str = defaults.QUEUE,
         lease_seconds: float = defaults.LEASE_SECONDS,
         levels: Iterable[int] = (),
+        consumer: str | None = None,
     ) -> None:
         import redis
 
@@ -88,7 +92,7 @@ class RedisQueue(JobQueue):
         self.levels = sorted({defaults.PRIORITY, *levels}, reverse=True)
         self.streams = [self.stream_for(level) for level in self.levels]
         self.delayed_key = self.keys.delayed(name)
-        self.consumer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._groups_ready = False
         self._groups_lock = threading.Lock()
         self._move_due = scripts.register(client, "move_due")
@@ -155,6 +159,9 @@ class RedisQueue(JobQueue):
                 except self._redis_errors as exc:
                     if not (isinstance(exc, self._response_error) and "BUSYGROUP" in str(exc)):
                         raise StoreError(f"queue {self.name!r}: creating the consumer group failed: {exc}") from exc
+            # listed among the queues (fleet.py) even before its first job
+            self._call("register", self.client.sadd, self.keys.queues,
+                       *(f"{self.name}:{int(level):03d}" for level in self.levels))
             self._groups_ready = True
 
     def claim(self, block: float, above: int | None = None) -> list[Claim]:
@@ -225,6 +232,10 @@ class RedisQueue(JobQueue):
         for stream, entries in _by_stream(claims).items():
             self._call("renew", self.client.xclaim, stream, GROUP, self.consumer, 0, entries, justid=True)
 
+    def ping(self) -> None:
+        """One round trip: ``StoreError`` while Redis cannot be reached."""
+        self._call("ping", self.client.ping)
+
     def ack(self, claims: Sequence[Claim]) -> None:
         for stream, entries in _by_stream(claims).items():
             self._call("ack", self.client.xack, stream, GROUP, *entries)
@@ -257,27 +268,31 @@ class RedisQueue(JobQueue):
             if not expired:
                 continue
             ids = [as_text(item["message_id"]) for item in expired]
+            holders = {as_text(item["message_id"]): as_text(item.get("consumer", "")) for item in expired}
             # the minimum idle time makes the takeover exclusive: one reaper gets each
             taken = self._call("reap", self.client.xclaim, stream, GROUP, self.consumer, lease_ms, ids)
             crashpoints.reach("reaper.claimed")
             for entry, fields in taken or []:
                 for claim in self._decode(stream, as_text(entry), fields):
-                    reissued += self._reissue(store, claim, max_lost)
+                    reissued += self._reissue(store, claim, max_lost, holders.get(claim.entry, ""))
                     crashpoints.reach("reaper.reissued")
         return reissued
 
-    def _reissue(self, store: TaskStore, claim: Claim, max_lost: int) -> int:
-        return int(self.reissue(store, claim, f"the worker running attempt {claim.job.attempt} stopped answering",
-                                max_lost) == "reissued")
+    def _reissue(self, store: TaskStore, claim: Claim, max_lost: int, holder: str) -> int:
+        reason = f"the worker running attempt {claim.job.attempt} stopped answering"
+        if holder:
+            reason = f"the worker running attempt {claim.job.attempt} ({holder}) stopped answering"
+        return int(self.reissue(store, claim, reason, max_lost, where=holder) == "reissued")
 
     def reissue(self, store: TaskStore, claim: Claim, reason: str, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
-                what: str = "reissued") -> str:
-        """The attempt ``claim`` holds will not finish where it ran: queue the next one,
-        or - its lost attempts spent - fail the task with ``WorkerDied``; the entry is
-        acknowledged in the same step. Returns what was done: ``reissued``, ``failed``,
-        ``cancelled`` or ``acknowledged`` (the task had finished or moved on)."""
+                what: str = "reissued", where: str = "") -> str:
+        """The attempt ``claim`` holds will not finish where it ran (``where``, the worker
+        that held it, recorded if its start was not): queue the next one, or - its lost
+        attempts spent - fail the task with ``WorkerDied``; the entry is acknowledged in
+        the same step. Returns what was done: ``reissued``, ``failed``, ``cancelled`` or
+        ``acknowledged`` (the task had finished or moved on)."""
         job = claim.job
-        record: TaskRecord | None = store.get(job.task_id)
+        record: TaskRecord | None = store.current(job.task_id)
         if record is None or record.finished or record.attempts > job.attempt:
             self.ack([claim])
             return "acknowledged"
@@ -288,17 +303,18 @@ class RedisQueue(JobQueue):
             return "cancelled" if done is not None else "acknowledged"
         if job.attempt >= record.max_attempts + max_lost:
             done = store.transition(
-                job.task_id, TaskState.FAILED, attempt=job.attempt, job=self.release(claim),
+                job.task_id, TaskState.FAILED, attempt=job.attempt, job=self.release(claim), where=where or None,
                 error_type="WorkerDied", error_message=f"{reason}; attempt {job.attempt} was its last",
                 finished_at=now,
             )
             return "failed" if done is not None else "acknowledged"
         moved = store.transition(
-            job.task_id, TaskState.QUEUED, attempt=job.attempt, job=self.run_again(claim), message=f"{what}: {reason}",
+            job.task_id, TaskState.QUEUED, attempt=job.attempt, job=self.run_again(claim), where=where or None,
+            message=f"{what}: {reason}",
         )
         if moved is None:
             return "acknowledged"
-        log.warning("task %s %s: %s; attempt %d queued", job.task_id, what, reason, job.attempt + 1)
+        about(log, job).warning("%s: %s; attempt %d queued", what, reason, job.attempt + 1)
         return "reissued"
 
     def trim(self) -> None:

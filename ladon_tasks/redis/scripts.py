@@ -5,7 +5,9 @@ Each script lives in ``scripts/<name>.lua`` with a comment saying what its ``KEY
 
 1. a header generated here from Python, so the two sides never disagree: the state
    machine of :mod:`ladon_tasks.model` (``LEGAL``, ``FINISHED``, ``STATES``), the key
-   layout of :mod:`ladon_tasks.redis.keys` (``KEY``, ``GROUP``) and the limits below;
+   layout of :mod:`ladon_tasks.redis.keys` (``KEY``, ``GROUP``), the limits below, the
+   width of a pending progress item (``PENDING_WIDTH``) and the run-time histogram's
+   buckets (``DURATION_BUCKETS``, ``NEVER_RAN``, :mod:`ladon_tasks.stats`);
 2. ``common.lua``, the functions every script shares;
 3. the script itself.
 
@@ -22,6 +24,8 @@ from typing import Any
 from ladon_tasks import defaults
 from ladon_tasks.model import FINISHED_STATES, TRANSITIONS, TaskState
 from ladon_tasks.redis.keys import GROUP, LAYOUT
+from ladon_tasks.redis.progress import PENDING_WIDTH
+from ladon_tasks.stats import DURATION_BUCKETS, NEVER_RAN
 
 
 def _lua_string(text: str) -> str:
@@ -47,6 +51,9 @@ def header() -> str:
         f"local GROUP = {_lua_string(GROUP)}\n"
         f"local EVENTS_MAXLEN = {int(defaults.EVENTS_MAXLEN)}\n"
         f"local PUBLISH_MAX = {int(defaults.PUBLISH_MAX)}\n"
+        f"local PENDING_WIDTH = {int(PENDING_WIDTH)}\n"
+        f"local DURATION_BUCKETS = {{{', '.join(repr(float(b)) for b in DURATION_BUCKETS)}}}\n"
+        f"local NEVER_RAN = {_lua_string(NEVER_RAN)}\n"
     )
 
 

@@ -33,14 +33,18 @@ keeps it), and how this backend keeps it:
   listing meets them, and by a sweep of a window of each index every
   ``defaults.SWEEP_INTERVAL`` seconds, done by the finish-message thread of a store that makes tasks.
 
+* **Starts survive a failover.** Behind Sentinel, a start and a cancel are answered
+  once a replica has them (``WAIT``, bounded: :mod:`.replication`, which also says what
+  else a failover can undo).
+
 Every redis-py error becomes :class:`~ladon_tasks.stores.base.StoreError`.
 
 Records are encoded and decoded by :mod:`.records`; the owner leases of in-process
 executors are :mod:`.owners`.
 
 Limits: keys are built inside the scripts, so this runs on one Redis server (with
-replicas), not on Redis Cluster. Record times come from the clock of the host that
-writes them; expiry bookkeeping uses the Redis server's clock.
+replicas, and Sentinel to promote one), not on Redis Cluster. Record times come from
+the clock of the host that writes them; expiry bookkeeping uses the Redis server's clock.
 """
 
 from __future__ import annotations
@@ -63,10 +67,11 @@ from ladon_tasks.redis.connection import (
     describe_location,
     url_from_environment,
 )
+from ladon_tasks.redis.fleet import RedisFleet
 from ladon_tasks.redis.keys import DEFAULT_PREFIX, Keys
 from ladon_tasks.redis.notifier import FinishNotifier
 from ladon_tasks.redis.owners import RedisOwnership
-from ladon_tasks.redis.progress import Pending, ProgressWriter
+from ladon_tasks.redis.progress import PENDING_WIDTH, Pending, ProgressWriter
 from ladon_tasks.redis.queue import RedisQueue
 from ladon_tasks.redis.records import (
     decode_listed,
@@ -76,6 +81,7 @@ from ladon_tasks.redis.records import (
     flat_size,
     job_ops,
 )
+from ladon_tasks.stats import TaskCounts
 from ladon_tasks.stores.base import (
     CorruptRecord,
     JobChange,
@@ -83,6 +89,7 @@ from ladon_tasks.stores.base import (
     StoreError,
     TaskStore,
 )
+from ladon_tasks.redis.replication import ReplicaWait, replica_wait_for
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +98,9 @@ class RedisStore(TaskStore):
     """Task records in a Redis server, shared by every process that connects to it.
 
     ``connection`` is a URL (``redis://``, ``rediss://``, ``unix://``, with user,
-    password and database as redis-py reads them) or an existing :class:`redis.Redis`,
-    which the store uses but does not disconnect. One connection pool per store.
+    password and database as redis-py reads them; ``redis+sentinel://``) or an existing
+    :class:`redis.Redis`, which the store uses but does not disconnect. One connection
+    pool per store.
     """
 
     def __init__(
@@ -108,6 +116,7 @@ class RedisStore(TaskStore):
             raise ValueError("flush_interval and wait_recheck must be > 0")
         if not prefix:
             raise ValueError("prefix must not be empty: keys of other programs would mix with ours")
+        self._replica_wait: ReplicaWait | None = None
         if isinstance(connection, redis.Redis):
             if socket_timeout is not None:
                 raise ValueError("socket_timeout applies to a URL; configure the given redis.Redis instead")
@@ -116,6 +125,7 @@ class RedisStore(TaskStore):
         elif isinstance(connection, str):
             self._redis = connect(connection, socket_timeout)
             self._owns_connection = True
+            self._replica_wait = replica_wait_for(connection, self._redis)
         else:
             raise TypeError(f"connection must be a URL or a redis.Redis, not {type(connection).__name__}")
         self.prefix = prefix
@@ -130,6 +140,8 @@ class RedisStore(TaskStore):
         self._cancel = scripts.register(self._redis, "cancel")
         self._list = scripts.register(self._redis, "list")
         self._sweep = scripts.register(self._redis, "sweep")
+        self._purge = scripts.register(self._redis, "purge")
+        self._fleet = RedisFleet(self._redis, prefix, self._errors)
         self._ownership = RedisOwnership(self._redis, prefix, self._errors, decode_record)
         self._progress = ProgressWriter(self._write_reports, flush_interval)
         self._notifier = FinishNotifier(self._redis, self.channel, self.location, self._read,
@@ -156,15 +168,23 @@ class RedisStore(TaskStore):
     def ownership(self) -> RedisOwnership:
         return self._ownership
 
-    def queue(self, name: str, *, lease_seconds: float = defaults.LEASE_SECONDS, levels: Iterable[int] = ()) -> RedisQueue:
-        """The job queue ``name`` in this store's Redis, over this store's connection."""
-        return RedisQueue(self._redis, self.prefix, name, lease_seconds=lease_seconds, levels=levels)
+    def queue(self, name: str, *, lease_seconds: float = defaults.LEASE_SECONDS, levels: Iterable[int] = (),
+              consumer: str | None = None) -> RedisQueue:
+        """The job queue ``name`` in this store's Redis, over this store's connection;
+        ``consumer``: the reading worker's id."""
+        return RedisQueue(self._redis, self.prefix, name, lease_seconds=lease_seconds, levels=levels,
+                          consumer=consumer)
+
+    def fleet(self) -> RedisFleet:
+        return self._fleet
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
         try:
             yield
         except redis.RedisError as exc:
+            if isinstance(exc, redis.ConnectionError):  # Redis away: it may lose what it had
+                self._notifier.forget_finished()
             raise StoreError(f"Redis at {self.location}: {action} failed: {type(exc).__name__}: {exc}") from exc
 
     # -- contract ------------------------------------------------------------------
@@ -181,7 +201,7 @@ class RedisStore(TaskStore):
         self._notifier.follow(record.task_id)  # its finish message may come before the answer
         try:
             with self._errors(f"creating task {record.task_id}"):
-                existing = self._create(args=[
+                existing = self._replicated(self._create, [
                     self.prefix, record.task_id, repr(float(record.submitted_at)), record.method,
                     "1" if register else "", stream, payload, *fields,
                 ])
@@ -201,6 +221,9 @@ class RedisStore(TaskStore):
             return cached
         return self._read(task_id)
 
+    def current(self, task_id: str) -> TaskRecord | None:
+        return self._read(task_id)
+
     def _read(self, task_id: str) -> TaskRecord | None:
         with self._errors(f"reading task {task_id}"):
             try:
@@ -209,11 +232,11 @@ class RedisStore(TaskStore):
                 raise CorruptRecord(task_id, "it holds bytes that are not UTF-8") from None
         return self._notifier.remember(decode_record(flat, task_id), flat_size(flat)) if flat else None
 
-    def begin(self, task_id: str, attempt: int, started_at: float) -> bool:
+    def begin(self, task_id: str, attempt: int, started_at: float, where: str = "") -> bool:
         """A queue worker starts an attempt. Written only if the attempt is still running
         ``flush_interval`` later (or reports progress first): a short body's start goes
         to Redis with its outcome, in the same script call."""
-        self._progress.begin(task_id, attempt, started_at)
+        self._progress.begin(task_id, attempt, started_at, where)
         return True
 
     def transition(
@@ -224,6 +247,7 @@ class RedisStore(TaskStore):
         attempt: int | None = None,
         owner: str | None = None,
         job: JobChange | None = None,
+        where: str | None = None,
         **changes: Any,
     ) -> TaskRecord | None:
         target = TaskState(target)
@@ -234,8 +258,8 @@ class RedisStore(TaskStore):
             flat = self._transition(
                 args=[
                     self.prefix, task_id, target.value, "" if attempt is None else str(attempt),
-                    owner or "", repr(time.time()),
-                    str(len(pending) // 4), *pending, str(len(ops) // 4), *ops, *encoded,
+                    owner or "", repr(time.time()), where or "",
+                    str(len(pending) // PENDING_WIDTH), *pending, str(len(ops) // 4), *ops, *encoded,
                 ]
             )
         return self._notifier.remember(decode_record(flat), flat_size(flat)) if flat else None
@@ -255,7 +279,8 @@ class RedisStore(TaskStore):
 
     def request_cancel(self, task_id: str) -> TaskRecord | None:
         with self._progress.pending_for(task_id) as pending, self._errors(f"cancelling task {task_id}"):
-            flat = self._cancel(args=[self.prefix, task_id, repr(time.time()), str(len(pending) // 4), *pending])
+            flat = self._replicated(self._cancel, [self.prefix, task_id, repr(time.time()),
+                                                   str(len(pending) // PENDING_WIDTH), *pending])
         return self._notifier.remember(decode_record(flat), flat_size(flat)) if flat else None
 
     def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
@@ -268,6 +293,8 @@ class RedisStore(TaskStore):
         method: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        tag: str | None = None,
+        id_prefix: str | None = None,
     ) -> list[TaskRecord]:
         if limit <= 0:
             return []
@@ -280,12 +307,42 @@ class RedisStore(TaskStore):
             if not methods:
                 return []
             sources = [self.keys.method_index(m) for m in methods]
-            args = [self.prefix, str(max(0, offset)), str(limit), wanted, *sources]
+            args = [self.prefix, str(max(0, offset)), str(limit), wanted, id_prefix or "", tag or "", *sources]
             try:
                 page = self._list(args=args)
             except UnicodeDecodeError:  # a record holds bytes that are not UTF-8: read the page as bytes
                 page = self._redis.execute_command("EVALSHA", self._list.sha, 0, *args, **{NEVER_DECODE: True})
         return [decode_listed(flat) for flat in page]
+
+    def counts(self) -> TaskCounts:
+        """One read of the ``stats`` hash, whatever the number of tasks."""
+        with self._errors("reading task counts"):
+            fields = self._redis.hgetall(self.keys.stats)
+        return TaskCounts.from_fields({as_text(name): as_text(value) for name, value in fields.items()})
+
+    def purge(self, states: Iterable[TaskState], method: str | None = None, dry_run: bool = False) -> int:
+        """Goes through the method indexes a window at a time (``defaults.PURGE_WINDOW`` entries
+        per script call), so Redis is never busy long; records that finish meanwhile may
+        or may not be caught."""
+        wanted = ",".join(sorted({TaskState(s).value for s in states if TaskState(s).finished}))
+        if not wanted:
+            return 0
+        found = 0
+        with self._errors("purging tasks"):
+            for name in [method] if method is not None else self._methods():
+                index, start = self.keys.method_index(name), 0
+                while True:
+                    start, seen, *purged = self._purge(args=[self.prefix, index, wanted, start, defaults.PURGE_WINDOW,
+                                                             "1" if dry_run else ""])
+                    found += int(seen)
+                    self._notifier.forget([as_text(task_id) for task_id in purged])  # here at once
+                    if not int(start):
+                        break
+        return found
+
+    def ping(self) -> None:
+        with self._errors("ping"):
+            self._redis.ping()
 
     def events(self, last_id: str = "$", block: float = 1.0, count: int = 100) -> list[tuple[str, dict[str, str]]]:
         """Lifecycle events after ``last_id`` (``"$"``: only new ones; ``"0"``: all kept),
@@ -303,6 +360,13 @@ class RedisStore(TaskStore):
             self._redis.connection_pool.disconnect()
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _replicated(self, script: Any, args: list[str]) -> Any:
+        """A write a client is told about: on a replica before it is answered, where
+        there are replicas to wait for (Sentinel)."""
+        if self._replica_wait is None:
+            return script(args=args)
+        return self._replica_wait.run(script, args)
 
     def _write_reports(self, items: list[tuple[str, int | None, Pending]]) -> list[int]:
         args: list[str] = [self.prefix]

@@ -18,7 +18,11 @@ Rules every backend enforces:
   backend holds as many unfinished tasks, or bytes of records, as it is configured to;
 * a record that cannot be read raises :class:`CorruptRecord` from ``get`` and is shown
   as a :class:`~ladon_tasks.model.UnreadableRecord` by ``list``: one damaged record
-  never hides the others.
+  never hides the others;
+* ``counts`` is exact after every change (:mod:`ladon_tasks.stats`), kept in the same
+  step as the change itself, and costs the same however many records there are;
+* a start is recorded with where it runs (``where``), in the record's ``ran_on``;
+* ``purge`` deletes finished records only; a purged task is unknown at once.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ladon_tasks.model import TaskRecord, TaskState
+from ladon_tasks.stats import QueueDepth, TaskCounts, WebProcess, WorkerInfo
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,14 @@ class TaskStore(abc.ABC):
 
     @abc.abstractmethod
     def get(self, task_id: str) -> TaskRecord | None:
-        """The record, or ``None`` when unknown or expired."""
+        """The record, or ``None`` when unknown or expired. A finished record may come
+        from memory (it never changes again - unless the store loses the write)."""
+
+    def current(self, task_id: str) -> TaskRecord | None:
+        """The record as the store holds it now, never a copy kept in memory: for the
+        decisions a lost write must not mislead (reissue, retry, take-over) - a failover
+        to a replica that had not received a finish puts the task back where it was."""
+        return self.get(task_id)
 
     @abc.abstractmethod
     def transition(
@@ -96,10 +108,12 @@ class TaskStore(abc.ABC):
         attempt: int | None = None,
         owner: str | None = None,
         job: JobChange | None = None,
+        where: str | None = None,
         **changes: Any,
     ) -> TaskRecord | None:
         """Move to ``target`` and apply ``changes`` in one atomic step (with ``job``, the
-        task's job moves in the same step).
+        task's job moves in the same step). ``where``: the process that runs the attempt
+        (``host:pid:nonce``), recorded in ``ran_on`` when the move starts the attempt.
 
         Returns the new record, or ``None`` when the task is unknown, the move is not
         legal from the current state, ``attempt`` is given and the task is not
@@ -123,12 +137,14 @@ class TaskStore(abc.ABC):
         Returns ``True`` while the attempt should go on, ``False`` once it should stop
         (cancel requested, finished, or superseded by a newer attempt)."""
 
-    def begin(self, task_id: str, attempt: int, started_at: float) -> bool:
-        """Attempt ``attempt`` of a queued task starts now; ``False`` if it may not (the
-        task was cancelled, finished, or a newer attempt exists). A backend may put the
-        write off until the attempt has run a moment (see ``RedisStore.begin``); until
-        then a transition or report fenced by that attempt counts it as running."""
-        return self.transition(task_id, TaskState.RUNNING, message="", started_at=started_at) is not None
+    def begin(self, task_id: str, attempt: int, started_at: float, where: str = "") -> bool:
+        """Attempt ``attempt`` of a queued task starts now, at ``where``; ``False`` if it
+        may not (the task was cancelled, finished, or a newer attempt exists). A backend
+        may put the write off until the attempt has run a moment (see
+        ``RedisStore.begin``); until then a transition or report fenced by that attempt
+        counts it as running."""
+        return self.transition(task_id, TaskState.RUNNING, where=where or None, message="",
+                               started_at=started_at) is not None
 
     @abc.abstractmethod
     def request_cancel(self, task_id: str) -> TaskRecord | None:
@@ -146,12 +162,33 @@ class TaskStore(abc.ABC):
         method: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        tag: str | None = None,
+        id_prefix: str | None = None,
     ) -> list[TaskRecord]:
-        """Newest first, filtered by state and method name."""
+        """Newest first, filtered by state, method name, a tag the task has and the start
+        of its id. A filter costs what it has to look at, not what it finds."""
+
+    @abc.abstractmethod
+    def counts(self) -> TaskCounts:
+        """How many tasks per method and state, and how long they ran (exact)."""
+
+    @abc.abstractmethod
+    def purge(self, states: Iterable[TaskState], method: str | None = None, dry_run: bool = False) -> int:
+        """Delete the finished records in ``states`` (of ``method``, or of every method);
+        unfinished states are ignored. Returns how many were (or, with ``dry_run``, would
+        be) deleted. Counts stay: they are totals."""
+
+    def ping(self) -> None:
+        """Raise :class:`StoreError` unless the backend answers now (cheap)."""
 
     def ownership(self) -> "Ownership | None":
         """Owner leases, for a store that several processes share; ``None`` for a store
         only this process sees (nobody else could take its tasks over)."""
+        return None
+
+    def fleet(self) -> "Fleet | None":
+        """The queues and workers of a store that workers share; ``None`` when bodies run
+        only in the processes that start them."""
         return None
 
     def close(self) -> None:
@@ -164,7 +201,9 @@ class Ownership(abc.ABC):
     Every process that runs bodies in process renews its lease (:meth:`renew`) well
     within ``lease`` seconds; any live process looks for owners whose lease ran out
     (:meth:`expired`) and takes their tasks over (:meth:`adopt`), one atomic step each.
-    A process that leaves cleanly hands its tasks over at once (:meth:`release`)."""
+    A process that leaves cleanly hands its tasks over at once (:meth:`release`). A live
+    process compares what the store says it holds (:meth:`held`) with what it has in
+    hand, so that a task whose finish the store lost does not stay running for ever."""
 
     @abc.abstractmethod
     def renew(self, owner: str, lease: float) -> None:
@@ -181,9 +220,29 @@ class Ownership(abc.ABC):
         was gone, finished or adopted already."""
 
     @abc.abstractmethod
+    def held(self, owner: str) -> list[str]:
+        """The ids of the tasks the store says ``owner`` holds."""
+
+    @abc.abstractmethod
     def release(self, owner: str, max_lost: int, reason: str) -> int:
         """``owner`` leaves: its running tasks go back to ``queued`` (or fail, their lost
         attempts spent) and its lease ends now. Returns how many were handed over."""
+
+
+class Fleet(abc.ABC):
+    """What runs the tasks of a shared store: its queues and the workers serving them."""
+
+    @abc.abstractmethod
+    def queues(self) -> list[QueueDepth]:
+        """Every queue a job was ever made for, with its depths now."""
+
+    @abc.abstractmethod
+    def workers(self) -> tuple[list[WorkerInfo], list[WebProcess]]:
+        """The workers whose heartbeat is live, and the web processes whose owner lease is."""
+
+    @abc.abstractmethod
+    def beat(self, info: WorkerInfo, ttl: float) -> None:
+        """``info``'s worker is alive for ``ttl`` more seconds (``0``: it leaves now)."""
 
 
 class StoreError(Exception):

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 
 from ladon_tasks import codec, defaults
 from ladon_tasks.model import IllegalTransition, TaskRecord, TaskState, check_transition
+from ladon_tasks.stats import TaskCounts, apply, moved
 from ladon_tasks.stores.base import JobChange, JobEntry, StoreFull, TaskStore
 
 
@@ -52,6 +53,7 @@ class MemoryStore(TaskStore):
         # task_id -> expiry time, in the order tasks finished: the eviction queue.
         self._finished: OrderedDict[str, float] = OrderedDict()
         self._idempotency: dict[tuple[str, str, str], str] = {}
+        self._stats: dict[str, float] = {}  # the fields of ladon_tasks.stats
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
 
@@ -123,9 +125,12 @@ class MemoryStore(TaskStore):
                 self._idempotency[key] = record.task_id
             if not record.submitted_at:
                 record.submitted_at = self._clock()
-            self._records[record.task_id] = record.copy()
+            stored = self._records[record.task_id] = record.copy()
             self._sizes[record.task_id] = size
             self._bytes += size
+            apply(self._stats, moved(stored, None))
+            if stored.finished:
+                self._finish(stored)
             self._sweep()
             return record
 
@@ -142,6 +147,7 @@ class MemoryStore(TaskStore):
         attempt: int | None = None,
         owner: str | None = None,
         job: JobChange | None = None,
+        where: str | None = None,
         **changes: Any,
     ) -> TaskRecord | None:
         if job is not None:
@@ -159,15 +165,22 @@ class MemoryStore(TaskStore):
             except IllegalTransition:
                 return None
             now = self._clock()
-            record.state = target
+            before, record.state = record.state, target
             if target is TaskState.RUNNING:
                 record.attempts += 1
                 record.started_at = now
                 record.finished_at = 0.0
+                if where:
+                    record.note_run(record.attempts, where)
             for name, value in changes.items():
                 setattr(record, name, value)
+            requeued = ""
+            if target is TaskState.QUEUED and before is TaskState.RUNNING:
+                requeued = "retried" if changes.get("error_type") else "reissued"
             if target.finished:
                 record.finished_at = record.finished_at or now
+            apply(self._stats, moved(record, before, requeued))
+            if target.finished:
                 copy = record.copy()
                 self._finish(record)
                 return copy
@@ -203,6 +216,7 @@ class MemoryStore(TaskStore):
                 if record.state is TaskState.QUEUED:
                     record.state = TaskState.CANCELLED
                     record.finished_at = self._clock()
+                    apply(self._stats, moved(record, TaskState.QUEUED))
                     copy = record.copy()
                     self._finish(record)
                     return copy
@@ -228,6 +242,8 @@ class MemoryStore(TaskStore):
         method: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        tag: str | None = None,
+        id_prefix: str | None = None,
     ) -> list[TaskRecord]:
         wanted = frozenset(states) if states else None
         found: list[TaskRecord] = []
@@ -241,6 +257,10 @@ class MemoryStore(TaskStore):
                     continue
                 if method is not None and record.method != method:
                     continue
+                if tag and tag not in record.tags:
+                    continue
+                if id_prefix and not record.task_id.startswith(id_prefix):
+                    continue
                 if skipped < offset:
                     skipped += 1
                     continue
@@ -248,6 +268,21 @@ class MemoryStore(TaskStore):
                 if len(found) >= limit:
                     break
         return found
+
+    def counts(self) -> TaskCounts:
+        with self._lock:
+            return TaskCounts.from_fields(self._stats)
+
+    def purge(self, states: Iterable[TaskState], method: str | None = None, dry_run: bool = False) -> int:
+        wanted = {TaskState(state) for state in states if TaskState(state).finished}
+        with self._lock:
+            self._sweep()
+            doomed = [task_id for task_id, record in self._records.items()
+                      if record.state in wanted and (method is None or record.method == method)]
+            if not dry_run:
+                for task_id in doomed:
+                    self._forget(task_id)
+            return len(doomed)
 
     def __len__(self) -> int:
         with self._lock:

@@ -1,6 +1,9 @@
 """Task bodies for the chaos test: one per executor, each leaving a marker file per
 attempt that starts and per attempt that finishes, so the test can count what ran twice.
-A body runs for a while, reporting progress, so that kills land in the middle of some."""
+A body runs for a while, reporting progress, so that kills land in the middle of some.
+Each allows retries, as a task that must outlive a storm of kills would: a task cut by
+four kills in a row would otherwise end ``WorkerDied`` (its lost attempts spent), a
+right answer for the task but not the one this test counts on."""
 
 import os
 import time
@@ -21,14 +24,14 @@ def _run(n, marker_dir, kw):
 
 class ChaosService(object):
 
-    @ladonize(int, str, rtype=int, tasktype=dict(executor='queue'))
+    @ladonize(int, str, rtype=int, tasktype=dict(executor='queue', retries=3))
     def chaosQueued(self, n, marker_dir, **kw):
         return _run(n, marker_dir, kw)
 
-    @ladonize(int, str, rtype=int, tasktype=dict(executor='thread'))
+    @ladonize(int, str, rtype=int, tasktype=dict(executor='thread', retries=3))
     def chaosThread(self, n, marker_dir, **kw):
         return _run(n, marker_dir, kw)
 
-    @ladonize(int, str, rtype=int, tasktype=dict(executor='process'))
+    @ladonize(int, str, rtype=int, tasktype=dict(executor='process', retries=3))
     def chaosProcess(self, n, marker_dir, **kw):
         return _run(n, marker_dir, kw)

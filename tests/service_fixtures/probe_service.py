@@ -194,6 +194,12 @@ class QueueProbeService(object):
             raise RuntimeError('attempt %d failed' % attempt)
         return attempt
 
+    @ladonize(PORTABLE_STRING, rtype=PORTABLE_STRING,
+              tasktype=dict(executor='queue', queue='unserved', tags=['parked']))
+    def unservedEcho(self, text, **kw):
+        """Queued where no test worker reads: its tasks wait until cancelled."""
+        return text
+
     @ladonize(int, rtype=int, tasktype=dict(executor='queue', priority=200))
     def queuedUrgent(self, n, **kw):
         return n

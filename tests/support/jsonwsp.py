@@ -32,11 +32,12 @@ class Served(Protocol):
     def url(self) -> str: ...
 
 
-def post_json(url: str, payload: object, timeout: float = 30.0) -> tuple[int, dict]:
+def post_json(url: str, payload: object, timeout: float = 30.0,
+              headers: dict[str, str] | None = None) -> tuple[int, dict]:
     """One POST of ``payload`` on a connection of its own: the HTTP status and the JSON
     answer (an HTTP error's text as ``{"http_error": ...}``), for raw JSON-RPC calls."""
     request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json", **(headers or {})}
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -66,7 +67,11 @@ class JsonWsp:
         self._connections: list[http.client.HTTPConnection] = []
 
     def __call__(self, method: str, **args: Any) -> Any:
-        status, data = self.post(json.dumps({"methodname": method, "args": args}).encode())
+        return self.call(method, args)
+
+    def call(self, method: str, args: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+        """The call with HTTP headers too (``Idempotency-Key``)."""
+        status, data = self.post(json.dumps({"methodname": method, "args": args}).encode(), headers)
         try:
             answer = json.loads(data)
         except ValueError:
@@ -77,22 +82,24 @@ class JsonWsp:
             raise HttpError(status, data)
         return answer["result"]
 
-    def post(self, body: bytes) -> tuple[int, bytes]:
+    def post(self, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         """POST ``body`` to the service on this thread's connection: status and answer."""
         connection = self.connection()
+        headers = {**self.headers, **headers} if headers else self.headers
         reused = self._local.reused = connection.sock is not None
         try:
-            return self._exchange(connection, body)
+            return self._exchange(connection, body, headers)
         except ConnectionError:
             connection.close()
             if not (reused and self.retry_reused):
                 raise
         self._local.reused = False
-        return self._exchange(connection, body)
+        return self._exchange(connection, body, headers)
 
-    def _exchange(self, connection: http.client.HTTPConnection, body: bytes) -> tuple[int, bytes]:
+    def _exchange(self, connection: http.client.HTTPConnection, body: bytes,
+                  headers: dict[str, str]) -> tuple[int, bytes]:
         try:
-            connection.request("POST", self.path, body, self.headers)
+            connection.request("POST", self.path, body, headers)
             response = connection.getresponse()
             return response.status, response.read()
         except (OSError, http.client.HTTPException):

@@ -45,6 +45,8 @@ class RedisServer:
     appendonly: bool = False
     password: str | None = None
     unix_socket: bool = False
+    #: The port of the primary this server replicates (a replica), or ``None``.
+    replica_of: int | None = None
     process: subprocess.Popen | None = field(default=None, repr=False)
     #: The connection the counters are read on, kept open so that opening it (``HELLO``,
     #: ``CLIENT SETINFO``) never falls between a reset and a reading.
@@ -87,6 +89,13 @@ class RedisServer:
             command += ["--requirepass", self.password]
         if self.unix_socket:
             command += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
+        if self.replica_of is not None:
+            command += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+            if self.password:
+                command += ["--masterauth", self.password]
+        # a replica's first sync starts at once, not after the default 5 s of waiting for
+        # more replicas to join it
+        command += ["--repl-diskless-sync-delay", "0"]
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -144,18 +153,29 @@ class RedisServer:
             self._counter = self.client()
         return self._counter
 
+    def kill(self) -> None:
+        """SIGKILL by pid, as a host dying would: nothing is written on the way out."""
+        process, self.process = self.process, None
+        counter, self._counter = self._counter, None
+        if counter is not None:
+            counter.close()
+        if process is not None:
+            stop_process(process, signal.SIGKILL)
+
     def restart(self) -> "RedisServer":
         self.stop()
         return self.start()
 
 
 def start_redis(
-    directory: Path, *, appendonly: bool = False, password: str | None = None, unix_socket: bool = False
+    directory: Path, *, appendonly: bool = False, password: str | None = None, unix_socket: bool = False,
+    replica_of: int | None = None,
 ) -> RedisServer:
-    """Start a redis-server in ``directory`` (created if needed) on a free loopback port."""
+    """Start a redis-server in ``directory`` (created if needed) on a free loopback port;
+    with ``replica_of``, a replica of the primary on that port."""
     directory.mkdir(parents=True, exist_ok=True)
     server = RedisServer(
         redis_server_binary(), directory, free_port(),
-        appendonly=appendonly, password=password, unix_socket=unix_socket,
+        appendonly=appendonly, password=password, unix_socket=unix_socket, replica_of=replica_of,
     )
     return server.start()

@@ -3,6 +3,7 @@ command) in a child process on a free loopback port, stopped by pid when done.""
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +38,12 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def kill_sessions(servers: list["RunningServer"]) -> None:
+    """SIGKILL every server still running, with everything in its session."""
+    for server in servers:
+        stop_process_group(server.process, signal.SIGKILL)
 
 
 @dataclass

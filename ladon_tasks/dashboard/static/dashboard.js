@@ -1,19 +1,26 @@
-// The task page: polls the JSON API about once a second and updates the table in place.
-// Task messages, arguments and errors are user data, so every value reaches the page
-// through textContent or an attribute, never through HTML parsing.
+// The task page: polls the JSON API about once a second and updates the table in place;
+// selects tasks for a bulk cancel, re-runs failed ones, and switches between the Tasks,
+// Queues and Workers views (fleet.js draws the last two and the counts in the header).
+// Every action that changes something asks first (the confirm bar). Task messages,
+// arguments and errors are user data, so every value reaches the page through
+// textContent or an attribute, never through HTML parsing.
 (function () {
   "use strict";
 
   var POLL_MS = 1000;
   var CSRF_HEADERS = { "X-Requested-By": "ladon-tasks", "Accept": "application/json" };
   var STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
+  var VIEWS = ["tasks", "queues", "workers"];
 
   var rows = new Map();          // task_id -> row handles
   var knownMethods = new Set();
+  var chosen = new Set();        // task ids selected for a bulk cancel
   var selectedId = null;
   var offset = 0;
+  var view = "tasks";
   var generation = 0;            // bumps on every filter change; stale answers are dropped
   var timer = null;
+  var pendingConfirm = null;     // what the confirm bar's "yes" does
 
   var $ = function (id) { return document.getElementById(id); };
   var tbody = document.querySelector("#tasks tbody");
@@ -84,8 +91,10 @@
     document.querySelectorAll('input[name="state"]:checked').forEach(function (box) {
       params.append("state", box.value);
     });
-    var method = $("method").value.trim();
-    if (method) params.set("method", method);
+    [["method", "method"], ["idprefix", "id"], ["tag", "tag"]].forEach(function (pair) {
+      var value = $(pair[0]).value.trim();
+      if (value) params.set(pair[1], pair[1] === "id" ? value.toLowerCase() : value);
+    });
     params.set("limit", $("limit").value);
     return params;
   }
@@ -94,6 +103,7 @@
     var params = filters();
     params.delete("limit");
     if ($("limit").value !== "100") params.set("limit", $("limit").value);
+    if (view !== "tasks") params.set("view", view);
     var hash = params.toString();
     history.replaceState(null, "", hash ? "#" + hash : location.pathname + location.search);
   }
@@ -105,6 +115,9 @@
       box.checked = states.indexOf(box.value) >= 0;
     });
     $("method").value = params.get("method") || "";
+    $("idprefix").value = params.get("id") || "";
+    $("tag").value = params.get("tag") || "";
+    showView(VIEWS.indexOf(params.get("view")) >= 0 ? params.get("view") : "tasks");
     var limit = params.get("limit");
     if (limit && Array.prototype.some.call($("limit").options, function (o) { return o.value === limit; })) {
       $("limit").value = limit;
@@ -130,6 +143,13 @@
   function makeRow(task) {
     var tr = el("tr");
     tr.dataset.taskId = task.task_id;
+    var pick = el("input", "pick");
+    pick.type = "checkbox";
+    pick.setAttribute("aria-label", "Select task " + task.task_id);
+    pick.addEventListener("change", function () {
+      if (pick.checked) chosen.add(task.task_id); else chosen.delete(task.task_id);
+      showBulk();
+    });
     var idButton = el("button", "link mono", task.task_id.slice(0, 8));
     idButton.type = "button";
     idButton.title = "Show task " + task.task_id;
@@ -151,23 +171,32 @@
     var cancel = el("button", "danger small cancel", "Cancel");
     cancel.type = "button";
     cancel.title = "Cancel task " + task.task_id;
-    cancel.addEventListener("click", function () { cancelTask(task.task_id, cancel); });
+    cancel.addEventListener("click", function () {
+      confirmThen("Cancel task " + task.task_id.slice(0, 8) + " (" + task.method + ")?", "Cancel it",
+        function () { cancelTask(task.task_id, cancel); });
+    });
+    var retry = el("button", "small retry", "Retry");
+    retry.type = "button";
+    retry.title = "Run task " + task.task_id + " again, as a new task";
+    retry.addEventListener("click", function () { retryTask(task.task_id, task.method, retry); });
 
     var messageText = el("div", "message-text");
     var messageCell = el("td", "message");
     messageCell.appendChild(messageText);
     var cells = {
-      id: el("td"), service: el("td", "service"), method: el("td", "method"),
+      select: el("td", "col-select"), id: el("td"), service: el("td", "service"), method: el("td", "method"),
       state: el("td"), progress: progressCell, message: messageCell,
       age: el("td", "num age"), duration: el("td", "num duration"),
       attempts: el("td", "num attempts"), actions: el("td", "actions")
     };
+    cells.select.appendChild(pick);
     cells.id.appendChild(idButton);
     var badge = el("span", "badge");
     cells.state.appendChild(badge);
-    cells.actions.appendChild(cancel);
+    cells.actions.append(cancel, retry);
     Object.keys(cells).forEach(function (key) { tr.appendChild(cells[key]); });
-    return { tr: tr, cells: cells, badge: badge, bar: bar, fill: fill, pct: pct, cancel: cancel, message: messageText };
+    return { tr: tr, cells: cells, badge: badge, bar: bar, fill: fill, pct: pct, cancel: cancel, retry: retry,
+             pick: pick, message: messageText };
   }
 
   function updateRow(row, task) {
@@ -190,7 +219,15 @@
     setText(row.cells.attempts, task.attempts + "/" + task.max_attempts);
     row.cancel.hidden = !!task.finished;
     if (task.finished) row.cancel.disabled = true;
+    row.retry.hidden = !retryable(task);
+    row.pick.hidden = row.pick.disabled = !!task.finished;
+    if (task.finished && chosen.delete(task.task_id)) showBulk();
+    row.pick.checked = chosen.has(task.task_id);
     row.tr.classList.toggle("selected", task.task_id === selectedId);
+  }
+
+  function retryable(task) {
+    return task.unreadable === undefined && (task.state === "failed" || task.state === "cancelled");
   }
 
   function render(data) {
@@ -212,6 +249,7 @@
     rows.forEach(function (row, id) {
       if (!seen.has(id)) { row.tr.remove(); rows.delete(id); }
     });
+    showBulk();
     $("empty").hidden = data.tasks.length > 0;
     $("newer").disabled = data.offset === 0;
     $("older").disabled = !data.has_more;
@@ -223,6 +261,7 @@
   // -- polling -------------------------------------------------------------------------------
 
   async function poll() {
+    if (view !== "tasks") return;  // the other views poll for themselves (fleet.js)
     var mine = generation;
     var params = filters();
     params.set("offset", String(offset));
@@ -247,7 +286,7 @@
 
   function schedule() {
     clearTimeout(timer);
-    timer = $("pause").checked ? null : setTimeout(poll, POLL_MS);
+    timer = $("pause").checked || view !== "tasks" ? null : setTimeout(poll, POLL_MS);
   }
 
   function refreshNow() {
@@ -256,14 +295,33 @@
     poll();
   }
 
-  // -- cancel ------------------------------------------------------------------------------
+  // -- confirm, cancel, retry -----------------------------------------------------------
+
+  // Shows the confirm bar; `action` runs only on "yes". One question at a time.
+  function confirmThen(text, yesLabel, action) {
+    pendingConfirm = action;
+    setText($("confirm-text"), text);
+    setText($("confirm-yes"), yesLabel);
+    $("confirm").hidden = false;
+    $("confirm-yes").focus();
+  }
+
+  function closeConfirm() {
+    pendingConfirm = null;
+    $("confirm").hidden = true;
+  }
+
+  function post(path, body) {
+    var headers = Object.assign({}, CSRF_HEADERS);
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    return fetch(path, { method: "POST", headers: headers, credentials: "same-origin",
+                         body: body === undefined ? undefined : JSON.stringify(body) });
+  }
 
   async function cancelTask(taskId, button) {
     if (button) button.disabled = true;
     try {
-      var response = await fetch("api/tasks/" + encodeURIComponent(taskId) + "/cancel", {
-        method: "POST", headers: CSRF_HEADERS, credentials: "same-origin"
-      });
+      var response = await post("api/tasks/" + encodeURIComponent(taskId) + "/cancel");
       if (!response.ok && response.status !== 409) {
         showError("Cancel failed: " + await readError(response));
         if (button) button.disabled = false;
@@ -275,6 +333,65 @@
       return;
     }
     refreshNow();
+  }
+
+  function retryTask(taskId, method, button) {
+    confirmThen("Run task " + taskId.slice(0, 8) + " (" + method + ") again, as a new task with the same arguments?",
+      "Retry", async function () {
+        if (button) button.disabled = true;
+        try {
+          var response = await post("api/tasks/" + encodeURIComponent(taskId) + "/retry");
+          if (!response.ok) {
+            showError("Retry failed: " + await readError(response));
+          } else {
+            showError("");
+            openDetail((await response.json()).task.task_id);
+          }
+        } catch (e) {
+          showError("Retry failed: " + e.message);
+        }
+        if (button) button.disabled = false;
+        refreshNow();
+      });
+  }
+
+  function showBulk() {
+    $("bulk").hidden = chosen.size === 0;
+    setText($("bulk-count"), chosen.size + " selected");
+    var selectable = Array.from(rows.values()).filter(function (row) { return !row.pick.disabled; });
+    $("select-all").checked = selectable.length > 0 && selectable.every(function (row) { return row.pick.checked; });
+  }
+
+  function bulkCancel() {
+    var ids = Array.from(chosen);
+    if (!ids.length) return;
+    confirmThen("Cancel " + ids.length + " task" + (ids.length === 1 ? "" : "s") + "?", "Cancel them", async function () {
+      try {
+        var response = await post("api/cancel", { task_ids: ids });
+        if (!response.ok) {
+          showError("Cancel failed: " + await readError(response));
+          return;
+        }
+        var failed = (await response.json()).results.filter(function (r) { return r.error; });
+        showError(failed.length ? failed.length + " task(s) could not be cancelled: " + failed[0].message : "");
+        chosen.clear();
+        showBulk();
+      } catch (e) {
+        showError("Cancel failed: " + e.message);
+      }
+      refreshNow();
+    });
+  }
+
+  // -- views ------------------------------------------------------------------------------
+
+  function showView(name) {
+    view = name;
+    VIEWS.forEach(function (other) {
+      $("view-" + other).hidden = other !== name;
+      $("tab-" + other).setAttribute("aria-selected", String(other === name));
+    });
+    document.dispatchEvent(new CustomEvent("ladon-tasks:view", { detail: name }));
   }
 
   // -- detail ------------------------------------------------------------------------------
@@ -325,6 +442,10 @@
     if (task.unreadable !== undefined) field(list, "Problem", messageOf(task));
     field(list, "Message", task.message || "—");
     field(list, "Attempts", task.attempts + " of " + task.max_attempts);
+    (task.ran_on || []).forEach(function (where, index) {
+      field(list, "Attempt " + (index + 1), where || "not recorded (lost before it started)", "mono");
+    });
+    if (task.retry_of) field(list, "Re-run of", task.retry_of, "mono");
     field(list, "Priority", String(task.priority));
     if (task.tags && task.tags.length) field(list, "Tags", task.tags.join(", "));
     field(list, "Submitted", clock(task.submitted_at) + " (" + seconds(task.age) + " ago)");
@@ -338,6 +459,8 @@
     setText($("detail-error"), hasError ? task.error_type + ": " + task.error_message : "");
     $("detail-cancel").hidden = !!task.finished;
     $("detail-cancel").disabled = !!task.finished;
+    $("detail-retry").hidden = !retryable(task);
+    $("detail-retry").dataset.method = task.method;
   }
 
   // Each argument as "name (type): value", the value as JSON so a string shows its
@@ -365,6 +488,7 @@
     showArguments([]);
     $("detail-error-box").hidden = true;
     $("detail-cancel").hidden = true;
+    $("detail-retry").hidden = true;
   }
 
   // -- wiring ----------------------------------------------------------------------------------
@@ -372,9 +496,38 @@
   document.querySelectorAll('input[name="state"]').forEach(function (box) {
     box.addEventListener("change", filtersChanged);
   });
-  $("method").addEventListener("change", filtersChanged);
-  $("method").addEventListener("keydown", function (event) {
-    if (event.key === "Enter") { event.preventDefault(); filtersChanged(); }
+  ["method", "idprefix", "tag"].forEach(function (id) {
+    $(id).addEventListener("change", filtersChanged);
+    $(id).addEventListener("keydown", function (event) {
+      if (event.key === "Enter") { event.preventDefault(); filtersChanged(); }
+    });
+  });
+  $("select-all").addEventListener("change", function () {
+    rows.forEach(function (row, id) {
+      if (row.pick.disabled) return;
+      row.pick.checked = $("select-all").checked;
+      if (row.pick.checked) chosen.add(id); else chosen.delete(id);
+    });
+    showBulk();
+  });
+  $("bulk-cancel").addEventListener("click", bulkCancel);
+  $("bulk-clear").addEventListener("click", function () {
+    chosen.clear();
+    rows.forEach(function (row) { row.pick.checked = false; });
+    showBulk();
+  });
+  $("confirm-yes").addEventListener("click", function () {
+    var action = pendingConfirm;
+    closeConfirm();
+    if (action) action();
+  });
+  $("confirm-no").addEventListener("click", closeConfirm);
+  VIEWS.forEach(function (name) {
+    $("tab-" + name).addEventListener("click", function () {
+      showView(name);
+      saveFilters();
+      if (name === "tasks") refreshNow();
+    });
   });
   $("limit").addEventListener("change", filtersChanged);
   $("filters").addEventListener("submit", function (event) { event.preventDefault(); });
@@ -391,12 +544,25 @@
   });
   $("detail-close").addEventListener("click", closeDetail);
   $("detail-cancel").addEventListener("click", function () {
-    if (selectedId) cancelTask(selectedId, $("detail-cancel"));
+    var taskId = selectedId;
+    if (taskId) confirmThen("Cancel task " + taskId.slice(0, 8) + "?", "Cancel it",
+      function () { cancelTask(taskId, $("detail-cancel")); });
+  });
+  $("detail-retry").addEventListener("click", function () {
+    if (selectedId) retryTask(selectedId, $("detail-retry").dataset.method || "", $("detail-retry"));
   });
   document.addEventListener("keydown", function (event) {
-    if (event.key === "Escape" && selectedId) closeDetail();
+    if (event.key !== "Escape") return;
+    if (!$("confirm").hidden) closeConfirm(); else if (selectedId) closeDetail();
   });
   window.addEventListener("hashchange", function () { loadFilters(); offset = 0; refreshNow(); });
+
+  // what fleet.js shares
+  window.LadonTasks = {
+    el: el, setText: setText, seconds: seconds, showError: showError, readError: readError,
+    paused: function () { return $("pause").checked; },
+    view: function () { return view; }
+  };
 
   loadFilters();
   refreshNow();

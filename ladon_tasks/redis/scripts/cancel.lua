@@ -1,6 +1,6 @@
 -- Flag a task for cancel; a queued one is cancelled at once and its job, if not yet
 -- handed to a worker, taken off its stream.
--- ARGV: prefix, task_id, now, n_pending, (attempt, progress, message, started) * n
+-- ARGV: prefix, task_id, now, n_pending, (attempt, progress, message, started, where) * n
 -- Returns the record (flat) or false when unknown.
 local id, now = ARGV[2], ARGV[3]
 local key = rkey(id)
@@ -23,5 +23,8 @@ if state == 'queued' then
 end
 redis.call('HSET', key, unpack(to_flat(changes)))
 for k, v in pairs(changes) do t[k] = v end
-if state == 'queued' then finish(key, id, t, 'cancelled') end
+if state == 'queued' then
+  counted(t, 'queued', 'cancelled')
+  finish(key, id, t, 'cancelled')
+end
 return to_flat(t)

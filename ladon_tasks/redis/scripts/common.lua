@@ -1,10 +1,12 @@
 -- Shared by every script (see scripts.py): the functions below run after a header that
 -- defines LEGAL, FINISHED, STATES (the state machine of model.py), KEY (the layout of
--- keys.py) and the limits EVENTS_MAXLEN and PUBLISH_MAX. Every script takes the key
+-- keys.py), the limits EVENTS_MAXLEN and PUBLISH_MAX, PENDING_WIDTH and the run-time
+-- histogram's DURATION_BUCKETS and NEVER_RAN (stats.py). Every script takes the key
 -- prefix as ARGV[1].
 
 local P = ARGV[1]
 local CHANNEL = P .. KEY.finished
+local STATS = P .. KEY.stats
 
 local function rkey(id) return P .. KEY.task .. id end
 local function method_index(m) return P .. KEY.method_index .. m end
@@ -82,16 +84,55 @@ local function finish(key, id, t, state)
   else redis.call('PUBLISH', CHANNEL, id) end
 end
 
--- progress/message kept back by report(): only onto the attempt that runs
+-- progress/message kept back by report(): only onto the attempt that runs; returns when
+-- and where a start kept back happened
 local function take_pending(changes, state, attempts, pending)
-  local started = nil
-  for i = 1, #pending, 4 do
+  local started, where = nil, nil
+  for i = 1, #pending, PENDING_WIDTH do
     local attempt, progress, message = pending[i], pending[i + 1], pending[i + 2]
     if state == 'running' and (attempt == '' or tonumber(attempt) == attempts) then
       if progress ~= '' then changes.progress = progress end
       if message ~= '' then changes.message = message end
       if pending[i + 3] ~= '' then started = pending[i + 3] end
+      if pending[i + 4] ~= '' then where = pending[i + 4] end
     end
   end
-  return started
+  return started, where
+end
+
+-- the record's list of where each attempt ran, with `where` for attempt n (JSON)
+local function ran_on(t, n, where)
+  local runs = {}
+  if t.ran_on and t.ran_on ~= '[]' then runs = cjson.decode(t.ran_on) end
+  for i = #runs + 1, n - 1 do runs[i] = '' end
+  runs[n] = where
+  return cjson.encode(runs)
+end
+
+-- The counts of stats.py follow a record that was created (before == nil) or moved from
+-- `before`, its stored state, to `after`; `requeued`: 'retried' or 'reissued' for a
+-- running attempt that went back to queued. Call it once t holds the new fields.
+local function count(method, name, by) redis.call('HINCRBY', STATS, method .. '|' .. name, by) end
+local function counted(t, before, after, requeued)
+  local m = cjson.decode(t.method)
+  if before == nil then count(m, 'submitted', 1) end
+  if before == 'running' and after ~= 'running' then count(m, 'running', -1) end
+  if after == 'running' and before ~= 'running' then count(m, 'running', 1) end
+  if requeued then count(m, requeued, 1) end
+  if FINISHED[after] then
+    local started = tonumber(t.started_at or '0') or 0
+    if started > 0 then
+      local done = tonumber(t.finished_at or '0') or 0
+      if done <= 0 then done = started end
+      local seconds = math.max(0, done - started)
+      local bucket = #DURATION_BUCKETS
+      for i, bound in ipairs(DURATION_BUCKETS) do
+        if seconds <= bound then bucket = i - 1; break end
+      end
+      count(m, after .. '|' .. bucket, 1)
+      redis.call('HINCRBYFLOAT', STATS, m .. '|' .. after .. '|sum', string.format('%.17g', seconds))
+    else
+      count(m, after .. '|' .. NEVER_RAN, 1)
+    end
+  end
 end

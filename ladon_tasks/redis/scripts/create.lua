@@ -1,7 +1,9 @@
 -- A new task: its record, its index entry and - for executor='queue' - its job, in one
 -- step, so a task is never recorded without its job nor queued without its record. A
 -- task held in process names its owner, whose set of tasks it joins in the same step.
--- ARGV: prefix, task_id, score (submitted_at), method, register_method ('1'|''),
+-- The method's counts (stats.py) count it. Once a minute per process (register) the
+-- method joins the methods set and the job's stream the queues set.
+-- ARGV: prefix, task_id, score (submitted_at), method, register ('1'|''),
 --       job stream|'', job JSON|'', then field, JSON, field, JSON... of the record.
 -- Returns false when created, or the existing record (flat) when the idempotency key
 -- names a task still retained.
@@ -25,7 +27,11 @@ redis.call('HSET', key, unpack(to_flat(t)))
 if ikey then redis.call('SET', ikey, cjson.encode(id)) end
 redis.call('ZADD', method_index(method), score, id)
 if has_owner(t) then redis.call('SADD', owned_key(cjson.decode(t.owner)), id) end
-if ARGV[5] == '1' then redis.call('SADD', P .. KEY.methods, method) end
+if ARGV[5] == '1' then
+  redis.call('SADD', P .. KEY.methods, method)
+  if stream ~= '' then redis.call('SADD', P .. KEY.queues, string.sub(stream, #P + #KEY.queue + 1)) end
+end
 local state = cjson.decode(t.state)
+counted(t, nil, state)
 if FINISHED[state] then finish(key, id, t, state) end
 return false

@@ -1,7 +1,8 @@
--- A page of records, newest first, merged from method indexes; a state filter skips
--- what it does not want, so an unfiltered page costs the page, a filtered one what it
--- had to look at. Index entries of expired records are dropped on the way.
--- ARGV: prefix, offset, limit, wanted states ('a,b'|''), index key...
+-- A page of records, newest first, merged from method indexes; a filter (state, task id
+-- prefix, tag) skips what it does not want, so an unfiltered page costs the page, a
+-- filtered one what it had to look at. Index entries of expired records are dropped on
+-- the way.
+-- ARGV: prefix, offset, limit, wanted states ('a,b'|''), id prefix|'', tag|'', index key...
 -- Returns the records, each flat.
 local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
 local wanted = nil
@@ -9,9 +10,10 @@ if ARGV[4] ~= '' then
   wanted = {}
   for s in string.gmatch(ARGV[4], '[^,]+') do wanted['"' .. s .. '"'] = true end
 end
+local id_prefix, tag = ARGV[5], ARGV[6]
 local chunk = math.max(20, math.min(500, offset + limit))
 local sources = {}
-for i = 5, #ARGV do sources[#sources + 1] = {key = ARGV[i], buf = {}, at = 1, pos = 0, done = false} end
+for i = 7, #ARGV do sources[#sources + 1] = {key = ARGV[i], buf = {}, at = 1, pos = 0, done = false} end
 local function head(src)
   if src.at > #src.buf and not src.done then
     local got = redis.call('ZREVRANGE', src.key, src.pos, src.pos + chunk - 1, 'WITHSCORES')
@@ -20,6 +22,14 @@ local function head(src)
     if #got < 2 * chunk then src.done = true end
   end
   return src.buf[src.at]
+end
+-- whether a record's tags (JSON text, or false when it has none) hold the wanted tag
+local function tagged(raw)
+  if not raw then return false end
+  local ok, tags = pcall(cjson.decode, raw)
+  if not ok or type(tags) ~= 'table' then return false end
+  for _, value in ipairs(tags) do if value == tag then return true end end
+  return false
 end
 local page, skipped = {}, 0
 while #page < limit do
@@ -30,16 +40,23 @@ while #page < limit do
   end
   if not best then break end
   from.at = from.at + 1
-  local record = redis.call('HGETALL', rkey(best[1]))
-  if #record == 0 then
+  local key = rkey(best[1])
+  local wants = id_prefix == '' or string.sub(best[1], 1, #id_prefix) == id_prefix
+  local exists, record = true, nil
+  if wants and (wanted or tag ~= '') then  -- the fields a filter reads first, the record if it passes
+    local raw = redis.call('HMGET', key, 'state', 'tags')
+    exists = raw[1] ~= false
+    wants = exists and (not wanted or wanted[raw[1]]) and (tag == '' or tagged(raw[2]))
+  end
+  if wants then
+    record = redis.call('HGETALL', key)
+    exists = #record > 0
+  end
+  if not exists then
     redis.call('ZREM', from.key, best[1])  -- expired: its index entry goes too
     from.pos = from.pos - 1
-  else
-    local state = nil
-    for j = 1, #record, 2 do if record[j] == 'state' then state = record[j + 1] end end
-    if not wanted or wanted[state] then
-      if skipped < offset then skipped = skipped + 1 else page[#page + 1] = record end
-    end
+  elseif wants then
+    if skipped < offset then skipped = skipped + 1 else page[#page + 1] = record end
   end
 end
 return page

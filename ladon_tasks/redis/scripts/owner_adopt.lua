@@ -36,6 +36,7 @@ end
 redis.call('HSET', key, unpack(to_flat(changes)))
 for k, v in pairs(changes) do t[k] = v end
 local final = cjson.decode(t.state)
+counted(t, state, final, (state == 'running' and final == 'queued') and 'reissued' or nil)
 if FINISHED[final] then
   t.owner = cjson.encode(dead)  -- finish() leaves the dead owner's set
   finish(key, id, t, final)

@@ -29,6 +29,7 @@ for _, id in ipairs(redis.call('SMEMBERS', set)) do
     redis.call('HSET', key, unpack(to_flat(changes)))
     for k, v in pairs(changes) do t[k] = v end
     local final = cjson.decode(t.state)
+    counted(t, 'running', final, final == 'queued' and 'reissued' or nil)
     if FINISHED[final] then finish(key, id, t, final) else emit(id, t, final) end
   else
     handed = handed + 1

@@ -3,18 +3,21 @@
 -- moves in the same step (see JobChange in stores/base.py): an entry a worker read is
 -- acknowledged whatever the answer, a new entry or a delayed retry is added only if the
 -- change is made - so no crash or error between two calls can orphan a task.
--- ARGV: prefix, task_id, target state, attempt|'', owner|'', now,
---       n_pending, (attempt, progress, message, started) * n_pending,
+-- Where the attempt runs is recorded with its start (target 'running', or a start kept
+-- back by report()), and the counts (stats.py) follow the move: back to 'queued' from a
+-- running attempt is a retry when the change records an error, else a reissue.
+-- ARGV: prefix, task_id, target state, attempt|'', owner|'', now, where|'',
+--       n_pending, (attempt, progress, message, started, where) * n_pending,
 --       n_ops, (kind, key, value, extra) * n_ops   with kind one of
 --         'ack' (stream, entry id, ''), 'enqueue' (stream, job JSON, ''),
 --         'delay' (delayed set, job JSON, due time in seconds),
 --       then field, JSON, field, JSON... of the record.
 -- Returns the new record (flat), or false: unknown task, illegal move, stale attempt.
-local id, target, attempt, owner, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local n_pending = tonumber(ARGV[7])
+local id, target, attempt, owner, now, where = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local n_pending = tonumber(ARGV[8])
 local pending = {}
-for i = 8, 7 + 4 * n_pending do pending[#pending + 1] = ARGV[i] end
-local ops_at = 8 + 4 * n_pending
+for i = 9, 8 + PENDING_WIDTH * n_pending do pending[#pending + 1] = ARGV[i] end
+local ops_at = 9 + PENDING_WIDTH * n_pending
 local n_ops = tonumber(ARGV[ops_at])
 local fields_at = ops_at + 1 + 4 * n_ops
 
@@ -31,18 +34,22 @@ if owner ~= '' and cjson.decode(t.owner or '""') ~= owner then return false end
 local current, unrecorded = state_for(t, attempt)
 if not current then return false end
 if not (LEGAL[current] and LEGAL[current][target]) then return false end
+local stored = cjson.decode(t.state)
 local attempts = tonumber(t.attempts or '0')
 if unrecorded then attempts = tonumber(attempt) end
 local changes = {}
-local started = take_pending(changes, current, attempts, pending)
+local started, started_where = take_pending(changes, current, attempts, pending)
 changes.state = cjson.encode(target)
 if target == 'running' then
   changes.attempts = string.format('%d', attempts + 1)
   changes.started_at = now
   changes.finished_at = '0.0'
+  if where ~= '' then changes.ran_on = ran_on(t, attempts + 1, where) end
 elseif unrecorded then
   changes.attempts = attempt
   changes.started_at = started or now
+  local at = started_where or where
+  if at ~= '' then changes.ran_on = ran_on(t, attempts, at) end
 end
 for i = fields_at, #ARGV, 2 do changes[ARGV[i]] = ARGV[i + 1] end
 for i = ops_at + 1, fields_at - 1, 4 do
@@ -56,7 +63,12 @@ if FINISHED[target] and not changes.finished_at then
   local done = tonumber(t.finished_at or '0')
   if not done or done == 0 then changes.finished_at = now end
 end
+local requeued = nil
+if target == 'queued' and current == 'running' then
+  requeued = (changes.error_type and changes.error_type ~= '""') and 'retried' or 'reissued'
+end
 redis.call('HSET', key, unpack(to_flat(changes)))
 for k, v in pairs(changes) do t[k] = v end
+counted(t, stored, target, requeued)
 if FINISHED[target] then finish(key, id, t, target) else emit(id, t, target) end
 return to_flat(t)

@@ -1,0 +1,69 @@
+"""The queues and workers of a Redis deployment, as an operator sees them.
+
+* **Queue depths** come from the job streams themselves, so nothing is counted per task
+  (``scripts/depths.lua``): per stream, the consumer group's lag (jobs no worker has read)
+  and pending entries (jobs a worker holds), per queue the size of its delayed set. The
+  streams are found in the ``queues`` set (written by the create script once a minute
+  per process and method, and by each worker for the levels it reads), never by a scan
+  of the key space.
+* **Workers** announce themselves (``scripts/worker_beat.lua``): a JSON description
+  under ``worker:<id>`` that expires unless renewed, so a worker killed with SIGKILL
+  leaves the list once its heartbeat's time-to-live passes. Web processes that run
+  tasks in process are the live owner leases (:mod:`.owners`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, ContextManager
+
+from ladon_tasks.redis import scripts
+from ladon_tasks.redis.connection import as_text
+from ladon_tasks.redis.keys import Keys
+from ladon_tasks.stats import QueueDepth, WebProcess, WorkerInfo, queue_depths
+from ladon_tasks.stores.base import Fleet
+
+
+class RedisFleet(Fleet):
+    """Queues and workers of one deployment (prefix). ``errors(action)`` turns Redis
+    errors into ``StoreError``."""
+
+    def __init__(self, client: Any, prefix: str, errors: Callable[[str], ContextManager[None]]) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.keys = Keys(prefix)
+        self._errors = errors
+        self._depths = scripts.register(client, "depths")
+        self._beat = scripts.register(client, "worker_beat")
+        self._workers = scripts.register(client, "workers")
+
+    def queues(self) -> list[QueueDepth]:
+        with self._errors("reading queue depths"):
+            streams, delayed = self._depths(args=[self.prefix])
+        return queue_depths(
+            ((as_text(member), int(waiting), int(running)) for member, waiting, running in streams),
+            {as_text(name): int(size) for name, size in delayed},
+        )
+
+    def register_streams(self, members: list[str]) -> None:
+        """``<queue>:<NNN>`` of streams a worker reads, so an idle queue is listed too."""
+        if members:
+            with self._errors("registering queues"):
+                self.client.sadd(self.keys.queues, *members)
+
+    def workers(self) -> tuple[list[WorkerInfo], list[WebProcess]]:
+        with self._errors("listing workers"):
+            found, owners = self._workers(args=[self.prefix])
+        workers = []
+        for doc in found:
+            try:
+                workers.append(WorkerInfo.from_json(json.loads(as_text(doc))))
+            except (ValueError, KeyError, TypeError):
+                continue  # not a description of ours: never let it hide the others
+        workers.sort(key=lambda info: (info.host, info.started_at))
+        webs = [WebProcess(as_text(owner), int(left) / 1000.0, int(held)) for owner, left, held in owners]
+        return workers, sorted(webs, key=lambda web: web.owner)
+
+    def beat(self, info: WorkerInfo, ttl: float) -> None:
+        with self._errors(f"heartbeat of worker {info.worker_id}"):
+            self._beat(args=[self.prefix, info.worker_id, json.dumps(info.to_json()), str(int(ttl * 1000))])

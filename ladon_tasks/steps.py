@@ -1,0 +1,143 @@
+"""Steps with recovery inside a task body: a rerun skips the work that already succeeded.
+
+A body names the parts of its work and runs each through ``kw['step']``::
+
+    disks = step('list disks', list_disks, instance_id)
+    for disk in disks:
+        step(f'copy {disk}', copy_disk, disk)
+    return step('register', register_clone, instance_id, rtype=InstanceInformation)
+
+The first successful run of a step is recorded with the task, its result included
+(JSON, through Ladon's converters when ``rtype`` names a Ladon type). Any later attempt
+of the same task - a reissue after a dead worker or web process, a retry after an
+exception, an operator's *recover* (a new task that starts with the steps of the old
+one) - gets the recorded result back without calling the step again. A step that failed
+or never finished runs again.
+
+Rules, checked here:
+
+* a step's name is unique within an attempt (a loop names its iterations); a repeated
+  name is a :class:`StepError`, not a silent reuse of another iteration's result;
+* a step's result must be JSON (or of its ``rtype``) and at most ``max_bytes`` of it;
+  bigger is a :class:`StepError` naming the step, before anything is recorded;
+* a record is written for the attempt that runs, fenced like every write of it: a
+  dead or cancelled attempt's late step result is never recorded (the body is stopped
+  with :class:`~ladon_tasks.executors.base.TaskInterrupted` instead).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, TypeVar
+
+from ladon_tasks import codec, defaults
+
+T = TypeVar("T")
+
+
+class StepError(Exception):
+    """A step cannot be run or recorded as asked: a repeated name, a result that is not
+    JSON or too large. The message names the step."""
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step of a task as recorded: ``state`` is ``running``, ``succeeded`` or
+    ``failed``; ``result`` is the JSON form of a succeeded step's result."""
+
+    name: str
+    state: str
+    attempt: int
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    result: Any = None
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "StepRecord":
+        return cls(
+            name=str(data["name"]), state=str(data["state"]), attempt=int(data["attempt"]),
+            started_at=float(data.get("started_at") or 0.0), finished_at=float(data.get("finished_at") or 0.0),
+            result=data.get("result"), error=str(data.get("error") or ""),
+        )
+
+
+class StepLedger(Protocol):
+    """Where an attempt's steps are read from and written to (its executor's channel to
+    the task's record)."""
+
+    def load_steps(self) -> dict[str, StepRecord]:
+        """The steps recorded for the task so far, by name."""
+
+    def record_step(self, step: StepRecord) -> bool:
+        """Record ``step`` for the running attempt; ``False`` when the attempt may no
+        longer write (superseded, cancelled, finished)."""
+
+
+class Steps:
+    """``kw['step']`` of one attempt. Recorded steps are read once, at the first step, so
+    a body without steps costs nothing."""
+
+    def __init__(self, ledger: StepLedger, attempt: int, interrupted: Callable[[], BaseException],
+                 max_bytes: int = defaults.MAX_STEP_BYTES) -> None:
+        self._ledger = ledger
+        self._attempt = attempt
+        self._interrupted = interrupted
+        self._max_bytes = max_bytes
+        self._recorded: dict[str, StepRecord] | None = None
+        self._seen: set[str] = set()
+
+    def __call__(self, name: str, function: Callable[..., T], *args: Any, rtype: Any = None, **kwargs: Any) -> T:
+        if not isinstance(name, str) or not name.strip():
+            raise StepError(f"a step needs a name (non-empty text), got {name!r}")
+        if name in self._seen:
+            raise StepError(f"step {name!r} is named twice in this attempt: a step's name must be unique "
+                            "(name loop iterations apart, e.g. f'copy {disk}')")
+        self._seen.add(name)
+        if self._recorded is None:
+            self._recorded = self._ledger.load_steps()
+        done = self._recorded.get(name)
+        if done is not None and done.state == "succeeded":
+            return self._decode(name, rtype, done.result)
+        started = time.time()
+        self._write(StepRecord(name, "running", self._attempt, started_at=started))
+        try:
+            value = function(*args, **kwargs)
+        except Exception as exc:
+            self._write(StepRecord(name, "failed", self._attempt, started_at=started, finished_at=time.time(),
+                                   error=f"{type(exc).__name__}: {exc}"[:500]))
+            raise
+        encoded = self._encode(name, rtype, value)
+        self._write(StepRecord(name, "succeeded", self._attempt, started_at=started, finished_at=time.time(),
+                               result=encoded))
+        return value
+
+    def _write(self, step: StepRecord) -> None:
+        if not self._ledger.record_step(step):
+            raise self._interrupted()
+
+    def _encode(self, name: str, rtype: Any, value: Any) -> Any:
+        try:
+            encoded = codec.encode(rtype, value) if rtype is not None else json.loads(json.dumps(value))
+        except (TypeError, ValueError, codec.CodecError) as exc:
+            raise StepError(f"step {name!r}: its result cannot be recorded as JSON"
+                            f"{' of ' + codec.type_name(rtype) if rtype is not None else ''}: {exc}") from None
+        size = len(codec.dumps(encoded))
+        if size > self._max_bytes:
+            raise StepError(f"step {name!r}: its result takes {size} bytes of JSON, more than the limit of "
+                            f"{self._max_bytes}; keep big data outside the task and record a reference")
+        return encoded
+
+    @staticmethod
+    def _decode(name: str, rtype: Any, recorded: Any) -> Any:
+        if rtype is None:
+            return recorded
+        try:
+            return codec.decode(rtype, recorded)
+        except Exception as exc:
+            raise StepError(f"step {name!r}: its recorded result does not fit {codec.type_name(rtype)}: {exc}") from None
