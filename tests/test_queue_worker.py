@@ -14,8 +14,9 @@ import time
 import pytest
 
 from support.jsonwsp import JsonWsp, WireFault
+from support.processes import process_alive
 from support.redis_server import start_redis
-from support.servers import ROOT, process_alive, start_server, wait_until
+from support.servers import ROOT, start_server, wait_until
 from support.workers import PROBE, Workers
 
 # Run on every supported interpreter: the Redis path is where versions differ most.
