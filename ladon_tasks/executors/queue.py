@@ -4,8 +4,11 @@ workers on any host run it (:mod:`ladon_tasks.worker`)."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from ladon_tasks.executors.base import Executor, Job, Unfinished
 from ladon_tasks.model import TaskRecord
+from ladon_tasks.steps import StepRecord
 from ladon_tasks.stores.base import TaskStore
 
 
@@ -20,8 +23,8 @@ class QueueExecutor(Executor):
         store.queue("default")  # a store without queues says so now, not at the first start
         self.store = store
 
-    def start(self, store: TaskStore, record: TaskRecord, job: Job) -> TaskRecord:
-        return store.create(record, job=store.queue(job.queue).entry(job.priority, job.dumps()))
+    def start(self, store: TaskStore, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
+        return store.create(record, job=store.queue(job.queue).entry(job.priority, job.dumps()), steps=steps)
 
     def submit(self, job: Job) -> None:
         raise RuntimeError("a queued task's job is added with its record, by start()")
