@@ -134,6 +134,8 @@ class Steps:
             raise StepError(f"step {name!r} is named twice in this attempt: a step's name must be unique "
                             "(name loop iterations apart, e.g. f'copy {disk}')")
         self._seen.add(name)
+        if rtype is not None:
+            codec.declare(rtype)
         if self._recorded is None:
             self._recorded = self._ledger.load_steps()
         done = self._recorded.get(name)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ladon_tasks import codec, crashpoints, defaults
+from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState, clamp_progress
 from ladon_tasks.spec import MethodRef
 from ladon_tasks.steps import StepError, StepRecord, Steps
@@ -236,19 +237,21 @@ class Unfinished:
 
 
 class StoreReporter(Reporter):
-    """Reports straight into a store: for bodies running in the process that owns it.
-    ``on_started`` and ``on_touch`` are the slot's: its timeout and its lease."""
+    """Reports straight into a store: for bodies running in the process that owns it
+    (and for a child's reports, relayed by its slot). ``on_started`` and ``on_touch``
+    are the slot's: its timeout and its lease."""
 
     def __init__(
         self,
         store: TaskStore,
-        task_id: str,
+        job: Job,
         attempt: int,
         on_started: Callable[[], None] | None = None,
         on_touch: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
-        self.task_id = task_id
+        self.job = job
+        self.task_id = job.task_id
         self.attempt = attempt
         self._on_started = on_started
         self._on_touch = on_touch
@@ -264,12 +267,17 @@ class StoreReporter(Reporter):
 
     def record_step(self, step: StepRecord) -> bool:
         try:
-            return self.store.record_step(self.task_id, self.attempt, step)
+            recorded = self.store.record_step(self.task_id, self.attempt, step)
         except StoreError as exc:
             # The body goes on, as with progress: an unrecorded step only runs again if
             # a later attempt is needed, which at-least-once allows.
-            log.warning("task %s: step %r not recorded: %s", self.task_id, step.name, exc)
+            about(log, self.job).warning("step %r not recorded: %s", step.name, exc)
             return True
+        if not recorded:
+            about(log, self.job).info("step %r (%s) of attempt %d not recorded: the attempt was superseded, "
+                                      "cancelled or finished; its body is stopped", step.name, step.state,
+                                      self.attempt)
+        return recorded
 
     def should_stop(self) -> bool:
         return not self.store.report(self.task_id, attempt=self.attempt)

@@ -157,7 +157,7 @@ class ProcessRunner(Runner):
 
     def _supervise(self, slot: int, child: _Child, attempt: Attempt) -> Outcome:
         job, store = attempt.job, attempt.store
-        ledger = StoreReporter(store, job.task_id, attempt.number)
+        ledger = StoreReporter(store, job, attempt.number)
         next_state_check = time.monotonic() + self.state_check_interval
         while True:
             if child.stop_requested_at:
