@@ -64,7 +64,13 @@ class StepRecord:
     origin: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """The stored form; ``error`` and ``origin`` only when they say something (a
+        step's record is written twice per run, and kept as long as its task)."""
+        data = dict(self.__dict__)
+        for name in ("error", "origin"):
+            if not data[name]:
+                del data[name]
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> "StepRecord":
