@@ -37,7 +37,7 @@ WEB_LEASE = "2"
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_redis(tmp_path_factory.mktemp("steps-redis"))
+    server = start_redis(tmp_path_factory.mktemp("steps-redis"), appendonly=True)
     yield server
     server.stop()
 
@@ -254,26 +254,56 @@ def test_a_step_result_from_a_fenced_off_attempt_is_not_recorded(redis_server, w
             "of 262144; keep big data outside the task and record a reference"),
     ("opaque", "StepError: step 'open a file': its result cannot be recorded as JSON: Object of type object "
                "is not JSON serializable"),
+    ("long", "StepError: a step needs a name of 1 to 200 characters, got '" + "n" * 56 + "..."),
+    ("many", "StepError: step 'step 10000': an attempt runs at most 10000 steps"),
 ])
 def test_a_step_that_breaks_a_rule_fails_its_task_with_an_error_naming_it(started, output_dir, kind, error):
     web = serve(started, output_dir)
-    task_id = steps_service(web)("badSteps", kind=kind)["task_id"]
-    final = wait_final(web, "badSteps", task_id)
+    task_id = steps_service(web)("oddSteps", kind=kind)["task_id"]
+    final = wait_final(web, "oddSteps", task_id)
     assert (final["state"], final["error"]) == ("failed", error)
-    if kind != "repeat":  # the step ran, and is recorded failed with the reason
+    if kind in ("big", "opaque"):  # the step ran, and is recorded failed with the reason
         [shown] = detail(web, task_id)["steps"]
         assert (shown["state"], shown["error"]) == ("failed", error)
 
 
-def test_a_body_without_steps_reads_and_writes_no_steps(redis_server, workers, started, output_dir):
+def test_a_step_returns_what_its_record_reads_back_the_first_time_too(started, output_dir):
+    web = serve(started, output_dir)
+    task_id = steps_service(web)("oddSteps", kind="tuple")["task_id"]
+    assert steps_service(web)("oddSteps_wait_result", task_id=task_id, seconds=30) == 1
+
+
+def test_a_body_without_steps_reads_and_writes_no_steps(redis_server, started, output_dir):
     web = serve(started, output_dir, "--redis", redis_server.url)
-    task_id = steps_service(web)("badSteps", kind="none")["task_id"]
-    final = wait_final(web, "badSteps", task_id)
+    task_id = steps_service(web)("oddSteps", kind="none")["task_id"]
+    final = wait_final(web, "oddSteps", task_id)
     assert (final["state"], final["step"], final["steps_done"]) == ("succeeded", "", 0)
     assert detail(web, task_id)["steps"] == []
     with redis_server.client() as client:
         assert not client.exists(f"ladon-tasks:steps:{task_id}")
         assert not {"step", "steps_done"} & set(client.hkeys(f"ladon-tasks:task:{task_id}"))
+
+
+def test_a_step_redis_could_not_record_runs_on(redis_server, workers, started, output_dir, tmp_path):
+    """Redis goes away while step two runs: its record fails, the body goes on through
+    step three, and its outcome is written once Redis is back - each step ran once."""
+    web = serve(started, output_dir, "--redis", redis_server.url)
+    worker = workers.start("--threads")
+    task_id = steps_service(web)("queuedSteps", marker_dir=str(tmp_path))["task_id"]
+    wait_run(tmp_path, "two", 1)
+    redis_server.stop()
+    try:
+        (tmp_path / "gate-two").touch()
+        wait_until(lambda: list(tmp_path.glob("run-three-1-*")), timeout=30, what="step three to run")
+        wait_until(lambda: "kept until the store answers" in workers.log(worker), timeout=30,
+                   what="the worker to keep the outcome")
+    finally:
+        redis_server.start()
+    assert "step 'two' not recorded" in workers.log(worker)
+    final = wait_final(web, "queuedSteps", task_id)
+    assert (final["state"], final["attempts"]) == ("succeeded", 1)
+    assert steps_service(web)("queuedSteps_result", task_id=task_id) == 61
+    assert runs(tmp_path) == {"one": 1, "two": 1, "three": 1}
 
 
 # -- the dashboard ---------------------------------------------------------------------------
@@ -311,5 +341,12 @@ def test_the_dashboard_shows_the_steps_and_offers_recover_or_restart(started, ou
             expect(rows.locator(".badge")).to_have_text(["succeeded", "succeeded", "succeeded"], timeout=20_000)
             expect(rows.locator("td:nth-child(4)")).to_have_text([f"from {failed[:8]}", f"from {failed[:8]}", "1"])
             assert runs(tmp_path) == {"one": 1, "two": 1, "three": 3}
+
+            page.locator(f'tr[data-task-id="{failed}"] button.retry').click()
+            page.locator("#confirm-alt").click()  # Restart
+            expect(page.locator("#detail-fields")).to_contain_text(f"Re-run of{failed}", timeout=10_000)
+            expect(rows.locator("td:nth-child(4)")).to_have_text(["1", "1", "1"], timeout=20_000)
+            expect(rows.locator(".badge")).to_have_text(["succeeded", "succeeded", "succeeded"], timeout=20_000)
+            assert runs(tmp_path) == {"one": 2, "two": 2, "three": 4}
         finally:
             browser.close()

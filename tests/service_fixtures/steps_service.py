@@ -81,10 +81,12 @@ class StepsService(object):
     def processSteps(self, marker_dir, **kw):
         return three_steps(marker_dir, kw)
 
-    @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='process'))
-    def badSteps(self, kind, **kw):
-        """Steps that break a rule: ``repeat`` names a step twice, ``big`` records too
-        much, ``opaque`` returns what JSON cannot hold."""
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='thread'))
+    def oddSteps(self, kind, **kw):
+        """Steps that break a rule - ``repeat`` names a step twice, ``big`` records too
+        much, ``opaque`` returns what JSON cannot hold, ``long`` has too long a name,
+        ``many`` runs too many steps - or show a rule: ``tuple`` returns 1 when a step's
+        tuple comes back as the list it is recorded as. ``none`` runs no step."""
         step = kw['step']
         if kind == 'repeat':
             for disk in ['a', 'b']:
@@ -93,4 +95,11 @@ class StepsService(object):
             step('fetch everything', lambda: 'x' * 300000)
         elif kind == 'opaque':
             step('open a file', lambda: object())
+        elif kind == 'long':
+            step('n' * 201, int)
+        elif kind == 'many':
+            for n in range(10001):
+                step('step %d' % n, int)
+        elif kind == 'tuple':
+            return 1 if step('pair', lambda: (1, 2)) == [1, 2] else 0
         return 0
