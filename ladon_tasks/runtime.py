@@ -40,7 +40,7 @@ from ladon_tasks.model import (
     new_task_id,
 )
 from ladon_tasks.spec import TaskSpec
-from ladon_tasks.steps import StepRecord, ordered
+from ladon_tasks.steps import StepRecord, carried_over
 from ladon_tasks.stores.base import CorruptRecord, StoreError, StoreFull, TaskStore
 from ladon_tasks.stores.memory import MemoryStore
 
@@ -256,9 +256,8 @@ class TaskRuntime:
         By default it *recovers*: it starts with the old task's succeeded steps
         (:mod:`ladon_tasks.steps`) recorded, so its body skips them; ``restart`` runs
         every step again. The idempotency key is ``retry:<old id>`` (``restart:<old
-        id>``): asking again while the new task is retained returns it, so a double
-        click makes one re-run; re-run the new task to run it once more.
-        Faults: ``UnknownTask``, ``NotRetryable`` (the task did not fail and was not
+        id>``): asking again while the new task is retained returns it (a double click
+        makes one re-run). Faults: ``UnknownTask``, ``NotRetryable`` (the task did not fail and was not
         cancelled, or this process does not serve its method), and those of a start.
 
         The one place every re-run passes (dashboard, ``ladon-tasks retry``)."""
@@ -278,9 +277,7 @@ class TaskRuntime:
         carried: list[StepRecord] = []
         if not restart and old.step:  # a record without `step` never had steps: nothing to read
             with _store_errors():
-                recorded = self.store.load_steps(old.task_id)
-            carried = [step.carried_over(old.task_id) for step in ordered(recorded.values())
-                       if step.state == "succeeded"]
+                carried = carried_over(self.store.load_steps(old.task_id).values(), old.task_id)
         job = _job_for(spec, record.task_id, record.args, {"LADON_METHOD_NAME": old.method})
         stored = self._launch(spec, record, job, carried)
         about(log, stored).info("re-run of task %s (%s, %d step(s) carried over)", old.task_id,

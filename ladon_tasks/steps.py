@@ -25,7 +25,14 @@ Rules, checked here:
   with that error, its result not kept;
 * a record is written for the attempt that runs, fenced like every write of it: a
   dead or cancelled attempt's late step result is never recorded (the body is stopped
-  with :class:`~ladon_tasks.executors.base.TaskInterrupted` instead).
+  with :class:`~ladon_tasks.executors.base.TaskInterrupted` instead). A record the
+  store could not take (Redis away) does not stop the body: the step runs again only
+  if a later attempt is needed.
+
+How a step's records reach the store is its executor's business (the
+:class:`StepLedger`): straight to the store in a thread, through the supervising slot
+for a child process; each store keeps them beside the task's record
+(:mod:`ladon_tasks.stores.base`).
 """
 
 from __future__ import annotations
@@ -45,6 +52,10 @@ T = TypeVar("T")
 class StepError(Exception):
     """A step cannot be run or recorded as asked: a repeated name, a result that is not
     JSON or too large. The message names the step."""
+
+
+#: What a recorded step's ``state`` may say.
+STEP_STATES = ("running", "succeeded", "failed")
 
 
 @dataclass(frozen=True)
@@ -87,15 +98,6 @@ class StepRecord:
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"not a recorded step: {exc}") from None
-
-    def carried_over(self, from_task: str) -> "StepRecord":
-        """This succeeded step as a recovered task starts with it: run for ``from_task``
-        (or for the task that one had it from)."""
-        return dataclasses.replace(self, origin=self.origin or from_task)
-
-
-#: What a recorded step's ``state`` may say.
-STEP_STATES = ("running", "succeeded", "failed")
 
 
 class StepLedger(Protocol):
@@ -197,6 +199,14 @@ def _fit_name(name: Any) -> bool:
     except UnicodeEncodeError:  # a lone surrogate
         return False
     return True
+
+
+def carried_over(steps: Iterable[StepRecord], from_task: str) -> list[StepRecord]:
+    """The steps an operator's *recover* of task ``from_task`` starts with: its succeeded
+    ones, in order, each saying the task it was run for (the first, along a chain of
+    recovers)."""
+    return [dataclasses.replace(step, origin=step.origin or from_task)
+            for step in ordered(steps) if step.state == "succeeded"]
 
 
 def ordered(steps: Iterable[StepRecord]) -> list[StepRecord]:
