@@ -1,7 +1,10 @@
 # The two commands of the README, and the benches.
 #   make serve   the example services on http://127.0.0.1:8080/ (embedded defaults)
 #   make test    the full test suite (tests/run)
+#   make bench   a bench (bench/README.md): BENCH=core|queue|web|apache, ARGS=--quick...
 PORT ?= 8080
+BENCH ?= core
+ARGS ?=
 EXAMPLES := services/task_service.py services/instance_service.py services/report_service.py
 
 .PHONY: serve test bench
@@ -13,5 +16,9 @@ serve:
 test:
 	tests/run
 
+# In the venv of tests/run, with the peers of the bench extra; run as a module from the
+# repository root, so the benches import tests.support.
 bench:
-	@python=$$(tests/run --print-python 3.11) && $$python bench/bench_core.py
+	@python=$$(tests/run --print-python 3.11) && \
+	$$python -m pip install -q --disable-pip-version-check -e ".[bench]" && \
+	$$python -m bench.bench_$(BENCH) $(ARGS)

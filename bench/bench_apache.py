@@ -17,26 +17,25 @@ a task that was started is an error - the daemon pids seen and the tasks complet
 writes them to ``bench/output/apache.json``. The target is zero errors.
 
 For comparison the same load runs, unless ``--no-anchor``, against Ladon 1.0.7's own
-tasktype under the same mod_wsgi with two daemon processes (``ladon_anchor.wsgi``):
-each process keeps its tasks in its own memory, so calls landing in the other process
-answer "Task ID ... does not seem to exist".
+tasktype under the same mod_wsgi with two daemon processes (``plain_ladon.wsgi``: Ladon on
+its own, ladon-tasks never imported): each process keeps its tasks in its own memory, so
+calls landing in the other process answer "Task ID ... does not seem to exist".
 
-    python bench/bench_apache.py [--quick] [--seconds 30] [--clients 50] [--no-anchor]
+    python -m bench.bench_apache [--quick] [--seconds 30] [--clients 50] [--no-anchor]
 
 Needs Apache 2.4, ``mod_wsgi-express`` beside the Python running this script and
-``redis-server``. Started as root, the daemons run as ``www-data``, which must be able to
-reach this Python and the repository. Client and server share the machine's cores.
+``redis-server`` (``tests.support`` starts both). Started as root, the daemons run as
+``www-data``, which must be able to reach this Python and the repository. Client and
+server share the machine's cores; the run says how much CPU others took
+(:mod:`bench.noise`). A deployment that cannot start is reported and the run goes on.
 """
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
-import os
 import random
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -45,23 +44,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPOSITORY = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
-sys.path.insert(0, str(REPOSITORY / "tests"))
+from bench.benchlib import SERVICES_DIR, arguments, environment, percentile
+from bench.noise import CpuAccount
+from tests.support.apache import HANDLER, ModWsgi
+from tests.support.jsonwsp import HttpError, JsonWsp, WireFault
+from tests.support.redis_server import RedisServer, start_redis
+from tests.support.servers import ROOT
 
-from bench_core import environment  # noqa: E402
-from support.redis_server import RedisServer  # noqa: E402  (the tests' real redis-server)
-from support.servers import free_port  # noqa: E402
-
-OUTPUT_DIR = BENCH_DIR / "output"
-SERVICES_DIR = BENCH_DIR / "services"
-HANDLER = REPOSITORY / "deploy" / "apache" / "handler.wsgi"
-ANCHOR_HANDLER = SERVICES_DIR / "ladon_anchor.wsgi"
+ANCHOR_HANDLER = SERVICES_DIR / "plain_ladon.wsgi"
 SERVICE = "ApacheBenchService"
-OUR_SERVICES = f"{REPOSITORY / 'services' / 'instance_service.py'}:{SERVICES_DIR / 'apache_bench_service.py'}"
-#: The daemons run as this user when the bench is started as root (Apache refuses root).
-USER = "www-data"
+OUR_SERVICES = f"{ROOT / 'services' / 'instance_service.py'}:{SERVICES_DIR / 'apache_bench_service.py'}"
 
 #: Longest one request may take: beyond it the client counts a connection error.
 REQUEST_TIMEOUT = 30.0
@@ -121,128 +113,33 @@ class Plan:
 # -- servers --------------------------------------------------------------------------
 
 
-class ApacheServer:
-    """``mod_wsgi-express`` set up in its own server root, started and stopped with the
-    ``apachectl`` it generates: only this Apache is ever stopped."""
-
-    def __init__(self, deployment: Deployment, server_root: Path, settings: dict[str, str],
-                 server_mpm: str = "", express_options: tuple[str, ...] = ()) -> None:
-        express = Path(sys.executable).parent / "mod_wsgi-express"
-        if not express.exists():
-            raise SystemExit("mod_wsgi-express is not installed beside this Python (pip install mod_wsgi)")
-        self.deployment = deployment
-        self.server_root = server_root
-        self.port = free_port()
-        shutil.rmtree(server_root, ignore_errors=True)
-        server_root.mkdir(parents=True)
-        command = [
-            str(express), "setup-server", str(deployment.handler),
-            "--port", str(self.port), "--host", "127.0.0.1",
-            "--processes", str(deployment.processes), "--threads", str(deployment.threads),
-            "--server-root", str(server_root), "--locale", "C.UTF-8",
-        ]
-        if os.geteuid() == 0:
-            command += ["--user", USER, "--group", USER]
-        if server_mpm:
-            command += ["--server-mpm", server_mpm]
-        command += list(express_options)
-        for name, value in settings.items():
-            command += ["--setenv", name, value]
-        subprocess.run(command, check=True, capture_output=True, timeout=60)
-        self.started = False
-
-    def error_log(self) -> str:
-        path = self.server_root / "error_log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def start(self) -> None:
-        """Start Apache, then call ``servingProcess`` until every daemon has answered
-        once (each builds the application on its first request) or the deadline passes."""
-        subprocess.run([str(self.server_root / "apachectl"), "start"], check=True, capture_output=True, timeout=60)
-        self.started = True
-        deadline = time.monotonic() + STARTUP_DEADLINE
-        client = JsonWsp(self.port)
-        pids: set[int] = set()
-        try:
-            while len(pids) < self.deployment.processes:
-                try:
-                    pids.add(int(client.call("servingProcess")))
-                except (OSError, http.client.HTTPException, Fault, HttpError):
-                    client.close()
-                    time.sleep(0.1)
-                if time.monotonic() > deadline:
-                    if pids:
-                        return  # serving; the run reports how many daemons it saw
-                    raise RuntimeError(f"Apache on {self.port} did not answer within {STARTUP_DEADLINE}s:\n"
-                                       + self.error_log()[-4000:])
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if not self.started:
-            return
-        subprocess.run([str(self.server_root / "apachectl"), "stop"], capture_output=True, timeout=60)
-        pid_file = self.server_root / "httpd.pid"
-        deadline = time.monotonic() + 30
-        while pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.started = False
-
-
-def start_redis(directory: Path) -> RedisServer:
-    """A redis-server of its own on a free loopback port, stopped by pid at the end."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-    directory.mkdir(parents=True, exist_ok=True)
-    return RedisServer(binary, directory, free_port()).start()
+def start_apache(deployment: Deployment, plan: Plan, server_root: Path, settings: dict[str, str]) -> ModWsgi:
+    """``mod_wsgi-express`` for ``deployment`` (``tests.support.apache``), then
+    ``servingProcess`` until every daemon has answered once (each builds the application
+    on its first request) or the deadline passes."""
+    shutil.rmtree(server_root, ignore_errors=True)
+    express_options = [*plan.express_options, *(["--server-mpm", plan.server_mpm] if plan.server_mpm else [])]
+    apache = ModWsgi(server_root, deployment.processes, settings, deployment.handler, threads=deployment.threads,
+                     express_options=express_options).start()
+    client = JsonWsp(apache, SERVICE, timeout=REQUEST_TIMEOUT)
+    deadline = time.monotonic() + STARTUP_DEADLINE
+    pids: set[int] = set()
+    try:
+        while len(pids) < deployment.processes and time.monotonic() < deadline:
+            try:
+                pids.add(int(client("servingProcess")))
+            except (OSError, http.client.HTTPException, WireFault, HttpError):
+                client.close()
+                time.sleep(0.1)
+    finally:
+        client.close()
+    if not pids:
+        apache.stop()
+        raise RuntimeError(f"no daemon answered within {STARTUP_DEADLINE}s:\n{apache.error_log()[-4000:]}")
+    return apache  # serving; the run reports how many daemons it saw
 
 
 # -- the client -----------------------------------------------------------------------
-
-
-class Fault(Exception):
-    """A JSON-WSP fault answer (HTTP 200 or 500 with a ``jsonwsp/fault`` body)."""
-
-
-class HttpError(Exception):
-    """An HTTP status that is not a JSON-WSP answer at all."""
-
-    def __init__(self, status: int, body: bytes) -> None:
-        super().__init__(f"HTTP {status}: {body[:200].decode(errors='replace')}")
-        self.status = status
-
-
-class JsonWsp:
-    """One keep-alive connection posting JSON-WSP calls to the bench service."""
-
-    def __init__(self, port: int) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
-        self.path = f"/{SERVICE}/jsonwsp"
-        self.headers = {"Content-Type": "application/json; charset=utf-8"}
-        #: Whether the last request opened a new connection: a server may close an idle
-        #: keep-alive connection just as a request is sent on it, which only a reused
-        #: connection can meet.
-        self.last_fresh = True
-
-    def call(self, method: str, **args: Any) -> Any:
-        body = json.dumps({"methodname": method, "args": args}).encode()
-        self.last_fresh = self.connection.sock is None
-        self.connection.request("POST", self.path, body, self.headers)
-        response = self.connection.getresponse()
-        data = response.read()
-        try:
-            answer = json.loads(data)
-        except ValueError:
-            raise HttpError(response.status, data) from None
-        if isinstance(answer, dict) and answer.get("type") == "jsonwsp/fault":
-            raise Fault(str(answer.get("fault", {}).get("string", "fault")))
-        if response.status != 200 or not isinstance(answer, dict) or "result" not in answer:
-            raise HttpError(response.status, data)
-        return answer["result"]
-
-    def close(self) -> None:
-        self.connection.close()
 
 
 def fault_kind(message: str) -> str:
@@ -336,7 +233,7 @@ class LoadClient:
 
     def __init__(self, number: int, port: int, deployment: Deployment, shared: SharedIds) -> None:
         self.number = number
-        self.client = JsonWsp(port)
+        self.client = JsonWsp(f"http://127.0.0.1:{port}", SERVICE, timeout=REQUEST_TIMEOUT, retry_reused=False)
         self.deployment = deployment
         self.shared = shared
         self.tally = Tally()
@@ -353,10 +250,10 @@ class LoadClient:
         error, which is counted here by its kind."""
         began = time.perf_counter()
         try:
-            result = self.client.call(method, **args)
-        except Fault as fault:
+            result = self.client(method, **args)
+        except WireFault as fault:
             self._count(kind, began)
-            self.fail(f"fault {fault_kind(str(fault))}", kind, str(fault))
+            self.fail(f"fault {fault_kind(fault.string)}", kind, fault.string)
             return False, None
         except HttpError as error:
             self._count(kind, began)
@@ -364,9 +261,9 @@ class LoadClient:
             return False, None
         except (OSError, http.client.HTTPException) as error:
             self._count(kind, began)
-            where = "new connection" if self.client.last_fresh else "reused keep-alive connection"
+            where = "reused keep-alive connection" if self.client.last_call_reused else "new connection"
             self.fail(f"connection, {where}", kind, f"{type(error).__name__}: {error}")
-            self.client.close()  # http.client reconnects on the next request
+            self.client.close()  # the next request opens a new connection
             return False, None
         self._count(kind, began)
         return True, result
@@ -432,6 +329,10 @@ class LoadClient:
             self.tally.serving_pids[int(pid)] += 1
 
     def run(self, barrier: threading.Barrier, seconds: float) -> None:
+        try:
+            self.client.open()  # before the clock starts
+        except OSError:
+            pass  # the first call meets the same error, and counts it
         barrier.wait()
         self.window_start = time.perf_counter()
         self.window_end = self.window_start + seconds
@@ -460,15 +361,6 @@ class LoadClient:
 
 
 # -- one deployment under load --------------------------------------------------------
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile; enough samples here that interpolation changes nothing."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
-    return ordered[index]
 
 
 class RedisClients:
@@ -504,12 +396,10 @@ class RedisClients:
             self._thread.join(5)
 
 
-def run_load(server: ApacheServer, deployment: Deployment, plan: Plan, redis: RedisServer | None) -> dict[str, Any]:
+def run_load(server: ModWsgi, deployment: Deployment, plan: Plan, redis: RedisServer | None) -> dict[str, Any]:
     """``plan.clients`` threads for ``plan.seconds``, then a bounded drain; the figures."""
     shared = SharedIds()
     clients = [LoadClient(number, server.port, deployment, shared) for number in range(plan.clients)]
-    for load_client in clients:
-        load_client.client.connection.connect()
     barrier = threading.Barrier(plan.clients + 1)
     threads = [threading.Thread(target=c.run, args=(barrier, plan.seconds), daemon=True) for c in clients]
     for thread in threads:
@@ -541,7 +431,7 @@ def run_load(server: ApacheServer, deployment: Deployment, plan: Plan, redis: Re
     all_latencies = [value for values in tally.latencies.values() for value in values]
     log = server.error_log()
     return {
-        "deployment": asdict(deployment) | {"handler": str(deployment.handler.relative_to(REPOSITORY))},
+        "deployment": asdict(deployment) | {"handler": str(deployment.handler.relative_to(ROOT))},
         "seconds": plan.seconds,
         "elapsed_with_drain": round(elapsed, 1),
         "clients": plan.clients,
@@ -573,21 +463,29 @@ def run_load(server: ApacheServer, deployment: Deployment, plan: Plan, redis: Re
     }
 
 
-def run_deployment(deployment: Deployment, plan: Plan, work_dir: Path) -> dict[str, Any]:
-    """Start Redis (if the deployment uses it) and Apache, load them, stop both."""
+def run_deployment(deployment: Deployment, plan: Plan, work_dir: Path, account: CpuAccount) -> dict[str, Any]:
+    """Start Redis (if the deployment uses it) and Apache, load them, stop both. A
+    deployment that cannot start or be measured is a result with its ``error``."""
     redis_server: RedisServer | None = None
-    apache: ApacheServer | None = None
+    apache: ModWsgi | None = None
     try:
         settings = {"LADON_TASKS_THREAD_WORKERS": str(plan.thread_workers)}
         if deployment.redis:
             redis_server = start_redis(work_dir / f"{deployment.name}-redis")
             settings |= {"LADON_TASKS_SERVICES": OUR_SERVICES, "LADON_TASKS_REDIS_URL": redis_server.url}
-        apache = ApacheServer(deployment, work_dir / f"{deployment.name}-root", settings, plan.server_mpm,
-                              plan.express_options)
-        print(f"  {deployment.label}: starting Apache on port {apache.port}", file=sys.stderr)
-        apache.start()
+        if deployment.anchor:
+            settings["BENCH_LADON_SERVICES"] = "apache_bench_service"
+        print(f"  {deployment.label}: starting Apache", file=sys.stderr)
+        apache = start_apache(deployment, plan, work_dir / f"{deployment.name}-root", settings)
+        account.add_root(apache.main_pid())
         print(f"  {deployment.label}: {plan.clients} clients for {plan.seconds:g} s", file=sys.stderr)
-        return run_load(apache, deployment, plan, redis_server)
+        with account.window() as share:
+            result = run_load(apache, deployment, plan, redis_server)
+        return result | {"cpu": share.to_json()}
+    except Exception as error:  # noqa: BLE001 - reported in its place, and the run goes on
+        print(f"  {deployment.label}: FAILED: {type(error).__name__}: {error}", file=sys.stderr)
+        return {"deployment": asdict(deployment) | {"handler": str(deployment.handler.relative_to(ROOT))},
+                "error": f"{type(error).__name__}: {str(error)[:2000]}"}
     finally:
         if apache is not None:
             apache.stop()
@@ -600,6 +498,8 @@ def run_deployment(deployment: Deployment, plan: Plan, work_dir: Path) -> dict[s
 
 def format_report(result: dict[str, Any]) -> str:
     deployment = result["deployment"]
+    if "error" in result:
+        return f"{deployment['label']}: not measured: {result['error']}"
     lines = [
         f"{deployment['label']}: {deployment['processes']} daemon processes x {deployment['threads']} threads, "
         f"{result['clients']} clients, {result['seconds']:g} s",
@@ -632,6 +532,9 @@ def format_report(result: dict[str, Any]) -> str:
                      f"at the end {result['redis_connected_clients_last']}")
     log = result["apache_error_log"]
     lines.append(f"Apache error log: {log['tracebacks']} tracebacks, {log['timeouts']} timeout lines")
+    cpu = result["cpu"]
+    lines.append(f"CPU elsewhere while measured: stolen {100 * cpu['steal_share']:.1f} %, other processes "
+                 f"{100 * cpu['others_share']:.1f} %" + (" (too noisy to judge)" if cpu["noisy"] else ""))
     return "\n".join(lines)
 
 
@@ -643,33 +546,26 @@ def run(plan: Plan, output: Path) -> int:
         deployments.append(Deployment("ladon", "Ladon 1.0.7 tasktype (anchor)", ANCHOR_HANDLER, 2, plan.threads,
                                       redis=False, anchor=True))
     began = time.perf_counter()
-    results = [run_deployment(deployment, plan, work_dir) for deployment in deployments]
+    account = CpuAccount()
+    results = [run_deployment(deployment, plan, work_dir, account) for deployment in deployments]
     for result in results:
         print(format_report(result))
         print()
     ours = results[0]
-    verdict = "met" if ours["errors"] == 0 and ours["tasks_completed"] > 0 else "MISSED"
+    verdict = "met" if ours.get("errors") == 0 and ours.get("tasks_completed") else "MISSED"
     print(f"target (ladon-tasks, zero errors): {verdict}; took {time.perf_counter() - began:.0f} s")
+    print(account.total.describe())
     if plan.quick:
         print("quick run: a smoke test, too short for figures worth comparing")
-    env = environment()
-    try:
-        from importlib.metadata import version
-
-        env["mod_wsgi"] = version("mod_wsgi")
-        env["redis_py"] = version("redis")
-    except Exception:  # noqa: BLE001 - versions are a courtesy in the report
-        pass
-    report = {"environment": env, "plan": asdict(plan), "results": {r["deployment"]["name"]: r for r in results},
-              "target_zero_errors_met": verdict == "met"}
+    report = {"environment": environment("mod_wsgi"), "plan": asdict(plan), "cpu": account.total.to_json(),
+              "results": {r["deployment"]["name"]: r for r in results}, "target_zero_errors_met": verdict == "met"}
     output.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"figures written to {output}")
     return 0 if verdict == "met" else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10 clients for 5 s: a smoke run")
+    parser = arguments(__doc__, "apache", "10 clients for 5 s")
     parser.add_argument("--seconds", type=float, default=None, help="length of the measured window (default 30)")
     parser.add_argument("--clients", type=int, default=None, help="client threads (default 50)")
     parser.add_argument("--processes", type=int, default=3, help="daemon processes of ladon-tasks (default 3)")
@@ -684,7 +580,6 @@ def main(argv: list[str] | None = None) -> int:
                              "deploy/apache/README.md recommends: every front-end child started at once, "
                              "so Apache never sheds keep-alive connections while it grows)")
     parser.add_argument("--no-anchor", action="store_true", help="skip the Ladon 1.0.7 comparison")
-    parser.add_argument("--output", type=Path, default=OUTPUT_DIR / "apache.json", help="where the JSON goes")
     args = parser.parse_args(argv)
     plan = Plan(seconds=5.0, clients=10, quick=True) if args.quick else Plan()
     changes: dict[str, Any] = {"processes": args.processes, "threads": args.threads,

@@ -1,12 +1,13 @@
 """Core bench: ladon-tasks against Ladon 1.0.7's own thread-mode tasktype, in one run.
 
 Both sides serve the same file (``bench/services/bench_service.py``) on the same HTTP
-server (Werkzeug's threaded server, as ``ladon-tasks serve`` uses), each in its own
-child process: Ladon keeps its services and its tasks in module globals, so two
-servers in one process would measure each other. The anchor imports only
-``ladon_tasks.compat`` (the ``getargspec`` shim Ladon needs on Python 3.11) and never
-activates the plugin. Clients speak JSON-WSP over raw keep-alive ``http.client``
-connections, so the client costs as little as it can and costs the same on both sides.
+server (Werkzeug's threaded server, :mod:`bench.ladon_server`), each in its own child
+process: Ladon keeps its services and its tasks in module globals, so two servers in one
+process would measure each other. The anchor is Ladon on its own
+(:mod:`bench.plain_ladon`: ladon-tasks is never imported there, so its plugin is not
+active); ours is the same file through ``ladon_tasks.wsgi.make_application``. Clients
+speak JSON-WSP with the keep-alive client of ``tests.support.jsonwsp``, the same on both
+sides.
 
 What is measured, every figure for both servers in the same run:
 
@@ -19,46 +20,45 @@ What is measured, every figure for both servers in the same run:
 4. the server's RSS after 10k, 20k and 30k finished tasks, and the end-to-end rate at
    the first and last of those: Ladon keeps every task forever in global lists it scans.
 
-Limits: client and server share the machine's cores, so absolute rates depend on the
-client too; the ratios are what travel between machines. ``--quick`` is a smoke run,
-too short for figures worth comparing.
+A fault is counted, by kind, in its server's column (Ladon's ``_progress`` fails now
+and then while its task thread has not set the start time yet); a phase that fails
+outright (a crashed server) is reported and the run goes on, so every figure measured
+is written. Limits: client and server share the machine's cores, so absolute rates
+depend on the client too; the ratios are what travel between machines, and the run says
+how much CPU others took (:mod:`bench.noise`). ``--quick`` is a smoke run, too short
+for figures worth comparing.
 
-    python bench/bench_core.py [--quick] [--clients 8] [--output bench/output/core.json]
+    python -m bench.bench_core [--quick] [--clients 8] [--output bench/output/core.json]
 """
 
 from __future__ import annotations
 
-import argparse
+import functools
 import itertools
 import json
-import signal
+import math
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import (  # noqa: E402  (the bench directory is not a package)
-    STARTUP_DEADLINE,
-    TASK_DEADLINE,
-    Client,
-    Fault,
-    environment,
-    in_threads,
-    read_port,
-    stop_process,
+from bench import ladon_server
+from bench.benchlib import (
+    SERVICES_DIR, TASK_DEADLINE, Faults, arguments, attempt, call_rate, environment, in_threads, text_table,
+    wait_result,
 )
+from bench.noise import CpuAccount, CpuShare
+from tests.support.jsonwsp import JsonWsp, WireFault
+from tests.support.servers import RunningServer
 
-BENCH_DIR = Path(__file__).resolve().parent
-SERVICES_DIR = BENCH_DIR / "services"
-OUTPUT_DIR = BENCH_DIR / "output"
 SERVICE = "BenchService"
 SERVICE_MODULE = "bench_service"
 KINDS = ("ours", "ladon")
 LABELS = {"ours": "ladon-tasks", "ladon": "Ladon 1.0.7"}
+NAN = float("nan")
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -83,95 +83,74 @@ QUICK_PLAN = Plan(
 )
 
 
-# -- the server side: runs in a child process ---------------------------------------
+@dataclass
+class Figures:
+    """Everything measured on one server, with the faults it answered and the phases
+    that failed outright."""
 
+    plain_ms: float = NAN
+    start_ms: float = NAN
+    plain_rps: float = NAN
+    progress_rps: float = NAN
+    e2e_wait_per_s: float | None = None
+    e2e_poll_per_s: float = NAN
+    rss_mib: dict[int, float] = field(default_factory=dict)
+    rate_at: dict[int, float] = field(default_factory=dict)
+    rss_baseline_mib: float = NAN
+    faults: Faults = field(default_factory=Faults)
+    failed_phases: dict[str, str] = field(default_factory=dict)
+    cpu: CpuShare = field(default_factory=CpuShare)
 
-def serve(kind: str) -> None:
-    """Build the WSGI application for ``kind``, bind a free loopback port, print it."""
-    import logging
+    @property
+    def start_over_plain(self) -> float:
+        return self.start_ms / self.plain_ms
 
-    from werkzeug.serving import WSGIRequestHandler, make_server
+    @property
+    def progress_over_plain(self) -> float:
+        return self.progress_rps / self.plain_rps
 
-    logging.basicConfig(level=logging.WARNING)
-    if kind == "ladon":
-        import ladon_tasks.compat  # noqa: F401  (Python 3.11 shim only; the plugin stays off)
-        from ladon.server.wsgi import LadonWSGIApplication
+    @property
+    def e2e_best_per_s(self) -> float:
+        """The rate a client of this server gets: ``_wait`` where there is one."""
+        return self.e2e_wait_per_s or self.e2e_poll_per_s
 
-        sys.path.insert(0, str(SERVICES_DIR))
-        application: Any = LadonWSGIApplication([SERVICE_MODULE], [str(SERVICES_DIR)])
-    else:
-        from ladon_tasks.wsgi import make_application
-
-        application = make_application([SERVICE_MODULE], path_list=[str(SERVICES_DIR)])
-
-    class QuietHandler(WSGIRequestHandler):
-        """A line per request on stderr would cost more than some of the calls measured."""
-
-        def log_request(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-    server = make_server("127.0.0.1", 0, application, threaded=True, request_handler=QuietHandler)
-    print(f"PORT {server.server_port}", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    server.serve_forever()
+    def to_json(self) -> dict[str, Any]:
+        return {"plain_ms": self.plain_ms, "start_ms": self.start_ms, "plain_rps": self.plain_rps,
+                "progress_rps": self.progress_rps, "e2e_wait_per_s": self.e2e_wait_per_s,
+                "e2e_poll_per_s": self.e2e_poll_per_s, "rss_mib": self.rss_mib, "rate_at": self.rate_at,
+                "rss_baseline_mib": self.rss_baseline_mib, "faults": self.faults.to_json(),
+                "failed_phases": self.failed_phases, "cpu": self.cpu.to_json()}
 
 
 @dataclass
-class ServerProcess:
-    """A bench server in a child process, known by pid so only it is ever stopped."""
+class Server:
+    """One bench server (:mod:`bench.ladon_server`), known by pid so only it is ever stopped."""
 
     kind: str
-    process: subprocess.Popen
-    port: int
+    running: RunningServer
+    figures: Figures
     tasks_started: int = 0
 
     @classmethod
-    def start(cls, kind: str, log_dir: Path) -> "ServerProcess":
-        log = open(log_dir / f"core-server-{kind}.log", "wb")
-        process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--serve", kind],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            cwd=str(BENCH_DIR.parent),
-            start_new_session=True,
-        )
-        log.close()
-        try:
-            server = cls(kind, process, read_port(process))
-            server.wait_ready()
-        except BaseException:
-            stop_process(process)
-            raise
-        return server
+    def start(cls, kind: str, log_dir: Path) -> "Server":
+        running = ladon_server.start(SERVICES_DIR, [SERVICE_MODULE], log_dir / f"core-server-{kind}.log",
+                                     ladon_tasks=kind == "ours")
+        return cls(kind, running, Figures())
 
-    def wait_ready(self) -> None:
-        """The port is bound before serving starts; a real call proves the service loaded."""
-        deadline = time.monotonic() + STARTUP_DEADLINE
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.kind} server exited with {self.process.returncode}")
-            try:
-                client = Client(self.port)
-                try:
-                    if client.call("echo", value=7) == 7:
-                        return
-                finally:
-                    client.close()
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.kind} server did not answer within {STARTUP_DEADLINE}s")
-            time.sleep(0.05)
+    def client(self) -> JsonWsp:
+        return JsonWsp(self.running, SERVICE)
+
+    def died(self) -> list[str]:
+        """The server process, if it has exited."""
+        code = self.running.process.poll()
+        return [] if code is None else [f"server exited with {code}"]
 
     def rss_mib(self) -> float:
-        with open(f"/proc/{self.process.pid}/status") as status:
+        with open(f"/proc/{self.running.process.pid}/status") as status:
             for line in status:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024.0
         raise RuntimeError("no VmRSS line")
-
-    def stop(self) -> None:
-        stop_process(self.process)
 
 
 # -- the client side ----------------------------------------------------------------
@@ -182,81 +161,56 @@ def _is_done(progress: dict[str, Any]) -> bool:
     return bool(progress.get("finished", progress["progress"] >= 1.0))
 
 
-def wait_by_polling(client: Client, task_id: str) -> Any:
+def wait_by_polling(client: JsonWsp, task_id: str, faults: Faults) -> Any:
     """How a Ladon client learns a task is done: ask ``_progress`` until it says so.
 
     Ladon writes a task's first progress from the task's own thread, so a poll that
-    arrives before that thread has run gets "does not seem to exist": keep asking.
+    arrives before that thread has run gets "does not seem to exist", or fails on the
+    start time it has not set yet: such faults are counted, and the client keeps asking.
     Back-off from 0 to 10 ms, as a sensible client would, so polls don't starve the task.
     """
     deadline = time.monotonic() + TASK_DEADLINE
     pause = 0.0
     while True:
         try:
-            if _is_done(client.call("noop_progress", task_id=task_id)):
-                return client.call("noop_result", task_id=task_id)
-        except Fault as fault:
-            if "does not seem to exist" not in str(fault):
-                raise
+            if _is_done(client("noop_progress", task_id=task_id)):
+                return client("noop_result", task_id=task_id)
+        except WireFault as fault:
+            faults.count(fault)
         if time.monotonic() > deadline:
-            raise RuntimeError(f"task {task_id} not done after {TASK_DEADLINE}s")
+            raise TimeoutError(f"task {task_id} not done after {TASK_DEADLINE}s")
         time.sleep(pause)
         pause = min(0.01, max(0.001, pause * 2))
 
 
-def wait_by_waiting(client: Client, task_id: str) -> Any:
+def wait_by_waiting(client: JsonWsp, task_id: str, faults: Faults) -> Any:
     """ladon-tasks' ``_wait_result``: one request that returns the result the moment the
-    task has finished (``TaskNotFinished`` only if the wait runs out first)."""
-    deadline = time.monotonic() + TASK_DEADLINE
-    while True:
-        try:
-            return client.call("noop_wait_result", task_id=task_id, seconds=10.0)
-        except Fault as fault:
-            if not str(fault).startswith("TaskNotFinished") or time.monotonic() > deadline:
-                raise
+    task has finished (:func:`bench.benchlib.wait_result`)."""
+    return wait_result(client, "noop", task_id)
 
 
-def run_task(client: Client, value: int, waiter: Callable[[Client, str], Any]) -> None:
-    """One whole task as a client sees it; checks the result so errors can't pass as speed."""
-    task_id = client.call("noop", value=value)["task_id"]
-    result = waiter(client, task_id)
+Waiter = Callable[[JsonWsp, str, Faults], Any]
+
+
+def run_task(client: JsonWsp, value: int, waiter: Waiter, faults: Faults) -> None:
+    """One whole task as a client sees it, its result checked so errors can't pass as speed."""
+    task_id = client("noop", value=value)["task_id"]
+    result = waiter(client, task_id, faults)
     if result != value:
-        raise RuntimeError(f"task {task_id}: result {result!r}, expected {value!r}")
+        raise ValueError(f"task {task_id}: result {result!r}, expected {value!r}")
 
 
 # -- the measurements -----------------------------------------------------------------
 
 
-@dataclass
-class Figures:
-    """Everything measured on one server."""
-
-    plain_ms: float = 0.0
-    start_ms: float = 0.0
-    start_over_plain: float = 0.0
-    plain_rps: float = 0.0
-    progress_rps: float = 0.0
-    progress_over_plain: float = 0.0
-    e2e_wait_per_s: float | None = None
-    e2e_poll_per_s: float = 0.0
-    rss_mib: dict[int, float] = field(default_factory=dict)
-    rate_at: dict[int, float] = field(default_factory=dict)
-    rss_baseline_mib: float = 0.0
-
-    @property
-    def e2e_best_per_s(self) -> float:
-        """The rate a client of this server gets: ``_wait`` where there is one."""
-        return self.e2e_wait_per_s or self.e2e_poll_per_s
-
-
-def measure_latency(server: ServerProcess, plan: Plan, figures: Figures) -> None:
+def measure_latency(server: Server, plan: Plan) -> None:
     """Sequential calls on one connection, plain and start in alternating rounds, so
     drift in the machine's speed falls on both alike; medians resist the odd stall."""
-    client = Client(server.port)
+    client = server.client()
     try:
         for number in range(plan.warmup_calls):
-            client.call("echo", value=number + 1)
-            client.call("noop", value=number + 1)
+            client("echo", value=number + 1)
+            client("noop", value=number + 1)
         server.tasks_started += plan.warmup_calls
         plain: list[float] = []
         start: list[float] = []
@@ -266,27 +220,26 @@ def measure_latency(server: ServerProcess, plan: Plan, figures: Figures) -> None
             server.tasks_started += plan.latency_calls
     finally:
         client.close()
-    figures.plain_ms = statistics.median(plain) * 1000
-    figures.start_ms = statistics.median(start) * 1000
-    figures.start_over_plain = figures.start_ms / figures.plain_ms
+    server.figures.plain_ms = statistics.median(plain) * 1000
+    server.figures.start_ms = statistics.median(start) * 1000
 
 
-def _timed_calls(client: Client, method: str, count: int) -> list[float]:
+def _timed_calls(client: JsonWsp, method: str, count: int) -> list[float]:
     times = []
     for number in range(count):
         began = time.perf_counter()
-        client.call(method, value=number + 1)
+        client(method, value=number + 1)
         times.append(time.perf_counter() - began)
     return times
 
 
-def measure_progress_rate(server: ServerProcess, plan: Plan, figures: Figures) -> None:
+def measure_progress_rate(server: Server, plan: Plan) -> None:
     """Requests per second from ``clients`` threads for ``seconds`` each, plain and
     ``_progress`` (of one finished task) in alternating rounds."""
-    client = Client(server.port)
+    client = server.client()
     try:
-        task_id = client.call("noop", value=1)["task_id"]
-        wait_by_polling(client, task_id)
+        task_id = client("noop", value=1)["task_id"]
+        wait_by_polling(client, task_id, server.figures.faults)
     finally:
         client.close()
     server.tasks_started += 1
@@ -294,50 +247,41 @@ def measure_progress_rate(server: ServerProcess, plan: Plan, figures: Figures) -
     for _ in range(plan.rps_rounds):
         for method in totals:
             args = {"value": 1} if method == "echo" else {"task_id": task_id}
-            calls, seconds = _calls_for(server.port, plan, method, args)
+            calls, seconds = call_rate(server.running, SERVICE, plan.clients, plan.rps_seconds, method, args)
             totals[method][0] += calls
             totals[method][1] += seconds
-    figures.plain_rps = totals["echo"][0] / totals["echo"][1]
-    figures.progress_rps = totals["noop_progress"][0] / totals["noop_progress"][1]
-    figures.progress_over_plain = figures.progress_rps / figures.plain_rps
+    server.figures.plain_rps = totals["echo"][0] / totals["echo"][1]
+    server.figures.progress_rps = totals["noop_progress"][0] / totals["noop_progress"][1]
 
 
-def _calls_for(port: int, plan: Plan, method: str, args: dict[str, Any]) -> tuple[int, float]:
-    counts: list[int] = []
-    limit = 1_000_000  # a bound on the loop whatever the clock does
-
-    def work(client: Client) -> None:
-        deadline = time.perf_counter() + plan.rps_seconds
-        done = 0
-        while time.perf_counter() < deadline and done < limit:
-            client.call(method, **args)
-            done += 1
-        counts.append(done)
-
-    seconds = in_threads(port, plan.clients, work)
-    return sum(counts), seconds
-
-
-def end_to_end(server: ServerProcess, plan: Plan, tasks: int, waiter: Callable[[Client, str], Any]) -> float:
-    """``tasks`` whole tasks shared by ``clients`` threads; tasks per second."""
+def end_to_end(server: Server, plan: Plan, tasks: int, waiter: Waiter) -> float:
+    """``tasks`` whole tasks shared by ``clients`` threads; completed tasks per second.
+    Past a twentieth of the tasks failing (and ten more) the phase gives up."""
     numbers = itertools.count(1)  # next() on it is atomic under the GIL
+    completed = itertools.count()
+    faults = server.figures.faults
+    faults.limit = faults.total + 10 + tasks // 20
 
-    def work(client: Client) -> None:
+    def work(client: JsonWsp) -> None:
         while (number := next(numbers)) <= tasks:
-            run_task(client, number, waiter)
+            if attempt(faults, functools.partial(run_task, client, number, waiter, faults), died=server.died):
+                next(completed)
 
-    seconds = in_threads(server.port, plan.clients, work)
-    server.tasks_started += tasks
-    return tasks / seconds
+    try:
+        seconds = in_threads(server.running, SERVICE, plan.clients, work)
+    finally:
+        faults.limit = None
+        server.tasks_started += tasks
+    return next(completed) / seconds
 
 
-def measure_end_to_end(server: ServerProcess, plan: Plan, figures: Figures) -> None:
+def measure_end_to_end(server: Server, plan: Plan) -> None:
     if server.kind == "ours":
-        figures.e2e_wait_per_s = end_to_end(server, plan, plan.e2e_tasks, wait_by_waiting)
-    figures.e2e_poll_per_s = end_to_end(server, plan, plan.e2e_tasks, wait_by_polling)
+        server.figures.e2e_wait_per_s = end_to_end(server, plan, plan.e2e_tasks, wait_by_waiting)
+    server.figures.e2e_poll_per_s = end_to_end(server, plan, plan.e2e_tasks, wait_by_polling)
 
 
-Phase = Callable[[ServerProcess, Plan, Figures], None]
+Phase = Callable[[Server, Plan], None]
 
 
 def grow_to(checkpoint: int) -> Phase:
@@ -346,7 +290,8 @@ def grow_to(checkpoint: int) -> Phase:
     finished. One step per checkpoint, so both servers grow in alternation and drift in
     the machine's speed does not fall on one of them only."""
 
-    def step(server: ServerProcess, plan: Plan, figures: Figures) -> None:
+    def step(server: Server, plan: Plan) -> None:
+        figures = server.figures
         waiter = wait_by_waiting if server.kind == "ours" else wait_by_polling
         if not figures.rss_mib:
             figures.rss_baseline_mib = server.rss_mib()
@@ -383,69 +328,75 @@ class Row:
 
     @property
     def ratio(self) -> float:
-        return self.ours / self.ladon if self.ladon else float("nan")
+        return self.ours / self.ladon if self.ladon else NAN
 
 
 def build_rows(ours: Figures, ladon: Figures, plan: Plan) -> list[Row]:
+    """The table; a figure a failed phase did not measure is NaN, and its target is not
+    judged."""
     first, last = plan.checkpoints[0], plan.checkpoints[-1]
 
-    def judged(met: bool) -> bool | None:
-        return None if plan.quick else met
+    def judged(met: bool, *figures: float) -> bool | None:
+        return None if plan.quick or any(math.isnan(f) for f in figures) else met
 
+    def growth(figures: Figures) -> float:
+        return (figures.rss_mib.get(last, NAN) - figures.rss_mib.get(first, NAN)) * 10_000 / (last - first)
+
+    def keep(figures: Figures) -> float:
+        return figures.rate_at.get(last, NAN) / figures.rate_at.get(first, NAN)
+
+    ours_e2e, ladon_e2e = ours.e2e_best_per_s, ladon.e2e_poll_per_s
     rows = [
         Row("plain call latency, median", ours.plain_ms, ladon.plain_ms, "ms"),
         Row("start call latency, median", ours.start_ms, ladon.start_ms, "ms"),
         Row("start / plain latency", ours.start_over_plain, ladon.start_over_plain, "x",
-            "ours <= 1.2x", judged(ours.start_over_plain <= 1.2)),
+            "ours <= 1.2x", judged(ours.start_over_plain <= 1.2, ours.start_over_plain)),
         Row(f"plain calls/s, {plan.clients} threads", ours.plain_rps, ladon.plain_rps, "/s"),
         Row(f"_progress calls/s, {plan.clients} threads", ours.progress_rps, ladon.progress_rps, "/s"),
         Row("_progress / plain calls/s", ours.progress_over_plain, ladon.progress_over_plain, "x",
-            "ours >= 0.95x", judged(ours.progress_over_plain >= 0.95)),
-        Row("end-to-end tasks/s (ours _wait_result, Ladon polls)", ours.e2e_best_per_s, ladon.e2e_poll_per_s,
-            "/s", "ours/Ladon >= 1.5", judged(ours.e2e_best_per_s >= 1.5 * ladon.e2e_poll_per_s)),
+            "ours >= 0.95x", judged(ours.progress_over_plain >= 0.95, ours.progress_over_plain)),
+        Row("end-to-end tasks/s (ours _wait_result, Ladon polls)", ours_e2e, ladon_e2e, "/s",
+            "ours/Ladon >= 1.5", judged(ours_e2e >= 1.5 * ladon_e2e, ours_e2e, ladon_e2e)),
         Row("end-to-end tasks/s (both poll _progress)", ours.e2e_poll_per_s, ladon.e2e_poll_per_s, "/s"),
         Row("RSS before the growth phase", ours.rss_baseline_mib, ladon.rss_baseline_mib, "MiB"),
     ]
     rows += [
-        Row(f"RSS after {checkpoint:,} finished tasks", ours.rss_mib[checkpoint], ladon.rss_mib[checkpoint], "MiB")
+        Row(f"RSS after {checkpoint:,} finished tasks", ours.rss_mib.get(checkpoint, NAN),
+            ladon.rss_mib.get(checkpoint, NAN), "MiB")
         for checkpoint in plan.checkpoints
     ]
-    per_10k = 10_000 / (last - first)
-    ours_growth = (ours.rss_mib[last] - ours.rss_mib[first]) * per_10k
-    ladon_growth = (ladon.rss_mib[last] - ladon.rss_mib[first]) * per_10k
-    rows.append(Row(f"RSS growth per 10k tasks ({first:,} -> {last:,})", ours_growth, ladon_growth, "MiB",
-                    "ours flat (< 1 MiB)", judged(ours_growth < 1.0)))
+    rows.append(Row(f"RSS growth per 10k tasks ({first:,} -> {last:,})", growth(ours), growth(ladon), "MiB",
+                    "ours flat (< 1 MiB)", judged(growth(ours) < 1.0, growth(ours))))
     rows += [
-        Row(f"end-to-end tasks/s at {checkpoint:,} finished", ours.rate_at[checkpoint], ladon.rate_at[checkpoint], "/s")
+        Row(f"end-to-end tasks/s at {checkpoint:,} finished", ours.rate_at.get(checkpoint, NAN),
+            ladon.rate_at.get(checkpoint, NAN), "/s")
         for checkpoint in (first, last)
     ]
-    ours_keep = ours.rate_at[last] / ours.rate_at[first]
-    ladon_keep = ladon.rate_at[last] / ladon.rate_at[first]
-    rows.append(Row(f"rate at {last:,} / rate at {first:,}", ours_keep, ladon_keep, "x",
-                    "ours >= 0.9x", judged(ours_keep >= 0.9)))
+    rows.append(Row(f"rate at {last:,} / rate at {first:,}", keep(ours), keep(ladon), "x",
+                    "ours >= 0.9x", judged(keep(ours) >= 0.9, keep(ours))))
+    rows.append(Row("faults answered (counted, not fatal)", ours.faults.total, ladon.faults.total, "faults"))
     return rows
 
 
 def format_table(rows: list[Row]) -> str:
-    header = ("measure", LABELS["ours"], LABELS["ladon"], "ours/Ladon", "target")
-    lines = [header]
+    lines = [("measure", LABELS["ours"], LABELS["ladon"], "ours/Ladon", "target")]
     for row in rows:
         verdict = "" if row.met is None else (" ok" if row.met else " MISSED")
-        lines.append((
-            row.name,
-            f"{row.ours:,.2f} {row.unit}".strip(),
-            f"{row.ladon:,.2f} {row.unit}".strip(),
-            f"{row.ratio:.2f}",
-            (row.target + verdict).strip(),
-        ))
-    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
-    text = []
-    for number, line in enumerate(lines):
-        cells = [line[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(line[1:4], widths[1:4])]
-        text.append("  ".join(cells + [line[4]]).rstrip())
-        if number == 0:
-            text.append("  ".join("-" * width for width in widths))
-    return "\n".join(text)
+        digits = 0 if row.unit == "faults" else 2
+        lines.append((row.name, f"{row.ours:,.{digits}f} {row.unit}".strip(),
+                      f"{row.ladon:,.{digits}f} {row.unit}".strip(), f"{row.ratio:.2f}", (row.target + verdict).strip()))
+    return text_table(lines)
+
+
+def format_problems(figures: dict[str, Figures]) -> str:
+    """Faults by kind and failed phases, per server; empty when there were none."""
+    lines = []
+    for kind in KINDS:
+        for phase, error in figures[kind].failed_phases.items():
+            lines.append(f"{LABELS[kind]}: {phase} failed: {error}")
+        if figures[kind].faults.total:
+            lines.append(f"{LABELS[kind]} faults: " + ", ".join(figures[kind].faults.summary()))
+    return "\n".join(lines)
 
 
 # -- main -----------------------------------------------------------------------------
@@ -454,30 +405,47 @@ def format_table(rows: list[Row]) -> str:
 def run(plan: Plan, output: Path) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    servers: dict[str, ServerProcess] = {}
-    figures = {kind: Figures() for kind in KINDS}
+    account = CpuAccount()
+    servers: dict[str, Server] = {}
     try:
         for kind in KINDS:
-            servers[kind] = ServerProcess.start(kind, output.parent)
+            servers[kind] = Server.start(kind, output.parent)
         for title, phase in phases(plan):
             for kind in KINDS:  # phase by phase, so both see the machine in the same mood
+                server = servers[kind]
                 step = time.perf_counter()
-                phase(servers[kind], plan, figures[kind])
-                print(f"  {title:<24} {LABELS[kind]:<12} {time.perf_counter() - step:6.1f} s", file=sys.stderr)
+                note = ""
+                try:
+                    with account.window() as share:
+                        phase(server, plan)
+                except Exception as error:  # noqa: BLE001 - reported, and the run goes on
+                    alive = server.running.process.poll() is None
+                    server.figures.failed_phases[title] = f"{type(error).__name__}: {str(error)[:300]}" + (
+                        "" if alive else f" (server exited with {server.running.process.returncode})")
+                    note = "  FAILED: " + server.figures.failed_phases[title]
+                server.figures.cpu = server.figures.cpu + share
+                print(f"  {title:<24} {LABELS[kind]:<12} {time.perf_counter() - step:6.1f} s{note}",
+                      file=sys.stderr, flush=True)
     finally:
         for server in servers.values():
-            server.stop()
+            server.running.stop()
     elapsed = time.perf_counter() - began
+    figures = {kind: servers[kind].figures if kind in servers else Figures() for kind in KINDS}
     rows = build_rows(figures["ours"], figures["ladon"], plan)
     print(format_table(rows))
+    problems = format_problems(figures)
+    if problems:
+        print("\n" + problems)
     print(f"\n{plan.clients} client threads; took {elapsed:.0f} s")
+    print(account.total.describe())
     if plan.quick:
         print("quick run: too short for the figures to be judged against the targets")
     report = {
         "environment": environment(),
         "plan": asdict(plan),
         "seconds": round(elapsed, 1),
-        "figures": {kind: asdict(figures[kind]) for kind in KINDS},
+        "cpu": account.total.to_json(),
+        "figures": {kind: figures[kind].to_json() for kind in KINDS},
         "rows": [
             {"measure": row.name, "ours": row.ours, "ladon": row.ladon, "ratio": row.ratio,
              "unit": row.unit, "target": row.target, "met": row.met}
@@ -490,15 +458,9 @@ def run(plan: Plan, output: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run in under a minute")
+    parser = arguments(__doc__, "core", "small counts, under a minute")
     parser.add_argument("--clients", type=int, default=None, help="client threads (default 8)")
-    parser.add_argument("--output", type=Path, default=OUTPUT_DIR / "core.json", help="where the JSON goes")
-    parser.add_argument("--serve", choices=KINDS, help=argparse.SUPPRESS)  # the child-process side
     args = parser.parse_args(argv)
-    if args.serve:
-        serve(args.serve)
-        return 0
     plan = QUICK_PLAN if args.quick else Plan()
     if args.clients is not None:
         if args.clients < 1:

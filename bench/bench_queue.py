@@ -33,56 +33,44 @@ trips; script-internal commands apart). For the web path also ``noop_progress`` 
 finished task against the plain ``echo`` on the same server. Then one task's whole
 lifecycle on the ladon-tasks path, command by command, attributed to the step it serves.
 
-Limits: bench, servers, workers and Redis share the machine's cores; the ratios within
-one run are what travel. ``--quick`` is a smoke run whose figures are not judged.
+A system that faults or crashes is counted and reported in its row, and the run goes on
+with the next. Limits: bench, servers, workers and Redis share the machine's cores; the
+ratios within one run are what travel, and the run says how much CPU others took
+(:mod:`bench.noise`). ``--quick`` is a smoke run whose figures are not judged.
 
-    python bench/bench_queue.py [--quick] [--producers 8] [--output bench/output/queue.json]
+    python -m bench.bench_queue [--quick] [--producers 8] [--output bench/output/queue.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
-import hashlib
 import itertools
 import json
-import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
-from benchlib import (  # noqa: E402  (the bench directory is not a package)
-    STARTUP_DEADLINE,
-    TASK_DEADLINE,
-    Client,
-    environment,
-    free_port,
-    in_threads,
-    run_together,
-    stop_process,
-    stop_process_group,
+from bench import peers
+from bench.benchlib import (
+    BENCH_COMMANDS, SERVICES_DIR, TASK_DEADLINE, Faults, arguments, attempt, call_rate, environment, ratio,
+    run_together, text_table, wanted,
 )
+from bench.monitor import Command, Monitor, format_lifecycle, lifecycle
+from bench.noise import CpuAccount, CpuShare
+from tests.support.jsonwsp import JsonWsp
+from tests.support.processes import stop_process_group
+from tests.support.redis_server import RedisServer, start_redis
+from tests.support.servers import RunningServer, start_server
+from tests.support.workers import Workers
 
-import redis  # noqa: E402
-
-SERVICES_DIR = BENCH_DIR / "services"
-ROOT = BENCH_DIR.parent
-OUTPUT_DIR = BENCH_DIR / "output"
 SERVICE = "QueueBenchService"
 SERVICE_FILE = SERVICES_DIR / "queue_service.py"
-PREFIX = "ladon-tasks:"
-
-#: Commands the bench itself sends while measuring; they are not the system's.
-OWN_COMMANDS = frozenset({"info", "config|resetstat", "config", "monitor", "echo", "client|list"})
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -98,7 +86,6 @@ class Plan:
     producers: int = 8
     progress_seconds: float = 2.0
     progress_rounds: int = 2
-    celery_concurrency: int = 2
     quick: bool = False
 
 
@@ -106,130 +93,6 @@ QUICK_PLAN = Plan(
     warmup=10, latency_tasks=60, e2e_tasks=300, slow_latency_tasks=15, slow_e2e_tasks=40,
     monitor_tasks=5, progress_seconds=0.5, progress_rounds=1, quick=True,
 )
-
-
-# -- Redis ------------------------------------------------------------------------------
-
-
-class RedisServer:
-    """A throw-away redis-server on a free loopback port, no persistence, stopped by pid."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(directory), "--logfile", str(directory / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.client = redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
-        deadline = time.monotonic() + STARTUP_DEADLINE
-        while True:
-            try:
-                self.client.ping()
-                return
-            except redis.ConnectionError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server on port {self.port} did not start") from None
-                time.sleep(0.02)
-
-    def reset_stats(self) -> int:
-        """Zero the command counters; returns :meth:`dataset_bytes` at this moment."""
-        self.client.config_resetstat()
-        return self.dataset_bytes()
-
-    def commands(self) -> dict[str, int]:
-        """Calls per command since the last reset, the bench's own commands left out."""
-        stats = self.client.info("commandstats")
-        calls = {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
-        return {name: count for name, count in calls.items() if name not in OWN_COMMANDS}
-
-    def dataset_bytes(self) -> int:
-        """``used_memory`` less Redis' overhead (client buffers, script cache, replication):
-        the keys alone, so producer connections and their buffers do not count as tasks."""
-        stats = self.client.memory_stats()
-        return int(stats["dataset.bytes"])
-
-    def stop(self) -> None:
-        self.client.close()
-        stop_process(self.process)
-
-
-@dataclass
-class Command:
-    """One command as MONITOR showed it: who sent it (``lua`` for script-internal ones)."""
-
-    at: float
-    client: str
-    args: list[str]
-
-    @property
-    def name(self) -> str:
-        return self.args[0].lower() if self.args else ""
-
-
-class Monitor:
-    """Every command Redis runs while the block is open, read on a side connection.
-
-    MONITOR costs Redis time, so it only wraps short samples. The end is marked with an
-    ``ECHO`` of a unique token, so the reader stops exactly after the sample.
-    """
-
-    def __init__(self, server: RedisServer) -> None:
-        self.server = server
-        self.commands: list[Command] = []
-        self._token = f"bench-monitor-end-{time.time_ns()}"
-        self._connection = redis.Redis(host="127.0.0.1", port=server.port, decode_responses=True)
-        self._monitor = self._connection.monitor()
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-
-    def __enter__(self) -> "Monitor":
-        self._monitor.__enter__()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-        return self
-
-    def _read(self) -> None:
-        connection = self._monitor.connection
-        while True:
-            line = connection.read_response()
-            if isinstance(line, bytes):
-                line = line.decode(errors="replace")
-            stamp, _, rest = line.partition(" ")
-            client = rest[rest.index(" ") + 1: rest.index("]")]
-            args = _split_monitor_args(rest[rest.index("]") + 2:])
-            if args[:2] == ["ECHO", self._token] or args[:2] == ["echo", self._token]:
-                return
-            self.commands.append(Command(float(stamp), client, args))
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.client.echo(self._token)
-        assert self._thread is not None
-        self._thread.join(timeout=10)
-        self._monitor.__exit__(*exc)
-        self._connection.close()
-
-
-def _split_monitor_args(text: str) -> list[str]:
-    """MONITOR quotes each argument and escapes quotes and backslashes inside it."""
-    args: list[str] = []
-    i = 0
-    while i < len(text):
-        if text[i] != '"':
-            i += 1
-            continue
-        i += 1
-        piece: list[str] = []
-        while i < len(text) and text[i] != '"':
-            if text[i] == "\\" and i + 1 < len(text):
-                i += 1
-            piece.append(text[i])
-            i += 1
-        args.append("".join(piece))
-        i += 1
-    return args
 
 
 # -- the systems --------------------------------------------------------------------------
@@ -249,24 +112,18 @@ class System:
         self.redis = redis_server
         self.log_dir = log_dir
         self.processes: list[subprocess.Popen] = []
-
-    def spawn(self, name: str, command: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None) -> None:
-        log = open(self.log_dir / f"queue-{name}.log", "wb")
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, cwd=str(cwd), start_new_session=True,
-            env={**os.environ, "BENCH_REDIS_URL": self.redis.url, **(env or {})},
-        )
-        log.close()
-        self.processes.append(process)
-
-    def spawn_peer(self, name: str, program: str, args: list[str]) -> None:
-        """A peer's own command-line worker, installed beside this Python, run in the
-        directory of the peers' task modules."""
-        self.spawn(name, [str(Path(sys.executable).with_name(program)), *args],
-                   cwd=SERVICES_DIR, env={"PYTHONPATH": str(SERVICES_DIR)})
+        self.servers: list[RunningServer] = []
+        self.workers: list[Workers] = []
 
     def start(self) -> None:
         raise NotImplementedError
+
+    def start_worker(self, concurrency: int, *extra: str) -> None:
+        """One ``ladon-tasks worker`` of the bench service; returns once it serves."""
+        workers = Workers(self.redis.url, self.log_dir, [str(SERVICE_FILE)],
+                          options=("--log-level", "WARNING", "--concurrency", str(concurrency), *extra))
+        self.workers.append(workers)
+        workers.start()
 
     def handle(self) -> Any:
         return None
@@ -277,7 +134,16 @@ class System:
     def round_trip(self, handle: Any, value: int) -> None:
         raise NotImplementedError
 
+    def crashed(self) -> list[str]:
+        """The processes of this system that have exited, with their exit codes."""
+        processes = [*self.processes, *(s.process for s in self.servers), *(p for w in self.workers for p in w.processes)]
+        return [f"pid {p.pid} exited with {p.returncode}" for p in processes if p.poll() is not None]
+
     def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+        for workers in self.workers:
+            workers.stop_all()
         for process in reversed(self.processes):
             stop_process_group(process)
 
@@ -287,49 +153,39 @@ def _check(value: int, got: Any, what: str) -> None:
         raise RuntimeError(f"{what}: result {got!r}, expected {value!r}")
 
 
+def _slots(concurrency: int) -> str:
+    return f"{concurrency} slot{'s' if concurrency > 1 else ''}"
+
+
 class OursWeb(System):
     """``ladon-tasks serve --redis`` + ``ladon-tasks worker``; JSON-WSP start, wait, result."""
 
     def __init__(self, redis_server: RedisServer, log_dir: Path, concurrency: int) -> None:
         super().__init__(redis_server, log_dir)
         self.concurrency = concurrency
-        self.label = f"ladon-tasks web, {concurrency} slot{'s' if concurrency > 1 else ''}"
-        self.port = 0
+        self.label = f"ladon-tasks web, {_slots(concurrency)}"
+        self.server: RunningServer | None = None
 
     def start(self) -> None:
-        python = [sys.executable, "-m", "ladon_tasks", "--log-level", "WARNING"]
-        self.spawn(f"worker-{self.concurrency}", python + [
-            "worker", str(SERVICE_FILE), "--redis", self.redis.url, "--concurrency", str(self.concurrency)])
-        self.port = free_port()
-        self.spawn(f"serve-{self.concurrency}", python + [
-            "serve", str(SERVICE_FILE), "--redis", self.redis.url, "--port", str(self.port), "--no-dashboard"])
-        deadline = time.monotonic() + STARTUP_DEADLINE
-        while True:
-            try:
-                client = Client(self.port, SERVICE)
-                try:
-                    if client.call("echo", value=7) == 7:
-                        return
-                finally:
-                    client.close()
-            except OSError:
-                if time.monotonic() > deadline or any(p.poll() is not None for p in self.processes):
-                    raise RuntimeError("ladon-tasks serve did not come up") from None
-                time.sleep(0.05)
+        self.start_worker(self.concurrency)
+        self.server = start_server([str(SERVICE_FILE)], self.log_dir, "--redis", self.redis.url, "--no-dashboard",
+                                   "--log-level", "WARNING")
+        self.servers.append(self.server)
 
-    def handle(self) -> Client:
-        return Client(self.port, SERVICE)
+    def handle(self) -> JsonWsp:
+        assert self.server is not None
+        return JsonWsp(self.server, SERVICE)
 
-    def close_handle(self, handle: Client) -> None:
+    def close_handle(self, handle: JsonWsp) -> None:
         handle.close()
 
-    def round_trip(self, handle: Client, value: int) -> None:
-        task_id = handle.call("noop", value=value)["task_id"]
+    def round_trip(self, handle: JsonWsp, value: int) -> None:
+        task_id = handle("noop", value=value)["task_id"]
         deadline = time.monotonic() + TASK_DEADLINE
-        while not handle.call("noop_wait", task_id=task_id, seconds=10.0)["finished"]:
+        while not handle("noop_wait", task_id=task_id, seconds=10.0)["finished"]:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"task {task_id} not done after {TASK_DEADLINE}s")
-        _check(value, handle.call("noop_result", task_id=task_id), task_id)
+                raise TimeoutError(f"task {task_id} not done after {TASK_DEADLINE}s")
+        _check(value, handle("noop_result", task_id=task_id), task_id)
 
 
 class OursApi(System):
@@ -339,35 +195,31 @@ class OursApi(System):
         super().__init__(redis_server, log_dir)
         self.concurrency = concurrency
         self.threads = threads
-        self.label = (f"ladon-tasks API, {concurrency} slot{'s' if concurrency > 1 else ''}"
-                      + (", --threads" if threads else ""))
+        self.label = f"ladon-tasks API, {_slots(concurrency)}" + (", --threads" if threads else "")
         self.runtime: Any = None
-        self.method: Any = None
+        self.spec: Any = None
         self.decode: Any = None
 
     def start(self) -> None:
         from ladon_tasks import codec
-        from ladon_tasks.runtime import TaskRuntime
         from ladon_tasks.redis.store import RedisStore
+        from ladon_tasks.runtime import TaskRuntime
 
         if str(SERVICES_DIR) not in sys.path:
             sys.path.insert(0, str(SERVICES_DIR))
         import queue_service  # the module name the worker resolves the job's reference to
 
-        self.method = queue_service.QueueBenchService.__dict__["noop"]
-        self.spawn(f"worker-api-{self.concurrency}{'-threads' if self.threads else ''}", [
-            sys.executable, "-m", "ladon_tasks", "--log-level", "WARNING", "worker", str(SERVICE_FILE),
-            "--redis", self.redis.url, "--concurrency", str(self.concurrency),
-            *(["--threads"] if self.threads else [])])
+        self.spec = queue_service.QueueBenchService.__dict__["noop"].spec
+        self.start_worker(self.concurrency, *(["--threads"] if self.threads else []))
         self.runtime = TaskRuntime(RedisStore(self.redis.url))
         self.decode = codec.decode
 
     def round_trip(self, handle: Any, value: int) -> None:
-        record = self.runtime.start(self.method, (value,), {})
+        record = self.runtime.start(self.spec, (value,), {})
         done = self.runtime.store.wait(record.task_id, TASK_DEADLINE)
         if done is None or not done.finished:
-            raise RuntimeError(f"task {record.task_id} not done after {TASK_DEADLINE}s")
-        _check(value, self.decode(self.method.rtype, done.result), record.task_id)
+            raise TimeoutError(f"task {record.task_id} not done after {TASK_DEADLINE}s")
+        _check(value, self.decode(self.spec.rtype, done.result), record.task_id)
 
     def stop(self) -> None:
         if self.runtime is not None:
@@ -375,127 +227,28 @@ class OursApi(System):
         super().stop()
 
 
-class RqSystem(System):
-    """One ``rq worker`` (long-running) of the given class; enqueue, then RQ's blocking wait."""
+class PeerSystem(System):
+    """A peer's own worker (:mod:`bench.peers`); its producer submits, then waits."""
 
-    def __init__(self, redis_server: RedisServer, log_dir: Path, worker_class: str) -> None:
+    def __init__(self, redis_server: RedisServer, log_dir: Path, peer: peers.Peer) -> None:
         super().__init__(redis_server, log_dir)
-        self.worker_class = worker_class
-        short = worker_class.rsplit(".", 1)[-1]
-        self.label = f"RQ 3.0 {short}"
-        self.slow = short == "Worker"
-        self.short = short
+        self.peer = peer
+        self.label = peer.label
+        self.slow = peer.slow
 
     def start(self) -> None:
-        self.spawn_peer(f"rq-{self.short}", "rq", [
-            "worker", "--url", self.redis.url, "--worker-class", self.worker_class,
-            "--path", str(SERVICES_DIR), "--logging_level", "WARNING", "--disable-job-desc-logging"])
+        slug = "".join(c if c.isalnum() else "-" for c in self.label.lower())
+        self.processes.append(self.peer.start_worker(self.redis.url, self.log_dir / f"{slug}.log"))
 
     def handle(self) -> Any:
-        from rq import Queue
-
-        import peer_tasks
-
-        connection = redis.Redis.from_url(self.redis.url)
-        return Queue("default", connection=connection), connection, peer_tasks.noop
-
-    def close_handle(self, handle: Any) -> None:
-        handle[1].close()
-
-    def round_trip(self, handle: Any, value: int) -> None:
-        queue, _, noop = handle
-        job = queue.enqueue(noop, value)
-        result = job.latest_result(timeout=int(TASK_DEADLINE))
-        if result is None:
-            raise RuntimeError(f"RQ job {job.id} not done after {TASK_DEADLINE}s")
-        _check(value, result.return_value, job.id)
-
-
-class CelerySystem(System):
-    """One ``celery worker`` with the given pool; ``delay`` then ``AsyncResult.get``.
-
-    Each producer thread gets its own Celery app: an app's result consumer is one pub/sub
-    connection, not meant to be drained from several threads at once."""
-
-    def __init__(self, redis_server: RedisServer, log_dir: Path, pool: str, concurrency: int) -> None:
-        super().__init__(redis_server, log_dir)
-        self.pool = pool
-        self.concurrency = concurrency
-        self.label = f"Celery 5.7 {pool}, {concurrency} slots"
-
-    def start(self) -> None:
-        self.spawn_peer(f"celery-{self.pool}", "celery", [
-            "-A", "peer_tasks", "worker", "--pool", self.pool, "--concurrency", str(self.concurrency),
-            "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"])
-
-    def handle(self) -> Any:
-        from celery import Celery
-
-        app = Celery("bench-producer", broker=self.redis.url, backend=self.redis.url)
-        app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"])
-        return app
+        return self.peer.producer(self.redis.url)
 
     def close_handle(self, handle: Any) -> None:
         handle.close()
 
     def round_trip(self, handle: Any, value: int) -> None:
-        result = handle.send_task("peer_tasks.celery_noop", args=(value,))
-        _check(value, result.get(timeout=TASK_DEADLINE), result.id)
-
-
-class HueySystem(System):
-    """One ``huey_consumer`` with a thread pool; calling the task, then a blocking
-    ``Result.get``. ``notify_result`` is on (see ``services/peer_huey.py``)."""
-
-    def __init__(self, redis_server: RedisServer, log_dir: Path, concurrency: int) -> None:
-        super().__init__(redis_server, log_dir)
-        self.concurrency = concurrency
-        self.label = f"huey 3.5 threads, {concurrency} slots"
-
-    def start(self) -> None:
-        self.spawn_peer("huey", "huey_consumer", [
-            "peer_huey.huey", "--workers", str(self.concurrency), "--worker-type", "thread",
-            "--logfile", os.devnull, "--quiet"])
-
-    def handle(self) -> Any:
-        import peer_huey
-
-        return peer_huey.make_huey(self.redis.url).task(name=peer_huey.TASK_NAME)(peer_huey.noop)
-
-    def round_trip(self, handle: Any, value: int) -> None:
-        result = handle(value)
-        _check(value, result.get(blocking=True, timeout=TASK_DEADLINE), result.id)
-
-
-class DramatiqSystem(System):
-    """One ``dramatiq`` worker process with threads; ``enqueue``, then a blocking
-    ``get_result`` from the Redis result backend."""
-
-    def __init__(self, redis_server: RedisServer, log_dir: Path, concurrency: int) -> None:
-        super().__init__(redis_server, log_dir)
-        self.concurrency = concurrency
-        self.label = f"dramatiq 2.2, {concurrency} threads"
-
-    def start(self) -> None:
-        self.spawn_peer("dramatiq", "dramatiq", [
-            "peer_dramatiq", "--processes", "1", "--threads", str(self.concurrency)])
-
-    def handle(self) -> Any:
-        import dramatiq
-        import peer_dramatiq
-
-        return (*peer_dramatiq.make_broker(self.redis.url),
-                functools.partial(dramatiq.Message, queue_name="default", actor_name=peer_dramatiq.ACTOR_NAME,
-                                  kwargs={}, options={}))
-
-    def close_handle(self, handle: Any) -> None:
-        handle[0].close()
-
-    def round_trip(self, handle: Any, value: int) -> None:
-        broker, backend, message_of = handle
-        message = broker.enqueue(message_of(args=(value,)))
-        _check(value, message.get_result(backend=backend, block=True, timeout=int(TASK_DEADLINE * 1000)),
-               message.message_id)
+        job_id = handle.start(value)
+        _check(value, handle.result(job_id, TASK_DEADLINE), job_id)
 
 
 # -- the measurements -----------------------------------------------------------------------
@@ -521,65 +274,80 @@ class Figures:
     progress_rps: float | None = None
     plain_rps: float | None = None
     lifecycle: list[dict[str, Any]] | None = None
+    #: Failed round trips by kind; the phase in which the system gave up or crashed.
+    faults: Faults = field(default_factory=Faults)
+    error: str | None = None
+    cpu: CpuShare = field(default_factory=CpuShare)
 
     @property
     def progress_over_plain(self) -> float | None:
         return self.progress_rps / self.plain_rps if self.progress_rps and self.plain_rps else None
 
+    @property
+    def complete(self) -> bool:
+        """Measured to the end: its figures can stand beside the others'."""
+        return self.error is None and self.tasks_per_s > 0
 
-def latency(system: System, count: int) -> list[float]:
-    """Sequential round trips from one producer; seconds each."""
+    def to_json(self) -> dict[str, Any]:
+        plain = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("faults", "cpu")}
+        return {**plain, "progress_over_plain": self.progress_over_plain, "faults": self.faults.to_json(),
+                "cpu": self.cpu.to_json()}
+
+
+def _fault_limit(tasks: int) -> int:
+    """Failed round trips a phase of ``tasks`` tolerates before giving up (a dead worker
+    makes each wait run out: without a bound one phase would take hours)."""
+    return 10 + tasks // 20
+
+
+def latency(system: System, count: int, faults: Faults) -> list[float]:
+    """Sequential round trips from one producer; seconds each (the successful ones)."""
     handle = system.handle()
     try:
         times = []
         for value in range(1, count + 1):
             began = time.perf_counter()
-            system.round_trip(handle, value)
-            times.append(time.perf_counter() - began)
+            if attempt(faults, functools.partial(system.round_trip, handle, value), died=system.crashed):
+                times.append(time.perf_counter() - began)
         return times
     finally:
         system.close_handle(handle)
 
 
-def throughput(system: System, tasks: int, handles: list[Any]) -> float:
-    """``tasks`` round trips shared by one thread per handle, started together; tasks/s.
+def throughput(system: System, tasks: int, handles: list[Any], faults: Faults) -> float:
+    """``tasks`` round trips shared by one thread per handle, started together; completed
+    tasks per second.
 
     The handles are opened (and used once) by the caller before its counters start, so
     connection set-up and subscriptions are neither in the rate nor in the counts."""
     numbers = itertools.count(1)  # next() on it is atomic under the GIL
+    completed = itertools.count()
 
     def work(handle: Any) -> None:
         while (number := next(numbers)) <= tasks:
-            system.round_trip(handle, number)
+            if attempt(faults, functools.partial(system.round_trip, handle, number), died=system.crashed):
+                next(completed)
 
     # generous, but a bound: about 1 task/s at worst
-    return tasks / run_together(handles, work, TASK_DEADLINE + tasks)
+    seconds = run_together(handles, work, TASK_DEADLINE + tasks)
+    return next(completed) / seconds
 
 
 def progress_vs_plain(system: OursWeb, plan: Plan, figures: Figures) -> None:
     """``noop_progress`` of a finished task (a Redis read) against ``echo`` on the same
     server, from ``producers`` threads, in alternating rounds."""
+    assert system.server is not None
     client = system.handle()
     try:
-        task_id = client.call("noop", value=1)["task_id"]
-        client.call("noop_wait", task_id=task_id, seconds=10.0)
+        task_id = client("noop", value=1)["task_id"]
+        client("noop_wait", task_id=task_id, seconds=10.0)
     finally:
         client.close()
     totals = {"echo": [0, 0.0], "noop_progress": [0, 0.0]}
     for _ in range(plan.progress_rounds):
         for method, args in (("echo", {"value": 1}), ("noop_progress", {"task_id": task_id})):
-            counts: list[int] = []
-
-            def work(client: Client, method: str = method, args: dict[str, Any] = args) -> None:
-                deadline = time.perf_counter() + plan.progress_seconds
-                done = 0
-                while time.perf_counter() < deadline and done < 1_000_000:
-                    client.call(method, **args)
-                    done += 1
-                counts.append(done)
-
-            seconds = in_threads(system.port, plan.producers, work, service=SERVICE)
-            totals[method][0] += sum(counts)
+            calls, seconds = call_rate(system.server, SERVICE, plan.producers, plan.progress_seconds, method, args)
+            totals[method][0] += calls
             totals[method][1] += seconds
     figures.plain_rps = totals["echo"][0] / totals["echo"][1]
     figures.progress_rps = totals["noop_progress"][0] / totals["noop_progress"][1]
@@ -609,115 +377,65 @@ def sample_commands(system: System, count: int, figures: Figures) -> list[Comman
     return monitor.commands
 
 
-def measure(system: System, plan: Plan) -> Figures:
+def measure(system: System, plan: Plan, account: CpuAccount) -> Figures:
+    """Every figure of one system. A fault is counted in the row; an error that ends a
+    phase (a crash, too many faults) is the row's ``error``, with what was measured before."""
     figures = Figures(system.label, type(system).__name__)
-    system.start()
-    handle = system.handle()
+    phase = "start"
     try:
-        for value in range(1, plan.warmup + 1):
-            system.round_trip(handle, value)
-    finally:
-        system.close_handle(handle)
-    lat_n = plan.slow_latency_tasks if system.slow else plan.latency_tasks
-    times = sorted(latency(system, lat_n))
-    figures.latency_tasks = lat_n
-    figures.latency_p50_ms = statistics.median(times) * 1000
-    figures.latency_p99_ms = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))] * 1000
-    time.sleep(0.3)  # background work of the latency phase settles before counting
-    e2e_n = plan.slow_e2e_tasks if system.slow else plan.e2e_tasks
-    handles = [system.handle() for _ in range(plan.producers)]
-    try:
-        for handle in handles:  # connections and subscriptions exist before counting
-            system.round_trip(handle, 1)
-        time.sleep(0.2)
-        memory_before = system.redis.reset_stats()
-        figures.tasks_per_s = throughput(system, e2e_n, handles)
-        figures.e2e_tasks = e2e_n
-        figures.commands = system.redis.commands()
-        figures.commands_per_task = sum(figures.commands.values()) / e2e_n
-        time.sleep(0.2)
-        figures.bytes_per_task = (system.redis.dataset_bytes() - memory_before) / e2e_n
-    finally:
-        for handle in handles:
+        system.start()
+        phase = "warm-up"
+        handle = system.handle()
+        try:
+            for value in range(1, plan.warmup + 1):
+                system.round_trip(handle, value)
+        finally:
             system.close_handle(handle)
-    commands = sample_commands(system, plan.monitor_tasks, figures)
-    if isinstance(system, OursWeb):
-        progress_vs_plain(system, plan, figures)
-    if isinstance(system, (OursWeb, OursApi)) and system.concurrency == 1:
-        figures.lifecycle = lifecycle(system, commands)
+        with account.window() as figures.cpu:
+            phase = "latency"
+            lat_n = plan.slow_latency_tasks if system.slow else plan.latency_tasks
+            figures.faults.limit = _fault_limit(lat_n)
+            times = sorted(latency(system, lat_n, figures.faults))
+            figures.latency_tasks = len(times)
+            figures.latency_p50_ms = statistics.median(times) * 1000
+            figures.latency_p99_ms = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))] * 1000
+            time.sleep(0.3)  # background work of the latency phase settles before counting
+            phase = "tasks/s"
+            e2e_n = plan.slow_e2e_tasks if system.slow else plan.e2e_tasks
+            figures.faults.limit = figures.faults.total + _fault_limit(e2e_n)
+            handles = [system.handle() for _ in range(plan.producers)]
+            try:
+                for handle in handles:  # connections and subscriptions exist before counting
+                    system.round_trip(handle, 1)
+                time.sleep(0.2)
+                memory_before = system.redis.reset_stats()
+                figures.tasks_per_s = throughput(system, e2e_n, handles, figures.faults)
+                figures.e2e_tasks = e2e_n
+                figures.commands = system.redis.commands(BENCH_COMMANDS)
+                figures.commands_per_task = sum(figures.commands.values()) / e2e_n
+                time.sleep(0.2)
+                figures.bytes_per_task = (system.redis.dataset_bytes() - memory_before) / e2e_n
+            finally:
+                for handle in handles:
+                    system.close_handle(handle)
+        phase = "MONITOR sample"
+        commands = sample_commands(system, plan.monitor_tasks, figures)
+        if isinstance(system, OursWeb):
+            phase = "_progress rate"
+            progress_vs_plain(system, plan, figures)
+        if isinstance(system, (OursWeb, OursApi)) and system.concurrency == 1:
+            figures.lifecycle = lifecycle(commands)
+    except Exception as error:  # noqa: BLE001 - the row reports it, the run goes on
+        crashed = system.crashed()
+        figures.error = f"{phase}: {type(error).__name__}: {str(error)[:300]}" + (
+            f" ({'; '.join(crashed)})" if crashed else "")
     return figures
-
-
-# -- one task's lifecycle, attributed ------------------------------------------------------
-
-
-def _script_names() -> dict[str, str]:
-    """SHA1 of each Lua script of the Redis backend -> a readable name."""
-    from ladon_tasks.redis import scripts
-
-    return {hashlib.sha1(scripts.source(name).encode()).hexdigest(): name for name in scripts.names()}
-
-
-def _step(command: Command, scripts: dict[str, str], finished: bool) -> str:
-    """Which step of a task's life a command serves, judged from the command alone."""
-    name = command.name
-    if name == "evalsha":
-        script = scripts.get(command.args[1], "script " + command.args[1][:8])
-        if script == "transition":
-            target = command.args[5] if len(command.args) > 5 else "?"
-            return {"running": "transition to running", "succeeded": "finish transition"}.get(
-                target, f"transition to {target}")
-        return {
-            "create": "store create + enqueue", "report": "progress flush / cancel check",
-            "move_due": "housekeeping (due retries)", "sweep": "housekeeping (index sweep)",
-        }.get(script, script)
-    if name == "xreadgroup":
-        return "claim (XREADGROUP)"
-    if name == "xack":
-        return "acknowledge (lease release)"
-    if name in ("xpending", "xclaim", "xinfo", "xtrim"):
-        return "housekeeping (leases, trim)"
-    if name in ("subscribe", "psubscribe"):
-        return "wait subscription"
-    if name == "hgetall":
-        return "record read after finish" if finished else "record read before finish"
-    return name
-
-
-def lifecycle(system: System, commands: list[Command]) -> list[dict[str, Any]]:
-    """The commands of the last task of the MONITOR sample, from its creation to the
-    last read of its record: client, step, command, and the commands its script ran."""
-    scripts = _script_names()
-    creates = [i for i, c in enumerate(commands) if c.name == "evalsha" and scripts.get(c.args[1]) == "create"]
-    if not creates:
-        return []
-    start = creates[-1]
-    # the read before the next task's create (or the end) closes this task's life
-    rows: list[dict[str, Any]] = []
-    clients: dict[str, str] = {}
-    finished = False
-    t0 = commands[start].at
-    current: dict[str, Any] | None = None
-    for command in commands[start:]:
-        if command.client == "lua":
-            if current is not None:
-                current["in_script"].append(command.name.upper())
-            continue
-        client = clients.setdefault(command.client, f"c{len(clients) + 1}")
-        step = _step(command, scripts, finished)
-        current = {"ms": round((command.at - t0) * 1000, 3), "client": client, "step": step,
-                   "command": " ".join(a if len(a) <= 24 else a[:21] + "..." for a in command.args[:6]),
-                   "in_script": []}
-        rows.append(current)
-        if step == "finish transition":
-            finished = True
-    return rows
 
 
 # -- the report -----------------------------------------------------------------------------
 
 
-def system_factories(plan: Plan, log_dir: Path) -> list[Callable[[RedisServer], System]]:
+def system_factories(log_dir: Path) -> list[Callable[[RedisServer], System]]:
     """Every system of the run, ours first; each gets its own redis-server."""
     return [
         lambda r: OursWeb(r, log_dir, 1),
@@ -725,51 +443,49 @@ def system_factories(plan: Plan, log_dir: Path) -> list[Callable[[RedisServer], 
         lambda r: OursApi(r, log_dir, 1),
         lambda r: OursApi(r, log_dir, 2),
         lambda r: OursApi(r, log_dir, 2, threads=True),
-        lambda r: RqSystem(r, log_dir, "rq.worker.Worker"),
-        lambda r: RqSystem(r, log_dir, "rq.worker.SimpleWorker"),
-        lambda r: CelerySystem(r, log_dir, "prefork", plan.celery_concurrency),
-        lambda r: CelerySystem(r, log_dir, "threads", plan.celery_concurrency),
-        lambda r: HueySystem(r, log_dir, plan.celery_concurrency),
-        lambda r: DramatiqSystem(r, log_dir, plan.celery_concurrency),
+        lambda r: PeerSystem(r, log_dir, peers.rq("Worker")),
+        lambda r: PeerSystem(r, log_dir, peers.rq("SimpleWorker")),
+        lambda r: PeerSystem(r, log_dir, peers.celery("prefork")),
+        lambda r: PeerSystem(r, log_dir, peers.celery("threads")),
+        lambda r: PeerSystem(r, log_dir, peers.huey()),
+        lambda r: PeerSystem(r, log_dir, peers.dramatiq()),
     ]
 
 
-def _ratio(value: float, best: float) -> str:
-    return f"{value / best:.2f}x" if best else "-"
-
-
 def format_table(results: list[Figures], plan: Plan) -> str:
+    complete = [f for f in results if f.complete]
     ours = [f for f in results if f.kind.startswith("Ours")]
-    peers = [f for f in results if not f.kind.startswith("Ours")]
+    others = [f for f in results if not f.kind.startswith("Ours")]
+    rivals = [f for f in others if f.complete]
     best = {
-        "tps": max((f.tasks_per_s for f in peers), default=0.0),
-        "p50": min((f.latency_p50_ms for f in peers), default=0.0),
-        "cmd": min((f.commands_per_task for f in peers), default=0.0),
-        "rt": min((f.round_trips_per_task for f in peers), default=0.0),
-        "mem": min((f.bytes_per_task for f in peers), default=0.0),
+        "tps": max((f.tasks_per_s for f in rivals), default=0.0),
+        "p50": min((f.latency_p50_ms for f in rivals), default=0.0),
+        "cmd": min((f.commands_per_task for f in rivals), default=0.0),
+        "mem": min((f.bytes_per_task for f in rivals), default=0.0),
     }
-    header = ("system", "tasks/s", "vs peer", "p50 ms", "vs peer", "p99 ms", "cmds/task", "vs peer",
-              "sent/task", "B/task", "vs peer")
-    lines = [header]
-    for f in ours + peers:
-        lines.append((
-            f.label, f"{f.tasks_per_s:,.0f}", _ratio(f.tasks_per_s, best["tps"]),
-            f"{f.latency_p50_ms:.2f}", _ratio(f.latency_p50_ms, best["p50"]), f"{f.latency_p99_ms:.2f}",
-            f"{f.commands_per_task:.1f}", _ratio(f.commands_per_task, best["cmd"]),
-            f"{f.round_trips_per_task:.1f}", f"{f.bytes_per_task:,.0f}", _ratio(f.bytes_per_task, best["mem"]),
+    rows = [("system", "tasks/s", "vs peer", "p50 ms", "vs peer", "p99 ms", "cmds/task", "vs peer",
+             "sent/task", "B/task", "vs peer", "errors", "CPU elsewhere")]
+    for f in ours + others:
+        rows.append((
+            f.label, f"{f.tasks_per_s:,.0f}", ratio(f.tasks_per_s, best["tps"]),
+            f"{f.latency_p50_ms:.2f}", ratio(f.latency_p50_ms, best["p50"]), f"{f.latency_p99_ms:.2f}",
+            f"{f.commands_per_task:.1f}", ratio(f.commands_per_task, best["cmd"]),
+            f"{f.round_trips_per_task:.1f}", f"{f.bytes_per_task:,.0f}", ratio(f.bytes_per_task, best["mem"]),
+            f"{f.faults.total:,}" + (" +crash" if f.error else ""),
+            f"{100 * (f.cpu.steal_share + f.cpu.others_share):.0f} %" + (" noisy" if f.cpu.noisy else ""),
         ))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = []
-    for number, line in enumerate(lines):
-        text.append("  ".join([line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:], widths[1:])]))
-        if number == 0:
-            text.append("  ".join("-" * w for w in widths))
-    text.append("")
-    text.append("'vs peer': against the best peer (RQ, Celery, huey, dramatiq) on that column - fastest, or fewest.")
-    text.append("cmds/task: INFO commandstats over the tasks/s phase, commands inside Lua scripts included;")
-    text.append("sent/task: commands clients sent per task (MONITOR, sequential tasks), scripts counted once.")
-    text.append("")
-    text.append(targets(results, best, plan))
+    text = [text_table(rows), ""]
+    for f in results:
+        if f.faults.total or f.error:
+            text.append(f"{f.label}: " + "; ".join(f.faults.summary() + ([f"stopped in {f.error}"] if f.error else [])))
+    text += [
+        "'vs peer': against the best peer (RQ, Celery, huey, dramatiq) on that column - fastest, or fewest.",
+        "cmds/task: INFO commandstats over the tasks/s phase, commands inside Lua scripts included;",
+        "sent/task: commands clients sent per task (MONITOR, sequential tasks), scripts counted once.",
+        "CPU elsewhere: stolen by the hypervisor or used by other processes, share of the machine while measured.",
+        "",
+        targets(complete, best, plan),
+    ]
     return "\n".join(text)
 
 
@@ -778,7 +494,7 @@ def targets(results: list[Figures], best: dict[str, float], plan: Plan) -> str:
     web = [f for f in results if f.kind == "OursWeb"]
     ours = [f for f in results if f.kind.startswith("Ours")]
     if not ours:
-        return ""
+        return "targets: not judged, no ladon-tasks system measured to the end"
     top = max(ours, key=lambda f: f.tasks_per_s)
     fast = min(ours, key=lambda f: f.latency_p50_ms)
     lean = min(ours, key=lambda f: f.round_trips_per_task)
@@ -790,7 +506,7 @@ def targets(results: list[Figures], best: dict[str, float], plan: Plan) -> str:
         return "(not judged: quick run)" if plan.quick else ("ok" if met else "MISSED")
 
     rows = [
-        ("end-to-end >= 1.5x fastest peer", f"{_ratio(top.tasks_per_s, best['tps'])} ({top.label})",
+        ("end-to-end >= 1.5x fastest peer", f"{ratio(top.tasks_per_s, best['tps'])} ({top.label})",
          verdict(top.tasks_per_s >= 1.5 * best["tps"])),
         ("p50 round trip <= 1.5 ms", f"{fast.latency_p50_ms:.2f} ms ({fast.label})", verdict(fast.latency_p50_ms <= 1.5)),
         ("<= 10 Redis commands per task (sent)", f"{lean.round_trips_per_task:.1f} ({lean.label})",
@@ -805,47 +521,33 @@ def targets(results: list[Figures], best: dict[str, float], plan: Plan) -> str:
     return "targets:\n" + "\n".join(f"  {name.ljust(width)}  {value}  {v}" for name, value, v in rows)
 
 
-def format_lifecycle(figures: Figures) -> str:
-    if not figures.lifecycle:
-        return ""
-    lines = [f"one task's lifecycle, {figures.label} (MONITOR; c1, c2...: client connections in order seen)"]
-    for row in figures.lifecycle:
-        inner = f"  [{len(row['in_script'])} in script: {' '.join(row['in_script'])}]" if row["in_script"] else ""
-        lines.append(f"  {row['ms']:8.3f} ms  {row['client']:<4} {row['step']:<28} {row['command']}{inner}")
-    steps: dict[str, list[int]] = {}
-    for row in figures.lifecycle:
-        entry = steps.setdefault(row["step"], [0, 0])
-        entry[0] += 1
-        entry[1] += len(row["in_script"])
-    lines.append("  per step: " + "; ".join(f"{s} {n} (+{i})" for s, (n, i) in steps.items()))
-    return "\n".join(lines)
-
-
 # -- main -------------------------------------------------------------------------------------
 
 
 def run(plan: Plan, output: Path, only: list[str] | None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
+    log_dir = output.parent / "queue-logs"
+    shutil.rmtree(log_dir, ignore_errors=True)
+    log_dir.mkdir()
     began = time.perf_counter()
+    account = CpuAccount()
     results: list[Figures] = []
-    if str(SERVICES_DIR) not in sys.path:
-        sys.path.insert(0, str(SERVICES_DIR))
     with tempfile.TemporaryDirectory(prefix="bench-queue-redis-") as scratch:
-        for number, factory in enumerate(system_factories(plan, output.parent)):
-            directory = Path(scratch) / str(number)
-            directory.mkdir()
-            redis_server = RedisServer(directory)
+        for number, factory in enumerate(system_factories(log_dir)):
+            redis_server = start_redis(Path(scratch) / str(number))
             system = factory(redis_server)
-            if only and not any(word.lower() in system.label.lower() for word in only):
+            if not wanted(system.label, only):
                 redis_server.stop()
                 continue
             step = time.perf_counter()
             try:
-                results.append(measure(system, plan))
+                figures = measure(system, plan, account)
             finally:
                 system.stop()
                 redis_server.stop()
-            print(f"  {system.label:<32} {time.perf_counter() - step:6.1f} s", file=sys.stderr, flush=True)
+            results.append(figures)
+            print(f"  {system.label:<32} {time.perf_counter() - step:6.1f} s"
+                  + (f"  FAILED: {figures.error}" if figures.error else ""), file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - began
     print(format_table(results, plan))
     for figures in results:
@@ -853,46 +555,38 @@ def run(plan: Plan, output: Path, only: list[str] | None) -> int:
             print(f"\n_progress vs plain, {figures.label}: {figures.progress_rps:,.0f} vs {figures.plain_rps:,.0f} "
                   f"calls/s = {figures.progress_over_plain:.2f}x ({plan.producers} threads)")
     for figures in results:
-        print(f"\ncommands sent per task, {figures.label}: "
-              + ", ".join(f"{name.upper()} {n:.2f}" for name, n in figures.sent_per_task.items())
-              + f"; inside scripts {figures.script_commands_per_task:.1f}")
+        if figures.sent_per_task:
+            print(f"\ncommands sent per task, {figures.label}: "
+                  + ", ".join(f"{name.upper()} {n:.2f}" for name, n in figures.sent_per_task.items())
+                  + f"; inside scripts {figures.script_commands_per_task:.1f}")
     for figures in results:
         if figures.lifecycle:
-            print("\n" + format_lifecycle(figures))
+            print("\n" + format_lifecycle(figures.label, figures.lifecycle))
     print(f"\n{plan.producers} producer threads; took {elapsed:.0f} s")
+    print(account.total.describe())
     if plan.quick:
         print("quick run: too short for the figures to be judged against the targets")
     report = {
-        "environment": {**environment(), **_versions()},
+        "environment": {**environment("rq", "celery", "huey", "dramatiq"), "redis-server": _redis_version()},
         "plan": asdict(plan),
         "seconds": round(elapsed, 1),
-        "systems": [{**asdict(f), "progress_over_plain": f.progress_over_plain} for f in results],
+        "cpu": account.total.to_json(),
+        "systems": [figures.to_json() for figures in results],
     }
     output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"figures written to {output}")
     return 0
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    def installed(name: str) -> str:  # a run with --only leaves the peers out
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "not installed"
-
+def _redis_version() -> str:
     server = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, timeout=10).stdout
-    return {"rq": installed("rq"), "celery": installed("celery"), "redis-py": installed("redis"),
-            "redis-server": server.split()[2].removeprefix("v=") if server else "?"}
+    return server.split()[2].removeprefix("v=") if server else "?"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run in under a minute")
+    parser = arguments(__doc__, "queue", "small counts, under a minute")
     parser.add_argument("--producers", type=int, default=None, help="producer threads for tasks/s (default 8)")
     parser.add_argument("--only", nargs="+", default=None, help="run only systems whose label has one of these words")
-    parser.add_argument("--output", type=Path, default=OUTPUT_DIR / "queue.json", help="where the JSON goes")
     args = parser.parse_args(argv)
     plan = QUICK_PLAN if args.quick else Plan()
     if args.producers is not None:

@@ -3,8 +3,8 @@
 With a ``redis+sentinel://`` URL, a start (and a cancel) is answered only once a replica
 has it (``WAIT 1``, see ``ladon_tasks/redis/replication.py``); ``?wait_replicas=0`` turns
 that off. This bench measures the difference, in one run, on one primary with one replica
-and three sentinels (real ``redis-server`` processes on free loopback ports, the tests'
-``support.sentinel``):
+and three sentinels (real ``redis-server`` processes on free loopback ports,
+``tests.support.sentinel``):
 
 * **store**: ``RedisStore.create`` called from this process - the median latency of
   sequential creates, and creates/s from 8 threads with the primary's CPU per create
@@ -15,17 +15,16 @@ and three sentinels (real ``redis-server`` processes on free loopback ports, the
   ``ladon-tasks serve`` processes, one per URL.
 
 Measurements alternate between the variants round by round, so all see the machine in
-the same state.
+the same state, and the run says how much CPU others took (:mod:`bench.noise`).
 
-    python bench/bench_sentinel.py [--quick] [--output bench/output/sentinel.json]
+    python -m bench.bench_sentinel [--quick] [--output bench/output/sentinel.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,19 +32,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPOSITORY = BENCH_DIR.parent
-sys.path.insert(0, str(BENCH_DIR))
-sys.path.insert(0, str(REPOSITORY / "tests"))
+from bench.benchlib import SERVICES_DIR, arguments, environment
+from bench.noise import CpuAccount
+from ladon_tasks.model import TaskRecord, new_task_id
+from ladon_tasks.redis.store import RedisStore
+from tests.support.jsonwsp import JsonWsp
+from tests.support.sentinel import start_sentinel_group
+from tests.support.servers import RunningServer, start_server
 
-from benchlib import Client, environment, free_port, read_port, stop_process_group  # noqa: E402
-from support.sentinel import start_sentinel_group  # noqa: E402  (the tests' real sentinels)
-
-from ladon_tasks.model import TaskRecord, new_task_id  # noqa: E402
-from ladon_tasks.redis.store import RedisStore  # noqa: E402
-
-OUTPUT_DIR = BENCH_DIR / "output"
-QUEUE_SERVICE = BENCH_DIR / "services" / "queue_service.py"
+QUEUE_SERVICE = SERVICES_DIR / "queue_service.py"
 THREADS = 8
 
 
@@ -91,34 +86,14 @@ def create_rate(store: RedisStore, per_thread: int) -> tuple[float, float]:
     return total / elapsed, (primary_cpu(store) - cpu_before) / total
 
 
-def start_server(url: str, log: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    code = (
-        "import sys; from ladon_tasks.cli import main; print('PORT', sys.argv[1], flush=True); "
-        "sys.exit(main(['serve', sys.argv[2], '--port', sys.argv[1], '--redis', sys.argv[3], '--no-dashboard']))"
-    )
-    process = subprocess.Popen([sys.executable, "-c", code, str(port), str(QUEUE_SERVICE), url],
-                               stdout=subprocess.PIPE, stderr=open(log, "wb"), start_new_session=True)
-    read_port(process)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            Client(port, "QueueBenchService").call("echo", value=1)
-            return process, port
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def http_latency(port: int, count: int) -> list[float]:
-    client = Client(port, "QueueBenchService")
+def http_latency(server: RunningServer, count: int) -> list[float]:
+    client = JsonWsp(server, "QueueBenchService")
     try:
-        client.call("echo", value=1)
+        client("echo", value=1)
         times = []
         for n in range(count):
             started = time.perf_counter()
-            client.call("noop", value=n)
+            client("noop", value=n)
             times.append(time.perf_counter() - started)
         return times
     finally:
@@ -130,12 +105,10 @@ def median_us(samples: list[float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run, figures not judged")
-    parser.add_argument("--output", type=Path, default=OUTPUT_DIR / "sentinel.json", help="where the JSON goes")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, "sentinel", "small counts").parse_args(argv)
     rounds, per_round, per_thread = (3, 200, 100) if args.quick else (10, 1000, 1000)
-    OUTPUT_DIR.mkdir(exist_ok=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    account = CpuAccount()
     directory = Path(tempfile.mkdtemp(prefix="bench-sentinel-"))
     group = start_sentinel_group(directory)
     urls = {
@@ -144,27 +117,30 @@ def main(argv: list[str] | None = None) -> int:
         "one server (redis://)": group.primary.url,
     }
     stores = {label: RedisStore(url, prefix="bench-sentinel:") for label, url in urls.items()}
-    servers: dict[str, tuple[subprocess.Popen, int]] = {}
+    servers: dict[str, RunningServer] = {}
     latency: dict[str, list[float]] = {label: [] for label in urls}
     rates: dict[str, list[tuple[float, float]]] = {label: [] for label in urls}
     http: dict[str, list[float]] = {label: [] for label in urls if label.startswith("sentinel")}
     try:
         for label in http:
-            servers[label] = start_server(urls[label], OUTPUT_DIR / f"sentinel-server-{len(servers)}.log")
+            servers[label] = start_server([str(QUEUE_SERVICE)], args.output.parent, "--redis", urls[label],
+                                          "--no-dashboard")
         for label, store in stores.items():  # warm up: connections, scripts loaded
             create_latency(store, 20)
         for _ in range(rounds):
-            for label, store in stores.items():
-                latency[label] += create_latency(store, per_round)
-                rates[label].append(create_rate(store, per_thread // rounds or 1))
-            for label, (_, port) in servers.items():
-                http[label] += http_latency(port, per_round // 4)
+            with account.window():
+                for label, store in stores.items():
+                    latency[label] += create_latency(store, per_round)
+                    rates[label].append(create_rate(store, per_thread // rounds or 1))
+                for label, server in servers.items():
+                    http[label] += http_latency(server, per_round // 4)
     finally:
         for store in stores.values():
             store.close()
-        for process, _ in servers.values():
-            stop_process_group(process)
+        for server in servers.values():
+            server.stop()
         group.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
     rows: dict[str, dict[str, Any]] = {}
     for label in urls:
@@ -183,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         "primary_cpu_us_added_per_create": round(
             waited["primary_cpu_us_per_create"] - plain["primary_cpu_us_per_create"], 1),
     }
-    report = {"quick": args.quick, "rounds": rounds, "environment": environment(), "rows": rows, "wait_cost": cost}
+    report = {"quick": args.quick, "rounds": rounds, "environment": environment(), "cpu": account.total.to_json(),
+              "rows": rows, "wait_cost": cost}
     args.output.write_text(json.dumps(report, indent=2))
     print(f"{'variant':<24}{'create median':>15}{'creates/s (8 thr)':>19}{'primary CPU/create':>20}{'HTTP start':>12}")
     for label, row in rows.items():
@@ -191,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<24}{row['create_median_us']:>12.0f} us{row['creates_per_second']:>19}"
               f"{row['primary_cpu_us_per_create']:>17.1f} us{http_text:>12}")
     print("WAIT adds:", json.dumps(cost))
+    print(account.total.describe())
     print(f"figures: {args.output}")
     return 0
 

@@ -30,6 +30,9 @@ from ladon_tasks.wsgi_types import WSGIApp
 #: Names that reach this machine's loopback interface and nothing else.
 LOOPBACK_NAMES = frozenset({"localhost"})
 
+#: How many distinct ``Host`` headers a server remembers the answer for.
+_REMEMBERED_HOSTS = 64
+
 #: The name that, given as an allowed host, lets every name through.
 ANY_NAME = "*"
 
@@ -67,6 +70,9 @@ class AllowedHosts:
         cleaned = {name.strip().lower().strip("[]").rstrip(".") for name in names if name and name.strip()}
         self.any_name = ANY_NAME in cleaned
         self.names = frozenset(cleaned - {ANY_NAME}) | LOOPBACK_NAMES
+        # Host header -> permitted: parsing an address costs more than the rest of a
+        # plain call's checks, and a server sees the same few headers again and again.
+        self._answers: dict[str, bool] = {}
 
     @classmethod
     def for_address(cls, bind_address: str, extra: Iterable[str] = ()) -> "AllowedHosts":
@@ -80,8 +86,13 @@ class AllowedHosts:
     def permits(self, host_header: str | None) -> bool:
         if not host_header or self.any_name:
             return True
-        name = host_name(host_header).rstrip(".")
-        return name in self.names or _is_address(name)
+        known = self._answers.get(host_header)
+        if known is None:
+            name = host_name(host_header).rstrip(".")
+            known = name in self.names or _is_address(name)
+            if len(self._answers) < _REMEMBERED_HOSTS:  # bounded: every request may name another host
+                self._answers[host_header] = known
+        return known
 
     def describe(self) -> str:
         """For start-up lines and refusals: what is answered."""

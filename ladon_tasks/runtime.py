@@ -97,6 +97,9 @@ class TaskRuntime:
     def executor(self, name: str, store: TaskStore | None = None) -> Executor:
         """The executor ``name`` (thread, process, queue) for ``store``, made on first use."""
         store = store if store is not None else self.store
+        made = self._executors.get((name, id(store)))
+        if made is not None and not self._closing:
+            return made  # every start asks: no lock once it exists
         with self._lock:
             if self._closing:
                 raise RuntimeError("the server is shutting down")

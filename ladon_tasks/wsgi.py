@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import codecs
+import functools
 import logging
 import os
 import sys
@@ -134,6 +135,7 @@ def plain_response(start_response: StartResponse, status: str, message: str) -> 
 _NOT_DOCUMENT_CHARSETS = frozenset({"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape"})
 
 
+@functools.lru_cache(maxsize=64)
 def charset_problem(charset: str) -> str | None:
     """Why ``charset`` cannot be the character set of a request and its answer, or
     ``None`` when it can. Ladon decodes the body and encodes the answer - faults

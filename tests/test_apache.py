@@ -25,8 +25,9 @@ from pathlib import Path
 import pytest
 import zeep
 
-from support.apache import USER, ApacheRoot, ModWsgi, require, traversable_by_others
+from support.apache import USER, ApacheRoot, ModWsgi, traversable_by_others
 from support.jsonwsp import JsonWsp
+from support.needs import require
 from support.redis_server import start_redis
 from support.servers import FIXTURE_SERVICES, ROOT, free_port, wait_until
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from support.jsonwsp import JsonWsp, WireFault
+from support.processes import process_alive
 from support.redis_server import start_redis
-from support.servers import FIXTURE_SERVICES, RunningServer, process_alive, start_server, wait_until
+from support.servers import FIXTURE_SERVICES, RunningServer, start_server, wait_until
 from support.workers import PROBE, Workers
 
 from ladon_tasks.crashpoints import CRASH_EXIT_CODE

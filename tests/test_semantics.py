@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from support.jsonwsp import WireFault
-from support.servers import process_alive, wait_until
+from support.processes import process_alive
+from support.servers import wait_until
 
 
 def run(probe, method: str, **args) -> tuple[str, dict]:

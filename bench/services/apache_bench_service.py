@@ -2,7 +2,7 @@
 
 It imports ``ladonize`` from Ladon, so the one file serves both sides of the bench:
 through ``deploy/apache/handler.wsgi`` it runs on ladon-tasks (Redis store, thread
-executor); through ``ladon_anchor.wsgi`` it runs on Ladon 1.0.7's thread-mode tasktype,
+executor); through ``plain_ladon.wsgi`` it runs on Ladon 1.0.7's thread-mode tasktype,
 the anchor. Progress is reported as a bare float because Ladon's ``update_progress``
 ignores anything else and takes no message.
 """

@@ -214,11 +214,17 @@ def _install_soap_parser_guard() -> None:
     soap11.SOAP11RequestHandler.parse_request = parse_request
 
 
+#: Integer ids below this size are written back as sent in every charset.
+_PLAIN_ID_BOUND = 2**63
+
+
 def _echo_problem(value: object, encoding: str) -> str | None:
     """Why ``value`` (a JSON-RPC ``id``, a JSON-WSP ``mirror``) cannot be written back
     into an answer, or ``None``. Python reads ``NaN``, ``Infinity`` and ``1e400`` from a
     request, but writing them back would make the answer invalid JSON; text with lone
     surrogates, or characters the charset lacks, cannot be encoded at all."""
+    if value is None or (type(value) is int and -_PLAIN_ID_BOUND < value < _PLAIN_ID_BOUND):
+        return None  # what nearly every call sends: nothing to check
     try:
         json.dumps(value, ensure_ascii=False, allow_nan=False).encode(encoding)
     except ValueError as exc:

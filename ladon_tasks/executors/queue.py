@@ -9,7 +9,7 @@ from typing import Sequence
 from ladon_tasks.executors.base import Executor, Job, Unfinished
 from ladon_tasks.model import TaskRecord
 from ladon_tasks.steps import StepRecord
-from ladon_tasks.stores.base import TaskStore
+from ladon_tasks.stores.base import JobQueue, TaskStore
 
 
 class QueueExecutor(Executor):
@@ -20,11 +20,14 @@ class QueueExecutor(Executor):
     name = "queue"
 
     def __init__(self, store: TaskStore) -> None:
-        store.queue("default")  # a store without queues says so now, not at the first start
         self.store = store
+        self._queues: dict[str, JobQueue] = {"default": store.queue("default")}  # a store without queues says so now
 
     def start(self, store: TaskStore, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
-        return store.create(record, job=store.queue(job.queue).entry(job.priority, job.dumps()), steps=steps)
+        queue = self._queues.get(job.queue)
+        if queue is None:
+            queue = self._queues[job.queue] = store.queue(job.queue)
+        return store.create(record, job=queue.entry(job.priority, job.dumps()), steps=steps)
 
     def submit(self, job: Job) -> None:
         raise RuntimeError("a queued task's job is added with its record, by start()")

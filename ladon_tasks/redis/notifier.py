@@ -256,8 +256,8 @@ class FinishNotifier:
                 self._followed.pop(task_id, None)
             if not targets and (task_id is None or not early):
                 return
-        record = None
-        if document and task_id is not None:
+        record = self.cached(task_id) if task_id is not None else None  # finished here: decoded already
+        if record is None and document and task_id is not None:
             try:
                 record = self.remember(TaskRecord.from_json(json.loads(document)), len(document))
             except (ValueError, TypeError):

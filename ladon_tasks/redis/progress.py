@@ -94,7 +94,12 @@ class ProgressWriter:
         self._answers: dict[tuple[str, int | None], _Answer] = {}
         self._inflight: set[str] = set()
         self._flusher: threading.Thread | None = None
-        self._flusher_idle = False
+        #: The writer thread waits for work without a timeout (idle for a while): only
+        #: then does new work wake it - a wake-up per task costs more than its write.
+        self._flusher_asleep = False
+        #: Threads waiting for a task's write in flight to end (rare): only they need
+        #: waking when one ends.
+        self._inflight_waiters = 0
         self._last_flush = 0.0
 
     def report(self, task_id: str, progress: float | None, message: str | None, attempt: int | None) -> bool:
@@ -105,12 +110,11 @@ class ProgressWriter:
             answer = self._answers.get(key)
             if answer is not None and now - answer.at <= 4 * self.flush_interval:
                 self._pending.setdefault(task_id, {}).setdefault(attempt, Pending()).merge(progress, message)
-                if self._flusher_idle:
+                if self._flusher_asleep:
                     self._reports.notify_all()
                 return answer.go
             # no fresh answer: write now and ask, in the caller's thread
-            while task_id in self._inflight:
-                self._reports.wait()
+            self._wait_until_landed(task_id)
             by_attempt = self._pending.get(task_id, {})
             values = by_attempt.pop(attempt, None) or Pending()
             if not by_attempt:
@@ -141,7 +145,7 @@ class ProgressWriter:
             self._pending.setdefault(task_id, {})[attempt] = Pending(
                 started_at=started_at, due=time.monotonic() + self.flush_interval, where=where
             )
-            if self._flusher_idle:
+            if self._flusher_asleep:
                 self._reports.notify_all()
         self._ensure_flusher()
 
@@ -175,8 +179,7 @@ class ProgressWriter:
         """Claim the task (no other write of its progress runs until :meth:`_release`)
         and hand over its unsent values."""
         with self._reports:
-            while task_id in self._inflight:
-                self._reports.wait()
+            self._wait_until_landed(task_id)
             self._inflight.add(task_id)
             by_attempt = self._pending.pop(task_id, {})
             for key in [k for k in self._answers if k[0] == task_id and fresh_answers]:
@@ -202,10 +205,20 @@ class ProgressWriter:
                     ),
                 )
 
+    def _wait_until_landed(self, task_id: str) -> None:
+        """(Lock held.) Wait while a write of ``task_id`` is in flight."""
+        while task_id in self._inflight:
+            self._inflight_waiters += 1
+            try:
+                self._reports.wait()
+            finally:
+                self._inflight_waiters -= 1
+
     def _release(self, task_id: str) -> None:
         with self._reports:
             self._inflight.discard(task_id)
-            self._reports.notify_all()
+            if self._inflight_waiters:
+                self._reports.notify_all()
 
     # -- the writer thread ---------------------------------------------------------------
 
@@ -218,14 +231,18 @@ class ProgressWriter:
                 self._flusher.start()
 
     def _flush_loop(self) -> None:
+        had_work = time.monotonic()
         while True:
             with self._reports:
                 while not self._pending and not self._stopping.is_set():
-                    self._flusher_idle = True
-                    self._reports.wait()
-                self._flusher_idle = False
+                    # busy lately: look again in a flush interval, unasked; idle for a
+                    # second: sleep until work wakes this thread
+                    self._flusher_asleep = time.monotonic() - had_work > 1.0
+                    self._reports.wait(None if self._flusher_asleep else self.flush_interval)
+                self._flusher_asleep = False
                 if self._stopping.is_set() and not self._pending:
                     return
+            had_work = time.monotonic()
             delay = self._last_flush + self.flush_interval - time.monotonic()
             if delay > 0:
                 self._stopping.wait(delay)  # pacing; a close() flushes at once
@@ -259,12 +276,14 @@ class ProgressWriter:
                 for task_id, attempt, values in items:
                     self._pending.setdefault(task_id, {}).setdefault(attempt, values)
                     self._inflight.discard(task_id)
-                self._reports.notify_all()
+                if self._inflight_waiters:
+                    self._reports.notify_all()
             return False
         now = time.monotonic()
         with self._reports:
             for (task_id, attempt, _), go in zip(items, answers):
                 self._answers[(task_id, attempt)] = _Answer(bool(go), now)
                 self._inflight.discard(task_id)
-            self._reports.notify_all()
+            if self._inflight_waiters:
+                self._reports.notify_all()
         return True

@@ -1,31 +1,32 @@
 """Real Apache for the tests and the benches: ``mod_wsgi-express`` set up in a server
-root, with daemon processes running as ``www-data``, started and stopped with the
-``apachectl`` it writes. Where Apache or mod_wsgi is missing the test is skipped -
-failed under CI, which must run it."""
+root, with daemon processes running as ``www-data`` (when started as root: Apache refuses
+to run them as root), started and stopped with the ``apachectl`` it writes, so only this
+Apache is ever stopped. Where Apache or mod_wsgi is missing the test is skipped -
+failed under CI, which must run it (:mod:`.needs`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import stat
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Sequence
 
-import pytest
-
+from .needs import require
+from .processes import process_alive
 from .servers import ROOT, free_port, wait_until
 
 HANDLER = ROOT / "deploy" / "apache" / "handler.wsgi"
 USER = "www-data"
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+#: ``setup-server`` options besides the ones every ModWsgi gets, as ``deploy/apache``
+#: recommends: every front-end child started at once (an event MPM that starts one child
+#: and grows sheds its idle keep-alive connections while it grows), room for 200 clients.
+EXPRESS_OPTIONS = ("--initial-workers", "1", "--max-clients", "200")
 
 
 def traversable_by_others(path: Path) -> bool:
@@ -49,6 +50,14 @@ class ApacheRoot:
         path = self.server_root / "error_log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def main_pid(self) -> int | None:
+        """The pid of Apache's parent process while it runs (its children and the daemons
+        are below it), from its pid file."""
+        try:
+            return int((self.server_root / "httpd.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
 
 class ModWsgi(ApacheRoot):
     """``mod_wsgi-express`` set up in a server root, started and stopped with apachectl.
@@ -57,19 +66,24 @@ class ModWsgi(ApacheRoot):
     command that starts Apache, so each daemon builds the application when it starts."""
 
     def __init__(self, server_root: Path, processes: int, settings: dict[str, str], handler: Path = HANDLER,
-                 setenv: dict[str, str] | None = None) -> None:
+                 setenv: dict[str, str] | None = None, *, threads: int = 4,
+                 express_options: Sequence[str] = EXPRESS_OPTIONS) -> None:
         self.server_root = server_root
         self.processes = processes
-        self.threads = 4
+        self.threads = threads
         self.port = free_port()
         self.settings = settings
+        #: Apache's parent process once started: its process group holds all of Apache.
+        self.started_pid: int | None = None
         express = Path(sys.executable).parent / "mod_wsgi-express"
         require(express.exists(), "mod_wsgi-express is not installed (pip install mod_wsgi, needs apache2-dev)")
         command = [
             str(express), "setup-server", str(handler), "--port", str(self.port), "--host", "127.0.0.1",
             "--processes", str(processes), "--threads", str(self.threads), "--server-root", str(server_root),
-            "--user", USER, "--group", USER, "--locale", "C.UTF-8", "--initial-workers", "1", "--max-clients", "200",
+            "--locale", "C.UTF-8", *express_options,
         ]
+        if os.geteuid() == 0:
+            command += ["--user", USER, "--group", USER]
         for name, value in (setenv or {}).items():  # Apache's SetEnv: seen by requests only
             command += ["--setenv", name, value]
         subprocess.run(command, check=True, capture_output=True, timeout=60)
@@ -87,10 +101,25 @@ class ModWsgi(ApacheRoot):
             except OSError:
                 return False
 
-        wait_until(answers, timeout=30, what=f"Apache on {self.port}:\n{self.error_log()}")
+        try:
+            wait_until(answers, timeout=30, what=f"Apache on {self.port}")
+            self.started_pid = self.main_pid()
+        except AssertionError as error:
+            self.stop()
+            raise AssertionError(f"{error}:\n{self.error_log()[-4000:]}") from None
         return self
 
     def stop(self) -> None:
-        subprocess.run([str(self.server_root / "apachectl"), "stop"], capture_output=True, timeout=60)
-        pid_file = self.server_root / "httpd.pid"
-        wait_until(lambda: not pid_file.exists(), timeout=30, what="Apache to stop")
+        """``apachectl stop``, then wait until Apache's parent process (which stops its
+        children and daemons first) has exited, not only until its pid file is gone.
+        Whatever is left of its process group - all of an Apache whose parent died - is
+        killed: every process of an Apache is in the group of its parent."""
+        main_pid = self.main_pid() or self.started_pid
+        try:
+            if main_pid is not None and process_alive(main_pid):
+                subprocess.run([str(self.server_root / "apachectl"), "stop"], capture_output=True, timeout=60)
+                wait_until(lambda: not process_alive(main_pid), timeout=30, what="Apache to stop")
+        finally:
+            if main_pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(main_pid, signal.SIGKILL)

@@ -7,7 +7,7 @@ import importlib.util
 import os
 import shutil
 
-import pytest
+from .needs import require
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -23,10 +23,7 @@ def chromium_path() -> str:
         problem = "playwright is not installed (pip install playwright)"
     elif not os.path.exists(path):
         problem = "Chromium is not installed (apt-get install chromium)"
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(problem)
-        pytest.skip(problem)
+    require(not problem, problem)
     return path
 
 

@@ -1,24 +1,26 @@
-"""A real ``redis-server`` for the tests: started on a free loopback port in a temporary
-directory, stopped by pid, restartable on the same port and directory (so a test can
-take Redis away and bring it back, with its append-only file if it asked for one).
+"""A real ``redis-server`` for the tests and the benches: started on a free loopback port
+in a directory of its own, stopped by pid, restartable on the same port and directory
+(so a test can take Redis away and bring it back, with its append-only file if it asked
+for one). For the benches it also counts: commands run since a reset, and the bytes
+the keys take.
 
 Without ``redis-server`` on the PATH the Redis tests are skipped - unless ``CI`` is set,
-where a missing server is a broken build, not a reason to pass quietly.
+where a missing server is a broken build, not a reason to pass quietly (:mod:`.needs`).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import redis
 
-from .servers import free_port, terminate, wait_until
+from .needs import require
+from .processes import stop_process
+from .servers import free_port, wait_until
 
 #: Seconds a fresh redis-server gets to answer PING; it usually needs a few milliseconds.
 START_TIMEOUT = 10.0
@@ -27,11 +29,8 @@ START_TIMEOUT = 10.0
 def redis_server_binary() -> str:
     """The ``redis-server`` to run; skips the test (fails it under CI) when there is none."""
     binary = shutil.which("redis-server")
-    if binary is None:
-        message = "redis-server is not installed (apt-get install redis-server)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}; CI must run the Redis tests", pytrace=False)
-        pytest.skip(message)
+    require(binary is not None, "redis-server is not installed (apt-get install redis-server)")
+    assert binary is not None
     return binary
 
 
@@ -49,6 +48,9 @@ class RedisServer:
     #: The port of the primary this server replicates (a replica), or ``None``.
     replica_of: int | None = None
     process: subprocess.Popen | None = field(default=None, repr=False)
+    #: The connection the counters are read on, kept open so that opening it (``HELLO``,
+    #: ``CLIENT SETINFO``) never falls between a reset and a reading.
+    _counter: redis.Redis | None = field(default=None, repr=False)
 
     @property
     def socket_path(self) -> Path:
@@ -100,6 +102,9 @@ class RedisServer:
         probe = self.client()
         try:
             wait_until(lambda: self._answers(probe), timeout=START_TIMEOUT, what=f"redis-server on port {self.port}")
+        except BaseException:
+            self.stop()
+            raise
         finally:
             probe.close()
         return self
@@ -116,14 +121,46 @@ class RedisServer:
     def stop(self) -> None:
         """SIGTERM by pid (Redis writes its append-only file and exits), SIGKILL if stuck."""
         process, self.process = self.process, None
-        terminate(process)
+        counter, self._counter = self._counter, None
+        if counter is not None:
+            counter.close()
+        if process is not None:
+            stop_process(process, signal.SIGTERM)
+
+    def reset_stats(self) -> int:
+        """Zero the command counters (``CONFIG RESETSTAT``); returns :meth:`dataset_bytes`
+        at this moment, the start of what a bench then counts."""
+        self.counter().config_resetstat()
+        return self.dataset_bytes()
+
+    def commands(self, leave_out: frozenset[str] = frozenset()) -> dict[str, int]:
+        """Calls per command since the last reset (``INFO commandstats``, commands run
+        inside Lua scripts included), less the names in ``leave_out``: a bench leaves
+        out the commands it sends itself."""
+        stats = self.counter().info("commandstats")
+        calls = {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+        return {name: count for name, count in calls.items() if name not in leave_out}
+
+    def dataset_bytes(self) -> int:
+        """``MEMORY STATS`` ``dataset.bytes``: ``used_memory`` less Redis' overhead (client
+        buffers, script cache, replication), so connections and their buffers do not count
+        as data."""
+        return int(self.counter().memory_stats()["dataset.bytes"])
+
+    def counter(self) -> redis.Redis:
+        """The one connection a bench reads counters on (and sends its own commands on)."""
+        if self._counter is None:
+            self._counter = self.client()
+        return self._counter
 
     def kill(self) -> None:
         """SIGKILL by pid, as a host dying would: nothing is written on the way out."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        counter, self._counter = self._counter, None
+        if counter is not None:
+            counter.close()
+        if process is not None:
+            stop_process(process, signal.SIGKILL)
 
     def restart(self) -> "RedisServer":
         self.stop()

@@ -16,7 +16,8 @@ from pathlib import Path
 import redis
 
 from .redis_server import RedisServer, redis_server_binary, start_redis
-from .servers import free_port, terminate, wait_until
+from .processes import stop_process
+from .servers import free_port, wait_until
 
 #: The name the sentinels know the primary by.
 SERVICE = "ladon"
@@ -83,7 +84,8 @@ class SentinelProcess:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        terminate(process)
+        if process is not None:
+            stop_process(process)
 
 
 @dataclass

@@ -1,9 +1,8 @@
-"""Start real servers for the tests: ``ladon-tasks serve`` in a child process on a free
-loopback port, stopped (by pid) when the test is done."""
+"""Start real servers for the tests and the benches: ``ladon-tasks serve`` (or any server
+command) in a child process on a free loopback port, stopped by pid when done."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -12,6 +11,9 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
+
+from .processes import spawn, stop_process, stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "services"
@@ -19,12 +21,14 @@ FIXTURE_SERVICES = ROOT / "tests" / "service_fixtures"
 
 
 def free_port() -> int:
+    """A loopback port nobody listens on right now (the kernel picks it)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
+               what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while True:
@@ -36,34 +40,10 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: s
         time.sleep(interval)
 
 
-def process_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie, killed but not yet reaped, counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "State:\tZ" in status.read_text())
-
-
-def terminate(process: subprocess.Popen | None) -> None:
-    """SIGTERM by pid, then SIGKILL if it has not exited within 10 s."""
-    if process is None or process.poll() is not None:
-        return
-    os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 def kill_sessions(servers: list["RunningServer"]) -> None:
     """SIGKILL every server still running, with everything in its session."""
     for server in servers:
-        if server.process.poll() is None:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait()
+        stop_process_group(server.process, signal.SIGKILL)
 
 
 @dataclass
@@ -80,27 +60,15 @@ class RunningServer:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
-def launch(command: list[str], port: int, log_path: Path, answers, what: str,
+def launch(command: list[str], port: int, log_path: Path, answers: Callable[[RunningServer], bool], what: str,
            env: dict | None = None, timeout: float = 30) -> RunningServer:
     """Start a server process in its own session and return once ``answers(server)``
-    is true; a process that exits first fails with its log."""
-    process = subprocess.Popen(
-        command,
-        stdout=open(log_path, "wb"),
-        stderr=subprocess.STDOUT,
-        cwd=str(ROOT),
-        env={**os.environ, **(env or {})},
-        start_new_session=True,
-    )
+    is true; a process that exits first fails with its log, and one that does not answer
+    in time is stopped before the failure is raised."""
+    process = spawn(command, log_path, ROOT, env)
     server = RunningServer(process, port, log_path)
 
     def ready() -> bool:
@@ -108,19 +76,25 @@ def launch(command: list[str], port: int, log_path: Path, answers, what: str,
             raise AssertionError(f"{what} exited with {process.returncode}:\n{server.log()}")
         return answers(server)
 
-    wait_until(ready, timeout=timeout, what=f"the {what} to answer")
+    try:
+        wait_until(ready, timeout=timeout, what=f"the {what} to answer")
+    except BaseException:
+        stop_process_group(process)
+        raise
     return server
 
 
+def serves_catalogue(server: RunningServer) -> bool:
+    """Whether ``server`` answers ``GET /`` (Ladon's service catalogue) with 200."""
+    try:
+        with urllib.request.urlopen(server.url + "/", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def start_server(services: list[str], log_dir: Path, *extra: str, env: dict | None = None) -> RunningServer:
+    """``ladon-tasks serve`` of ``services`` on a free port, once it answers; its log in ``log_dir``."""
     port = free_port()
     command = [sys.executable, "-m", "ladon_tasks", "serve", *services, "--port", str(port), *extra]
-
-    def answers(server: RunningServer) -> bool:
-        try:
-            with urllib.request.urlopen(server.url + "/", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    return launch(command, port, log_dir / f"server-{port}.log", answers, "server", env)
+    return launch(command, port, log_dir / f"server-{port}.log", serves_catalogue, "server", env)

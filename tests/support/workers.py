@@ -1,4 +1,5 @@
-"""``ladon-tasks worker`` processes for the tests, started as users start them."""
+"""``ladon-tasks worker`` processes for the tests and the benches, started as users start
+them; the tests' options (a short lease, two slots) unless others are given."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from .processes import spawn, stop_process_group
 from .servers import FIXTURE_SERVICES, ROOT, wait_until
 
 PROBE = str(FIXTURE_SERVICES / "probe_service.py")
@@ -21,21 +23,22 @@ class Workers:
     """``ladon-tasks worker`` processes, each in its own session so a kill takes its
     children too (as a host dying would)."""
 
-    def __init__(self, redis_url: str, log_dir: Path, services: list[str] | None = None) -> None:
+    def __init__(self, redis_url: str, log_dir: Path, services: list[str] | None = None,
+                 options: tuple[str, ...] = ("--lease", LEASE, "--concurrency", "2")) -> None:
         self.redis_url = redis_url
         self.log_dir = log_dir
         self.services = services or [PROBE]
+        self.options = options
         self.processes: list[subprocess.Popen] = []
         self.logs: dict[int, Path] = {}
 
     def start(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start a worker and return once it serves (its services imported, slots up)."""
         log_path = self.log_dir / f"worker-{len(self.processes)}-{time.time_ns()}.log"
-        process = subprocess.Popen(
+        process = spawn(
             [sys.executable, "-m", "ladon_tasks", "worker", *self.services, "--redis", self.redis_url,
-             "--lease", LEASE, "--concurrency", "2", *extra],
-            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
-            env={**os.environ, **(env or {})},
+             *self.options, *extra],
+            log_path, ROOT, env,
         )
         self.logs[process.pid] = log_path
         self.processes.append(process)
@@ -54,6 +57,4 @@ class Workers:
 
     def stop_all(self) -> None:
         for process in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_process_group(process, signal.SIGKILL)

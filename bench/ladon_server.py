@@ -1,0 +1,70 @@
+"""A Ladon application on Werkzeug's threaded server, in a process of its own: how the
+benches serve the anchors and the hand-wired peers, as a Ladon user runs them.
+
+    python -m bench.ladon_server --port PORT [--ladon-tasks] DIRECTORY MODULE...
+
+``--ladon-tasks`` builds the application with ``ladon_tasks.wsgi.make_application``
+instead (the plugin active, its embedded defaults); without it the application is
+Ladon's own (:mod:`bench.plain_ladon`). One process per server: Ladon keeps its services
+and its tasks in module globals, so two applications in one process would measure each
+other. Requests are not logged: a line per request on stderr would cost more than some
+of the calls measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.support.servers import RunningServer, free_port, launch, serves_catalogue
+
+
+def serve(port: int, directory: str, modules: list[str], ladon_tasks: bool) -> None:
+    """Serve until SIGTERM (the bench stops its servers by pid)."""
+    import logging
+
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    logging.basicConfig(level=logging.WARNING)
+    if ladon_tasks:
+        from ladon_tasks.wsgi import make_application
+
+        application: Any = make_application(modules, path_list=[directory])
+    else:
+        from bench.plain_ladon import application as plain_application
+
+        application = plain_application(modules, directory)
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    server = make_server("127.0.0.1", port, application, threaded=True, request_handler=QuietHandler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server.serve_forever()
+
+
+def start(directory: Path, modules: list[str], log_path: Path, *, ladon_tasks: bool = False,
+          env: dict[str, str] | None = None) -> RunningServer:
+    """Start a server process on a free port; returns once its catalogue answers."""
+    port = free_port()
+    command = [sys.executable, "-m", "bench.ladon_server", "--port", str(port),
+               *(["--ladon-tasks"] if ladon_tasks else []), str(directory), *modules]
+    return launch(command, port, log_path, serves_catalogue, f"server of {', '.join(modules)}", env, timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ladon-tasks", action="store_true", help="build with ladon_tasks.wsgi.make_application")
+    parser.add_argument("directory")
+    parser.add_argument("modules", nargs="+")
+    args = parser.parse_args()
+    serve(args.port, args.directory, args.modules, args.ladon_tasks)
+
+
+if __name__ == "__main__":
+    main()
