@@ -18,7 +18,7 @@ slower variant counts a little more of it per task (a few hundredths of a comman
 dataset's growth moves by a few hundred bytes per task between runs (allocations of the
 event stream and the indexes), the two hashes' sizes do not.
 
-    python bench/bench_steps.py [--tasks 200] [--output bench/output/steps.json]
+    python -m bench.bench_steps [--tasks 200] [--output bench/output/steps.json]
 """
 
 from __future__ import annotations
@@ -32,17 +32,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
-from bench_queue import RedisServer  # noqa: E402  (the bench directory is not a package)
-from benchlib import TASK_DEADLINE, environment, stop_process_group  # noqa: E402
+from bench.benchlib import OUTPUT_DIR, SERVICES_DIR, TASK_DEADLINE, environment
+from ladon_tasks.redis.keys import Keys
+from tests.support.processes import stop_process_group
+from tests.support.redis_server import RedisServer, start_redis
 
-from ladon_tasks.redis.keys import Keys  # noqa: E402
-
-SERVICES_DIR = BENCH_DIR / "services"
 SERVICE_FILE = SERVICES_DIR / "steps_bench_service.py"
-OUTPUT_DIR = BENCH_DIR / "output"
-ROOT = BENCH_DIR.parent
+ROOT = SERVICES_DIR.parent.parent
 COUNTS = (0, 1, 10)
 SIZES = (16, 1000)
 
@@ -65,7 +61,7 @@ def run_variant(runtime: Any, spec: Any, redis_server: RedisServer, count: int, 
     time.sleep(0.1)
     calls = redis_server.commands()
     kept = redis_server.dataset_bytes() - before
-    client, keys = redis_server.client, Keys()
+    client, keys = redis_server.counter(), Keys()
     record = sum(client.memory_usage(keys.task(task_id), samples=0) or 0 for task_id in task_ids) / tasks
     steps = sum(client.memory_usage(keys.steps(task_id), samples=0) or 0 for task_id in task_ids) / tasks
     return {"count": count, "size": size, "commands": sum(calls.values()) / tasks,
@@ -106,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = specs.find("StepsBenchService", "stepped")
     figures: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-steps-redis-") as scratch:
-        redis_server = RedisServer(Path(scratch))
+        redis_server = start_redis(Path(scratch))
         log = open(args.output.parent / "steps-worker.log", "wb")
         worker = subprocess.Popen(
             [sys.executable, "-m", "ladon_tasks", "--log-level", "WARNING", "worker", str(SERVICE_FILE),
