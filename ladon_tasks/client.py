@@ -95,6 +95,9 @@ class TaskStatus:
     finishtime: float
     finished: bool
     cancel_requested: bool
+    #: The step the body runs now or ran last, and how many succeeded (``kw['step']``).
+    step: str = ""
+    steps_done: int = 0
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> "TaskStatus":
@@ -105,6 +108,7 @@ class TaskStatus:
             starttime=float(data.get("starttime") or 0.0), submitted=float(data.get("submitted") or 0.0),
             finishtime=float(data.get("finishtime") or 0.0), finished=bool(data.get("finished")),
             cancel_requested=bool(data.get("cancel_requested")),
+            step=data.get("step") or "", steps_done=int(data.get("steps_done") or 0),
         )
 
 

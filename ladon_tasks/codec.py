@@ -14,6 +14,8 @@ from typing import Any
 
 from ladon.types import expand_value, get_type_info, validate_type
 from ladon.types.attachment import attachment
+from ladon.types.ladontype import LadonType
+from ladon.types.typemanager import TypeManager
 from ladon.types.typeconverter import TypeConverter
 
 
@@ -30,6 +32,16 @@ def type_name(ladon_type: Any) -> str:
     if isinstance(ladon_type, (list, tuple)):
         return f"[{type_name(ladon_type[0])}]"
     return getattr(ladon_type, "__name__", repr(ladon_type))
+
+
+def declare(ladon_type: Any) -> Any:
+    """Make a LadonType (or a list of one) known to Ladon's converters, and return it.
+    Ladon learns a type when a ``@ladonize`` signature names it; a type only a step's
+    ``rtype`` names (:mod:`ladon_tasks.steps`) is learnt here, the same way."""
+    element = ladon_type[0] if isinstance(ladon_type, (list, tuple)) and ladon_type else ladon_type
+    if isinstance(element, type) and issubclass(element, LadonType) and get_type_info(element) is None:
+        TypeManager().analyze_class(element)
+    return ladon_type
 
 
 def uses_attachments(ladon_type: Any) -> bool:

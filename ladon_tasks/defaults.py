@@ -241,6 +241,18 @@ DASHBOARD_PAGE_MAX = 500
 #: whole when a rerun resumes.
 MAX_STEP_BYTES = 256 * 1024
 
+#: Longest step name, in characters: names are shown in ``_progress``, the dashboard
+#: and ``inspect``, and they key the step's record.
+MAX_STEP_NAME = 200
+
+#: Most steps one attempt may run: every recorded step of a task is read at a rerun's
+#: first step, so their number is bounded as their size is.
+MAX_STEPS = 10_000
+
+#: Characters of a failed step's error kept with its record (the task's own error
+#: says the rest).
+STEP_ERROR_CHARS = 500
+
 
 # -- Redis Sentinel ----------------------------------------------------------
 

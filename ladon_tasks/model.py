@@ -130,6 +130,11 @@ class TaskRecord:
     error_traceback: str = ""
     cancel_requested: bool = False
     result_ttl: float = 3600.0
+    #: The step the body runs now, or ran last (``kw['step']``, :mod:`ladon_tasks.steps`);
+    #: ``""`` for a body without steps.
+    step: str = ""
+    #: Steps recorded as succeeded, those carried over from a recovered task included.
+    steps_done: int = 0
 
     @property
     def finished(self) -> bool:
@@ -287,7 +292,7 @@ _FIELD_CHECKS = {
     "owner": _is_text, "ran_on": _is_tags, "retry_of": _is_text,
     "submitted_at": _is_number, "started_at": _is_number, "finished_at": _is_number, "result": _is_any,
     "error_type": _is_text, "error_message": _is_text, "error_traceback": _is_text,
-    "cancel_requested": _is_flag, "result_ttl": _is_number,
+    "cancel_requested": _is_flag, "result_ttl": _is_number, "step": _is_text, "steps_done": _is_count,
 }
 _FIELD_EXPECTED = {name: _KINDS[check] for name, check in _FIELD_CHECKS.items()}
 if set(_FIELD_CHECKS) != set(_FIELD_ORDER):

@@ -76,9 +76,11 @@ class DashboardClient:
         except _AlreadyFinished as finished:
             return finished.task
 
-    def retry(self, task_id: str) -> dict[str, Any]:
-        """The new task that re-runs ``task_id``."""
-        return self._request(self.base, f"/api/tasks/{urllib.parse.quote(task_id, safe='')}/retry", method="POST")["task"]
+    def retry(self, task_id: str, restart: bool = False) -> dict[str, Any]:
+        """The new task that re-runs ``task_id`` (recovering its succeeded steps, unless
+        ``restart``)."""
+        path = f"/api/tasks/{urllib.parse.quote(task_id, safe='')}/retry"
+        return self._request(self.base, path, method="POST", body={"restart": restart})["task"]
 
     def purge(self, states: Sequence[str], method: str | None, dry_run: bool) -> int:
         body = {"states": list(states), "method": method, "dry_run": dry_run}

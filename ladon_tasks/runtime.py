@@ -23,7 +23,7 @@ import hashlib
 import logging
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from ladon_tasks import codec, defaults, faults
 from ladon_tasks import spec as specs
@@ -40,6 +40,7 @@ from ladon_tasks.model import (
     new_task_id,
 )
 from ladon_tasks.spec import TaskSpec
+from ladon_tasks.steps import StepRecord, carried_over
 from ladon_tasks.stores.base import CorruptRecord, StoreError, StoreFull, TaskStore
 from ladon_tasks.stores.memory import MemoryStore
 
@@ -249,18 +250,20 @@ class TaskRuntime:
             )
         return stored
 
-    def rerun(self, task_id: Any) -> TaskRecord:
+    def rerun(self, task_id: Any, restart: bool = False) -> TaskRecord:
         """Run a failed or cancelled task again: a **new task** with the same arguments,
         whose ``retry_of`` names the old one (a finished record never changes, so the old
         one stays as it was, with its attempts and error). The new task takes the
-        method's options as this process declares them now, and the idempotency key
-        ``retry:<old id>``: asking again while it is retained returns the same new task,
-        so a double click makes one re-run; re-run the new task to run it once more.
-        Faults: ``UnknownTask``, ``NotRetryable`` (the task did not fail and was not
+        method's options as this process declares them now.
+
+        By default it *recovers*: it starts with the old task's succeeded steps
+        (:mod:`ladon_tasks.steps`) recorded, so its body skips them; ``restart`` runs
+        every step again. The idempotency key is ``retry:<old id>`` (``restart:<old
+        id>``): asking again while the new task is retained returns it (a double click
+        makes one re-run). Faults: ``UnknownTask``, ``NotRetryable`` (the task did not fail and was not
         cancelled, or this process does not serve its method), and those of a start.
 
-        The one place every re-run passes (dashboard, ``ladon-tasks retry``): a recover
-        that carries results of the old task over would build on :func:`_rerun_record`."""
+        The one place every re-run passes (dashboard, ``ladon-tasks retry``)."""
         old = self.record(task_id)
         if old.state not in (TaskState.FAILED, TaskState.CANCELLED):
             raise faults.NotRetryable(
@@ -273,15 +276,21 @@ class TaskRuntime:
             )
         if self._closing:
             raise faults.ExecutorUnavailable("task not started: the server is shutting down")
-        record = _rerun_record(spec, old)
+        record = _rerun_record(spec, old, restart)
+        carried: list[StepRecord] = []
+        if not restart and old.step:  # a record without `step` never had steps: nothing to read
+            with _store_errors():
+                carried = carried_over(self.store.load_steps(old.task_id).values(), old.task_id)
         job = _job_for(spec, record.task_id, record.args, {"LADON_METHOD_NAME": old.method})
-        stored = self._launch(spec, record, job)
-        about(log, stored).info("re-run of task %s", old.task_id)
+        stored = self._launch(spec, record, job, carried)
+        about(log, stored).info("re-run of task %s (%s, %d step(s) carried over)", old.task_id,
+                                "restart" if restart else "recover", len(carried))
         return stored
 
-    def _launch(self, spec: TaskSpec, record: TaskRecord, job: Job) -> TaskRecord:
-        """Record a new task and hand its job to its executor; the stored record (another
-        task's, when its idempotency key names one still retained)."""
+    def _launch(self, spec: TaskSpec, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
+        """Record a new task (with ``steps``, for a recover) and hand its job to its
+        executor; the stored record (another task's, when its idempotency key names one
+        still retained)."""
         store = self.store_for(spec)
         try:
             executor = self.executor(spec.options.executor, store)
@@ -289,7 +298,7 @@ class TaskRuntime:
             raise faults.ExecutorUnavailable(f"task not started: {exc}") from None
         try:
             with _store_errors():  # nothing recorded
-                return executor.start(store, record, job)  # a known idempotency key: that task
+                return executor.start(store, record, job, steps)  # a known idempotency key: that task
         except _STORE_FAULTS:
             raise
         except Exception as exc:  # recorded, but not handed over
@@ -399,9 +408,9 @@ def _new_record(spec: TaskSpec, encoded_args: Any, idempotency_key: str = "", re
     )
 
 
-def _rerun_record(spec: TaskSpec, old: TaskRecord) -> TaskRecord:
+def _rerun_record(spec: TaskSpec, old: TaskRecord, restart: bool) -> TaskRecord:
     """The new task of a re-run of ``old``: its arguments, linked to it."""
-    return _new_record(spec, old.args, f"retry:{old.task_id}", retry_of=old.task_id)
+    return _new_record(spec, old.args, f"{'restart' if restart else 'retry'}:{old.task_id}", retry_of=old.task_id)
 
 
 def _job_for(spec: TaskSpec, task_id: str, encoded_args: Any, ladon_kw: dict[str, Any]) -> Job:

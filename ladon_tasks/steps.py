@@ -17,20 +17,32 @@ or never finished runs again.
 Rules, checked here:
 
 * a step's name is unique within an attempt (a loop names its iterations); a repeated
-  name is a :class:`StepError`, not a silent reuse of another iteration's result;
+  name is a :class:`StepError`, not a silent reuse of another iteration's result.
+  Names are text of at most ``defaults.MAX_STEP_NAME`` characters, and an attempt runs
+  at most ``defaults.MAX_STEPS`` steps;
 * a step's result must be JSON (or of its ``rtype``) and at most ``max_bytes`` of it;
-  bigger is a :class:`StepError` naming the step, before anything is recorded;
+  bigger is a :class:`StepError` naming the step, and the step is recorded as failed
+  with that error, its result not kept;
 * a record is written for the attempt that runs, fenced like every write of it: a
   dead or cancelled attempt's late step result is never recorded (the body is stopped
-  with :class:`~ladon_tasks.executors.base.TaskInterrupted` instead).
+  with :class:`~ladon_tasks.executors.base.TaskInterrupted` instead). A record the
+  store could not take (Redis away) does not stop the body: the step runs again only
+  if a later attempt is needed.
+
+How a step's records reach the store is its executor's business (the
+:class:`StepLedger`): straight to the store in a thread, through the supervising slot
+for a child process; each store keeps them beside the task's record
+(:mod:`ladon_tasks.stores.base`).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 from ladon_tasks import codec, defaults
 
@@ -42,10 +54,16 @@ class StepError(Exception):
     JSON or too large. The message names the step."""
 
 
+#: What a recorded step's ``state`` may say.
+STEP_STATES = ("running", "succeeded", "failed")
+
+
 @dataclass(frozen=True)
 class StepRecord:
     """One step of a task as recorded: ``state`` is ``running``, ``succeeded`` or
-    ``failed``; ``result`` is the JSON form of a succeeded step's result."""
+    ``failed``; ``result`` is the JSON form of a succeeded step's result. ``attempt`` is
+    the attempt that ran it; ``origin`` the task it was run for when that is another one
+    (a step carried over by an operator's *recover*), else ``""``."""
 
     name: str
     state: str
@@ -54,17 +72,32 @@ class StepRecord:
     finished_at: float = 0.0
     result: Any = None
     error: str = ""
+    origin: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """The stored form; ``error`` and ``origin`` only when they say something (a
+        step's record is written twice per run, and kept as long as its task)."""
+        data = dict(self.__dict__)
+        for name in ("error", "origin"):
+            if not data[name]:
+                del data[name]
+        return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "StepRecord":
-        return cls(
-            name=str(data["name"]), state=str(data["state"]), attempt=int(data["attempt"]),
-            started_at=float(data.get("started_at") or 0.0), finished_at=float(data.get("finished_at") or 0.0),
-            result=data.get("result"), error=str(data.get("error") or ""),
-        )
+    def from_json(cls, data: Any) -> "StepRecord":
+        """The step a stored JSON object describes; ``ValueError`` when it is not one
+        (stores read what anyone with access to the backend may have written)."""
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str) \
+                or data.get("state") not in STEP_STATES:
+            raise ValueError(f"not a recorded step: {str(data)[:80]}")
+        try:
+            return cls(
+                name=data["name"], state=data["state"], attempt=int(data.get("attempt") or 0),
+                started_at=float(data.get("started_at") or 0.0), finished_at=float(data.get("finished_at") or 0.0),
+                result=data.get("result"), error=str(data.get("error") or ""), origin=str(data.get("origin") or ""),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not a recorded step: {exc}") from None
 
 
 class StepLedger(Protocol):
@@ -81,7 +114,9 @@ class StepLedger(Protocol):
 
 class Steps:
     """``kw['step']`` of one attempt. Recorded steps are read once, at the first step, so
-    a body without steps costs nothing."""
+    a body without steps costs nothing. Call it from the body's own thread (steps run
+    one after the other; a body that runs work in parallel names its parts inside one
+    step)."""
 
     def __init__(self, ledger: StepLedger, attempt: int, interrupted: Callable[[], BaseException],
                  max_bytes: int = defaults.MAX_STEP_BYTES) -> None:
@@ -93,12 +128,22 @@ class Steps:
         self._seen: set[str] = set()
 
     def __call__(self, name: str, function: Callable[..., T], *args: Any, rtype: Any = None, **kwargs: Any) -> T:
-        if not isinstance(name, str) or not name.strip():
-            raise StepError(f"a step needs a name (non-empty text), got {name!r}")
+        """Run ``function(*args, **kwargs)`` as the step ``name``, or return its recorded
+        result when an earlier attempt ran it to success. The result comes back in the
+        same form either way: as JSON reads it back (lists for tuples), or as ``rtype``
+        when one is given - so a body never sees a difference between a first run and a
+        rerun."""
+        if not _fit_name(name):
+            shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
+            raise StepError(f"a step needs a name of 1 to {defaults.MAX_STEP_NAME} characters, got {shown}")
+        if len(self._seen) >= defaults.MAX_STEPS:
+            raise StepError(f"step {name!r}: an attempt runs at most {defaults.MAX_STEPS} steps")
         if name in self._seen:
             raise StepError(f"step {name!r} is named twice in this attempt: a step's name must be unique "
                             "(name loop iterations apart, e.g. f'copy {disk}')")
         self._seen.add(name)
+        if rtype is not None:
+            codec.declare(rtype)
         if self._recorded is None:
             self._recorded = self._ledger.load_steps()
         done = self._recorded.get(name)
@@ -107,15 +152,14 @@ class Steps:
         started = time.time()
         self._write(StepRecord(name, "running", self._attempt, started_at=started))
         try:
-            value = function(*args, **kwargs)
+            encoded = self._encode(name, rtype, function(*args, **kwargs))
         except Exception as exc:
             self._write(StepRecord(name, "failed", self._attempt, started_at=started, finished_at=time.time(),
-                                   error=f"{type(exc).__name__}: {exc}"[:500]))
+                                   error=f"{type(exc).__name__}: {exc}"[:defaults.STEP_ERROR_CHARS]))
             raise
-        encoded = self._encode(name, rtype, value)
         self._write(StepRecord(name, "succeeded", self._attempt, started_at=started, finished_at=time.time(),
                                result=encoded))
-        return value
+        return self._decode(name, rtype, encoded)
 
     def _write(self, step: StepRecord) -> None:
         if not self._ledger.record_step(step):
@@ -123,11 +167,14 @@ class Steps:
 
     def _encode(self, name: str, rtype: Any, value: Any) -> Any:
         try:
-            encoded = codec.encode(rtype, value) if rtype is not None else json.loads(json.dumps(value))
-        except (TypeError, ValueError, codec.CodecError) as exc:
+            if rtype is not None:
+                encoded = codec.encode(rtype, value)
+            else:
+                encoded = json.loads(json.dumps(value, allow_nan=False))
+            size = len(codec.dumps(encoded).encode())
+        except (TypeError, ValueError) as exc:  # CodecError and UnicodeEncodeError are ValueErrors
             raise StepError(f"step {name!r}: its result cannot be recorded as JSON"
                             f"{' of ' + codec.type_name(rtype) if rtype is not None else ''}: {exc}") from None
-        size = len(codec.dumps(encoded))
         if size > self._max_bytes:
             raise StepError(f"step {name!r}: its result takes {size} bytes of JSON, more than the limit of "
                             f"{self._max_bytes}; keep big data outside the task and record a reference")
@@ -136,8 +183,41 @@ class Steps:
     @staticmethod
     def _decode(name: str, rtype: Any, recorded: Any) -> Any:
         if rtype is None:
-            return recorded
+            return copy.deepcopy(recorded)  # the body may change it; the record must not
         try:
             return codec.decode(rtype, recorded)
         except Exception as exc:
             raise StepError(f"step {name!r}: its recorded result does not fit {codec.type_name(rtype)}: {exc}") from None
+
+
+def _fit_name(name: Any) -> bool:
+    """Text of 1 to ``MAX_STEP_NAME`` characters, not all blank, that UTF-8 can carry."""
+    if not isinstance(name, str) or not name.strip() or len(name) > defaults.MAX_STEP_NAME:
+        return False
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
+def carried_over(steps: Iterable[StepRecord], from_task: str) -> list[StepRecord]:
+    """The steps an operator's *recover* of task ``from_task`` starts with: its succeeded
+    ones, in order, each saying the task it was run for (the first, along a chain of
+    recovers)."""
+    return [dataclasses.replace(step, origin=step.origin or from_task)
+            for step in ordered(steps) if step.state == "succeeded"]
+
+
+def ordered(steps: Iterable[StepRecord]) -> list[StepRecord]:
+    """Steps in the order they started (a store keeps them by name)."""
+    return sorted(steps, key=lambda step: (step.started_at, step.name))
+
+
+def summary(steps: Iterable[StepRecord]) -> tuple[str, int]:
+    """What a record says of these steps: the last one's name, and how many succeeded."""
+    last, done = "", 0
+    for step in ordered(steps):
+        last = step.name
+        done += step.state == "succeeded"
+    return last, done

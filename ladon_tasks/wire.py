@@ -46,6 +46,9 @@ class TaskProgressResponse(LadonType):
     cancel_requested: Any = {"type": bool, "doc": "a cancel was asked for"}
     worker: Any = {"type": PORTABLE_STRING, "doc": "where the current (or last) attempt runs: a worker's or a web "
                    "process's host:pid:id; empty before any start was recorded"}
+    step: Any = {"type": PORTABLE_STRING, "doc": "the step the body runs now, or ran last (kw['step']); empty for a "
+                 "body without steps"}
+    steps_done: Any = {"type": int, "doc": "steps recorded as succeeded, those a recover carried over included"}
 
 
 def info_response(record: TaskRecord) -> TaskInfoResponse:
@@ -73,4 +76,6 @@ def progress_response(record: TaskRecord, now: float | None = None) -> TaskProgr
     response.finishtime = float(record.finished_at)
     response.cancel_requested = bool(record.cancel_requested)
     response.worker = record.worker
+    response.step = record.step
+    response.steps_done = int(record.steps_done)
     return response

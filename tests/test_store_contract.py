@@ -17,7 +17,8 @@ import pytest
 import redis
 
 from ladon_tasks.model import TRANSITIONS, TaskRecord, TaskState, new_task_id
-from ladon_tasks.stores.base import StoreError, TaskStore
+from ladon_tasks.steps import StepRecord
+from ladon_tasks.stores.base import StoreError, StoreFull, TaskStore
 from ladon_tasks.stores.memory import MemoryStore
 from ladon_tasks.redis.store import RedisStore
 from support.redis_server import RedisServer, start_redis
@@ -551,6 +552,7 @@ def _exercise(store: TaskStore) -> list[TaskRecord]:
     """A bit of everything, so the inspection tests below see every kind of key."""
     done = record_in(store, RUNNING, args=[{"x": [1, 2]}], idempotency_key="once", result_ttl=60.0)
     store.report(done.task_id, 0.5, "half", attempt=1)
+    store.record_step(done.task_id, 1, StepRecord("fetch", "succeeded", 1, 1.0, 2.0, result={"ids": [1, 2]}))
     store.transition(done.task_id, SUCCEEDED, attempt=1, result={"rows": [1, 2, 3]}, finished_at=time.time())
     cancelled = record_in(store, CANCELLED)
     failed = record_in(store, FAILED, method="other")
@@ -597,6 +599,9 @@ def test_finished_records_carry_a_redis_ttl(redis_backend: Backend) -> None:
     idempotency_keys = list(client.scan_iter(f"{redis_backend.prefix}idem:*"))
     assert idempotency_keys and all(0 < client.pttl(k) <= 60_000 for k in idempotency_keys)
     assert client.memory_usage(key(done)) < 2048, "a small finished task stays small"
+    steps = lambda record: f"{redis_backend.prefix}steps:{record.task_id}"  # noqa: E731
+    assert 0 < client.pttl(steps(done)) <= 60_000, "steps expire with their record"
+    assert not client.exists(steps(failed)), "a task without steps has no steps key"
 
 
 def test_expired_records_leave_no_index_entries(redis_backend: Backend) -> None:
@@ -763,3 +768,142 @@ def test_an_unrecorded_attempt_is_fenced_like_a_running_one(redis_backend: Backe
     assert store.report(cancelled.task_id, 0.5, attempt=1) is False
     assert store.transition(cancelled.task_id, SUCCEEDED, attempt=1, result=1) is None
     assert store.get(cancelled.task_id).state is CANCELLED
+
+
+# -- steps (ladon_tasks/steps.py): recorded fenced, read by later attempts, gone with the record ----
+
+
+def step(name: str, state: str = "succeeded", attempt: int = 1, result: Any = None, **fields: Any) -> StepRecord:
+    return StepRecord(name, state, attempt, started_at=fields.pop("started_at", time.time()), result=result, **fields)
+
+
+def test_steps_are_recorded_and_a_later_attempt_reads_them(backend: Backend) -> None:
+    store, other = backend.store, backend.peer()
+    record = record_in(store, RUNNING, max_attempts=2)
+    assert store.load_steps(record.task_id) == {}
+    assert store.record_step(record.task_id, 1, step("list", "running"))
+    assert store.get(record.task_id).step == "list"
+    assert store.record_step(record.task_id, 1, step("list", result=["a", {"b": [0, False, None]}]))
+    assert store.record_step(record.task_id, 1, step("copy a", "running"))
+    assert store.record_step(record.task_id, 1, step("copy a", "failed", error="OSError: disk full"))
+    seen = other.get(record.task_id)
+    assert (seen.step, seen.steps_done) == ("copy a", 1)
+    store.transition(record.task_id, QUEUED, attempt=1, error_type="OSError")  # a retry: the same task
+    store.transition(record.task_id, RUNNING)
+    steps = other.load_steps(record.task_id)
+    assert steps["list"].result == ["a", {"b": [0, False, None]}] and steps["list"].state == "succeeded"
+    assert (steps["copy a"].state, steps["copy a"].error, steps["copy a"].attempt) == ("failed", "OSError: disk full", 1)
+    assert store.record_step(record.task_id, 2, step("copy a", attempt=2, result=True))
+    done = store.transition(record.task_id, SUCCEEDED, attempt=2, result=1)
+    assert (done.step, done.steps_done) == ("copy a", 2)
+    assert other.load_steps(record.task_id)["copy a"].attempt == 2, "a finished task's steps stay readable"
+
+
+def test_a_step_of_an_attempt_that_may_no_longer_write_is_not_recorded(backend: Backend) -> None:
+    store = backend.store
+    reissued = record_in(store, RUNNING, max_attempts=3)
+    store.transition(reissued.task_id, QUEUED, attempt=1, message="its worker died")
+    store.transition(reissued.task_id, RUNNING)
+    assert store.record_step(reissued.task_id, 1, step("late", result="stale")) is False
+    assert store.record_step(reissued.task_id, 3, step("early")) is False
+    cancelled = record_in(store, RUNNING)
+    store.request_cancel(cancelled.task_id)  # still running until its body stops
+    assert store.record_step(cancelled.task_id, 1, step("after the cancel")) is False
+    finished = record_in(store, SUCCEEDED)
+    assert store.record_step(finished.task_id, 1, step("after the end")) is False
+    assert store.record_step(new_task_id(), 1, step("unknown")) is False
+    for record in (reissued, cancelled, finished):
+        assert store.load_steps(record.task_id) == {}
+        current = backend.peer().get(record.task_id)
+        assert (current.step, current.steps_done) == ("", 0)
+
+
+def test_a_task_can_start_with_steps_carried_over(backend: Backend) -> None:
+    store = backend.store
+    carried = [step("b", started_at=2.0, origin="f" * 32), step("a", started_at=1.0, origin="f" * 32)]
+    record = store.create(new_record(idempotency_key="retry:x"), steps=carried)
+    seen = backend.peer().get(record.task_id)
+    assert (seen.step, seen.steps_done) == ("b", 2), "the last to have started"
+    assert store.load_steps(record.task_id) == {s.name: s for s in carried}
+    again = store.create(new_record(idempotency_key="retry:x"), steps=[step("c")])
+    assert again.task_id == record.task_id and set(store.load_steps(record.task_id)) == {"a", "b"}
+
+
+def test_steps_expire_and_are_purged_with_their_record(backend: Backend) -> None:
+    store = backend.store
+    expiring = record_in(store, RUNNING, result_ttl=0.3)
+    purged = record_in(store, RUNNING, method="purged")
+    at_once = record_in(store, RUNNING, result_ttl=0)
+    for record in (expiring, purged, at_once):
+        assert store.record_step(record.task_id, 1, step("one", result=1))
+        store.transition(record.task_id, FAILED, attempt=1, error_type="E")
+    assert store.load_steps(at_once.task_id) == {}
+    assert set(store.load_steps(purged.task_id)) == {"one"}
+    assert store.purge([FAILED], method="purged") == 1
+    assert store.load_steps(purged.task_id) == {}
+    wait_until(lambda: store.load_steps(expiring.task_id) == {}, timeout=10, what="the steps to expire")
+    if backend.server is not None:
+        client = backend.server.client()
+        assert list(client.scan_iter(f"{backend.prefix}steps:*")) == []
+
+
+def test_the_memory_store_counts_steps_in_its_bytes() -> None:
+    store = MemoryStore(max_bytes=20_000)
+    record = record_in(store, RUNNING)
+    assert store.record_step(record.task_id, 1, step("big", result="x" * 15_000))
+    with pytest.raises(StoreFull):
+        store.create(new_record(args=["y" * 6_000]))
+    store.transition(record.task_id, SUCCEEDED, attempt=1, result=1)
+    store.create(new_record(args=["y" * 6_000]))  # the finished task and its steps made room
+    assert store.get(record.task_id) is None and store.load_steps(record.task_id) == {}
+
+
+def test_an_unrecorded_attempt_is_recorded_by_its_first_step(redis_backend: Backend) -> None:
+    store = redis_backend.store
+    record = store.create(new_record())
+    started = time.time()
+    store.begin(record.task_id, 1, started, where="worker-1:5:ab")
+    assert store.record_step(record.task_id, 1, step("first", "running"))
+    seen = redis_backend.peer().get(record.task_id)
+    assert (seen.state, seen.attempts, seen.ran_on, seen.step) == (RUNNING, 1, ["worker-1:5:ab"], "first")
+    assert seen.started_at == pytest.approx(started)
+    assert redis_backend.peer().counts().methods["work"].by_state()["running"] == 1
+    cancelled = store.create(new_record())
+    store.begin(cancelled.task_id, 1, time.time())
+    store.request_cancel(cancelled.task_id)
+    assert store.record_step(cancelled.task_id, 1, step("first")) is False
+
+
+def test_a_step_that_cannot_be_read_is_left_out(redis_backend: Backend) -> None:
+    store = redis_backend.store
+    record = record_in(store, RUNNING)
+    assert store.record_step(record.task_id, 1, step("good", result=1))
+    client = redis.Redis(host="127.0.0.1", port=redis_backend.server.port)
+    key = f"{redis_backend.prefix}steps:{record.task_id}"
+    client.hset(key, mapping={"bytes": b"\xff\xfe", "not json": "{", "wrong": '{"name": "wrong", "state": "odd"}'})
+    assert set(store.load_steps(record.task_id)) == {"good"}
+
+
+def test_what_steps_cost_in_redis_commands(redis_backend: Backend) -> None:
+    """A task without steps costs what it did; a step record is one script of three
+    commands; a task with steps adds one command at its finish (its steps' TTL)."""
+    store = redis_backend.store
+    client = redis_backend.server.client()
+
+    def calls() -> dict[str, int]:
+        return {k: v["calls"] for k, v in client.info("commandstats").items() if k != "cmdstat_info"}
+
+    def used(action: Callable[[], Any]) -> dict[str, int]:
+        before = calls()
+        action()
+        return {k: n - before.get(k, 0) for k, n in calls().items() if n != before.get(k, 0)}
+
+    plain, stepped = record_in(store, RUNNING), record_in(store, RUNNING)
+    one_step = used(lambda: store.record_step(stepped.task_id, 1, step("s", result=[1, 2, 3])))
+    assert one_step == {"cmdstat_evalsha": 1, "cmdstat_hmget": 1, "cmdstat_hset": 2}
+    finish_plain = used(lambda: store.transition(plain.task_id, SUCCEEDED, attempt=1, result=1))
+    finish_stepped = used(lambda: store.transition(stepped.task_id, SUCCEEDED, attempt=1, result=1))
+    assert "cmdstat_pexpire" in finish_plain and finish_plain.get("cmdstat_del") is None
+    assert finish_stepped.pop("cmdstat_pexpire") == finish_plain.pop("cmdstat_pexpire") + 1
+    assert finish_stepped == finish_plain
+    assert used(lambda: store.load_steps(stepped.task_id)) == {"cmdstat_hgetall": 1}

@@ -103,7 +103,7 @@ def cmd_workers(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     if args.url:
-        task = _client(args).retry(args.task_id)
+        task = _client(args).retry(args.task_id, restart=args.restart)
         print(task["task_id"])
         return 0
     if not args.services:
@@ -115,7 +115,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     import_services(args.services)
     runtime = configure(store=redis_store(args.redis))
     try:
-        record = runtime.rerun(args.task_id)
+        record = runtime.rerun(args.task_id, restart=args.restart)
     finally:
         runtime.shutdown()
     print(record.task_id)
@@ -184,8 +184,11 @@ def register(commands: Any) -> None:
     workers.set_defaults(handler=cmd_workers)
 
     retry = command(commands, "retry", "run a failed or cancelled task again, as a new task; prints its id",
-                     "  ladon-tasks retry 3f0c9a6e1b2d4c5f8a7e6d5c4b3a2918 --url http://127.0.0.1:8080")
+                     "  ladon-tasks retry 3f0c9a6e1b2d4c5f8a7e6d5c4b3a2918 --url http://127.0.0.1:8080\n"
+                     "  ladon-tasks retry 3f0c9a6e1b2d4c5f8a7e6d5c4b3a2918 --restart --url http://127.0.0.1:8080")
     retry.add_argument("task_id", help="the failed or cancelled task's id")
+    retry.add_argument("--restart", action="store_true",
+                       help="run every step again (default: recover - the steps that succeeded are skipped)")
     retry.add_argument("--services", nargs="+", default=[], metavar="MODULE_OR_PATH",
                        help="with --redis: the services that declare the task's method")
     remote_options(retry)

@@ -109,11 +109,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return 0
     from ladon_tasks.runtime import configure
 
+    from ladon_tasks.steps import ordered
+
     runtime = configure(store=redis_store(args.redis))
     try:
-        data = runtime.record(args.task_id).to_json()
+        record = runtime.record(args.task_id)
+        steps = ordered(runtime.store.load_steps(record.task_id).values()) if record.step else []
     finally:
         runtime.shutdown()
+    data = record.to_json()
+    data["steps"] = [step.to_json() for step in steps]  # with their results, as the record has its own
     if not args.traceback:
         data.pop("error_traceback", None)
     print(json.dumps(data, indent=2, ensure_ascii=False))

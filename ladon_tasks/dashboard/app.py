@@ -10,7 +10,9 @@ Routes, relative to wherever the application is mounted::
                                     ``id`` the start of a task id
     GET  /api/tasks/<id>            one task, with its arguments and where it ran
     POST /api/tasks/<id>/cancel     cancel
-    POST /api/tasks/<id>/retry      run a failed or cancelled task again: a new task
+    POST /api/tasks/<id>/retry      run a failed or cancelled task again: a new task,
+                                    recovering its succeeded steps unless the body is
+                                    ``{"restart": true}``
     POST /api/cancel                cancel several: ``{"task_ids": [...]}`` (500 at most)
     POST /api/purge                 delete finished tasks: ``{"states": [...], "method":
                                     name|null, "dry_run": bool}`` -> ``{"count": n}``
@@ -253,14 +255,16 @@ class DashboardApp:
         )
 
     def on_detail(self, request: Request, task_id: str) -> Response:
+        runtime = self.runtime_provider()
         try:
-            record = self.runtime_provider().record(task_id)
-        except faults.CorruptTask as fault:  # shown marked, as in the list
-            problem = str(fault.faultstring).partition(": ")[2]
-            record = UnreadableRecord.salvage({"task_id": task_id}, problem)
+            try:
+                record = runtime.record(task_id)
+            except faults.CorruptTask as fault:  # shown marked, as in the list
+                problem = str(fault.faultstring).partition(": ")[2]
+                record = UnreadableRecord.salvage({"task_id": task_id}, problem)
+            return _json({"task": _detail(runtime, record)})
         except Exception as exc:
             return _fault_response(exc)
-        return _json({"task": _detail(record)})
 
     def on_cancel(self, request: Request, task_id: str) -> Response:
         runtime = self.runtime_provider()
@@ -271,23 +275,29 @@ class DashboardApp:
                     {
                         "error": "AlreadyFinished",
                         "message": f"task {task_id} already {before.state.value}",
-                        "task": _detail(before),
+                        "task": _detail(runtime, before),
                     },
                     409,
                 )
             record = runtime.cancel(task_id)
+            about(log, record).info("cancel requested from the dashboard (%s)", request.remote_addr)
+            return _json({"task": _detail(runtime, record)})
         except Exception as exc:
             return _fault_response(exc)
-        about(log, record).info("cancel requested from the dashboard (%s)", request.remote_addr)
-        return _json({"task": _detail(record)})
 
     def on_retry(self, request: Request, task_id: str) -> Response:
+        body = request.get_json(silent=True) if request.content_length else {}
+        restart = body.get("restart", False) if isinstance(body, dict) else None
+        if not isinstance(restart, bool):
+            return _json({"error": "BadRequest", "message": 'send nothing, or {"restart": true|false}'}, 400)
+        runtime = self.runtime_provider()
         try:
-            record = self.runtime_provider().rerun(task_id)
+            record = runtime.rerun(task_id, restart=restart)
+            about(log, record).info("re-run of task %s (%s) asked from the dashboard (%s)", task_id,
+                                    "restart" if restart else "recover", request.remote_addr)
+            return _json({"task": _detail(runtime, record)})
         except Exception as exc:
             return _fault_response(exc)
-        about(log, record).info("re-run of task %s asked from the dashboard (%s)", task_id, request.remote_addr)
-        return _json({"task": _detail(record)})
 
     def on_bulk_cancel(self, request: Request) -> Response:
         """Cancel each task named; one answer per task, in order: its state after the
@@ -433,9 +443,17 @@ def _bounded_int(raw: str | None, default: int, low: int, high: int, name: str) 
     return value
 
 
-def _detail(record: TaskRecord) -> dict[str, Any]:
-    """The detail view of a record, its arguments named by this process's declaration."""
-    return task_detail(record, time.time(), specs.find(record.service, record.method))
+def _detail(runtime: TaskRuntime, record: TaskRecord) -> dict[str, Any]:
+    """The detail view of a record, its arguments named by this process's declaration,
+    with its steps (read only for a record that names one: a task without steps costs
+    no read)."""
+    steps = {}
+    if record.step:
+        try:
+            steps = runtime.store.load_steps(record.task_id)
+        except StoreError as exc:
+            raise faults.StoreUnavailable(f"task state is not reachable: {exc}") from None
+    return task_detail(record, time.time(), specs.find(record.service, record.method), steps.values())
 
 
 def _fault_response(exc: Exception) -> Response:

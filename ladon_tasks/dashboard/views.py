@@ -3,15 +3,16 @@ behind, plus the figures a page needs (age, duration) computed on the server's c
 
 The error traceback and the result are left out on purpose: a traceback names server
 paths and code (the wire never sends it either, outside debug mode), and a result can be
-large and is the client's business, not the operator's.
+large and is the client's business, not the operator's - steps' results too.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from ladon_tasks import codec
-from ladon_tasks.model import TaskRecord, UnreadableRecord
+from ladon_tasks.model import TaskRecord, TaskState, UnreadableRecord
+from ladon_tasks.steps import StepRecord, ordered
 
 if TYPE_CHECKING:
     from ladon_tasks.spec import TaskSpec
@@ -34,6 +35,8 @@ _PLAIN_FIELDS = (
     "error_type",
     "error_message",
     "retry_of",
+    "step",
+    "steps_done",
 )
 
 
@@ -52,14 +55,36 @@ def task_summary(record: TaskRecord, now: float) -> dict[str, Any]:
     return data
 
 
-def task_detail(record: TaskRecord, now: float, task_method: "TaskSpec | None" = None) -> dict[str, Any]:
+def task_detail(record: TaskRecord, now: float, task_method: "TaskSpec | None" = None,
+                steps: Iterable[StepRecord] = ()) -> dict[str, Any]:
     """The summary plus the arguments for the detail panel, each with its parameter
     name and declared type when ``task_method`` (the declaration in this process) is
-    known - ``counter (int): 3`` reads better than ``"3"``."""
+    known - ``counter (int): 3`` reads better than ``"3"`` -, and its ``steps``."""
     data = task_summary(record, now)
     data["args"] = named_arguments(record.args, task_method)
     data["ran_on"] = list(record.ran_on)
+    data["steps"] = step_rows(record, steps, now)
     return data
+
+
+def step_rows(record: TaskRecord, steps: Iterable[StepRecord], now: float) -> list[dict[str, Any]]:
+    """The task's steps in the order they started, as the detail panel and ``inspect``
+    show them: name, state, attempt, times and duration, error, and the task a recover
+    carried the step over from. A step left ``running`` by an attempt that is over (its
+    process died, or it was stopped) is shown ``unfinished``: it runs again."""
+    rows = []
+    for step in ordered(steps):
+        state = step.state
+        current = record.state is TaskState.RUNNING and step.attempt == record.attempts and not step.origin
+        if state == "running" and not current:
+            state = "unfinished"
+        end = step.finished_at or (now if state == "running" else step.started_at)
+        rows.append({
+            "name": step.name, "state": state, "attempt": step.attempt, "origin": step.origin,
+            "started_at": step.started_at, "finished_at": step.finished_at,
+            "duration": max(0.0, end - step.started_at) if step.started_at else 0.0, "error": step.error,
+        })
+    return rows
 
 
 def named_arguments(stored: Any, task_method: "TaskSpec | None") -> list[dict[str, Any]]:

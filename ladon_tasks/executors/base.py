@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import logging
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ladon_tasks import codec, crashpoints, defaults
+from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState, clamp_progress
 from ladon_tasks.spec import MethodRef
-from ladon_tasks.stores.base import TaskStore
+from ladon_tasks.steps import StepError, StepRecord, Steps
+from ladon_tasks.stores.base import StoreError, TaskStore
+
+log = logging.getLogger(__name__)
 
 
 class TaskInterrupted(BaseException):
@@ -98,11 +103,20 @@ class Outcome:
 
 
 class Reporter(abc.ABC):
-    """The channel from a running body to its task's record."""
+    """The channel from a running body to its task's record - its steps' ledger too
+    (:class:`~ladon_tasks.steps.StepLedger`)."""
 
     @abc.abstractmethod
     def progress(self, value: float | None, message: str | None) -> bool:
         """Forward progress; ``False`` means the attempt must stop."""
+
+    @abc.abstractmethod
+    def load_steps(self) -> dict[str, StepRecord]:
+        """The task's recorded steps (:class:`StepError` when they cannot be read)."""
+
+    @abc.abstractmethod
+    def record_step(self, step: StepRecord) -> bool:
+        """Record a step of this attempt; ``False`` means the attempt must stop."""
 
     def should_stop(self) -> bool:
         return False
@@ -138,6 +152,7 @@ def _task_tools(task_id: str, attempt: int, reporter: Reporter) -> dict[str, Any
         "set_message": set_message,
         "is_cancelled": is_cancelled,
         "touch": reporter.touch,
+        "step": Steps(reporter, attempt, lambda: TaskInterrupted(task_id)),  # reads nothing until its first call
         "task_id": task_id,
         "attempt": attempt,
     }
@@ -179,12 +194,13 @@ class Executor(abc.ABC):
 
     name = "executor"
 
-    def start(self, store: TaskStore, record: TaskRecord, job: Job) -> TaskRecord:
-        """Record a new task and hand its job over. Returns the stored record - another
-        task's, when its idempotency key was known (then nothing is submitted). A
-        ``StoreError`` means nothing was recorded; any other error, that the record
-        exists but the job could not be handed over."""
-        stored = store.create(record)
+    def start(self, store: TaskStore, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
+        """Record a new task (starting with ``steps`` recorded, for a recover) and hand
+        its job over. Returns the stored record - another task's, when its idempotency
+        key was known (then nothing is submitted). A ``StoreError`` means nothing was
+        recorded; any other error, that the record exists but the job could not be
+        handed over."""
+        stored = store.create(record, steps=steps)
         crashpoints.reach("web.created")
         if stored.task_id == record.task_id:
             self.submit(job)
@@ -221,25 +237,47 @@ class Unfinished:
 
 
 class StoreReporter(Reporter):
-    """Reports straight into a store: for bodies running in the process that owns it.
-    ``on_started`` and ``on_touch`` are the slot's: its timeout and its lease."""
+    """Reports straight into a store: for bodies running in the process that owns it
+    (and for a child's reports, relayed by its slot). ``on_started`` and ``on_touch``
+    are the slot's: its timeout and its lease."""
 
     def __init__(
         self,
         store: TaskStore,
-        task_id: str,
+        job: Job,
         attempt: int,
         on_started: Callable[[], None] | None = None,
         on_touch: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
-        self.task_id = task_id
+        self.job = job
+        self.task_id = job.task_id
         self.attempt = attempt
         self._on_started = on_started
         self._on_touch = on_touch
 
     def progress(self, value: float | None, message: str | None) -> bool:
         return self.store.report(self.task_id, value, message, attempt=self.attempt)
+
+    def load_steps(self) -> dict[str, StepRecord]:
+        try:
+            return self.store.load_steps(self.task_id)
+        except StoreError as exc:  # a body must not run steps it may have run already
+            raise StepError(f"the task's recorded steps cannot be read: {exc}") from None
+
+    def record_step(self, step: StepRecord) -> bool:
+        try:
+            recorded = self.store.record_step(self.task_id, self.attempt, step)
+        except StoreError as exc:
+            # The body goes on, as with progress: an unrecorded step only runs again if
+            # a later attempt is needed, which at-least-once allows.
+            about(log, self.job).warning("step %r not recorded: %s", step.name, exc)
+            return True
+        if not recorded:
+            about(log, self.job).info("step %r (%s) of attempt %d not recorded: the attempt was superseded, "
+                                      "cancelled or finished; its body is stopped", step.name, step.state,
+                                      self.attempt)
+        return recorded
 
     def should_stop(self) -> bool:
         return not self.store.report(self.task_id, attempt=self.attempt)

@@ -10,6 +10,10 @@ runs one job at a time. Every message either way is one JSON document:
 * child -> parent: ``{"t": "started"}`` when the body is about to be called, then
   ``{"t": "progress", "p": 0.5, "m": "..."}`` and ``{"t": "touch"}`` any number of
   times, then ``{"t": "done", "outcome": {...}}``.
+* steps (:mod:`ladon_tasks.steps`), asked by the child and answered by the parent, who
+  holds the store: at its first step ``{"t": "steps"}`` -> ``{"t": "steps", "steps":
+  [...]}`` (or ``"error": "..."``), and for each step record ``{"t": "step", "step":
+  {...}}`` -> ``{"t": "stepped", "go": true}``. A body without steps sends neither.
 
 The parent enforces cancel and timeout by killing this process, so the child needs no
 way to be told. It never outlives the parent: on Linux the kernel kills it when the
@@ -30,20 +34,38 @@ import sys
 import threading
 from multiprocessing.connection import Connection
 
-from ladon_tasks import defaults
+from ladon_tasks import codec, defaults
 from ladon_tasks.executors.base import Job, Reporter, run_body
+from ladon_tasks.steps import StepError, StepRecord
 
 _PR_SET_PDEATHSIG = 1
 
 
 class PipeReporter(Reporter):
-    """A body's reports, sent to the supervising parent over the events pipe."""
-    def __init__(self, events: Connection) -> None:
+    """A body's reports, sent to the supervising parent over the events pipe; its steps
+    asked and answered over both pipes."""
+    def __init__(self, events: Connection, jobs: Connection) -> None:
         self.events = events
+        self.jobs = jobs
+        self._asking = threading.Lock()  # one question in flight, one answer read
 
     def progress(self, value: float | None, message: str | None) -> bool:
         self.events.send_bytes(json.dumps({"t": "progress", "p": value, "m": message}).encode())
         return True
+
+    def load_steps(self) -> dict[str, StepRecord]:
+        answer = self._ask({"t": "steps"})
+        if answer.get("error"):
+            raise StepError(answer["error"])
+        return {step.name: step for step in map(StepRecord.from_json, answer["steps"])}
+
+    def record_step(self, step: StepRecord) -> bool:
+        return bool(self._ask({"t": "step", "step": step.to_json()})["go"])
+
+    def _ask(self, question: dict) -> dict:
+        with self._asking:
+            self.events.send_bytes(codec.dumps(question).encode())
+            return json.loads(self.jobs.recv_bytes())
 
     def touch(self) -> None:
         self.events.send_bytes(b'{"t": "touch"}')
@@ -84,7 +106,7 @@ def _prepare(message: dict) -> None:
 
 def serve(jobs: Connection, events: Connection) -> None:
     """Run jobs one at a time until the parent closes the jobs pipe."""
-    reporter = PipeReporter(events)
+    reporter = PipeReporter(events, jobs)
     while True:
         try:
             message = json.loads(jobs.recv_bytes())

@@ -20,12 +20,14 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+from typing import Sequence
 
 from ladon_tasks.executors.base import Executor, Job, Unfinished
 from ladon_tasks.executors.settle import Settled
 from ladon_tasks.executors.slots import JobSource, Lease, Runner, SlotPool
 from ladon_tasks.executors.timers import Timers
 from ladon_tasks.model import TaskRecord, TaskState
+from ladon_tasks.steps import StepRecord
 from ladon_tasks.stores.base import TaskStore
 
 _STOP = object()
@@ -125,11 +127,11 @@ class LocalExecutor(Executor):
         self.source = LocalSource(timers, owner, where)
         self.pool = SlotPool(runner.name, store, self.source, runner, workers, timers)
 
-    def start(self, store: TaskStore, record: TaskRecord, job: Job) -> TaskRecord:
+    def start(self, store: TaskStore, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
         record.owner = self.owner
         self.source.hold(record.task_id)  # before the store says this process holds it
         try:
-            stored = super().start(store, record, job)
+            stored = super().start(store, record, job, steps)
         except BaseException:
             self.source.let_go(record.task_id)
             raise

@@ -15,6 +15,9 @@ and the slot writes them to the store; the store never sees the child.
   next job does not pay the start-up.
 * **No orphans.** A child dies with its supervisor, even one killed with SIGKILL (see
   :mod:`ladon_tasks.executors.child`), so no body runs on unwatched.
+* **Steps through the parent.** A body's steps are read and recorded by the slot, the
+  child asking over its pipe and waiting for the answer; a body without steps asks
+  nothing.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
-from ladon_tasks import defaults
-from ladon_tasks.executors.base import Outcome
+from ladon_tasks import codec, defaults
+from ladon_tasks.executors.base import Outcome, StoreReporter
+from ladon_tasks.steps import StepError, StepRecord
 from ladon_tasks.executors.slots import Attempt, Runner
 
 
@@ -52,6 +56,16 @@ class _Child:
                 connection.close()
             except OSError:
                 pass
+
+
+def _step_answer(question: dict, ledger: StoreReporter) -> dict:
+    """The parent's answer to a child's question about steps (see the child's protocol)."""
+    if question["t"] == "steps":
+        try:
+            return {"t": "steps", "steps": [step.to_json() for step in ledger.load_steps().values()]}
+        except StepError as exc:
+            return {"t": "steps", "error": str(exc)}
+    return {"t": "stepped", "go": ledger.record_step(StepRecord.from_json(question["step"]))}
 
 
 def _exit_description(code: int | None) -> str:
@@ -143,6 +157,7 @@ class ProcessRunner(Runner):
 
     def _supervise(self, slot: int, child: _Child, attempt: Attempt) -> Outcome:
         job, store = attempt.job, attempt.store
+        ledger = StoreReporter(store, job, attempt.number)
         next_state_check = time.monotonic() + self.state_check_interval
         while True:
             if child.stop_requested_at:
@@ -173,6 +188,13 @@ class ProcessRunner(Runner):
                     attempt.started()
                 elif kind == "touch":
                     attempt.touch()
+                elif kind in ("steps", "step"):
+                    if last_progress is not None:  # reported before the step, as the body did
+                        if not store.report(job.task_id, last_progress["p"], last_progress["m"],
+                                            attempt=attempt.number):
+                            self._request_stop(child, job.task_id)
+                        last_progress = None
+                    child.jobs.send_bytes(codec.dumps(_step_answer(message, ledger)).encode())
                 else:
                     if last_progress is not None and message["m"] is None and last_progress["m"] is not None:
                         message["m"] = last_progress["m"]

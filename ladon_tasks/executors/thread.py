@@ -19,5 +19,5 @@ class ThreadRunner(Runner):
     name = "thread"
 
     def run(self, slot: int, attempt: Attempt) -> Outcome:
-        reporter = StoreReporter(attempt.store, attempt.job.task_id, attempt.number, attempt.started, attempt.touch)
+        reporter = StoreReporter(attempt.store, attempt.job, attempt.number, attempt.started, attempt.touch)
         return run_body(attempt.job, attempt.number, reporter)

@@ -11,6 +11,9 @@ and nowhere else.
 key                             type    holds
 ==============================  ======  ===============================================
 ``task:<id>``                   hash    a task's record, one JSON text per field
+``steps:<id>``                  hash    a task's recorded steps: name -> the step's
+                                        JSON; only for a task whose body ran steps,
+                                        expires with the record
 ``idx:method:<method>``         zset    task ids of a method, scored by submission time
 ``methods``                     set     every method that has an index
 ``idem:<sha1>``                 string  task id started with an idempotency key
@@ -44,6 +47,7 @@ GROUP = "workers"
 #: The parts after the prefix, by name: the table the Lua scripts receive.
 LAYOUT: dict[str, str] = {
     "task": "task:",
+    "steps": "steps:",
     "method_index": "idx:method:",
     "methods": "methods",
     "idempotency": "idem:",
@@ -67,6 +71,9 @@ class Keys:
 
     def task(self, task_id: str) -> str:
         return f"{self.prefix}{LAYOUT['task']}{task_id}"
+
+    def steps(self, task_id: str) -> str:
+        return f"{self.prefix}{LAYOUT['steps']}{task_id}"
 
     def method_index(self, method: str) -> str:
         return f"{self.prefix}{LAYOUT['method_index']}{method}"

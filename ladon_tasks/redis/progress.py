@@ -150,10 +150,12 @@ class ProgressWriter:
         self._ensure_flusher()
 
     @contextlib.contextmanager
-    def pending_for(self, task_id: str) -> Iterator[list[str]]:
+    def pending_for(self, task_id: str, fresh_answers: bool = True) -> Iterator[list[str]]:
         """Values kept back for ``task_id``, flat for a script call that changes its
-        state, so they land first; kept for the next try if the call fails."""
-        pending = self._take(task_id)
+        state, so they land first; kept for the next try if the call fails. Unless
+        ``fresh_answers`` is false (a write that leaves the state as it is: a step), the
+        next report asks Redis afresh whether the attempt goes on."""
+        pending = self._take(task_id, fresh_answers)
         try:
             yield pending
         except StoreError:
@@ -173,14 +175,14 @@ class ProgressWriter:
 
     # -- in and out of flight ----------------------------------------------------------
 
-    def _take(self, task_id: str) -> list[str]:
+    def _take(self, task_id: str, fresh_answers: bool = True) -> list[str]:
         """Claim the task (no other write of its progress runs until :meth:`_release`)
         and hand over its unsent values."""
         with self._reports:
             self._wait_until_landed(task_id)
             self._inflight.add(task_id)
             by_attempt = self._pending.pop(task_id, {})
-            for key in [k for k in self._answers if k[0] == task_id]:
+            for key in [k for k in self._answers if k[0] == task_id and fresh_answers]:
                 del self._answers[key]  # the state changes: ask Redis afresh next time
         flat: list[str] = []
         for attempt, values in by_attempt.items():

@@ -8,9 +8,11 @@ never a ``TypeError`` somewhere later.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from ladon_tasks import codec
 from ladon_tasks.model import TaskRecord, TaskState, UnreadableRecord
+from ladon_tasks.steps import StepRecord
 from ladon_tasks.redis.connection import as_text
 from ladon_tasks.stores.base import CorruptRecord, JobChange
 
@@ -21,7 +23,7 @@ FIELDS = frozenset(TaskRecord.__dataclass_fields__)
 #: about a third less memory per task, most of it per finished task kept for result_ttl.
 OMITTED_WHEN_DEFAULT = frozenset({
     "message", "error_type", "error_message", "error_traceback", "idempotency_key", "tags", "owner",
-    "cancel_requested", "result", "progress", "started_at", "finished_at",
+    "cancel_requested", "result", "progress", "started_at", "finished_at", "step", "steps_done",
 })
 _DEFAULTS = TaskRecord(task_id="", service="", method="").to_json()
 
@@ -109,3 +111,25 @@ def flat_size(flat: Any) -> int:
     """About how many bytes of JSON a record read as HGETALL's answer holds."""
     values = flat.values() if isinstance(flat, dict) else flat
     return sum(len(value) for value in values)
+
+
+def encode_steps(steps: Sequence[StepRecord]) -> list[str]:
+    """Steps for the create script: name, JSON, name, JSON..."""
+    flat: list[str] = []
+    for step in steps:
+        flat += [step.name, codec.dumps(step.to_json())]
+    return flat
+
+
+def decode_steps(flat: Any) -> dict[str, StepRecord]:
+    """A task's steps from HGETALL of its steps hash, by name; a step that cannot be read
+    is left out (it runs again rather than hand the body a damaged result)."""
+    steps: dict[str, StepRecord] = {}
+    for name, raw in _flat_pairs(flat):
+        try:
+            step = StepRecord.from_json(json.loads(as_text(raw)))
+            if step.name == as_text(name):
+                steps[step.name] = step
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError alike
+            continue
+    return steps

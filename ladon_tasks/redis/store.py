@@ -19,8 +19,14 @@ keeps it), and how this backend keeps it:
 * **Starts written late.** :meth:`RedisStore.begin` (queue workers) records a start
   only once the attempt has run ``flush_interval`` or reports progress; a shorter body
   goes from queued to its outcome in one write, with attempts and start time.
-* **Bounded lifetime.** A finished record gets a Redis TTL of ``result_ttl``, and so does
-  its idempotency key. Queued and running records do not expire (as in memory).
+* **Bounded lifetime.** A finished record gets a Redis TTL of ``result_ttl``, and so do
+  its idempotency key and its steps. Queued and running records do not expire (as in
+  memory).
+* **Steps** (:mod:`ladon_tasks.steps`) live in a hash of their own beside the record
+  (``steps:<id>``), so reading a record never reads step results; each step record is
+  one fenced script (``step.lua``) that also sets the record's ``step`` and
+  ``steps_done``. A record without steps holds neither field, and its scripts touch
+  no steps key.
 * **Cheap progress.** Progress writes are coalesced (:mod:`.progress`): one script
   call per ``flush_interval`` for all tasks, written before any state change of the task.
 * **Waiting without polling**, and finished records at hand (:mod:`.notifier`): a
@@ -52,12 +58,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import redis
 from redis.client import NEVER_DECODE
 
-from ladon_tasks import defaults
+from ladon_tasks import codec, defaults
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.redis import scripts
 from ladon_tasks.redis.connection import (
@@ -76,12 +82,16 @@ from ladon_tasks.redis.queue import RedisQueue
 from ladon_tasks.redis.records import (
     decode_listed,
     decode_record,
+    decode_steps,
+    dumps,
     encode_changes,
     encode_new,
+    encode_steps,
     flat_size,
     job_ops,
 )
 from ladon_tasks.stats import TaskCounts
+from ladon_tasks.steps import StepRecord, summary
 from ladon_tasks.stores.base import (
     CorruptRecord,
     JobChange,
@@ -141,6 +151,7 @@ class RedisStore(TaskStore):
         self._list = scripts.register(self._redis, "list")
         self._sweep = scripts.register(self._redis, "sweep")
         self._purge = scripts.register(self._redis, "purge")
+        self._step = scripts.register(self._redis, "step")
         self._fleet = RedisFleet(self._redis, prefix, self._errors)
         self._ownership = RedisOwnership(self._redis, prefix, self._errors, decode_record)
         self._progress = ProgressWriter(self._write_reports, flush_interval)
@@ -189,11 +200,15 @@ class RedisStore(TaskStore):
 
     # -- contract ------------------------------------------------------------------
 
-    def create(self, record: TaskRecord, job: JobEntry | None = None) -> TaskRecord:
+    def create(self, record: TaskRecord, job: JobEntry | None = None,
+               steps: Sequence[StepRecord] = ()) -> TaskRecord:
         """Write a new record; with ``job`` also add the job to its stream in the same
-        script, so a task is never recorded without its job or queued without its record."""
+        script, so a task is never recorded without its job or queued without its record
+        (and its ``steps``, when it starts with some)."""
         if not record.submitted_at:
             record.submitted_at = time.time()
+        if steps:
+            record.step, record.steps_done = summary(steps)
         fields = encode_new(record)
         now = time.monotonic()
         register = now >= self._methods_registered.get(record.method, 0.0)
@@ -203,7 +218,7 @@ class RedisStore(TaskStore):
             with self._errors(f"creating task {record.task_id}"):
                 existing = self._replicated(self._create, [
                     self.prefix, record.task_id, repr(float(record.submitted_at)), record.method,
-                    "1" if register else "", stream, payload, *fields,
+                    "1" if register else "", stream, payload, str(len(steps)), *encode_steps(steps), *fields,
                 ])
         except StoreError:
             self._notifier.unfollow(record.task_id)
@@ -276,6 +291,21 @@ class RedisStore(TaskStore):
         progress = None if progress is None else float(progress)
         message = None if message is None else str(message)
         return self._progress.report(task_id, progress, message, attempt)
+
+    def load_steps(self, task_id: str) -> dict[str, StepRecord]:
+        with self._errors(f"reading the steps of task {task_id}"):
+            # as bytes: one step that is not UTF-8 is left out, not the whole answer
+            flat = self._redis.execute_command("HGETALL", self.keys.steps(task_id), **{NEVER_DECODE: True})
+        return decode_steps(flat)
+
+    def record_step(self, task_id: str, attempt: int, step: StepRecord) -> bool:
+        with self._progress.pending_for(task_id, fresh_answers=False) as pending, \
+                self._errors(f"recording step {step.name!r} of task {task_id}"):
+            recorded = self._step(args=[
+                self.prefix, task_id, str(attempt), repr(time.time()), str(len(pending) // PENDING_WIDTH), *pending,
+                step.name, dumps(step.name), codec.dumps(step.to_json()), "1" if step.state == "succeeded" else "",
+            ])
+        return bool(recorded)
 
     def request_cancel(self, task_id: str) -> TaskRecord | None:
         with self._progress.pending_for(task_id) as pending, self._errors(f"cancelling task {task_id}"):

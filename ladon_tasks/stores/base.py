@@ -22,16 +22,21 @@ Rules every backend enforces:
 * ``counts`` is exact after every change (:mod:`ladon_tasks.stats`), kept in the same
   step as the change itself, and costs the same however many records there are;
 * a start is recorded with where it runs (``where``), in the record's ``ran_on``;
-* ``purge`` deletes finished records only; a purged task is unknown at once.
+* ``purge`` deletes finished records only; a purged task is unknown at once;
+* a task's steps (:mod:`ladon_tasks.steps`) are recorded fenced like every write of an
+  attempt, live as long as its record (they expire, are purged and go with
+  ``result_ttl`` 0 as it does), and keep the record's ``step`` and ``steps_done`` in
+  the same step; a task without steps costs nothing more.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from ladon_tasks.model import TaskRecord, TaskState
+from ladon_tasks.steps import StepRecord
 from ladon_tasks.stats import QueueDepth, TaskCounts, WebProcess, WorkerInfo
 
 
@@ -77,11 +82,14 @@ class TaskStore(abc.ABC):
     """Where task records live."""
 
     @abc.abstractmethod
-    def create(self, record: TaskRecord, job: JobEntry | None = None) -> TaskRecord:
+    def create(self, record: TaskRecord, job: JobEntry | None = None,
+               steps: Sequence[StepRecord] = ()) -> TaskRecord:
         """Store a new record - and with ``job``, add the job to its queue in the same
-        step, so neither exists without the other. With an ``idempotency_key`` already
-        known for the same service and method, store nothing and return the existing
-        record instead."""
+        step, so neither exists without the other; with ``steps``, the task starts with
+        those steps recorded (an operator's *recover*: the succeeded steps of the task
+        it re-runs), in the same step too. With an ``idempotency_key`` already known for
+        the same service and method, store nothing and return the existing record
+        instead."""
 
     def queue(self, name: str) -> JobQueue:
         """The job queue ``name``, kept with this store's records; a store without
@@ -136,6 +144,18 @@ class TaskStore(abc.ABC):
 
         Returns ``True`` while the attempt should go on, ``False`` once it should stop
         (cancel requested, finished, or superseded by a newer attempt)."""
+
+    @abc.abstractmethod
+    def load_steps(self, task_id: str) -> dict[str, StepRecord]:
+        """The steps recorded for the task, by name (none for an unknown task); a
+        stored step that cannot be read is left out, so it runs again."""
+
+    @abc.abstractmethod
+    def record_step(self, task_id: str, attempt: int, step: StepRecord) -> bool:
+        """Record ``step`` (replacing the one of that name) for attempt ``attempt``, with
+        the record's ``step`` and ``steps_done``, in one step; ``False``, with nothing
+        written, unless that attempt runs and no cancel was asked for - the fence that
+        keeps a dead or cancelled attempt's late step out."""
 
     def begin(self, task_id: str, attempt: int, started_at: float, where: str = "") -> bool:
         """Attempt ``attempt`` of a queued task starts now, at ``where``; ``False`` if it

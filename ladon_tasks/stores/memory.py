@@ -21,11 +21,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from ladon_tasks import codec, defaults
 from ladon_tasks.model import IllegalTransition, TaskRecord, TaskState, check_transition
 from ladon_tasks.stats import TaskCounts, apply, moved
+from ladon_tasks.steps import StepRecord, summary
 from ladon_tasks.stores.base import JobChange, JobEntry, StoreFull, TaskStore
 
 
@@ -53,6 +54,9 @@ class MemoryStore(TaskStore):
         # task_id -> expiry time, in the order tasks finished: the eviction queue.
         self._finished: OrderedDict[str, float] = OrderedDict()
         self._idempotency: dict[tuple[str, str, str], str] = {}
+        # task_id -> its recorded steps by name, and their bytes of JSON (part of _sizes)
+        self._steps: dict[str, dict[str, StepRecord]] = {}
+        self._step_bytes: dict[str, int] = {}
         self._stats: dict[str, float] = {}  # the fields of ladon_tasks.stats
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -71,6 +75,8 @@ class MemoryStore(TaskStore):
     def _forget(self, task_id: str) -> None:
         record = self._records.pop(task_id, None)
         size = self._sizes.pop(task_id, 0)
+        self._steps.pop(task_id, None)
+        self._step_bytes.pop(task_id, None)
         self._bytes -= size
         if self._finished.pop(task_id, None) is not None:
             self._finished_bytes -= size
@@ -81,7 +87,7 @@ class MemoryStore(TaskStore):
         """Bookkeeping of a record that has just finished: its expiry, its size now that
         it holds a result, and room made under the bounds."""
         self._finished[record.task_id] = record.finished_at + record.result_ttl
-        size = _json_size(record)
+        size = _json_size(record) + self._step_bytes.get(record.task_id, 0)
         self._bytes += size - self._sizes.get(record.task_id, 0)
         self._finished_bytes += size
         self._sizes[record.task_id] = size
@@ -107,9 +113,12 @@ class MemoryStore(TaskStore):
 
     # -- contract ------------------------------------------------------------------
 
-    def create(self, record: TaskRecord, job: JobEntry | None = None) -> TaskRecord:
+    def create(self, record: TaskRecord, job: JobEntry | None = None,
+               steps: Sequence[StepRecord] = ()) -> TaskRecord:
         if job is not None:
             raise ValueError("the in-process store holds no job queues: executor='queue' needs Redis")
+        if steps:
+            record.step, record.steps_done = summary(steps)
         with self._lock:
             if record.idempotency_key:
                 key = (record.service, record.method, record.idempotency_key)
@@ -117,7 +126,8 @@ class MemoryStore(TaskStore):
                 existing = self._live(existing_id) if existing_id else None
                 if existing is not None:
                     return existing.copy()
-            size = _json_size(record)
+            step_bytes = sum(_step_size(step) for step in steps)
+            size = _json_size(record) + step_bytes
             refusal = self._refusal(size)
             if refusal is not None:
                 raise StoreFull(refusal)
@@ -127,6 +137,9 @@ class MemoryStore(TaskStore):
                 record.submitted_at = self._clock()
             stored = self._records[record.task_id] = record.copy()
             self._sizes[record.task_id] = size
+            if steps:
+                self._steps[record.task_id] = {step.name: step for step in steps}
+                self._step_bytes[record.task_id] = step_bytes
             self._bytes += size
             apply(self._stats, moved(stored, None))
             if stored.finished:
@@ -205,6 +218,27 @@ class MemoryStore(TaskStore):
             if message is not None:
                 record.message = message
             return not record.cancel_requested
+
+    def load_steps(self, task_id: str) -> dict[str, StepRecord]:
+        with self._lock:
+            return dict(self._steps.get(task_id, {})) if self._live(task_id) is not None else {}
+
+    def record_step(self, task_id: str, attempt: int, step: StepRecord) -> bool:
+        with self._lock:
+            record = self._records.get(task_id)
+            if record is None or record.state is not TaskState.RUNNING or record.attempts != attempt \
+                    or record.cancel_requested:
+                return False
+            steps = self._steps.setdefault(task_id, {})
+            before = steps.get(step.name)
+            steps[step.name] = step
+            grown = _step_size(step) - (_step_size(before) if before is not None else 0)
+            self._step_bytes[task_id] = self._step_bytes.get(task_id, 0) + grown
+            self._sizes[task_id] = self._sizes.get(task_id, 0) + grown
+            self._bytes += grown
+            record.step = step.name
+            record.steps_done += (step.state == "succeeded") - (before is not None and before.state == "succeeded")
+            return True
 
     def request_cancel(self, task_id: str) -> TaskRecord | None:
         with self._lock:
@@ -287,6 +321,11 @@ class MemoryStore(TaskStore):
     def __len__(self) -> int:
         with self._lock:
             return len(self._records)
+
+
+def _step_size(step: StepRecord) -> int:
+    """Bytes of a recorded step's JSON, counted with its task's record."""
+    return len(codec.dumps(step.to_json()))
 
 
 def _json_size(record: TaskRecord) -> int:

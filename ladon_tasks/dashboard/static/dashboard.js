@@ -21,6 +21,7 @@
   var generation = 0;            // bumps on every filter change; stale answers are dropped
   var timer = null;
   var pendingConfirm = null;     // what the confirm bar's "yes" does
+  var pendingAlt = null;         // and its second choice, when it offers one
 
   var $ = function (id) { return document.getElementById(id); };
   var tbody = document.querySelector("#tasks tbody");
@@ -178,7 +179,9 @@
     var retry = el("button", "small retry", "Retry");
     retry.type = "button";
     retry.title = "Run task " + task.task_id + " again, as a new task";
-    retry.addEventListener("click", function () { retryTask(task.task_id, task.method, retry); });
+    retry.addEventListener("click", function () {
+      retryTask(task.task_id, task.method, retry, Number(retry.dataset.stepsDone || 0));
+    });
 
     var messageText = el("div", "message-text");
     var messageCell = el("td", "message");
@@ -220,6 +223,7 @@
     row.cancel.hidden = !!task.finished;
     if (task.finished) row.cancel.disabled = true;
     row.retry.hidden = !retryable(task);
+    row.retry.dataset.stepsDone = String(task.steps_done || 0);
     row.pick.hidden = row.pick.disabled = !!task.finished;
     if (task.finished && chosen.delete(task.task_id)) showBulk();
     row.pick.checked = chosen.has(task.task_id);
@@ -297,17 +301,22 @@
 
   // -- confirm, cancel, retry -----------------------------------------------------------
 
-  // Shows the confirm bar; `action` runs only on "yes". One question at a time.
-  function confirmThen(text, yesLabel, action) {
+  // Shows the confirm bar; `action` runs only on "yes" - or `altAction` on the second
+  // choice, when there is one (`altLabel`). One question at a time.
+  function confirmThen(text, yesLabel, action, altLabel, altAction) {
     pendingConfirm = action;
+    pendingAlt = altAction || null;
     setText($("confirm-text"), text);
     setText($("confirm-yes"), yesLabel);
+    setText($("confirm-alt"), altLabel || "");
+    $("confirm-alt").hidden = !altAction;
     $("confirm").hidden = false;
     $("confirm-yes").focus();
   }
 
   function closeConfirm() {
     pendingConfirm = null;
+    pendingAlt = null;
     $("confirm").hidden = true;
   }
 
@@ -335,24 +344,35 @@
     refreshNow();
   }
 
-  function retryTask(taskId, method, button) {
-    confirmThen("Run task " + taskId.slice(0, 8) + " (" + method + ") again, as a new task with the same arguments?",
-      "Retry", async function () {
-        if (button) button.disabled = true;
-        try {
-          var response = await post("api/tasks/" + encodeURIComponent(taskId) + "/retry");
-          if (!response.ok) {
-            showError("Retry failed: " + await readError(response));
-          } else {
-            showError("");
-            openDetail((await response.json()).task.task_id);
-          }
-        } catch (e) {
-          showError("Retry failed: " + e.message);
-        }
-        if (button) button.disabled = false;
-        refreshNow();
-      });
+  // A task whose steps succeeded in part is offered both re-runs: recover (the default,
+  // its succeeded steps skipped) and restart (every step run again).
+  function retryTask(taskId, method, button, stepsDone) {
+    var text = "Run task " + taskId.slice(0, 8) + " (" + method + ") again, as a new task with the same arguments?";
+    if (stepsDone > 0) {
+      text += " Recover skips its " + stepsDone + " succeeded step" + (stepsDone === 1 ? "" : "s") +
+        "; restart runs every step again.";
+      confirmThen(text, "Recover", function () { rerun(taskId, button, false); },
+        "Restart", function () { rerun(taskId, button, true); });
+    } else {
+      confirmThen(text, "Retry", function () { rerun(taskId, button, false); });
+    }
+  }
+
+  async function rerun(taskId, button, restart) {
+    if (button) button.disabled = true;
+    try {
+      var response = await post("api/tasks/" + encodeURIComponent(taskId) + "/retry", { restart: restart });
+      if (!response.ok) {
+        showError("Retry failed: " + await readError(response));
+      } else {
+        showError("");
+        openDetail((await response.json()).task.task_id);
+      }
+    } catch (e) {
+      showError("Retry failed: " + e.message);
+    }
+    if (button) button.disabled = false;
+    refreshNow();
   }
 
   function showBulk() {
@@ -441,6 +461,7 @@
     field(list, "Progress", percent(task) + "%");
     if (task.unreadable !== undefined) field(list, "Problem", messageOf(task));
     field(list, "Message", task.message || "—");
+    if (task.step) field(list, "Step", task.step + " (" + task.steps_done + " done)");
     field(list, "Attempts", task.attempts + " of " + task.max_attempts);
     (task.ran_on || []).forEach(function (where, index) {
       field(list, "Attempt " + (index + 1), where || "not recorded (lost before it started)", "mono");
@@ -454,6 +475,7 @@
     field(list, "Duration", task.started_at ? seconds(task.duration) : "—");
     $("detail-fields").replaceWith(list);
     showArguments(task.args || []);
+    showSteps(task.steps || []);
     var hasError = !!task.error_type;
     $("detail-error-box").hidden = !hasError;
     setText($("detail-error"), hasError ? task.error_type + ": " + task.error_message : "");
@@ -461,6 +483,29 @@
     $("detail-cancel").disabled = !!task.finished;
     $("detail-retry").hidden = !retryable(task);
     $("detail-retry").dataset.method = task.method;
+    $("detail-retry").dataset.stepsDone = String(task.steps_done || 0);
+  }
+
+  // Each step: its name, a state badge, how long it ran, and which attempt ran it (or
+  // the task a recover carried it over from); a failed step's error as its row's title.
+  function showSteps(steps) {
+    var body = el("tbody");
+    body.id = "detail-steps-body";
+    steps.forEach(function (step) {
+      var tr = el("tr");
+      tr.dataset.step = step.name;
+      tr.appendChild(el("td", "mono step-name", step.name));
+      var badgeCell = el("td");
+      var known = ["running", "succeeded", "failed"].indexOf(step.state) >= 0;
+      badgeCell.appendChild(el("span", "badge state-" + (known ? step.state : "queued"), step.state));
+      tr.appendChild(badgeCell);
+      tr.appendChild(el("td", "num", step.started_at ? seconds(step.duration) : "—"));
+      tr.appendChild(el("td", "num", step.origin ? "from " + step.origin.slice(0, 8) : String(step.attempt)));
+      if (step.error) tr.title = step.error;
+      body.appendChild(tr);
+    });
+    $("detail-steps-body").replaceWith(body);
+    $("detail-steps-box").hidden = !steps.length;
   }
 
   // Each argument as "name (type): value", the value as JSON so a string shows its
@@ -486,6 +531,7 @@
     field(list, "Not available", message);
     $("detail-fields").replaceWith(list);
     showArguments([]);
+    showSteps([]);
     $("detail-error-box").hidden = true;
     $("detail-cancel").hidden = true;
     $("detail-retry").hidden = true;
@@ -521,6 +567,11 @@
     closeConfirm();
     if (action) action();
   });
+  $("confirm-alt").addEventListener("click", function () {
+    var action = pendingAlt;
+    closeConfirm();
+    if (action) action();
+  });
   $("confirm-no").addEventListener("click", closeConfirm);
   VIEWS.forEach(function (name) {
     $("tab-" + name).addEventListener("click", function () {
@@ -549,7 +600,8 @@
       function () { cancelTask(taskId, $("detail-cancel")); });
   });
   $("detail-retry").addEventListener("click", function () {
-    if (selectedId) retryTask(selectedId, $("detail-retry").dataset.method || "", $("detail-retry"));
+    if (selectedId) retryTask(selectedId, $("detail-retry").dataset.method || "", $("detail-retry"),
+                              Number($("detail-retry").dataset.stepsDone || 0));
   });
   document.addEventListener("keydown", function (event) {
     if (event.key !== "Escape") return;

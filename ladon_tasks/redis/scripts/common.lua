@@ -9,6 +9,9 @@ local CHANNEL = P .. KEY.finished
 local STATS = P .. KEY.stats
 
 local function rkey(id) return P .. KEY.task .. id end
+local function steps_key(id) return P .. KEY.steps .. id end
+-- a record whose body ran steps (or that started with steps) names one in `step`
+local function has_steps(raw) return raw and raw ~= '""' end
 local function method_index(m) return P .. KEY.method_index .. m end
 local function owned_key(owner) return P .. KEY.owned .. owner end
 
@@ -59,8 +62,8 @@ local function emit(id, t, state)
              'attempt', t.attempts or '0', 'error', cjson.decode(t.error_type or '""'))
 end
 
--- a task just finished: TTL on record and idempotency key, an event, waiters told (the
--- record rides in the message when small, so a waiter need not read it back)
+-- a task just finished: TTL on record, its steps and idempotency key, an event, waiters
+-- told (the record rides in the message when small, so a waiter need not read it back)
 local function finish(key, id, t, state)
   local ttl_ms = math.floor(tonumber(t.result_ttl) * 1000)
   local ikey = nil
@@ -69,13 +72,16 @@ local function finish(key, id, t, state)
     if redis.call('GET', ikey) ~= cjson.encode(id) then ikey = nil end
   end
   if has_owner(t) then redis.call('SREM', owned_key(cjson.decode(t.owner)), id) end
+  local skey = has_steps(t.step) and steps_key(id) or nil
   if ttl_ms <= 0 then
     redis.call('DEL', key)
+    if skey then redis.call('DEL', skey) end
     if ikey then redis.call('DEL', ikey) end
     redis.call('ZREM', method_index(cjson.decode(t.method)), id)
   else
     local ttl = string.format('%d', ttl_ms)
     redis.call('PEXPIRE', key, ttl)
+    if skey then redis.call('PEXPIRE', skey, ttl) end
     if ikey then redis.call('PEXPIRE', ikey, ttl) end
   end
   emit(id, t, state)

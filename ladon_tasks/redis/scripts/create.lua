@@ -2,15 +2,19 @@
 -- step, so a task is never recorded without its job nor queued without its record. A
 -- task held in process names its owner, whose set of tasks it joins in the same step.
 -- The method's counts (stats.py) count it. Once a minute per process (register) the
--- method joins the methods set and the job's stream the queues set.
+-- method joins the methods set and the job's stream the queues set. A task that starts
+-- with steps (an operator's recover) gets them in the same step.
 -- ARGV: prefix, task_id, score (submitted_at), method, register ('1'|''),
---       job stream|'', job JSON|'', then field, JSON, field, JSON... of the record.
+--       job stream|'', job JSON|'', n_steps, (step name, step JSON) * n_steps,
+--       then field, JSON, field, JSON... of the record.
 -- Returns false when created, or the existing record (flat) when the idempotency key
 -- names a task still retained.
 local id, score, method, stream = ARGV[2], ARGV[3], ARGV[4], ARGV[6]
 local key = rkey(id)
+local n_steps = tonumber(ARGV[8])
+local fields_at = 9 + 2 * n_steps
 local t = {}
-for i = 8, #ARGV, 2 do t[ARGV[i]] = ARGV[i + 1] end
+for i = fields_at, #ARGV, 2 do t[ARGV[i]] = ARGV[i + 1] end
 local ikey = nil
 if has_idempotency(t.idempotency_key) then
   ikey = idem_key(cjson.decode(t.service), method, cjson.decode(t.idempotency_key))
@@ -24,6 +28,11 @@ if stream ~= '' then
   t.job_entry = cjson.encode(stream .. ' ' .. redis.call('XADD', stream, '*', 'job', ARGV[7]))
 end
 redis.call('HSET', key, unpack(to_flat(t)))
+if n_steps > 0 then
+  local steps = {}
+  for i = 9, fields_at - 1 do steps[#steps + 1] = ARGV[i] end
+  redis.call('HSET', steps_key(id), unpack(steps))
+end
 if ikey then redis.call('SET', ikey, cjson.encode(id)) end
 redis.call('ZADD', method_index(method), score, id)
 if has_owner(t) then redis.call('SADD', owned_key(cjson.decode(t.owner)), id) end

@@ -1,5 +1,6 @@
 -- Deletes the finished records of the wanted states from a window of one method's index:
--- the record, its index entry and its idempotency key (if it still names this task).
+-- the record, its steps, its index entry and its idempotency key (if it still names
+-- this task).
 -- Counts (stats.py) are totals and stay. Every process is told, so none answers for a
 -- purged task from its cache of finished records. Unfinished tasks are never touched.
 -- ARGV: prefix, index key, wanted states ('a,b'), start, count, dry run ('1'|'')
@@ -13,7 +14,7 @@ local ids = redis.call('ZRANGE', index, start, start + count - 1)
 local gone, found, purged = 0, 0, {}
 for _, id in ipairs(ids) do
   local key = rkey(id)
-  local raw = redis.call('HMGET', key, 'state', 'service', 'method', 'idempotency_key')
+  local raw = redis.call('HMGET', key, 'state', 'service', 'method', 'idempotency_key', 'step')
   if not raw[1] then
     redis.call('ZREM', index, id)  -- expired already
     gone = gone + 1
@@ -25,6 +26,7 @@ for _, id in ipairs(ids) do
         if redis.call('GET', ikey) == cjson.encode(id) then redis.call('DEL', ikey) end
       end
       redis.call('DEL', key)
+      if has_steps(raw[5]) then redis.call('DEL', steps_key(id)) end
       redis.call('ZREM', index, id)
       gone = gone + 1
       purged[#purged + 1] = id
