@@ -18,14 +18,13 @@ with ``WorkerDied``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import threading
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-from ladon_tasks import codec, defaults, faults
+from ladon_tasks import codec, defaults, faults, refusals
 from ladon_tasks import spec as specs
 from ladon_tasks.caretaker import Caretaker
 from ladon_tasks.executors.base import Executor, Job, Unfinished
@@ -35,13 +34,12 @@ from ladon_tasks.logs import about
 from ladon_tasks.model import (
     TaskRecord,
     TaskState,
-    looks_like_task_id,
     new_owner_id,
     new_task_id,
 )
 from ladon_tasks.spec import TaskSpec
 from ladon_tasks.steps import StepRecord, carried_over
-from ladon_tasks.stores.base import CorruptRecord, StoreError, StoreFull, TaskStore
+from ladon_tasks.stores.base import StoreError, TaskStore
 from ladon_tasks.stores.memory import MemoryStore
 
 log = logging.getLogger(__name__)
@@ -226,7 +224,7 @@ class TaskRuntime:
         try:
             args_bytes = args_text.encode()
         except UnicodeEncodeError:
-            raise _not_unicode(spec, encoded_args) from None
+            raise refusals.not_unicode(spec, encoded_args) from None
         size = len(args_bytes)
         if size > self.max_args_bytes:
             raise faults.InvalidArgument(
@@ -279,7 +277,7 @@ class TaskRuntime:
         record = _rerun_record(spec, old, restart)
         carried: list[StepRecord] = []
         if not restart and old.step:  # a record without `step` never had steps: nothing to read
-            with _store_errors():
+            with refusals.store_errors():
                 carried = carried_over(self.store.load_steps(old.task_id).values(), old.task_id)
         job = _job_for(spec, record.task_id, record.args, {"LADON_METHOD_NAME": old.method})
         stored = self._launch(spec, record, job, carried)
@@ -297,12 +295,12 @@ class TaskRuntime:
         except Exception as exc:
             raise faults.ExecutorUnavailable(f"task not started: {exc}") from None
         try:
-            with _store_errors():  # nothing recorded
+            with refusals.store_errors():  # nothing recorded
                 return executor.start(store, record, job, steps)  # a known idempotency key: that task
-        except _STORE_FAULTS:
+        except refusals.STORE_FAULTS:
             raise
         except Exception as exc:  # recorded, but not handed over
-            with _store_errors():
+            with refusals.store_errors():
                 store.transition(
                     record.task_id, TaskState.FAILED, error_type="ExecutorUnavailable",
                     error_message=str(exc), finished_at=time.time(),
@@ -311,11 +309,11 @@ class TaskRuntime:
 
     def record(self, task_id: Any, spec: TaskSpec | None = None) -> TaskRecord:
         """The task's record, or the fault a client should see instead."""
-        _check_task_id(task_id)
-        with _store_errors():
+        refusals.check_task_id(task_id)
+        with refusals.store_errors():
             record = self.store_for(spec).get(task_id)
         if record is None:
-            raise _unknown(task_id)
+            raise refusals.unknown_task(task_id)
         return record
 
     def result(self, spec: TaskSpec, task_id: Any, record: TaskRecord | None = None) -> Any:
@@ -346,7 +344,7 @@ class TaskRuntime:
         in a thread, by killing its process otherwise). Returns the record as it is now."""
         self.record(task_id, spec)
         store = self.store_for(spec)
-        with _store_errors():
+        with refusals.store_errors():
             record = store.request_cancel(task_id)
             if record is not None and record.state is TaskState.RUNNING:
                 cancelled = store.transition(
@@ -355,7 +353,7 @@ class TaskRuntime:
                 )
                 record = cancelled or store.get(task_id)
         if record is None:
-            raise _unknown(task_id)
+            raise refusals.unknown_task(task_id)
         for executor in list(self._executors.values()):
             executor.cancel(task_id)
         return record
@@ -374,20 +372,20 @@ class TaskRuntime:
                 ) from None
         if not 1 <= limit <= 500 or offset < 0:
             raise faults.InvalidArgument("limit must be 1..500 and offset >= 0")
-        with _store_errors():
+        with refusals.store_errors():
             return self.store_for(spec).list_tasks(states=states, method=method, limit=limit, offset=offset)
 
     def wait(self, task_id: Any, seconds: float, spec: TaskSpec | None = None) -> TaskRecord:
         """The record once the task has finished, or after ``seconds`` (capped at
         ``wait_max``), whichever comes first."""
-        _check_task_id(task_id)
+        refusals.check_task_id(task_id)
         if not isinstance(seconds, (int, float)) or seconds != seconds:
             raise faults.InvalidArgument(f"seconds must be a number, got {seconds!r}")
         timeout = min(max(0.0, float(seconds)), self.wait_max)
-        with _store_errors():
+        with refusals.store_errors():
             record = self.store_for(spec).wait(task_id, timeout)  # reads it first itself
         if record is None:
-            raise _unknown(task_id)
+            raise refusals.unknown_task(task_id)
         return record
 
 
@@ -444,51 +442,6 @@ def _end_unfinished(store: TaskStore, unfinished: list[Unfinished]) -> None:
             )
         except StoreError:
             pass
-
-
-def _check_task_id(task_id: Any) -> None:
-    """Malformed ids are told apart from unknown ones without asking the store."""
-    if not looks_like_task_id(task_id):
-        shown = repr(task_id) if len(repr(task_id)) <= 80 else repr(task_id)[:77] + "..."
-        raise faults.MalformedTaskId(f"{shown} is not a task id (32 lowercase hex digits)")
-
-
-def _unknown(task_id: str) -> faults.UnknownTask:
-    return faults.UnknownTask(f"no task {task_id}: unknown, or expired after its result_ttl")
-
-
-def _not_unicode(spec: TaskSpec, encoded_args: list[Any]) -> faults.InvalidArgument:
-    """The fault for arguments that hold text no UTF-8 can carry (lone surrogates, which
-    JSON's ``\\ud800`` escapes let through), naming the first such argument."""
-    names = spec.arg_names
-    for position, value in enumerate(encoded_args):
-        try:
-            codec.dumps(value).encode()
-        except UnicodeEncodeError:
-            name = names[position] if position < len(names) else f"#{position + 1}"
-            return faults.InvalidArgument(
-                f"{spec.name}: argument {name} holds text that is not valid Unicode (a lone surrogate)"
-            )
-    return faults.InvalidArgument(f"{spec.name}: the arguments hold text that is not valid Unicode")
-
-
-#: The faults :func:`_store_errors` raises: the store refused or failed, nothing was
-#: handed to an executor.
-_STORE_FAULTS = (faults.StoreUnavailable, faults.ServerBusy, faults.CorruptTask)
-
-
-@contextlib.contextmanager
-def _store_errors() -> Iterator[None]:
-    """Store exceptions as the faults a client sees: a full store is ``ServerBusy`` (back
-    off), one damaged record ``CorruptTask``, anything else ``StoreUnavailable``."""
-    try:
-        yield
-    except StoreFull as exc:
-        raise faults.ServerBusy(f"task not started: {exc}") from None
-    except CorruptRecord as exc:
-        raise faults.CorruptTask(str(exc)) from None
-    except StoreError as exc:
-        raise faults.StoreUnavailable(f"task state is not reachable: {exc}") from None
 
 
 _runtime: TaskRuntime | None = None

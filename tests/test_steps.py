@@ -23,7 +23,8 @@ import requests
 from support.browser import launch_chromium
 from support.jsonwsp import JsonWsp
 from support.redis_server import RedisServer, start_redis
-from support.servers import FIXTURE_SERVICES, ROOT, RunningServer, process_alive, start_server, wait_until
+from support.processes import process_alive
+from support.servers import FIXTURE_SERVICES, ROOT, RunningServer, start_server, wait_until
 from support.workers import Workers
 
 STEPS = str(FIXTURE_SERVICES / "steps_service.py")
