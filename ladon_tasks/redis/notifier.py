@@ -28,6 +28,7 @@ from collections import OrderedDict
 from typing import Callable
 
 import redis
+from redis.cluster import RedisCluster
 
 from ladon_tasks import defaults
 from ladon_tasks.model import TaskRecord
@@ -41,7 +42,7 @@ class FinishNotifier:
     Redis; ``on_idle`` runs in the subscriber thread about once a ``defaults.WAIT_RECHECK`` (the
     store's housekeeping, kept out of the requests)."""
 
-    def __init__(self, client: redis.Redis, channel: str, location: str, read: Callable[[str], "TaskRecord | None"],
+    def __init__(self, client: "redis.Redis | RedisCluster", channel: str, location: str, read: Callable[[str], "TaskRecord | None"],
                  wait_recheck: float = defaults.WAIT_RECHECK, on_idle: Callable[[], None] = lambda: None) -> None:
         if wait_recheck <= 0:
             raise ValueError("wait_recheck must be > 0")
@@ -271,8 +272,11 @@ class FinishNotifier:
                     told.set()
 
 
-def _still_primary(client: redis.Redis, pubsub: redis.client.PubSub) -> bool:
+def _still_primary(client: "redis.Redis | RedisCluster", pubsub: redis.client.PubSub) -> bool:
     """Whether the subscription's connection goes where the client's pool sends writes
     (with Sentinel, the pool learns of a new primary before this connection breaks)."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:  # a cluster client: its pubsub follows the channel's node itself
+        return True
     connection = pubsub.connection
-    return connection is None or bool(client.connection_pool.owns_connection(connection))
+    return connection is None or bool(pool.owns_connection(connection))

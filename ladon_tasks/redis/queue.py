@@ -180,6 +180,17 @@ class RedisQueue(JobQueue):
                     return claims
         return self._read({stream: ">" for stream in self.streams}, max(1, int(block * 1000)))
 
+    def read_level(self, level: int) -> list[Claim]:
+        """The next job of priority ``level``, without waiting (a sharded queue asks each
+        shard's levels in turn)."""
+        self.ensure_groups()
+        return self._read({self.stream_for(level): ">"}, None)
+
+    def wait_any(self, block: float) -> list[Claim]:
+        """The next job of any level, waiting up to ``block`` seconds for one."""
+        self.ensure_groups()
+        return self._read({stream: ">" for stream in self.streams}, max(1, int(block * 1000)))
+
     def _read(self, streams: dict[str, str], block_ms: int | None) -> list[Claim]:
         try:
             answer = self.client.xreadgroup(GROUP, self.consumer, streams, count=1, block=block_ms)
