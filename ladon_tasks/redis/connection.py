@@ -20,12 +20,18 @@ from typing import Any, Mapping
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from ladon_tasks import defaults
 from ladon_tasks.redis.cluster import ClusterURL, describe_cluster_client
 from ladon_tasks.redis.sentinel import SentinelURL, describe_sentinel_client, is_sentinel_url
+
+#: What redis-py raises when Redis cannot do what it was asked: a cluster client also
+#: raises ``RedisClusterException`` (no node reachable, keys of several slots), which is
+#: no ``RedisError``.
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
 
 #: Where a store connects when given nothing else: a local server, database 0.
 DEFAULT_URL = "redis://localhost:6379/0"

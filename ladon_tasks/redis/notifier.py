@@ -32,7 +32,7 @@ from redis.cluster import RedisCluster
 
 from ladon_tasks import defaults
 from ladon_tasks.model import TaskRecord
-from ladon_tasks.redis.connection import as_text
+from ladon_tasks.redis.connection import REDIS_ERRORS, as_text
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class FinishNotifier:
         """Stop the subscriber and let every waiter go."""
         self._stopping.set()
         if self._subscriber is not None and self._subscriber.is_alive():
-            with contextlib.suppress(redis.RedisError):
+            with contextlib.suppress(*REDIS_ERRORS):
                 self._redis.publish(self.channel, "")  # wake the subscriber so it sees the stop
             self._subscriber.join(timeout=2 * defaults.WAIT_RECHECK)
         with self._finishes:
@@ -232,7 +232,7 @@ class FinishNotifier:
                             self.forget(data[1:].split(","))
                         else:
                             self._wake(*data.partition("\n")[::2])
-            except (redis.RedisError, OSError, ValueError) as exc:
+            except REDIS_ERRORS + (OSError, ValueError) as exc:
                 log.debug("finish notifications from Redis at %s interrupted: %s", self.location, exc)
             finally:
                 self._subscribed.clear()

@@ -47,7 +47,7 @@ from ladon_tasks.executors.base import Job
 from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.redis import scripts
-from ladon_tasks.redis.connection import as_text
+from ladon_tasks.redis.connection import REDIS_ERRORS, as_text
 from ladon_tasks.redis.keys import GROUP, Keys
 from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, StoreError, TaskStore
 
@@ -82,7 +82,7 @@ class RedisQueue(JobQueue):
     ) -> None:
         import redis
 
-        self._redis_errors = (redis.exceptions.RedisError, OSError)
+        self._redis_errors: tuple[type[Exception], ...] = REDIS_ERRORS + (OSError,)
         self._response_error = redis.exceptions.ResponseError
         self.client = client
         self.prefix = prefix

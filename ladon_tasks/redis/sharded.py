@@ -51,12 +51,12 @@ from ladon_tasks.redis.cluster import (
     shard_of,
     shard_prefixes,
 )
-from ladon_tasks.redis.connection import as_text, connect_cluster, describe_location, url_from_environment
+from ladon_tasks.redis.connection import REDIS_ERRORS, as_text, connect_cluster, describe_location, url_from_environment
 from ladon_tasks.redis.keys import DEFAULT_PREFIX, LAYOUT
 from ladon_tasks.redis.owners import RedisOwnership
 from ladon_tasks.redis.fleet import RedisFleet
 from ladon_tasks.redis.sharded_queue import ShardedQueue
-from ladon_tasks.redis.store import RedisStore
+from ladon_tasks.redis.store import KeyElsewhere, RedisStore
 from ladon_tasks.stats import QueueDepth, TaskCounts, WebProcess, WorkerInfo, queue_depths
 from ladon_tasks.steps import StepRecord
 from ladon_tasks.stores.base import Fleet, JobChange, JobEntry, Ownership, StoreError, TaskStore
@@ -111,7 +111,7 @@ class ShardedRedisStore(TaskStore):
             count = shards or parsed.shards
             try:
                 self._redis = connect_cluster(connection, socket_timeout)
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 raise StoreError(f"Redis Cluster at {parsed.describe()}: connecting failed: {exc}") from None
             self._owns_connection = True
         else:
@@ -138,7 +138,7 @@ class ShardedRedisStore(TaskStore):
     def _errors(self, action: str) -> Iterator[None]:
         try:
             yield
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreError(f"Redis at {self.location}: {action} failed: {type(exc).__name__}: {exc}") from exc
 
     # -- one task: its shard ---------------------------------------------------------
@@ -160,7 +160,15 @@ class ShardedRedisStore(TaskStore):
                     return existing
         if job is not None:
             job = JobEntry(self._rehome(job.stream, home), job.payload)
-        return home.create(record, job, steps)
+        try:
+            return home.create(record, job, steps)
+        except KeyElsewhere as elsewhere:  # the key was set apart for a task of another shard
+            existing = self.current(elsewhere.task_id)
+            if existing is not None:
+                return existing
+            with self._errors(f"creating task {record.task_id}"):
+                self._redis.delete(self._separate_key(home, record))  # its task expired: the key is free
+            return home.create(record, job, steps)
 
     def get(self, task_id: str) -> TaskRecord | None:
         return self.shard(task_id).get(task_id)
@@ -299,13 +307,19 @@ class ShardedRedisStore(TaskStore):
         delay = (self._rehome(job.delay[0], home), job.delay[1], job.delay[2]) if job.delay else None
         return JobChange(release=job.release, enqueue=enqueue, delay=delay)
 
+    @staticmethod
+    def _separate_key(shard: RedisStore, record: TaskRecord) -> str:
+        """The idempotency key of ``record`` on ``shard``, named as the scripts name it."""
+        text = f"{record.service}\n{record.method}\n{record.idempotency_key}"
+        digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{shard.prefix}{LAYOUT['idempotency']}{digest}"
+
     def _claim_separate_key(self, key_shard: RedisStore, record: TaskRecord) -> TaskRecord | None:
         """An idempotency key on another shard than its task: set it to this task unless
         it names one still retained, which is returned instead."""
-        digest = hashlib.sha1(f"{record.service}\n{record.method}\n{record.idempotency_key}".encode()).hexdigest()
-        key = f"{key_shard.prefix}{LAYOUT['idempotency']}{digest}"
+        key = self._separate_key(key_shard, record)
         keep_ms = int((max(0.0, record.result_ttl) + SEPARATE_KEY_MARGIN) * 1000)
-        mine = json.dumps(record.task_id)
+        mine = json.dumps([record.task_id])  # a list: the create script knows it is set apart
         with self._errors(f"creating task {record.task_id}"):
             for _ in range(3):
                 if self._redis.set(key, mine, nx=True, px=keep_ms):
@@ -313,7 +327,8 @@ class ShardedRedisStore(TaskStore):
                 named = self._redis.get(key)
                 if named is None:
                     continue  # expired meanwhile
-                existing = self.current(json.loads(as_text(named)))
+                other = json.loads(as_text(named))
+                existing = self.current(other[0] if isinstance(other, list) else other)
                 if existing is not None:
                     return existing
                 self._redis.set(key, mine, px=keep_ms)  # its task expired: the key is free

@@ -65,12 +65,14 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import redis
 from redis.client import NEVER_DECODE
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from ladon_tasks import codec, defaults
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.redis import scripts
 from ladon_tasks.redis.connection import (
     DEFAULT_URL,
+    REDIS_ERRORS,
     as_text,
     connect,
     describe_location,
@@ -106,6 +108,15 @@ from ladon_tasks.stores.base import (
 from ladon_tasks.redis.replication import ReplicaWait, replica_wait_for
 
 log = logging.getLogger(__name__)
+
+
+class KeyElsewhere(Exception):
+    """Raised by ``create`` when the task's idempotency key names a task of another shard
+    of a Redis Cluster deployment, which :mod:`.sharded` looks up there."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
 
 
 class RedisStore(TaskStore):
@@ -202,8 +213,8 @@ class RedisStore(TaskStore):
     def _errors(self, action: str) -> Iterator[None]:
         try:
             yield
-        except redis.RedisError as exc:
-            if isinstance(exc, redis.ConnectionError):  # Redis away: it may lose what it had
+        except REDIS_ERRORS as exc:
+            if isinstance(exc, (redis.ConnectionError, RedisClusterException)):  # Redis away: it may lose what it had
                 self._notifier.forget_finished()
             raise StoreError(f"Redis at {self.location}: {action} failed: {type(exc).__name__}: {exc}") from exc
 
@@ -236,6 +247,8 @@ class RedisStore(TaskStore):
             self._methods_registered[record.method] = now + defaults.METHOD_REGISTRATION
         if existing:
             self._notifier.unfollow(record.task_id)
+            if existing[0] == "elsewhere":
+                raise KeyElsewhere(as_text(existing[1]))
             return decode_record(existing)
         return record
 
@@ -436,5 +449,5 @@ class RedisStore(TaskStore):
                 index = self.keys.method_index(method)
                 start = self._sweep_cursors.get(index, 0)
                 self._sweep_cursors[index] = int(self._sweep(args=[self.prefix, index, start, defaults.SWEEP_COUNT]))
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.debug("sweeping task indexes at %s: %s", self.location, exc)

@@ -59,19 +59,30 @@ class RedisClusterProcesses:
         for node in self.nodes:
             node.stop()
 
+    def start(self) -> "RedisClusterProcesses":
+        """Start the nodes again (each keeps its ``nodes.conf``, so the cluster re-forms
+        as it was) and wait until it serves every slot."""
+        for node in self.nodes:
+            node.start()
+        _wait_formed(self.nodes)
+        return self
 
-def start_cluster(directory: Path, primaries: int = 3) -> RedisClusterProcesses:
+    def restart(self) -> "RedisClusterProcesses":
+        self.stop()
+        return self.start()
+
+
+def start_cluster(directory: Path, primaries: int = 3, appendonly: bool = False) -> RedisClusterProcesses:
     """Start ``primaries`` nodes under ``directory`` and join them into one cluster."""
     nodes: list[RedisServer] = []
     try:
         for index in range(primaries):
-            nodes.append(start_redis(directory / f"node{index}", cluster=True))
+            nodes.append(start_redis(directory / f"node{index}", cluster=True, appendonly=appendonly))
         if primaries >= 3:
             _create_with_redis_cli(nodes)
         else:
             _create_by_hand(nodes)
-        wait_until(lambda: all(_formed(node, primaries) for node in nodes), timeout=FORM_TIMEOUT,
-                   what=f"a cluster of {primaries} primaries to agree (cluster_state:ok on every node)")
+        _wait_formed(nodes)
     except BaseException:
         for node in nodes:
             node.stop()
@@ -100,6 +111,11 @@ def _create_by_hand(nodes: list[RedisServer]) -> None:
             for other in nodes:
                 if other is not node:
                     client.execute_command("CLUSTER", "MEET", "127.0.0.1", other.port)
+
+
+def _wait_formed(nodes: list[RedisServer]) -> None:
+    wait_until(lambda: all(_formed(node, len(nodes)) for node in nodes), timeout=FORM_TIMEOUT,
+               what=f"a cluster of {len(nodes)} primaries to agree (cluster_state:ok on every node)")
 
 
 def _formed(node: RedisServer, primaries: int) -> bool:

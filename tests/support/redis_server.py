@@ -47,8 +47,10 @@ class RedisServer:
     unix_socket: bool = False
     #: The port of the primary this server replicates (a replica), or ``None``.
     replica_of: int | None = None
-    #: A node of a Redis Cluster (:mod:`.redis_cluster` joins the nodes into one).
-    cluster: bool = False
+    #: The cluster bus port of a Redis Cluster node (:mod:`.redis_cluster` joins the
+    #: nodes into one), or ``None``: a plain server. A free port of its own, as the
+    #: default (port + 10000) may be above 65535.
+    cluster_port: int | None = None
     process: subprocess.Popen | None = field(default=None, repr=False)
     #: The connection the counters are read on, kept open so that opening it (``HELLO``,
     #: ``CLIENT SETINFO``) never falls between a reset and a reading.
@@ -95,9 +97,9 @@ class RedisServer:
             command += ["--replicaof", "127.0.0.1", str(self.replica_of)]
             if self.password:
                 command += ["--masterauth", self.password]
-        if self.cluster:
+        if self.cluster_port is not None:
             command += ["--cluster-enabled", "yes", "--cluster-config-file", str(self.directory / "nodes.conf"),
-                        "--cluster-node-timeout", "5000"]
+                        "--cluster-port", str(self.cluster_port), "--cluster-node-timeout", "5000"]
         # a replica's first sync starts at once, not after the default 5 s of waiting for
         # more replicas to join it
         command += ["--repl-diskless-sync-delay", "0"]
@@ -182,6 +184,7 @@ def start_redis(
     directory.mkdir(parents=True, exist_ok=True)
     server = RedisServer(
         redis_server_binary(), directory, free_port(),
-        appendonly=appendonly, password=password, unix_socket=unix_socket, replica_of=replica_of, cluster=cluster,
+        appendonly=appendonly, password=password, unix_socket=unix_socket, replica_of=replica_of,
+        cluster_port=free_port() if cluster else None,
     )
     return server.start()
