@@ -115,6 +115,21 @@ def test_counts_events_and_purge_span_every_shard(store: ShardedRedisStore) -> N
     assert store.counts().methods["counted"].by_state()["succeeded"] == 10  # totals stay
 
 
+def test_finish_messages_stay_on_their_shard(store: ShardedRedisStore, redis_cluster: RedisClusterProcesses) -> None:
+    """A shard channel (SPUBLISH): the message goes to its shard's node, not to all."""
+    for node in redis_cluster.nodes:
+        node.reset_stats()
+    record = store.create(new_record())
+    store.transition(record.task_id, TaskState.RUNNING)
+    store.transition(record.task_id, SUCCEEDED, attempt=1, finished_at=time.time(), result=1)
+    assert store.wait(record.task_id, 5).state is SUCCEEDED
+    calls = Counter()
+    for node in redis_cluster.nodes:
+        for name, count in node.commands().items():
+            calls[name] += count
+    assert calls["spublish"] >= 1 and calls["publish"] == 0, calls
+
+
 def test_an_idempotency_key_and_its_task_share_a_shard(store: ShardedRedisStore) -> None:
     count = len(store.shards)
     task_id = store.new_task_id("ClusterService", "work", "order-1")

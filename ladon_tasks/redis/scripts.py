@@ -38,8 +38,9 @@ def _lua_string(text: str) -> str:
     return f"'{text}'"
 
 
-def header() -> str:
-    """The generated part: Python's tables and limits as Lua locals."""
+def header(sharded: bool = False) -> str:
+    """The generated part: Python's tables and limits as Lua locals; ``sharded``: for
+    Redis Cluster, where finish messages go on a shard channel (``SPUBLISH``)."""
     legal = ", ".join(
         f"{state.value} = {{{', '.join(f'{t.value} = true' for t in sorted(targets, key=lambda s: s.value))}}}"
         for state, targets in TRANSITIONS.items()
@@ -58,26 +59,27 @@ def header() -> str:
         f"local PENDING_WIDTH = {int(PENDING_WIDTH)}\n"
         f"local DURATION_BUCKETS = {{{', '.join(repr(float(b)) for b in DURATION_BUCKETS)}}}\n"
         f"local NEVER_RAN = {_lua_string(NEVER_RAN)}\n"
+        f"local PUBLISH = {_lua_string('SPUBLISH' if sharded else 'PUBLISH')}\n"
     )
 
 
 @functools.lru_cache(maxsize=None)
-def source(name: str) -> str:
-    """The whole text Redis runs for script ``name``."""
+def source(name: str, sharded: bool = False) -> str:
+    """The whole text Redis runs for script ``name`` (``sharded``: on Redis Cluster)."""
     folder = resources.files("ladon_tasks.redis") / "scripts"
     common = (folder / "common.lua").read_text(encoding="utf-8")
     body = (folder / f"{name}.lua").read_text(encoding="utf-8")
-    return f"{header()}\n{common}\n-- {name}.lua\n{body}"
+    return f"{header(sharded)}\n{common}\n-- {name}.lua\n{body}"
 
 
 def register(client: Any, name: str, route: str = "") -> Any:
     """Script ``name`` bound to ``client`` (a ``redis.Redis`` or ``RedisCluster``),
     callable as ``script(keys=[...], args=[...])``; ``route``: a key of the slot the
     script's keys are in (its prefix), which a cluster client needs to find the node."""
-    script = client.register_script(source(name))
-    if route and isinstance(client, RedisCluster):
-        return RoutedScript(script, route)
-    return script
+    if not isinstance(client, RedisCluster):
+        return client.register_script(source(name))
+    script = client.register_script(source(name, sharded=True))
+    return RoutedScript(script, route) if route else script
 
 
 def route_keys(client: Any, route: str) -> list[str]:

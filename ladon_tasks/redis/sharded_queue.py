@@ -5,11 +5,16 @@ A job lives on its task's shard, so a task's record and job still change togethe
 script. What a worker does with a job it read (renew, acknowledge, hand back, reissue)
 goes to the shard the job came from. Reading is where shards show: Redis cannot read
 streams of several slots in one command, so :meth:`ShardedQueue.claim` asks each shard
-in turn without waiting, highest priority first over all shards, starting at the next
-shard each time so that no shard is drained before the others. When none has a job,
-it waits on one shard - the next in turn - for at most ``defaults.CLUSTER_CLAIM_SLICE``:
-the slots of the workers of a queue wait on different shards, so a new job is usually
-read at once, and at worst one slice plus a look at every shard later.
+in turn without waiting (a *sweep*), highest priority first over all shards, starting at
+the next shard each time so that no shard is drained before the others. When none has
+a job, it waits on one shard - the next in turn - for at most
+``defaults.CLUSTER_CLAIM_SLICE``. Once a sweep found nothing, the queue is idle: its
+slots only wait, each on the next shard in turn, and sweep again every
+``defaults.CLAIM_BLOCK`` or as soon as a wait brings a job. So an idle worker sends one
+command per slot and slice, not one per shard; the slots of the workers of a queue wait
+on different shards, so a new job is usually read at once, and at the latest one sweep
+interval later. Within one priority, jobs are read first come first served on each
+shard, not across shards.
 
 Housekeeping (reaping expired leases, due retries, trimming) goes through every shard.
 """
@@ -17,6 +22,7 @@ Housekeeping (reaping expired leases, due retries, trimming) goes through every 
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Sequence
 
 from ladon_tasks import defaults
@@ -40,6 +46,8 @@ class ShardedQueue(JobQueue):
         self.levels = first.levels
         self.consumer = first.consumer
         self._turn = itertools.count()
+        self._idle = False  # the last sweep found nothing (threads may race on it: harmless)
+        self._swept_at = 0.0
 
     def _of_claim(self, claim: Claim) -> RedisQueue:
         for queue in self.shards:
@@ -83,16 +91,25 @@ class ShardedQueue(JobQueue):
         self.ensure_groups()
         start = next(self._turn) % len(self.shards)
         order = self.shards[start:] + self.shards[:start]
-        for level in self.levels:
-            if above is not None and level <= above:
+        now = time.monotonic()
+        waiting_only = above is None and block > 0 and self._idle and now - self._swept_at < defaults.CLAIM_BLOCK
+        if not waiting_only:
+            self._swept_at = now
+            for level in self.levels:
+                if above is not None and level <= above:
+                    return []
+                for queue in order:
+                    claims = queue.read_level(level)
+                    if claims:
+                        self._idle = False
+                        return claims
+            if above is not None or block <= 0:
                 return []
-            for queue in order:
-                claims = queue.read_level(level)
-                if claims:
-                    return claims
-        if above is not None or block <= 0:
-            return []
-        return order[0].wait_any(min(block, defaults.CLUSTER_CLAIM_SLICE))
+            self._idle = True
+        claims = order[0].wait_any(min(block, defaults.CLUSTER_CLAIM_SLICE))
+        if claims:
+            self._idle = False
+        return claims
 
     def claimable(self) -> bool:
         return any(queue.claimable() for queue in self.shards)

@@ -1,8 +1,9 @@
 -- Shared by every script (see scripts.py): the functions below run after a header that
 -- defines LEGAL, FINISHED, STATES (the state machine of model.py), KEY (the layout of
 -- keys.py), the limits EVENTS_MAXLEN and PUBLISH_MAX, PENDING_WIDTH and the run-time
--- histogram's DURATION_BUCKETS and NEVER_RAN (stats.py). Every script takes the key
--- prefix as ARGV[1].
+-- histogram's DURATION_BUCKETS and NEVER_RAN (stats.py), and PUBLISH, the command finish
+-- messages go out with (SPUBLISH on Redis Cluster). Every script takes the key prefix
+-- as ARGV[1].
 
 local P = ARGV[1]
 local CHANNEL = P .. KEY.finished
@@ -86,8 +87,8 @@ local function finish(key, id, t, state)
   end
   emit(id, t, state)
   local doc = to_json(t)
-  if #doc <= PUBLISH_MAX then redis.call('PUBLISH', CHANNEL, id .. '\n' .. doc)
-  else redis.call('PUBLISH', CHANNEL, id) end
+  if #doc <= PUBLISH_MAX then redis.call(PUBLISH, CHANNEL, id .. '\n' .. doc)
+  else redis.call(PUBLISH, CHANNEL, id) end
 end
 
 -- progress/message kept back by report(): only onto the attempt that runs; returns when
