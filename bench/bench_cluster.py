@@ -88,8 +88,13 @@ class Deployment:
         for node in self.nodes:
             node.reset_stats()
 
-    def commands(self) -> int:
-        return sum(sum(node.commands(leave_out=BENCH_COMMANDS).values()) for node in self.nodes)
+    def commands(self) -> dict[str, int]:
+        """Calls per command since the reset, summed over the nodes."""
+        total: dict[str, int] = {}
+        for node in self.nodes:
+            for name, count in node.commands(leave_out=BENCH_COMMANDS).items():
+                total[name] = total.get(name, 0) + count
+        return total
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -110,8 +115,12 @@ class Phase:
 
     tasks: int
     seconds: float
-    commands: int
+    by_command: dict[str, int]
     cpu_per_node: list[float] = field(default_factory=list)
+
+    @property
+    def commands(self) -> int:
+        return sum(self.by_command.values())
 
     @property
     def rate(self) -> float:
@@ -131,6 +140,7 @@ class Feeder:
     """The producer side: a runtime on the deployment's URL, and the no-op task's spec."""
 
     def __init__(self, url: str) -> None:
+        from ladon_tasks import codec
         from ladon_tasks.redis.sharded import open_store
         from ladon_tasks.runtime import TaskRuntime
 
@@ -140,11 +150,12 @@ class Feeder:
 
         self.spec = queue_service.QueueBenchService.__dict__["noop"].spec
         self.runtime = TaskRuntime(open_store(url))
+        self.decode = codec.decode
 
     def one(self, value: int) -> None:
         record = self.runtime.start(self.spec, (value,), {})
         done = self.runtime.store.wait(record.task_id, TASK_DEADLINE)
-        if done is None or done.result != value:
+        if done is None or self.decode(self.spec.rtype, done.result) != value:
             raise RuntimeError(f"task {record.task_id} not done right: {done}")
 
     def run(self, tasks: int, producers: int) -> float:
@@ -259,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             "busiest_node_share": round(statistics.median(phase.busiest_share for phase in measured), 2),
             "rounds": [{"tasks_per_second": round(p.rate), "commands_per_task": round(p.commands / p.tasks, 2),
                         "redis_cpu_us_per_task": round(p.cpu_us_per_task, 1),
+                        "per_task": {name: round(count / p.tasks, 2) for name, count in
+                                     sorted(p.by_command.items(), key=lambda item: -item[1])},
                         "cpu_per_node_s": [round(c, 3) for c in p.cpu_per_node]} for p in measured],
         }
     paper = estimate(rows)

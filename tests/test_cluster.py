@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -193,6 +194,47 @@ def test_owner_leases_workers_and_queue_depths_merge_over_shards(store: ShardedR
     assert len(claims) == 1 and fleet.queues()[0].running == 1
     workers, _ = fleet.workers()
     assert [worker.worker_id for worker in workers] == ["w-1"]
+
+
+def test_an_idle_worker_hears_of_a_job_on_any_shard_at_once(store: ShardedRedisStore,
+                                                            redis_cluster: RedisClusterProcesses) -> None:
+    """The job bell: a slot waiting with nothing to do reads a new job's shard when the
+    job is queued, without looking at every shard in turn and without a round trip to
+    ask redis-py's way for a stream read's keys (COMMAND GETKEYS)."""
+    queue = store.queue("bell")
+    assert queue.claim(0.3) == [] and queue.claim(0.3) == []  # idle: the bell is listened to now
+    for node in redis_cluster.nodes:
+        node.reset_stats()
+    shards = set()
+    for n in range(8):
+        got: list = []
+        reader = threading.Thread(target=lambda: got.extend(_claim_within(queue, 5.0)))
+        reader.start()
+        time.sleep(0.2)  # the slot waits
+        record = new_record(method="rung")
+        job = Job(task_id=record.task_id, ref=MethodRef("cluster_service", "ClusterService", "rung"), args=[n],
+                  queue="bell")
+        queued_at = time.monotonic()
+        store.create(record, job=queue.entry(job.priority, job.dumps()))
+        reader.join()
+        assert got and got[0][0].job.task_id == record.task_id
+        assert got[0][1] - queued_at < 0.3, got[0][1] - queued_at  # a sweep would come up to 1 s later
+        shards.add(shard_of(record.task_id, len(store.shards)))
+        queue.ack([got[0][0]])
+    assert len(shards) > 2
+    calls = Counter()
+    for node in redis_cluster.nodes:
+        calls.update(node.commands())
+    assert calls["command|getkeys"] == 0 and calls["xreadgroup"] <= 8 + 2 * len(store.shards), calls
+
+
+def _claim_within(queue, seconds: float) -> list:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        claims = queue.claim(1.0)
+        if claims:
+            return [(claims[0], time.monotonic())]
+    return []
 
 
 def test_cluster_urls(redis_cluster: RedisClusterProcesses) -> None:

@@ -103,10 +103,29 @@ class ClusterURL:
         every node's connections. It asks the nodes for the slot map at once, so a URL
         whose nodes do not answer, or are no cluster, fails here."""
         options = {key: value for key, value in connection_kwargs.items() if key != "retry"}
-        return RedisCluster(
+        return StreamAwareCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in self.nodes],
             username=self.username, password=self.password, **options,
         )
+
+
+class StreamAwareCluster(RedisCluster):
+    """redis-py's cluster client, finding the keys of ``XREAD`` and ``XREADGROUP`` itself.
+    redis-py asks the server for the keys of a command whose keys move (``COMMAND
+    GETKEYS``) before every such call: a round trip more for every read of a job
+    stream. Their keys are the first half of what follows ``STREAMS``."""
+
+    def _get_command_keys(self, *args: Any) -> Any:
+        from ladon_tasks.redis.connection import as_text  # (connection.py imports this module)
+
+        name = as_text(args[0]).upper() if args else ""
+        if name in ("XREAD", "XREADGROUP"):
+            words = [as_text(arg).upper() if isinstance(arg, (str, bytes)) else "" for arg in args]
+            if "STREAMS" in words:
+                rest = args[words.index("STREAMS") + 1:]
+                if rest and len(rest) % 2 == 0:
+                    return list(rest[: len(rest) // 2])
+        return super()._get_command_keys(*args)
 
 
 def describe_cluster_client(client: Any) -> str | None:

@@ -186,6 +186,12 @@ class RedisQueue(JobQueue):
         self.ensure_groups()
         return self._read({self.stream_for(level): ">"}, None)
 
+    def read_any(self) -> list[Claim]:
+        """The next job of each level that has one, without waiting (the caller keeps
+        the others, as with :meth:`claim`)."""
+        self.ensure_groups()
+        return self._read({stream: ">" for stream in self.streams}, None)
+
     def wait_any(self, block: float) -> list[Claim]:
         """The next job of any level, waiting up to ``block`` seconds for one."""
         self.ensure_groups()

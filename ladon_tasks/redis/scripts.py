@@ -60,6 +60,7 @@ def header(sharded: bool = False) -> str:
         f"local DURATION_BUCKETS = {{{', '.join(repr(float(b)) for b in DURATION_BUCKETS)}}}\n"
         f"local NEVER_RAN = {_lua_string(NEVER_RAN)}\n"
         f"local PUBLISH = {_lua_string('SPUBLISH' if sharded else 'PUBLISH')}\n"
+        f"local BELL = {'true' if sharded else 'false'}\n"
     )
 
 

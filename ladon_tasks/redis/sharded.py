@@ -22,8 +22,9 @@ spans shards, and how:
   on from it misses nothing;
 * **owner leases** are renewed on every shard (each shard's owner-lease scripts see the
   tasks held there), taken over shard by shard, and merged for the caretaker;
-* **queues**: a job lives on its task's shard; workers read every shard
-  (:mod:`.sharded_queue`); queue depths add up over shards;
+* **queues**: a job lives on its task's shard; workers read every shard, and wait on
+  the job bell that says which shard just got a job (:mod:`.sharded_queue`,
+  :mod:`.bell`); queue depths add up over shards;
 * **workers** announce themselves on one shard (by their id); the dashboard's list
   merges every shard's;
 * **finish messages** go on each shard's channel; each shard store subscribes to its
@@ -43,6 +44,7 @@ from redis.cluster import RedisCluster
 
 from ladon_tasks import defaults
 from ladon_tasks.model import TaskRecord, TaskState, new_task_id
+from ladon_tasks.redis.bell import JobBell
 from ladon_tasks.redis.cluster import (
     ClusterURL,
     id_on_shard,
@@ -123,6 +125,7 @@ class ShardedRedisStore(TaskStore):
             for shard_prefix in shard_prefixes(prefix, count)
         ]
         self._fleet = ShardedFleet([shard.fleet() for shard in self.shards])
+        self._bell = JobBell(self._redis, [shard.keys.jobs_channel for shard in self.shards])
         self._ownership = ShardedOwnership(self, [shard.ownership() for shard in self.shards])
 
     @property
@@ -278,7 +281,7 @@ class ShardedRedisStore(TaskStore):
         levels = list(levels)
         queues = [shard.queue(name, lease_seconds=lease_seconds, levels=levels, consumer=consumer)
                   for shard in self.shards]
-        return ShardedQueue(queues)
+        return ShardedQueue(queues, self._bell)
 
     def ownership(self) -> "ShardedOwnership":
         return self._ownership
@@ -287,6 +290,7 @@ class ShardedRedisStore(TaskStore):
         return self._fleet
 
     def close(self) -> None:
+        self._bell.close()
         for shard in self.shards:
             shard.close()
         if self._owns_connection:

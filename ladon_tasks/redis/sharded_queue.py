@@ -6,15 +6,14 @@ script. What a worker does with a job it read (renew, acknowledge, hand back, re
 goes to the shard the job came from. Reading is where shards show: Redis cannot read
 streams of several slots in one command, so :meth:`ShardedQueue.claim` asks each shard
 in turn without waiting (a *sweep*), highest priority first over all shards, starting at
-the next shard each time so that no shard is drained before the others. When none has
-a job, it waits on one shard - the next in turn - for at most
-``defaults.CLUSTER_CLAIM_SLICE``. Once a sweep found nothing, the queue is idle: its
-slots only wait, each on the next shard in turn, and sweep again every
-``defaults.CLAIM_BLOCK`` or as soon as a wait brings a job. So an idle worker sends one
-command per slot and slice, not one per shard; the slots of the workers of a queue wait
-on different shards, so a new job is usually read at once, and at the latest one sweep
-interval later. Within one priority, jobs are read first come first served on each
-shard, not across shards.
+the next shard each time so that no shard is drained before the others. Once a sweep
+found nothing, the queue is idle: its slots wait on the job bell (:mod:`.bell`), which
+says which shard just got a job, and read that shard; they sweep again once per
+``defaults.CLAIM_BLOCK`` (a bell may be missed) or as soon as a read brings a job. So an
+idle worker sends no command while it waits, and a new job is read at once. While the
+bell is not heard (starting, reconnecting), a slot waits on one shard's streams instead,
+the next one each time, for ``defaults.CLUSTER_CLAIM_SLICE`` at most. Within one
+priority, jobs are read first come first served on each shard, not across shards.
 
 Housekeeping (reaping expired leases, due retries, trimming) goes through every shard.
 """
@@ -27,6 +26,7 @@ from typing import Sequence
 
 from ladon_tasks import defaults
 from ladon_tasks.executors.base import Job
+from ladon_tasks.redis.bell import JobBell
 from ladon_tasks.redis.cluster import shard_of
 from ladon_tasks.redis.queue import Claim, RedisQueue
 from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, TaskStore
@@ -36,10 +36,11 @@ class ShardedQueue(JobQueue):
     """Queue ``name`` on every shard; ``queues``: its :class:`RedisQueue` of each shard,
     in shard order."""
 
-    def __init__(self, queues: Sequence[RedisQueue]) -> None:
+    def __init__(self, queues: Sequence[RedisQueue], bell: JobBell | None = None) -> None:
         if not queues:
             raise ValueError("a sharded queue needs at least one shard")
         self.shards = list(queues)
+        self._bell = bell
         first = self.shards[0]
         self.name = first.name
         self.lease_seconds = first.lease_seconds
@@ -106,6 +107,14 @@ class ShardedQueue(JobQueue):
             if above is not None or block <= 0:
                 return []
             self._idle = True
+        if self._bell is not None and self._bell.listening:
+            # a job read on the bell's word leaves the queue idle: the bell goes on
+            # telling where the next ones are, without a sweep after each
+            wait = min(block, max(0.0, self._swept_at + defaults.CLAIM_BLOCK - now) + 0.001)
+            rung = self._bell.wait(self.name, wait)
+            return self.shards[rung].read_any() if rung is not None else []
+        if self._bell is not None:
+            self._bell.wait(self.name, 0)  # start listening
         claims = order[0].wait_any(min(block, defaults.CLUSTER_CLAIM_SLICE))
         if claims:
             self._idle = False

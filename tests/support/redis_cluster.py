@@ -110,7 +110,7 @@ def _create_by_hand(nodes: list[RedisServer]) -> None:
             client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
             for other in nodes:
                 if other is not node:
-                    client.execute_command("CLUSTER", "MEET", "127.0.0.1", other.port)
+                    client.execute_command("CLUSTER", "MEET", "127.0.0.1", other.port, other.cluster_port)
 
 
 def _wait_formed(nodes: list[RedisServer]) -> None:

@@ -29,6 +29,7 @@ if has_idempotency(t.idempotency_key) then
 end
 if stream ~= '' then
   t.job_entry = cjson.encode(stream .. ' ' .. redis.call('XADD', stream, '*', 'job', ARGV[7]))
+  ring(stream)
 end
 redis.call('HSET', key, unpack(to_flat(t)))
 if n_steps > 0 then
