@@ -254,6 +254,15 @@ def test_cluster_urls(redis_cluster: RedisClusterProcesses) -> None:
         assert isinstance(opened, ShardedRedisStore) and len(opened.shards) == 4
     finally:
         opened.close()
+    # the settings every deployment reads (LADON_TASKS_REDIS_URL, the Apache handler's)
+    from ladon_tasks.deployment import make_store
+
+    configured = make_store({"LADON_TASKS_REDIS_URL": redis_cluster.url})
+    try:
+        assert isinstance(configured, ShardedRedisStore) and len(configured.shards) == 16
+        configured.ping()
+    finally:
+        configured.close()
 
 
 def test_a_cluster_url_that_reaches_no_cluster_is_refused(tmp_path) -> None:

@@ -7,8 +7,11 @@ on a cluster also rings its shard's bell - ``SPUBLISH`` on the shard channel ``j
 (:mod:`ladon_tasks.redis.keys`) of ``<queue>:<NNN>`` - and a worker's
 :class:`JobBell` listens to every shard's bell. A slot with nothing to do waits on the
 bell in its own process (no Redis command while it waits) and, woken, reads the shard
-that rang. Each message wakes one waiting slot per worker process; the others read
-nothing.
+that rang. Each message wakes one waiting slot in every worker process of the queue
+that has one waiting: one of them gets the job, the others read nothing (an empty read
+costs Redis a few microseconds). So a job costs a read per idle worker process when
+there is capacity to spare, and about one when the workers are busy - when it counts.
+A look at every shard drops the bells heard before it.
 
 One thread per primary listens (a shard channel is served by the node of its slot, and
 redis-py reads one node's subscription at a time). A bell missed - while the listener
@@ -68,6 +71,11 @@ class JobBell:
                 if remaining <= 0 or self._stopping.is_set():
                     return None
                 self._changed.wait(remaining)
+
+    def forget(self, queue: str) -> None:
+        """Drop the bells rung for ``queue``: every shard was just looked at."""
+        with self._changed:
+            self._rung.pop(queue, None)
 
     def close(self) -> None:
         self._stopping.set()

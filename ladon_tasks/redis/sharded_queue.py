@@ -96,6 +96,8 @@ class ShardedQueue(JobQueue):
         waiting_only = above is None and block > 0 and self._idle and now - self._swept_at < defaults.CLAIM_BLOCK
         if not waiting_only:
             self._swept_at = now
+            if self._bell is not None:
+                self._bell.forget(self.name)  # what they said, this sweep sees
             for level in self.levels:
                 if above is not None and level <= above:
                     return []
