@@ -9,6 +9,8 @@ The store contract suite (``test_store_contract.py``) and the queue worker tests
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -235,6 +237,36 @@ def _claim_within(queue, seconds: float) -> list:
         if claims:
             return [(claims[0], time.monotonic())]
     return []
+
+
+def test_a_killed_web_process_has_its_tasks_taken_over_from_every_shard(redis_cluster: RedisClusterProcesses,
+                                                                        output_dir, tmp_path) -> None:
+    """Owner leases on a cluster, for real: a web process killed with SIGKILL while it
+    runs tasks on several shards; the other one takes each over and runs it again."""
+    import test_every_task_ends as ends  # its helpers (a module name: pytest collects nothing twice)
+
+    redis_cluster.flushall()
+    webs = ends.WebServers(redis_cluster.url, output_dir)
+    try:
+        doomed, survivor = webs.start(), webs.start()
+        dirs = [tmp_path / f"task{n}" for n in range(4)]
+        ids = []
+        for marker_dir in dirs:
+            marker_dir.mkdir()
+            ids.append(ends.marked(doomed)("threadMarked", marker_dir=str(marker_dir))["task_id"])
+        assert len({shard_of(task_id, 16) for task_id in ids}) > 1
+        for marker_dir in dirs:
+            ends.running_pid(marker_dir, 1)
+        os.kill(doomed.process.pid, signal.SIGKILL)
+        doomed.process.wait(timeout=10)
+        for marker_dir in dirs:
+            assert ends.running_pid(marker_dir, 2) == survivor.process.pid
+            (marker_dir / "gate").touch()
+        for task_id in ids:
+            final = ends.wait_final(ends.marked(survivor), "threadMarked", task_id)
+            assert final["state"] == "succeeded" and final["attempts"] == 2
+    finally:
+        webs.stop_all()
 
 
 def test_cluster_urls(redis_cluster: RedisClusterProcesses) -> None:
