@@ -78,8 +78,8 @@ def test_tasks_spread_over_every_primary(store: ShardedRedisStore, redis_cluster
 def test_listing_pages_merge_every_shard_newest_first(store: ShardedRedisStore) -> None:
     made = []
     for n in range(40):
-        made.append(store.create(new_record(method="listed" if n % 2 else "other", args=[n], tags=["t"] if n % 4 == 1 else [],
-                                            submitted_at=1_000_000.0 + n)))
+        made.append(store.create(new_record(method="listed" if n % 2 else "other", args=[n],
+                                            tags=["t"] if n % 4 == 1 else [], submitted_at=1_000_000.0 + n)))
     assert len({shard_of(record.task_id, len(store.shards)) for record in made}) > 8
     newest_first = [record.task_id for record in reversed(made)]
     pages = [store.list_tasks(limit=7, offset=offset) for offset in range(0, 42, 7)]
@@ -308,7 +308,8 @@ def test_a_cluster_url_that_reaches_no_cluster_is_refused(tmp_path) -> None:
         plain.stop()
     for command in ("serve", "worker"):
         down = subprocess.run(
-            [sys.executable, "-m", "ladon_tasks", command, PROBE, "--redis", f"redis+cluster://127.0.0.1:{free_port()}"],
+            [sys.executable, "-m", "ladon_tasks", command, PROBE,
+             "--redis", f"redis+cluster://127.0.0.1:{free_port()}"],
             capture_output=True, text=True, timeout=60, cwd=ROOT,
         )
         assert down.returncode == 1 and "Traceback" not in down.stderr

@@ -1,5 +1,6 @@
-"""One set of store tests, run against every backend: ``MemoryStore`` and ``RedisStore``
-(on a real redis-server). What a backend promises is in ``ladon_tasks/stores/base.py``;
+"""One set of store tests, run against every backend: ``MemoryStore``, ``RedisStore``
+(on a real redis-server) and ``ShardedRedisStore`` (on a real Redis Cluster of three
+primaries). What a backend promises is in ``ladon_tasks/stores/base.py``;
 the tests at the end check what only Redis promises (JSON only, prefixed keys, TTLs,
 cheap progress, surviving a Redis outage)."""
 

@@ -46,7 +46,8 @@ class FinishNotifier:
     Redis; ``on_idle`` runs in the subscriber thread about once a ``defaults.WAIT_RECHECK`` (the
     store's housekeeping, kept out of the requests)."""
 
-    def __init__(self, client: "redis.Redis | RedisCluster", channel: str, location: str, read: Callable[[str], "TaskRecord | None"],
+    def __init__(self, client: "redis.Redis | RedisCluster", channel: str, location: str,
+                 read: Callable[[str], "TaskRecord | None"],
                  wait_recheck: float = defaults.WAIT_RECHECK, on_idle: Callable[[], None] = lambda: None) -> None:
         if wait_recheck <= 0:
             raise ValueError("wait_recheck must be > 0")

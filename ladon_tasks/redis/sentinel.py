@@ -316,7 +316,8 @@ def describe_sentinel_client(client: redis.Redis) -> str | None:
 
 
 def _host_port(text: str) -> tuple[str, int]:
-    return host_port(text, defaults.SENTINEL_PORT, "sentinel", f"a Sentinel URL lists the sentinels, host:port separated by commas: {FORM}")
+    return host_port(text, defaults.SENTINEL_PORT, "sentinel",
+                     f"a Sentinel URL lists the sentinels, host:port separated by commas: {FORM}")
 
 
 def host_port(text: str, default_port: int, what: str, form: str) -> tuple[str, int]:

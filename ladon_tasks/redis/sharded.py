@@ -117,7 +117,8 @@ class ShardedRedisStore(TaskStore):
                 raise StoreError(f"Redis Cluster at {parsed.describe()}: connecting failed: {exc}") from None
             self._owns_connection = True
         else:
-            raise TypeError(f"connection must be a redis+cluster:// URL or a RedisCluster, not {type(connection).__name__}")
+            raise TypeError("connection must be a redis+cluster:// URL or a RedisCluster, "
+                            f"not {type(connection).__name__}")
         self.prefix = prefix
         self.location = describe_location(self._redis)
         self.shards = [
