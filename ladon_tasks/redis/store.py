@@ -144,6 +144,9 @@ class RedisStore(TaskStore):
         if not prefix:
             raise ValueError("prefix must not be empty: keys of other programs would mix with ours")
         self._replica_wait: ReplicaWait | None = None
+        if isinstance(connection, RedisCluster) and "{" not in prefix:
+            raise ValueError("on Redis Cluster a store's prefix holds a hash tag ({...}), so its keys share one "
+                             "slot: open a cluster deployment with ShardedRedisStore")
         if isinstance(connection, (redis.Redis, RedisCluster)):
             if socket_timeout is not None:
                 raise ValueError("socket_timeout applies to a URL; configure the given redis.Redis instead")
