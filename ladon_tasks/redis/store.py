@@ -160,7 +160,8 @@ class RedisStore(TaskStore):
             self._owns_connection = True
             self._replica_wait = replica_wait_for(connection, self._redis)
         else:
-            raise TypeError(f"connection must be a URL, a redis.Redis or a RedisCluster, not {type(connection).__name__}")
+            raise TypeError("connection must be a URL, a redis.Redis or a RedisCluster, "
+                            f"not {type(connection).__name__}")
         self.prefix = prefix
         self.keys = Keys(prefix)
         self.flush_interval = flush_interval
@@ -217,7 +218,8 @@ class RedisStore(TaskStore):
         try:
             yield
         except REDIS_ERRORS as exc:
-            if isinstance(exc, (redis.ConnectionError, RedisClusterException)):  # Redis away: it may lose what it had
+            # Redis away (or no node of a cluster reachable): it may lose what it had
+            if isinstance(exc, (redis.ConnectionError, RedisClusterException)):
                 self._notifier.forget_finished()
             raise StoreError(f"Redis at {self.location}: {action} failed: {type(exc).__name__}: {exc}") from exc
 
