@@ -273,3 +273,20 @@ START_WAIT_TIMEOUT = 0.25
 #: Seconds starts go without the wait after one ran out: a replica that is away must
 #: not cost every start ``START_WAIT_TIMEOUT``; it is tried again after this.
 START_WAIT_PAUSE = 5.0
+
+
+# -- Redis Cluster -------------------------------------------------------------
+
+#: Shards a deployment on Redis Cluster spreads its tasks over when its
+#: ``redis+cluster://`` URL names no ``shards=``. Each shard is one hash slot, so it
+#: lives on one primary; 16 spread evenly over 1, 2, 4, 8 or 16 primaries and within
+#: one shard of even over 3 to 6. Every process of a deployment must use the same number.
+CLUSTER_SHARDS = 16
+
+#: Port of a cluster node a ``redis+cluster://`` URL names without one.
+CLUSTER_PORT = 6379
+
+#: Longest an idle worker waits on one shard's streams before it looks at the next
+#: ones, in seconds: a job queued on another shard waits at most this long for an idle
+#: worker (Redis cannot block on keys of several slots in one command).
+CLUSTER_CLAIM_SLICE = 0.1

@@ -103,10 +103,10 @@ def make_store(settings: Mapping[str, str]) -> TaskStore | None:
 
         return MemoryStore(max_queued=max_queued or defaults.MAX_QUEUED_TASKS,
                            max_bytes=max_bytes or defaults.MEMORY_STORE_MAX_BYTES)
-    from ladon_tasks.redis.store import RedisStore
+    from ladon_tasks.redis.sharded import open_store, store_from_environment
 
     url = settings.get("LADON_TASKS_REDIS_URL")
-    return RedisStore(url) if url else RedisStore.from_environment(settings)
+    return open_store(url) if url else store_from_environment(settings)
 
 
 def server_processes(environ: Mapping[str, Any] | None) -> int:

@@ -50,9 +50,11 @@ class TaskOptions:
         if not isinstance(self.queue, str) or not self.queue or not self.queue.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"tasktype option 'queue' must be a name of letters, digits, - and _, got {self.queue!r}")
         if self.redis is not None and not (
-            isinstance(self.redis, str) and self.redis.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://"))
+            isinstance(self.redis, str)
+            and self.redis.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://"))
         ):
-            raise ValueError("tasktype option 'redis' must be a redis://, rediss://, unix:// or redis+sentinel:// URL, "
+            raise ValueError("tasktype option 'redis' must be a redis://, rediss://, unix://, redis+sentinel:// or "
+                             "redis+cluster:// URL, "
                              f"got {self.redis!r}")
         if isinstance(self.tags, str) or not all(isinstance(tag, str) for tag in self.tags):
             raise TypeError(f"tasktype option 'tags' must be a list of strings, got {self.tags!r}")

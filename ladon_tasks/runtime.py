@@ -35,7 +35,6 @@ from ladon_tasks.model import (
     TaskRecord,
     TaskState,
     new_owner_id,
-    new_task_id,
 )
 from ladon_tasks.spec import TaskSpec
 from ladon_tasks.steps import StepRecord, carried_over
@@ -87,9 +86,9 @@ class TaskRuntime:
         with self._lock:
             store = self._method_stores.get(url)
             if store is None:
-                from ladon_tasks.redis.store import RedisStore
+                from ladon_tasks.redis.sharded import open_store
 
-                store = self._method_stores[url] = RedisStore(url)
+                store = self._method_stores[url] = open_store(url)
             return store
 
     def executor(self, name: str, store: TaskStore | None = None) -> Executor:
@@ -237,7 +236,7 @@ class TaskRuntime:
             idempotency_key = "args:" + hashlib.sha256(args_bytes).hexdigest()
         if self._closing:
             raise faults.ExecutorUnavailable("task not started: the server is shutting down")
-        record = _new_record(spec, encoded_args, idempotency_key)
+        record = _new_record(spec, self.store_for(spec), encoded_args, idempotency_key)
         stored = self._launch(spec, record, _job_for(spec, record.task_id, encoded_args, ladon_kw))
         if stored.task_id != record.task_id and codec.dumps(stored.args) != args_text:
             # The key is bound to the arguments it was first used with: whoever else
@@ -274,7 +273,7 @@ class TaskRuntime:
             )
         if self._closing:
             raise faults.ExecutorUnavailable("task not started: the server is shutting down")
-        record = _rerun_record(spec, old, restart)
+        record = _rerun_record(spec, self.store_for(spec), old, restart)
         carried: list[StepRecord] = []
         if not restart and old.step:  # a record without `step` never had steps: nothing to read
             with refusals.store_errors():
@@ -389,10 +388,11 @@ class TaskRuntime:
         return record
 
 
-def _new_record(spec: TaskSpec, encoded_args: Any, idempotency_key: str = "", retry_of: str = "") -> TaskRecord:
+def _new_record(spec: TaskSpec, store: TaskStore, encoded_args: Any, idempotency_key: str = "",
+                retry_of: str = "") -> TaskRecord:
     options = spec.options
     return TaskRecord(
-        task_id=new_task_id(),
+        task_id=store.new_task_id(spec.ref.service, spec.name, idempotency_key),
         service=spec.ref.service,
         method=spec.name,
         args=encoded_args,
@@ -406,9 +406,9 @@ def _new_record(spec: TaskSpec, encoded_args: Any, idempotency_key: str = "", re
     )
 
 
-def _rerun_record(spec: TaskSpec, old: TaskRecord, restart: bool) -> TaskRecord:
+def _rerun_record(spec: TaskSpec, store: TaskStore, old: TaskRecord, restart: bool) -> TaskRecord:
     """The new task of a re-run of ``old``: its arguments, linked to it."""
-    return _new_record(spec, old.args, f"{'restart' if restart else 'retry'}:{old.task_id}", retry_of=old.task_id)
+    return _new_record(spec, store, old.args, f"{'restart' if restart else 'retry'}:{old.task_id}", retry_of=old.task_id)
 
 
 def _job_for(spec: TaskSpec, task_id: str, encoded_args: Any, ladon_kw: dict[str, Any]) -> Job:

@@ -37,7 +37,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Sequence
+from typing import Sequence, Union
 
 from ladon_tasks import __version__, crashpoints, defaults
 from ladon_tasks.executors.process import ProcessRunner
@@ -48,17 +48,21 @@ from ladon_tasks.executors.timers import Timers
 from ladon_tasks.logs import about
 from ladon_tasks.model import new_owner_id
 from ladon_tasks.redis.queue import Claim, RedisQueue
+from ladon_tasks.redis.sharded_queue import ShardedQueue
 from ladon_tasks.stats import WorkerInfo
 from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
 from ladon_tasks.takeover import TakeoverGate
 
 log = logging.getLogger(__name__)
 
+#: A queue a worker reads: of one Redis, or of every shard of a Redis Cluster.
+WorkerQueue = Union[RedisQueue, ShardedQueue]
+
 
 class QueueLease(Lease):
     """One entry a worker read: renewed while its body runs, acknowledged with its outcome."""
 
-    def __init__(self, source: "QueueSource", queue: RedisQueue, claim: Claim) -> None:
+    def __init__(self, source: "QueueSource", queue: WorkerQueue, claim: Claim) -> None:
         self.source = source
         self.queue = queue
         self.claim = claim
@@ -94,7 +98,7 @@ class QueueSource(JobSource):
     """Jobs from Redis queues, the queues asked in turn, each highest priority first.
     ``where``: the worker's id, recorded with each start."""
 
-    def __init__(self, queues: Sequence[RedisQueue], where: str = "", burst: bool = False) -> None:
+    def __init__(self, queues: Sequence[WorkerQueue], where: str = "", burst: bool = False) -> None:
         if not queues:
             raise ValueError("a worker needs at least one queue")
         self.queues = list(queues)
@@ -144,7 +148,7 @@ class QueueSource(JobSource):
                 return True
         return any(queue.claimable() for queue in self.queues)
 
-    def _hold(self, queue: RedisQueue, claim: Claim) -> QueueLease:
+    def _hold(self, queue: WorkerQueue, claim: Claim) -> QueueLease:
         lease = QueueLease(self, queue, claim)
         with self._lock:
             self._held[id(lease)] = lease
@@ -180,7 +184,7 @@ class QueueSource(JobSource):
                 return best
         return self._take_buffered()  # another slot took it meanwhile
 
-    def _pick_queue(self) -> RedisQueue:
+    def _pick_queue(self) -> WorkerQueue:
         with self._lock:
             self._round_robin = (self._round_robin + 1) % len(self.queues)
             return self.queues[self._round_robin]
@@ -213,7 +217,7 @@ class Worker:
     def __init__(
         self,
         store: TaskStore,
-        queues: Sequence[RedisQueue],
+        queues: Sequence[WorkerQueue],
         concurrency: int | None = None,
         grace: float = defaults.WORKER_GRACE,
         reap_interval: float = defaults.REAP_INTERVAL,

@@ -27,6 +27,17 @@ def output_dir() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A Redis Cluster of three primaries (append-only files on), shared by the modules
+    that run their Redis tests on a cluster too; each test flushes what it needs."""
+    from support.redis_cluster import start_cluster
+
+    cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"), primaries=3, appendonly=True)
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture(scope="module")
 def server(output_dir: Path):
     running = start_server(ALL_SERVICES, output_dir, "--thread-workers", "4", "--process-workers", "2")

@@ -1,5 +1,6 @@
-"""One set of store tests, run against every backend: ``MemoryStore`` and ``RedisStore``
-(on a real redis-server). What a backend promises is in ``ladon_tasks/stores/base.py``;
+"""One set of store tests, run against every backend: ``MemoryStore``, ``RedisStore``
+(on a real redis-server) and ``ShardedRedisStore`` (on a real Redis Cluster of three
+primaries). What a backend promises is in ``ladon_tasks/stores/base.py``;
 the tests at the end check what only Redis promises (JSON only, prefixed keys, TTLs,
 cheap progress, surviving a Redis outage)."""
 
@@ -20,7 +21,9 @@ from ladon_tasks.model import TRANSITIONS, TaskRecord, TaskState, new_task_id
 from ladon_tasks.steps import StepRecord
 from ladon_tasks.stores.base import StoreError, StoreFull, TaskStore
 from ladon_tasks.stores.memory import MemoryStore
+from ladon_tasks.redis.sharded import ShardedRedisStore
 from ladon_tasks.redis.store import RedisStore
+from support.redis_cluster import RedisClusterProcesses
 from support.redis_server import RedisServer, start_redis
 from support.servers import wait_until
 
@@ -71,11 +74,29 @@ def _redis_backend(server: RedisServer) -> Iterator[Backend]:
         store.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+def _cluster_backend(cluster: RedisClusterProcesses) -> Iterator[Backend]:
+    """The same tests on a 3-primary Redis Cluster, the records spread over its shards."""
+    cluster.flushall()
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    opened: list[TaskStore] = []
+
+    def open_store() -> TaskStore:
+        store = ShardedRedisStore(cluster.url, prefix=prefix, wait_recheck=5.0)
+        opened.append(store)
+        return store
+
+    yield Backend("cluster", open_store(), open_store, None, prefix, opened)
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     if request.param == "memory":
         store = MemoryStore()
         yield Backend("memory", store, lambda: store)
+    elif request.param == "cluster":
+        yield from _cluster_backend(request.getfixturevalue("redis_cluster"))
     else:
         yield from _redis_backend(request.getfixturevalue("redis_server"))
 

@@ -7,7 +7,9 @@ shares it. Replies are decoded to text and use RESP2, which the scripts' answers
 A URL is ``redis://``, ``rediss://`` or ``unix://`` for one server, or
 ``redis+sentinel://`` for a primary that Redis Sentinel watches
 (:mod:`ladon_tasks.redis.sentinel`): the client then asks the sentinels where the
-primary is on every new connection, and follows it after a failover.
+primary is on every new connection, and follows it after a failover. A
+``redis+cluster://`` URL (:mod:`ladon_tasks.redis.cluster`) gets a ``RedisCluster``
+from :func:`connect_cluster`, with the same options.
 """
 
 from __future__ import annotations
@@ -17,11 +19,19 @@ import urllib.parse
 from typing import Any, Mapping
 
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from ladon_tasks import defaults
+from ladon_tasks.redis.cluster import ClusterURL, describe_cluster_client
 from ladon_tasks.redis.sentinel import SentinelURL, describe_sentinel_client, is_sentinel_url
+
+#: What redis-py raises when Redis cannot do what it was asked: a cluster client also
+#: raises ``RedisClusterException`` (no node reachable, keys of several slots), which is
+#: no ``RedisError``.
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
 
 #: Where a store connects when given nothing else: a local server, database 0.
 DEFAULT_URL = "redis://localhost:6379/0"
@@ -49,8 +59,17 @@ def connect(url: str, socket_timeout: float | None = None) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
+def connect_cluster(url: str, socket_timeout: float | None = None) -> RedisCluster:
+    """A cluster client for a ``redis+cluster://`` URL, with the options of :func:`connect`
+    (redis-py's cluster client retries a moved or broken connection itself)."""
+    timeout = defaults.SOCKET_TIMEOUT if socket_timeout is None else socket_timeout
+    return ClusterURL.parse(url).connect(
+        decode_responses=True, protocol=2, socket_timeout=timeout, socket_connect_timeout=timeout,
+    )
+
+
 #: The URL forms :func:`connect` takes, for messages.
-URL_FORMS = "redis://, rediss://, unix:// or redis+sentinel://"
+URL_FORMS = "redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://"
 
 
 def url_from_environment(environ: Mapping[str, str] | None = None) -> str:
@@ -89,8 +108,10 @@ def redis_url_from_parts(
     return f"redis://{auth}{host}:{int(port)}/{int(db)}"
 
 
-def describe_location(client: redis.Redis) -> str:
+def describe_location(client: redis.Redis | RedisCluster) -> str:
     """Where Redis is, for error messages - never the password."""
+    if isinstance(client, RedisCluster):
+        return describe_cluster_client(client) or "cluster"
     sentinel = describe_sentinel_client(client)
     if sentinel is not None:
         return sentinel

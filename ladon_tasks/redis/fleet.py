@@ -33,17 +33,21 @@ class RedisFleet(Fleet):
         self.prefix = prefix
         self.keys = Keys(prefix)
         self._errors = errors
-        self._depths = scripts.register(client, "depths")
-        self._beat = scripts.register(client, "worker_beat")
-        self._workers = scripts.register(client, "workers")
+        self._depths = scripts.register(client, "depths", prefix)
+        self._beat = scripts.register(client, "worker_beat", prefix)
+        self._workers = scripts.register(client, "workers", prefix)
 
     def queues(self) -> list[QueueDepth]:
+        return queue_depths(*self.depth_figures())
+
+    def depth_figures(self) -> tuple[list[tuple[str, int, int]], dict[str, int]]:
+        """Per stream (``<queue>:<NNN>``, waiting, running), and per queue its delayed
+        jobs: what :func:`~ladon_tasks.stats.queue_depths` makes the queues of (and a
+        sharded deployment adds up first)."""
         with self._errors("reading queue depths"):
             streams, delayed = self._depths(args=[self.prefix])
-        return queue_depths(
-            ((as_text(member), int(waiting), int(running)) for member, waiting, running in streams),
-            {as_text(name): int(size) for name, size in delayed},
-        )
+        return ([(as_text(member), int(waiting), int(running)) for member, waiting, running in streams],
+                {as_text(name): int(size) for name, size in delayed})
 
     def register_streams(self, members: list[str]) -> None:
         """``<queue>:<NNN>`` of streams a worker reads, so an idle queue is listed too."""

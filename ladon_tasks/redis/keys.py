@@ -19,6 +19,9 @@ key                             type    holds
 ``idem:<sha1>``                 string  task id started with an idempotency key
 ``events``                      stream  lifecycle events (capped)
 ``finished``                    channel finish messages for waiters
+``jobs``                        channel on Redis Cluster only: ``<q>:<NNN>`` of a job
+                                        just added to a stream of this shard, for
+                                        the workers waiting for one
 ``queue:<q>:<NNN>``             stream  jobs of queue ``q`` at priority ``NNN``
 ``queue:<q>:delayed``           zset    job JSON waiting for a retry, by due time
 ``owners``                      zset    live processes running bodies in process, by
@@ -53,6 +56,7 @@ LAYOUT: dict[str, str] = {
     "idempotency": "idem:",
     "events": "events",
     "finished": "finished",
+    "jobs": "jobs",
     "queue": "queue:",
     "owners": "owners",
     "owned": "owned:",
@@ -89,6 +93,10 @@ class Keys:
     @property
     def finished_channel(self) -> str:
         return self.prefix + LAYOUT["finished"]
+
+    @property
+    def jobs_channel(self) -> str:
+        return self.prefix + LAYOUT["jobs"]
 
     def stream(self, queue: str, priority: int) -> str:
         """The job stream of one priority level of a queue."""

@@ -15,6 +15,10 @@ progress, result and wait calls on a finished task cost no Redis command. A purg
 A cache is kept only while subscribed, and emptied at each (re)subscription: a purge
 may have been missed meanwhile, and Redis may have lost finishes (a failover, a
 restart) that would put a task back where it was.
+
+On Redis Cluster the channel is a shard channel (``SPUBLISH``, ``SSUBSCRIBE``): its name
+carries the shard's hash tag, so a message goes to the node of that shard (and its
+replicas) only, not to every node of the cluster as a classic ``PUBLISH`` would.
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable
+from typing import Any, Callable
 
 import redis
+from redis.cluster import RedisCluster
 
 from ladon_tasks import defaults
 from ladon_tasks.model import TaskRecord
-from ladon_tasks.redis.connection import as_text
+from ladon_tasks.redis.connection import REDIS_ERRORS, as_text
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +46,8 @@ class FinishNotifier:
     Redis; ``on_idle`` runs in the subscriber thread about once a ``defaults.WAIT_RECHECK`` (the
     store's housekeeping, kept out of the requests)."""
 
-    def __init__(self, client: redis.Redis, channel: str, location: str, read: Callable[[str], "TaskRecord | None"],
+    def __init__(self, client: "redis.Redis | RedisCluster", channel: str, location: str,
+                 read: Callable[[str], "TaskRecord | None"],
                  wait_recheck: float = defaults.WAIT_RECHECK, on_idle: Callable[[], None] = lambda: None) -> None:
         if wait_recheck <= 0:
             raise ValueError("wait_recheck must be > 0")
@@ -64,6 +70,7 @@ class FinishNotifier:
         self._notified_records: dict[str, TaskRecord] = {}
         self._subscribed = threading.Event()
         self._subscriber: threading.Thread | None = None
+        self._sharded = isinstance(client, RedisCluster)
 
     # -- the finished-record cache -----------------------------------------------------
 
@@ -186,8 +193,12 @@ class FinishNotifier:
         """Stop the subscriber and let every waiter go."""
         self._stopping.set()
         if self._subscriber is not None and self._subscriber.is_alive():
-            with contextlib.suppress(redis.RedisError):
-                self._redis.publish(self.channel, "")  # wake the subscriber so it sees the stop
+            with contextlib.suppress(*REDIS_ERRORS):
+                # wake the subscriber so it sees the stop
+                if isinstance(self._redis, RedisCluster):
+                    self._redis.spublish(self.channel, "")
+                else:
+                    self._redis.publish(self.channel, "")
             self._subscriber.join(timeout=2 * defaults.WAIT_RECHECK)
         with self._finishes:
             for watchers in self._watchers.values():
@@ -211,27 +222,30 @@ class FinishNotifier:
         while not self._stopping.is_set():
             pubsub = self._redis.pubsub()
             try:
-                pubsub.subscribe(self.channel)
+                if self._sharded:
+                    pubsub.ssubscribe(self.channel)
+                else:
+                    pubsub.subscribe(self.channel)
                 while not self._stopping.is_set():
-                    message = pubsub.get_message(timeout=defaults.WAIT_RECHECK)
+                    message = self._next_message(pubsub)
                     self._on_idle()
                     if not _still_primary(self._redis, pubsub):
                         log.info("finish notifications: the primary moved; subscribing there")
                         break
                     if message is None:
                         continue
-                    if message["type"] == "subscribe":
+                    if message["type"] in ("subscribe", "ssubscribe"):
                         backoff = 0.05
                         self.forget_finished()  # a purge, or a finish Redis lost, may have been missed
                         self._subscribed.set()
                         self._wake(None)  # (re)subscribed: waiters read their records again
-                    elif message["type"] == "message":
+                    elif message["type"] in ("message", "smessage"):
                         data = as_text(message["data"])
                         if data.startswith("-"):
                             self.forget(data[1:].split(","))
                         else:
                             self._wake(*data.partition("\n")[::2])
-            except (redis.RedisError, OSError, ValueError) as exc:
+            except REDIS_ERRORS + (OSError, ValueError) as exc:
                 log.debug("finish notifications from Redis at %s interrupted: %s", self.location, exc)
             finally:
                 self._subscribed.clear()
@@ -241,6 +255,11 @@ class FinishNotifier:
                     pubsub.close()
             self._stopping.wait(backoff)
             backoff = min(backoff * 2, 2.0)
+
+    def _next_message(self, pubsub: Any) -> Any:
+        if self._sharded:
+            return pubsub.get_sharded_message(timeout=defaults.WAIT_RECHECK)
+        return pubsub.get_message(timeout=defaults.WAIT_RECHECK)
 
     def _wake(self, task_id: str | None, document: str = "") -> None:
         """A finish message (``None``: resubscribed, so every waiter reads again)."""
@@ -271,8 +290,11 @@ class FinishNotifier:
                     told.set()
 
 
-def _still_primary(client: redis.Redis, pubsub: redis.client.PubSub) -> bool:
+def _still_primary(client: "redis.Redis | RedisCluster", pubsub: redis.client.PubSub) -> bool:
     """Whether the subscription's connection goes where the client's pool sends writes
     (with Sentinel, the pool learns of a new primary before this connection breaks)."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:  # a cluster client: its pubsub follows the channel's node itself
+        return True
     connection = pubsub.connection
-    return connection is None or bool(client.connection_pool.owns_connection(connection))
+    return connection is None or bool(pool.owns_connection(connection))

@@ -30,10 +30,10 @@ class RedisOwnership(Ownership):
         self._keys = Keys(prefix)
         self._errors = errors
         self._decode = decode
-        self._renew = scripts.register(client, "owner_renew")
-        self._expired = scripts.register(client, "owner_expired")
-        self._adopt = scripts.register(client, "owner_adopt")
-        self._release = scripts.register(client, "owner_release")
+        self._renew = scripts.register(client, "owner_renew", prefix)
+        self._expired = scripts.register(client, "owner_expired", prefix)
+        self._adopt = scripts.register(client, "owner_adopt", prefix)
+        self._release = scripts.register(client, "owner_release", prefix)
 
     def renew(self, owner: str, lease: float) -> None:
         with self._errors(f"renewing the lease of {owner}"):

@@ -47,7 +47,7 @@ from ladon_tasks.executors.base import Job
 from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.redis import scripts
-from ladon_tasks.redis.connection import as_text
+from ladon_tasks.redis.connection import REDIS_ERRORS, as_text
 from ladon_tasks.redis.keys import GROUP, Keys
 from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, StoreError, TaskStore
 
@@ -82,7 +82,7 @@ class RedisQueue(JobQueue):
     ) -> None:
         import redis
 
-        self._redis_errors = (redis.exceptions.RedisError, OSError)
+        self._redis_errors: tuple[type[Exception], ...] = REDIS_ERRORS + (OSError,)
         self._response_error = redis.exceptions.ResponseError
         self.client = client
         self.prefix = prefix
@@ -178,6 +178,23 @@ class RedisQueue(JobQueue):
                 claims = self._read({stream: ">"}, None)
                 if claims:
                     return claims
+        return self._read({stream: ">" for stream in self.streams}, max(1, int(block * 1000)))
+
+    def read_level(self, level: int) -> list[Claim]:
+        """The next job of priority ``level``, without waiting (a sharded queue asks each
+        shard's levels in turn)."""
+        self.ensure_groups()
+        return self._read({self.stream_for(level): ">"}, None)
+
+    def read_any(self) -> list[Claim]:
+        """The next job of each level that has one, without waiting (the caller keeps
+        the others, as with :meth:`claim`)."""
+        self.ensure_groups()
+        return self._read({stream: ">" for stream in self.streams}, None)
+
+    def wait_any(self, block: float) -> list[Claim]:
+        """The next job of any level, waiting up to ``block`` seconds for one."""
+        self.ensure_groups()
         return self._read({stream: ">" for stream in self.streams}, max(1, int(block * 1000)))
 
     def _read(self, streams: dict[str, str], block_ms: int | None) -> list[Claim]:

@@ -12,7 +12,9 @@ Each script lives in ``scripts/<name>.lua`` with a comment saying what its ``KEY
 3. the script itself.
 
 Scripts run by ``EVALSHA`` (redis-py's ``Script`` loads a script again after a Redis
-restart flushed its cache).
+restart flushed its cache). Every script takes its keys' prefix as ``ARGV[1]``; on Redis
+Cluster a script called without ``KEYS`` names its shard's prefix as its one key
+(:class:`RoutedScript`), so the client sends it to the node of that shard's slot.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import functools
 from importlib import resources
 from typing import Any
+
+from redis.cluster import RedisCluster
 
 from ladon_tasks import defaults
 from ladon_tasks.model import FINISHED_STATES, TRANSITIONS, TaskState
@@ -34,8 +38,9 @@ def _lua_string(text: str) -> str:
     return f"'{text}'"
 
 
-def header() -> str:
-    """The generated part: Python's tables and limits as Lua locals."""
+def header(sharded: bool = False) -> str:
+    """The generated part: Python's tables and limits as Lua locals; ``sharded``: for
+    Redis Cluster, where finish messages go on a shard channel (``SPUBLISH``)."""
     legal = ", ".join(
         f"{state.value} = {{{', '.join(f'{t.value} = true' for t in sorted(targets, key=lambda s: s.value))}}}"
         for state, targets in TRANSITIONS.items()
@@ -54,22 +59,52 @@ def header() -> str:
         f"local PENDING_WIDTH = {int(PENDING_WIDTH)}\n"
         f"local DURATION_BUCKETS = {{{', '.join(repr(float(b)) for b in DURATION_BUCKETS)}}}\n"
         f"local NEVER_RAN = {_lua_string(NEVER_RAN)}\n"
+        f"local PUBLISH = {_lua_string('SPUBLISH' if sharded else 'PUBLISH')}\n"
+        f"local BELL = {'true' if sharded else 'false'}\n"
     )
 
 
 @functools.lru_cache(maxsize=None)
-def source(name: str) -> str:
-    """The whole text Redis runs for script ``name``."""
+def source(name: str, sharded: bool = False) -> str:
+    """The whole text Redis runs for script ``name`` (``sharded``: on Redis Cluster)."""
     folder = resources.files("ladon_tasks.redis") / "scripts"
     common = (folder / "common.lua").read_text(encoding="utf-8")
     body = (folder / f"{name}.lua").read_text(encoding="utf-8")
-    return f"{header()}\n{common}\n-- {name}.lua\n{body}"
+    return f"{header(sharded)}\n{common}\n-- {name}.lua\n{body}"
 
 
-def register(client: Any, name: str) -> Any:
-    """Script ``name`` bound to ``client`` (a ``redis.Redis``), callable as
-    ``script(keys=[...], args=[...])``."""
-    return client.register_script(source(name))
+def register(client: Any, name: str, route: str = "") -> Any:
+    """Script ``name`` bound to ``client`` (a ``redis.Redis`` or ``RedisCluster``),
+    callable as ``script(keys=[...], args=[...])``; ``route``: a key of the slot the
+    script's keys are in (its prefix), which a cluster client needs to find the node."""
+    if not isinstance(client, RedisCluster):
+        return client.register_script(source(name))
+    script = client.register_script(source(name, sharded=True))
+    return RoutedScript(script, route) if route else script
+
+
+def route_keys(client: Any, route: str) -> list[str]:
+    """The ``KEYS`` a script called by hand (``EVALSHA``) names so that ``client`` can
+    send it: none for one server, ``[route]`` for a cluster."""
+    return [route] if isinstance(client, RedisCluster) else []
+
+
+class RoutedScript:
+    """A script on Redis Cluster that takes its keys from ``ARGV``: called without
+    ``KEYS``, it names ``route`` (a key of its shard's slot, which it does not read) so
+    that redis-py sends it to the node serving that slot - and Redis checks it is there -
+    instead of to a random node."""
+
+    def __init__(self, script: Any, route: str) -> None:
+        self._script = script
+        self.route = route
+
+    @property
+    def sha(self) -> str:
+        return str(self._script.sha)
+
+    def __call__(self, keys: list[str] | None = None, args: list[Any] | None = None, client: Any = None) -> Any:
+        return self._script(keys=keys or [self.route], args=args, client=client)
 
 
 def names() -> list[str]:

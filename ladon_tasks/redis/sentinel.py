@@ -316,20 +316,27 @@ def describe_sentinel_client(client: redis.Redis) -> str | None:
 
 
 def _host_port(text: str) -> tuple[str, int]:
+    return host_port(text, defaults.SENTINEL_PORT, "sentinel",
+                     f"a Sentinel URL lists the sentinels, host:port separated by commas: {FORM}")
+
+
+def host_port(text: str, default_port: int, what: str, form: str) -> tuple[str, int]:
+    """``host:port`` or ``[IPv6]:port`` of a URL's host list (``default_port`` when none
+    is given); ``what`` names the server and ``form`` the URL's shape in messages."""
     text = text.strip()
     if text.startswith("["):
         host, _, after = text[1:].partition("]")
         port_text = after[1:] if after.startswith(":") else ""
         if after and not after.startswith(":"):
-            raise ValueError(f"a sentinel address is host:port or [IPv6]:port, not {text[:60]!r}")
+            raise ValueError(f"a {what} address is host:port or [IPv6]:port, not {text[:60]!r}")
     else:
         host, _, port_text = text.partition(":")
     if not host:
-        raise ValueError(f"a Sentinel URL lists the sentinels, host:port separated by commas: {FORM}")
+        raise ValueError(form)
     if not port_text:
-        return host, defaults.SENTINEL_PORT
+        return host, default_port
     if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-        raise ValueError(f"a sentinel's port is a number from 1 to 65535, not {port_text[:20]!r}")
+        raise ValueError(f"a {what}'s port is a number from 1 to 65535, not {port_text[:20]!r}")
     return host, int(port_text)
 
 

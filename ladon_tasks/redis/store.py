@@ -48,9 +48,11 @@ Every redis-py error becomes :class:`~ladon_tasks.stores.base.StoreError`.
 Records are encoded and decoded by :mod:`.records`; the owner leases of in-process
 executors are :mod:`.owners`.
 
-Limits: keys are built inside the scripts, so this runs on one Redis server (with
-replicas, and Sentinel to promote one), not on Redis Cluster. Record times come from
-the clock of the host that writes them; expiry bookkeeping uses the Redis server's clock.
+Keys are built inside the scripts from the prefix, so one store is one Redis server
+(with replicas, and Sentinel to promote one) - or one shard of a Redis Cluster: a prefix
+with a hash tag keeps every key of the store in one slot (:mod:`.cluster`,
+:mod:`.sharded`, which makes a deployment of many). Record times come from the clock of
+the host that writes them; expiry bookkeeping uses the Redis server's clock.
 """
 
 from __future__ import annotations
@@ -62,17 +64,21 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import redis
 from redis.client import NEVER_DECODE
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from ladon_tasks import codec, defaults
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.redis import scripts
 from ladon_tasks.redis.connection import (
     DEFAULT_URL,
+    REDIS_ERRORS,
     as_text,
     connect,
     describe_location,
     url_from_environment,
 )
+from ladon_tasks.redis.cluster import is_cluster_url
 from ladon_tasks.redis.fleet import RedisFleet
 from ladon_tasks.redis.keys import DEFAULT_PREFIX, Keys
 from ladon_tasks.redis.notifier import FinishNotifier
@@ -104,18 +110,29 @@ from ladon_tasks.redis.replication import ReplicaWait, replica_wait_for
 log = logging.getLogger(__name__)
 
 
+class KeyElsewhere(Exception):
+    """Raised by ``create`` when the task's idempotency key names a task of another shard
+    of a Redis Cluster deployment, which :mod:`.sharded` looks up there."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
+
+
 class RedisStore(TaskStore):
     """Task records in a Redis server, shared by every process that connects to it.
 
     ``connection`` is a URL (``redis://``, ``rediss://``, ``unix://``, with user,
     password and database as redis-py reads them; ``redis+sentinel://``) or an existing
     :class:`redis.Redis`, which the store uses but does not disconnect. One connection
-    pool per store.
+    pool per store. An existing ``RedisCluster`` makes the store one shard of a cluster
+    deployment (:class:`~ladon_tasks.redis.sharded.ShardedRedisStore`): its prefix
+    must then hold a hash tag.
     """
 
     def __init__(
         self,
-        connection: str | redis.Redis = DEFAULT_URL,
+        connection: str | redis.Redis | RedisCluster = DEFAULT_URL,
         *,
         prefix: str = DEFAULT_PREFIX,
         flush_interval: float = defaults.FLUSH_INTERVAL,
@@ -127,31 +144,38 @@ class RedisStore(TaskStore):
         if not prefix:
             raise ValueError("prefix must not be empty: keys of other programs would mix with ours")
         self._replica_wait: ReplicaWait | None = None
-        if isinstance(connection, redis.Redis):
+        if isinstance(connection, RedisCluster) and "{" not in prefix:
+            raise ValueError("on Redis Cluster a store's prefix holds a hash tag ({...}), so its keys share one "
+                             "slot: open a cluster deployment with ShardedRedisStore")
+        if isinstance(connection, (redis.Redis, RedisCluster)):
             if socket_timeout is not None:
                 raise ValueError("socket_timeout applies to a URL; configure the given redis.Redis instead")
             self._redis = connection
             self._owns_connection = False
         elif isinstance(connection, str):
+            if is_cluster_url(connection):
+                raise ValueError("a redis+cluster:// URL is many shards: open it with "
+                                 "ladon_tasks.redis.sharded.open_store (or ShardedRedisStore)")
             self._redis = connect(connection, socket_timeout)
             self._owns_connection = True
             self._replica_wait = replica_wait_for(connection, self._redis)
         else:
-            raise TypeError(f"connection must be a URL or a redis.Redis, not {type(connection).__name__}")
+            raise TypeError("connection must be a URL, a redis.Redis or a RedisCluster, "
+                            f"not {type(connection).__name__}")
         self.prefix = prefix
         self.keys = Keys(prefix)
         self.flush_interval = flush_interval
         self.wait_recheck = wait_recheck
         self.channel = self.keys.finished_channel
         self.location = describe_location(self._redis)
-        self._create = scripts.register(self._redis, "create")
-        self._transition = scripts.register(self._redis, "transition")
-        self._report = scripts.register(self._redis, "report")
-        self._cancel = scripts.register(self._redis, "cancel")
-        self._list = scripts.register(self._redis, "list")
-        self._sweep = scripts.register(self._redis, "sweep")
-        self._purge = scripts.register(self._redis, "purge")
-        self._step = scripts.register(self._redis, "step")
+        self._create = scripts.register(self._redis, "create", prefix)
+        self._transition = scripts.register(self._redis, "transition", prefix)
+        self._report = scripts.register(self._redis, "report", prefix)
+        self._cancel = scripts.register(self._redis, "cancel", prefix)
+        self._list = scripts.register(self._redis, "list", prefix)
+        self._sweep = scripts.register(self._redis, "sweep", prefix)
+        self._purge = scripts.register(self._redis, "purge", prefix)
+        self._step = scripts.register(self._redis, "step", prefix)
         self._fleet = RedisFleet(self._redis, prefix, self._errors)
         self._ownership = RedisOwnership(self._redis, prefix, self._errors, decode_record)
         self._progress = ProgressWriter(self._write_reports, flush_interval)
@@ -170,7 +194,7 @@ class RedisStore(TaskStore):
         return cls(url, **options)
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> redis.Redis | RedisCluster:
         """The connection (pool) of this store, for parts that keep their own keys under
         :attr:`prefix` in the same Redis, such as the worker queues. Blocking commands on
         it must time out within the socket timeout (5 s unless configured)."""
@@ -193,8 +217,9 @@ class RedisStore(TaskStore):
     def _errors(self, action: str) -> Iterator[None]:
         try:
             yield
-        except redis.RedisError as exc:
-            if isinstance(exc, redis.ConnectionError):  # Redis away: it may lose what it had
+        except REDIS_ERRORS as exc:
+            # Redis away (or no node of a cluster reachable): it may lose what it had
+            if isinstance(exc, (redis.ConnectionError, RedisClusterException)):
                 self._notifier.forget_finished()
             raise StoreError(f"Redis at {self.location}: {action} failed: {type(exc).__name__}: {exc}") from exc
 
@@ -227,6 +252,8 @@ class RedisStore(TaskStore):
             self._methods_registered[record.method] = now + defaults.METHOD_REGISTRATION
         if existing:
             self._notifier.unfollow(record.task_id)
+            if existing[0] == "elsewhere":
+                raise KeyElsewhere(as_text(existing[1]))
             return decode_record(existing)
         return record
 
@@ -341,14 +368,20 @@ class RedisStore(TaskStore):
             try:
                 page = self._list(args=args)
             except UnicodeDecodeError:  # a record holds bytes that are not UTF-8: read the page as bytes
-                page = self._redis.execute_command("EVALSHA", self._list.sha, 0, *args, **{NEVER_DECODE: True})
+                keys = scripts.route_keys(self._redis, self.prefix)
+                page = self._redis.execute_command("EVALSHA", self._list.sha, len(keys), *keys, *args,
+                                                   **{NEVER_DECODE: True})
         return [decode_listed(flat) for flat in page]
 
     def counts(self) -> TaskCounts:
         """One read of the ``stats`` hash, whatever the number of tasks."""
+        return TaskCounts.from_fields(self.count_fields())
+
+    def count_fields(self) -> dict[str, str]:
+        """The ``stats`` hash as stored (:mod:`ladon_tasks.stats`): what shards add up."""
         with self._errors("reading task counts"):
             fields = self._redis.hgetall(self.keys.stats)
-        return TaskCounts.from_fields({as_text(name): as_text(value) for name, value in fields.items()})
+        return {as_text(name): as_text(value) for name, value in fields.items()}
 
     def purge(self, states: Iterable[TaskState], method: str | None = None, dry_run: bool = False) -> int:
         """Goes through the method indexes a window at a time (``defaults.PURGE_WINDOW`` entries
@@ -386,7 +419,7 @@ class RedisStore(TaskStore):
         """Write pending progress, stop the threads, and disconnect a pool we own."""
         self._progress.close()
         self._notifier.close()
-        if self._owns_connection:
+        if self._owns_connection and isinstance(self._redis, redis.Redis):  # a cluster's is its deployment's
             self._redis.connection_pool.disconnect()
 
     # -- helpers -------------------------------------------------------------------------
@@ -421,5 +454,5 @@ class RedisStore(TaskStore):
                 index = self.keys.method_index(method)
                 start = self._sweep_cursors.get(index, 0)
                 self._sweep_cursors[index] = int(self._sweep(args=[self.prefix, index, start, defaults.SWEEP_COUNT]))
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.debug("sweeping task indexes at %s: %s", self.location, exc)

@@ -35,7 +35,7 @@ import abc
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from ladon_tasks.model import TaskRecord, TaskState
+from ladon_tasks.model import TaskRecord, TaskState, new_task_id
 from ladon_tasks.steps import StepRecord
 from ladon_tasks.stats import QueueDepth, TaskCounts, WebProcess, WorkerInfo
 
@@ -90,6 +90,12 @@ class TaskStore(abc.ABC):
         it re-runs), in the same step too. With an ``idempotency_key`` already known for
         the same service and method, store nothing and return the existing record
         instead."""
+
+    def new_task_id(self, service: str, method: str, idempotency_key: str = "") -> str:
+        """A fresh id for a new task of ``service.method``. A store that spreads tasks over
+        shards (Redis Cluster) gives a task with an ``idempotency_key`` an id on the key's
+        shard, so the key and its task are checked and written in one step."""
+        return new_task_id()
 
     def queue(self, name: str) -> JobQueue:
         """The job queue ``name``, kept with this store's records; a store without

@@ -47,6 +47,10 @@ class RedisServer:
     unix_socket: bool = False
     #: The port of the primary this server replicates (a replica), or ``None``.
     replica_of: int | None = None
+    #: The cluster bus port of a Redis Cluster node (:mod:`.redis_cluster` joins the
+    #: nodes into one), or ``None``: a plain server. A free port of its own, as the
+    #: default (port + 10000) may be above 65535.
+    cluster_port: int | None = None
     process: subprocess.Popen | None = field(default=None, repr=False)
     #: The connection the counters are read on, kept open so that opening it (``HELLO``,
     #: ``CLIENT SETINFO``) never falls between a reset and a reading.
@@ -93,6 +97,9 @@ class RedisServer:
             command += ["--replicaof", "127.0.0.1", str(self.replica_of)]
             if self.password:
                 command += ["--masterauth", self.password]
+        if self.cluster_port is not None:
+            command += ["--cluster-enabled", "yes", "--cluster-config-file", str(self.directory / "nodes.conf"),
+                        "--cluster-port", str(self.cluster_port), "--cluster-node-timeout", "5000"]
         # a replica's first sync starts at once, not after the default 5 s of waiting for
         # more replicas to join it
         command += ["--repl-diskless-sync-delay", "0"]
@@ -169,13 +176,15 @@ class RedisServer:
 
 def start_redis(
     directory: Path, *, appendonly: bool = False, password: str | None = None, unix_socket: bool = False,
-    replica_of: int | None = None,
+    replica_of: int | None = None, cluster: bool = False,
 ) -> RedisServer:
     """Start a redis-server in ``directory`` (created if needed) on a free loopback port;
-    with ``replica_of``, a replica of the primary on that port."""
+    with ``replica_of``, a replica of the primary on that port; with ``cluster``, a node
+    of a cluster yet to be made."""
     directory.mkdir(parents=True, exist_ok=True)
     server = RedisServer(
         redis_server_binary(), directory, free_port(),
         appendonly=appendonly, password=password, unix_socket=unix_socket, replica_of=replica_of,
+        cluster_port=free_port() if cluster else None,
     )
     return server.start()

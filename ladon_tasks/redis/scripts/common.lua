@@ -1,14 +1,22 @@
 -- Shared by every script (see scripts.py): the functions below run after a header that
 -- defines LEGAL, FINISHED, STATES (the state machine of model.py), KEY (the layout of
 -- keys.py), the limits EVENTS_MAXLEN and PUBLISH_MAX, PENDING_WIDTH and the run-time
--- histogram's DURATION_BUCKETS and NEVER_RAN (stats.py). Every script takes the key
--- prefix as ARGV[1].
+-- histogram's DURATION_BUCKETS and NEVER_RAN (stats.py), PUBLISH, the command finish
+-- messages go out with (SPUBLISH on Redis Cluster), and BELL (true on Redis Cluster).
+-- Every script takes the key prefix as ARGV[1].
 
 local P = ARGV[1]
 local CHANNEL = P .. KEY.finished
 local STATS = P .. KEY.stats
 
 local function rkey(id) return P .. KEY.task .. id end
+
+-- On Redis Cluster a job added to a stream rings its shard's bell with the stream's
+-- <queue>:<NNN>, so that a worker waiting for work reads this shard now rather than
+-- when its turn comes (sharded_queue.py); one server needs no bell.
+local function ring(stream)
+  if BELL then redis.call('SPUBLISH', P .. KEY.jobs, string.sub(stream, #P + #KEY.queue + 1)) end
+end
 local function steps_key(id) return P .. KEY.steps .. id end
 -- a record whose body ran steps (or that started with steps) names one in `step`
 local function has_steps(raw) return raw and raw ~= '""' end
@@ -86,8 +94,8 @@ local function finish(key, id, t, state)
   end
   emit(id, t, state)
   local doc = to_json(t)
-  if #doc <= PUBLISH_MAX then redis.call('PUBLISH', CHANNEL, id .. '\n' .. doc)
-  else redis.call('PUBLISH', CHANNEL, id) end
+  if #doc <= PUBLISH_MAX then redis.call(PUBLISH, CHANNEL, id .. '\n' .. doc)
+  else redis.call(PUBLISH, CHANNEL, id) end
 end
 
 -- progress/message kept back by report(): only onto the attempt that runs; returns when

@@ -8,7 +8,8 @@
 --       job stream|'', job JSON|'', n_steps, (step name, step JSON) * n_steps,
 --       then field, JSON, field, JSON... of the record.
 -- Returns false when created, or the existing record (flat) when the idempotency key
--- names a task still retained.
+-- names a task still retained, or {'elsewhere', task_id} when the key names a task of
+-- another shard (a Redis Cluster deployment sets such a key apart: sharded.py).
 local id, score, method, stream = ARGV[2], ARGV[3], ARGV[4], ARGV[6]
 local key = rkey(id)
 local n_steps = tonumber(ARGV[8])
@@ -20,12 +21,15 @@ if has_idempotency(t.idempotency_key) then
   ikey = idem_key(cjson.decode(t.service), method, cjson.decode(t.idempotency_key))
   local existing = redis.call('GET', ikey)
   if existing then
-    local found = redis.call('HGETALL', rkey(cjson.decode(existing)))
+    local named = cjson.decode(existing)
+    if type(named) == 'table' then return {'elsewhere', named[1]} end
+    local found = redis.call('HGETALL', rkey(named))
     if #found > 0 then return found end
   end
 end
 if stream ~= '' then
   t.job_entry = cjson.encode(stream .. ' ' .. redis.call('XADD', stream, '*', 'job', ARGV[7]))
+  ring(stream)
 end
 redis.call('HSET', key, unpack(to_flat(t)))
 if n_steps > 0 then

@@ -14,6 +14,7 @@ for _, member in ipairs(due) do
     local stream = P .. KEY.queue .. name .. ':' .. string.format('%03d', tonumber(job['priority']))
     local entry = redis.call('XADD', stream, '*', 'job', member)
     redis.call('HSET', key, 'job_entry', cjson.encode(stream .. ' ' .. entry))
+    ring(stream)
   end
 end
 return #due

@@ -33,7 +33,7 @@ for _, id in ipairs(ids) do
     end
   end
 end
-if #purged > 0 then redis.call('PUBLISH', CHANNEL, '-' .. table.concat(purged, ',')) end
+if #purged > 0 then redis.call(PUBLISH, CHANNEL, '-' .. table.concat(purged, ',')) end
 local following = start + count - gone
 if #ids < count then following = 0 end
 return {following, found, unpack(purged)}

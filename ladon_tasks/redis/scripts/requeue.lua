@@ -10,4 +10,5 @@ local state = redis.call('HGET', KEYS[2], 'state')
 if state ~= '"queued"' then return false end
 local entry = redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
 redis.call('HSET', KEYS[2], 'job_entry', cjson.encode(KEYS[1] .. ' ' .. entry))
+ring(KEYS[1])
 return entry

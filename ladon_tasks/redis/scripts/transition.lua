@@ -55,6 +55,7 @@ for i = fields_at, #ARGV, 2 do changes[ARGV[i]] = ARGV[i + 1] end
 for i = ops_at + 1, fields_at - 1, 4 do
   if ARGV[i] == 'enqueue' then
     changes.job_entry = cjson.encode(ARGV[i + 1] .. ' ' .. redis.call('XADD', ARGV[i + 1], '*', 'job', ARGV[i + 2]))
+    ring(ARGV[i + 1])
   elseif ARGV[i] == 'delay' then
     redis.call('ZADD', ARGV[i + 1], ARGV[i + 3], ARGV[i + 2])
   end

@@ -1,0 +1,422 @@
+"""Task records on Redis Cluster: one deployment as ``shards`` Redis stores, one per hash
+slot, over one cluster client (:mod:`.cluster` says how keys and tasks are cut).
+
+Each shard is a whole :class:`~ladon_tasks.redis.store.RedisStore` under its own prefix,
+so every step of a task is still one script on one node, with the same guarantees. What
+spans shards, and how:
+
+* **a task** lives on the shard its id names: every call about one task goes to that
+  shard alone, as on one server;
+* **idempotency keys**: the runtime asks :meth:`ShardedRedisStore.new_task_id` for the id
+  of a task with a key, and gets one on the key's shard, so the key and its task are
+  checked and written by the one create script. A caller that made its own id with a
+  key on another shard gets two steps instead: the key is set on its own shard first
+  (kept a day longer than the record's ``result_ttl``), then the task is made on its
+  own shard;
+* **listing** asks every shard for its first ``offset + limit`` records that pass the
+  filters and merges them newest first: a page costs ``shards`` times what it costs on
+  one server;
+* **counts** add up every shard's ``stats`` hash; **purge** goes through every shard;
+* **events** are read from every shard's stream and merged by time; an event's id
+  carries the position in every shard (``<ms>-<seq>|<shard position>,...``), so reading
+  on from it misses nothing;
+* **owner leases** are renewed on every shard (each shard's owner-lease scripts see the
+  tasks held there), taken over shard by shard, and merged for the caretaker;
+* **queues**: a job lives on its task's shard; workers read every shard, and wait on
+  the job bell that says which shard just got a job (:mod:`.sharded_queue`,
+  :mod:`.bell`); queue depths add up over shards;
+* **workers** announce themselves on one shard (by their id); the dashboard's list
+  merges every shard's;
+* **finish messages** go on each shard's channel; each shard store subscribes to its
+  own when it first waits (classic Pub/Sub, which a cluster delivers on every node).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import redis
+from redis.cluster import RedisCluster
+
+from ladon_tasks import defaults
+from ladon_tasks.model import TaskRecord, TaskState, new_task_id
+from ladon_tasks.redis.bell import JobBell
+from ladon_tasks.redis.cluster import (
+    ClusterURL,
+    id_on_shard,
+    idempotency_shard,
+    is_cluster_url,
+    shard_of,
+    shard_prefixes,
+)
+from ladon_tasks.redis.connection import REDIS_ERRORS, as_text, connect_cluster, describe_location, url_from_environment
+from ladon_tasks.redis.keys import DEFAULT_PREFIX, LAYOUT
+from ladon_tasks.redis.owners import RedisOwnership
+from ladon_tasks.redis.fleet import RedisFleet
+from ladon_tasks.redis.sharded_queue import ShardedQueue
+from ladon_tasks.redis.store import KeyElsewhere, RedisStore
+from ladon_tasks.stats import QueueDepth, TaskCounts, WebProcess, WorkerInfo, queue_depths
+from ladon_tasks.steps import StepRecord
+from ladon_tasks.stores.base import Fleet, JobChange, JobEntry, Ownership, StoreError, TaskStore
+
+#: How much longer than its record's ``result_ttl`` an idempotency key set apart from its
+#: task (a caller's own id on another shard) is kept, in seconds.
+SEPARATE_KEY_MARGIN = 86_400.0
+
+
+def open_store(url: str, **options: Any) -> TaskStore:
+    """The store for any Redis URL: a :class:`ShardedRedisStore` for ``redis+cluster://``,
+    else a :class:`RedisStore`. Every place that takes a Redis URL opens it here."""
+    if is_cluster_url(url):
+        return ShardedRedisStore(url, **options)
+    return RedisStore(url, **options)
+
+
+def store_from_environment(environ: Mapping[str, str] | None = None, **options: Any) -> TaskStore:
+    """:func:`open_store` of ``LADON_TASKS_REDIS_URL``, or of ``REDIS_HOST`` and the other
+    variables :func:`~ladon_tasks.redis.connection.url_from_environment` reads."""
+    return open_store(url_from_environment(environ), **options)
+
+
+class ShardedRedisStore(TaskStore):
+    """Task records spread over the shards of a Redis Cluster.
+
+    ``connection``: a ``redis+cluster://`` URL, or an existing ``RedisCluster`` (used, not
+    closed); ``shards``: how many (the URL's ``shards=``, else
+    ``defaults.CLUSTER_SHARDS``) - every process of a deployment must say the same.
+    """
+
+    def __init__(
+        self,
+        connection: str | RedisCluster,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        shards: int | None = None,
+        flush_interval: float = defaults.FLUSH_INTERVAL,
+        wait_recheck: float = defaults.WAIT_RECHECK,
+        socket_timeout: float | None = None,
+    ) -> None:
+        if not prefix:
+            raise ValueError("prefix must not be empty: keys of other programs would mix with ours")
+        if isinstance(connection, RedisCluster):
+            if socket_timeout is not None:
+                raise ValueError("socket_timeout applies to a URL; configure the given RedisCluster instead")
+            self._redis = connection
+            self._owns_connection = False
+            count = shards or defaults.CLUSTER_SHARDS
+        elif isinstance(connection, str):
+            parsed = ClusterURL.parse(connection)
+            count = shards or parsed.shards
+            try:
+                self._redis = connect_cluster(connection, socket_timeout)
+            except REDIS_ERRORS as exc:
+                raise StoreError(f"Redis Cluster at {parsed.describe()}: connecting failed: {exc}") from None
+            self._owns_connection = True
+        else:
+            raise TypeError("connection must be a redis+cluster:// URL or a RedisCluster, "
+                            f"not {type(connection).__name__}")
+        self.prefix = prefix
+        self.location = describe_location(self._redis)
+        self.shards = [
+            RedisStore(self._redis, prefix=shard_prefix, flush_interval=flush_interval, wait_recheck=wait_recheck)
+            for shard_prefix in shard_prefixes(prefix, count)
+        ]
+        self._fleet = ShardedFleet([shard.fleet() for shard in self.shards])
+        self._bell = JobBell(self._redis, [shard.keys.jobs_channel for shard in self.shards])
+        self._ownership = ShardedOwnership(self, [shard.ownership() for shard in self.shards])
+
+    @property
+    def client(self) -> RedisCluster:
+        """The cluster client every shard shares."""
+        return self._redis
+
+    def shard(self, task_id: str) -> RedisStore:
+        """The shard task ``task_id`` lives on."""
+        return self.shards[shard_of(task_id, len(self.shards))]
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except REDIS_ERRORS as exc:
+            raise StoreError(f"Redis at {self.location}: {action} failed: {type(exc).__name__}: {exc}") from exc
+
+    # -- one task: its shard ---------------------------------------------------------
+
+    def new_task_id(self, service: str, method: str, idempotency_key: str = "") -> str:
+        if not idempotency_key:
+            return new_task_id()
+        return id_on_shard(idempotency_shard(service, method, idempotency_key, len(self.shards)), len(self.shards))
+
+    def create(self, record: TaskRecord, job: JobEntry | None = None,
+               steps: Sequence[StepRecord] = ()) -> TaskRecord:
+        home = self.shard(record.task_id)
+        if record.idempotency_key:
+            key_shard = self.shards[idempotency_shard(record.service, record.method, record.idempotency_key,
+                                                      len(self.shards))]
+            if key_shard is not home:
+                existing = self._claim_separate_key(key_shard, record)
+                if existing is not None:
+                    return existing
+        if job is not None:
+            job = JobEntry(self._rehome(job.stream, home), job.payload)
+        try:
+            return home.create(record, job, steps)
+        except KeyElsewhere as elsewhere:  # the key was set apart for a task of another shard
+            existing = self.current(elsewhere.task_id)
+            if existing is not None:
+                return existing
+            with self._errors(f"creating task {record.task_id}"):
+                self._redis.delete(self._separate_key(home, record))  # its task expired: the key is free
+            return home.create(record, job, steps)
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        return self.shard(task_id).get(task_id)
+
+    def current(self, task_id: str) -> TaskRecord | None:
+        return self.shard(task_id).current(task_id)
+
+    def begin(self, task_id: str, attempt: int, started_at: float, where: str = "") -> bool:
+        return self.shard(task_id).begin(task_id, attempt, started_at, where)
+
+    def transition(self, task_id: str, target: TaskState, *, attempt: int | None = None, owner: str | None = None,
+                   job: JobChange | None = None, where: str | None = None, **changes: Any) -> TaskRecord | None:
+        home = self.shard(task_id)
+        if job is not None:
+            job = self._rehome_change(job, home)
+        return home.transition(task_id, target, attempt=attempt, owner=owner, job=job, where=where, **changes)
+
+    def report(self, task_id: str, progress: float | None = None, message: str | None = None, *,
+               attempt: int | None = None) -> bool:
+        return self.shard(task_id).report(task_id, progress, message, attempt=attempt)
+
+    def load_steps(self, task_id: str) -> dict[str, StepRecord]:
+        return self.shard(task_id).load_steps(task_id)
+
+    def record_step(self, task_id: str, attempt: int, step: StepRecord) -> bool:
+        return self.shard(task_id).record_step(task_id, attempt, step)
+
+    def request_cancel(self, task_id: str) -> TaskRecord | None:
+        return self.shard(task_id).request_cancel(task_id)
+
+    def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
+        return self.shard(task_id).wait(task_id, timeout)
+
+    # -- every shard -----------------------------------------------------------------
+
+    def list_tasks(self, *, states: Iterable[TaskState] | None = None, method: str | None = None, limit: int = 100,
+                   offset: int = 0, tag: str | None = None, id_prefix: str | None = None) -> list[TaskRecord]:
+        if limit <= 0:
+            return []
+        wanted = None if states is None else list(states)
+        offset = max(0, offset)
+        merged: list[TaskRecord] = []
+        for shard in self.shards:
+            merged += shard.list_tasks(states=wanted, method=method, limit=offset + limit, offset=0, tag=tag,
+                                       id_prefix=id_prefix)
+        merged.sort(key=lambda record: record.submitted_at or 0.0, reverse=True)
+        return merged[offset:offset + limit]
+
+    def counts(self) -> TaskCounts:
+        """Every shard's ``stats`` hash added up: one read per shard."""
+        total: dict[str, float] = {}
+        for shard in self.shards:
+            for name, value in shard.count_fields().items():
+                try:
+                    total[name] = total.get(name, 0.0) + float(value)
+                except ValueError:
+                    continue
+        return TaskCounts.from_fields({name: repr(value) for name, value in total.items()})
+
+    def purge(self, states: Iterable[TaskState], method: str | None = None, dry_run: bool = False) -> int:
+        wanted = list(states)
+        return sum(shard.purge(wanted, method, dry_run) for shard in self.shards)
+
+    def ping(self) -> None:
+        with self._errors("ping"):
+            self._redis.ping()
+
+    def events(self, last_id: str = "$", block: float = 1.0, count: int = 100) -> list[tuple[str, dict[str, str]]]:
+        """Lifecycle events of every shard after ``last_id`` (``"$"``, ``"0"``, or an id
+        this returned), merged by time; waits up to ``block`` seconds for the first,
+        asking the shards again every ``defaults.EVENTS_POLL_INTERVAL / 10``."""
+        cursor = self._event_cursor(last_id)
+        deadline = time.monotonic() + max(0.0, block)
+        while True:
+            found: list[tuple[tuple[int, int], int, str, dict[str, str]]] = []
+            with self._errors("read events"):
+                for index, shard in enumerate(self.shards):
+                    answer: Any = self._redis.xread({shard.keys.events: cursor[index]}, count=count)
+                    for _, entries in answer or []:
+                        for event_id, fields in entries:
+                            found.append((_entry_order(as_text(event_id)), index, as_text(event_id), fields))
+            if found or time.monotonic() >= deadline:
+                break
+            time.sleep(min(defaults.EVENTS_POLL_INTERVAL / 10, max(0.0, deadline - time.monotonic())))
+        found.sort(key=lambda item: item[0])
+        events = []
+        for _, index, event_id, fields in found[:count]:
+            cursor[index] = event_id
+            events.append((f"{event_id}|{','.join(cursor)}", fields))
+        return events
+
+    def _event_cursor(self, last_id: str) -> list[str]:
+        if last_id in ("$", "0", "0-0", ""):
+            if last_id != "$":
+                return ["0-0"] * len(self.shards)
+            with self._errors("read events"):
+                return [_last_entry(self._redis, shard.keys.events) for shard in self.shards]
+        _, _, positions = last_id.partition("|")
+        cursor = positions.split(",")
+        if len(cursor) != len(self.shards):
+            raise ValueError(f"not an event id of this deployment's {len(self.shards)} shards: {last_id[:60]!r}")
+        return cursor
+
+    def queue(self, name: str, *, lease_seconds: float = defaults.LEASE_SECONDS, levels: Iterable[int] = (),
+              consumer: str | None = None) -> ShardedQueue:
+        """Queue ``name`` on every shard; ``consumer``: the reading worker's id."""
+        levels = list(levels)
+        queues = [shard.queue(name, lease_seconds=lease_seconds, levels=levels, consumer=consumer)
+                  for shard in self.shards]
+        return ShardedQueue(queues, self._bell)
+
+    def ownership(self) -> "ShardedOwnership":
+        return self._ownership
+
+    def fleet(self) -> "ShardedFleet":
+        return self._fleet
+
+    def close(self) -> None:
+        self._bell.close()
+        for shard in self.shards:
+            shard.close()
+        if self._owns_connection:
+            self._redis.close()
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _rehome(self, key: str, home: RedisStore) -> str:
+        """``key`` of any shard, as the same key of ``home`` (a job entry made for the
+        queue before its task's shard was known)."""
+        for shard in self.shards:
+            if key.startswith(shard.prefix):
+                return home.prefix + key[len(shard.prefix):]
+        return key
+
+    def _rehome_change(self, job: JobChange, home: RedisStore) -> JobChange:
+        enqueue = JobEntry(self._rehome(job.enqueue.stream, home), job.enqueue.payload) if job.enqueue else None
+        delay = (self._rehome(job.delay[0], home), job.delay[1], job.delay[2]) if job.delay else None
+        return JobChange(release=job.release, enqueue=enqueue, delay=delay)
+
+    @staticmethod
+    def _separate_key(shard: RedisStore, record: TaskRecord) -> str:
+        """The idempotency key of ``record`` on ``shard``, named as the scripts name it."""
+        text = f"{record.service}\n{record.method}\n{record.idempotency_key}"
+        digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{shard.prefix}{LAYOUT['idempotency']}{digest}"
+
+    def _claim_separate_key(self, key_shard: RedisStore, record: TaskRecord) -> TaskRecord | None:
+        """An idempotency key on another shard than its task: set it to this task unless
+        it names one still retained, which is returned instead."""
+        key = self._separate_key(key_shard, record)
+        keep_ms = int((max(0.0, record.result_ttl) + SEPARATE_KEY_MARGIN) * 1000)
+        mine = json.dumps([record.task_id])  # a list: the create script knows it is set apart
+        with self._errors(f"creating task {record.task_id}"):
+            for _ in range(3):
+                if self._redis.set(key, mine, nx=True, px=keep_ms):
+                    return None
+                named = self._redis.get(key)
+                if named is None:
+                    continue  # expired meanwhile
+                other = json.loads(as_text(named))
+                existing = self.current(other[0] if isinstance(other, list) else other)
+                if existing is not None:
+                    return existing
+                self._redis.set(key, mine, px=keep_ms)  # its task expired: the key is free
+                return None
+        return None
+
+
+def _entry_order(entry: str) -> tuple[int, int]:
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _last_entry(client: Any, stream: str) -> str:
+    newest = client.xrevrange(stream, count=1)
+    return as_text(newest[0][0]) if newest else "0-0"
+
+
+class ShardedOwnership(Ownership):
+    """Owner leases on every shard: a process holds tasks on any of them."""
+
+    def __init__(self, store: ShardedRedisStore, shards: list[RedisOwnership]) -> None:
+        self._store = store
+        self._shards = shards
+
+    def renew(self, owner: str, lease: float) -> None:
+        for shard in self._shards:
+            shard.renew(owner, lease)
+
+    def expired(self, owners: int = 10, tasks: int = 100) -> list[tuple[str, float, list[str]]]:
+        merged: dict[str, tuple[float, list[str]]] = {}
+        for shard in self._shards:
+            for owner, since, ids in shard.expired(owners, tasks):
+                before = merged.get(owner, (since, []))
+                merged[owner] = (min(before[0], since), before[1] + ids)
+        found = sorted(merged.items(), key=lambda item: -item[1][0])[:owners]
+        return [(owner, since, ids[:tasks]) for owner, (since, ids) in found]
+
+    def adopt(self, task_id: str, dead: str, new: str, max_lost: int, reason: str) -> TaskRecord | None:
+        shard = shard_of(task_id, len(self._shards))
+        return self._shards[shard].adopt(task_id, dead, new, max_lost, reason)
+
+    def held(self, owner: str) -> list[str]:
+        return sorted(task_id for shard in self._shards for task_id in shard.held(owner))
+
+    def release(self, owner: str, max_lost: int, reason: str) -> int:
+        return sum(shard.release(owner, max_lost, reason) for shard in self._shards)
+
+
+class ShardedFleet(Fleet):
+    """Queues and workers over every shard: depths add up, lists merge."""
+
+    def __init__(self, shards: list[RedisFleet]) -> None:
+        self._shards = shards
+
+    def queues(self) -> list[QueueDepth]:
+        streams: dict[str, tuple[int, int]] = {}
+        delayed: dict[str, int] = {}
+        for shard in self._shards:
+            shard_streams, shard_delayed = shard.depth_figures()
+            for member, waiting, running in shard_streams:
+                before = streams.get(member, (0, 0))
+                streams[member] = (before[0] + waiting, before[1] + running)
+            for name, size in shard_delayed.items():
+                delayed[name] = delayed.get(name, 0) + size
+        return queue_depths(((member, w, r) for member, (w, r) in streams.items()), delayed)
+
+    def register_streams(self, members: list[str]) -> None:
+        for shard in self._shards:
+            shard.register_streams(members)
+
+    def workers(self) -> tuple[list[WorkerInfo], list[WebProcess]]:
+        workers: dict[str, WorkerInfo] = {}
+        webs: dict[str, WebProcess] = {}
+        for shard in self._shards:
+            found, owners = shard.workers()
+            for info in found:
+                workers[info.worker_id] = info
+            for web in owners:
+                before = webs.get(web.owner)
+                webs[web.owner] = web if before is None else WebProcess(
+                    web.owner, min(before.lease_left, web.lease_left), before.holds + web.holds)
+        return (sorted(workers.values(), key=lambda info: (info.host, info.started_at)),
+                sorted(webs.values(), key=lambda web: web.owner))
+
+    def beat(self, info: WorkerInfo, ttl: float) -> None:
+        self._shards[shard_of(info.worker_id, len(self._shards))].beat(info, ttl)

@@ -1,0 +1,161 @@
+"""One job queue over the shards of a Redis Cluster (:mod:`.sharded`): a
+:class:`~ladon_tasks.redis.queue.RedisQueue` per shard, read by every worker of the queue.
+
+A job lives on its task's shard, so a task's record and job still change together in one
+script. What a worker does with a job it read (renew, acknowledge, hand back, reissue)
+goes to the shard the job came from. Reading is where shards show: Redis cannot read
+streams of several slots in one command, so :meth:`ShardedQueue.claim` asks each shard
+in turn without waiting (a *sweep*), highest priority first over all shards, starting at
+the next shard each time so that no shard is drained before the others. Once a sweep
+found nothing, the queue is idle: its slots wait on the job bell (:mod:`.bell`), which
+says which shard just got a job, and read that shard; they sweep again once per
+``defaults.CLAIM_BLOCK`` (a bell may be missed) or as soon as a read brings a job. So an
+idle worker sends no command while it waits, and a new job is read at once. While the
+bell is not heard (starting, reconnecting), a slot waits on one shard's streams instead,
+the next one each time, for ``defaults.CLUSTER_CLAIM_SLICE`` at most. Within one
+priority, jobs are read first come first served on each shard, not across shards.
+
+Housekeeping (reaping expired leases, due retries, trimming) goes through every shard.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Sequence
+
+from ladon_tasks import defaults
+from ladon_tasks.executors.base import Job
+from ladon_tasks.redis.bell import JobBell
+from ladon_tasks.redis.cluster import shard_of
+from ladon_tasks.redis.queue import Claim, RedisQueue
+from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, TaskStore
+
+
+class ShardedQueue(JobQueue):
+    """Queue ``name`` on every shard; ``queues``: its :class:`RedisQueue` of each shard,
+    in shard order."""
+
+    def __init__(self, queues: Sequence[RedisQueue], bell: JobBell | None = None) -> None:
+        if not queues:
+            raise ValueError("a sharded queue needs at least one shard")
+        self.shards = list(queues)
+        self._bell = bell
+        first = self.shards[0]
+        self.name = first.name
+        self.lease_seconds = first.lease_seconds
+        self.levels = first.levels
+        self.consumer = first.consumer
+        self._turn = itertools.count()
+        self._idle = False  # the last sweep found nothing (threads may race on it: harmless)
+        self._swept_at = 0.0
+
+    def _of_claim(self, claim: Claim) -> RedisQueue:
+        for queue in self.shards:
+            if claim.stream.startswith(queue.prefix):
+                return queue
+        raise ValueError(f"queue {self.name!r}: stream {claim.stream!r} is on no shard of this deployment")
+
+    def _of_task(self, task_id: str) -> RedisQueue:
+        return self.shards[shard_of(task_id, len(self.shards))]
+
+    # -- producers -------------------------------------------------------------------
+
+    def entry(self, priority: int, payload: str) -> JobEntry:
+        """An entry on the first shard: the store moves it to its task's shard."""
+        return self.shards[0].entry(priority, payload)
+
+    def requeue(self, job: Job, claim: Claim | None = None) -> None:
+        self._of_task(job.task_id).requeue(job, claim)
+
+    # -- job moves that go with a record change --------------------------------------
+
+    @staticmethod
+    def release(claim: Claim) -> JobChange:
+        return RedisQueue.release(claim)
+
+    def retry_later(self, claim: Claim, delay: float) -> JobChange:
+        return self._of_claim(claim).retry_later(claim, delay)
+
+    def run_again(self, claim: Claim) -> JobChange:
+        return self._of_claim(claim).run_again(claim)
+
+    # -- workers ---------------------------------------------------------------------
+
+    def ensure_groups(self, force: bool = False) -> None:
+        for queue in self.shards:
+            queue.ensure_groups(force)
+
+    def claim(self, block: float, above: int | None = None) -> list[Claim]:
+        """The next job of any shard, highest priority first, waiting up to one slice of
+        ``block`` on one shard when none has one (see the module's text)."""
+        self.ensure_groups()
+        start = next(self._turn) % len(self.shards)
+        order = self.shards[start:] + self.shards[:start]
+        now = time.monotonic()
+        waiting_only = above is None and block > 0 and self._idle and now - self._swept_at < defaults.CLAIM_BLOCK
+        if not waiting_only:
+            self._swept_at = now
+            if self._bell is not None:
+                self._bell.forget(self.name)  # what they said, this sweep sees
+            for level in self.levels:
+                if above is not None and level <= above:
+                    return []
+                for queue in order:
+                    claims = queue.read_level(level)
+                    if claims:
+                        self._idle = False
+                        return claims
+            if above is not None or block <= 0:
+                return []
+            self._idle = True
+        if self._bell is not None and self._bell.listening:
+            # a job read on the bell's word leaves the queue idle: the bell goes on
+            # telling where the next ones are, without a sweep after each
+            wait = min(block, max(0.0, self._swept_at + defaults.CLAIM_BLOCK - now) + 0.001)
+            rung = self._bell.wait(self.name, wait)
+            return self.shards[rung].read_any() if rung is not None else []
+        if self._bell is not None:
+            self._bell.wait(self.name, 0)  # start listening
+        claims = order[0].wait_any(min(block, defaults.CLUSTER_CLAIM_SLICE))
+        if claims:
+            self._idle = False
+        return claims
+
+    def claimable(self) -> bool:
+        return any(queue.claimable() for queue in self.shards)
+
+    def renew(self, claims: Sequence[Claim]) -> None:
+        for queue, held in self._group(claims):
+            queue.renew(held)
+
+    def ping(self) -> None:
+        self.shards[0].ping()
+
+    def ack(self, claims: Sequence[Claim]) -> None:
+        for queue, held in self._group(claims):
+            queue.ack(held)
+
+    def forget_consumer(self) -> None:
+        for queue in self.shards:
+            queue.forget_consumer()
+
+    # -- housekeeping ----------------------------------------------------------------
+
+    def reap(self, store: TaskStore, max_lost: int = defaults.MAX_LOST_ATTEMPTS) -> int:
+        return sum(queue.reap(store, max_lost) for queue in self.shards)
+
+    def reissue(self, store: TaskStore, claim: Claim, reason: str, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
+                what: str = "reissued", where: str = "") -> str:
+        return self._of_claim(claim).reissue(store, claim, reason, max_lost, what=what, where=where)
+
+    def trim(self) -> None:
+        for queue in self.shards:
+            queue.trim()
+
+    def _group(self, claims: Sequence[Claim]) -> list[tuple[RedisQueue, list[Claim]]]:
+        grouped: dict[int, tuple[RedisQueue, list[Claim]]] = {}
+        for claim in claims:
+            queue = self._of_claim(claim)
+            grouped.setdefault(id(queue), (queue, []))[1].append(claim)
+        return list(grouped.values())
