@@ -274,7 +274,7 @@ def test_cluster_urls(redis_cluster: RedisClusterProcesses) -> None:
     assert parsed.nodes == (("::1", 7000), ("h2", 6379), ("h3", 7002))
     assert (parsed.username, parsed.password, parsed.shards) == ("u", "p@ss", 32)
     assert "p@ss" not in parsed.describe()
-    for bad, says in (("redis+cluster://", "lists some of its nodes"), ("redis+cluster://h:1/0", "one database"),
+    for bad, says in (("redis+cluster://", "lists its cluster nodes"), ("redis+cluster://h:1/0", "one database"),
                       ("redis+cluster://h:1?shards=0", "shards is a number"), ("redis+cluster://h:1?db=2", "shards=N"),
                       ("redis+cluster://h:99999", "port")):
         with pytest.raises(ValueError, match=says):

@@ -57,37 +57,35 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory):
     server.stop()
 
 
-def _redis_backend(server: RedisServer) -> Iterator[Backend]:
-    with server.client() as client:
-        client.flushall()
+def _shared_backend(name: str, open_on: Callable[[str], TaskStore], server: RedisServer | None = None,
+                    ) -> Iterator[Backend]:
+    """Stores over one Redis deployment under a fresh prefix; ``open_on(prefix)`` opens one."""
     prefix = f"test-{uuid.uuid4().hex[:8]}:"
     opened: list[TaskStore] = []
 
     def open_store() -> TaskStore:
-        # a long recheck, so a prompt wake-up can only come from the finish notification
-        store = RedisStore(server.url, prefix=prefix, wait_recheck=5.0)
+        store = open_on(prefix)
         opened.append(store)
         return store
 
-    yield Backend("redis", open_store(), open_store, server, prefix, opened)
+    yield Backend(name, open_store(), open_store, server, prefix, opened)
     for store in opened:
         store.close()
+
+
+def _redis_backend(server: RedisServer) -> Iterator[Backend]:
+    with server.client() as client:
+        client.flushall()
+    # a long recheck, so a prompt wake-up can only come from the finish notification
+    yield from _shared_backend("redis", lambda prefix: RedisStore(server.url, prefix=prefix, wait_recheck=5.0),
+                               server)
 
 
 def _cluster_backend(cluster: RedisClusterProcesses) -> Iterator[Backend]:
     """The same tests on a 3-primary Redis Cluster, the records spread over its shards."""
     cluster.flushall()
-    prefix = f"test-{uuid.uuid4().hex[:8]}:"
-    opened: list[TaskStore] = []
-
-    def open_store() -> TaskStore:
-        store = ShardedRedisStore(cluster.url, prefix=prefix, wait_recheck=5.0)
-        opened.append(store)
-        return store
-
-    yield Backend("cluster", open_store(), open_store, None, prefix, opened)
-    for store in opened:
-        store.close()
+    yield from _shared_backend("cluster",
+                               lambda prefix: ShardedRedisStore(cluster.url, prefix=prefix, wait_recheck=5.0))
 
 
 @pytest.fixture(params=["memory", "redis", "cluster"])

@@ -40,7 +40,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from ladon_tasks import defaults
 from ladon_tasks.model import TASK_ID_BYTES
-from ladon_tasks.redis.sentinel import host_port
+from ladon_tasks.redis.urls import HostListURL, describe_hosts
 
 #: The scheme of a cluster URL.
 SCHEME = "redis+cluster"
@@ -69,21 +69,10 @@ class ClusterURL:
         """The URL's parts; ``ValueError`` naming what is wrong, never the password."""
         if not is_cluster_url(url):
             raise ValueError(f"not a Redis Cluster URL; expected {FORM}")
-        rest = url[len(SCHEME) + 3:]
-        rest, _, query = rest.partition("?")
-        if "#" in rest or "#" in query:
-            raise ValueError(f"a Redis Cluster URL has no #fragment; expected {FORM}")
-        netloc, _, path = rest.partition("/")
-        if path.strip("/"):
+        parsed = HostListURL.parse(url, SCHEME, defaults.CLUSTER_PORT, "cluster node", FORM)
+        if parsed.path.strip("/"):
             raise ValueError(f"a Redis Cluster has one database: its URL names none; expected {FORM}")
-        userinfo, _, hosts = netloc.rpartition("@")
-        username = password = None
-        if userinfo:
-            user, has_password, secret = userinfo.partition(":")
-            username = urllib.parse.unquote(user) or None
-            password = urllib.parse.unquote(secret) if has_password else None
-        where = f"a Redis Cluster URL lists some of its nodes, host:port separated by commas: {FORM}"
-        nodes = tuple(host_port(part, defaults.CLUSTER_PORT, "cluster node", where) for part in hosts.split(","))
+        query = parsed.query
         shards = defaults.CLUSTER_SHARDS
         for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
             if name != "shards":
@@ -91,12 +80,11 @@ class ClusterURL:
             if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_SHARDS:
                 raise ValueError(f"shards is a number from 1 to {MAX_SHARDS}, not {value[:20]!r}")
             shards = int(value)
-        return cls(nodes=nodes, username=username, password=password, shards=shards)
+        return cls(nodes=parsed.hosts, username=parsed.username, password=parsed.password, shards=shards)
 
     def describe(self) -> str:
         """Where Redis is, for messages - never the password."""
-        hosts = ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in self.nodes)
-        return f"cluster via {hosts} ({self.shards} shards)"
+        return f"cluster via {describe_hosts(self.nodes)} ({self.shards} shards)"
 
     def connect(self, **connection_kwargs: Any) -> RedisCluster:
         """A cluster client: ``connection_kwargs`` (timeouts, decoding, protocol) apply to

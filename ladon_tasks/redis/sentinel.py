@@ -44,6 +44,7 @@ import redis
 from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 from ladon_tasks import defaults
+from ladon_tasks.redis.urls import HostListURL, describe_hosts
 
 log = logging.getLogger(__name__)
 
@@ -95,19 +96,9 @@ class SentinelURL:
         """The URL's parts; ``ValueError`` naming what is wrong, never the password."""
         if not is_sentinel_url(url):
             raise ValueError(f"not a Sentinel URL; expected {FORM}")
-        rest = url[len(SCHEME) + 3:]
-        rest, _, query = rest.partition("?")
-        rest, _, fragment = rest.partition("#")
-        if fragment:
-            raise ValueError(f"a Sentinel URL has no #fragment; expected {FORM}")
-        netloc, _, path = rest.partition("/")
-        userinfo, _, hosts = netloc.rpartition("@")
-        username = password = None
-        if userinfo:
-            user, has_password, secret = userinfo.partition(":")
-            username = urllib.parse.unquote(user) or None
-            password = urllib.parse.unquote(secret) if has_password else None
-        sentinels = tuple(_host_port(part) for part in hosts.split(","))
+        parsed = HostListURL.parse(url, SCHEME, defaults.SENTINEL_PORT, "sentinel", FORM)
+        path, query, sentinels = parsed.path, parsed.query, parsed.hosts
+        username, password = parsed.username, parsed.password
         parts = [urllib.parse.unquote(part) for part in path.split("/")]
         if parts and parts[-1] == "":
             parts.pop()  # a trailing slash
@@ -124,8 +115,7 @@ class SentinelURL:
 
     def describe(self) -> str:
         """Where Redis is, for messages: sentinels, service and database - never a password."""
-        hosts = ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in self.sentinels)
-        return f"sentinel service {self.service!r} via {hosts} db {self.db}"
+        return f"sentinel service {self.service!r} via {describe_hosts(self.sentinels)} db {self.db}"
 
     def connect(self, **connection_kwargs: Any) -> redis.Redis:
         """A client of the primary: ``connection_kwargs`` apply to the primary's
@@ -313,31 +303,6 @@ def describe_sentinel_client(client: redis.Redis) -> str | None:
         "{host}:{port}".format(**node.connection_pool.connection_kwargs) for node in pool.sentinel_manager.sentinels
     )
     return f"sentinel service {pool.service_name!r} via {hosts} db {pool.connection_kwargs.get('db', 0)}"
-
-
-def _host_port(text: str) -> tuple[str, int]:
-    return host_port(text, defaults.SENTINEL_PORT, "sentinel",
-                     f"a Sentinel URL lists the sentinels, host:port separated by commas: {FORM}")
-
-
-def host_port(text: str, default_port: int, what: str, form: str) -> tuple[str, int]:
-    """``host:port`` or ``[IPv6]:port`` of a URL's host list (``default_port`` when none
-    is given); ``what`` names the server and ``form`` the URL's shape in messages."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, after = text[1:].partition("]")
-        port_text = after[1:] if after.startswith(":") else ""
-        if after and not after.startswith(":"):
-            raise ValueError(f"a {what} address is host:port or [IPv6]:port, not {text[:60]!r}")
-    else:
-        host, _, port_text = text.partition(":")
-    if not host:
-        raise ValueError(form)
-    if not port_text:
-        return host, default_port
-    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-        raise ValueError(f"a {what}'s port is a number from 1 to 65535, not {port_text[:20]!r}")
-    return host, int(port_text)
 
 
 def _query_options(query: str) -> dict[str, Any]:
