@@ -62,7 +62,7 @@ from bench.benchlib import (
     run_together, text_table, wanted,
 )
 from bench.monitor import Command, Monitor, format_lifecycle, lifecycle
-from bench.noise import CpuAccount, CpuShare
+from bench.noise import CpuAccount, CpuShare, CpuSplit
 from tests.support.jsonwsp import JsonWsp
 from tests.support.processes import stop_process_group
 from tests.support.redis_server import RedisServer, start_redis
@@ -70,6 +70,9 @@ from tests.support.servers import RunningServer, start_server
 from tests.support.workers import Workers
 
 SERVICE = "QueueBenchService"
+
+#: The parts a task's CPU is split into, in the order they are printed.
+CPU_PARTS = ("producer", "web", "workers", "redis")
 SERVICE_FILE = SERVICES_DIR / "queue_service.py"
 
 @dataclass(frozen=True)
@@ -138,6 +141,15 @@ class System:
         """The processes of this system that have exited, with their exit codes."""
         processes = [*self.processes, *(s.process for s in self.servers), *(p for w in self.workers for p in w.processes)]
         return [f"pid {p.pid} exited with {p.returncode}" for p in processes if p.poll() is not None]
+
+    def cpu_groups(self) -> dict[str, list[int]]:
+        """The processes of each part of this system, for :class:`CpuSplit`."""
+        redis_process = self.redis.process
+        return {
+            "web": [server.process.pid for server in self.servers],
+            "workers": [p.pid for w in self.workers for p in w.processes] + [p.pid for p in self.processes],
+            "redis": [redis_process.pid] if redis_process is not None else [],
+        }
 
     def stop(self) -> None:
         for server in self.servers:
@@ -278,6 +290,8 @@ class Figures:
     faults: Faults = field(default_factory=Faults)
     error: str | None = None
     cpu: CpuShare = field(default_factory=CpuShare)
+    #: CPU per task over the tasks/s phase by part (producer, web, workers, redis), in µs.
+    cpu_per_task_us: dict[str, float] = field(default_factory=dict)
 
     @property
     def progress_over_plain(self) -> float | None:
@@ -409,7 +423,10 @@ def measure(system: System, plan: Plan, account: CpuAccount) -> Figures:
                     system.round_trip(handle, 1)
                 time.sleep(0.2)
                 memory_before = system.redis.reset_stats()
-                figures.tasks_per_s = throughput(system, e2e_n, handles, figures.faults)
+                split = CpuSplit(system.cpu_groups())
+                with split.window():
+                    figures.tasks_per_s = throughput(system, e2e_n, handles, figures.faults)
+                figures.cpu_per_task_us = {part: seconds * 1e6 / e2e_n for part, seconds in split.seconds.items()}
                 figures.e2e_tasks = e2e_n
                 figures.commands = system.redis.commands(BENCH_COMMANDS)
                 figures.commands_per_task = sum(figures.commands.values()) / e2e_n
@@ -559,6 +576,12 @@ def run(plan: Plan, output: Path, only: list[str] | None) -> int:
             print(f"\ncommands sent per task, {figures.label}: "
                   + ", ".join(f"{name.upper()} {n:.2f}" for name, n in figures.sent_per_task.items())
                   + f"; inside scripts {figures.script_commands_per_task:.1f}")
+    print("\nCPU per task over the tasks/s phase, by process (µs; /proc utime + stime):")
+    for figures in results:
+        if figures.cpu_per_task_us:
+            parts = figures.cpu_per_task_us
+            print(f"  {figures.label:<36} " + ", ".join(f"{part} {parts[part]:,.0f}" for part in CPU_PARTS if part in parts)
+                  + f"; all {sum(parts.values()):,.0f}")
     for figures in results:
         if figures.lifecycle:
             print("\n" + format_lifecycle(figures.label, figures.lifecycle))

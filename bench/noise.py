@@ -136,24 +136,70 @@ class CpuAccount:
     def _own_ticks(self) -> dict[int, int]:
         """User and system ticks of each process of the bench's trees, waited-for children
         included."""
-        children: dict[int, list[int]] = {}
-        ticks: dict[int, int] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                text = (entry / "stat").read_text()
-            except OSError:  # gone since the listing
-                continue
-            fields = text.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
-            pid = int(entry.name)
-            children.setdefault(int(fields[1]), []).append(pid)
-            ticks[pid] = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
-        own: dict[int, int] = {}
-        todo = [pid for pid in self.roots if pid in ticks]
-        while todo:
-            pid = todo.pop()
-            if pid not in own:
-                own[pid] = ticks[pid]
-                todo += children.get(pid, [])
-        return own
+        ticks, children = process_ticks()
+        return {pid: ticks[pid] for pid in processes_below(self.roots, ticks, children)}
+
+
+def process_ticks() -> tuple[dict[int, int], dict[int, list[int]]]:
+    """User and system ticks of every process (its waited-for children's included), and
+    each process's children."""
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:  # gone since the listing
+            continue
+        fields = text.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        ticks[pid] = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return ticks, children
+
+
+def processes_below(roots: Iterable[int], ticks: dict[int, int], children: dict[int, list[int]]) -> set[int]:
+    """``roots`` and every living process below them."""
+    found: set[int] = set()
+    todo = [pid for pid in roots if pid in ticks]
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo += children.get(pid, [])
+    return found
+
+
+def own_ticks() -> int:
+    """User and system ticks of this process alone: its threads, not its children."""
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+class CpuSplit:
+    """CPU seconds by part of a system (the producing process, its web servers, workers,
+    Redis) over a window: where a task's CPU goes, by process, for one row.
+
+    ``groups`` names each part's root pids; a part counts its roots and every process
+    below them; ``producer`` is this process alone (its children are other parts)."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = {name: pids for name, pids in groups.items() if pids}
+        self.seconds: dict[str, float] = {}
+
+    def _snapshot(self) -> dict[str, int]:
+        ticks, children = process_ticks()
+        counts = {name: sum(ticks[pid] for pid in processes_below(pids, ticks, children))
+                  for name, pids in self.groups.items()}
+        counts["producer"] = own_ticks()
+        return counts
+
+    @contextmanager
+    def window(self) -> Iterator["CpuSplit"]:
+        before = self._snapshot()
+        try:
+            yield self
+        finally:
+            after = self._snapshot()
+            self.seconds = {name: max(0, after[name] - before.get(name, 0)) / TICKS for name in after}
