@@ -1,5 +1,5 @@
 """A Redis Cluster for the tests and the benches: ``primaries`` real ``redis-server``
-processes started with ``--cluster-enabled yes`` on free loopback ports
+processes (and their replicas, if asked for) started with ``--cluster-enabled yes`` on free loopback ports
 (:mod:`.redis_server` starts each), joined by ``redis-cli --cluster create`` - the slots
 split in equal ranges. ``redis-cli`` wants three primaries at least; one or two are
 joined the way it does it, by hand (``CLUSTER ADDSLOTSRANGE``, ``CLUSTER MEET``).
@@ -34,15 +34,13 @@ FORM_TIMEOUT = 30.0
 
 @dataclass
 class RedisClusterProcesses:
-    """The nodes of one cluster, each a :class:`RedisServer`: ``primaries`` of them were
-    made primaries, the others their replicas (roles change with a failover: ask
+    """The nodes of one cluster, each a :class:`RedisServer`: ``primary_count`` of them
+    were made primaries, the others their replicas (roles change with a failover: ask
     :meth:`primaries`)."""
 
     nodes: list[RedisServer]
-    primary_count: int = 0
-
-    def __post_init__(self) -> None:
-        self.primary_count = self.primary_count or len(self.nodes)
+    #: How many primaries the cluster was made with (the others were their replicas).
+    primary_count: int
 
     @property
     def url(self) -> str:
