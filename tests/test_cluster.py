@@ -230,6 +230,31 @@ def test_an_idle_worker_hears_of_a_job_on_any_shard_at_once(store: ShardedRedisS
     assert calls["command|getkeys"] == 0 and calls["xreadgroup"] <= 8 + 2 * len(store.shards), calls
 
 
+def test_a_shard_that_cannot_be_read_leaves_the_others_working(store: ShardedRedisStore, monkeypatch) -> None:
+    """A shard whose primary died, until the cluster promotes its replica
+    (``test_cluster_failover.py``), is left out of a sweep: the other shards' jobs are
+    still read, and the error comes out only when none had a job."""
+    queue = store.queue("halfdown")
+    queue.ensure_groups()
+    home = 1  # a sweep starts at shard 0 here: one that fails
+    record = TaskRecord(task_id=id_on_shard(home, len(store.shards)), service="ClusterService", method="queued")
+    job = Job(task_id=record.task_id, ref=MethodRef("cluster_service", "ClusterService", "queued"), args=[1],
+              queue="halfdown")
+    store.create(record, job=queue.entry(job.priority, job.dumps()))
+
+    def refused(*args, **kwargs):
+        raise StoreError("queue 'halfdown': claim failed: Connection refused")
+
+    for index, shard in enumerate(queue.shards):
+        if index != home:
+            monkeypatch.setattr(shard, "read_level", refused)
+    claims = queue.claim(0)
+    assert [claim.job.task_id for claim in claims] == [record.task_id]
+    queue.ack(claims)
+    with pytest.raises(StoreError, match="Connection refused"):
+        queue.claim(0)
+
+
 def _claim_within(queue, seconds: float) -> list:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -137,18 +137,18 @@ def test_every_command_takes_a_sentinel_url(group, output_dir, tmp_path):
 
 
 class Traffic:
-    """Two web servers and two workers on the group's URL, and a client that starts
-    ``TASKS`` tasks, each tried again with its ``Idempotency-Key`` until it is started."""
+    """Two web servers and two workers on ``url`` (a Sentinel group's, or a Redis
+    Cluster's: ``test_cluster_failover.py``), and a client that starts ``TASKS`` tasks,
+    each tried again with its ``Idempotency-Key`` until it is started."""
 
-    def __init__(self, group: SentinelGroup, output_dir: Path, marker_dir: Path) -> None:
-        self.group = group
+    def __init__(self, url: str, output_dir: Path, marker_dir: Path) -> None:
         self.marker_dir = marker_dir
         common = ["--lease", WEB_LEASE, "--thread-workers", "4", "--process-workers", "2"]
         self.webs = [
-            start_server([CHAOS], output_dir, "--redis", group.url, *common),
-            start_server([CHAOS], output_dir, *common, env={"LADON_TASKS_REDIS_URL": group.url}),
+            start_server([CHAOS], output_dir, "--redis", url, *common),
+            start_server([CHAOS], output_dir, *common, env={"LADON_TASKS_REDIS_URL": url}),
         ]
-        self.workers = Workers(group.url, output_dir, services=[CHAOS])
+        self.workers = Workers(url, output_dir, services=[CHAOS])
         for _ in range(2):
             self.workers.start()
         self.started: dict[int, str] = {}
@@ -215,7 +215,7 @@ def fail_over(group: SentinelGroup, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["kill", "demote"])
 def test_every_task_ends_through_a_failover(group, output_dir, tmp_path, how):
-    traffic = Traffic(group, output_dir, tmp_path)
+    traffic = Traffic(group.url, output_dir, tmp_path)
     try:
         traffic.thread.start()
         wait_until(lambda: len(traffic.started) >= BEFORE, timeout=60, what=f"{BEFORE} tasks to start")
@@ -229,25 +229,7 @@ def test_every_task_ends_through_a_failover(group, output_dir, tmp_path, how):
                    timeout=STARTS_BACK_WITHIN, interval=0.05, what="a start to succeed after the failover")
         traffic.thread.join(timeout=180)
         assert not traffic.thread.is_alive() and len(traffic.started) == TASKS, "every task could be started"
-
-        finals: dict[int, dict] = {}
-        lost: set[int] = set()
-        deadline = time.monotonic() + 120
-        while len(finals) + len(lost) < TASKS and time.monotonic() < deadline:
-            for n in sorted(set(traffic.started) - set(finals) - lost):
-                try:
-                    record = traffic.final(n)
-                except WireFault:
-                    lost.add(n)
-                    continue
-                if record is not None:
-                    finals[n] = record
-        unended = sorted(set(traffic.started) - set(finals) - lost)
-        assert not unended, f"{len(unended)} task(s) never ended, e.g. {[traffic.started[n] for n in unended[:5]]}"
-        wrong = {n: f["state"] for n, f in finals.items() if f["state"] != "succeeded"}
-        assert not wrong, f"tasks that did not succeed: {wrong}"
-        results = {n: traffic.call(n, f"{METHODS[n % 3]}_result", {"task_id": traffic.started[n]}) for n in finals}
-        assert all(value == 2 * n for n, value in results.items())
+        finals, lost = wait_for_ends(traffic)
 
         report = measure(traffic, finals, lost, failed_over_at, promoted_after, how)
         (output_dir / f"failover-{how}.json").write_text(json.dumps(report, indent=2))
@@ -259,6 +241,31 @@ def test_every_task_ends_through_a_failover(group, output_dir, tmp_path, how):
             assert not lost, f"acknowledged starts lost: {report['lost']}"
     finally:
         traffic.stop()
+
+
+def wait_for_ends(traffic: Traffic) -> tuple[dict[int, dict], set[int]]:
+    """Every started task's final record, and the tasks the store no longer knows (an
+    acknowledged start the failover lost); fails unless every other task ended, with
+    success and its right result."""
+    finals: dict[int, dict] = {}
+    lost: set[int] = set()
+    deadline = time.monotonic() + 120
+    while len(finals) + len(lost) < TASKS and time.monotonic() < deadline:
+        for n in sorted(set(traffic.started) - set(finals) - lost):
+            try:
+                record = traffic.final(n)
+            except WireFault:
+                lost.add(n)
+                continue
+            if record is not None:
+                finals[n] = record
+    unended = sorted(set(traffic.started) - set(finals) - lost)
+    assert not unended, f"{len(unended)} task(s) never ended, e.g. {[traffic.started[n] for n in unended[:5]]}"
+    wrong = {n: f["state"] for n, f in finals.items() if f["state"] != "succeeded"}
+    assert not wrong, f"tasks that did not succeed: {wrong}"
+    results = {n: traffic.call(n, f"{METHODS[n % 3]}_result", {"task_id": traffic.started[n]}) for n in finals}
+    assert all(value == 2 * n for n, value in results.items())
+    return finals, lost
 
 
 def measure(traffic: Traffic, finals: dict[int, dict], lost: set[int], failed_over_at: float,
@@ -274,7 +281,7 @@ def measure(traffic: Traffic, finals: dict[int, dict], lost: set[int], failed_ov
     return {
         "how": how,
         "tasks": TASKS,
-        "seconds_until_sentinel_promoted": round(promoted_after, 2),
+        "seconds_until_promoted": round(promoted_after, 2),
         "seconds_starts_failed": round(max(failures) - min(failures), 2) if failures else 0.0,
         "seconds_from_failover_to_first_start": round(first_back - failed_over_at, 2),
         "failed_start_calls": len(failures),

@@ -34,6 +34,7 @@ spans shards, and how:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import time
@@ -57,7 +58,7 @@ from ladon_tasks.redis.connection import REDIS_ERRORS, as_text, connect_cluster,
 from ladon_tasks.redis.keys import DEFAULT_PREFIX, LAYOUT
 from ladon_tasks.redis.owners import RedisOwnership
 from ladon_tasks.redis.fleet import RedisFleet
-from ladon_tasks.redis.sharded_queue import ShardedQueue
+from ladon_tasks.redis.sharded_queue import ShardedQueue, on_every_shard
 from ladon_tasks.redis.store import KeyElsewhere, RedisStore
 from ladon_tasks.stats import QueueDepth, TaskCounts, WebProcess, WorkerInfo, queue_depths
 from ladon_tasks.steps import StepRecord
@@ -359,8 +360,7 @@ class ShardedOwnership(Ownership):
         self._shards = shards
 
     def renew(self, owner: str, lease: float) -> None:
-        for shard in self._shards:
-            shard.renew(owner, lease)
+        on_every_shard(functools.partial(shard.renew, owner, lease) for shard in self._shards)
 
     def expired(self, owners: int = 10, tasks: int = 100) -> list[tuple[str, float, list[str]]]:
         merged: dict[str, tuple[float, list[str]]] = {}

@@ -20,16 +20,32 @@ Housekeeping (reaping expired leases, due retries, trimming) goes through every 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
-from typing import Sequence
+from typing import Callable, Iterable, Sequence
 
 from ladon_tasks import defaults
 from ladon_tasks.executors.base import Job
 from ladon_tasks.redis.bell import JobBell
 from ladon_tasks.redis.cluster import shard_of
 from ladon_tasks.redis.queue import Claim, RedisQueue
-from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, TaskStore
+from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, StoreError, TaskStore
+
+
+def on_every_shard(calls: Iterable[Callable[[], object]]) -> None:
+    """Make every call, one per shard, even after one failed, then raise the first
+    ``StoreError``: a shard whose primary died (until the cluster promotes its replica)
+    must not keep the other shards' leases from being renewed, or their jobs from
+    being acknowledged."""
+    failed: StoreError | None = None
+    for call in calls:
+        try:
+            call()
+        except StoreError as exc:
+            failed = failed or exc
+    if failed is not None:
+        raise failed
 
 
 class ShardedQueue(JobQueue):
@@ -98,16 +114,9 @@ class ShardedQueue(JobQueue):
             self._swept_at = now
             if self._bell is not None:
                 self._bell.forget(self.name)  # what they said, this sweep sees
-            for level in self.levels:
-                if above is not None and level <= above:
-                    return []
-                for queue in order:
-                    claims = queue.read_level(level)
-                    if claims:
-                        self._idle = False
-                        return claims
-            if above is not None or block <= 0:
-                return []
+            claims = self._sweep(order, above)
+            if claims or above is not None or block <= 0:
+                return claims
             self._idle = True
         if self._bell is not None and self._bell.listening:
             # a job read on the bell's word leaves the queue idle: the bell goes on
@@ -122,19 +131,41 @@ class ShardedQueue(JobQueue):
             self._idle = False
         return claims
 
+    def _sweep(self, order: list[RedisQueue], above: int | None) -> list[Claim]:
+        """The first job of the highest level of any shard, in ``order``. A shard that
+        cannot be read (its primary died, and the cluster has not promoted a replica
+        yet) is left out of the sweep, so the jobs of the other shards still run; its
+        error is raised only when no other shard had a job."""
+        failed: dict[int, StoreError] = {}
+        for level in self.levels:
+            if above is not None and level <= above:
+                break
+            for index, queue in enumerate(order):
+                if index in failed:
+                    continue
+                try:
+                    claims = queue.read_level(level)
+                except StoreError as exc:
+                    failed[index] = exc
+                    continue
+                if claims:
+                    self._idle = False
+                    return claims
+        if failed:
+            raise next(iter(failed.values()))
+        return []
+
     def claimable(self) -> bool:
         return any(queue.claimable() for queue in self.shards)
 
     def renew(self, claims: Sequence[Claim]) -> None:
-        for queue, held in self._group(claims):
-            queue.renew(held)
+        on_every_shard(functools.partial(queue.renew, held) for queue, held in self._group(claims))
 
     def ping(self) -> None:
         self.shards[0].ping()
 
     def ack(self, claims: Sequence[Claim]) -> None:
-        for queue, held in self._group(claims):
-            queue.ack(held)
+        on_every_shard(functools.partial(queue.ack, held) for queue, held in self._group(claims))
 
     def forget_consumer(self) -> None:
         for queue in self.shards:

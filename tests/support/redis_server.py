@@ -51,6 +51,9 @@ class RedisServer:
     #: nodes into one), or ``None``: a plain server. A free port of its own, as the
     #: default (port + 10000) may be above 65535.
     cluster_port: int | None = None
+    #: A cluster node's ``cluster-node-timeout`` in milliseconds: how long a node may not
+    #: answer before the others take it for down and promote its replica.
+    cluster_node_timeout: int = 5000
     process: subprocess.Popen | None = field(default=None, repr=False)
     #: The connection the counters are read on, kept open so that opening it (``HELLO``,
     #: ``CLIENT SETINFO``) never falls between a reset and a reading.
@@ -99,7 +102,8 @@ class RedisServer:
                 command += ["--masterauth", self.password]
         if self.cluster_port is not None:
             command += ["--cluster-enabled", "yes", "--cluster-config-file", str(self.directory / "nodes.conf"),
-                        "--cluster-port", str(self.cluster_port), "--cluster-node-timeout", "5000"]
+                        "--cluster-port", str(self.cluster_port),
+                        "--cluster-node-timeout", str(self.cluster_node_timeout)]
         # a replica's first sync starts at once, not after the default 5 s of waiting for
         # more replicas to join it
         command += ["--repl-diskless-sync-delay", "0"]
@@ -176,15 +180,16 @@ class RedisServer:
 
 def start_redis(
     directory: Path, *, appendonly: bool = False, password: str | None = None, unix_socket: bool = False,
-    replica_of: int | None = None, cluster: bool = False,
+    replica_of: int | None = None, cluster: bool = False, cluster_node_timeout: int = 5000,
 ) -> RedisServer:
     """Start a redis-server in ``directory`` (created if needed) on a free loopback port;
     with ``replica_of``, a replica of the primary on that port; with ``cluster``, a node
-    of a cluster yet to be made."""
+    of a cluster yet to be made (taken for down after ``cluster_node_timeout`` ms without
+    an answer)."""
     directory.mkdir(parents=True, exist_ok=True)
     server = RedisServer(
         redis_server_binary(), directory, free_port(),
         appendonly=appendonly, password=password, unix_socket=unix_socket, replica_of=replica_of,
-        cluster_port=free_port() if cluster else None,
+        cluster_port=free_port() if cluster else None, cluster_node_timeout=cluster_node_timeout,
     )
     return server.start()
