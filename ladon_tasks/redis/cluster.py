@@ -40,6 +40,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from ladon_tasks import defaults
 from ladon_tasks.model import TASK_ID_BYTES
+from ladon_tasks.redis.keys import idempotency_text
 from ladon_tasks.redis.urls import HostListURL, describe_hosts
 
 #: The scheme of a cluster URL.
@@ -168,4 +169,4 @@ def id_on_shard(shard: int, shards: int) -> str:
 
 def idempotency_shard(service: str, method: str, key: str, shards: int) -> int:
     """The shard of an idempotency key: where its task, and the key, live."""
-    return zlib.crc32(f"{service}\n{method}\n{key}".encode("utf-8", "surrogatepass")) % shards
+    return zlib.crc32(idempotency_text(service, method, key).encode("utf-8", "surrogatepass")) % shards

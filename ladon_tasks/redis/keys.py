@@ -39,6 +39,7 @@ key                             type    holds
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 #: Where a deployment's keys start when it names no prefix.
@@ -67,6 +68,13 @@ LAYOUT: dict[str, str] = {
 }
 
 
+def idempotency_text(service: str, method: str, key: str) -> str:
+    """What names an idempotency key: its method's and its own text. The create script
+    hashes the same text (``idem_key`` in ``common.lua``); Redis Cluster also places
+    the key's shard by it."""
+    return f"{service}\n{method}\n{key}"
+
+
 @dataclass(frozen=True)
 class Keys:
     """Keys of one deployment (one prefix)."""
@@ -93,6 +101,11 @@ class Keys:
     @property
     def finished_channel(self) -> str:
         return self.prefix + LAYOUT["finished"]
+
+    def idempotency(self, service: str, method: str, key: str) -> str:
+        """The key holding the task started with idempotency key ``key``."""
+        digest = hashlib.sha1(idempotency_text(service, method, key).encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{self.prefix}{LAYOUT['idempotency']}{digest}"
 
     @property
     def jobs_channel(self) -> str:

@@ -195,7 +195,7 @@ class FinishNotifier:
         if self._subscriber is not None and self._subscriber.is_alive():
             with contextlib.suppress(*REDIS_ERRORS):
                 # wake the subscriber so it sees the stop
-                if isinstance(self._redis, RedisCluster):
+                if self._sharded:
                     self._redis.spublish(self.channel, "")
                 else:
                     self._redis.publish(self.channel, "")

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import time
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -55,7 +54,7 @@ from ladon_tasks.redis.cluster import (
     shard_prefixes,
 )
 from ladon_tasks.redis.connection import REDIS_ERRORS, as_text, connect_cluster, describe_location, url_from_environment
-from ladon_tasks.redis.keys import DEFAULT_PREFIX, LAYOUT
+from ladon_tasks.redis.keys import DEFAULT_PREFIX
 from ladon_tasks.redis.owners import RedisOwnership
 from ladon_tasks.redis.fleet import RedisFleet
 from ladon_tasks.redis.sharded_queue import ShardedQueue, on_every_shard
@@ -172,7 +171,7 @@ class ShardedRedisStore(TaskStore):
             if existing is not None:
                 return existing
             with self._errors(f"creating task {record.task_id}"):
-                self._redis.delete(self._separate_key(home, record))  # its task expired: the key is free
+                self._redis.delete(home.keys.idempotency(record.service, record.method, record.idempotency_key))  # its task expired: the key is free
             return home.create(record, job, steps)
 
     def get(self, task_id: str) -> TaskRecord | None:
@@ -313,17 +312,10 @@ class ShardedRedisStore(TaskStore):
         delay = (self._rehome(job.delay[0], home), job.delay[1], job.delay[2]) if job.delay else None
         return JobChange(release=job.release, enqueue=enqueue, delay=delay)
 
-    @staticmethod
-    def _separate_key(shard: RedisStore, record: TaskRecord) -> str:
-        """The idempotency key of ``record`` on ``shard``, named as the scripts name it."""
-        text = f"{record.service}\n{record.method}\n{record.idempotency_key}"
-        digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
-        return f"{shard.prefix}{LAYOUT['idempotency']}{digest}"
-
     def _claim_separate_key(self, key_shard: RedisStore, record: TaskRecord) -> TaskRecord | None:
         """An idempotency key on another shard than its task: set it to this task unless
         it names one still retained, which is returned instead."""
-        key = self._separate_key(key_shard, record)
+        key = key_shard.keys.idempotency(record.service, record.method, record.idempotency_key)
         keep_ms = int((max(0.0, record.result_ttl) + SEPARATE_KEY_MARGIN) * 1000)
         mine = json.dumps([record.task_id])  # a list: the create script knows it is set apart
         with self._errors(f"creating task {record.task_id}"):
