@@ -14,9 +14,10 @@ from :func:`connect_cluster`, with the same options.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import urllib.parse
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import redis
 from redis.cluster import RedisCluster
@@ -27,11 +28,27 @@ from redis.retry import Retry
 from ladon_tasks import defaults
 from ladon_tasks.redis.cluster import ClusterURL, describe_cluster_client
 from ladon_tasks.redis.sentinel import SentinelURL, describe_sentinel_client, is_sentinel_url
+from ladon_tasks.stores.base import StoreError
 
 #: What redis-py raises when Redis cannot do what it was asked: a cluster client also
 #: raises ``RedisClusterException`` (no node reachable, keys of several slots), which is
 #: no ``RedisError``.
 REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
+
+
+
+@contextlib.contextmanager
+def store_errors(location: str, action: str, unreachable: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """redis-py's errors as the :class:`StoreError` of the store contract, naming where
+    Redis is and what failed; ``unreachable`` runs first when Redis (or every node of a
+    cluster) could not be reached, which may have lost what it had."""
+    try:
+        yield
+    except REDIS_ERRORS as exc:
+        if isinstance(exc, (redis.ConnectionError, RedisClusterException)):
+            unreachable()
+        raise StoreError(f"Redis at {location}: {action} failed: {type(exc).__name__}: {exc}") from exc
+
 
 #: Where a store connects when given nothing else: a local server, database 0.
 DEFAULT_URL = "redis://localhost:6379/0"

@@ -33,13 +33,11 @@ spans shards, and how:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import time
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ContextManager, Iterable, Mapping, Sequence
 
-import redis
 from redis.cluster import RedisCluster
 
 from ladon_tasks import defaults
@@ -53,7 +51,14 @@ from ladon_tasks.redis.cluster import (
     shard_of,
     shard_prefixes,
 )
-from ladon_tasks.redis.connection import REDIS_ERRORS, as_text, connect_cluster, describe_location, url_from_environment
+from ladon_tasks.redis.connection import (
+    REDIS_ERRORS,
+    as_text,
+    connect_cluster,
+    describe_location,
+    store_errors,
+    url_from_environment,
+)
 from ladon_tasks.redis.keys import DEFAULT_PREFIX
 from ladon_tasks.redis.owners import RedisOwnership
 from ladon_tasks.redis.fleet import RedisFleet
@@ -138,12 +143,8 @@ class ShardedRedisStore(TaskStore):
         """The shard task ``task_id`` lives on."""
         return self.shards[shard_of(task_id, len(self.shards))]
 
-    @contextlib.contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except REDIS_ERRORS as exc:
-            raise StoreError(f"Redis at {self.location}: {action} failed: {type(exc).__name__}: {exc}") from exc
+    def _errors(self, action: str) -> ContextManager[None]:
+        return store_errors(self.location, action)
 
     # -- one task: its shard ---------------------------------------------------------
 

@@ -57,15 +57,13 @@ the host that writes them; expiry bookkeeping uses the Redis server's clock.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ContextManager, Iterable, Mapping, Sequence
 
 import redis
 from redis.client import NEVER_DECODE
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisClusterException
 
 from ladon_tasks import codec, defaults
 from ladon_tasks.model import TaskRecord, TaskState
@@ -76,6 +74,7 @@ from ladon_tasks.redis.connection import (
     as_text,
     connect,
     describe_location,
+    store_errors,
     url_from_environment,
 )
 from ladon_tasks.redis.cluster import is_cluster_url
@@ -213,15 +212,9 @@ class RedisStore(TaskStore):
     def fleet(self) -> RedisFleet:
         return self._fleet
 
-    @contextlib.contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except REDIS_ERRORS as exc:
-            # Redis away (or no node of a cluster reachable): it may lose what it had
-            if isinstance(exc, (redis.ConnectionError, RedisClusterException)):
-                self._notifier.forget_finished()
-            raise StoreError(f"Redis at {self.location}: {action} failed: {type(exc).__name__}: {exc}") from exc
+    def _errors(self, action: str) -> ContextManager[None]:
+        # Redis away: the finished records this process keeps may be ones it lost
+        return store_errors(self.location, action, self._notifier.forget_finished)
 
     # -- contract ------------------------------------------------------------------
 
