@@ -131,7 +131,9 @@ class SentinelURL:
         if self.sentinel_password:
             sentinel_kwargs["password"] = self.sentinel_password
         sentinel = NewestSentinel(list(self.sentinels), sentinel_kwargs=sentinel_kwargs)
-        credentials = {key: value for key, value in (("username", self.username), ("password", self.password)) if value}
+        credentials: dict[str, Any] = {
+            key: value for key, value in (("username", self.username), ("password", self.password)) if value
+        }
         return sentinel.master_for(self.service, connection_pool_class=FollowingPool, db=self.db,
                                    **credentials, **connection_kwargs)
 
