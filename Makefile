@@ -16,9 +16,10 @@ serve:
 test:
 	tests/run
 
-# In the venv of tests/run, with the peers of the bench extra; run as a module from the
-# repository root, so the benches import tests.support.
+# In the venv of tests/run, with the peers of the bench extra at their locked versions
+# (tests/constraints.txt); run as a module from the repository root, so the benches
+# import tests.support.
 bench:
 	@python=$$(tests/run --print-python 3.11) && \
-	$$python -m pip install -q --disable-pip-version-check -e ".[bench]" && \
+	$$python -m pip install -q --disable-pip-version-check --constraint tests/constraints.txt -e ".[bench]" && \
 	$$python -m bench.bench_$(BENCH) $(ARGS)
