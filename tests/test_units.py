@@ -1,0 +1,300 @@
+"""The fast layer: the pieces every executor and the Redis store are built of, called in
+this process with no server - a slot pool over an in-memory source, settling outcomes
+into the in-process store, the coalescing progress writer. The suites over real servers
+show that the whole holds; these show which piece broke when one does, in a second.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from ladon_tasks.executors.base import Job, Outcome
+from ladon_tasks.executors.local import LocalSource
+from ladon_tasks.executors.settle import retry_delay, settle
+from ladon_tasks.executors.slots import Attempt, Runner, SlotPool
+from ladon_tasks.executors.timers import Timers
+from ladon_tasks.model import TaskRecord, TaskState, new_task_id
+from ladon_tasks.redis.progress import Pending, ProgressWriter
+from ladon_tasks.spec import MethodRef
+from ladon_tasks.stores.base import StoreError
+from ladon_tasks.stores.memory import MemoryStore
+
+REF = MethodRef("unit_service", "UnitService", "work")
+DEADLINE = 10.0  # seconds any waited-for event may take on a busy machine
+
+
+def queued(store: MemoryStore, max_attempts: int = 1, timeout: float | None = None,
+           retry_delay_s: float = 1.0) -> Job:
+    """A queued task in ``store`` and its job."""
+    record = TaskRecord(task_id=new_task_id(), service=REF.service, method=REF.method,
+                        max_attempts=max_attempts, submitted_at=time.time())
+    store.create(record)
+    return Job(task_id=record.task_id, ref=REF, args=[], timeout=timeout, retry_delay=retry_delay_s)
+
+
+def running(store: MemoryStore, **job_options: Any) -> tuple[Job, int]:
+    """A task whose first attempt has begun: its job and the attempt's number."""
+    job = queued(store, **job_options)
+    record = store.transition(job.task_id, TaskState.RUNNING)
+    assert record is not None
+    return job, record.attempts
+
+
+# -- settle: an outcome into the record ---------------------------------------------------
+
+def test_settle_writes_a_success_with_its_result() -> None:
+    store = MemoryStore()
+    job, attempt = running(store)
+    settled = settle(store, job, attempt, Outcome("succeeded", result=[1, 2]))
+    record = store.get(job.task_id)
+    assert settled.kind == "succeeded"
+    assert record is not None and record.state is TaskState.SUCCEEDED
+    assert record.result == [1, 2] and record.progress == 1.0
+
+
+def test_settle_queues_a_failure_again_while_attempts_remain_with_backoff() -> None:
+    store = MemoryStore()
+    job, attempt = running(store, max_attempts=3, retry_delay_s=0.5)
+    delays: list[float] = []
+    settled = settle(store, job, attempt, Outcome("failed", error_type="ValueError", error_message="bad"),
+                     retry_change=lambda delay: delays.append(delay) or None)
+    record = store.get(job.task_id)
+    assert settled.kind == "retry" and settled.delay == 0.5 == delays[0]
+    assert record is not None and record.state is TaskState.QUEUED
+    assert "retry 2/3" in record.message and "ValueError: bad" in record.message
+    assert [retry_delay(n, 0.5) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
+    assert retry_delay(30, 1.0) == retry_delay(31, 1.0)  # capped
+
+
+def test_settle_fails_the_last_attempt_with_its_error() -> None:
+    store = MemoryStore()
+    job, attempt = running(store)
+    settled = settle(store, job, attempt, Outcome("failed", error_type="KeyError", error_message="'x'"))
+    record = store.get(job.task_id)
+    assert settled.kind == "failed"
+    assert record is not None and record.state is TaskState.FAILED
+    assert (record.error_type, record.error_message) == ("KeyError", "'x'")
+
+
+def test_settle_drops_the_outcome_of_a_superseded_attempt() -> None:
+    store = MemoryStore()
+    job, attempt = running(store, max_attempts=2)
+    assert store.transition(job.task_id, TaskState.QUEUED, attempt=attempt) is not None  # reissued
+    assert store.transition(job.task_id, TaskState.RUNNING) is not None  # attempt 2 runs
+    settled = settle(store, job, attempt, Outcome("succeeded", result="stale"))
+    record = store.get(job.task_id)
+    assert settled.kind == "superseded"
+    assert record is not None and record.state is TaskState.RUNNING and record.result is None
+
+
+def test_settle_leaves_an_interrupted_attempt_to_whoever_interrupted_it() -> None:
+    store = MemoryStore()
+    job, attempt = running(store)
+    assert settle(store, job, attempt, Outcome("interrupted")).kind == "interrupted"
+    record = store.get(job.task_id)
+    assert record is not None and record.state is TaskState.RUNNING
+
+
+# -- the slot pool -----------------------------------------------------------------------
+
+class ScriptedRunner(Runner):
+    """Runs each attempt as the test says: ``bodies[task_id](attempt)`` -> Outcome."""
+
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, Any] = {}
+        self.stopped: list[str] = []
+
+    def run(self, slot: int, attempt: Attempt) -> Outcome:
+        return self.bodies[attempt.job.task_id](attempt)
+
+    def stop(self, slot: int, task_id: str) -> None:
+        self.stopped.append(task_id)
+
+
+def pool_over(store: MemoryStore, size: int = 2) -> tuple[SlotPool, LocalSource, ScriptedRunner]:
+    timers = Timers()
+    source = LocalSource(timers)
+    runner = ScriptedRunner()
+    pool = SlotPool("unit", store, source, runner, size, timers)
+    return pool, source, runner
+
+
+def wait_for_state(store: MemoryStore, task_id: str, state: TaskState) -> TaskRecord:
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        record = store.get(task_id)
+        if record is not None and record.state is state:
+            return record
+        assert time.monotonic() < deadline, f"{task_id} never reached {state}: {record}"
+        time.sleep(0.01)
+
+
+def test_a_slot_pool_runs_each_job_once_and_settles_it() -> None:
+    store = MemoryStore()
+    pool, source, runner = pool_over(store)
+    jobs = [queued(store) for _ in range(5)]
+    for job in jobs:
+        runner.bodies[job.task_id] = lambda attempt: Outcome("succeeded", result=attempt.job.task_id)
+        source.put(job)
+    pool.start()
+    try:
+        for job in jobs:
+            assert wait_for_state(store, job.task_id, TaskState.SUCCEEDED).result == job.task_id
+            assert not source.holds(job.task_id)  # let go once written
+    finally:
+        pool.close(grace=1.0)
+    assert pool.dead_slots() == 0
+
+
+def test_a_slot_outlives_a_runner_that_raises() -> None:
+    store = MemoryStore()
+    pool, source, runner = pool_over(store, size=1)
+    broken, fine = queued(store), queued(store)
+
+    def explode(attempt: Attempt) -> Outcome:
+        raise RuntimeError("runner bug")
+
+    runner.bodies[broken.task_id] = explode
+    runner.bodies[fine.task_id] = lambda attempt: Outcome("succeeded", result=1)
+    source.put(broken)
+    source.put(fine)
+    pool.start()
+    try:
+        wait_for_state(store, fine.task_id, TaskState.SUCCEEDED)  # the one slot went on
+    finally:
+        pool.close(grace=1.0)
+
+
+def test_a_timeout_counts_from_the_body_start_not_from_the_take() -> None:
+    """A runner that takes a while before its body starts (a child process starting up)
+    does not spend the body's time: the timer starts at ``attempt.started()``."""
+    store = MemoryStore()
+    pool, source, runner = pool_over(store, size=1)
+    job = queued(store, timeout=0.3)
+    release = threading.Event()
+
+    def slow_start_then_wait(attempt: Attempt) -> Outcome:
+        time.sleep(0.6)  # start-up, longer than the timeout: must not count
+        record = store.get(attempt.job.task_id)
+        assert record is not None and record.state is TaskState.RUNNING, "timed out before the body started"
+        attempt.started()
+        release.wait(DEADLINE)  # the body overruns: the timeout fires now
+        return Outcome("interrupted")
+
+    runner.bodies[job.task_id] = slow_start_then_wait
+    source.put(job)
+    pool.start()
+    try:
+        record = wait_for_state(store, job.task_id, TaskState.FAILED)
+        assert record.error_type == "TaskTimeout"
+        assert runner.stopped == [job.task_id]
+    finally:
+        release.set()
+        pool.close(grace=1.0)
+
+
+def test_a_retry_goes_back_to_the_source_after_its_delay() -> None:
+    store = MemoryStore()
+    pool, source, runner = pool_over(store, size=1)
+    job = queued(store, max_attempts=2, retry_delay_s=0.05)
+    runner.bodies[job.task_id] = lambda attempt: (
+        Outcome("failed", error_type="OSError", error_message="flaky") if attempt.number == 1
+        else Outcome("succeeded", result=attempt.number))
+    source.put(job)
+    pool.start()
+    try:
+        record = wait_for_state(store, job.task_id, TaskState.SUCCEEDED)
+        assert record.result == 2 and record.attempts == 2
+    finally:
+        pool.close(grace=1.0)
+
+
+# -- the progress writer -------------------------------------------------------------------
+
+class ScriptedWrites:
+    """The report script's stand-in for a unit test: records each call's items, answers
+    ``go`` for each, raises ``StoreError`` while ``down`` is set."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[tuple[str, int | None, Pending]]] = []
+        self.go = True
+        self.down = threading.Event()
+        self.called = threading.Event()
+
+    def __call__(self, items: list[tuple[str, int | None, Pending]]) -> list[int]:
+        if self.down.is_set():
+            raise StoreError("Redis at test: connection refused")
+        self.calls.append(list(items))
+        self.called.set()
+        return [1 if self.go else 0 for _ in items]
+
+    def latest(self, task_id: str) -> Pending:
+        return [values for call in self.calls for (tid, _, values) in call if tid == task_id][-1]
+
+
+def test_progress_reports_in_a_tight_loop_are_coalesced() -> None:
+    writes = ScriptedWrites()
+    writer = ProgressWriter(writes, flush_interval=0.05)
+    try:
+        for n in range(1, 1001):
+            assert writer.report("t1", n / 1000, f"item {n}", 1)
+        writer.close()
+        assert writes.latest("t1").progress == 1.0 and writes.latest("t1").message == "item 1000"
+        assert len(writes.calls) < 100  # 1,000 reports, a handful of writes
+    finally:
+        writer.close()
+
+
+def test_a_stop_answer_reaches_the_body() -> None:
+    writes = ScriptedWrites()
+    writer = ProgressWriter(writes, flush_interval=0.05)
+    try:
+        assert writer.report("t1", 0.1, None, 1)
+        writes.go = False  # the task was cancelled: the next answer Redis gives says stop
+        deadline = time.monotonic() + DEADLINE
+        while writer.report("t1", 0.2, None, 1):
+            assert time.monotonic() < deadline, "the body was never told to stop"
+            time.sleep(0.01)
+    finally:
+        writer.close()
+
+
+def test_progress_kept_while_the_store_is_away_is_written_when_it_answers() -> None:
+    writes = ScriptedWrites()
+    writes.down.set()
+    writer = ProgressWriter(writes, flush_interval=0.02)
+    try:
+        assert writer.report("t1", 0.5, "half", 1)  # the body goes on
+        writes.down.clear()
+        assert writes.called.wait(DEADLINE)
+        deadline = time.monotonic() + DEADLINE
+        while writes.latest("t1").progress != 0.5:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert writes.latest("t1").message == "half"
+    finally:
+        writer.close()
+
+
+def test_pending_values_ride_with_a_state_change_and_come_back_if_it_fails() -> None:
+    writes = ScriptedWrites()
+    writer = ProgressWriter(writes, flush_interval=60.0)  # the flusher never writes first
+    try:
+        writer.report("t1", 0.1, None, 1)  # the first report writes at once (no answer yet)
+        writer.report("t1", 0.7, "nearly", 1)  # kept back: a fresh answer exists
+        with pytest.raises(StoreError):
+            with writer.pending_for("t1") as flat:
+                assert flat[:3] == ["1", "0.7", '"nearly"']
+                raise StoreError("the finish script failed")
+        with writer.pending_for("t1") as again:  # restored for the next try
+            assert again[:3] == ["1", "0.7", '"nearly"']
+        with writer.pending_for("t1") as empty:  # carried by the successful change
+            assert empty == []
+    finally:
+        writer.close()
