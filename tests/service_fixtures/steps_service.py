@@ -81,6 +81,21 @@ class StepsService(object):
     def processSteps(self, marker_dir, **kw):
         return three_steps(marker_dir, kw)
 
+    @ladonize(PORTABLE_STRING, int, rtype=int, tasktype=dict(executor='thread'))
+    def manySteps(self, marker_dir, count, **kw):
+        """``count`` steps that return their number, then ``last``, which fails while
+        ``fail-last`` exists and else returns their sum: a recover replays ``count``."""
+        step, attempt = kw['step'], kw['attempt']
+        total = sum(step('step %d' % n, int, n) for n in range(count))
+
+        def last():
+            _mark(marker_dir, 'last', attempt)
+            if os.path.exists(os.path.join(marker_dir, 'fail-last')):
+                raise RuntimeError('the last step fails')
+            return total
+
+        return step('last', last)
+
     @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='thread'))
     def oddSteps(self, kind, **kw):
         """Steps that break a rule - ``repeat`` names a step twice, ``big`` records too

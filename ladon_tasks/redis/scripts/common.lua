@@ -42,6 +42,16 @@ local function to_flat(t)
   return flat
 end
 
+-- HSET of field, value, field, value... however many: Lua's unpack passes at most a few
+-- thousand values (LUAI_MAXCSTACK, 8000), and a task recovered with 10,000 steps has
+-- 20,000, so they go in pieces of HSET_PIECE values (an even number: whole pairs).
+local HSET_PIECE = 1000
+local function hset_flat(key, flat)
+  for i = 1, #flat, HSET_PIECE do
+    redis.call('HSET', key, unpack(flat, i, math.min(i + HSET_PIECE - 1, #flat)))
+  end
+end
+
 -- every value is a JSON text already: the record as one JSON object, no re-encoding
 local function to_json(t)
   local parts = {}

@@ -35,7 +35,7 @@ redis.call('HSET', key, unpack(to_flat(t)))
 if n_steps > 0 then
   local steps = {}
   for i = 9, fields_at - 1 do steps[#steps + 1] = ARGV[i] end
-  redis.call('HSET', steps_key(id), unpack(steps))
+  hset_flat(steps_key(id), steps)
 end
 if ikey then redis.call('SET', ikey, cjson.encode(id)) end
 redis.call('ZADD', method_index(method), score, id)
