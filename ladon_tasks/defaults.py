@@ -50,6 +50,20 @@ MEMORY_STORE_MAX_BYTES = 256 * 1024 * 1024
 #: workers.
 MAX_QUEUED_TASKS = 10_000
 
+#: Unfinished tasks (queued, or running) the Redis store holds at most
+#: (``LADON_TASKS_MAX_QUEUED_TASKS`` sets it for either store); one more start gets
+#: ``ServerBusy``. Unfinished records never expire, so without a bound a flood of starts
+#: fills Redis until ``maxmemory`` refuses every write - finishes, progress and steps
+#: too. Ten times the in-process bound: a Redis deployment feeds many workers, and a
+#: queued task takes about 1-2 KB of Redis besides its arguments.
+REDIS_MAX_QUEUED_TASKS = 100_000
+
+#: Bytes of arguments (their JSON) the unfinished tasks of the Redis store may take at
+#: most (``LADON_TASKS_MAX_QUEUED_BYTES``); a start that would pass it gets
+#: ``ServerBusy``. Arguments may take 1 MB each (``MAX_ARGS_BYTES``), so the count alone
+#: lets 100,000 starts take 100 GB. 256 MiB, as the in-process store's bound.
+REDIS_MAX_QUEUED_BYTES = 256 * 1024 * 1024
+
 #: Longest a ``_wait`` call may hold a request, in seconds: keeps server threads free.
 WAIT_MAX = 30.0
 
