@@ -9,6 +9,7 @@ uses (``LADON_TASKS_MAX_QUEUED_TASKS``, ``LADON_TASKS_MAX_STORE_BYTES``,
 from __future__ import annotations
 
 import json
+import re
 import socket
 import urllib.request
 from pathlib import Path
@@ -405,3 +406,45 @@ def test_a_damaged_record_is_listed_as_unreadable_on_the_wire_and_by_the_cli(
     table = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60, check=True).stdout
     rows = {line.split()[0]: line.split()[1] for line in table.splitlines()[1:]}
     assert rows[damaged] == "unreadable" and rows[intact] == "succeeded", table
+
+
+def test_a_damaged_worker_entry_leaves_the_workers_listed_and_metrics_scraped(
+    redis_web: RunningServer, redis_server: RedisServer, output_dir: Path
+) -> None:
+    # Was: one entry with "pid": 1e400 made /_tasks/api/workers and the whole metrics
+    # scrape answer 500, and `ladon-tasks workers` fail with OverflowError.
+    import subprocess
+    import sys
+
+    from support.servers import ROOT
+    from support.workers import Workers
+
+    workers = Workers(redis_server.url, output_dir)
+    live = workers.start()
+    raw = redis_server.client()
+    try:
+        live_id = wait_until(lambda: raw.smembers("ladon-tasks:workers"), timeout=20, what="the worker's entry").pop()
+        described = raw.get(f"ladon-tasks:worker:{live_id}")
+        damaged = re.sub(r'"pid": \d+', '"pid": 1e400', described).replace(live_id, "damaged-worker")
+        assert "1e400" in damaged
+        raw.set("ladon-tasks:worker:damaged-worker", damaged, ex=120)
+        raw.sadd("ladon-tasks:workers", "damaged-worker")
+        listed = requests.get(f"{redis_web.url}/_tasks/api/workers", timeout=10)
+        assert listed.status_code == 200, listed.text
+        assert [worker["worker_id"] for worker in listed.json()["workers"]] == [live_id]
+        scraped = requests.get(f"{redis_web.url}/_tasks/metrics", timeout=10)
+        assert scraped.status_code == 200, scraped.text
+        assert "\nladon_tasks_workers 1.0\n" in scraped.text
+        command = [sys.executable, "-m", "ladon_tasks", "workers", "--redis", redis_server.url, "--json"]
+        out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert [json.loads(line)["worker_id"] for line in out.stdout.splitlines()
+                if json.loads(line)["kind"] == "worker"] == [live_id]
+        assert "a worker entry in Redis (ladon-tasks:worker:...) is damaged" in out.stderr
+        assert redis_web.log().count("is damaged and left out of the workers") == 1, "logged once, not per listing"
+    finally:
+        raw.delete("ladon-tasks:worker:damaged-worker")
+        raw.srem("ladon-tasks:workers", "damaged-worker")
+        raw.close()
+        workers.kill(live)
+        workers.stop_all()
