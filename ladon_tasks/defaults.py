@@ -263,6 +263,13 @@ MAX_STEP_NAME = 200
 #: first step, so their number is bounded as their size is.
 MAX_STEPS = 10_000
 
+#: Deepest nesting of lists and objects in a step's result (``[[1]]`` is 2): whatever
+#: is recorded must read back, and the readers are recursive - Python's JSON parser
+#: stops near 1,000 levels less the stack already in use, Redis' cjson at 1,000 - so a
+#: result recorded 900 deep could never be read by a rerun. Data a body carries from
+#: one step to the next is a few levels deep.
+MAX_STEP_DEPTH = 100
+
 #: Characters of a failed step's error kept with its record (the task's own error
 #: says the rest).
 STEP_ERROR_CHARS = 500
