@@ -5,6 +5,8 @@ Writes into one directory:
 
 * ``handler.wsgi`` - the settings (services, Redis, pool sizes) and one call of
   :func:`ladon_tasks.deployment.handler_application`; nothing of a checkout needed.
+  It holds the Redis password and the dashboard token, so it is written 0640, of the
+  daemons' group (:func:`write_secret`).
 * ``ladon-tasks.conf`` - a virtual host for mod_wsgi daemon mode: the processes and
   threads asked for, this interpreter's environment as ``python-home``, a UTF-8
   locale, and ``WSGIImportScript`` so each daemon loads the application when it
@@ -18,6 +20,7 @@ Redis, a service file that does not exist.
 
 from __future__ import annotations
 
+import grp
 import os
 import subprocess
 import sys
@@ -29,6 +32,10 @@ from ladon_tasks import defaults
 
 #: The daemon process group the virtual host defines.
 PROCESS_GROUP = "ladon-tasks"
+
+#: Mode of ``handler.wsgi``, which holds the Redis password and the dashboard token:
+#: its owner writes it, the daemons' group reads it, nobody else.
+HANDLER_MODE = 0o640
 
 HANDLER_TEMPLATE = '''"""WSGI handler of {names}, written by `ladon-tasks apache-config`.
 
@@ -93,6 +100,8 @@ class ApacheConfig:
     process_workers: int | None = None
     dashboard_token: str | None = None
     written: list[Path] = field(default_factory=list)
+    #: What the operator must still do after :meth:`write` (a file's group it could not set).
+    warnings: list[str] = field(default_factory=list)
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first thing that could not work."""
@@ -148,9 +157,38 @@ class ApacheConfig:
             files["wsgi.load"] = load
         for name, text in files.items():
             path = self.directory / name
-            path.write_text(text, encoding="utf-8")
+            if name == "handler.wsgi":
+                self.warnings += write_secret(path, text, self.group)
+            else:
+                path.write_text(text, encoding="utf-8")
             self.written.append(path)
         return self.written
+
+
+def write_secret(path: Path, text: str, group: str) -> list[str]:
+    """Write ``text`` (it holds the Redis password and the dashboard token) readable by
+    its owner and ``group`` only (0640): the mod_wsgi daemons run as the virtual host's
+    ``user``/``group`` (``mod_wsgi-express --user/--group``) and read it through the
+    group; started by the file's owner instead, they read it as the owner. The mode is
+    set before a byte is written, also over an older file that others could read.
+    Returns what the operator must still do when the file cannot be given that group."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, HANDLER_MODE)
+    warnings = []
+    try:
+        os.fchmod(fd, HANDLER_MODE)
+        try:
+            os.fchown(fd, -1, grp.getgrnam(group).gr_gid)
+        except (KeyError, PermissionError) as exc:
+            reason = f"no group {group} here" if isinstance(exc, KeyError) else f"not allowed to give it group {group}"
+            warnings.append(f"{path} is readable by its owner and group only ({reason}): "
+                            f"`chgrp {group} {path}` where the daemons run as group {group}")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            fd = -1
+            handle.write(text)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return warnings
 
 
 def mod_wsgi_load_line() -> str:

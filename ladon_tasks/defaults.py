@@ -50,6 +50,20 @@ MEMORY_STORE_MAX_BYTES = 256 * 1024 * 1024
 #: workers.
 MAX_QUEUED_TASKS = 10_000
 
+#: Unfinished tasks (queued, or running) the Redis store holds at most
+#: (``LADON_TASKS_MAX_QUEUED_TASKS`` sets it for either store); one more start gets
+#: ``ServerBusy``. Unfinished records never expire, so without a bound a flood of starts
+#: fills Redis until ``maxmemory`` refuses every write - finishes, progress and steps
+#: too. Ten times the in-process bound: a Redis deployment feeds many workers, and a
+#: queued task takes about 1-2 KB of Redis besides its arguments.
+REDIS_MAX_QUEUED_TASKS = 100_000
+
+#: Bytes of arguments (their JSON) the unfinished tasks of the Redis store may take at
+#: most (``LADON_TASKS_MAX_QUEUED_BYTES``); a start that would pass it gets
+#: ``ServerBusy``. Arguments may take 1 MB each (``MAX_ARGS_BYTES``), so the count alone
+#: lets 100,000 starts take 100 GB. 256 MiB, as the in-process store's bound.
+REDIS_MAX_QUEUED_BYTES = 256 * 1024 * 1024
+
 #: Longest a ``_wait`` call may hold a request, in seconds: keeps server threads free.
 WAIT_MAX = 30.0
 
@@ -248,6 +262,13 @@ MAX_STEP_NAME = 200
 #: Most steps one attempt may run: every recorded step of a task is read at a rerun's
 #: first step, so their number is bounded as their size is.
 MAX_STEPS = 10_000
+
+#: Deepest nesting of lists and objects in a step's result (``[[1]]`` is 2): whatever
+#: is recorded must read back, and the readers are recursive - Python's JSON parser
+#: stops near 1,000 levels less the stack already in use, Redis' cjson at 1,000 - so a
+#: result recorded 900 deep could never be read by a rerun. Data a body carries from
+#: one step to the next is a few levels deep.
+MAX_STEP_DEPTH = 100
 
 #: Characters of a failed step's error kept with its record (the task's own error
 #: says the rest).

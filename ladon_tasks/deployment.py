@@ -47,6 +47,7 @@ SETTINGS = (
     "LADON_TASKS_ALLOWED_HOSTS",
     "LADON_TASKS_MAX_QUEUED_TASKS",
     "LADON_TASKS_MAX_STORE_BYTES",
+    "LADON_TASKS_MAX_QUEUED_BYTES",
     "REDIS_HOST",
     "REDIS_PORT",
     "REDIS_USERNAME",
@@ -91,11 +92,12 @@ def whole_number(settings: Mapping[str, str], name: str) -> int | None:
 
 
 def make_store(settings: Mapping[str, str]) -> TaskStore | None:
-    """A Redis store when Redis is configured; else an in-process store with the bounds
-    the settings give (``LADON_TASKS_MAX_QUEUED_TASKS``, ``LADON_TASKS_MAX_STORE_BYTES``),
-    or ``None`` for the embedded default."""
+    """A Redis store when Redis is configured, bounded as the settings say
+    (``LADON_TASKS_MAX_QUEUED_TASKS``, ``LADON_TASKS_MAX_QUEUED_BYTES``); else an
+    in-process store with the bounds the settings give (``LADON_TASKS_MAX_QUEUED_TASKS``,
+    ``LADON_TASKS_MAX_STORE_BYTES``), or ``None`` for the embedded default."""
+    max_queued = whole_number(settings, "LADON_TASKS_MAX_QUEUED_TASKS")
     if not redis_configured(settings):
-        max_queued = whole_number(settings, "LADON_TASKS_MAX_QUEUED_TASKS")
         max_bytes = whole_number(settings, "LADON_TASKS_MAX_STORE_BYTES")
         if max_queued is None and max_bytes is None:
             return None
@@ -105,8 +107,11 @@ def make_store(settings: Mapping[str, str]) -> TaskStore | None:
                            max_bytes=max_bytes or defaults.MEMORY_STORE_MAX_BYTES)
     from ladon_tasks.redis.sharded import open_store, store_from_environment
 
+    max_queued_bytes = whole_number(settings, "LADON_TASKS_MAX_QUEUED_BYTES")
+    bounds = dict(max_queued=max_queued or defaults.REDIS_MAX_QUEUED_TASKS,
+                  max_queued_bytes=max_queued_bytes or defaults.REDIS_MAX_QUEUED_BYTES)
     url = settings.get("LADON_TASKS_REDIS_URL")
-    return open_store(url) if url else store_from_environment(settings)
+    return open_store(url, **bounds) if url else store_from_environment(settings, **bounds)
 
 
 def server_processes(environ: Mapping[str, Any] | None) -> int:

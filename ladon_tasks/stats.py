@@ -28,6 +28,7 @@ them, and no count goes down for that.
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -219,14 +220,40 @@ class WorkerInfo:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "WorkerInfo":
+    def from_json(cls, data: Any) -> "WorkerInfo":
+        """A description read back from the store; ``ValueError`` naming the field when
+        it is not one a worker writes (``"pid": 1e400`` is infinite, no pid), so a
+        damaged entry is told apart instead of breaking the listing it is in."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("worker_id"), str):
+            raise ValueError("not a worker description: no worker_id")
         return cls(
-            worker_id=str(data["worker_id"]), host=str(data.get("host", "")), pid=int(data.get("pid", 0)),
-            queues=tuple(str(q) for q in data.get("queues", ())), concurrency=int(data.get("concurrency", 0)),
-            version=str(data.get("version", "")), started_at=float(data.get("started_at", 0.0)),
-            heartbeat_at=float(data.get("heartbeat_at", 0.0)),
-            running=tuple(str(t) for t in data.get("running", ())), runner=str(data.get("runner", "process")),
+            worker_id=data["worker_id"], host=str(data.get("host", "")), pid=_whole(data, "pid"),
+            queues=_texts(data, "queues"), concurrency=_whole(data, "concurrency"),
+            version=str(data.get("version", "")), started_at=_finite(data, "started_at"),
+            heartbeat_at=_finite(data, "heartbeat_at"), running=_texts(data, "running"),
+            runner=str(data.get("runner", "process")),
         )
+
+
+def _whole(data: Mapping[str, Any], name: str) -> int:
+    value = data.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2 ** 63:
+        raise ValueError(f"field {name!r} of a worker description is no whole number: {str(value)[:40]!r}")
+    return value
+
+
+def _finite(data: Mapping[str, Any], name: str) -> float:
+    value = data.get(name, 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"field {name!r} of a worker description is no finite number: {str(value)[:40]!r}")
+    return float(value)
+
+
+def _texts(data: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    value = data.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"field {name!r} of a worker description is no list of text")
+    return tuple(value)
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ Rules, checked here:
   name is a :class:`StepError`, not a silent reuse of another iteration's result.
   Names are text of at most ``defaults.MAX_STEP_NAME`` characters, and an attempt runs
   at most ``defaults.MAX_STEPS`` steps;
-* a step's result must be JSON (or of its ``rtype``) and at most ``max_bytes`` of it;
-  bigger is a :class:`StepError` naming the step, and the step is recorded as failed
-  with that error, its result not kept;
+* a step's result must be JSON (or of its ``rtype``), at most ``max_bytes`` of it and
+  nested at most ``defaults.MAX_STEP_DEPTH`` levels deep (so that every reader can
+  read it back); else it is a :class:`StepError` naming the step, and the step is
+  recorded as failed with that error, its result not kept;
 * a record is written for the attempt that runs, fenced like every write of it: a
   dead or cancelled attempt's late step result is never recorded (the body is stopped
   with :class:`~ladon_tasks.executors.base.TaskInterrupted` instead). A record the
@@ -166,15 +167,23 @@ class Steps:
             raise self._interrupted()
 
     def _encode(self, name: str, rtype: Any, value: Any) -> Any:
+        too_deep = StepError(f"step {name!r}: its result nests deeper than {defaults.MAX_STEP_DEPTH} levels of "
+                             "lists and objects; record a flatter form")
+        if deeper_than(value, defaults.MAX_STEP_DEPTH):  # before any recursive encoder sees it
+            raise too_deep
         try:
             if rtype is not None:
                 encoded = codec.encode(rtype, value)
             else:
                 encoded = json.loads(json.dumps(value, allow_nan=False))
             size = len(codec.dumps(encoded).encode())
+        except RecursionError:  # an object a Ladon type encodes into deeper nesting
+            raise too_deep from None
         except (TypeError, ValueError) as exc:  # CodecError and UnicodeEncodeError are ValueErrors
             raise StepError(f"step {name!r}: its result cannot be recorded as JSON"
                             f"{' of ' + codec.type_name(rtype) if rtype is not None else ''}: {exc}") from None
+        if deeper_than(encoded, defaults.MAX_STEP_DEPTH):
+            raise too_deep
         if size > self._max_bytes:
             raise StepError(f"step {name!r}: its result takes {size} bytes of JSON, more than the limit of "
                             f"{self._max_bytes}; keep big data outside the task and record a reference")
@@ -188,6 +197,24 @@ class Steps:
             return codec.decode(rtype, recorded)
         except Exception as exc:
             raise StepError(f"step {name!r}: its recorded result does not fit {codec.type_name(rtype)}: {exc}") from None
+
+
+def deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists, tuples or dicts more than ``limit`` levels deep
+    (``[[1]]`` is 2), found without recursion: the value may be 20,000 levels deep."""
+    level: list[tuple[Any, int]] = [(value, 0)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth + 1 > limit:
+            return True
+        level.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _fit_name(name: Any) -> bool:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import grp
 import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import urllib.request
@@ -302,6 +304,12 @@ def test_apache_config_writes_a_handler_and_vhost_that_apache_serves(apache_read
     assert "processes=2 threads=4" in written.stdout and "locale=C.UTF-8" in written.stdout
     handler = (apache_ready / "site" / "handler.wsgi").read_text()
     assert "sys.path" not in handler and redis_server.url in handler
+    # it holds the Redis password and the dashboard token: owner and the daemons' group only
+    # (Apache and mod_wsgi-express below run their daemons as www-data when started as root)
+    mode = (apache_ready / "site" / "handler.wsgi").stat()
+    assert stat.S_IMODE(mode.st_mode) == 0o640
+    if os.geteuid() == 0:
+        assert grp.getgrgid(mode.st_gid).gr_name == "www-data"
     server = Apache(apache_ready / "site-root", apache_ready / "site", port).start()
     try:
         soap = wait_until(lambda: _zeep_or_none(f"{server.url}/InstanceService/soap11/description"),
@@ -326,6 +334,21 @@ def _zeep_or_none(url: str):
         return zeep.Client(url)
     except Exception:
         return None
+
+
+def test_apache_config_keeps_the_handler_from_other_users(tmp_path):
+    # Was: handler.wsgi, with the Redis password and the dashboard token, was written 0644.
+    services = str(ROOT / "services" / "instance_service.py")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "handler.wsgi").write_text("an older handler")
+    (tmp_path / "site" / "handler.wsgi").chmod(0o644)
+    written = apache_config(tmp_path / "site", services, "--processes", "1", "--dashboard-token", "t0ken",
+                            "--group", "no-such-group-here")
+    assert written.returncode == 0, written.stderr
+    handler = tmp_path / "site" / "handler.wsgi"
+    assert stat.S_IMODE(handler.stat().st_mode) == 0o640 and "t0ken" in handler.read_text()
+    assert f"`chgrp no-such-group-here {handler}`" in written.stderr
+    assert stat.S_IMODE((tmp_path / "site" / "ladon-tasks.conf").stat().st_mode) & 0o004, "no secret in the vhost"
 
 
 def test_apache_config_refuses_what_cannot_work(apache_ready, tmp_path):

@@ -5,6 +5,7 @@ and errors as one line with a non-zero exit code - never a traceback or the usag
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -24,8 +25,9 @@ COMMANDS = ("serve", "worker", "dashboard", "tasks", "events", "inspect", "cance
             "status", "workers", "retry", "purge", "ping")
 
 
-def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([LADON_TASKS, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+def run(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([LADON_TASKS, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
 
 
 def assert_one_line_error(out: subprocess.CompletedProcess, command: str, *words: str) -> None:
@@ -185,6 +187,39 @@ def test_store_commands_without_a_reachable_store_are_one_line():
     assert_one_line_error(no_store, "tasks", "--url")
     nothing_there = run("tasks", "--url", f"http://127.0.0.1:{free_port()}")
     assert_one_line_error(nothing_there, "tasks", "cannot reach")
+
+
+#: A password as base64 makes them, with a "/" and "+", and a "?" and "#" besides: a strict
+#: URL parser ends the host at the first of them and reads the rest as a port.
+URL_PASSWORD = "Abc123/xyz+q?r#s=="
+
+
+def test_a_password_with_slashes_is_accepted_and_never_shown(tmp_path, output_dir):
+    server = start_redis(tmp_path / "redis", password=URL_PASSWORD)
+    try:
+        good = f"redis://:{URL_PASSWORD}@127.0.0.1:{server.port}/0"
+        assert run("status", "--redis", good).returncode == 0
+        assert run("status", env={"LADON_TASKS_REDIS_URL": good}).returncode == 0
+        served = start_server([str(FIXTURE_SERVICES / "probe_service.py")], output_dir, "--redis", good)
+        try:
+            task = TaskClient(f"{served.url}/QueueProbeService").start("queuedEcho", text="through the queue")
+            worker = run("worker", str(FIXTURE_SERVICES / "probe_service.py"), "--burst",
+                         env={"LADON_TASKS_REDIS_URL": good})
+            assert worker.returncode == 0, worker.stderr
+            assert task.wait_result(timeout=30) == "through the queue"
+        finally:
+            served.stop()
+        assert URL_PASSWORD not in served.log() + worker.stderr + worker.stdout
+    finally:
+        server.stop()
+    secrets = ("Abc123", "xyz", "q?r", "s==")
+    for bad in (f"redis://:{URL_PASSWORD}@127.0.0.1:port/0", f"redis://user:{URL_PASSWORD}@127.0.0.1:1?db=x",
+                f"redis+sentinel://:{URL_PASSWORD}@h:port/svc", f"redis+cluster://:{URL_PASSWORD}@h:1?shards=x"):
+        for command in (["status"], ["serve", str(FIXTURE_SERVICES / "probe_service.py"), "--port", str(free_port())],
+                        ["worker", str(FIXTURE_SERVICES / "probe_service.py"), "--burst"]):
+            for out in (run(*command, "--redis", bad), run(*command, env={"LADON_TASKS_REDIS_URL": bad})):
+                assert_one_line_error(out, command[0], "***@")
+                assert not any(secret in out.stderr + out.stdout for secret in secrets), out.stderr
 
 
 def test_call_wait_outside_a_terminal_prints_its_last_line_once(server):

@@ -202,6 +202,19 @@ def test_cross_site_posts_are_refused(dash: RunningServer) -> None:
     assert cancel(dash, task_id, **AUTH, **CSRF, Referer=f"{dash.url}{PREFIX}/").status_code == 200
 
 
+@pytest.mark.parametrize("depth", [100_000, 2_000])
+def test_a_body_nested_too_deep_is_a_bad_request(dash: RunningServer, depth: int) -> None:
+    # Was: 500 from the JSON parser's RecursionError, on every API that reads a body.
+    task_id = start(dash, "TaskService", "taskExample", session_id="deep", counter=1)
+    body = b'{"task_ids": ' * depth + b"1" + b"}" * depth
+    for path in ("cancel", "purge", f"tasks/{task_id}/retry"):
+        response = requests.post(api(dash, path), data=body, timeout=10,
+                                 headers={**AUTH, **CSRF, "Content-Type": "application/json"})
+        assert response.status_code == 400, (path, response.status_code, response.text[:200])
+        assert response.json()["message"] == "the body nests too deep to be read as JSON", path
+    assert cancel(dash, task_id, **AUTH, **CSRF).status_code == 200, "the server answers on"
+
+
 def test_unknown_host_header_is_refused(dash: RunningServer) -> None:
     """A rebinding attack's requests carry the attacker's host name."""
     response = requests.get(api(dash, "tasks"), headers={**AUTH, "Host": f"evil.example:{dash.port}"}, timeout=5)

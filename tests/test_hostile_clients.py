@@ -3,11 +3,13 @@
 an ``Idempotency-Key`` reused with other arguments, and records damaged in Redis.
 Each server is started with the command line a user runs; bounds that would take
 minutes to reach at their defaults are lowered through the settings a deployment
-uses (``LADON_TASKS_MAX_QUEUED_TASKS``, ``LADON_TASKS_MAX_STORE_BYTES``)."""
+uses (``LADON_TASKS_MAX_QUEUED_TASKS``, ``LADON_TASKS_MAX_STORE_BYTES``,
+``LADON_TASKS_MAX_QUEUED_BYTES``)."""
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import urllib.request
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 import redis
 import requests
 
+from ladon_tasks.redis.sharded import open_store
 from support.browser import launch_chromium
 from support.jsonwsp import JsonWsp, WireFault
 from support.redis_server import RedisServer, start_redis
@@ -98,12 +101,19 @@ def test_beyond_loopback_the_machines_own_name_is_answered(output_dir: Path) -> 
 def test_the_defaults_the_readme_states() -> None:
     from ladon_tasks import defaults
     from ladon_tasks.cli import build_parser
+    from ladon_tasks.deployment import make_store
+    from ladon_tasks.redis.store import RedisStore
     from ladon_tasks.stores.memory import MemoryStore
 
     assert build_parser().parse_args(["serve", "x.py"]).read_timeout == defaults.READ_TIMEOUT == 20
     store = MemoryStore()
     assert store.max_queued == defaults.MAX_QUEUED_TASKS == 10_000
     assert store.max_bytes == defaults.MEMORY_STORE_MAX_BYTES == 256 * 1024 * 1024
+    assert defaults.REDIS_MAX_QUEUED_TASKS == 100_000 and defaults.REDIS_MAX_QUEUED_BYTES == 256 * 1024 * 1024
+    redis_store = make_store({"LADON_TASKS_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert isinstance(redis_store, RedisStore)
+    assert (redis_store.max_queued, redis_store.max_queued_bytes) == (100_000, 256 * 1024 * 1024)
+    redis_store.close()
 
 
 # -- half-sent requests ----------------------------------------------------------------
@@ -198,6 +208,59 @@ def test_the_memory_store_stays_within_its_byte_bound(output_dir: Path, tmp_path
         first_gate.touch()
         second_gate.touch()
         server.stop()
+
+
+# -- Redis bounds: ServerBusy while Redis still has room for everything else ------------------
+
+
+@pytest.mark.parametrize("deployment", ["redis", "cluster"])
+def test_the_redis_store_refuses_starts_past_its_queue_bounds(request: pytest.FixtureRequest, output_dir: Path,
+                                                              tmp_path: Path, deployment: str) -> None:
+    # Was: the Redis store had no bound of its own: a flood of starts filled Redis until
+    # maxmemory refused every write of every method, finishes and progress included.
+    if deployment == "redis":
+        server_of_redis = start_redis(tmp_path / "redis")
+        url, stop_redis = server_of_redis.url, server_of_redis.stop
+    else:
+        cluster = request.getfixturevalue("redis_cluster")
+        cluster.flushall()
+        url, stop_redis = cluster.url_with("shards=1"), lambda: None  # one shard holds the whole bound
+        sharded = open_store(cluster.url)
+        assert {(shard.max_queued, shard.max_queued_bytes) for shard in sharded.shards} == {(6_250, 16 * 1024 * 1024)}
+        sharded.close()
+    server = start_server([PROBE], output_dir, "--redis", url, "--thread-workers", "1",
+                          env={"LADON_TASKS_MAX_QUEUED_TASKS": "3", "LADON_TASKS_MAX_QUEUED_BYTES": "300000"})
+    probe = JsonWsp(server, "ProbeService")
+    gates = [tmp_path / "gate-big", tmp_path / "gate"]
+    try:
+        big = probe("gatedPayload", gate=str(gates[0]), payload="x" * 200_000)["task_id"]
+        too_big = fault_of(probe, "gatedPayload", gate=str(gates[0]), payload="y" * 150_000)
+        assert too_big.name == "ServerBusy" and too_big.code == "server"
+        assert "unfinished tasks would take more than the 300000 bytes this store holds" in too_big.string
+        held = [big] + [probe("gated", gate=str(gates[1]))["task_id"] for _ in range(2)]
+        busy = fault_of(probe, "gated", gate=str(gates[1]))
+        assert busy.name == "ServerBusy" and busy.code == "server"
+        assert busy.string == "ServerBusy: task not started: 3 tasks are queued or running, the most this store holds"
+        if deployment == "redis":  # a store of an older version kept no bound: it is made from the counts
+            server_of_redis.client().delete("ladon-tasks:held")
+            assert fault_of(probe, "gated", gate=str(gates[1])).name == "ServerBusy"
+        # what the held tasks write still goes in: progress, then their finishes
+        wait_until(lambda: probe("gatedPayload_progress", task_id=big)["message"].startswith("waiting at step"),
+                   timeout=20, what="progress of a held task")
+        for gate in gates:
+            gate.touch()
+        assert probe("gatedPayload_wait", task_id=big, seconds=20)["state"] == "succeeded"
+        for task_id in held[1:]:
+            assert probe("gated_wait", task_id=task_id, seconds=20)["state"] == "succeeded"
+        # and once they finished, starts go in again
+        again = probe("gatedPayload", gate=str(gates[0]), payload="y" * 150_000)["task_id"]
+        assert probe("gatedPayload_wait_result", task_id=again, seconds=20) == 150_000
+        assert probe("gated_wait_result", task_id=probe("gated", gate=str(gates[1]))["task_id"], seconds=20) == 7
+    finally:
+        for gate in gates:
+            gate.touch()
+        server.stop()
+        stop_redis()
 
 
 # -- Idempotency-Key bound to the arguments, on both stores ------------------------------------
@@ -343,3 +406,45 @@ def test_a_damaged_record_is_listed_as_unreadable_on_the_wire_and_by_the_cli(
     table = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60, check=True).stdout
     rows = {line.split()[0]: line.split()[1] for line in table.splitlines()[1:]}
     assert rows[damaged] == "unreadable" and rows[intact] == "succeeded", table
+
+
+def test_a_damaged_worker_entry_leaves_the_workers_listed_and_metrics_scraped(
+    redis_web: RunningServer, redis_server: RedisServer, output_dir: Path
+) -> None:
+    # Was: one entry with "pid": 1e400 made /_tasks/api/workers and the whole metrics
+    # scrape answer 500, and `ladon-tasks workers` fail with OverflowError.
+    import subprocess
+    import sys
+
+    from support.servers import ROOT
+    from support.workers import Workers
+
+    workers = Workers(redis_server.url, output_dir)
+    live = workers.start()
+    raw = redis_server.client()
+    try:
+        live_id = wait_until(lambda: raw.smembers("ladon-tasks:workers"), timeout=20, what="the worker's entry").pop()
+        described = raw.get(f"ladon-tasks:worker:{live_id}")
+        damaged = re.sub(r'"pid": \d+', '"pid": 1e400', described).replace(live_id, "damaged-worker")
+        assert "1e400" in damaged
+        raw.set("ladon-tasks:worker:damaged-worker", damaged, ex=120)
+        raw.sadd("ladon-tasks:workers", "damaged-worker")
+        listed = requests.get(f"{redis_web.url}/_tasks/api/workers", timeout=10)
+        assert listed.status_code == 200, listed.text
+        assert [worker["worker_id"] for worker in listed.json()["workers"]] == [live_id]
+        scraped = requests.get(f"{redis_web.url}/_tasks/metrics", timeout=10)
+        assert scraped.status_code == 200, scraped.text
+        assert "\nladon_tasks_workers 1.0\n" in scraped.text
+        command = [sys.executable, "-m", "ladon_tasks", "workers", "--redis", redis_server.url, "--json"]
+        out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert [json.loads(line)["worker_id"] for line in out.stdout.splitlines()
+                if json.loads(line)["kind"] == "worker"] == [live_id]
+        assert "a worker entry in Redis (ladon-tasks:worker:...) is damaged" in out.stderr
+        assert redis_web.log().count("is damaged and left out of the workers") == 1, "logged once, not per listing"
+    finally:
+        raw.delete("ladon-tasks:worker:damaged-worker")
+        raw.srem("ladon-tasks:workers", "damaged-worker")
+        raw.close()
+        workers.kill(live)
+        workers.stop_all()

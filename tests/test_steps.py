@@ -215,6 +215,54 @@ def test_retry_over_redis_recovers_too(redis_server, workers, started, output_di
     assert runs(tmp_path) == {"one": 1, "two": 1, "three": 3}
 
 
+def test_a_task_of_ten_thousand_steps_is_recovered_over_redis(redis_server, started, output_dir, tmp_path):
+    """The most steps an attempt may run, all but the last succeeded: a recover starts
+    the new task with every one of them, in the one script that creates it."""
+    web = serve(started, output_dir, "--redis", redis_server.url)
+    (tmp_path / "fail-last").touch()
+    count = 9_999
+    failed = steps_service(web)("manySteps", marker_dir=str(tmp_path), count=count)["task_id"]
+    final = wait_final(web, "manySteps", failed)
+    assert (final["state"], final["steps_done"], final["error"]) == ("failed", count, "RuntimeError: the last step fails")
+    (tmp_path / "fail-last").unlink()
+    recovered = cli("retry", failed, "--url", web.url, "--token", TOKEN)
+    assert recovered.returncode == 0, recovered.stderr
+    recovered_id = recovered.stdout.strip()
+    assert wait_final(web, "manySteps", recovered_id)["state"] == "succeeded"
+    assert steps_service(web)("manySteps_result", task_id=recovered_id) == sum(range(count))
+    assert runs(tmp_path) == {"last": 2}
+    origins = Counter(step[3] for step in step_states(web, recovered_id))
+    assert origins == {failed: count, "": 1}, "every succeeded step recovered, only the last one ran"
+
+
+@pytest.mark.parametrize("method", ["nestedThread", "nestedQueued"])
+def test_a_step_result_nested_too_deep_is_refused_and_what_is_recorded_reads_back(
+        redis_server, workers, started, output_dir, tmp_path, method):
+    # Was: 20,000 levels failed the task with RecursionError; 900 levels were recorded,
+    # and then failed every rerun that read them back.
+    from ladon_tasks import defaults
+
+    web = serve(started, output_dir, "--redis", redis_server.url)
+    workers.start()
+    service = steps_service(web)
+    refused = "StepError: step 'nest': its result nests deeper than 100 levels of lists and objects; " \
+              "record a flatter form"
+    for depth in (20_000, 900, defaults.MAX_STEP_DEPTH + 1):
+        task_id = service(method, marker_dir=str(tmp_path), depth=depth)["task_id"]
+        final = wait_final(web, method, task_id)
+        assert (final["state"], final["error"]) == ("failed", refused), depth
+        assert step_states(web, task_id) == [("nest", "failed", 1, "")]
+    (tmp_path / "fail-after").touch()
+    deepest = service(method, marker_dir=str(tmp_path), depth=defaults.MAX_STEP_DEPTH)["task_id"]
+    assert wait_final(web, method, deepest)["error"] == "RuntimeError: the step after fails"
+    (tmp_path / "fail-after").unlink()
+    recovered = cli("retry", deepest, "--url", web.url, "--token", TOKEN)
+    assert recovered.returncode == 0, recovered.stderr
+    recovered_id = recovered.stdout.strip()
+    assert service(f"{method}_wait_result", task_id=recovered_id, seconds=30) == defaults.MAX_STEP_DEPTH
+    assert step_states(web, recovered_id) == [("nest", "succeeded", 1, deepest), ("after", "succeeded", 1, "")]
+
+
 # -- fencing ---------------------------------------------------------------------------------
 
 

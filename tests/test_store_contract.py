@@ -926,3 +926,40 @@ def test_what_steps_cost_in_redis_commands(redis_backend: Backend) -> None:
     assert finish_stepped.pop("cmdstat_pexpire") == finish_plain.pop("cmdstat_pexpire") + 1
     assert finish_stepped == finish_plain
     assert used(lambda: store.load_steps(stepped.task_id)) == {"cmdstat_hgetall": 1}
+
+
+@pytest.mark.parametrize("deployment", ["memory", "redis", "cluster"])
+def test_starts_at_once_never_pass_the_bound_and_finishes_make_room(request: pytest.FixtureRequest,
+                                                                   deployment: str) -> None:
+    """Twenty starts at the same moment against a bound of five: five go in, in the one
+    step that checks the bound; a reissue holds its place, a finish or cancel frees it."""
+    prefix = f"bound-{uuid.uuid4().hex[:8]}:"
+    if deployment == "memory":
+        store: TaskStore = MemoryStore(max_queued=5)
+    elif deployment == "redis":
+        store = RedisStore(request.getfixturevalue("redis_server").url, prefix=prefix, max_queued=5)
+    else:  # one shard, so the whole bound is on it
+        store = ShardedRedisStore(request.getfixturevalue("redis_cluster").url, prefix=prefix, shards=1,
+                                  max_queued=5)
+    try:
+        def start(_: int) -> Any:
+            try:
+                return store.create(new_record())
+            except StoreFull as exc:
+                return exc
+
+        started = race(20, start)
+        held = [record for record in started if isinstance(record, TaskRecord)]
+        assert len(held) == 5 and all(isinstance(answer, StoreFull) for answer in started if answer not in held)
+        running = store.transition(held[0].task_id, RUNNING)
+        assert store.transition(held[0].task_id, QUEUED, attempt=running.attempts) is not None  # a reissue
+        with pytest.raises(StoreFull):
+            store.create(new_record())
+        store.request_cancel(held[1].task_id)
+        store.transition(held[2].task_id, RUNNING)
+        store.transition(held[2].task_id, FAILED, finished_at=time.time())
+        assert all(isinstance(record, TaskRecord) for record in (store.create(new_record()) for _ in range(2)))
+        with pytest.raises(StoreFull):
+            store.create(new_record())
+    finally:
+        store.close()

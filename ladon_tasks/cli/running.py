@@ -163,6 +163,8 @@ def cmd_apache_config(args: argparse.Namespace) -> int:
     )
     for path in config.write():
         print(f"wrote {path}", file=sys.stderr)
+    for warning in config.warnings:
+        print(f"ladon-tasks apache-config: {warning}", file=sys.stderr)
     print(config.vhost_text(), end="")
     return 0
 

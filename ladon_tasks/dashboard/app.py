@@ -39,7 +39,7 @@ from importlib import resources
 from typing import Any, Callable, Iterable
 from urllib.parse import urlencode
 
-from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.routing import Map, Rule
 from werkzeug.urls import iri_to_uri
@@ -286,7 +286,7 @@ class DashboardApp:
             return _fault_response(exc)
 
     def on_retry(self, request: Request, task_id: str) -> Response:
-        body = request.get_json(silent=True) if request.content_length else {}
+        body = _json_body(request) if request.content_length else {}
         restart = body.get("restart", False) if isinstance(body, dict) else None
         if not isinstance(restart, bool):
             return _json({"error": "BadRequest", "message": 'send nothing, or {"restart": true|false}'}, 400)
@@ -302,7 +302,7 @@ class DashboardApp:
     def on_bulk_cancel(self, request: Request) -> Response:
         """Cancel each task named; one answer per task, in order: its state after the
         cancel, or the error (an unknown task does not stop the others)."""
-        body = request.get_json(silent=True)
+        body = _json_body(request)
         task_ids = body.get("task_ids") if isinstance(body, dict) else None
         if not isinstance(task_ids, list) or not all(isinstance(i, str) for i in task_ids) or not task_ids:
             return _json({"error": "BadRequest", "message": 'send {"task_ids": ["<task id>", ...]}'}, 400)
@@ -321,7 +321,7 @@ class DashboardApp:
         return _json({"results": results})
 
     def on_purge(self, request: Request) -> Response:
-        body = request.get_json(silent=True)
+        body = _json_body(request)
         body = body if isinstance(body, dict) else {}
         method, dry_run = body.get("method"), body.get("dry_run", False)
         try:
@@ -463,6 +463,16 @@ def _fault_response(exc: Exception) -> Response:
             text = str(getattr(exc, "faultstring", exc))
             return _json({"error": name, "message": text}, status)
     raise exc
+
+
+def _json_body(request: Request) -> Any:
+    """The request's JSON body, or ``None`` when it is not JSON (each endpoint answers
+    that with the body it expects). A body nested deeper than the parser follows
+    (``[[[[...`` 100,000 deep) raises ``RecursionError`` inside it: a 400 as well."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        raise BadRequest("the body nests too deep to be read as JSON") from None
 
 
 def _unavailable(exc: StoreError) -> Response:

@@ -41,7 +41,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from ladon_tasks import defaults
 from ladon_tasks.model import TASK_ID_BYTES
 from ladon_tasks.redis.keys import idempotency_text
-from ladon_tasks.redis.urls import HostListURL, describe_hosts
+from ladon_tasks.redis.urls import HostListURL, describe_hosts, naming
 
 #: The scheme of a cluster URL.
 SCHEME = "redis+cluster"
@@ -68,6 +68,11 @@ class ClusterURL:
     @classmethod
     def parse(cls, url: str) -> "ClusterURL":
         """The URL's parts; ``ValueError`` naming what is wrong, never the password."""
+        with naming(url):
+            return cls._parse(url)
+
+    @classmethod
+    def _parse(cls, url: str) -> "ClusterURL":
         if not is_cluster_url(url):
             raise ValueError(f"not a Redis Cluster URL; expected {FORM}")
         parsed = HostListURL.parse(url, SCHEME, defaults.CLUSTER_PORT, "cluster node", FORM)

@@ -28,6 +28,7 @@ from redis.retry import Retry
 from ladon_tasks import defaults
 from ladon_tasks.redis.cluster import ClusterURL, describe_cluster_client
 from ladon_tasks.redis.sentinel import SentinelURL, describe_sentinel_client, is_sentinel_url
+from ladon_tasks.redis.urls import masked_url, split_credentials
 from ladon_tasks.stores.base import StoreError
 
 #: What redis-py raises when Redis cannot do what it was asked: a cluster client also
@@ -69,10 +70,14 @@ def connect(url: str, socket_timeout: float | None = None) -> redis.Redis:
     )
     if is_sentinel_url(url):
         return SentinelURL.parse(url).connect(**options)
+    # redis-py gets the credentials apart: its parser would end the host at a "/" of
+    # the password and name the rest in its error
+    without, username, password = split_credentials(url)
+    credentials = {key: value for key, value in (("username", username), ("password", password)) if value}
     try:
-        pool = redis.ConnectionPool.from_url(url, **options)
+        pool = redis.ConnectionPool.from_url(without, **credentials, **options)
     except ValueError as exc:
-        raise ValueError(f"not a Redis URL ({exc}); expected {URL_FORMS}") from None
+        raise ValueError(f"not a Redis URL: {masked_url(url)} ({exc}); expected {URL_FORMS}") from None
     return redis.Redis(connection_pool=pool)
 
 

@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from typing import Any, Callable, ContextManager
 
 from ladon_tasks.redis import scripts
@@ -22,6 +24,11 @@ from ladon_tasks.redis.connection import as_text
 from ladon_tasks.redis.keys import Keys
 from ladon_tasks.stats import QueueDepth, WebProcess, WorkerInfo, queue_depths
 from ladon_tasks.stores.base import Fleet
+
+log = logging.getLogger(__name__)
+
+#: Damaged worker entries a process logs at most: one line each, not one per listing.
+DAMAGED_LOGGED_MAX = 100
 
 
 class RedisFleet(Fleet):
@@ -36,6 +43,7 @@ class RedisFleet(Fleet):
         self._depths = scripts.register(client, "depths", prefix)
         self._beat = scripts.register(client, "worker_beat", prefix)
         self._workers = scripts.register(client, "workers", prefix)
+        self._logged: set[str] = set()
 
     def queues(self) -> list[QueueDepth]:
         return queue_depths(*self.depth_figures())
@@ -60,13 +68,24 @@ class RedisFleet(Fleet):
             found, owners = self._workers(args=[self.prefix])
         workers = []
         for doc in found:
+            text = as_text(doc)
             try:
-                workers.append(WorkerInfo.from_json(json.loads(as_text(doc))))
-            except (ValueError, KeyError, TypeError):
-                continue  # not a description of ours: never let it hide the others
+                workers.append(WorkerInfo.from_json(json.loads(text)))
+            except ValueError as exc:  # never let it hide the others, nor fail the listing
+                self._damaged(text, exc)
         workers.sort(key=lambda info: (info.host, info.started_at))
         webs = [WebProcess(as_text(owner), int(left) / 1000.0, int(held)) for owner, left, held in owners]
         return workers, sorted(webs, key=lambda web: web.owner)
+
+    def _damaged(self, text: str, exc: ValueError) -> None:
+        """Log a damaged worker entry once per process (the listing runs at every
+        dashboard refresh and metrics scrape), then leave it out."""
+        digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+        if digest in self._logged or len(self._logged) >= DAMAGED_LOGGED_MAX:
+            return
+        self._logged.add(digest)
+        log.warning("a worker entry in Redis (%s...) is damaged and left out of the workers: %s",
+                    self.keys.worker(""), exc)
 
     def beat(self, info: WorkerInfo, ttl: float) -> None:
         with self._errors(f"heartbeat of worker {info.worker_id}"):

@@ -29,6 +29,9 @@ key                             type    holds
 ``owned:<owner>``               set     task ids an in-process owner holds
 ``stats``                       hash    counts per method and state, run-time histogram
                                         (field names: :mod:`ladon_tasks.stats`)
+``held``                        hash    what starts are bounded by: unfinished tasks
+                                        (``tasks``) and the bytes of their arguments
+                                        (``bytes``), kept by the scripts' moves
 ``queues``                      set     ``<q>:<NNN>`` of every job stream made: where
                                         queue depths are read, without a key scan
 ``workers``                     set     ids of the workers that announced themselves
@@ -62,6 +65,7 @@ LAYOUT: dict[str, str] = {
     "owners": "owners",
     "owned": "owned:",
     "stats": "stats",
+    "held": "held",
     "queues": "queues",
     "workers": "workers",
     "worker": "worker:",
@@ -128,6 +132,10 @@ class Keys:
     @property
     def stats(self) -> str:
         return self.prefix + LAYOUT["stats"]
+
+    @property
+    def held(self) -> str:
+        return self.prefix + LAYOUT["held"]
 
     @property
     def queues(self) -> str:

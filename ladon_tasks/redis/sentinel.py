@@ -44,7 +44,7 @@ import redis
 from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 from ladon_tasks import defaults
-from ladon_tasks.redis.urls import HostListURL, describe_hosts
+from ladon_tasks.redis.urls import HostListURL, describe_hosts, naming
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,11 @@ class SentinelURL:
     @classmethod
     def parse(cls, url: str) -> "SentinelURL":
         """The URL's parts; ``ValueError`` naming what is wrong, never the password."""
+        with naming(url):
+            return cls._parse(url)
+
+    @classmethod
+    def _parse(cls, url: str) -> "SentinelURL":
         if not is_sentinel_url(url):
             raise ValueError(f"not a Sentinel URL; expected {FORM}")
         parsed = HostListURL.parse(url, SCHEME, defaults.SENTINEL_PORT, "sentinel", FORM)

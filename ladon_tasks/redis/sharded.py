@@ -93,6 +93,10 @@ class ShardedRedisStore(TaskStore):
     ``connection``: a ``redis+cluster://`` URL, or an existing ``RedisCluster`` (used, not
     closed); ``shards``: how many (the URL's ``shards=``, else
     ``defaults.CLUSTER_SHARDS``) - every process of a deployment must say the same.
+    ``max_queued`` and ``max_queued_bytes`` bound the whole deployment as
+    :class:`RedisStore`'s do one server, spread evenly: each shard holds its share
+    (rounded up), checked by its own create script, and a start whose shard is full is
+    refused though another may have room - task ids are random, so shards fill alike.
     """
 
     def __init__(
@@ -104,6 +108,8 @@ class ShardedRedisStore(TaskStore):
         flush_interval: float = defaults.FLUSH_INTERVAL,
         wait_recheck: float = defaults.WAIT_RECHECK,
         socket_timeout: float | None = None,
+        max_queued: int = defaults.REDIS_MAX_QUEUED_TASKS,
+        max_queued_bytes: int = defaults.REDIS_MAX_QUEUED_BYTES,
     ) -> None:
         if not prefix:
             raise ValueError("prefix must not be empty: keys of other programs would mix with ours")
@@ -127,7 +133,8 @@ class ShardedRedisStore(TaskStore):
         self.prefix = prefix
         self.location = describe_location(self._redis)
         self.shards = [
-            RedisStore(self._redis, prefix=shard_prefix, flush_interval=flush_interval, wait_recheck=wait_recheck)
+            RedisStore(self._redis, prefix=shard_prefix, flush_interval=flush_interval, wait_recheck=wait_recheck,
+                       max_queued=-(-max_queued // count), max_queued_bytes=-(-max_queued_bytes // count))
             for shard_prefix in shard_prefixes(prefix, count)
         ]
         self._fleet = ShardedFleet([shard.fleet() for shard in self.shards])

@@ -102,6 +102,7 @@ from ladon_tasks.stores.base import (
     JobChange,
     JobEntry,
     StoreError,
+    StoreFull,
     TaskStore,
 )
 from ladon_tasks.redis.replication import ReplicaWait, replica_wait_for
@@ -127,6 +128,11 @@ class RedisStore(TaskStore):
     pool per store. An existing ``RedisCluster`` makes the store one shard of a cluster
     deployment (:class:`~ladon_tasks.redis.sharded.ShardedRedisStore`): its prefix
     must then hold a hash tag.
+
+    ``max_queued`` and ``max_queued_bytes`` bound the unfinished tasks and the bytes of
+    their arguments: past either, ``create`` raises :class:`StoreFull` (``ServerBusy``
+    on the wire), checked in the create script itself, while finishes, progress and
+    steps of the tasks held go on.
     """
 
     def __init__(
@@ -137,9 +143,14 @@ class RedisStore(TaskStore):
         flush_interval: float = defaults.FLUSH_INTERVAL,
         wait_recheck: float = defaults.WAIT_RECHECK,
         socket_timeout: float | None = None,
+        max_queued: int = defaults.REDIS_MAX_QUEUED_TASKS,
+        max_queued_bytes: int = defaults.REDIS_MAX_QUEUED_BYTES,
     ) -> None:
         if flush_interval <= 0 or wait_recheck <= 0:
             raise ValueError("flush_interval and wait_recheck must be > 0")
+        if max_queued < 1 or max_queued_bytes < 1:
+            raise ValueError("max_queued and max_queued_bytes must be at least 1")
+        self.max_queued, self.max_queued_bytes = int(max_queued), int(max_queued_bytes)
         if not prefix:
             raise ValueError("prefix must not be empty: keys of other programs would mix with ours")
         self._replica_wait: ReplicaWait | None = None
@@ -236,7 +247,8 @@ class RedisStore(TaskStore):
             with self._errors(f"creating task {record.task_id}"):
                 existing = self._replicated(self._create, [
                     self.prefix, record.task_id, repr(float(record.submitted_at)), record.method,
-                    "1" if register else "", stream, payload, str(len(steps)), *encode_steps(steps), *fields,
+                    "1" if register else "", stream, payload, str(self.max_queued), str(self.max_queued_bytes),
+                    str(len(steps)), *encode_steps(steps), *fields,
                 ])
         except StoreError:
             self._notifier.unfollow(record.task_id)
@@ -247,6 +259,8 @@ class RedisStore(TaskStore):
             self._notifier.unfollow(record.task_id)
             if existing[0] == "elsewhere":
                 raise KeyElsewhere(as_text(existing[1]))
+            if existing[0] == "full":
+                raise StoreFull(as_text(existing[1]))
             return decode_record(existing)
         return record
 

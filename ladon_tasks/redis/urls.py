@@ -1,12 +1,59 @@
-"""The parts Redis URLs that list several servers share: ``redis+sentinel://`` and
-``redis+cluster://`` both name ``[user:password@]host:port,host:port``, then their own
-path and options. Parsed here once, so both forms read credentials, IPv6 hosts and
+"""The parts Redis URLs share. Every form reads its credentials here
+(:func:`split_credentials`), and every message about a URL shows it through
+:func:`masked_url`, so no error, log line or fault ever shows a password - not even
+part of one.
+
+The credentials of a URL run from ``scheme://`` to the URL's *last* ``@``: a password
+may hold ``/``, ``?``, ``#`` or ``@`` unescaped (base64 passwords hold ``/`` and
+``+``), where a strict URL parser would end the host at the first ``/`` and read part
+of the password as a port. An ``@`` in a query value is written ``%40``.
+
+``redis+sentinel://`` and ``redis+cluster://`` both name
+``[user:password@]host:port,host:port``, then their own path and options
+(:class:`HostListURL`): parsed here once, so both forms read credentials, IPv6 hosts and
 ports alike and say what is wrong in the same words."""
 
 from __future__ import annotations
 
+import contextlib
 import urllib.parse
 from dataclasses import dataclass
+from typing import Iterator
+
+
+def split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """``url`` without its ``user:password@``, then the user and the password
+    (percent-decoded; ``None`` when not given). The credentials run to the URL's last
+    ``@``, so a password with an unescaped ``/``, ``?`` or ``#`` is read whole."""
+    scheme, separator, rest = url.partition("://")
+    userinfo, at, after = rest.rpartition("@")
+    if not (separator and at):
+        return url, None, None
+    user, has_password, secret = userinfo.partition(":")
+    username = urllib.parse.unquote(user) or None
+    password = urllib.parse.unquote(secret) if has_password else None
+    return f"{scheme}://{after}", username, password
+
+
+def masked_url(url: str) -> str:
+    """``url`` for messages: its credentials shown as ``***`` and its query (which may
+    carry ``password=`` or ``sentinel_password=``) as ``?...``."""
+    without, username, password = split_credentials(url)
+    scheme, separator, rest = without.partition("://")
+    if not separator:
+        return "a URL without scheme://"
+    auth = "***@" if username is not None or password is not None else ""
+    rest, question, _ = rest.partition("?")
+    return f"{scheme}://{auth}{rest}{'?...' if question else ''}"
+
+
+@contextlib.contextmanager
+def naming(url: str) -> Iterator[None]:
+    """A ``ValueError`` about ``url`` says which URL, masked (:func:`masked_url`)."""
+    try:
+        yield
+    except ValueError as exc:
+        raise ValueError(f"{masked_url(url)}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -24,17 +71,12 @@ class HostListURL:
         """``url``'s parts; ``what`` names one listed server (``sentinel``, ``cluster
         node``) and ``form`` the URL's whole shape, in ``ValueError`` messages that never
         show the password."""
-        rest = url[len(scheme) + 3:]
+        without, username, password = split_credentials(url)
+        rest = without[len(scheme) + 3:]
         rest, _, query = rest.partition("?")
         if "#" in rest or "#" in query:
             raise ValueError(f"a {scheme}:// URL has no #fragment; expected {form}")
-        netloc, _, path = rest.partition("/")
-        userinfo, _, hosts_text = netloc.rpartition("@")
-        username = password = None
-        if userinfo:
-            user, has_password, secret = userinfo.partition(":")
-            username = urllib.parse.unquote(user) or None
-            password = urllib.parse.unquote(secret) if has_password else None
+        hosts_text, _, path = rest.partition("/")
         where = f"a {scheme}:// URL lists its {what}s as host:port, separated by commas: {form}"
         hosts = tuple(host_port(part, default_port, what, where) for part in hosts_text.split(","))
         return cls(hosts=hosts, username=username, password=password, path=path, query=query)

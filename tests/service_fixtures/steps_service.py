@@ -67,7 +67,38 @@ def three_steps(marker_dir, kw):
     return step('three', three, marker_dir, attempt, tally.total)
 
 
+def nested_steps(marker_dir, depth, kw):
+    """Step ``nest`` returns 1 inside ``depth`` lists; step ``after`` fails while
+    ``fail-after`` exists, else returns how deep ``nest``'s result came back."""
+    step = kw['step']
+
+    def build():
+        value = 1
+        for _ in range(depth):
+            value = [value]
+        return value
+
+    value, levels = step('nest', build), 0
+    while isinstance(value, list):
+        value, levels = value[0], levels + 1
+
+    def after():
+        if os.path.exists(os.path.join(marker_dir, 'fail-after')):
+            raise RuntimeError('the step after fails')
+        return levels
+
+    return step('after', after)
+
+
 class StepsService(object):
+
+    @ladonize(PORTABLE_STRING, int, rtype=int, tasktype=dict(executor='thread'))
+    def nestedThread(self, marker_dir, depth, **kw):
+        return nested_steps(marker_dir, depth, kw)
+
+    @ladonize(PORTABLE_STRING, int, rtype=int, tasktype=dict(executor='queue'))
+    def nestedQueued(self, marker_dir, depth, **kw):
+        return nested_steps(marker_dir, depth, kw)
 
     @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='queue', retries=1, retry_delay=0.05))
     def queuedSteps(self, marker_dir, **kw):
@@ -80,6 +111,21 @@ class StepsService(object):
     @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='process', retries=1, retry_delay=0.05))
     def processSteps(self, marker_dir, **kw):
         return three_steps(marker_dir, kw)
+
+    @ladonize(PORTABLE_STRING, int, rtype=int, tasktype=dict(executor='thread'))
+    def manySteps(self, marker_dir, count, **kw):
+        """``count`` steps that return their number, then ``last``, which fails while
+        ``fail-last`` exists and else returns their sum: a recover replays ``count``."""
+        step, attempt = kw['step'], kw['attempt']
+        total = sum(step('step %d' % n, int, n) for n in range(count))
+
+        def last():
+            _mark(marker_dir, 'last', attempt)
+            if os.path.exists(os.path.join(marker_dir, 'fail-last')):
+                raise RuntimeError('the last step fails')
+            return total
+
+        return step('last', last)
 
     @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(executor='thread'))
     def oddSteps(self, kind, **kw):

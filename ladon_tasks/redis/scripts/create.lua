@@ -3,17 +3,23 @@
 -- task held in process names its owner, whose set of tasks it joins in the same step.
 -- The method's counts (stats.py) count it. Once a minute per process (register) the
 -- method joins the methods set and the job's stream the queues set. A task that starts
--- with steps (an operator's recover) gets them in the same step.
+-- with steps (an operator's recover) gets them in the same step. A new unfinished task
+-- is refused, writing nothing, when the store holds max_tasks unfinished tasks already,
+-- or its arguments would take the unfinished tasks' past max_bytes: checked here, with
+-- the write, so starts at the same moment cannot slip past the bound together.
 -- ARGV: prefix, task_id, score (submitted_at), method, register ('1'|''),
---       job stream|'', job JSON|'', n_steps, (step name, step JSON) * n_steps,
---       then field, JSON, field, JSON... of the record.
+--       job stream|'', job JSON|'', max_tasks, max_bytes, n_steps,
+--       (step name, step JSON) * n_steps, then field, JSON, field, JSON... of the record.
 -- Returns false when created, or the existing record (flat) when the idempotency key
 -- names a task still retained, or {'elsewhere', task_id} when the key names a task of
--- another shard (a Redis Cluster deployment sets such a key apart: sharded.py).
+-- another shard (a Redis Cluster deployment sets such a key apart: sharded.py), or
+-- {'full', why} when the bound refuses it.
 local id, score, method, stream = ARGV[2], ARGV[3], ARGV[4], ARGV[6]
+local max_tasks, max_bytes = tonumber(ARGV[8]), tonumber(ARGV[9])
 local key = rkey(id)
-local n_steps = tonumber(ARGV[8])
-local fields_at = 9 + 2 * n_steps
+local n_steps = tonumber(ARGV[10])
+local steps_at = 11
+local fields_at = steps_at + 2 * n_steps
 local t = {}
 for i = fields_at, #ARGV, 2 do t[ARGV[i]] = ARGV[i + 1] end
 local ikey = nil
@@ -27,6 +33,19 @@ if has_idempotency(t.idempotency_key) then
     if #found > 0 then return found end
   end
 end
+local state = cjson.decode(t.state)
+if not FINISHED[state] then
+  seed_held()
+  local held = redis.call('HMGET', HELD, 'tasks', 'bytes')
+  local tasks, bytes = tonumber(held[1]) or 0, tonumber(held[2]) or 0
+  if tasks >= max_tasks then
+    return {'full', string.format('%d tasks are queued or running, the most this store holds', tasks)}
+  end
+  if bytes + #(t.args or '') > max_bytes then
+    return {'full', string.format('the arguments of unfinished tasks would take more than the %d bytes '
+      .. 'this store holds', max_bytes)}
+  end
+end
 if stream ~= '' then
   t.job_entry = cjson.encode(stream .. ' ' .. redis.call('XADD', stream, '*', 'job', ARGV[7]))
   ring(stream)
@@ -34,8 +53,8 @@ end
 redis.call('HSET', key, unpack(to_flat(t)))
 if n_steps > 0 then
   local steps = {}
-  for i = 9, fields_at - 1 do steps[#steps + 1] = ARGV[i] end
-  redis.call('HSET', steps_key(id), unpack(steps))
+  for i = steps_at, fields_at - 1 do steps[#steps + 1] = ARGV[i] end
+  hset_flat(steps_key(id), steps)
 end
 if ikey then redis.call('SET', ikey, cjson.encode(id)) end
 redis.call('ZADD', method_index(method), score, id)
@@ -44,7 +63,6 @@ if ARGV[5] == '1' then
   redis.call('SADD', P .. KEY.methods, method)
   if stream ~= '' then redis.call('SADD', P .. KEY.queues, string.sub(stream, #P + #KEY.queue + 1)) end
 end
-local state = cjson.decode(t.state)
 counted(t, nil, state)
 if FINISHED[state] then finish(key, id, t, state) end
 return false
