@@ -112,10 +112,10 @@ class ApacheConfig:
                 f"{self.processes} processes need Redis for task state (--redis URL); "
                 "or use --processes 1"
             )
+        from ladon_tasks.wsgi import check_service_file
+
         for spec in self.services:
-            if spec.endswith(".py") or os.sep in spec:
-                if not os.path.isfile(spec):
-                    raise ValueError(f"service file {spec} does not exist")
+            check_service_file(spec)
 
     def settings(self) -> dict[str, str]:
         """The handler's settings; service files as absolute paths."""

@@ -136,12 +136,16 @@ class TaskClient:
         """One JSON-WSP call; a fault becomes the matching :class:`TaskError`."""
         if method not in self._client.jsonwsp_description["methods"]:
             raise RemoteFault(f"{self.service_url} has no method {method!r}")
+        info = self._client.method_info(method)
+        unknown = sorted(name for name in args if name not in info["params_info"])
+        if unknown:  # Ladon would drop them silently, and run the task without them
+            raise RemoteFault(f"{method} has no argument(s) {', '.join(unknown)}; "
+                              f"its arguments: {', '.join(info['params_order']) or '(none)'}")
         try:
             response = self._client.call_method(method, **args)
         except OSError as error:
             raise ServiceUnreachable(f"{method}: cannot reach {self.service_url}: {error}") from None
         if response == -1:  # Ladon's client: a mandatory argument is missing
-            info = self._client.method_info(method)
             missing = [name for name in info["mandatory_params"] if name not in args]
             raise RemoteFault(f"{method} needs the argument(s) {', '.join(missing)}")
         body = response.response_dict
@@ -245,9 +249,23 @@ class TaskHandle:
 
 def _progress_display(stream: TextIO, label: str) -> "_TerminalBar | _ProgressLines":
     """A redrawn bar on a terminal; elsewhere (a pipe, a log file) one line per change,
-    because a redrawn bar there leaves every frame, and its last one twice."""
+    because a redrawn bar there leaves every frame, and its last one twice. A terminal
+    that reports no width (0 columns: some serial consoles, containers without a size)
+    gets the lines too: a bar fitted to no width is an empty line."""
     isatty = getattr(stream, "isatty", None)
-    return _TerminalBar(stream, label) if isatty is not None and isatty() else _ProgressLines(stream, label)
+    if isatty is not None and isatty() and _columns(stream) > 0:
+        return _TerminalBar(stream, label)
+    return _ProgressLines(stream, label)
+
+
+def _columns(stream: TextIO) -> int:
+    """The terminal's width as it reports it, 0 when it reports none."""
+    import os
+
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
 
 
 def _postfix(status: TaskStatus) -> str:

@@ -128,6 +128,10 @@ class TaskRecord:
     error_type: str = ""
     error_message: str = ""
     error_traceback: str = ""
+    #: The errors of earlier attempts that were retried, oldest first
+    #: (``attempt 1: ValueError: ...``); ``error_*`` say only why the task failed, and
+    #: are empty once an attempt succeeds.
+    attempt_errors: list[str] = field(default_factory=list)
     cancel_requested: bool = False
     result_ttl: float = 3600.0
     #: The step the body runs now, or ran last (``kw['step']``, :mod:`ladon_tasks.steps`);
@@ -173,6 +177,7 @@ class TaskRecord:
         clone.__dict__.update(self.__dict__)
         clone.tags = list(self.tags)
         clone.ran_on = list(self.ran_on)
+        clone.attempt_errors = list(self.attempt_errors)
         return clone
 
     def to_json(self) -> dict[str, Any]:
@@ -182,6 +187,7 @@ class TaskRecord:
         data = {name: values[name] for name in _FIELD_ORDER}
         data["tags"] = list(self.tags)
         data["ran_on"] = list(self.ran_on)
+        data["attempt_errors"] = list(self.attempt_errors)
         data["state"] = self.state.value
         return data
 
@@ -292,7 +298,7 @@ _FIELD_CHECKS = {
     "owner": _is_text, "ran_on": _is_tags, "retry_of": _is_text,
     "submitted_at": _is_number, "started_at": _is_number, "finished_at": _is_number, "result": _is_any,
     "error_type": _is_text, "error_message": _is_text, "error_traceback": _is_text,
-    "cancel_requested": _is_flag, "result_ttl": _is_number, "step": _is_text, "steps_done": _is_count,
+    "attempt_errors": _is_tags, "cancel_requested": _is_flag, "result_ttl": _is_number, "step": _is_text, "steps_done": _is_count,
 }
 _FIELD_EXPECTED = {name: _KINDS[check] for name, check in _FIELD_CHECKS.items()}
 if set(_FIELD_CHECKS) != set(_FIELD_ORDER):

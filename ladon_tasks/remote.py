@@ -44,8 +44,10 @@ class DashboardClient:
         self.base = self._locate(url.rstrip("/"))
 
     def _locate(self, url: str) -> str:
-        """The API's base: ``url`` itself, or its ``/_tasks`` (a ``serve`` server)."""
-        candidates = [url] if url.endswith(SERVE_PREFIX) else [url, url + SERVE_PREFIX]
+        """The API's base: ``url``'s ``/_tasks`` (a ``serve`` server), or ``url`` itself (a
+        standalone dashboard). ``/_tasks`` first: a standalone dashboard answers it with a
+        plain 404, where the services of a ``serve`` server would log an unknown path."""
+        candidates = [url] if url.endswith(SERVE_PREFIX) else [url + SERVE_PREFIX, url]
         for base in candidates:
             try:
                 self._request(base, "/api/tasks?limit=1")
@@ -107,7 +109,7 @@ class DashboardClient:
                 headers["Content-Type"] = "application/json"
         request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=defaults.REMOTE_TIMEOUT) as response:
+            with _open(request) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as error:
             raise _http_error(base, error) from None
@@ -141,7 +143,38 @@ def _http_error(base: str, error: urllib.error.HTTPError) -> RemoteError:
         return _AlreadyFinished(message, body["task"])
     if error.code == 404 and name not in ("UnknownTask", "MalformedTaskId"):
         return _NotFound(f"{base}: not found")
-    return RemoteError(f"{name}: {message}" if name else f"{base}: HTTP {error.code}")
+    if not name:
+        return RemoteError(f"{base}: HTTP {error.code}")
+    # a fault's message may already start with its name (``UnknownTask: no task ...``)
+    return RemoteError(message if message.startswith(f"{name}:") else f"{name}: {message}")
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only within the origin asked (scheme, host and port): urllib
+    copies every header to the new URL, the token among them, and an answer from
+    elsewhere is not this server's."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> urllib.request.Request | None:
+        target = urllib.parse.urljoin(req.full_url, newurl)
+        if _origin(target) != _origin(req.full_url):
+            raise RemoteError(f"{req.full_url} redirects to another origin ({_origin(target)}): "
+                              "not followed, and the token not sent there")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+
+
+_opener = urllib.request.build_opener(_SameOriginRedirects)
+
+
+def _open(request: urllib.request.Request) -> Any:
+    """``request`` through the opener that stays on its origin."""
+    return _opener.open(request, timeout=defaults.REMOTE_TIMEOUT)
 
 
 def health(url: str, token: str | None = None) -> tuple[bool, dict[str, Any], str]:
@@ -157,7 +190,7 @@ def health(url: str, token: str | None = None) -> tuple[bool, dict[str, Any], st
     for candidate in candidates:
         request = urllib.request.Request(candidate, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=defaults.REMOTE_TIMEOUT) as response:
+            with _open(request) as response:
                 return True, json.loads(response.read()), candidate
         except urllib.error.HTTPError as error:
             if error.code == 503:

@@ -13,15 +13,21 @@ The same ``serve`` answers several times as many calls per second (see
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ladon_tasks import defaults
 from ladon_tasks.wsgi_types import StartResponse, WSGIApp
+
+
+class AddressTaken(OSError):
+    """The address to serve on is in use (another server listens there); the message
+    says which and what to do."""
 
 
 def make_server(
@@ -41,18 +47,24 @@ def make_server(
     if threads < 1:
         raise ValueError(f"the server needs at least 1 thread, got {threads}")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" is normal under load
-    return waitress.create_server(
-        application,
-        host=host,
-        port=port,
-        threads=threads,
-        channel_timeout=read_timeout,
-        cleanup_interval=max(0.5, min(read_timeout / 2, 30.0)),
-        max_request_body_size=max_request_bytes,
-        ident="ladon-tasks",
-        expose_tracebacks=False,
-        clear_untrusted_proxy_headers=True,
-    )
+    try:
+        return waitress.create_server(
+            application,
+            host=host,
+            port=port,
+            threads=threads,
+            channel_timeout=read_timeout,
+            cleanup_interval=max(0.5, min(read_timeout / 2, 30.0)),
+            max_request_body_size=max_request_bytes,
+            ident="ladon-tasks",
+            expose_tracebacks=False,
+            clear_untrusted_proxy_headers=True,
+        )
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise AddressTaken(f"port {port} on {host} is taken: another server listens there "
+                           "(stop it, or choose another port)") from None
 
 
 class BackgroundServer:
@@ -95,11 +107,14 @@ def serve_with_reloader(host: str, port: int, application: WSGIApp, read_timeout
 
 def serve_until_stopped(host: str, port: int, application: WSGIApp, read_timeout: float, grace: float,
                         threads: int = defaults.SERVER_THREADS,
-                        max_request_bytes: int = defaults.MAX_REQUEST_BYTES) -> None:
+                        max_request_bytes: int = defaults.MAX_REQUEST_BYTES,
+                        bound: Callable[[], None] = lambda: None) -> None:
     """Serve until SIGTERM or SIGINT, then stop cleanly: new tasks are refused at once,
     running bodies get ``grace`` seconds (progress and result calls are still answered
     meanwhile), what is left is handed over or ended, requests in flight are answered,
-    and only then the server stops."""
+    and only then the server stops. ``bound`` is called once the address is held (a
+    taken one raises :class:`AddressTaken` before): what announces the server says so
+    only when it is true."""
     from ladon_tasks.runtime import get_runtime
 
     in_flight = [0]
@@ -117,6 +132,7 @@ def serve_until_stopped(host: str, port: int, application: WSGIApp, read_timeout
 
     server = make_server(host, port, counted, read_timeout=read_timeout, threads=threads,
                          max_request_bytes=max_request_bytes)
+    bound()
     stopping = threading.Event()
 
     def stop() -> None:

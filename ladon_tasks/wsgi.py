@@ -43,13 +43,21 @@ def split_service_spec(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
+def check_service_file(spec: str) -> None:
+    """A service given as a file (``.py`` or a path) must be one: say so, rather than
+    Python's ``No module named ...`` about a module the user never named."""
+    if (spec.endswith(".py") or os.sep in spec) and not os.path.isfile(spec):
+        raise ValueError(f"service file {spec} does not exist")
+
+
 class FaultSafeApplication:
     """Wraps Ladon's WSGI application.
 
     Ladon answers a request it cannot route or parse (unknown interface, unknown
     service, a broken description request) with ``500`` and the server's traceback as
     the body. Unless in debug mode, such answers become ``404``/``400`` with one line
-    naming the problem; the traceback goes to the server log.
+    naming the problem. An unknown path is a client's mistake, not the server's: it is
+    logged as one line; the traceback of anything else goes to the server log.
     """
 
     def __init__(
@@ -84,11 +92,13 @@ class FaultSafeApplication:
             start_response(status, captured.get("headers", []))
             return body
         text = b"".join(body).decode("utf-8", "replace")
-        log.warning("Ladon could not serve %s %s:\n%s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), text)
         problem = _last_exception_line(text)
-        not_found = any(name in text for name in ("UndefinedService", "UndefinedInterfaceName"))
-        code = "404 Not Found" if not_found else "400 Bad Request"
-        return plain_response(start_response, code, problem)
+        request = f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')!r}"
+        if any(name in text for name in ("UndefinedService", "UndefinedInterfaceName")):
+            log.info("not found: %s (%s)", request, problem)
+            return plain_response(start_response, "404 Not Found", problem)
+        log.warning("Ladon could not serve %s:\n%s", request, text)
+        return plain_response(start_response, "400 Bad Request", problem)
 
     def _refuse(self, environ: dict[str, Any]) -> tuple[str, str] | None:
         """Status and message for a request Ladon must not see, or ``None`` to serve it.
@@ -196,6 +206,7 @@ def make_application(
         configure(**runtime_settings)
     module_names, paths = [], list(path_list)
     for spec in services:
+        check_service_file(spec)
         module_name, directory = split_service_spec(spec)
         module_names.append(module_name)
         if directory and directory not in paths:

@@ -97,3 +97,31 @@ def test_make_serve_has_runtime_dependencies_only_on_3_13(output_dir):
     finally:
         os.killpg(server.process.pid, signal.SIGTERM)  # make and the server it started
         server.process.wait(timeout=30)
+
+
+def test_ladons_invalid_escapes_are_not_shown_at_first_use(tmp_path):
+    """An installer that does not compile at install time (uv) leaves Ladon's files to be
+    compiled at the first import, each invalid escape a warning line (a
+    ``SyntaxWarning`` from 3.12, a ``DeprecationWarning`` before: shown here with
+    ``-W always``). Importing ladon_tasks first silences Ladon's, and only Ladon's."""
+    ladon_modules = ["ladon.server.wsgi_application", "ladon.interfaces.soap11", "ladon.clients.jsonwsp",
+                     "ladon.ladonizer.collection", "ladon.types.attachment"]
+    own = tmp_path / "own_module.py"
+    own.write_text("PATTERN = '\\d+'\n")
+
+    def first_use(*modules: str) -> str:
+        cache = tmp_path / f"pycache-{len(list(tmp_path.iterdir()))}"  # nothing compiled yet
+        code = "".join(f"import {module}\n" for module in modules)
+        out = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True,
+                             timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPYCACHEPREFIX": str(cache)})
+        assert out.returncode == 0, out.stderr
+        return out.stderr
+
+    import ladon
+
+    ladon_files = os.path.join(os.path.dirname(os.path.realpath(ladon.__file__)), "")
+    loud = first_use(*ladon_modules)
+    assert "invalid escape sequence" in loud and ladon_files in loud  # what a user would see without it
+    quiet = first_use("ladon_tasks", *ladon_modules, "own_module")
+    assert ladon_files not in quiet, quiet
+    assert "own_module.py" in quiet and "invalid escape sequence" in quiet, quiet  # others' still show

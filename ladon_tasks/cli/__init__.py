@@ -63,10 +63,11 @@ def _one_line(exc: BaseException) -> str:
 
     from ladon_tasks.client import TaskError
     from ladon_tasks.remote import RemoteError
+    from ladon_tasks.serving import AddressTaken
 
     if isinstance(exc, ServiceFault):
         text = str(exc.faultstring)
-    elif isinstance(exc, (CommandError, ValueError, TaskError, RemoteError)):
+    elif isinstance(exc, (CommandError, ValueError, TaskError, RemoteError, AddressTaken)):
         text = str(exc)
     else:
         text = f"{type(exc).__name__}: {exc}"

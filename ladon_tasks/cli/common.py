@@ -4,6 +4,7 @@ example, the ``--redis``/``--url`` options, and opening the Redis store."""
 from __future__ import annotations
 
 import argparse
+import unicodedata
 
 
 class CommandError(Exception):
@@ -48,7 +49,9 @@ def remote_options(parser: argparse.ArgumentParser) -> None:
     redis_option(parser, ", without --url")
 
 
-def redis_store(url: str | None):  # type: ignore[no-untyped-def]
+def redis_store(url: str | None, remote: bool = True):  # type: ignore[no-untyped-def]
+    """The Redis store of ``url`` (or the settings); a command without one fails, naming
+    what it takes: ``--url`` too where the command has it (``remote``)."""
     from ladon_tasks.deployment import make_store, read_settings
 
     settings = read_settings()
@@ -56,6 +59,15 @@ def redis_store(url: str | None):  # type: ignore[no-untyped-def]
         settings["LADON_TASKS_REDIS_URL"] = url
     store = make_store(settings)
     if store is None:
-        raise CommandError("this command needs a store: --url of a running server, or --redis URL "
-                           "($LADON_TASKS_REDIS_URL, $REDIS_HOST)")
+        where = "--url of a running server, or --redis URL" if remote else "--redis URL"
+        raise CommandError(f"this command needs a store: {where} ($LADON_TASKS_REDIS_URL, $REDIS_HOST)")
     return store
+
+
+def escape_controls(text: str, keep: str = "") -> str:
+    """``text`` safe to print on an operator's terminal: every control character (C0,
+    DEL, C1; ``keep`` excepted) written as JSON writes it, ``\\u001b``. Task messages and
+    errors come from bodies and clients: raw ESC, BEL, CR or BS in them would retitle,
+    clear or overwrite the terminal that lists them."""
+    return "".join(f"\\u{ord(char):04x}" if unicodedata.category(char) == "Cc" and char not in keep else char
+                   for char in text)

@@ -40,21 +40,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
         health_open = args.health_open or switched_on(settings, "LADON_TASKS_HEALTH_OPEN")
         application = mount(application, DashboardApp(token=token, health_open=health_open), prefix="/_tasks")
     hosts = allowed_hosts(settings, args.host, args.allowed_host)
-    print(
-        f"ladon-tasks: serving {', '.join(args.services)} on http://{args.host}:{args.port}/"
-        + ("" if args.no_dashboard else f" (dashboard: http://{args.host}:{args.port}/_tasks/)")
-        + f"; answering {hosts.describe()}",
-        file=sys.stderr,
-        flush=True,
-    )
+
+    def announce() -> None:
+        print(
+            f"ladon-tasks: serving {', '.join(args.services)} on http://{args.host}:{args.port}/"
+            + ("" if args.no_dashboard else f" (dashboard: http://{args.host}:{args.port}/_tasks/)")
+            + f"; answering {hosts.describe()}; {describe_store(runtime_settings['store'])}",
+            file=sys.stderr,
+            flush=True,
+        )
+
     application = HostCheck(application, hosts)
     if args.reload:
+        announce()
         serve_with_reloader(args.host, args.port, application, args.read_timeout,
                             extra_files=[path for path in args.services if os.path.exists(path)])
         return 0
     serve_until_stopped(args.host, args.port, application, args.read_timeout, args.grace,
-                        threads=args.threads, max_request_bytes=args.max_request_bytes)
+                        threads=args.threads, max_request_bytes=args.max_request_bytes, bound=announce)
     return 0
+
+
+def describe_store(store: Any) -> str:
+    """Where this process keeps task state, for its first line: in its memory, or which
+    Redis (where it is, never its password)."""
+    if store is None:
+        return "tasks kept in this process's memory (give --redis URL to share them)"
+    return f"tasks kept in Redis at {getattr(store, 'location', type(store).__name__)}"
 
 
 def import_services(services: Sequence[str]) -> None:
@@ -63,10 +75,11 @@ def import_services(services: Sequence[str]) -> None:
     import importlib
 
     from ladon_tasks.expand import activate
-    from ladon_tasks.wsgi import split_service_spec
+    from ladon_tasks.wsgi import check_service_file, split_service_spec
 
     activate()
     for spec in services:
+        check_service_file(spec)
         module_name, directory = split_service_spec(spec)
         if directory and directory not in sys.path:
             sys.path.insert(0, directory)
@@ -82,7 +95,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     token = args.metrics_token or os.environ.get("LADON_TASKS_METRICS_TOKEN")
     if args.metrics_port is not None and not is_loopback(args.metrics_host) and not token:
         raise ValueError(f"--metrics-host {args.metrics_host} is off this machine: give it a --metrics-token")
-    store = redis_store(args.redis)
+    store = redis_store(args.redis, remote=False)
     import_services(args.services)
     worker_id = new_owner_id()
     queues = [
@@ -93,6 +106,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                     runner="thread" if args.threads else "process", worker_id=worker_id)
     probes = _worker_probes(worker, args, token) if args.metrics_port is not None else None
     announced = (f"ladon-tasks worker {worker.worker_id}: {worker.size} slot(s) on {', '.join(args.queues)}"
+                 + f"; {describe_store(store)}"
                  + (f"; metrics and health on http://{args.metrics_host}:{args.metrics_port}/" if probes else ""))
     if args.burst:
         print(announced + ", until they are empty", file=sys.stderr, flush=True)
@@ -139,7 +153,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from ladon_tasks.deployment import switched_on
     from ladon_tasks.runtime import configure
 
-    store = redis_store(args.redis)
+    store = redis_store(args.redis, remote=False)
     if args.services:  # the methods it can re-run, and whose arguments it names
         import_services(args.services)
     configure(store=store)
@@ -171,7 +185,7 @@ def cmd_apache_config(args: argparse.Namespace) -> int:
 
 def register(commands: Any) -> None:
     """Add this module's commands to the ``ladon-tasks`` parser."""
-    serve = command(commands, "serve", "serve Ladon services with ladon-tasks active (Werkzeug)",
+    serve = command(commands, "serve", "serve Ladon services with ladon-tasks active (waitress)",
                     "  ladon-tasks serve services/task_service.py --port 8080\n"
                     "  ladon-tasks serve myapp.services --redis redis://127.0.0.1:6379/0")
     serve.add_argument("services", nargs="+", metavar="MODULE_OR_PATH", help="service modules or .py files")

@@ -10,7 +10,7 @@ import sys
 from typing import Any, Sequence
 
 from ladon_tasks import defaults
-from ladon_tasks.cli.common import CommandError, command, redis_store, remote_options
+from ladon_tasks.cli.common import CommandError, command, escape_controls, redis_store, remote_options
 
 
 def _task_rows(args: argparse.Namespace) -> list[dict]:
@@ -41,26 +41,32 @@ def _dashboard(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _print_rows(rows: list[dict], as_json: bool) -> None:
+    """The rows as a table (or JSON lines); every control character escaped."""
     import json
 
     if as_json:
         for row in rows:
-            print(json.dumps(row, ensure_ascii=False))
+            print(escape_controls(json.dumps(row, ensure_ascii=False)))
         return
-    print(f"{'TASK':32}  {'STATE':10}  {'PROGRESS':>8}  {'AGE':>7}  {'TRIES':>5}  SERVICE.METHOD  MESSAGE")
-    for row in rows:
-        print(
+    targets = [f"{row['service']}.{row['method']}" for row in rows]
+    width = max(map(len, ["SERVICE.METHOD", *targets]))
+    print(f"{'TASK':32}  {'STATE':10}  {'PROGRESS':>8}  {'AGE':>7}  {'TRIES':>5}  {'SERVICE.METHOD':{width}}  MESSAGE")
+    for row, target in zip(rows, targets):
+        # a task handed over or reissued has used more attempts than its retries allow
+        limit = max(row["attempts"], row["max_attempts"])
+        message = (row["message"] or row["error_message"] or "")[:60]
+        print(escape_controls(
             f"{row['task_id']:32}  {row['state']:10}  {row['progress'] * 100:7.0f}%  "
-            f"{row['age']:6.0f}s  {row['attempts']:>2}/{row['max_attempts']:<2}  "
-            f"{row['service']}.{row['method']}  {(row['message'] or row['error_message'] or '')[:60]}"
-        )
+            f"{row['age']:6.0f}s  {row['attempts']:>2}/{limit:<2}  {target:{width}}  {message}"
+        ))
 
 
 def _print_event(when: float, state: str, target: str, task_id: str, attempt: object, error: str) -> None:
     import datetime
 
     stamp = datetime.datetime.fromtimestamp(when).strftime("%H:%M:%S.%f")[:-3]
-    print(f"{stamp}  {state:9}  {target}  {task_id}  attempt {attempt}{f'  {error}' if error else ''}", flush=True)
+    print(escape_controls(f"{stamp}  {state:9}  {target}  {task_id}  attempt {attempt}{f'  {error}' if error else ''}"),
+          flush=True)
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -105,7 +111,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.url:
         if args.traceback:
             raise CommandError("--traceback needs --redis: the dashboard API never sends tracebacks")
-        print(json.dumps(_dashboard(args).detail(args.task_id), indent=2, ensure_ascii=False))
+        print(escape_controls(json.dumps(_dashboard(args).detail(args.task_id), indent=2, ensure_ascii=False), "\n"))
         return 0
     from ladon_tasks.runtime import configure
 
@@ -121,7 +127,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     data["steps"] = [step.to_json() for step in steps]  # with their results, as the record has its own
     if not args.traceback:
         data.pop("error_traceback", None)
-    print(json.dumps(data, indent=2, ensure_ascii=False))
+    print(escape_controls(json.dumps(data, indent=2, ensure_ascii=False), "\n"))
     return 0
 
 
@@ -172,14 +178,17 @@ def _service_client(url: str, target: str):  # type: ignore[no-untyped-def]
     return TaskClient(f"{url.rstrip('/')}/{service}"), method
 
 
-def _follow(handle, timeout: float | None, quiet: bool) -> int:  # type: ignore[no-untyped-def]
-    """Progress on stderr until the task ends, then its result (JSON) on stdout."""
+def _follow(handle, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    """Progress on stderr until the task ends, then its result (JSON) on stdout; past
+    ``--timeout``, the command that goes on following it."""
     import json
+    import shlex
 
-    status = handle.wait(timeout, progress=None if quiet else sys.stderr)
+    status = handle.wait(args.timeout, progress=None if args.quiet else sys.stderr)
     if not status.finished:
-        print(f"still {status.state} after {timeout}s: task {handle.task_id} "
-              f"(follow it with: ladon-tasks wait URL SERVICE.{handle.method} {handle.task_id})", file=sys.stderr)
+        again = shlex.join(["ladon-tasks", "wait", args.url, args.target, handle.task_id])
+        print(f"still {status.state} after {args.timeout:g}s: task {handle.task_id} (follow it with: {again})",
+              file=sys.stderr)
         return 3
     print(json.dumps(handle.result(), indent=2, ensure_ascii=False))
     return 0
@@ -192,12 +201,12 @@ def cmd_call(args: argparse.Namespace) -> int:
         print(handle.task_id)
         return 0
     print(f"task {handle.task_id}", file=sys.stderr)
-    return _follow(handle, args.timeout, args.quiet)
+    return _follow(handle, args)
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
     client, method = _service_client(args.url, args.target)
-    return _follow(client.handle(method, args.task_id), args.timeout, args.quiet)
+    return _follow(client.handle(method, args.task_id), args)
 
 
 def _server_and_method(parser: argparse.ArgumentParser) -> None:

@@ -50,6 +50,8 @@ current interpreter, and this module mends each one in place, once, when
 * Ladon's ``xmlrpc`` interface is Python 2 code (``iteritems``, ``unicode``): its
   description and every answer fail. It is taken out of the catalogue; the service
   page lists only interfaces that work.
+* Ladon's sources compile with ``SyntaxWarning`` lines on 3.12+ (invalid escapes);
+  :mod:`.syntax` silences them for Ladon's files alone.
 * SOAP faults came back with HTTP 200 and a faultcode ``client``/``server`` in no
   namespace. SOAP 1.1 wants HTTP 500 and ``SOAP-ENV:Client``/``SOAP-ENV:Server``;
   both SOAP interfaces now answer so.
@@ -60,8 +62,12 @@ Every fault keeps the shape the real clients read (zeep's ``Fault``, Ladon's
 
 from __future__ import annotations
 
-from ladon_tasks.compat import python, requests, soap
-from ladon_tasks.compat.soap import SOAP_FAULT_KEY
+from ladon_tasks.compat.syntax import quiet_ladon_syntax_warnings
+
+quiet_ladon_syntax_warnings()  # before anything compiles a file of Ladon's
+
+from ladon_tasks.compat import python, requests, soap  # noqa: E402
+from ladon_tasks.compat.soap import SOAP_FAULT_KEY  # noqa: E402
 
 __all__ = ["SOAP_FAULT_KEY", "install"]
 

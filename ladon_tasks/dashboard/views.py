@@ -34,6 +34,7 @@ _PLAIN_FIELDS = (
     "cancel_requested",
     "error_type",
     "error_message",
+    "attempt_errors",
     "retry_of",
     "step",
     "steps_done",

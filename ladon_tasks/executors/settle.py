@@ -63,6 +63,8 @@ def settle(
         done = store.transition(
             job.task_id, TaskState.SUCCEEDED, attempt=attempt, job=release,
             result=outcome.result, progress=1.0, finished_at=now,
+            # an earlier attempt's error is history (attempt_errors), not this task's
+            error_type="", error_message="", error_traceback="",
         )
         return Settled("succeeded" if done is not None else "superseded", released=released)
     if outcome.kind != "failed":
@@ -78,6 +80,8 @@ def settle(
             message=f"retry {attempt + 1}/{record.max_attempts} in {delay:g}s after "
             f"{outcome.error_type}: {outcome.error_message}",
             error_type=outcome.error_type, error_message=outcome.error_message,
+            attempt_errors=[*record.attempt_errors,
+                            f"attempt {attempt}: {outcome.error_type}: {outcome.error_message}"],
         )
         released = change is not None and change.release is not None
         return Settled("retry", delay, released) if queued is not None else Settled("superseded", released=released)

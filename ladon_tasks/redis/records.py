@@ -22,8 +22,8 @@ FIELDS = frozenset(TaskRecord.__dataclass_fields__)
 #: reader falls back to the default, and no script reads them before they are set):
 #: about a third less memory per task, most of it per finished task kept for result_ttl.
 OMITTED_WHEN_DEFAULT = frozenset({
-    "message", "error_type", "error_message", "error_traceback", "idempotency_key", "tags", "owner",
-    "cancel_requested", "result", "progress", "started_at", "finished_at", "step", "steps_done",
+    "message", "error_type", "error_message", "error_traceback", "attempt_errors", "idempotency_key", "tags",
+    "owner", "cancel_requested", "result", "progress", "started_at", "finished_at", "step", "steps_done",
 })
 _DEFAULTS = TaskRecord(task_id="", service="", method="").to_json()
 

@@ -219,7 +219,7 @@
     row.cells.message.title = message || "";
     setText(row.cells.age, seconds(task.age));
     setText(row.cells.duration, task.started_at ? seconds(task.duration) : "—");
-    setText(row.cells.attempts, task.attempts + "/" + task.max_attempts);
+    setText(row.cells.attempts, task.attempts + "/" + Math.max(task.attempts, task.max_attempts));
     row.cancel.hidden = !!task.finished;
     if (task.finished) row.cancel.disabled = true;
     row.retry.hidden = !retryable(task);
@@ -462,7 +462,11 @@
     if (task.unreadable !== undefined) field(list, "Problem", messageOf(task));
     field(list, "Message", task.message || "—");
     if (task.step) field(list, "Step", task.step + " (" + task.steps_done + " done)");
-    field(list, "Attempts", task.attempts + " of " + task.max_attempts);
+    // a task handed over or reissued has used more attempts than its retries allow
+    field(list, "Attempts", task.attempts + " of " + Math.max(task.attempts, task.max_attempts));
+    (task.attempt_errors || []).forEach(function (error) {
+      field(list, "Earlier error", error);
+    });
     (task.ran_on || []).forEach(function (where, index) {
       field(list, "Attempt " + (index + 1), where || "not recorded (lost before it started)", "mono");
     });
