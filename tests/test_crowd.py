@@ -78,8 +78,8 @@ def plain_calls_beside(crowd: Crowd, served: Any) -> list[float]:
     return took
 
 
-def check_crowd(served: Any, tmp_path: Path) -> None:
-    crowd = Crowd(served, tmp_path / "gate")
+def check_crowd(served: Any, gate: Path) -> None:
+    crowd = Crowd(served, gate)
     try:
         took = plain_calls_beside(crowd, served)
     finally:
@@ -97,15 +97,15 @@ def crowded(output_dir: Path):
 
 
 def test_a_crowd_of_followers_leaves_plain_calls_answered_on_serve(crowded: RunningServer, tmp_path: Path) -> None:
-    check_crowd(crowded, tmp_path)
+    check_crowd(crowded, tmp_path / "gate")
 
 
-def test_a_crowd_of_followers_leaves_plain_calls_answered_under_mod_wsgi(output_dir: Path, tmp_path: Path) -> None:
-    root = prepared_root(output_dir / "apache-crowd")
+def test_a_crowd_of_followers_leaves_plain_calls_answered_under_mod_wsgi(output_dir: Path) -> None:
+    root = prepared_root(output_dir / "apache-crowd")  # its daemons' user sees the gate there
     server = ModWsgi(root / "one", 1, {"LADON_TASKS_SERVICES": PROBE, "LADON_TASKS_THREAD_WORKERS": str(FOLLOWERS)},
                      threads=THREADS).start()
     try:
-        check_crowd(server, tmp_path)
+        check_crowd(server, root / "gate")
     finally:
         server.stop()
 
