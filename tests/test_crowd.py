@@ -10,6 +10,10 @@ and ``poll_after``; ``_progress`` of a running task carries the same advice."""
 from __future__ import annotations
 
 import concurrent.futures
+import io
+import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,9 +21,10 @@ from typing import Any
 
 import pytest
 
+from ladon_tasks.client import TaskClient
 from support.apache import ModWsgi, prepared_root
 from support.jsonwsp import JsonWsp, WireFault
-from support.servers import FIXTURE_SERVICES, RunningServer, start_server, wait_until
+from support.servers import FIXTURE_SERVICES, ROOT, RunningServer, start_server, wait_until
 
 PROBE = str(FIXTURE_SERVICES / "probe_service.py")
 #: Request threads of the servers under test, and followers: three times as many.
@@ -154,3 +159,50 @@ def test_the_wait_budget_is_a_setting_of_the_environment_too(output_dir: Path, t
         (tmp_path / "gate").touch()
     finally:
         server.stop()
+
+
+class CountedClient(TaskClient):
+    """The Python client, counting the calls it makes."""
+
+    def __init__(self, service_url: str) -> None:
+        super().__init__(service_url)
+        self.calls: list[tuple[float, str]] = []
+
+    def call(self, method: str, **args: Any) -> Any:
+        self.calls.append((time.monotonic(), method))
+        return super().call(method, **args)
+
+
+@pytest.mark.parametrize("way", ["wait", "wait_result", "wait with a bar"])
+def test_the_python_client_follows_the_advice_to_ask_again(no_wait_threads: RunningServer, tmp_path: Path,
+                                                          way: str) -> None:
+    """Every wait is answered at once: the client asks again after ``poll_after``, not in
+    a tight loop, and still returns the task's end."""
+    client = CountedClient(f"{no_wait_threads.url}/ProbeService")
+    handle = client.start("gated", gate=str(tmp_path / "gate"))
+    follow_it = {
+        "wait": lambda: handle.wait(timeout=60),
+        "wait_result": lambda: handle.wait_result(timeout=60),
+        "wait with a bar": lambda: handle.wait(timeout=60, progress=io.StringIO()),
+    }[way]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        follower = pool.submit(follow_it)
+        wait_until(lambda: len(client.calls) >= 4, timeout=30, what="the client to ask four times")
+        (tmp_path / "gate").touch()
+        end = follower.result(timeout=60)
+    assert end == 7 if way == "wait_result" else (end.state, end.poll_after) == ("succeeded", 0.0)
+    asked = [when for when, method in client.calls if method != "gated"]
+    gaps = [later - earlier for earlier, later in zip(asked, asked[1:])]
+    assert min(gaps[:3]) >= 0.5, f"asked again before poll_after (1 s) passed: {gaps}"
+
+
+def test_the_wait_command_follows_the_advice(no_wait_threads: RunningServer, tmp_path: Path) -> None:
+    started = TaskClient(f"{no_wait_threads.url}/ProbeService").start("gated", gate=str(tmp_path / "gate"))
+    command = [sys.executable, "-m", "ladon_tasks", "wait", no_wait_threads.url, "ProbeService.gated",
+               started.task_id, "--quiet"]
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as follower:
+        wait_until(lambda: started.progress().progress > 0, what="the task to report progress")
+        (tmp_path / "gate").touch()
+        out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert json.loads(out) == 7
