@@ -115,6 +115,23 @@ def test_a_crowd_of_followers_leaves_plain_calls_answered_under_mod_wsgi(output_
         server.stop()
 
 
+def test_half_the_request_threads_hold_waits(crowded: RunningServer, tmp_path: Path) -> None:
+    """``--threads 4``: two waits hold a thread; a third is answered at once."""
+    client = JsonWsp(crowded, "ProbeService", timeout=60)
+    gate = tmp_path / "gate"
+    task_ids = [client("gated", gate=str(gate))["task_id"] for _ in range(2)]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        held = [pool.submit(client, "gated_wait", task_id=task_id, seconds=20) for task_id in task_ids]
+        try:
+            told = wait_until(lambda: client("gated_wait", task_id=task_ids[0], seconds=0.2)["poll_after"] > 0,
+                              timeout=15, what="a wait answered at once beside two held ones")
+            assert told
+        finally:
+            gate.touch()
+        assert [wait.result(timeout=30)["state"] for wait in held] == ["succeeded"] * 2
+    assert client("gated_wait", task_id=task_ids[0], seconds=0.2)["poll_after"] == 0.0
+
+
 @pytest.fixture(scope="module")
 def no_wait_threads(output_dir: Path):
     running = start_server([PROBE], output_dir, "--threads", str(THREADS), "--wait-threads", "0")
