@@ -9,11 +9,15 @@
 :class:`TaskHandle` with ``progress()``, ``wait(timeout)``, ``cancel()`` and ``result()``.
 Every error this module raises is a :class:`TaskError`, so one ``except`` covers them.
 Waiting uses the server's ``_wait`` method, which returns the moment the task ends, so a
-client never polls in a tight loop. The transport is Ladon's own ``JSONWSPClient``.
+client never polls in a tight loop. A server following as many waits as it can answers
+one at once with ``poll_after``: the client lets that many seconds pass, then asks again,
+until the task ends or its own timeout passes. The transport is Ladon's own
+``JSONWSPClient``.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -98,6 +102,8 @@ class TaskStatus:
     #: The step the body runs now or ran last, and how many succeeded (``kw['step']``).
     step: str = ""
     steps_done: int = 0
+    #: Seconds to let pass before asking again (0: finished, or ask at once).
+    poll_after: float = 0.0
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> "TaskStatus":
@@ -109,6 +115,7 @@ class TaskStatus:
             finishtime=float(data.get("finishtime") or 0.0), finished=bool(data.get("finished")),
             cancel_requested=bool(data.get("cancel_requested")),
             step=data.get("step") or "", steps_done=int(data.get("steps_done") or 0),
+            poll_after=float(data.get("poll_after") or 0.0),
         )
 
 
@@ -218,10 +225,11 @@ class TaskHandle:
             remaining = defaults.WAIT_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
             try:
                 return self.client.call(f"{self.method}_wait_result", task_id=self.task_id, seconds=min(remaining, defaults.WAIT_SLICE))
-            except TaskNotFinishedError:
+            except TaskNotFinishedError as error:
                 if deadline is not None and time.monotonic() >= deadline:
                     status = self.progress()
                     raise WaitTimeout(f"task {self.task_id} still {status.state} after {timeout}s", self.task_id, status)
+                _pause(_asked_to_wait(str(error)), deadline)
             except (TaskFailedError, TaskCancelledError) as error:
                 error.status = self.progress()
                 raise
@@ -242,9 +250,29 @@ class TaskHandle:
                     bar.update(status)
                 if status.finished or (deadline is not None and time.monotonic() >= deadline):
                     return status
+                _pause(status.poll_after, deadline)
         finally:
             if bar:
                 bar.close()
+
+
+#: How a ``TaskNotFinished`` of a wait the server could not hold says when to ask again.
+_ASK_AGAIN = re.compile(r"ask again in ([0-9]+(?:\.[0-9]+)?) s\b")
+
+
+def _asked_to_wait(message: str) -> float:
+    """The seconds a ``TaskNotFinished`` message asks the client to let pass; 0 when it
+    came from a wait that held until its seconds passed."""
+    found = _ASK_AGAIN.search(message)
+    return float(found.group(1)) if found else 0.0
+
+
+def _pause(seconds: float, deadline: float | None) -> None:
+    """Let ``seconds`` pass as the server advised - not past the caller's deadline."""
+    if deadline is not None:
+        seconds = min(seconds, deadline - time.monotonic())
+    if seconds > 0:
+        time.sleep(seconds)
 
 
 def _progress_display(stream: TextIO, label: str) -> "_TerminalBar | _ProgressLines":

@@ -67,6 +67,22 @@ REDIS_MAX_QUEUED_BYTES = 256 * 1024 * 1024
 #: Longest a ``_wait`` call may hold a request, in seconds: keeps server threads free.
 WAIT_MAX = 30.0
 
+#: Share of a process's request threads that ``_wait`` calls may hold at once (the wait
+#: budget); a wait beyond it is answered at once with ``poll_after``. Half: a crowd of
+#: clients following their tasks leaves the other half to every other call, and half of
+#: ``serve``'s 32 threads still follows 16 tasks per process with no delay at all.
+WAIT_SHARE = 0.5
+
+#: Waits that may hold a request thread at once where the server's thread count is not
+#: known (a WSGI server other than ``serve`` and mod_wsgi): half of ``SERVER_THREADS``.
+WAIT_THREADS = 16
+
+#: Seconds a client is told to let pass (``poll_after``) before it asks again about a
+#: task that has not finished, when its wait found no place in the budget or when it
+#: polls ``_progress``. One second: a task's end is seen within a second by clients that
+#: poll, at half the requests of the 0.5 s polling Ladon's clients do by hand.
+POLL_AFTER = 1.0
+
 #: Largest JSON encoding of a task's arguments, in bytes; bigger starts get a fault.
 MAX_ARGS_BYTES = 1_000_000
 
@@ -140,7 +156,8 @@ SHUTDOWN_GRACE = 3.0
 READ_TIMEOUT = 20.0
 
 #: Request threads of ``ladon-tasks serve`` (waitress): a ``_wait`` call holds one for up
-#: to ``WAIT_MAX`` seconds, so room for the clients that wait at once, beside the rest.
+#: to ``WAIT_MAX`` seconds, so room for the clients that wait at once (``WAIT_SHARE`` of
+#: them), beside the rest.
 SERVER_THREADS = 32
 
 #: Seconds a stopping ``serve`` waits for requests in flight (a ``_wait`` whose task just
@@ -159,7 +176,7 @@ LIST_LIMIT = 50
 APACHE_PROCESSES = 3
 
 #: Threads per daemon process: ``_wait`` calls hold one for up to ``WAIT_MAX`` seconds,
-#: so room for the clients that wait at once.
+#: so room for the clients that wait at once (``WAIT_SHARE`` of them: 12 per daemon).
 APACHE_THREADS = 25
 
 

@@ -48,6 +48,7 @@ SETTINGS = (
     "LADON_TASKS_MAX_QUEUED_TASKS",
     "LADON_TASKS_MAX_STORE_BYTES",
     "LADON_TASKS_MAX_QUEUED_BYTES",
+    "LADON_TASKS_WAIT_THREADS",
     "REDIS_HOST",
     "REDIS_PORT",
     "REDIS_USERNAME",
@@ -126,6 +127,36 @@ def server_processes(environ: Mapping[str, Any] | None) -> int:
     return 2 if environ is not None and environ.get("wsgi.multiprocess") else 1
 
 
+def wait_threads_setting(settings: Mapping[str, str]) -> int | None:
+    """``LADON_TASKS_WAIT_THREADS``: request threads waits may hold at once (0: waits
+    never hold one), or ``None`` when it is not set."""
+    text = settings.get("LADON_TASKS_WAIT_THREADS", "").strip()
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"LADON_TASKS_WAIT_THREADS must be a whole number, not {text[:40]!r}")
+    return int(text)
+
+
+def wait_threads(settings: Mapping[str, str]) -> int | None:
+    """The wait budget of a process: ``LADON_TASKS_WAIT_THREADS``, else the share of
+    mod_wsgi's threads per daemon, else ``None`` (the runtime's default) where the
+    server's threads are not known."""
+    asked = wait_threads_setting(settings)
+    if asked is not None:
+        return asked
+    try:
+        import mod_wsgi
+    except ImportError:
+        return None
+    threads = getattr(mod_wsgi, "threads_per_process", None)
+    if not isinstance(threads, int) or threads < 1:
+        return None
+    from ladon_tasks.waits import budget_for
+
+    return budget_for(threads)
+
+
 def build_from_settings(environ: Mapping[str, Any] | None = None, default_services_dir: str = "") -> Any:
     """The application the settings describe, or :class:`DeploymentError` saying what
     to change."""
@@ -155,6 +186,9 @@ def build_from_settings(environ: Mapping[str, Any] | None = None, default_servic
     for name, key in (("LADON_TASKS_THREAD_WORKERS", "thread_workers"), ("LADON_TASKS_PROCESS_WORKERS", "process_workers")):
         if name in settings:
             runtime_settings[key] = whole_number(settings, name)
+    budget = wait_threads(settings)
+    if budget is not None:
+        runtime_settings["wait_threads"] = budget
     if "LADON_TASKS_OWNER_LEASE" in settings:
         runtime_settings["owner_lease"] = float(settings["LADON_TASKS_OWNER_LEASE"])
     application: WSGIApp = make_application(

@@ -9,7 +9,9 @@ method             returns                     does
 ``m_progress(id)`` ``TaskProgressResponse``    where the task stands
 ``m_result(id)``   the declared ``rtype``      the result; repeatable until it expires
 ``m_cancel(id)``   ``TaskProgressResponse``    cancels (cooperative/enforced per executor)
-``m_wait(id, s)``  ``TaskProgressResponse``    returns when the task ends or ``s`` passes
+``m_wait(id, s)``  ``TaskProgressResponse``    returns when the task ends or ``s`` passes;
+                                               at once with ``poll_after`` over the wait
+                                               budget (:mod:`ladon_tasks.waits`)
 ``m_wait_result``  the declared ``rtype``      ``_wait`` then ``_result`` in one round trip
 =================  ==========================  =========================================
 
@@ -104,7 +106,8 @@ _COMPANION_DOCS = {
     "@param task_id: the id returned when the task was started",
     "cancel": "Cancel the task. A queued task never starts; a running one is stopped.\n"
     "@param task_id: the id returned when the task was started",
-    "wait": "Return as soon as the task has finished, or after at most seconds seconds.\n"
+    "wait": "Return as soon as the task has finished, or after at most seconds seconds; at once, with\n"
+    "poll_after > 0, when the server holds as many waits as it can (ask again after poll_after).\n"
     "@param task_id: the id returned when the task was started\n"
     "@param seconds: longest wait (the server caps it)",
     "list": "A page of this method's tasks, newest first.\n"
@@ -112,7 +115,8 @@ _COMPANION_DOCS = {
     "@param limit: tasks per page, 1..500\n"
     "@param offset: tasks to skip",
     "wait_result": "The task's result as soon as it has finished: _wait and _result in one call.\n"
-    "Faults as _result; TaskNotFinished when seconds pass first.\n"
+    "Faults as _result; TaskNotFinished when seconds pass first, or at once when the server holds\n"
+    "as many waits as it can (its message says: ask again in N s).\n"
     "@param task_id: the id returned when the task was started\n"
     "@param seconds: longest wait (the server caps it)",
 }
@@ -122,24 +126,31 @@ def _companions(task_method: TaskMethod) -> dict[str, Callable[..., Any]]:
     """Plain functions (Ladon inspects their signatures) bound to one task method."""
 
     def progress(self: Any, task_id: str, **kw: Any) -> wire.TaskProgressResponse:
-        return wire.progress_response(get_runtime().record(task_id, task_method.spec))
+        runtime = get_runtime()
+        record = runtime.record(task_id, task_method.spec)
+        return wire.progress_response(record, poll_after=runtime.poll_after(record))
 
     def result(self: Any, task_id: str, **kw: Any) -> Any:
         return get_runtime().result(task_method.spec, task_id)
 
     def cancel(self: Any, task_id: str, **kw: Any) -> wire.TaskProgressResponse:
-        return wire.progress_response(get_runtime().cancel(task_id, task_method.spec))
+        runtime = get_runtime()
+        record = runtime.cancel(task_id, task_method.spec)
+        return wire.progress_response(record, poll_after=runtime.poll_after(record))
 
     def wait(self: Any, task_id: str, seconds: float, **kw: Any) -> wire.TaskProgressResponse:
-        return wire.progress_response(get_runtime().wait(task_id, seconds, task_method.spec))
+        record, poll_after = get_runtime().wait(task_id, seconds, task_method.spec)
+        return wire.progress_response(record, poll_after=poll_after)
 
     def wait_result(self: Any, task_id: str, seconds: float, **kw: Any) -> Any:
         runtime = get_runtime()
-        return runtime.result(task_method.spec, task_id, runtime.wait(task_id, seconds, task_method.spec))
+        record, poll_after = runtime.wait(task_id, seconds, task_method.spec)
+        return runtime.result(task_method.spec, task_id, record, poll_after)
 
     def list_(self: Any, state: str, limit: int, offset: int, **kw: Any) -> list[wire.TaskProgressResponse]:
-        records = get_runtime().list_tasks(task_method.name, state, limit, offset, task_method.spec)
-        return [wire.progress_response(record) for record in records]
+        runtime = get_runtime()
+        records = runtime.list_tasks(task_method.name, state, limit, offset, task_method.spec)
+        return [wire.progress_response(record, poll_after=runtime.poll_after(record)) for record in records]
 
     functions: dict[str, Callable[..., Any]] = {"progress": progress, "result": result, "cancel": cancel, "wait": wait, "wait_result": wait_result}
     if task_method.options.listing:

@@ -40,6 +40,7 @@ from ladon_tasks.spec import TaskSpec
 from ladon_tasks.steps import StepRecord, carried_over
 from ladon_tasks.stores.base import StoreError, TaskStore
 from ladon_tasks.stores.memory import MemoryStore
+from ladon_tasks.waits import WaitBudget
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class TaskRuntime:
         wait_max: float = defaults.WAIT_MAX,
         max_args_bytes: int = defaults.MAX_ARGS_BYTES,
         owner_lease: float = defaults.OWNER_LEASE,
+        wait_threads: int = defaults.WAIT_THREADS,
+        poll_after: float = defaults.POLL_AFTER,
     ) -> None:
         if thread_workers < 1 or process_workers < 1:
             raise ValueError("thread_workers and process_workers must be at least 1")
@@ -66,6 +69,8 @@ class TaskRuntime:
         self.thread_workers = thread_workers
         self.process_workers = process_workers
         self.wait_max = wait_max
+        #: Request threads waits may hold at once; the rest are answered with poll_after.
+        self.waits = WaitBudget(wait_threads, poll_after)
         self.max_args_bytes = max_args_bytes
         self._executors: dict[tuple[str, int], Executor] = {}
         self._method_stores: dict[str, TaskStore] = {}
@@ -315,9 +320,11 @@ class TaskRuntime:
             raise refusals.unknown_task(task_id)
         return record
 
-    def result(self, spec: TaskSpec, task_id: Any, record: TaskRecord | None = None) -> Any:
+    def result(self, spec: TaskSpec, task_id: Any, record: TaskRecord | None = None, poll_after: float = 0.0) -> Any:
         """The decoded result, or the fault saying why there is none. ``record``: one the
-        caller has just read, so it is not read twice."""
+        caller has just read, so it is not read twice; ``poll_after``: that read was a
+        wait answered at once for want of a place, and ``TaskNotFinished`` says when to
+        ask again (``ask again in N s``, words clients read)."""
         if record is None:
             record = self.record(task_id, spec)
         if record.state is TaskState.SUCCEEDED:
@@ -333,6 +340,11 @@ class TaskRuntime:
             )
         if record.state is TaskState.CANCELLED:
             raise faults.TaskCancelled(f"task {task_id} was cancelled; it has no result")
+        if poll_after > 0:
+            raise faults.TaskNotFinished(
+                f"task {task_id} is {record.state.value} (progress {record.progress:.2f}); "
+                f"this server holds as many waits as it can now: ask again in {poll_after:g} s"
+            )
         raise faults.TaskNotFinished(
             f"task {task_id} is {record.state.value} (progress {record.progress:.2f}); "
             "ask again once it has finished, or call the _wait method"
@@ -374,18 +386,33 @@ class TaskRuntime:
         with refusals.store_errors():
             return self.store_for(spec).list_tasks(states=states, method=method, limit=limit, offset=offset)
 
-    def wait(self, task_id: Any, seconds: float, spec: TaskSpec | None = None) -> TaskRecord:
+    def wait(self, task_id: Any, seconds: float, spec: TaskSpec | None = None) -> tuple[TaskRecord, float]:
         """The record once the task has finished, or after ``seconds`` (capped at
-        ``wait_max``), whichever comes first."""
+        ``wait_max``), whichever comes first; and ``poll_after``, the seconds the client
+        should let pass before it asks again (0: at once, or finished).
+
+        A wait holds this request's thread only if the wait budget has a place for it;
+        otherwise it is answered at once with the record as it is and ``poll_after``."""
         refusals.check_task_id(task_id)
         if not isinstance(seconds, (int, float)) or seconds != seconds:
             raise faults.InvalidArgument(f"seconds must be a number, got {seconds!r}")
         timeout = min(max(0.0, float(seconds)), self.wait_max)
-        with refusals.store_errors():
-            record = self.store_for(spec).wait(task_id, timeout)  # reads it first itself
+        store = self.store_for(spec)
+        held = timeout > 0 and self.waits.enter()
+        try:
+            with refusals.store_errors():
+                record = store.wait(task_id, timeout) if held else store.get(task_id)  # wait reads it first
+        finally:
+            if held:
+                self.waits.leave()
         if record is None:
             raise refusals.unknown_task(task_id)
-        return record
+        return record, (0.0 if held else self.poll_after(record))
+
+    def poll_after(self, record: TaskRecord) -> float:
+        """Seconds a client following ``record`` should let pass before it asks again: 0
+        once the task has finished."""
+        return 0.0 if record.finished else self.waits.poll_after
 
 
 def _new_record(spec: TaskSpec, store: TaskStore, encoded_args: Any, idempotency_key: str = "",

@@ -49,6 +49,9 @@ class TaskProgressResponse(LadonType):
     step: Any = {"type": PORTABLE_STRING, "doc": "the step the body runs now, or ran last (kw['step']); empty for a "
                  "body without steps"}
     steps_done: Any = {"type": int, "doc": "steps recorded as succeeded, those a recover carried over included"}
+    poll_after: Any = {"type": float, "doc": "seconds to let pass before asking about this task again: 0.0 once "
+                       "it has finished, or after a _wait that held until its seconds passed (ask again at "
+                       "once); more when the server could not hold the wait"}
 
 
 def info_response(record: TaskRecord) -> TaskInfoResponse:
@@ -60,8 +63,9 @@ def info_response(record: TaskRecord) -> TaskInfoResponse:
     return response
 
 
-def progress_response(record: TaskRecord, now: float | None = None) -> TaskProgressResponse:
-    """What ``_progress``, ``_wait`` and ``_cancel`` answer for ``record``."""
+def progress_response(record: TaskRecord, now: float | None = None, poll_after: float = 0.0) -> TaskProgressResponse:
+    """What ``_progress``, ``_wait`` and ``_cancel`` answer for ``record``; ``poll_after``
+    is the runtime's advice (:mod:`ladon_tasks.waits`)."""
     response = TaskProgressResponse()
     response.task_id = record.task_id
     response.progress = float(record.progress)
@@ -78,4 +82,5 @@ def progress_response(record: TaskRecord, now: float | None = None) -> TaskProgr
     response.worker = record.worker
     response.step = record.step
     response.steps_done = int(record.steps_done)
+    response.poll_after = float(poll_after)
     return response

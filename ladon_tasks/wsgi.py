@@ -195,8 +195,9 @@ def make_application(
     ``shutdown_grace``: seconds running bodies may finish when the process stops.
 
     ``runtime_settings`` go to :class:`ladon_tasks.runtime.TaskRuntime` (``store``,
-    ``thread_workers``, ``process_workers``, ``wait_max``, ``max_args_bytes``); without
-    any, the current runtime (embedded defaults) is kept.
+    ``thread_workers``, ``process_workers``, ``wait_max``, ``max_args_bytes``,
+    ``wait_threads``, ``poll_after``); without any, the current runtime (embedded
+    defaults) is kept.
     """
     from ladon.server.wsgi import LadonWSGIApplication
 

@@ -27,9 +27,8 @@ from pathlib import Path
 import pytest
 import zeep
 
-from support.apache import USER, ApacheRoot, ModWsgi, traversable_by_others
+from support.apache import USER, ApacheRoot, ModWsgi, prepared_root
 from support.jsonwsp import JsonWsp
-from support.needs import require
 from support.redis_server import start_redis
 from support.servers import FIXTURE_SERVICES, ROOT, free_port, wait_until
 
@@ -39,18 +38,7 @@ SERVICES = f"{ROOT / 'services' / 'instance_service.py'}:{FIXTURE_SERVICES / 'pr
 
 @pytest.fixture(scope="module")
 def apache_ready(output_dir):
-    require(shutil.which("apache2") is not None or Path("/usr/sbin/apache2").exists(),
-             "Apache is not installed (apt-get install apache2 apache2-dev)")
-    require(traversable_by_others(Path(os.path.realpath(sys.base_prefix))),
-             f"{USER} cannot reach the Python installation at {sys.base_prefix} (grant o+x on its parents)")
-    root = output_dir / "apache"
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    for directory in [root, *root.parents]:
-        if directory == Path("/"):
-            break
-        require(traversable_by_others(directory), f"{USER} cannot reach {directory}")
-    return root
+    return prepared_root(output_dir / "apache")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from ladon_tasks.cli.common import command, redis_option, redis_store
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ladon_tasks.deployment import allowed_hosts, make_store, read_settings, switched_on
+    from ladon_tasks.deployment import allowed_hosts, make_store, read_settings, switched_on, wait_threads_setting
     from ladon_tasks.serving import serve_until_stopped, serve_with_reloader
     from ladon_tasks.hosts import HostCheck
     from ladon_tasks.wsgi import make_application
@@ -26,6 +26,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "process_workers": args.process_workers,
         "owner_lease": args.lease,
         "store": make_store(settings),
+        "wait_threads": wait_threads(
+            args.wait_threads if args.wait_threads is not None else wait_threads_setting(settings), args.threads
+        ),
     }
     application: WSGIApp = make_application(
         args.services, debug=args.debug, max_request_bytes=args.max_request_bytes, shutdown_grace=args.grace,
@@ -67,6 +70,18 @@ def describe_store(store: Any) -> str:
     if store is None:
         return "tasks kept in this process's memory (give --redis URL to share them)"
     return f"tasks kept in Redis at {getattr(store, 'location', type(store).__name__)}"
+
+
+def wait_threads(asked: int | None, request_threads: int) -> int:
+    """The wait budget of ``serve``: ``--wait-threads``, else its share of ``--threads``;
+    never all of them, so one thread at least stays for every other call."""
+    from ladon_tasks.waits import budget_for
+
+    if asked is None:
+        return budget_for(request_threads)
+    if not 0 <= asked < request_threads:
+        raise ValueError(f"--wait-threads must be 0 to {request_threads - 1} (below --threads), got {asked}")
+    return asked
 
 
 def import_services(services: Sequence[str]) -> None:
@@ -209,6 +224,10 @@ def register(commands: Any) -> None:
                        help="close a connection that sends nothing for this long")
     serve.add_argument("--threads", type=int, default=defaults.SERVER_THREADS,
                        help="HTTP request threads (a _wait call holds one for up to 30 s)")
+    serve.add_argument("--wait-threads", type=int, default=None, metavar="N",
+                       help="request threads _wait calls may hold at once; further waits are answered at once "
+                            "with poll_after (default: $LADON_TASKS_WAIT_THREADS, else half of --threads; "
+                            "0: waits never hold one)")
     serve.add_argument("--thread-workers", type=int, default=defaults.THREAD_WORKERS,
                        help="task bodies run at once by executor='thread' methods")
     serve.add_argument("--process-workers", type=int, default=defaults.PROCESS_WORKERS,

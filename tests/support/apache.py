@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -34,6 +35,23 @@ def traversable_by_others(path: Path) -> bool:
         if directory.exists() and not directory.stat().st_mode & stat.S_IXOTH:
             return False
     return True
+
+
+def prepared_root(root: Path) -> Path:
+    """``root``, emptied, for the server roots of a test's Apaches - once Apache is
+    installed and its daemons' user can reach Python and ``root`` (else the test is
+    skipped, or failed under CI)."""
+    require(shutil.which("apache2") is not None or Path("/usr/sbin/apache2").exists(),
+            "Apache is not installed (apt-get install apache2 apache2-dev)")
+    require(traversable_by_others(Path(os.path.realpath(sys.base_prefix))),
+            f"{USER} cannot reach the Python installation at {sys.base_prefix} (grant o+x on its parents)")
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    for directory in [root, *root.parents]:
+        if directory == Path("/"):
+            break
+        require(traversable_by_others(directory), f"{USER} cannot reach {directory}")
+    return root
 
 
 class ApacheRoot:
