@@ -2,11 +2,13 @@
 
 A web-server process that runs bodies in process (``executor='thread'`` or
 ``'process'``) with a store other processes share holds its tasks as their *owner*.
-Its caretaker thread:
+Its caretaker threads:
 
-* renews this process's owner lease every third of the lease;
-* looks, every ``reap_interval``, for owners whose lease ran out - a process killed with
-  SIGKILL, a daemon recycled by mod_wsgi, a host gone - and takes their tasks over: each
+* one renews this process's owner lease every third of the lease (on a cluster, every
+  shard at once), and nothing else, so no other call can hold a renewal up;
+* the other looks, every ``reap_interval``, for owners whose lease ran out - a process
+  killed with SIGKILL, a daemon recycled by mod_wsgi, a host gone - and takes their
+  tasks over (one lease after it started at the soonest: it has watched nothing): each
   one is queued again under this process (the lost attempt fenced off) and run here, or
   fails with ``WorkerDied`` once its lost attempts are spent (``max_attempts`` plus
   ``MAX_LOST_ATTEMPTS``). A task whose method this process does not serve is left for a
@@ -18,10 +20,10 @@ or taken over within ``lease + reap_interval`` of its owner's death.
 Two things a store that loses writes (a Sentinel failover to a replica that had not
 received the last ones, a restart that lost its last second) would otherwise break:
 
-* after the store was away, every lease in it may have run out, live processes' too:
-  nothing is taken over until one lease after it answers again
-  (:class:`~ladon_tasks.takeover.TakeoverGate`), by which time every live process has
-  renewed;
+* after the store was away, slow, or moved (a cluster's failover), every lease in it
+  may have run out, live processes' too: nothing is taken over until one lease after it
+  answers again, promptly and in the same place (:mod:`ladon_tasks.takeover` says the
+  rule), by which time every live process has renewed;
 * a task whose finish (or retry) the store lost is back to ``running`` under this very
   process, which no longer has it in hand: at each renewal the caretaker compares what
   the store says this process holds with what it has in hand, and runs the difference
@@ -81,6 +83,8 @@ class Caretaker:
         self._stopping = threading.Event()
         self._taking_over = True
         self._thread: threading.Thread | None = None
+        self._renewer: threading.Thread | None = None
+        self._renewed: set[int] = set()  # stores renewed since their last take_back
 
     def watch(self, store: TaskStore) -> None:
         """Take part in ``store``'s owner leases from now on (a no-op for a store only
@@ -91,7 +95,7 @@ class Caretaker:
         with self._lock:
             if id(store) in self._stores:
                 return
-            gate = TakeoverGate(self.lease)
+            gate = TakeoverGate(self.lease, store.placement)
             self._stores[id(store)] = (store, ownership, gate)
         try:
             ownership.renew(self.owner, self.lease)
@@ -104,6 +108,31 @@ class Caretaker:
                 self._thread.start()
 
     def _loop(self) -> None:
+        """Take back what the store lost after each renewal, and take over the tasks of
+        lost processes while the gate is open. Renewals run in a thread of their own
+        (:meth:`_renewals`): a pass here that waits on a shard whose primary died never
+        holds them up."""
+        renewer = threading.Thread(target=self._renewals, name="ladon-tasks-owner-lease", daemon=True)
+        renewer.start()
+        self._renewer = renewer
+        while not self._stopping.is_set():
+            with self._lock:
+                watched = list(self._stores.values())
+                renewed, self._renewed = self._renewed, set()
+            for store, ownership, gate in watched:
+                try:
+                    if self._taking_over and id(store) in renewed:
+                        self.take_back(store, ownership)
+                    if self._taking_over and gate.open():
+                        self.take_over(store, ownership, gate)
+                except StoreError as exc:
+                    gate.failed()
+                    log.warning("looking for tasks of lost processes: %s", exc)
+            self._stopping.wait(self.reap_interval)
+
+    def _renewals(self) -> None:
+        """Renew the owner lease in every watched store every third of the lease, and
+        every ``reap_interval`` in a store that did not take the last renewal."""
         renew_every = self.lease / 3
         next_renewal = 0.0
         while not self._stopping.is_set():
@@ -114,42 +143,44 @@ class Caretaker:
             if renewing:
                 next_renewal = now + renew_every
             for store, ownership, gate in watched:
-                if renewing or gate.away:
-                    if not self._renew(store, ownership, gate):
-                        next_renewal = min(next_renewal, now + 0.5)
-                        continue
-                if self._taking_over and gate.open():
-                    try:
-                        self.take_over(store, ownership)
-                    except StoreError as exc:
-                        gate.failed()
-                        log.warning("looking for tasks of lost processes: %s", exc)
+                if (renewing or gate.away) and not self._renew(store, ownership, gate):
+                    next_renewal = min(next_renewal, now + self.reap_interval)
             self._stopping.wait(min(self.reap_interval, max(0.0, next_renewal - time.monotonic())))
 
     def _renew(self, store: TaskStore, ownership: Ownership, gate: TakeoverGate) -> bool:
-        """Renew the lease, then take back what the store lost; ``False`` if the store
-        is away."""
+        """Renew the lease (what the store lost is taken back after it, by the other
+        thread); ``False`` if the store is away."""
         try:
-            ownership.renew(self.owner, self.lease)
-            if gate.answered():
-                log.info("the store answers again; taking over other processes' tasks in %gs", self.lease)
-            if self._taking_over:
-                self.take_back(store, ownership)
+            with gate.timed():
+                ownership.renew(self.owner, self.lease)
         except StoreError as exc:
             gate.failed()
             log.warning("owner lease of %s not renewed: %s", self.owner, exc)
             return False
+        if gate.answered():
+            log.info("the store answers again; taking over other processes' tasks in %gs", self.lease)
+        with self._lock:
+            self._renewed.add(id(store))
         return True
 
-    def take_over(self, store: TaskStore, ownership: Ownership) -> int:
+    def take_over(self, store: TaskStore, ownership: Ownership, gate: TakeoverGate | None = None) -> int:
         """One pass: adopt or end the tasks of owners whose lease ran out. Returns how
-        many were adopted here."""
+        many were adopted here. With ``gate``, only on a read of the expired owners it
+        lets through, and while it stays open (:mod:`ladon_tasks.takeover`)."""
         adopted = 0
-        for dead, dead_for, task_ids in ownership.expired():
+        ticket = gate.ticket() if gate is not None else None
+        if gate is not None and ticket is None:
+            return 0
+        expired = ownership.expired()
+        if gate is not None and ticket is not None and not gate.valid(ticket):
+            return 0  # the read waited, or Redis moved while it ran: every lease looks old
+        for dead, dead_for, task_ids in expired:
             if dead == self.owner:  # taken for dead while alive (a long pause): renew
                 ownership.renew(self.owner, self.lease)
                 continue
             for task_id in task_ids:
+                if gate is not None and not gate.open():
+                    return adopted
                 record = store.current(task_id)
                 if record is None or record.finished:
                     ownership.adopt(task_id, dead, "", self.max_lost, "")  # only forgets it
@@ -168,8 +199,9 @@ class Caretaker:
     @property
     def alive(self) -> bool:
         """Its thread runs (or was never needed: no shared store watched yet)."""
-        thread = self._thread
-        return thread is None or thread.is_alive() or self._stopping.is_set()
+        thread, renewer = self._thread, self._renewer
+        return (thread is None or thread.is_alive() and (renewer is None or renewer.is_alive())
+                or self._stopping.is_set())
 
     def take_back(self, store: TaskStore, ownership: Ownership) -> int:
         """Tasks the store says this process holds that it does not have in hand: the
@@ -231,6 +263,6 @@ class Caretaker:
 
     def stop(self) -> None:
         self._stopping.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5)
+        for thread in (self._thread, self._renewer):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=5)

@@ -109,6 +109,14 @@ LEASE_SECONDS = 30.0
 #: that kills every process it runs in must not loop forever.
 MAX_LOST_ATTEMPTS = 3
 
+#: Share of a lease that one renewal, or one read that judges leases (a reaper pass, a
+#: look for lost owners), may take before it counts as held up: Redis (on a cluster, one
+#: shard) is then taken for away, and no lease is judged until one lease after it answers
+#: promptly again (``takeover.py``). A sixth: renewed every third of the lease, a lease
+#: whose renewal was held up this long still has half of it left; a healthy Redis
+#: answers in milliseconds, a busy host's in a tenth of a second.
+SLOW_CALL_SHARE = 1 / 6
+
 #: Seconds between two reaper passes of a worker (expired leases, due retries).
 REAP_INTERVAL = 0.5
 

@@ -335,32 +335,25 @@ class Worker:
             self.runner.kill(slot)
 
     def _housekeeping(self) -> None:
-        """Renew this worker's leases, reap expired ones, trim the streams. After the
-        store was away (a failover, a restart) its leases are renewed first and nothing
-        is reaped for one lease (:class:`~ladon_tasks.takeover.TakeoverGate`): the jobs
-        of workers that are only reconnecting are not run twice."""
+        """Reap expired leases, trim the streams, beat; the leases of this worker are
+        renewed in a thread of their own (:meth:`_renewals`), so a reaper pass that waits
+        on a shard whose primary died never holds them up. After the store was away,
+        slow, or moved (a failover, a restart) nothing is reaped for one lease
+        (:mod:`ladon_tasks.takeover` says the rule): the jobs of workers that are only
+        reconnecting are not run twice."""
         lease = max(queue.lease_seconds for queue in self.queues)
-        gate = TakeoverGate(lease)
-        next_renewal = next_trim = next_beat = 0.0
-        # goes on through the grace period: the leases of bodies finishing must not run out
+        gate = TakeoverGate(lease, self.store.placement)
+        threading.Thread(target=self._renewals, args=(gate,), name="ladon-tasks-renewals", daemon=True).start()
+        next_trim = next_beat = 0.0
         while not self._stopped.wait(self.reap_interval):
             try:
                 now = time.monotonic()
                 if now >= next_beat and not self._stopping.is_set():
                     next_beat = now + self.heartbeat
                     self._beat()
-                if now >= next_renewal or gate.away:
-                    next_renewal = now + self.queues[0].lease_seconds / 3
-                    held = self.source.held()
-                    for queue in self.queues:
-                        queue.renew([lease.claim for lease in held if lease.queue is queue])
-                    if gate.away:
-                        self.queues[0].ping()  # the renewals may have had nothing to send
-                    if gate.answered():
-                        log.info("the store answers again; reaping other workers' jobs in %gs", lease)
                 if gate.open():
                     for queue in self.queues:
-                        queue.reap(self.store)
+                        queue.reap(self.store, gate=gate)
                 if now >= next_trim:
                     next_trim = now + defaults.TRIM_INTERVAL
                     for queue in self.queues:
@@ -369,3 +362,27 @@ class Worker:
             except StoreError as exc:
                 gate.failed()
                 log.warning("worker housekeeping: %s", exc)
+
+    def _renewals(self, gate: TakeoverGate) -> None:
+        """Renew the lease of every entry this worker holds every third of the lease,
+        and every ``reap_interval`` while the store is away. Goes on through the grace
+        period: the leases of bodies finishing must not run out."""
+        next_renewal = 0.0
+        while not self._stopped.wait(self.reap_interval):
+            now = time.monotonic()
+            if now < next_renewal and not gate.away:
+                continue
+            next_renewal = now + self.queues[0].lease_seconds / 3
+            held = self.source.held()
+            try:
+                with gate.timed():
+                    for queue in self.queues:
+                        queue.renew([lease.claim for lease in held if lease.queue is queue])
+                    if gate.away:
+                        self.queues[0].ping()  # the renewals may have had nothing to send
+            except StoreError as exc:
+                gate.failed()
+                log.warning("worker leases not renewed: %s", exc)
+                continue
+            if gate.answered():
+                log.info("the store answers again; reaping other workers' jobs in %gs", gate.lease)

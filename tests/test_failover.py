@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -35,7 +36,7 @@ from support.sentinel import SERVICE, SentinelGroup, start_sentinel_group
 from support.servers import (
     FIXTURE_SERVICES, ROOT, RunningServer, free_port, kill_sessions, launch, start_server, wait_until,
 )
-from support.workers import PROBE, Workers
+from support.workers import LEASE, PROBE, Workers
 
 CHAOS = str(FIXTURE_SERVICES / "chaos_service.py")
 METHODS = ("chaosQueued", "chaosThread", "chaosProcess")
@@ -141,16 +142,21 @@ class Traffic:
     Cluster's: ``test_cluster_failover.py``), and a client that starts ``TASKS`` tasks,
     each tried again with its ``Idempotency-Key`` until it is started."""
 
-    def __init__(self, url: str, output_dir: Path, marker_dir: Path) -> None:
+    def __init__(self, url: str, output_dir: Path, marker_dir: Path, web_lease: str | None = WEB_LEASE,
+                 worker_lease: str | None = LEASE, thread_worker: bool = False) -> None:
+        """``web_lease``, ``worker_lease``: the ``--lease`` of ``serve`` and ``worker``
+        (``None``: their defaults); ``thread_worker``: the second worker runs bodies in
+        threads (``--threads``)."""
         self.marker_dir = marker_dir
-        common = ["--lease", WEB_LEASE, "--thread-workers", "4", "--process-workers", "2"]
+        common = ["--thread-workers", "4", "--process-workers", "2", *(["--lease", web_lease] if web_lease else [])]
         self.webs = [
             start_server([CHAOS], output_dir, "--redis", url, *common),
             start_server([CHAOS], output_dir, *common, env={"LADON_TASKS_REDIS_URL": url}),
         ]
-        self.workers = Workers(url, output_dir, services=[CHAOS])
-        for _ in range(2):
-            self.workers.start()
+        options = ("--concurrency", "2", *(("--lease", worker_lease) if worker_lease else ()))
+        self.workers = Workers(url, output_dir, services=[CHAOS], options=options)
+        self.workers.start()
+        self.workers.start(*(["--threads"] if thread_worker else []))
         self.started: dict[int, str] = {}
         self.answered_at: dict[int, float] = {}
         self.calls: list[tuple[float, bool]] = []  # (when, started) for every start call
@@ -200,9 +206,36 @@ class Traffic:
                         return True
         return False
 
+    def live_pids(self) -> set[int]:
+        """The web processes and workers still running."""
+        processes = [web.process for web in self.webs] + self.workers.processes
+        return {process.pid for process in processes if process.poll() is None}
+
+    def taken_from_live(self) -> list[str]:
+        """The log lines of every web process and worker that say a task was taken over
+        (an owner lease judged run out) or reissued (a worker lease judged run out) from a
+        process that is still running: each names the process (``host:pid:nonce``)."""
+        live = self.live_pids()
+        logs = [web.log() for web in self.webs] + [self.workers.log(process) for process in self.workers.processes]
+        return [line for log in logs for line in log.splitlines() if pid_taken_from(line) in live]
+
     def stop(self) -> None:
         self.workers.stop_all()
         kill_sessions(self.webs)
+
+
+#: A takeover (``taken over from <owner>``) or a reissue (``the worker running attempt N
+#: (<worker>) stopped answering``) in a log; the process's id is ``host:pid:nonce``.
+TAKEN_FROM = re.compile(r"taken over from (\S+)|\((\S+)\) stopped answering")
+
+
+def pid_taken_from(line: str) -> int | None:
+    """The pid of the process a logged takeover or reissue took a task from."""
+    match = TAKEN_FROM.search(line)
+    if match is None:
+        return None
+    parts = (match.group(1) or match.group(2)).split(":")
+    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
 
 
 def fail_over(group: SentinelGroup, how: str) -> None:

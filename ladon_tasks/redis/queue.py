@@ -50,6 +50,7 @@ from ladon_tasks.redis import scripts
 from ladon_tasks.redis.connection import REDIS_ERRORS, as_text
 from ladon_tasks.redis.keys import GROUP, Keys
 from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, StoreError, TaskStore
+from ladon_tasks.takeover import TakeoverGate
 
 log = logging.getLogger(__name__)
 
@@ -268,32 +269,56 @@ class RedisQueue(JobQueue):
 
     # -- housekeeping ----------------------------------------------------------------
 
-    def reap(self, store: TaskStore, max_lost: int = defaults.MAX_LOST_ATTEMPTS) -> int:
+    def reap(self, store: TaskStore, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
+             gate: TakeoverGate | None = None) -> int:
         """Queue again the jobs of workers whose leases ran out, and move due retries to
-        their streams; returns how many jobs were reissued."""
+        their streams; returns how many jobs were reissued. With ``gate``, leases are
+        judged only on reads it lets through (:mod:`ladon_tasks.takeover`): a read that
+        waited, or during which Redis moved, judges nothing, and entries such a claim
+        took go back to their holders as they were."""
         self._call("move due retries", self._move_due, keys=[self.delayed_key],
                    args=[self.prefix, self.name, repr(time.time())])
         lease_ms = int(self.lease_seconds * 1000)
         reissued = 0
         for stream in self.streams:
+            ticket = gate.ticket() if gate is not None else None
+            if gate is not None and ticket is None:
+                break
             try:
                 expired = self.client.xpending_range(stream, GROUP, "-", "+", defaults.REAP_BATCH, idle=lease_ms)
             except self._response_error:
                 continue  # no group yet
             except self._redis_errors as exc:
                 raise StoreError(f"queue {self.name!r}: reap failed: {exc}") from exc
-            if not expired:
+            if not expired or (gate is not None and ticket is not None and not gate.valid(ticket)):
                 continue
             ids = [as_text(item["message_id"]) for item in expired]
             holders = {as_text(item["message_id"]): as_text(item.get("consumer", "")) for item in expired}
             # the minimum idle time makes the takeover exclusive: one reaper gets each
+            ticket = gate.ticket() if gate is not None else None
+            if gate is not None and ticket is None:
+                break
             taken = self._call("reap", self.client.xclaim, stream, GROUP, self.consumer, lease_ms, ids)
+            if gate is not None and ticket is not None and not gate.valid(ticket):
+                self._put_back(stream, [as_text(entry) for entry, _ in taken or []], holders, expired)
+                continue
             crashpoints.reach("reaper.claimed")
             for entry, fields in taken or []:
                 for claim in self._decode(stream, as_text(entry), fields):
                     reissued += self._reissue(store, claim, max_lost, holders.get(claim.entry, ""))
                     crashpoints.reach("reaper.reissued")
         return reissued
+
+    def _put_back(self, stream: str, entries: list[str], holders: dict[str, str], pending: list[Any]) -> None:
+        """Entries a claim took on a read that may not be judged on: back to the workers
+        that held them, with the idle time they had (a holder renews them anyway)."""
+        idle = {as_text(item["message_id"]): int(item.get("time_since_delivered", 0)) for item in pending}
+        for entry in entries:
+            if holders.get(entry):
+                self._call("put back", self.client.xclaim, stream, GROUP, holders[entry], 0, [entry],
+                           idle=idle.get(entry, 0), justid=True)
+        log.info("queue %s: %d expired-looking lease(s) left to their holders: Redis was disturbed while "
+                 "they were read", self.name, len(entries))
 
     def _reissue(self, store: TaskStore, claim: Claim, max_lost: int, holder: str) -> int:
         reason = f"the worker running attempt {claim.job.attempt} stopped answering"

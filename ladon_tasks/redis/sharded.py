@@ -20,8 +20,11 @@ spans shards, and how:
 * **events** are read from every shard's stream and merged by time; an event's id
   carries the position in every shard (``<ms>-<seq>|<shard position>,...``), so reading
   on from it misses nothing;
-* **owner leases** are renewed on every shard (each shard's owner-lease scripts see the
-  tasks held there), taken over shard by shard, and merged for the caretaker;
+* **owner leases** are renewed on every shard at once, none waiting for another
+  (:mod:`.fanout`; each shard's owner-lease scripts see the tasks held there), taken
+  over shard by shard, and merged for the caretaker; the node serving each shard
+  (:meth:`ShardedRedisStore.placement`) tells a process that a shard failed over, so
+  it judges no lease for one lease (:mod:`ladon_tasks.takeover`);
 * **queues**: a job lives on its task's shard; workers read every shard, and wait on
   the job bell that says which shard just got a job (:mod:`.sharded_queue`,
   :mod:`.bell`); queue depths add up over shards;
@@ -39,6 +42,8 @@ import time
 from typing import Any, ContextManager, Iterable, Mapping, Sequence
 
 from redis.cluster import RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import SlotNotCoveredError
 
 from ladon_tasks import defaults
 from ladon_tasks.model import TaskRecord, TaskState, new_task_id
@@ -61,8 +66,9 @@ from ladon_tasks.redis.connection import (
 )
 from ladon_tasks.redis.keys import DEFAULT_PREFIX
 from ladon_tasks.redis.owners import RedisOwnership
+from ladon_tasks.redis.fanout import ShardLanes
 from ladon_tasks.redis.fleet import RedisFleet
-from ladon_tasks.redis.sharded_queue import ShardedQueue, on_every_shard
+from ladon_tasks.redis.sharded_queue import ShardedQueue
 from ladon_tasks.redis.store import KeyElsewhere, RedisStore
 from ladon_tasks.stats import QueueDepth, TaskCounts, WebProcess, WorkerInfo, queue_depths
 from ladon_tasks.steps import StepRecord
@@ -137,6 +143,7 @@ class ShardedRedisStore(TaskStore):
                        max_queued=-(-max_queued // count), max_queued_bytes=-(-max_queued_bytes // count))
             for shard_prefix in shard_prefixes(prefix, count)
         ]
+        self._slots = [key_slot(shard.prefix.encode()) for shard in self.shards]
         self._fleet = ShardedFleet([shard.fleet() for shard in self.shards])
         self._bell = JobBell(self._redis, [shard.keys.jobs_channel for shard in self.shards])
         self._ownership = ShardedOwnership(self, [shard.ownership() for shard in self.shards])
@@ -298,6 +305,19 @@ class ShardedRedisStore(TaskStore):
     def fleet(self) -> "ShardedFleet":
         return self._fleet
 
+    def placement(self) -> tuple[str, ...]:
+        """The node that serves each shard's slot, as this process's cluster client last
+        learned it (no round trip); ``""`` for a slot no node serves. A failover changes
+        it: the promoted replica serves the dead primary's shards."""
+        nodes = self._redis.nodes_manager
+        placed = []
+        for slot in self._slots:
+            try:
+                placed.append(nodes.get_node_from_slot(slot).name)
+            except SlotNotCoveredError:
+                placed.append("")
+        return tuple(placed)
+
     def close(self) -> None:
         self._bell.close()
         for shard in self.shards:
@@ -358,9 +378,13 @@ class ShardedOwnership(Ownership):
     def __init__(self, store: ShardedRedisStore, shards: list[RedisOwnership]) -> None:
         self._store = store
         self._shards = shards
+        self._lanes = ShardLanes("owner leases", len(shards))
 
     def renew(self, owner: str, lease: float) -> None:
-        on_every_shard(functools.partial(shard.renew, owner, lease) for shard in self._shards)
+        """On every shard at once, none waiting for another (:mod:`.fanout`); a shard
+        that does not answer within ``SLOW_CALL_SHARE`` of the lease is reported."""
+        self._lanes.run({index: functools.partial(shard.renew, owner, lease) for index, shard in enumerate(self._shards)},
+                        lease * defaults.SLOW_CALL_SHARE)
 
     def expired(self, owners: int = 10, tasks: int = 100) -> list[tuple[str, float, list[str]]]:
         merged: dict[str, tuple[float, list[str]]] = {}

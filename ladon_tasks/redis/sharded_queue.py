@@ -15,7 +15,9 @@ bell is not heard (starting, reconnecting), a slot waits on one shard's streams 
 the next one each time, for ``defaults.CLUSTER_CLAIM_SLICE`` at most. Within one
 priority, jobs are read first come first served on each shard, not across shards.
 
-Housekeeping (reaping expired leases, due retries, trimming) goes through every shard.
+Renewals go to every shard at once, none waiting for another (:mod:`.fanout`): a shard
+whose primary died must not let the other shards' leases run out. Housekeeping (reaping
+expired leases, due retries, trimming) goes through every shard.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from ladon_tasks import defaults
 from ladon_tasks.executors.base import Job
 from ladon_tasks.redis.bell import JobBell
 from ladon_tasks.redis.cluster import shard_of
+from ladon_tasks.redis.fanout import ShardLanes
 from ladon_tasks.redis.queue import Claim, RedisQueue
 from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, StoreError, TaskStore
+from ladon_tasks.takeover import TakeoverGate
 
 
 def on_every_shard(calls: Iterable[Callable[[], object]]) -> None:
@@ -62,6 +66,7 @@ class ShardedQueue(JobQueue):
         self.lease_seconds = first.lease_seconds
         self.levels = first.levels
         self.consumer = first.consumer
+        self._lanes = ShardLanes(f"queue {self.name!r}", len(self.shards))
         self._turn = itertools.count()
         self._idle = False  # the last sweep found nothing (threads may race on it: harmless)
         self._swept_at = 0.0
@@ -159,13 +164,17 @@ class ShardedQueue(JobQueue):
         return any(queue.claimable() for queue in self.shards)
 
     def renew(self, claims: Sequence[Claim]) -> None:
-        on_every_shard(functools.partial(queue.renew, held) for queue, held in self._group(claims))
+        """Every shard's leases at once, none waiting for another (:mod:`.fanout`); a
+        shard that does not answer within ``SLOW_CALL_SHARE`` of the lease is reported."""
+        calls = {index: functools.partial(self.shards[index].renew, held)
+                 for index, held in self._group(claims).items()}
+        self._lanes.run(calls, self.lease_seconds * defaults.SLOW_CALL_SHARE)
 
     def ping(self) -> None:
         self.shards[0].ping()
 
     def ack(self, claims: Sequence[Claim]) -> None:
-        on_every_shard(functools.partial(queue.ack, held) for queue, held in self._group(claims))
+        on_every_shard(functools.partial(self.shards[index].ack, held) for index, held in self._group(claims).items())
 
     def forget_consumer(self) -> None:
         for queue in self.shards:
@@ -173,8 +182,9 @@ class ShardedQueue(JobQueue):
 
     # -- housekeeping ----------------------------------------------------------------
 
-    def reap(self, store: TaskStore, max_lost: int = defaults.MAX_LOST_ATTEMPTS) -> int:
-        return sum(queue.reap(store, max_lost) for queue in self.shards)
+    def reap(self, store: TaskStore, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
+             gate: TakeoverGate | None = None) -> int:
+        return sum(queue.reap(store, max_lost, gate) for queue in self.shards)
 
     def reissue(self, store: TaskStore, claim: Claim, reason: str, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
                 what: str = "reissued", where: str = "") -> str:
@@ -184,9 +194,9 @@ class ShardedQueue(JobQueue):
         for queue in self.shards:
             queue.trim()
 
-    def _group(self, claims: Sequence[Claim]) -> list[tuple[RedisQueue, list[Claim]]]:
-        grouped: dict[int, tuple[RedisQueue, list[Claim]]] = {}
+    def _group(self, claims: Sequence[Claim]) -> dict[int, list[Claim]]:
+        """``claims`` by the index of their shard."""
+        grouped: dict[int, list[Claim]] = {}
         for claim in claims:
-            queue = self._of_claim(claim)
-            grouped.setdefault(id(queue), (queue, []))[1].append(claim)
-        return list(grouped.values())
+            grouped.setdefault(self.shards.index(self._of_claim(claim)), []).append(claim)
+        return grouped

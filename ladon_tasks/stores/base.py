@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Hashable, Iterable, Sequence
 
 from ladon_tasks.model import TaskRecord, TaskState, new_task_id
 from ladon_tasks.steps import StepRecord
@@ -215,6 +215,14 @@ class TaskStore(abc.ABC):
     def fleet(self) -> "Fleet | None":
         """The queues and workers of a store that workers share; ``None`` when bodies run
         only in the processes that start them."""
+        return None
+
+    def placement(self) -> Hashable:
+        """Where the store's data is served from now, as this process last learned it,
+        without a round trip: it changes when a failover moves it (a Redis Cluster shard
+        to its promoted replica), which makes every lease in it look old for a moment
+        (:mod:`ladon_tasks.takeover`). ``None`` where nothing moves, or a move shows as
+        an error."""
         return None
 
     def close(self) -> None:

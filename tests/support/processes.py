@@ -4,10 +4,13 @@ so nothing but what a test or bench started is ever touched."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
+from typing import Iterator
 
 #: Seconds a process gets to exit after SIGTERM before it is killed.
 STOP_GRACE = 10.0
@@ -67,3 +70,17 @@ def process_alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status")
     return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+@contextlib.contextmanager
+def burn(count: int) -> Iterator[list[subprocess.Popen]]:
+    """``count`` processes that each keep a CPU busy (``while True: pass``) for as long as
+    the block runs - the other work of a busy host - stopped by their pids at the end."""
+    burners: list[subprocess.Popen] = []
+    try:
+        for _ in range(count):
+            burners.append(subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True))
+        yield burners
+    finally:
+        for burner in burners:
+            stop_process(burner, signal.SIGKILL)
