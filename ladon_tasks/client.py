@@ -98,6 +98,8 @@ class TaskStatus:
     #: The step the body runs now or ran last, and how many succeeded (``kw['step']``).
     step: str = ""
     steps_done: int = 0
+    #: While queued for a retry: when the next attempt is due (seconds since the epoch).
+    next_attempt: float = 0.0
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> "TaskStatus":
@@ -109,6 +111,7 @@ class TaskStatus:
             finishtime=float(data.get("finishtime") or 0.0), finished=bool(data.get("finished")),
             cancel_requested=bool(data.get("cancel_requested")),
             step=data.get("step") or "", steps_done=int(data.get("steps_done") or 0),
+            next_attempt=float(data.get("next_attempt") or 0.0),
         )
 
 

@@ -49,6 +49,7 @@ class TaskProgressResponse(LadonType):
     step: Any = {"type": PORTABLE_STRING, "doc": "the step the body runs now, or ran last (kw['step']); empty for a "
                  "body without steps"}
     steps_done: Any = {"type": int, "doc": "steps recorded as succeeded, those a recover carried over included"}
+    next_attempt: Any = {"type": float, "doc": "while queued for a retry: when the next attempt is due; else 0.0"}
 
 
 def info_response(record: TaskRecord) -> TaskInfoResponse:
@@ -78,4 +79,5 @@ def progress_response(record: TaskRecord, now: float | None = None) -> TaskProgr
     response.worker = record.worker
     response.step = record.step
     response.steps_done = int(record.steps_done)
+    response.next_attempt = float(record.next_attempt)
     return response
