@@ -12,6 +12,7 @@ even in an application built with Ladon's ``LadonWSGIApplication``.
 from ladon_tasks import compat  # noqa: F401  (must run before anything imports Ladon)
 from ladon_tasks.expand import TaskMethod, activate, ladonize
 from ladon_tasks.model import TaskRecord, TaskState
+from ladon_tasks.policy import Retry, SoftTimeout, TaskTimeout
 from ladon_tasks.runtime import TaskRuntime, configure, get_runtime
 from ladon_tasks.spec import TaskSpec
 from ladon_tasks.wire import TaskInfoResponse, TaskProgressResponse
@@ -21,6 +22,8 @@ __version__ = "0.1.0"
 activate()
 
 __all__ = [
+    "Retry",
+    "SoftTimeout",
     "TaskInfoResponse",
     "TaskMethod",
     "TaskProgressResponse",
@@ -28,6 +31,7 @@ __all__ = [
     "TaskRuntime",
     "TaskSpec",
     "TaskState",
+    "TaskTimeout",
     "activate",
     "configure",
     "get_runtime",

@@ -104,6 +104,8 @@ class TaskStatus:
     steps_done: int = 0
     #: Seconds to let pass before asking again (0: finished, or ask at once).
     poll_after: float = 0.0
+    #: While queued for a retry: when the next attempt is due (seconds since the epoch).
+    next_attempt: float = 0.0
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> "TaskStatus":
@@ -116,6 +118,7 @@ class TaskStatus:
             cancel_requested=bool(data.get("cancel_requested")),
             step=data.get("step") or "", steps_done=int(data.get("steps_done") or 0),
             poll_after=float(data.get("poll_after") or 0.0),
+            next_attempt=float(data.get("next_attempt") or 0.0),
         )
 
 

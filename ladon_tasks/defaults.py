@@ -23,8 +23,14 @@ RETRIES = 0
 #: First delay before a retry, in seconds; doubled on each further attempt.
 RETRY_DELAY = 1.0
 
-#: Upper bound on one retry delay, so a long retry chain still makes progress.
+#: Upper bound on one retry delay, so a long retry chain still makes progress
+#: (``retry_max_delay``).
 RETRY_DELAY_MAX = 300.0
+
+#: Fraction of a backoff taken off at random (``retry_jitter``). Zero: a retry comes
+#: when its backoff says, as a reader of the message expects; tasks that fail together
+#: in numbers (an outage of what they call) want some, to come back spread out.
+RETRY_JITTER = 0.0
 
 #: Runtime limit in seconds; ``None`` is no limit, as in Ladon.
 TIMEOUT: float | None = None

@@ -139,6 +139,10 @@ class TaskRecord:
     step: str = ""
     #: Steps recorded as succeeded, those carried over from a recovered task included.
     steps_done: int = 0
+    #: When the retry this task waits for is due (seconds since the epoch), written with
+    #: the move back to ``queued``; 0.0 when it never waited for one. Only meaningful
+    #: while the task is queued after the attempt that failed (:meth:`next_attempt`).
+    next_attempt_at: float = 0.0
 
     @property
     def finished(self) -> bool:
@@ -154,6 +158,14 @@ class TaskRecord:
         """The state as clients and operators are told it: the state's value, or
         ``unreadable`` for the stand-in of a damaged record."""
         return self.state.value
+
+    @property
+    def next_attempt(self) -> float:
+        """When the next attempt is due, while the task waits for a retry; else 0.0 (a
+        time written before the latest attempt started belongs to an earlier retry)."""
+        if self.state is TaskState.QUEUED and self.next_attempt_at > self.started_at:
+            return self.next_attempt_at
+        return 0.0
 
     def note_run(self, attempt: int, where: str) -> None:
         """Attempt ``attempt`` runs at ``where`` (the Lua scripts' ``ran_on`` does the same)."""
@@ -298,7 +310,8 @@ _FIELD_CHECKS = {
     "owner": _is_text, "ran_on": _is_tags, "retry_of": _is_text,
     "submitted_at": _is_number, "started_at": _is_number, "finished_at": _is_number, "result": _is_any,
     "error_type": _is_text, "error_message": _is_text, "error_traceback": _is_text,
-    "attempt_errors": _is_tags, "cancel_requested": _is_flag, "result_ttl": _is_number, "step": _is_text, "steps_done": _is_count,
+    "attempt_errors": _is_tags, "cancel_requested": _is_flag, "result_ttl": _is_number, "step": _is_text,
+    "steps_done": _is_count, "next_attempt_at": _is_number,
 }
 _FIELD_EXPECTED = {name: _KINDS[check] for name, check in _FIELD_CHECKS.items()}
 if set(_FIELD_CHECKS) != set(_FIELD_ORDER):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ladon_tasks import defaults
+from ladon_tasks.policy import exception_name
 
 EXECUTORS = ("thread", "process", "queue")
 
@@ -30,8 +31,28 @@ class TaskOptions:
     idempotent: bool = False  # same arguments while a task is retained -> that same task
     listing: bool = False  # expose m_list: any client may then see every task of m
     redis: str | None = None  # this method's tasks live in this Redis (URL), not the app's store
+    # the retry policy (ladon_tasks.policy): exception classes or their qualified names
+    retry_on: tuple[str, ...] = ()  # only these failures are retried (empty: every one)
+    no_retry_on: tuple[str, ...] = ()  # these failures are never retried
+    retry_jitter: float = defaults.RETRY_JITTER  # each backoff less up to this fraction of it, at random
+    retry_max_delay: float = defaults.RETRY_DELAY_MAX  # the longest wait before a retry
+    soft_timeout: float | None = None  # seconds after which the body gets SoftTimeout
 
     def __post_init__(self) -> None:
+        for policy in ("retry_on", "no_retry_on"):
+            object.__setattr__(self, policy, _exception_names(policy, getattr(self, policy)))
+        both = sorted(set(self.retry_on) & set(self.no_retry_on))
+        if both:
+            raise ValueError(f"tasktype options 'retry_on' and 'no_retry_on' both name {', '.join(both)}")
+        _number("retry_jitter", self.retry_jitter, minimum=0.0)
+        if self.retry_jitter > 1:
+            raise ValueError(f"tasktype option 'retry_jitter' must be a fraction 0..1, got {self.retry_jitter!r}")
+        _positive_number("retry_max_delay", self.retry_max_delay)
+        if self.soft_timeout is not None:
+            _positive_number("soft_timeout", self.soft_timeout)
+            if self.timeout is not None and self.soft_timeout >= self.timeout:
+                raise ValueError(f"tasktype option 'soft_timeout' ({self.soft_timeout:g}) must be less than "
+                                 f"'timeout' ({self.timeout:g}): the body needs time to act on it")
         for flag in ("enable", "idempotent", "listing"):
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"tasktype option {flag!r} must be True or False, got {getattr(self, flag)!r}")
@@ -87,6 +108,29 @@ class TaskOptions:
         if "tags" in values and not isinstance(values["tags"], str):
             values["tags"] = tuple(values["tags"])
         return cls(**values)
+
+
+def _exception_names(option: str, value: Any) -> tuple[str, ...]:
+    """An exception class, a qualified name (``'module.Class'``, or a builtin's bare
+    ``'ValueError'``), or a list of them, as the names a worker anywhere can match."""
+    items = [value] if isinstance(value, (str, type)) else value
+    try:
+        items = list(items)
+    except TypeError:
+        raise TypeError(f"tasktype option {option!r} must be exception classes or their qualified names, "
+                        f"got {value!r}") from None
+    names = []
+    for item in items:
+        if isinstance(item, type):
+            if not issubclass(item, Exception):
+                raise TypeError(f"tasktype option {option!r}: {item!r} is not an Exception class")
+            names.append(exception_name(item))
+        elif isinstance(item, str) and item and all(part.isidentifier() for part in item.split(".")):
+            names.append(item)
+        else:
+            raise ValueError(f"tasktype option {option!r}: {item!r} is neither an exception class nor a "
+                             "qualified name like 'package.module.Error'")
+    return tuple(names)
 
 
 def _number(name: str, value: Any, minimum: float) -> None:

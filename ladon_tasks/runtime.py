@@ -449,6 +449,11 @@ def _job_for(spec: TaskSpec, task_id: str, encoded_args: Any, ladon_kw: dict[str
         retry_delay=float(options.retry_delay),
         queue=options.queue,
         ladon_kw=ladon_kw,
+        retry_on=options.retry_on,
+        no_retry_on=options.no_retry_on,
+        retry_jitter=float(options.retry_jitter),
+        retry_max_delay=float(options.retry_max_delay),
+        soft_timeout=options.soft_timeout,
     )
 
 

@@ -52,6 +52,7 @@ class TaskProgressResponse(LadonType):
     poll_after: Any = {"type": float, "doc": "seconds to let pass before asking about this task again: 0.0 once "
                        "it has finished, or after a _wait that held until its seconds passed (ask again at "
                        "once); more when the server could not hold the wait"}
+    next_attempt: Any = {"type": float, "doc": "while queued for a retry: when the next attempt is due; else 0.0"}
 
 
 def info_response(record: TaskRecord) -> TaskInfoResponse:
@@ -83,4 +84,5 @@ def progress_response(record: TaskRecord, now: float | None = None, poll_after: 
     response.step = record.step
     response.steps_done = int(record.steps_done)
     response.poll_after = float(poll_after)
+    response.next_attempt = float(record.next_attempt)
     return response

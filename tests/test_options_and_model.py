@@ -10,6 +10,7 @@ from ladon_tasks.model import (
     IllegalTransition, TaskRecord, TaskState, check_transition, clamp_progress, looks_like_task_id, new_task_id,
 )
 from ladon_tasks.options import TaskOptions
+from ladon_tasks.policy import retry_delay, should_retry
 
 
 @pytest.mark.parametrize(
@@ -27,6 +28,15 @@ from ladon_tasks.options import TaskOptions
         ({"tags": "one"}, "tags"),
         ({"enable": "yes"}, "enable"),
         ({"retires": 2}, "retires"),
+        ({"retry_on": [BaseException]}, "retry_on"),
+        ({"retry_on": ["not a name"]}, "retry_on"),
+        ({"no_retry_on": 3}, "no_retry_on"),
+        ({"retry_on": [KeyError], "no_retry_on": ["builtins.KeyError"]}, "no_retry_on"),
+        ({"retry_jitter": 1.5}, "retry_jitter"),
+        ({"retry_jitter": -0.1}, "retry_jitter"),
+        ({"retry_max_delay": 0}, "retry_max_delay"),
+        ({"soft_timeout": 0}, "soft_timeout"),
+        ({"soft_timeout": 10, "timeout": 10}, "soft_timeout"),
     ],
 )
 def test_wrong_option_is_refused_with_its_name(options, named):
@@ -39,6 +49,30 @@ def test_options_parse_defaults_and_values():
     assert TaskOptions.parse(True) == TaskOptions()
     options = TaskOptions.parse({"executor": "process", "timeout": 600, "retries": 2, "tags": ["a", "b"]})
     assert options.max_attempts == 3 and options.tags == ("a", "b") and options.timeout == 600
+
+
+def test_retry_policy_names_exceptions_by_qualified_name():
+    class Outage(ConnectionError):
+        pass
+
+    options = TaskOptions.parse({"retry_on": [Outage, "KeyError"], "no_retry_on": "myapp.errors.Fatal"})
+    assert options.retry_on == (f"{__name__}.test_retry_policy_names_exceptions_by_qualified_name.<locals>.Outage",
+                                "KeyError")
+    assert options.no_retry_on == ("myapp.errors.Fatal",)
+    assert should_retry(Outage(), options.retry_on, options.no_retry_on)
+    assert should_retry(KeyError(), options.retry_on, options.no_retry_on)
+    assert not should_retry(ValueError(), options.retry_on, options.no_retry_on)
+    assert should_retry(ConnectionResetError(), ["ConnectionError"], []), "a base's name matches"
+    assert should_retry(ValueError(), [], []), "no retry_on: every failure is retried"
+    assert not should_retry(ConnectionResetError(), [], ["builtins.OSError"])
+
+
+def test_retry_delay_doubles_up_to_its_maximum_less_its_jitter():
+    assert [retry_delay(n, 1.0, 5.0) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
+    delays = {retry_delay(10, 1.0, 8.0, jitter=0.5) for _ in range(200)}
+    assert all(4.0 <= delay <= 8.0 for delay in delays) and len(delays) > 100
+    assert retry_delay(1, 1.0, 5.0, jitter=0.5, asked=600) == 5.0
+    assert retry_delay(3, 1.0, 5.0, jitter=0.5, asked=2.5) == 2.5, "an asked delay is kept as is"
 
 
 def test_decorating_with_a_bad_option_fails_at_import():

@@ -25,6 +25,7 @@ def test_wsdl_describes_every_task_method_with_types(server):
     # Ladon's fields are kept, ours added (SOAP spells _ as -).
     assert {"task-id", "progress", "duration", "starttime"} <= fields
     assert {"state", "message", "attempts", "finishtime", "error"} <= fields
+    assert "next-attempt" in fields  # when a retry is due (tests/test_policies.py)
 
 
 def test_soap_client_runs_clone_instance_end_to_end(server):

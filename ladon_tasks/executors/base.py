@@ -18,7 +18,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from ladon_tasks import codec, crashpoints, defaults
+from ladon_tasks import codec, crashpoints, defaults, policy
+from ladon_tasks.executors.deadline import SoftDeadline
 from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState, clamp_progress
 from ladon_tasks.spec import MethodRef
@@ -48,6 +49,13 @@ class Job:
     ladon_kw: dict[str, Any] = field(default_factory=dict)
     #: Which attempt this is: queued jobs carry it, so a worker knows it without a read.
     attempt: int = 1
+    #: The retry policy (:mod:`ladon_tasks.policy`), carried so that a worker on another
+    #: host judges a failure without the web process: qualified exception names.
+    retry_on: tuple[str, ...] = ()
+    no_retry_on: tuple[str, ...] = ()
+    retry_jitter: float = 0.0
+    retry_max_delay: float = defaults.RETRY_DELAY_MAX
+    soft_timeout: float | None = None
 
     def dumps(self) -> str:
         """The job as the JSON a queue keeps."""
@@ -67,6 +75,11 @@ class Job:
             "queue": self.queue,
             "ladon_kw": self.ladon_kw,
             "attempt": self.attempt,
+            "retry_on": list(self.retry_on),
+            "no_retry_on": list(self.no_retry_on),
+            "retry_jitter": self.retry_jitter,
+            "retry_max_delay": self.retry_max_delay,
+            "soft_timeout": self.soft_timeout,
         }
 
     @classmethod
@@ -81,6 +94,11 @@ class Job:
             queue=data.get("queue", defaults.QUEUE),
             ladon_kw=data.get("ladon_kw") or {},
             attempt=int(data.get("attempt", 1)),
+            retry_on=tuple(data.get("retry_on") or ()),
+            no_retry_on=tuple(data.get("no_retry_on") or ()),
+            retry_jitter=float(data.get("retry_jitter") or 0.0),
+            retry_max_delay=float(data.get("retry_max_delay", defaults.RETRY_DELAY_MAX)),
+            soft_timeout=data.get("soft_timeout"),
         )
 
 
@@ -93,6 +111,10 @@ class Outcome:
     error_type: str = ""
     error_message: str = ""
     traceback: str = ""
+    #: A failure the retry policy lets be retried (``retry_on``, ``no_retry_on``).
+    retry: bool = True
+    #: Seconds the body asked to wait before the next attempt (``Retry(after=...)``).
+    retry_after: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -128,11 +150,16 @@ class Reporter(abc.ABC):
         """The body is about to be called: its module is imported and its arguments
         decoded. Timeouts count from here."""
 
+    def use_deadline(self, deadline: SoftDeadline) -> None:
+        """The attempt's soft timeout, for a reporter whose messages it must not cut."""
 
-def _task_tools(task_id: str, attempt: int, reporter: Reporter) -> dict[str, Any]:
-    """The ``kw`` helpers a body may call; ``update_progress`` is Ladon's own name."""
+
+def _task_tools(task_id: str, attempt: int, reporter: Reporter, deadline: SoftDeadline) -> dict[str, Any]:
+    """The ``kw`` helpers a body may call; ``update_progress`` is Ladon's own name. Each
+    report is where a thread's body learns of its soft timeout."""
 
     def update_progress(fraction: float, message: str | None = None) -> None:
+        deadline.check()
         if not isinstance(fraction, (int, float)) or isinstance(fraction, bool):
             return  # Ladon ignores non-numbers; so do we, rather than fail the task
         if message is not None:
@@ -141,46 +168,63 @@ def _task_tools(task_id: str, attempt: int, reporter: Reporter) -> dict[str, Any
             raise TaskInterrupted(task_id)
 
     def set_message(message: str) -> None:
+        deadline.check()
         if not reporter.progress(None, str(message)):
             raise TaskInterrupted(task_id)
 
     def is_cancelled() -> bool:
         return reporter.should_stop()
 
+    steps = Steps(reporter, attempt, lambda: TaskInterrupted(task_id))  # reads nothing until its first call
+
+    def step(name: str, function: Callable[..., Any], *args: Any, rtype: Any = None, **kwargs: Any) -> Any:
+        deadline.check()
+        return steps(name, function, *args, rtype=rtype, **kwargs)
+
     return {
         "update_progress": update_progress,
         "set_message": set_message,
         "is_cancelled": is_cancelled,
         "touch": reporter.touch,
-        "step": Steps(reporter, attempt, lambda: TaskInterrupted(task_id)),  # reads nothing until its first call
+        "step": step,
         "task_id": task_id,
         "attempt": attempt,
     }
 
 
-def run_body(job: Job, attempt: int, reporter: Reporter) -> Outcome:
+def run_body(job: Job, attempt: int, reporter: Reporter, alarm: bool = False) -> Outcome:
     """Run one attempt of the job's body here and now; never raises (but for
-    ``KeyboardInterrupt``/``SystemExit``)."""
+    ``KeyboardInterrupt``/``SystemExit``). ``alarm``: the soft timeout interrupts the body
+    at once (a child process's main thread), not at its next report."""
+    deadline = SoftDeadline(job.soft_timeout, alarm)
+    reporter.use_deadline(deadline)
     try:
         spec = job.ref.resolve()
         args = codec.decode_args(spec.arg_types, job.args)
         kw = dict(job.ladon_kw)
         kw["LADON_METHOD_TC"] = codec.CONVERTER
-        kw.update(_task_tools(job.task_id, attempt, reporter))
+        kw.update(_task_tools(job.task_id, attempt, reporter, deadline))
         service_instance = spec.service_class()
         reporter.started()
-        if spec.accepts_kw:
-            value = spec.body(service_instance, *args, **kw)
-        else:
-            value = spec.body(service_instance, *args)
+        deadline.start()
+        try:
+            if spec.accepts_kw:
+                value = spec.body(service_instance, *args, **kw)
+            else:
+                value = spec.body(service_instance, *args)
+        finally:
+            deadline.stop()
     except TaskInterrupted:
         return Outcome("interrupted")
+    except policy.Retry as exc:
+        return Outcome("failed", error_type="Retry", error_message=str(exc), retry_after=exc.after)
     except Exception as exc:
         return Outcome(
             "failed",
             error_type=type(exc).__name__,
             error_message=str(exc),
             traceback=traceback.format_exc(),
+            retry=policy.should_retry(exc, job.retry_on, job.no_retry_on),
         )
     try:
         encoded = codec.encode(spec.rtype, value)

@@ -16,7 +16,8 @@ runs one job at a time. Every message either way is one JSON document:
   {...}}`` -> ``{"t": "stepped", "go": true}``. A body without steps sends neither.
 
 The parent enforces cancel and timeout by killing this process, so the child needs no
-way to be told. It never outlives the parent: on Linux the kernel kills it when the
+way to be told; a soft timeout is the child's own ``SIGALRM``
+(:mod:`ladon_tasks.executors.deadline`). It never outlives the parent: on Linux the kernel kills it when the
 parent dies (``PR_SET_PDEATHSIG``), and a watcher thread checks the parent's pid where
 that is not available - a body must not run on when nothing watches its timeout or
 its cancel.
@@ -36,6 +37,7 @@ from multiprocessing.connection import Connection
 
 from ladon_tasks import codec, defaults
 from ladon_tasks.executors.base import Job, Reporter, run_body
+from ladon_tasks.executors.deadline import SoftDeadline
 from ladon_tasks.steps import StepError, StepRecord
 
 _PR_SET_PDEATHSIG = 1
@@ -48,9 +50,17 @@ class PipeReporter(Reporter):
         self.events = events
         self.jobs = jobs
         self._asking = threading.Lock()  # one question in flight, one answer read
+        self._deadline = SoftDeadline(None)
+
+    def use_deadline(self, deadline: SoftDeadline) -> None:
+        self._deadline = deadline  # its alarm waits until a message is written or read whole
+
+    def _send(self, payload: bytes) -> None:
+        with self._deadline.shielded():
+            self.events.send_bytes(payload)
 
     def progress(self, value: float | None, message: str | None) -> bool:
-        self.events.send_bytes(json.dumps({"t": "progress", "p": value, "m": message}).encode())
+        self._send(json.dumps({"t": "progress", "p": value, "m": message}).encode())
         return True
 
     def load_steps(self) -> dict[str, StepRecord]:
@@ -63,15 +73,15 @@ class PipeReporter(Reporter):
         return bool(self._ask({"t": "step", "step": step.to_json()})["go"])
 
     def _ask(self, question: dict) -> dict:
-        with self._asking:
+        with self._asking, self._deadline.shielded():
             self.events.send_bytes(codec.dumps(question).encode())
             return json.loads(self.jobs.recv_bytes())
 
     def touch(self) -> None:
-        self.events.send_bytes(b'{"t": "touch"}')
+        self._send(b'{"t": "touch"}')
 
     def started(self) -> None:
-        self.events.send_bytes(b'{"t": "started"}')
+        self._send(b'{"t": "started"}')
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -115,7 +125,7 @@ def serve(jobs: Connection, events: Connection) -> None:
         if message["t"] == "path":
             _prepare(message)
         elif message["t"] == "job":
-            outcome = run_body(Job.from_json(message["job"]), message["attempt"], reporter)
+            outcome = run_body(Job.from_json(message["job"]), message["attempt"], reporter, alarm=True)
             events.send_bytes(json.dumps({"t": "done", "outcome": outcome.to_json()}).encode())
 
 

@@ -1,6 +1,9 @@
 """From an attempt's :class:`~ladon_tasks.executors.base.Outcome` to the record's next
 state: succeeded, failed, or queued again for a retry - one fenced store call, with the
-job's move (acknowledge, delay) in the same call where the job lives in the store.
+job's move (acknowledge, delay) in the same call where the job lives in the store. A
+retry is the method's policy (:mod:`ladon_tasks.policy`): a failure ``no_retry_on``
+names, or ``retry_on`` does not, fails at once; its delay and the time of the next
+attempt (``next_attempt_at``) are written with the move.
 
 A finished outcome is worth more than the moment it was made in: when the store cannot
 be reached, :func:`settle_durably` keeps the outcome and writes it once the store
@@ -19,6 +22,7 @@ from ladon_tasks import defaults
 from ladon_tasks.executors.base import Job, Outcome
 from ladon_tasks.logs import about
 from ladon_tasks.model import TaskState
+from ladon_tasks.policy import retry_delay
 from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
 
 log = logging.getLogger(__name__)
@@ -36,11 +40,6 @@ class Settled:
     kind: str
     delay: float = 0.0
     released: bool = False
-
-
-def retry_delay(attempt: int, base: float, maximum: float = defaults.RETRY_DELAY_MAX) -> float:
-    """Exponential backoff: ``base``, ``2*base``, ``4*base``... capped at ``maximum``."""
-    return min(maximum, base * (2 ** max(0, attempt - 1)))
 
 
 def settle(
@@ -72,14 +71,14 @@ def settle(
     record = store.current(job.task_id)
     if record is None or record.finished or record.attempts > attempt:
         return Settled("superseded")  # (a queue worker's attempt may not be recorded yet: < is fine)
-    if attempt < record.max_attempts and not record.cancel_requested:
-        delay = retry_delay(attempt, job.retry_delay)
+    if attempt < record.max_attempts and not record.cancel_requested and outcome.retry:
+        delay = retry_delay(attempt, job.retry_delay, job.retry_max_delay, job.retry_jitter, outcome.retry_after)
         change = retry_change(delay)
         queued = store.transition(
             job.task_id, TaskState.QUEUED, attempt=attempt, job=change,
-            message=f"retry {attempt + 1}/{record.max_attempts} in {delay:g}s after "
+            message=f"retry {attempt + 1}/{record.max_attempts} in {delay:.3g}s after "
             f"{outcome.error_type}: {outcome.error_message}",
-            error_type=outcome.error_type, error_message=outcome.error_message,
+            error_type=outcome.error_type, error_message=outcome.error_message, next_attempt_at=now + delay,
             attempt_errors=[*record.attempt_errors,
                             f"attempt {attempt}: {outcome.error_type}: {outcome.error_message}"],
         )

@@ -1,0 +1,171 @@
+"""Retry policy and soft timeouts, for real: ``tests/service_fixtures/policy_service.py``
+served by ``ladon-tasks serve`` (in-process store, and Redis) and run by its thread and
+process executors and by a ``ladon-tasks worker``; every wait polls with a deadline."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from support.jsonwsp import JsonWsp, WireFault
+from support.redis_server import RedisServer, start_redis
+from support.servers import FIXTURE_SERVICES, RunningServer, start_server, wait_until
+from support.workers import Workers
+
+POLICY = str(FIXTURE_SERVICES / "policy_service.py")
+
+#: (executor suffix of the method, store): every executor, both stores.
+WIRINGS = [("Thread", "memory"), ("Process", "memory"), ("Thread", "redis"), ("Process", "redis"),
+           ("Queue", "redis")]
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path_factory.mktemp("policy-redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def webs(redis_server: RedisServer, output_dir: Path) -> Iterator[dict[str, RunningServer]]:
+    """A server per store, and a worker for the queued methods."""
+    servers = {"memory": start_server([POLICY], output_dir),
+               "redis": start_server([POLICY], output_dir, "--redis", redis_server.url)}
+    workers = Workers(redis_server.url, output_dir, services=[POLICY])
+    workers.start()
+    yield servers
+    workers.stop_all()
+    for server in servers.values():
+        server.stop()
+
+
+def policy(server: RunningServer) -> JsonWsp:
+    return JsonWsp(server, "PolicyService")
+
+
+def wait_final(server: RunningServer, method: str, task_id: str) -> dict:
+    def finished() -> dict | None:
+        answer = policy(server)(f"{method}_wait", task_id=task_id, seconds=5)
+        return answer if answer["finished"] else None
+
+    return wait_until(finished, timeout=60, interval=0.05, what=f"task {task_id} to finish")
+
+
+def run(server: RunningServer, method: str, marker_dir: Path, plan: str) -> dict:
+    task_id = policy(server)(method, marker_dir=str(marker_dir), plan=plan)["task_id"]
+    return wait_final(server, method, task_id)
+
+
+def attempt_started(marker_dir: Path, attempt: int) -> float:
+    return float((marker_dir / f"attempt-{attempt}").read_text())
+
+
+@pytest.mark.parametrize("executor, store", WIRINGS)
+def test_retry_on_and_no_retry_on_choose_which_failures_are_retried(webs, tmp_path, executor, store):
+    server, method = webs[store], f"picky{executor}"
+    cases = {
+        # plan: (state, attempts, error: the last failure's)
+        "transient,flaky,key": ("succeeded", 4, "KeyError: 'attempt 3: key'"),  # named, through a base, bare builtin
+        "permanent": ("failed", 1, "Permanent: attempt 1: permanent"),  # no_retry_on wins over its base
+        "transient,value": ("failed", 2, "ValueError: attempt 2: value"),  # named nowhere
+    }
+    for plan, (state, attempts, error) in cases.items():
+        marker_dir = tmp_path / plan
+        marker_dir.mkdir()
+        final = run(server, method, marker_dir, plan)
+        assert (final["state"], final["attempts"], final["error"]) == (state, attempts, error), (plan, final)
+        assert len(list(marker_dir.glob("attempt-*"))) == attempts, plan
+        assert final["next_attempt"] == 0.0
+
+
+@pytest.mark.parametrize("executor, store", WIRINGS)
+def test_a_body_asks_to_be_retried_later_and_progress_says_when(webs, tmp_path, executor, store):
+    server, method = webs[store], f"picky{executor}"
+    before = time.time()
+    task_id = policy(server)(method, marker_dir=str(tmp_path), plan="retry-3")["task_id"]
+
+    def waiting() -> dict | None:
+        answer = policy(server)(f"{method}_progress", task_id=task_id)
+        return answer if answer["state"] == "queued" and answer["attempts"] == 1 else None
+
+    seen = wait_until(waiting, timeout=30, what="the task to wait for its retry")
+    observed = time.time()
+    assert before + 3 <= seen["next_attempt"] <= observed + 3, (before, seen, observed)
+    assert seen["error"] == "Retry: asked at attempt 1"
+    final = wait_final(server, method, task_id)
+    assert (final["state"], final["attempts"], final["next_attempt"]) == ("succeeded", 2, 0.0)
+    assert attempt_started(tmp_path, 2) >= seen["next_attempt"] - 0.1, "the retry never comes early"
+
+
+@pytest.mark.parametrize("executor, store", WIRINGS)
+def test_asked_retries_count_against_retries_and_wait_at_most_retry_max_delay(webs, tmp_path, executor, store):
+    server, method = webs[store], f"picky{executor}"
+    final = run(server, method, tmp_path, "retry-0.01,retry-0.01,retry-600,retry-0.01,ok")
+    assert (final["state"], final["attempts"]) == ("failed", 4), "retries=3: a fifth attempt never runs"
+    assert final["error"] == "Retry: asked at attempt 4"
+    assert not (tmp_path / "attempt-5").exists()
+    waited = attempt_started(tmp_path, 4) - attempt_started(tmp_path, 3)
+    assert waited < 60, f"Retry(after=600) waits at most retry_max_delay (5 s), waited {waited:.1f}s"
+
+
+def test_backoff_is_capped_by_retry_max_delay_less_its_jitter(webs, tmp_path):
+    server = webs["memory"]
+    before = time.time()
+    task_id = policy(server)("jittery", marker_dir=str(tmp_path), plan="transient")["task_id"]
+
+    def waiting() -> dict | None:
+        answer = policy(server)("jittery_progress", task_id=task_id)
+        return answer if answer["state"] == "queued" and answer["attempts"] == 1 else None
+
+    seen = wait_until(waiting, timeout=30, what="the task to wait for its retry")
+    observed = time.time()
+    # retry_delay 100 capped at retry_max_delay 2, less up to half of it (retry_jitter 0.5)
+    assert before + 1 <= seen["next_attempt"] <= observed + 2, (before, seen, observed)
+    assert wait_final(server, "jittery", task_id)["state"] == "succeeded"
+
+
+def test_a_task_that_failed_without_retry_has_no_result(webs, tmp_path):
+    server = webs["memory"]
+    task_id = policy(server)("pickyThread", marker_dir=str(tmp_path), plan="value")["task_id"]
+    wait_final(server, "pickyThread", task_id)
+    with pytest.raises(WireFault) as fault:
+        policy(server)("pickyThread_result", task_id=task_id)
+    assert "ValueError: attempt 1: value" in str(fault.value)
+
+
+# -- soft timeout ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("executor, store", WIRINGS)
+def test_a_body_past_its_soft_timeout_gets_a_catchable_soft_timeout(webs, tmp_path, executor, store):
+    """A thread's body gets it at its next report; a child process's at once, in the
+    middle of a 30 s sleep."""
+    server, method = webs[store], f"patient{executor}"
+    task_id = policy(server)(method, marker_dir=str(tmp_path))["task_id"]
+    final = wait_final(server, method, task_id)
+    assert (final["state"], final["attempts"]) == ("succeeded", 1), final
+    assert policy(server)(f"{method}_result", task_id=task_id) == 1, "it caught a SoftTimeout"
+    ran = float((tmp_path / "soft").read_text())
+    assert 1.0 <= ran < 15, f"soft_timeout is 1 s and the body sleeps 30 s: it got it after {ran:.2f}s"
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_an_uncaught_soft_timeout_fails_the_task_with_its_own_name(webs, tmp_path, store):
+    server = webs[store]
+    final = run_plain(server, "stubbornThread", tmp_path)
+    assert (final["state"], final["error"]) == ("failed", "SoftTimeout: the task passed its soft timeout of 1s")
+
+
+def test_a_body_that_goes_on_after_its_soft_timeout_is_killed_by_its_timeout(webs, tmp_path):
+    server = webs["memory"]
+    final = run_plain(server, "ignoringProcess", tmp_path)
+    assert (final["state"], final["error"]) == ("failed", "TaskTimeout: task exceeded its timeout of 3s")
+    assert (tmp_path / "soft").exists(), "it had its soft timeout first"
+
+
+def run_plain(server: RunningServer, method: str, marker_dir: Path) -> dict:
+    task_id = policy(server)(method, marker_dir=str(marker_dir))["task_id"]
+    return wait_final(server, method, task_id)
