@@ -14,10 +14,11 @@ import pytest
 
 from ladon_tasks.executors.base import Job, Outcome
 from ladon_tasks.executors.local import LocalSource
-from ladon_tasks.executors.settle import retry_delay, settle
+from ladon_tasks.executors.settle import settle
 from ladon_tasks.executors.slots import Attempt, Runner, SlotPool
 from ladon_tasks.executors.timers import Timers
 from ladon_tasks.model import TaskRecord, TaskState, new_task_id
+from ladon_tasks.policy import retry_delay
 from ladon_tasks.redis.progress import Pending, ProgressWriter
 from ladon_tasks.spec import MethodRef
 from ladon_tasks.stores.base import StoreError
@@ -66,8 +67,8 @@ def test_settle_queues_a_failure_again_while_attempts_remain_with_backoff() -> N
     assert settled.kind == "retry" and settled.delay == 0.5 == delays[0]
     assert record is not None and record.state is TaskState.QUEUED
     assert "retry 2/3" in record.message and "ValueError: bad" in record.message
-    assert [retry_delay(n, 0.5) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
-    assert retry_delay(30, 1.0) == retry_delay(31, 1.0)  # capped
+    assert [retry_delay(n, 0.5, 300.0) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
+    assert retry_delay(30, 1.0, 300.0) == retry_delay(31, 1.0, 300.0) == 300.0  # capped
 
 
 def test_settle_fails_the_last_attempt_with_its_error() -> None:
