@@ -29,7 +29,7 @@ from ladon_tasks import defaults
 from ladon_tasks.executors.base import Job
 from ladon_tasks.redis.bell import JobBell
 from ladon_tasks.redis.cluster import shard_of
-from ladon_tasks.redis.queue import Claim, RedisQueue
+from ladon_tasks.redis.queue import Claim, OnEnd, RedisQueue
 from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, StoreError, TaskStore
 
 
@@ -173,8 +173,8 @@ class ShardedQueue(JobQueue):
 
     # -- housekeeping ----------------------------------------------------------------
 
-    def reap(self, store: TaskStore, max_lost: int = defaults.MAX_LOST_ATTEMPTS) -> int:
-        return sum(queue.reap(store, max_lost) for queue in self.shards)
+    def reap(self, store: TaskStore, max_lost: int = defaults.MAX_LOST_ATTEMPTS, on_end: OnEnd | None = None) -> int:
+        return sum(queue.reap(store, max_lost, on_end) for queue in self.shards)
 
     def reissue(self, store: TaskStore, claim: Claim, reason: str, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
                 what: str = "reissued", where: str = "") -> str:
