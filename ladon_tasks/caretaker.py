@@ -37,7 +37,7 @@ import threading
 import time
 from typing import Callable
 
-from ladon_tasks import defaults
+from ladon_tasks import defaults, hooks
 from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.stores.base import CorruptRecord, Ownership, StoreError, TaskStore
@@ -194,6 +194,8 @@ class Caretaker:
                     about(log, taken).warning("taken over from %s", dead)
                     self._resubmit(store, taken)
                     adopted += 1
+                elif taken is not None:
+                    hooks.ended(taken)  # ended here: its lost attempts spent, or cancelled
         return adopted
 
     @property

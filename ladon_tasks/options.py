@@ -7,7 +7,7 @@ A wrong option is a programming error in the service, so it fails the import wit
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Callable
 
 from ladon_tasks import defaults
 from ladon_tasks.policy import exception_name
@@ -37,6 +37,10 @@ class TaskOptions:
     retry_jitter: float = defaults.RETRY_JITTER  # each backoff less up to this fraction of it, at random
     retry_max_delay: float = defaults.RETRY_DELAY_MAX  # the longest wait before a retry
     soft_timeout: float | None = None  # seconds after which the body gets SoftTimeout
+    # completion hooks (ladon_tasks.hooks): called with a copy of the record of the task that ended
+    on_success: Callable[[Any], Any] | None = None
+    on_failure: Callable[[Any], Any] | None = None
+    on_cancel: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         for policy in ("retry_on", "no_retry_on"):
@@ -48,6 +52,10 @@ class TaskOptions:
         if self.retry_jitter > 1:
             raise ValueError(f"tasktype option 'retry_jitter' must be a fraction 0..1, got {self.retry_jitter!r}")
         _positive_number("retry_max_delay", self.retry_max_delay)
+        for hook in ("on_success", "on_failure", "on_cancel"):
+            if getattr(self, hook) is not None and not callable(getattr(self, hook)):
+                raise TypeError(f"tasktype option {hook!r} must be a function taking the task's record, "
+                                f"got {getattr(self, hook)!r}")
         if self.soft_timeout is not None:
             _positive_number("soft_timeout", self.soft_timeout)
             if self.timeout is not None and self.soft_timeout >= self.timeout:

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any, Sequence
 
-from ladon_tasks import codec, defaults, faults, refusals
+from ladon_tasks import codec, defaults, faults, hooks, refusals
 from ladon_tasks import spec as specs
 from ladon_tasks.caretaker import Caretaker
 from ladon_tasks.executors.base import Executor, Job, Unfinished
@@ -353,7 +353,7 @@ class TaskRuntime:
     def cancel(self, task_id: Any, spec: TaskSpec | None = None) -> TaskRecord:
         """Cancel a task: a queued one never starts, a running one is stopped (cooperatively
         in a thread, by killing its process otherwise). Returns the record as it is now."""
-        self.record(task_id, spec)
+        before = self.record(task_id, spec)
         store = self.store_for(spec)
         with refusals.store_errors():
             record = store.request_cancel(task_id)
@@ -367,6 +367,8 @@ class TaskRuntime:
             raise refusals.unknown_task(task_id)
         for executor in list(self._executors.values()):
             executor.cancel(task_id)
+        if not before.finished and record.state is TaskState.CANCELLED:
+            hooks.ended(record)  # this call cancelled it (or one at the same moment did too)
         return record
 
     def list_tasks(
@@ -467,11 +469,11 @@ def _end_unfinished(store: TaskStore, unfinished: list[Unfinished]) -> None:
     now = time.time()
     for item in unfinished:
         try:
-            store.transition(
+            hooks.ended(store.transition(
                 item.job.task_id, TaskState.FAILED, attempt=item.attempt,
                 error_type="WorkerDied", error_message="its server process stopped before the task finished",
                 finished_at=now,
-            )
+            ))
         except StoreError:
             pass
 

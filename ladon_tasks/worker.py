@@ -39,7 +39,7 @@ import threading
 import time
 from typing import Sequence, Union
 
-from ladon_tasks import __version__, crashpoints, defaults
+from ladon_tasks import __version__, crashpoints, defaults, hooks
 from ladon_tasks.executors.process import ProcessRunner
 from ladon_tasks.executors.settle import Settled
 from ladon_tasks.executors.slots import JobSource, Lease, Runner, SlotPool
@@ -353,7 +353,7 @@ class Worker:
                     self._beat()
                 if gate.open():
                     for queue in self.queues:
-                        queue.reap(self.store, gate=gate)
+                        queue.reap(self.store, gate=gate, on_end=hooks.ended)
                 if now >= next_trim:
                     next_trim = now + defaults.TRIM_INTERVAL
                     for queue in self.queues:

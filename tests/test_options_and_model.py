@@ -36,6 +36,8 @@ from ladon_tasks.policy import retry_delay, should_retry
         ({"retry_jitter": -0.1}, "retry_jitter"),
         ({"retry_max_delay": 0}, "retry_max_delay"),
         ({"soft_timeout": 0}, "soft_timeout"),
+        ({"on_success": "notify"}, "on_success"),
+        ({"on_cancel": 3}, "on_cancel"),
         ({"soft_timeout": 10, "timeout": 10}, "soft_timeout"),
     ],
 )

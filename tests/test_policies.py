@@ -36,7 +36,7 @@ def webs(redis_server: RedisServer, output_dir: Path) -> Iterator[dict[str, Runn
                "redis": start_server([POLICY], output_dir, "--redis", redis_server.url)}
     workers = Workers(redis_server.url, output_dir, services=[POLICY])
     workers.start()
-    yield servers
+    yield {**servers, "workers": workers}
     workers.stop_all()
     for server in servers.values():
         server.stop()
@@ -169,3 +169,87 @@ def test_a_body_that_goes_on_after_its_soft_timeout_is_killed_by_its_timeout(web
 def run_plain(server: RunningServer, method: str, marker_dir: Path) -> dict:
     task_id = policy(server)(method, marker_dir=str(marker_dir))["task_id"]
     return wait_final(server, method, task_id)
+
+
+# -- completion hooks -----------------------------------------------------------------------
+
+
+def hook_service(server: RunningServer) -> JsonWsp:
+    return JsonWsp(server, "HookService")
+
+
+def hook_runs(marker_dir: Path, end: str) -> list[int]:
+    """The pids that ran the ``end`` hook to its end, one per run."""
+    return sorted(int(path.name.split("-")[2]) for path in marker_dir.glob(f"hook-{end}-*"))
+
+
+def worker_pids(webs: dict) -> set[int]:
+    return {process.pid for process in webs["workers"].processes}
+
+
+@pytest.mark.parametrize("executor, store", WIRINGS)
+def test_each_end_runs_its_hook_in_the_process_that_settles_it(webs, tmp_path, executor, store):
+    server, method = webs[store], f"hooked{executor}"
+    settler = worker_pids(webs) if executor == "Queue" else {server.process.pid}
+    for plan, end, state in [("ok", "success", "succeeded"), ("fail", "failure", "failed")]:
+        marker_dir = tmp_path / plan
+        marker_dir.mkdir()
+        task_id = hook_service(server)(method, marker_dir=str(marker_dir), plan=plan)["task_id"]
+        assert wait_final_of(server, "HookService", method, task_id)["state"] == state
+        runs = wait_until(lambda: hook_runs(marker_dir, end), timeout=30, what=f"the {end} hook")
+        assert len(runs) == 1 and set(runs) <= settler, (runs, settler)
+        assert len(list(marker_dir.glob("hook-*"))) == 2, "no other hook ran"
+
+    marker_dir = tmp_path / "cancel"
+    marker_dir.mkdir()
+    task_id = hook_service(server)(method, marker_dir=str(marker_dir), plan="gate")["task_id"]
+    wait_until(lambda: hook_service(server)(f"{method}_progress", task_id=task_id)["state"] == "running",
+               timeout=30, what="the task to run")
+    assert hook_service(server)(f"{method}_cancel", task_id=task_id)["state"] == "cancelled"
+    assert hook_service(server)(f"{method}_cancel", task_id=task_id)["state"] == "cancelled"  # again: no new end
+    runs = wait_until(lambda: hook_runs(marker_dir, "cancel"), timeout=30, what="the cancel hook")
+    assert runs == [server.process.pid], "the process that cancelled it"
+    (marker_dir / "gate").touch()
+    assert wait_final_of(server, "HookService", method, task_id)["state"] == "cancelled"
+    assert len(list(marker_dir.glob("hook-cancel-*"))) == 1
+
+
+@pytest.mark.parametrize("executor, store", [("Thread", "memory"), ("Queue", "redis")])
+def test_a_hook_that_raises_is_logged_with_the_task_id_and_changes_nothing(webs, tmp_path, executor, store):
+    server, method = webs[store], f"hooked{executor}"
+    task_id = hook_service(server)(method, marker_dir=str(tmp_path), plan="hook-raises")["task_id"]
+    assert wait_final_of(server, "HookService", method, task_id)["state"] == "succeeded"
+    logs = [server.log] if executor == "Thread" else [lambda p=p: webs["workers"].log(p)
+                                                      for p in webs["workers"].processes]
+    wait_until(lambda: any(f"the hook of task {task_id} breaks" in log() and "on_success hook" in log()
+                           for log in logs), timeout=30, what="the hook's failure in the log")
+    assert hook_service(server)(f"{method}_result", task_id=task_id) == 1
+    assert hook_service(server)(f"{method}_progress", task_id=task_id)["state"] == "succeeded"
+
+
+def wait_final_of(server: RunningServer, service: str, method: str, task_id: str) -> dict:
+    def finished() -> dict | None:
+        answer = JsonWsp(server, service)(f"{method}_wait", task_id=task_id, seconds=5)
+        return answer if answer["finished"] else None
+
+    return wait_until(finished, timeout=60, interval=0.05, what=f"task {task_id} to finish")
+
+
+def test_a_hook_cut_by_its_workers_death_runs_again_in_the_worker_that_takes_over(webs, tmp_path):
+    """The worker acknowledges the job of a method with hooks after they ran: killed in
+    the middle of one, its job's lease runs out and another worker's reaper runs it."""
+    server, workers = webs["redis"], webs["workers"]
+    workers.start()  # two alive, whichever reads the job
+    task_id = hook_service(server)("hookedQueue", marker_dir=str(tmp_path), plan="hook-waits")["task_id"]
+    started = wait_until(lambda: list(tmp_path.glob("hook-started-*")), timeout=30, what="the hook to start")
+    first = int(started[0].name.split("-")[2])
+    assert wait_final_of(server, "HookService", "hookedQueue", task_id)["state"] == "succeeded"
+    workers.kill(next(process for process in workers.processes if process.pid == first))
+    if not any(process.poll() is None for process in workers.processes):
+        workers.start()
+    again = wait_until(lambda: [p for p in tmp_path.glob("hook-started-*") if int(p.name.split("-")[2]) != first],
+                       timeout=30, what="another worker to run the hook again")
+    (tmp_path / "hook-gate").touch()
+    runs = wait_until(lambda: hook_runs(tmp_path, "success"), timeout=30, what="the hook to end")
+    assert runs == [int(again[0].name.split("-")[2])], "run to its end once, by the worker that took over"
+    assert hook_service(server)("hookedQueue_progress", task_id=task_id)["state"] == "succeeded"

@@ -335,10 +335,11 @@ class StoreReporter(Reporter):
             self._on_touch()
 
 
-def time_out(store: TaskStore, job: Job, attempt: int) -> bool:
-    """Mark the attempt failed for exceeding its runtime limit; ``False`` if it already ended."""
+def time_out(store: TaskStore, job: Job, attempt: int) -> TaskRecord | None:
+    """Mark the attempt failed for exceeding its runtime limit: the failed record, or
+    ``None`` if it already ended."""
     return store.transition(
         job.task_id, TaskState.FAILED, attempt=attempt,
         error_type="TaskTimeout", error_message=f"task exceeded its timeout of {job.timeout:g}s",
         finished_at=time.time(),
-    ) is not None
+    )

@@ -21,7 +21,7 @@ from typing import Callable
 from ladon_tasks import defaults
 from ladon_tasks.executors.base import Job, Outcome
 from ladon_tasks.logs import about
-from ladon_tasks.model import TaskState
+from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.policy import retry_delay
 from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
 
@@ -40,6 +40,8 @@ class Settled:
     kind: str
     delay: float = 0.0
     released: bool = False
+    #: The record as the final write left it (``succeeded`` and ``failed``), for its hooks.
+    record: TaskRecord | None = None
 
 
 def settle(
@@ -65,7 +67,7 @@ def settle(
             # an earlier attempt's error is history (attempt_errors), not this task's
             error_type="", error_message="", error_traceback="",
         )
-        return Settled("succeeded" if done is not None else "superseded", released=released)
+        return Settled("succeeded" if done is not None else "superseded", released=released, record=done)
     if outcome.kind != "failed":
         return Settled("interrupted")
     record = store.current(job.task_id)
@@ -89,7 +91,7 @@ def settle(
         error_type=outcome.error_type, error_message=outcome.error_message,
         error_traceback=outcome.traceback, finished_at=now,
     )
-    return Settled("failed" if failed is not None else "superseded", released=released)
+    return Settled("failed" if failed is not None else "superseded", released=released, record=failed)
 
 
 def settle_durably(

@@ -26,11 +26,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ladon_tasks import crashpoints
+from ladon_tasks import crashpoints, hooks
 from ladon_tasks.executors.base import Job, Outcome, time_out
 from ladon_tasks.executors.settle import Settled, settle_durably
 from ladon_tasks.executors.timers import Timers
 from ladon_tasks.logs import about
+from ladon_tasks.model import TaskRecord
 from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
 
 log = logging.getLogger(__name__)
@@ -217,10 +218,11 @@ class SlotPool:
             return
         lease.attempt = number
         timer: list[int] = []
+        ended: list[TaskRecord] = []  # an end written for the attempt while it ran (its timeout)
 
         def started() -> None:
             if job.timeout and not timer:
-                timer.append(self.timers.call_later(job.timeout, lambda: self._time_out(slot, job, number)))
+                timer.append(self.timers.call_later(job.timeout, lambda: self._time_out(slot, job, number, ended)))
 
         try:
             outcome = self.runner.run(slot, Attempt(job, number, self.store, started, lease.touch))
@@ -228,10 +230,15 @@ class SlotPool:
             for handle in timer:
                 self.timers.cancel(handle)
         crashpoints.reach("slot.finished")
+        # a job whose method has hooks is acknowledged after they ran (lease.end), so a
+        # worker that dies before leaves them to the reaper
+        release = None if hooks.declared(job.ref.service, job.ref.method) else lease.release()
         settled = settle_durably(
-            self.store, job, number, outcome, self.give_up, release=lease.release(), retry_change=lease.retry
+            self.store, job, number, outcome, self.give_up, release=release, retry_change=lease.retry
         )
         crashpoints.reach("slot.settled")
+        for record in ended + ([settled.record] if settled is not None and settled.record is not None else []):
+            hooks.ended(record)
         lease.end(settled)
 
     def _begin(self, lease: Lease) -> int | None:
@@ -247,10 +254,12 @@ class SlotPool:
                 return None
             backoff = min(backoff * 2, 1.0)
 
-    def _time_out(self, slot: int, job: Job, number: int) -> None:
+    def _time_out(self, slot: int, job: Job, number: int, ended: list[TaskRecord]) -> None:
         try:
-            if time_out(self.store, job, number):
+            record = time_out(self.store, job, number)
+            if record is not None:
+                ended.append(record)  # its hook runs in the slot once the body stopped: timers stay short
                 self.runner.stop(slot, job.task_id)
         except StoreError as exc:  # tried again in a moment: the limit still holds
             about(log, job).warning("timeout not recorded yet: %s", exc)
-            self.timers.call_later(0.5, lambda: self._time_out(slot, job, number))
+            self.timers.call_later(0.5, lambda: self._time_out(slot, job, number, ended))

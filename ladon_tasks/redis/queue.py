@@ -40,7 +40,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ladon_tasks import codec, crashpoints, defaults
 from ladon_tasks.executors.base import Job
@@ -51,6 +51,9 @@ from ladon_tasks.redis.connection import REDIS_ERRORS, as_text
 from ladon_tasks.redis.keys import GROUP, Keys
 from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, StoreError, TaskStore
 from ladon_tasks.takeover import TakeoverGate
+
+#: Called with the record of a task a reaper found ended (the completion hooks).
+OnEnd = Callable[[TaskRecord], None]
 
 log = logging.getLogger(__name__)
 
@@ -270,12 +273,12 @@ class RedisQueue(JobQueue):
     # -- housekeeping ----------------------------------------------------------------
 
     def reap(self, store: TaskStore, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
-             gate: TakeoverGate | None = None) -> int:
+             gate: TakeoverGate | None = None, on_end: OnEnd | None = None) -> int:
         """Queue again the jobs of workers whose leases ran out, and move due retries to
         their streams; returns how many jobs were reissued. With ``gate``, leases are
         judged only on reads it lets through (:mod:`ladon_tasks.takeover`): a read that
         waited, or during which Redis moved, judges nothing, and entries such a claim
-        took go back to their holders as they were."""
+        took go back to their holders as they were. ``on_end``: see :meth:`reissue`."""
         self._call("move due retries", self._move_due, keys=[self.delayed_key],
                    args=[self.prefix, self.name, repr(time.time())])
         lease_ms = int(self.lease_seconds * 1000)
@@ -305,7 +308,7 @@ class RedisQueue(JobQueue):
             crashpoints.reach("reaper.claimed")
             for entry, fields in taken or []:
                 for claim in self._decode(stream, as_text(entry), fields):
-                    reissued += self._reissue(store, claim, max_lost, holders.get(claim.entry, ""))
+                    reissued += self._reissue(store, claim, max_lost, holders.get(claim.entry, ""), on_end)
                     crashpoints.reach("reaper.reissued")
         return reissued
 
@@ -320,32 +323,48 @@ class RedisQueue(JobQueue):
         log.info("queue %s: %d expired-looking lease(s) left to their holders: Redis was disturbed while "
                  "they were read", self.name, len(entries))
 
-    def _reissue(self, store: TaskStore, claim: Claim, max_lost: int, holder: str) -> int:
+    def _reissue(self, store: TaskStore, claim: Claim, max_lost: int, holder: str, on_end: OnEnd | None) -> int:
         reason = f"the worker running attempt {claim.job.attempt} stopped answering"
         if holder:
             reason = f"the worker running attempt {claim.job.attempt} ({holder}) stopped answering"
-        return int(self.reissue(store, claim, reason, max_lost, where=holder) == "reissued")
+        return int(self.reissue(store, claim, reason, max_lost, where=holder, on_end=on_end) == "reissued")
 
     def reissue(self, store: TaskStore, claim: Claim, reason: str, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
-                what: str = "reissued", where: str = "") -> str:
+                what: str = "reissued", where: str = "", on_end: OnEnd | None = None) -> str:
         """The attempt ``claim`` holds will not finish where it ran (``where``, the worker
         that held it, recorded if its start was not): queue the next one, or - its lost
         attempts spent - fail the task with ``WorkerDied``; the entry is acknowledged in
         the same step. Returns what was done: ``reissued``, ``failed``, ``cancelled`` or
-        ``acknowledged`` (the task had finished or moved on)."""
+        ``acknowledged`` (the task had finished or moved on).
+
+        ``on_end`` (a reaper's: the completion hooks) is called with the record of a task
+        that ended here, or that ended at this very attempt while its entry was still not
+        acknowledged (its worker died before its hooks ran); the entry is acknowledged
+        after it."""
         job = claim.job
         record: TaskRecord | None = store.current(job.task_id)
         if record is None or record.finished or record.attempts > job.attempt:
+            if on_end is not None and record is not None and record.finished and record.attempts == job.attempt:
+                on_end(record)
             self.ack([claim])
             return "acknowledged"
         now = time.time()
+
+        def end(target: TaskState, **changes: Any) -> TaskRecord | None:
+            done = store.transition(job.task_id, target, attempt=job.attempt,
+                                    job=None if on_end is not None else self.release(claim), **changes)
+            if on_end is not None:
+                if done is not None:
+                    on_end(done)
+                self.ack([claim])
+            return done
+
         if record.cancel_requested:
-            done = store.transition(job.task_id, TaskState.CANCELLED, attempt=job.attempt,
-                                    job=self.release(claim), finished_at=now)
+            done = end(TaskState.CANCELLED, finished_at=now)
             return "cancelled" if done is not None else "acknowledged"
         if job.attempt >= record.max_attempts + max_lost:
-            done = store.transition(
-                job.task_id, TaskState.FAILED, attempt=job.attempt, job=self.release(claim), where=where or None,
+            done = end(
+                TaskState.FAILED, where=where or None,
                 error_type="WorkerDied", error_message=f"{reason}; attempt {job.attempt} was its last",
                 finished_at=now,
             )

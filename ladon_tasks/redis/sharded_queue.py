@@ -32,7 +32,7 @@ from ladon_tasks.executors.base import Job
 from ladon_tasks.redis.bell import JobBell
 from ladon_tasks.redis.cluster import shard_of
 from ladon_tasks.redis.fanout import ShardLanes
-from ladon_tasks.redis.queue import Claim, RedisQueue
+from ladon_tasks.redis.queue import Claim, OnEnd, RedisQueue
 from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, StoreError, TaskStore
 from ladon_tasks.takeover import TakeoverGate
 
@@ -183,8 +183,8 @@ class ShardedQueue(JobQueue):
     # -- housekeeping ----------------------------------------------------------------
 
     def reap(self, store: TaskStore, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
-             gate: TakeoverGate | None = None) -> int:
-        return sum(queue.reap(store, max_lost, gate) for queue in self.shards)
+             gate: TakeoverGate | None = None, on_end: OnEnd | None = None) -> int:
+        return sum(queue.reap(store, max_lost, gate, on_end) for queue in self.shards)
 
     def reissue(self, store: TaskStore, claim: Claim, reason: str, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
                 what: str = "reissued", where: str = "") -> str:

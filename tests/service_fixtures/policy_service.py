@@ -21,6 +21,7 @@ when it caught a ``SoftTimeout``. ``stubborn*`` does not catch it.
 
 import os
 import time
+import uuid
 
 from ladon.compat import PORTABLE_STRING
 
@@ -128,3 +129,57 @@ class PolicyService(object):
             open(os.path.join(marker_dir, 'soft'), 'w').close()
         time.sleep(30)
         return 0
+
+
+# -- completion hooks -------------------------------------------------------------------------
+#
+# ``hooked*(marker_dir, plan)``: ``ok`` returns, ``fail`` raises, ``gate`` reports progress
+# until ``marker_dir/gate`` exists (so a cancel stops it). Each hook leaves a marker
+# ``hook-<end>-<pid>-<nonce>`` in ``marker_dir`` (the task's first argument, read from the
+# record it gets), after ``hook-started-<pid>-<nonce>``. With plan ``hook-raises`` the
+# success hook raises; with ``hook-waits`` it waits for ``marker_dir/hook-gate`` first.
+
+
+def _hook(end):
+    def hook(record):
+        marker_dir, plan = record.args[0], record.args[1]
+        tag = '%d-%s' % (os.getpid(), uuid.uuid4().hex[:8])
+        open(os.path.join(marker_dir, 'hook-started-%s' % tag), 'w').close()
+        if plan == 'hook-raises':
+            raise RuntimeError('the hook of task %s breaks' % record.task_id)
+        if plan == 'hook-waits':
+            deadline = time.monotonic() + 60
+            while not os.path.exists(os.path.join(marker_dir, 'hook-gate')) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        with open(os.path.join(marker_dir, 'hook-%s-%s' % (end, tag)), 'w') as handle:
+            handle.write(record.state.value)
+    return hook
+
+
+HOOKS = dict(on_success=_hook('success'), on_failure=_hook('failure'), on_cancel=_hook('cancel'))
+
+
+def hooked(marker_dir, plan, kw):
+    if plan == 'fail':
+        raise ValueError('planned failure')
+    if plan == 'gate':
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.path.join(marker_dir, 'gate')) and time.monotonic() < deadline:
+            kw['update_progress'](0.5, 'waiting')
+            time.sleep(0.01)
+    return 1
+
+
+class HookService(object):
+
+    @ladonize(PORTABLE_STRING, PORTABLE_STRING, rtype=int, tasktype=dict(HOOKS, executor='thread'))
+    def hookedThread(self, marker_dir, plan, **kw):
+        return hooked(marker_dir, plan, kw)
+
+    @ladonize(PORTABLE_STRING, PORTABLE_STRING, rtype=int, tasktype=dict(HOOKS, executor='process'))
+    def hookedProcess(self, marker_dir, plan, **kw):
+        return hooked(marker_dir, plan, kw)
+
+    @ladonize(PORTABLE_STRING, PORTABLE_STRING, rtype=int, tasktype=dict(HOOKS, executor='queue'))
+    def hookedQueue(self, marker_dir, plan, **kw):
+        return hooked(marker_dir, plan, kw)
