@@ -10,6 +10,7 @@ what the queue bench's producer threads and the hand-wired Ladon service
 import os
 import time
 
+import redis
 from huey import RedisHuey
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -18,7 +19,10 @@ SLEEP_TASK_NAME = "huey_sleep"
 
 
 def make_huey(url):
-    return RedisHuey("bench", url=url, notify_result=True)
+    # redis-py 8 bounds a pool at 100 connections by default: a threaded web server or a
+    # consumer with more threads than that would fail with "Too many connections".
+    pool = redis.ConnectionPool.from_url(url, max_connections=10_000)
+    return RedisHuey("bench", connection_pool=pool, notify_result=True)
 
 
 def noop(value):
