@@ -27,7 +27,10 @@ Series (``method`` is the task method's name):
 ``ladon_tasks_store_up``                      gauge    1 when the store answered this scrape
 ============================================  =======  ===================================
 
-A worker adds its own ``ladon_tasks_worker_slots`` and ``ladon_tasks_worker_busy_slots``.
+A worker adds its own ``ladon_tasks_worker_slots`` and ``ladon_tasks_worker_busy_slots``;
+a web process its wait budget (:mod:`ladon_tasks.waits`): ``ladon_tasks_wait_places``,
+``ladon_tasks_waits_held`` (waits holding a request thread now) and
+``ladon_tasks_waits_answered_at_once_total`` (waits that found no place), its own figures.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ladon_tasks.stats import DURATION_BUCKETS, FINISHED_NAMES, TaskCounts
 from ladon_tasks.stores.base import StoreError, TaskStore
+from ladon_tasks.waits import WaitBudget
 
 #: The ``Content-Type`` of the answer.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -87,6 +91,16 @@ class TaskMetrics(Collector):
     def _local(self) -> Iterator[Metric]:
         if self.local is not None:
             yield from self.local()
+
+
+def wait_metrics(budget: WaitBudget) -> Iterator[Metric]:
+    """This process's wait budget: how full it is, and how often it was full."""
+    yield GaugeMetricFamily("ladon_tasks_wait_places", "Request threads _wait calls may hold at once in this "
+                            "process", value=budget.places)
+    yield GaugeMetricFamily("ladon_tasks_waits_held", "_wait calls holding a request thread of this process now",
+                            value=budget.held)
+    yield CounterMetricFamily("ladon_tasks_waits_answered_at_once", "_wait calls this process answered at once, "
+                              "with poll_after, for want of a place in its wait budget", value=budget.refused)
 
 
 def _task_metrics(counts: TaskCounts) -> Iterator[Metric]:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import json
+import re
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -115,21 +117,33 @@ def test_a_crowd_of_followers_leaves_plain_calls_answered_under_mod_wsgi(output_
         server.stop()
 
 
+def wait_figures(served: Any) -> dict[str, float]:
+    """The wait budget's figures in this server's metrics."""
+    with urllib.request.urlopen(f"{served.url}/_tasks/metrics", timeout=30) as response:
+        text = response.read().decode()
+    return {name: float(value) for name, value in re.findall(r"^(ladon_tasks_wait\w+) (\S+)$", text, re.MULTILINE)}
+
+
 def test_half_the_request_threads_hold_waits(crowded: RunningServer, tmp_path: Path) -> None:
-    """``--threads 4``: two waits hold a thread; a third is answered at once."""
+    """``--threads 4``: two waits hold a thread; a third is answered at once (and counted)."""
     client = JsonWsp(crowded, "ProbeService", timeout=60)
     gate = tmp_path / "gate"
     task_ids = [client("gated", gate=str(gate))["task_id"] for _ in range(2)]
+    assert wait_figures(crowded)["ladon_tasks_wait_places"] == 2
+    refused = wait_figures(crowded)["ladon_tasks_waits_answered_at_once_total"]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         held = [pool.submit(client, "gated_wait", task_id=task_id, seconds=20) for task_id in task_ids]
         try:
-            told = wait_until(lambda: client("gated_wait", task_id=task_ids[0], seconds=0.2)["poll_after"] > 0,
-                              timeout=15, what="a wait answered at once beside two held ones")
-            assert told
+            wait_until(lambda: wait_figures(crowded)["ladon_tasks_waits_held"] == 2, timeout=15,
+                       what="two waits holding a request thread")
+            began = time.monotonic()
+            third = client("gated_wait", task_id=task_ids[0], seconds=20)
+            assert time.monotonic() - began < 10 and (third["state"], third["poll_after"]) == ("running", 1.0)
+            assert wait_figures(crowded)["ladon_tasks_waits_answered_at_once_total"] == refused + 1
         finally:
             gate.touch()
         assert [wait.result(timeout=30)["state"] for wait in held] == ["succeeded"] * 2
-    assert client("gated_wait", task_id=task_ids[0], seconds=0.2)["poll_after"] == 0.0
+    assert wait_figures(crowded)["ladon_tasks_waits_held"] == 0
 
 
 @pytest.fixture(scope="module")

@@ -41,3 +41,15 @@ class PeerService(object):
     def result(self, job_id):
         """Block until the job's result is there, and return it."""
         return producer.result(job_id, RESULT_TIMEOUT)
+
+    @ladonize(float, rtype=PORTABLE_STRING)
+    def startSleep(self, seconds):
+        """Enqueue a task of ``seconds`` (huey only): the followers bench's task."""
+        return producer.start_sleep(seconds)
+
+    @ladonize(PORTABLE_STRING, rtype=float)
+    def peek(self, job_id):
+        """When the job ended (seconds since the epoch), or 0.0 while it has not: the
+        call a client polls to follow its task, as Ladon users do by hand."""
+        ended = producer.peek(job_id)
+        return float(ended) if ended is not None else 0.0

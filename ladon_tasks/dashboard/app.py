@@ -53,7 +53,7 @@ from ladon_tasks.hosts import AllowedHosts, is_loopback
 from ladon_tasks.dashboard.views import task_detail, task_summary
 from ladon_tasks.health import runtime_health
 from ladon_tasks.logs import about
-from ladon_tasks.metrics import TaskMetrics
+from ladon_tasks.metrics import TaskMetrics, wait_metrics
 from ladon_tasks.model import TaskRecord, TaskState, UnreadableRecord
 from ladon_tasks.runtime import TaskRuntime, get_runtime
 from ladon_tasks.stores.base import StoreError
@@ -121,7 +121,8 @@ class DashboardApp:
     ) -> None:
         self.runtime_provider = runtime_provider
         self.health_open = health_open
-        self.metrics = TaskMetrics(lambda: self.runtime_provider().store)
+        self.metrics = TaskMetrics(lambda: self.runtime_provider().store,
+                                   lambda: wait_metrics(self.runtime_provider().waits))
         self.guard = AccessGuard(
             token,
             allowed_hosts=allowed_hosts,
