@@ -1,9 +1,11 @@
-"""A long task and a failing one, to see what clients get in each case.
+"""A long task, a failing one and one for workers, to see what clients get in each case.
 
 ``buildReport`` runs for ``minutes`` minutes, reports progress and a message every
 second, honours cancel, and runs in a child process so cancel and timeout are enforced.
 ``importRecords`` fails on bad input - and a failed task never looks like a succeeded
 one: its result is a ``TaskFailed`` fault naming the error, never a traceback.
+``publishReport`` is queued in Redis and run by ``ladon-tasks worker`` processes
+(``executor='queue'``): it needs the Redis store (``serve --redis``) and a worker.
 """
 
 import time
@@ -35,3 +37,11 @@ class ReportService(object):
             imported += 1
             kw['update_progress']((number + 1) / len(records))
         return imported
+
+    @ladonize(PORTABLE_STRING, rtype=PORTABLE_STRING, tasktype=dict(executor='queue', retries=1))
+    def publishReport(self, title, **kw):
+        """Publish the report titled title; runs on a ladon-tasks worker, any host."""
+        for part in range(3):
+            kw['update_progress'](part / 3.0, 'publishing part %d of 3' % (part + 1))
+            time.sleep(0.3)
+        return 'published %s' % title

@@ -121,10 +121,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
                     runner="thread" if args.threads else "process", worker_id=worker_id)
     probes = _worker_probes(worker, args, token) if args.metrics_port is not None else None
     announced = (f"ladon-tasks worker {worker.worker_id}: {worker.size} slot(s) on {', '.join(args.queues)}"
-                 + f"; {describe_store(store)}"
-                 + (f"; metrics and health on http://{args.metrics_host}:{args.metrics_port}/" if probes else ""))
+                 + (", until they are empty" if args.burst else "")
+                 + (f"; metrics and health on http://{args.metrics_host}:{args.metrics_port}/" if probes else "")
+                 + f"; {describe_store(store)}")
     if args.burst:
-        print(announced + ", until they are empty", file=sys.stderr, flush=True)
+        print(announced, file=sys.stderr, flush=True)
         worker.run(burst=True)
     else:
         worker.stop_on_signals()
