@@ -8,7 +8,7 @@ Its caretaker threads:
   shard at once), and nothing else, so no other call can hold a renewal up;
 * the other looks, every ``reap_interval``, for owners whose lease ran out - a process
   killed with SIGKILL, a daemon recycled by mod_wsgi, a host gone - and takes their
-  tasks over (one lease after it started at the soonest: it has watched nothing): each
+  tasks over: each
   one is queued again under this process (the lost attempt fenced off) and run here, or
   fails with ``WorkerDied`` once its lost attempts are spent (``max_attempts`` plus
   ``MAX_LOST_ATTEMPTS``). A task whose method this process does not serve is left for a

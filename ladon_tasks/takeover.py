@@ -12,8 +12,8 @@ waits and retries until the replica is promoted, and the call then succeeds.
 **The rule.** A process (the *judge*) takes a lease for run out - a worker's reaper
 reissuing a job, a caretaker taking over a web process's tasks - only when
 
-1. its :class:`TakeoverGate` is open: for one full lease up to now it has been running,
-   every call it made to Redis answered, none took longer than ``SLOW_CALL_SHARE`` of a
+1. its :class:`TakeoverGate` is open: for one full lease up to now every call it made
+   to Redis answered, none took longer than ``SLOW_CALL_SHARE`` of a
    lease, and no shard moved to another node (a failover: its cluster client's slot
    map names another node for a shard than it did before); and
 2. the read on which it judges (the expired owners, the idle job entries and the claim
@@ -46,7 +46,10 @@ that ends before the judge makes a call to it, on the same node (a restart, not 
 failover), is not seen; it is shorter than the judge's calls are apart (a reaper pass,
 a third of a lease), which a lease of a second or more outlasts. A promoted replica
 whose clock runs ahead of its primary's shortens the leases on its shards by as much.
-What the judge then does is separate calls: a task whose owner was judged gone while
+A process that starts during a failover, or within a lease after it, has watched
+nothing and judges at once (as it must to take over the tasks a stopping process just
+handed over, whose lease ends the moment it leaves). What the judge then does is
+separate calls: a task whose owner was judged gone while
 Redis answered is adopted even if a failover comes between the judgement and the
 adoption. The cost: a dead process's work waits one lease more after any failover,
 and a busy host whose calls take a sixth of a lease delays takeovers the same way.
@@ -92,7 +95,7 @@ class TakeoverGate:
         self._seen = placement() if placement is not None else None
         self._away = False
         self._generation = 0  # counts the disturbances: a ticket of an older one is void
-        self._open_at = time.monotonic() + lease  # a process that just started has watched nothing
+        self._open_at = 0.0
         self._lock = threading.Lock()
 
     def failed(self) -> None:

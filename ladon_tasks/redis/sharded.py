@@ -383,8 +383,8 @@ class ShardedOwnership(Ownership):
     def renew(self, owner: str, lease: float) -> None:
         """On every shard at once, none waiting for another (:mod:`.fanout`); a shard
         that does not answer within ``SLOW_CALL_SHARE`` of the lease is reported."""
-        self._lanes.run({index: functools.partial(shard.renew, owner, lease) for index, shard in enumerate(self._shards)},
-                        lease * defaults.SLOW_CALL_SHARE)
+        calls = {index: functools.partial(shard.renew, owner, lease) for index, shard in enumerate(self._shards)}
+        self._lanes.run(calls, lease * defaults.SLOW_CALL_SHARE)
 
     def expired(self, owners: int = 10, tasks: int = 100) -> list[tuple[str, float, list[str]]]:
         merged: dict[str, tuple[float, list[str]]] = {}

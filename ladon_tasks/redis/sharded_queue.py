@@ -40,8 +40,8 @@ from ladon_tasks.takeover import TakeoverGate
 def on_every_shard(calls: Iterable[Callable[[], object]]) -> None:
     """Make every call, one per shard, even after one failed, then raise the first
     ``StoreError``: a shard whose primary died (until the cluster promotes its replica)
-    must not keep the other shards' leases from being renewed, or their jobs from
-    being acknowledged."""
+    must not keep the other shards' jobs from being acknowledged. (Renewals, which must
+    not even wait for it, go through :mod:`.fanout`.)"""
     failed: StoreError | None = None
     for call in calls:
         try:
@@ -174,7 +174,8 @@ class ShardedQueue(JobQueue):
         self.shards[0].ping()
 
     def ack(self, claims: Sequence[Claim]) -> None:
-        on_every_shard(functools.partial(self.shards[index].ack, held) for index, held in self._group(claims).items())
+        on_every_shard(functools.partial(self.shards[index].ack, held)
+                       for index, held in self._group(claims).items())
 
     def forget_consumer(self) -> None:
         for queue in self.shards:
