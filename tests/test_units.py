@@ -285,9 +285,10 @@ def test_progress_kept_while_the_store_is_away_is_written_when_it_answers() -> N
 
 def test_pending_values_ride_with_a_state_change_and_come_back_if_it_fails() -> None:
     writes = ScriptedWrites()
-    writer = ProgressWriter(writes, flush_interval=60.0)  # the flusher never writes first
+    writer = ProgressWriter(writes, flush_interval=60.0)
     try:
         writer.report("t1", 0.1, None, 1)  # the first report writes at once (no answer yet)
+        writes.down.set()  # the writer thread's own tries fail from now on: values stay pending
         writer.report("t1", 0.7, "nearly", 1)  # kept back: a fresh answer exists
         with pytest.raises(StoreError):
             with writer.pending_for("t1") as flat:
