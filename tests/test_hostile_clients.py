@@ -114,6 +114,9 @@ def test_the_defaults_the_readme_states() -> None:
     assert isinstance(redis_store, RedisStore)
     assert (redis_store.max_queued, redis_store.max_queued_bytes) == (100_000, 256 * 1024 * 1024)
     redis_store.close()
+    for name, most in (("LADON_TASKS_MAX_QUEUED_TASKS", "1,000,000"), ("LADON_TASKS_MAX_QUEUED_BYTES", "2,147,483,648")):
+        with pytest.raises(ValueError, match=f"^{name} is at most {most} on Redis, not 3000000000$"):
+            make_store({"LADON_TASKS_REDIS_URL": "redis://127.0.0.1:1/0", name: "3000000000"})
 
 
 # -- half-sent requests ----------------------------------------------------------------
