@@ -82,13 +82,16 @@ def redis_configured(settings: Mapping[str, str]) -> bool:
     return bool(settings.get("LADON_TASKS_REDIS_URL") or settings.get("REDIS_HOST"))
 
 
-def whole_number(settings: Mapping[str, str], name: str) -> int | None:
-    """A setting that must be a whole number >= 1, or ``None`` when it is not set."""
+def whole_number(settings: Mapping[str, str], name: str, most: int | None = None) -> int | None:
+    """A setting that must be a whole number >= 1 (and <= ``most``), or ``None`` when it
+    is not set."""
     text = settings.get(name, "").strip()
     if not text:
         return None
     if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise ValueError(f"{name} must be a whole number of at least 1, not {text[:40]!r}")
+    if most is not None and int(text) > most:
+        raise ValueError(f"{name} is at most {most:,} on Redis, not {text[:40]}")
     return int(text)
 
 
@@ -107,8 +110,10 @@ def make_store(settings: Mapping[str, str]) -> TaskStore | None:
         return MemoryStore(max_queued=max_queued or defaults.MAX_QUEUED_TASKS,
                            max_bytes=max_bytes or defaults.MEMORY_STORE_MAX_BYTES)
     from ladon_tasks.redis.sharded import open_store, store_from_environment
+    from ladon_tasks.redis.store import MAX_QUEUED_BYTES_LIMIT, MAX_QUEUED_LIMIT
 
-    max_queued_bytes = whole_number(settings, "LADON_TASKS_MAX_QUEUED_BYTES")
+    whole_number(settings, "LADON_TASKS_MAX_QUEUED_TASKS", most=MAX_QUEUED_LIMIT)
+    max_queued_bytes = whole_number(settings, "LADON_TASKS_MAX_QUEUED_BYTES", most=MAX_QUEUED_BYTES_LIMIT)
     bounds = dict(max_queued=max_queued or defaults.REDIS_MAX_QUEUED_TASKS,
                   max_queued_bytes=max_queued_bytes or defaults.REDIS_MAX_QUEUED_BYTES)
     url = settings.get("LADON_TASKS_REDIS_URL")

@@ -29,9 +29,9 @@ key                             type    holds
 ``owned:<owner>``               set     task ids an in-process owner holds
 ``stats``                       hash    counts per method and state, run-time histogram
                                         (field names: :mod:`ladon_tasks.stats`)
-``held``                        hash    what starts are bounded by: unfinished tasks
-                                        (``tasks``) and the bytes of their arguments
-                                        (``bytes``), kept by the scripts' moves
+``held``                        string  what starts are bounded by: unfinished tasks
+                                        * 2^32 + the bytes of their arguments, kept
+                                        by the scripts' moves (``common.lua``)
 ``queues``                      set     ``<q>:<NNN>`` of every job stream made: where
                                         queue depths are read, without a key scan
 ``workers``                     set     ids of the workers that announced themselves

@@ -110,6 +110,12 @@ from ladon_tasks.redis.replication import ReplicaWait, replica_wait_for
 log = logging.getLogger(__name__)
 
 
+#: Largest bounds a store takes: the create script keeps both figures in one integer,
+#: tasks * 2^32 + bytes, which Lua reads exactly below 2^53 (``HELD`` in common.lua).
+MAX_QUEUED_LIMIT = 1_000_000
+MAX_QUEUED_BYTES_LIMIT = 2 ** 31
+
+
 class KeyElsewhere(Exception):
     """Raised by ``create`` when the task's idempotency key names a task of another shard
     of a Redis Cluster deployment, which :mod:`.sharded` looks up there."""
@@ -148,8 +154,9 @@ class RedisStore(TaskStore):
     ) -> None:
         if flush_interval <= 0 or wait_recheck <= 0:
             raise ValueError("flush_interval and wait_recheck must be > 0")
-        if max_queued < 1 or max_queued_bytes < 1:
-            raise ValueError("max_queued and max_queued_bytes must be at least 1")
+        if not 1 <= max_queued <= MAX_QUEUED_LIMIT or not 1 <= max_queued_bytes <= MAX_QUEUED_BYTES_LIMIT:
+            raise ValueError(f"max_queued is 1 to {MAX_QUEUED_LIMIT:,} tasks and max_queued_bytes 1 to "
+                             f"{MAX_QUEUED_BYTES_LIMIT:,} bytes")
         self.max_queued, self.max_queued_bytes = int(max_queued), int(max_queued_bytes)
         if not prefix:
             raise ValueError("prefix must not be empty: keys of other programs would mix with ours")

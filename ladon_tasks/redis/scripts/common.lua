@@ -138,42 +138,21 @@ end
 -- running attempt that went back to queued. Call it once t holds the new fields.
 local function count(method, name, by) redis.call('HINCRBY', STATS, method .. '|' .. name, by) end
 
--- What a start is bounded by (create.lua): unfinished tasks ('tasks') and the bytes of
--- their arguments ('bytes'), kept beside the counts by the same moves. The hash is made
--- by the first create that checks it, from the counts (see seed_held); until then a
--- finish has nothing to take off.
+-- What a start is bounded by (create.lua): the unfinished tasks and the bytes of their
+-- arguments, as one number, so that a move keeps both with one command: tasks * HELD_UNIT
+-- + bytes (exact in Lua's doubles: RedisStore bounds tasks below 2^20 and bytes below
+-- 2^31). A task that counts holds its bytes in its record ('held'), and gives them back
+-- when it finishes; a task started before there was a bound holds none and gives none.
 local HELD = P .. KEY.held
-local function hold(t, by)
-  if redis.call('EXISTS', HELD) == 0 then return end
-  redis.call('HINCRBY', HELD, 'tasks', by)
-  -- the arguments of tasks started before the hash was made were never added
-  if redis.call('HINCRBY', HELD, 'bytes', by * #(t.args or '')) < 0 then redis.call('HSET', HELD, 'bytes', 0) end
-end
-
--- The hash of held tasks, made from the counts: submitted less finished, over every
--- method, is every unfinished record (unfinished records never expire, nor are purged).
-local function seed_held()
-  if redis.call('EXISTS', HELD) == 1 then return end
-  local unfinished = 0
-  local flat = redis.call('HGETALL', STATS)
-  for i = 1, #flat, 2 do
-    local value = tonumber(flat[i + 1]) or 0
-    local rest = string.match(flat[i], '^[^|]*|(.*)$')  -- after the method, as stats.py reads it
-    if rest == 'submitted' then
-      unfinished = unfinished + value
-    elseif rest then
-      local state, part = string.match(rest, '^([^|]*)|(.*)$')
-      if state and FINISHED[state] and part ~= 'sum' then unfinished = unfinished - value end
-    end
-  end
-  redis.call('HSET', HELD, 'tasks', math.max(0, unfinished), 'bytes', 0)
-end
+local HELD_UNIT = 4294967296
+local function held_parts(value) return math.floor(value / HELD_UNIT), value % HELD_UNIT end
 
 local function counted(t, before, after, requeued)
   local m = cjson.decode(t.method)
   if before == nil then count(m, 'submitted', 1) end
-  if before == nil and not FINISHED[after] then hold(t, 1) end
-  if before ~= nil and not FINISHED[before] and FINISHED[after] then hold(t, -1) end
+  if before ~= nil and not FINISHED[before] and FINISHED[after] and t.held then
+    redis.call('DECRBY', HELD, HELD_UNIT + (tonumber(t.held) or 0))
+  end
   if before == 'running' and after ~= 'running' then count(m, 'running', -1) end
   if after == 'running' and before ~= 'running' then count(m, 'running', 1) end
   if requeued then count(m, requeued, 1) end

@@ -35,16 +35,17 @@ if has_idempotency(t.idempotency_key) then
 end
 local state = cjson.decode(t.state)
 if not FINISHED[state] then
-  seed_held()
-  local held = redis.call('HMGET', HELD, 'tasks', 'bytes')
-  local tasks, bytes = tonumber(held[1]) or 0, tonumber(held[2]) or 0
-  if tasks >= max_tasks then
-    return {'full', string.format('%d tasks are queued or running, the most this store holds', tasks)}
-  end
-  if bytes + #(t.args or '') > max_bytes then
+  local size = #(t.args or '')
+  local tasks, bytes = held_parts(redis.call('INCRBY', HELD, HELD_UNIT + size))
+  if tasks > max_tasks or bytes > max_bytes then
+    redis.call('DECRBY', HELD, HELD_UNIT + size)
+    if tasks > max_tasks then
+      return {'full', string.format('%d tasks are queued or running, the most this store holds', tasks - 1)}
+    end
     return {'full', string.format('the arguments of unfinished tasks would take more than the %d bytes '
       .. 'this store holds', max_bytes)}
   end
+  t.held = tostring(size)
 end
 if stream ~= '' then
   t.job_entry = cjson.encode(stream .. ' ' .. redis.call('XADD', stream, '*', 'job', ARGV[7]))
