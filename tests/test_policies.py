@@ -5,6 +5,7 @@ process executors and by a ``ladon-tasks worker``; every wait polls with a deadl
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -13,7 +14,7 @@ import pytest
 from support.jsonwsp import JsonWsp, WireFault
 from support.redis_server import RedisServer, start_redis
 from support.servers import FIXTURE_SERVICES, RunningServer, start_server, wait_until
-from support.workers import Workers
+from support.workers import LEASE, Workers
 
 POLICY = str(FIXTURE_SERVICES / "policy_service.py")
 
@@ -253,3 +254,70 @@ def test_a_hook_cut_by_its_workers_death_runs_again_in_the_worker_that_takes_ove
     runs = wait_until(lambda: hook_runs(tmp_path, "success"), timeout=30, what="the hook to end")
     assert runs == [int(again[0].name.split("-")[2])], "run to its end once, by the worker that took over"
     assert hook_service(server)("hookedQueue_progress", task_id=task_id)["state"] == "succeeded"
+
+
+# -- child recycling ------------------------------------------------------------------------
+
+#: Where a child runs the body: the server's process executor, or a worker of queue recycle.
+RECYCLING = [("Process", "memory"), ("Process", "redis"), ("Recycled", "redis")]
+
+
+@pytest.fixture
+def recycler(redis_server: RedisServer, output_dir: Path) -> Iterator[Workers]:
+    """A worker of one slot on queue ``recycle`` (the tests start it, with their options)."""
+    workers = Workers(redis_server.url, output_dir, services=[POLICY],
+                      options=("--lease", LEASE, "--concurrency", "1", "--queues", "recycle"))
+    yield workers
+    workers.stop_all()
+
+
+def run_many(server: RunningServer, method: str, count: int) -> list[tuple[int, int]]:
+    """``count`` tasks of ``RecycleService.method`` one after another: (pid, resident MiB) of each."""
+    service = JsonWsp(server, "RecycleService")
+    runs = []
+    for _ in range(count):
+        task_id = service(method)["task_id"]
+        final = wait_final_of(server, "RecycleService", method, task_id)
+        assert final["state"] == "succeeded", final
+        pid, mib = service(f"{method}_result", task_id=task_id).split()
+        runs.append((int(pid), int(mib)))
+    return runs
+
+
+@pytest.mark.parametrize("executor, store", RECYCLING)
+def test_a_child_past_max_memory_per_child_is_replaced_after_its_task(webs, recycler, executor, store):
+    if executor == "Recycled":
+        recycler.start()
+    runs = run_many(webs[store], f"leaky{executor}", 25)
+    # bounded at 100 MiB: a child holds at most one leak past it; unbounded, 25 leaks of
+    # 10 MiB over at most two children put one of them past 190 MiB
+    assert max(mib for _, mib in runs) < 150, runs
+    assert len({pid for pid, _ in runs}) >= 3, runs
+
+
+@pytest.mark.parametrize("executor, store", RECYCLING)
+def test_a_child_runs_at_most_max_tasks_per_child_tasks(webs, recycler, executor, store):
+    if executor == "Recycled":
+        recycler.start()
+    runs = run_many(webs[store], f"counted{executor}", 13)
+    per_child = Counter(pid for pid, _ in runs)
+    assert max(per_child.values()) <= 3 and len(per_child) >= 5, per_child
+
+
+def test_the_workers_bounds_hold_for_every_method_and_the_tighter_one_wins(webs, recycler):
+    worker = recycler.start("--max-memory-per-child", "100")
+    runs = run_many(webs["redis"], "leakyUnbounded", 20)
+    assert max(mib for _, mib in runs) < 150 and len({pid for pid, _ in runs}) >= 3, runs
+    assert "is replaced: it holds" in recycler.log(worker)
+    recycler.stop_all()
+
+    recycler.start("--max-tasks-per-child", "2")  # tighter than the method's 3
+    per_child = Counter(pid for pid, _ in run_many(webs["redis"], "countedRecycled", 8))
+    assert max(per_child.values()) <= 2 and len(per_child) >= 4, per_child
+
+
+def test_recycling_bounds_are_refused_where_no_child_runs(redis_server, output_dir):
+    workers = Workers(redis_server.url, output_dir, services=[POLICY])
+    with pytest.raises(AssertionError, match="--max-tasks-per-child and --max-memory-per-child bound child"):
+        workers.start("--threads", "--max-tasks-per-child", "5")
+
