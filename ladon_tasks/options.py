@@ -108,6 +108,29 @@ class TaskOptions:
     def max_attempts(self) -> int:
         return self.retries + 1
 
+    def in_force(self) -> dict[str, Any]:
+        """The limits and policies a task of this method runs under, as JSON for the
+        people who look after it (``inspect``, the dashboard): ``None`` or ``[]`` where
+        nothing is set, hooks by their qualified names (a function cannot travel)."""
+        return {
+            "executor": self.executor,
+            "queue": self.queue if self.executor == "queue" else None,
+            "timeout": self.timeout,
+            "soft_timeout": self.soft_timeout,
+            "retries": self.retries,
+            "retry_delay": self.retry_delay,
+            "retry_max_delay": self.retry_max_delay,
+            "retry_jitter": self.retry_jitter,
+            "retry_on": list(self.retry_on),
+            "no_retry_on": list(self.no_retry_on),
+            "on_success": _function_name(self.on_success),
+            "on_failure": _function_name(self.on_failure),
+            "on_cancel": _function_name(self.on_cancel),
+            "max_tasks_per_child": self.max_tasks_per_child,
+            "max_memory_per_child": self.max_memory_per_child,
+            "result_ttl": self.result_ttl,
+        }
+
     @classmethod
     def parse(cls, tasktype: Any) -> "TaskOptions":
         """``True`` or a dict of options, as given to ``@ladonize(..., tasktype=...)``."""
@@ -132,6 +155,14 @@ class TaskOptions:
         if "tags" in values and not isinstance(values["tags"], str):
             values["tags"] = tuple(values["tags"])
         return cls(**values)
+
+
+def _function_name(function: Callable[..., Any] | None) -> str | None:
+    if function is None:
+        return None
+    name = getattr(function, "__qualname__", None) or getattr(function, "__name__", None) or type(function).__name__
+    module = getattr(function, "__module__", None)
+    return f"{module}.{name}" if module else name
 
 
 def _exception_names(option: str, value: Any) -> tuple[str, ...]:

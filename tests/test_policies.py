@@ -4,19 +4,25 @@ process executors and by a ``ladon-tasks worker``; every wait polls with a deadl
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+import requests
 
 from support.jsonwsp import JsonWsp, WireFault
 from support.redis_server import RedisServer, start_redis
-from support.servers import FIXTURE_SERVICES, RunningServer, start_server, wait_until
+from support.browser import launch_chromium
+from support.servers import FIXTURE_SERVICES, ROOT, RunningServer, start_server, wait_until
 from support.workers import LEASE, Workers
 
 POLICY = str(FIXTURE_SERVICES / "policy_service.py")
+LADON_TASKS = str(Path(sys.executable).parent / "ladon-tasks")
 
 #: (executor suffix of the method, store): every executor, both stores.
 WIRINGS = [("Thread", "memory"), ("Process", "memory"), ("Thread", "redis"), ("Process", "redis"),
@@ -321,3 +327,53 @@ def test_recycling_bounds_are_refused_where_no_child_runs(redis_server, output_d
     with pytest.raises(AssertionError, match="--max-tasks-per-child and --max-memory-per-child bound child"):
         workers.start("--threads", "--max-tasks-per-child", "5")
 
+
+# -- limits and policies shown ---------------------------------------------------------------
+
+
+def inspect(*args: str) -> dict:
+    out = subprocess.run([LADON_TASKS, "inspect", *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_inspect_and_the_dashboard_show_the_limits_and_policies_in_force(webs, redis_server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    server = webs["redis"]
+    task_id = hook_service(server)("limited", marker_dir=str(tmp_path), plan="ok")["task_id"]
+    assert wait_final_of(server, "HookService", "limited", task_id)["state"] == "succeeded"
+
+    shown = requests.get(f"{server.url}/_tasks/api/tasks/{task_id}", timeout=10).json()["task"]["limits"]
+    module = shown["retry_on"][0].rsplit(".", 1)[0]  # the service file's module, as its server named it
+    assert shown == {
+        "executor": "process", "queue": None, "timeout": 20, "soft_timeout": 5,
+        "retries": 3, "retry_delay": 0.05, "retry_max_delay": 5, "retry_jitter": 0.5,
+        "retry_on": [f"{module}.Transient", "KeyError"], "no_retry_on": [f"{module}.Permanent"],
+        "on_success": f"{module}._hook.<locals>.hook", "on_failure": f"{module}._hook.<locals>.hook",
+        "on_cancel": f"{module}._hook.<locals>.hook",
+        "max_tasks_per_child": 50, "max_memory_per_child": 500, "result_ttl": 3600.0,
+    }
+    assert inspect(task_id, "--url", server.url)["limits"] == shown
+    assert inspect(task_id, "--redis", redis_server.url, "--services", POLICY)["limits"] == shown
+    assert inspect(task_id, "--redis", redis_server.url)["limits"] is None, "the limits are the code's"
+    plain = requests.get(f"{server.url}/_tasks/api/tasks/"
+                         + hook_service(server)("hookedThread", marker_dir=str(tmp_path), plan="ok")["task_id"],
+                         timeout=10).json()["task"]["limits"]
+    assert (plain["executor"], plain["timeout"], plain["retries"], plain["retry_on"], plain["max_tasks_per_child"]) \
+        == ("thread", None, 0, [], None)
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.goto(f"{server.url}/_tasks/#id={task_id}")
+            page.locator(f'tr[data-task-id="{task_id}"] button.link').click()
+            expect(page.locator("#detail-limits dd[data-limit]")).to_have_text([
+                "process", "20 s", "5 s", "3, backoff 0.05 s doubling, at most 5 s, less up to 50 % at random",
+                f"{module}.Transient, KeyError", f"{module}.Permanent",
+                f"{module}._hook.<locals>.hook", f"{module}._hook.<locals>.hook", f"{module}._hook.<locals>.hook",
+                "after 50 tasks", "past 500 MiB resident", "3600 s after it ends",
+            ], timeout=10_000)
+        finally:
+            browser.close()

@@ -184,6 +184,13 @@ class HookService(object):
     def hookedQueue(self, marker_dir, plan, **kw):
         return hooked(marker_dir, plan, kw)
 
+    @ladonize(PORTABLE_STRING, PORTABLE_STRING, rtype=int,
+              tasktype=dict(POLICY, **HOOKS, executor='process', timeout=20, soft_timeout=5, retry_jitter=0.5,
+                            max_tasks_per_child=50, max_memory_per_child=500))
+    def limited(self, marker_dir, plan, **kw):
+        """Every limit and policy set, for what inspect and the dashboard show."""
+        return hooked(marker_dir, plan, kw)
+
 
 # -- child recycling ---------------------------------------------------------------------------
 #
