@@ -98,6 +98,16 @@ PROCESS_POLL_INTERVAL = 0.05
 #: Grace in seconds between SIGTERM and SIGKILL when a child must be stopped.
 PROCESS_KILL_GRACE = 1.0
 
+#: Tasks a child process runs before it is replaced (``max_tasks_per_child``, ``worker
+#: --max-tasks-per-child``). ``None``: a child lives as long as its slot, as a warm
+#: child is the process executor's point; a body that leaks sets a bound.
+MAX_TASKS_PER_CHILD: int | None = None
+
+#: Resident memory in MiB past which a child is replaced once its task ends
+#: (``max_memory_per_child``, ``worker --max-memory-per-child``). ``None``: no bound;
+#: what a body keeps is the service's to know.
+MAX_MEMORY_PER_CHILD: float | None = None
+
 #: Seconds between checks that a task running in a child process was not cancelled or
 #: superseded elsewhere, for bodies that never report progress.
 STATE_CHECK_INTERVAL = 0.5

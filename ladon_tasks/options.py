@@ -37,6 +37,10 @@ class TaskOptions:
     retry_jitter: float = defaults.RETRY_JITTER  # each backoff less up to this fraction of it, at random
     retry_max_delay: float = defaults.RETRY_DELAY_MAX  # the longest wait before a retry
     soft_timeout: float | None = None  # seconds after which the body gets SoftTimeout
+    # child recycling (executor='process' or 'queue'): the child that ran a task is replaced
+    # once it has run this many tasks, or holds more than this many MiB resident
+    max_tasks_per_child: int | None = defaults.MAX_TASKS_PER_CHILD
+    max_memory_per_child: float | None = defaults.MAX_MEMORY_PER_CHILD
     # completion hooks (ladon_tasks.hooks): called with a copy of the record of the task that ended
     on_success: Callable[[Any], Any] | None = None
     on_failure: Callable[[Any], Any] | None = None
@@ -61,6 +65,18 @@ class TaskOptions:
             if self.timeout is not None and self.soft_timeout >= self.timeout:
                 raise ValueError(f"tasktype option 'soft_timeout' ({self.soft_timeout:g}) must be less than "
                                  f"'timeout' ({self.timeout:g}): the body needs time to act on it")
+        if self.max_tasks_per_child is not None and (
+            not isinstance(self.max_tasks_per_child, int) or isinstance(self.max_tasks_per_child, bool)
+            or self.max_tasks_per_child < 1
+        ):
+            raise ValueError("tasktype option 'max_tasks_per_child' must be a whole number >= 1, "
+                             f"got {self.max_tasks_per_child!r}")
+        if self.max_memory_per_child is not None:
+            _positive_number("max_memory_per_child", self.max_memory_per_child)
+        for bound in ("max_tasks_per_child", "max_memory_per_child"):
+            if getattr(self, bound) is not None and self.executor == "thread":
+                raise ValueError(f"tasktype option {bound!r} bounds a child process: it needs executor='process' "
+                                 "or 'queue' (a thread's body runs in the server's own process)")
         for flag in ("enable", "idempotent", "listing"):
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"tasktype option {flag!r} must be True or False, got {getattr(self, flag)!r}")
@@ -92,6 +108,29 @@ class TaskOptions:
     def max_attempts(self) -> int:
         return self.retries + 1
 
+    def in_force(self) -> dict[str, Any]:
+        """The limits and policies a task of this method runs under, as JSON for the
+        people who look after it (``inspect``, the dashboard): ``None`` or ``[]`` where
+        nothing is set, hooks by their qualified names (a function cannot travel)."""
+        return {
+            "executor": self.executor,
+            "queue": self.queue if self.executor == "queue" else None,
+            "timeout": self.timeout,
+            "soft_timeout": self.soft_timeout,
+            "retries": self.retries,
+            "retry_delay": self.retry_delay,
+            "retry_max_delay": self.retry_max_delay,
+            "retry_jitter": self.retry_jitter,
+            "retry_on": list(self.retry_on),
+            "no_retry_on": list(self.no_retry_on),
+            "on_success": _function_name(self.on_success),
+            "on_failure": _function_name(self.on_failure),
+            "on_cancel": _function_name(self.on_cancel),
+            "max_tasks_per_child": self.max_tasks_per_child,
+            "max_memory_per_child": self.max_memory_per_child,
+            "result_ttl": self.result_ttl,
+        }
+
     @classmethod
     def parse(cls, tasktype: Any) -> "TaskOptions":
         """``True`` or a dict of options, as given to ``@ladonize(..., tasktype=...)``."""
@@ -116,6 +155,14 @@ class TaskOptions:
         if "tags" in values and not isinstance(values["tags"], str):
             values["tags"] = tuple(values["tags"])
         return cls(**values)
+
+
+def _function_name(function: Callable[..., Any] | None) -> str | None:
+    if function is None:
+        return None
+    name = getattr(function, "__qualname__", None) or getattr(function, "__name__", None) or type(function).__name__
+    module = getattr(function, "__module__", None)
+    return f"{module}.{name}" if module else name
 
 
 def _exception_names(option: str, value: Any) -> tuple[str, ...]:

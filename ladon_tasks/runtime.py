@@ -456,6 +456,8 @@ def _job_for(spec: TaskSpec, task_id: str, encoded_args: Any, ladon_kw: dict[str
         retry_jitter=float(options.retry_jitter),
         retry_max_delay=float(options.retry_max_delay),
         soft_timeout=options.soft_timeout,
+        max_tasks_per_child=options.max_tasks_per_child,
+        max_memory_per_child=options.max_memory_per_child,
     )
 
 

@@ -224,9 +224,14 @@ class Worker:
         runner: str = "process",
         worker_id: str | None = None,
         heartbeat: float = defaults.WORKER_HEARTBEAT,
+        max_tasks_per_child: int | None = defaults.MAX_TASKS_PER_CHILD,
+        max_memory_per_child: float | None = defaults.MAX_MEMORY_PER_CHILD,
     ) -> None:
         if runner not in ("process", "thread"):
             raise ValueError(f"runner must be 'process' or 'thread', not {runner!r}")
+        if runner == "thread" and (max_tasks_per_child is not None or max_memory_per_child is not None):
+            raise ValueError("--max-tasks-per-child and --max-memory-per-child bound child processes: "
+                             "a worker with --threads runs bodies in its own process")
         if heartbeat <= 0:
             raise ValueError("heartbeat must be > 0")
         self.store = store
@@ -239,7 +244,10 @@ class Worker:
         #: When the housekeeping thread last finished a pass (monotonic); its health.
         self.last_pass = time.monotonic()
         self.source = QueueSource(self.queues, self.worker_id)
-        self.runner: Runner = ProcessRunner() if runner == "process" else ThreadRunner()
+        self.runner: Runner = (
+            ProcessRunner(max_tasks_per_child=max_tasks_per_child, max_memory_per_child=max_memory_per_child)
+            if runner == "process" else ThreadRunner()
+        )
         self.timers = Timers()
         default = defaults.PROCESS_WORKERS if runner == "process" else defaults.THREAD_WORKERS
         self.pool = SlotPool("worker", store, self.source, self.runner, concurrency or default, self.timers)

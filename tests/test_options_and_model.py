@@ -39,6 +39,11 @@ from ladon_tasks.policy import retry_delay, should_retry
         ({"on_success": "notify"}, "on_success"),
         ({"on_cancel": 3}, "on_cancel"),
         ({"soft_timeout": 10, "timeout": 10}, "soft_timeout"),
+        ({"executor": "process", "max_tasks_per_child": 0}, "max_tasks_per_child"),
+        ({"executor": "process", "max_tasks_per_child": 2.5}, "max_tasks_per_child"),
+        ({"executor": "queue", "max_memory_per_child": -1}, "max_memory_per_child"),
+        ({"max_tasks_per_child": 10}, "max_tasks_per_child"),  # a thread has no child to replace
+        ({"executor": "thread", "max_memory_per_child": 200}, "max_memory_per_child"),
     ],
 )
 def test_wrong_option_is_refused_with_its_name(options, named):

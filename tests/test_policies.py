@@ -4,18 +4,25 @@ process executors and by a ``ladon-tasks worker``; every wait polls with a deadl
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+import requests
 
 from support.jsonwsp import JsonWsp, WireFault
 from support.redis_server import RedisServer, start_redis
-from support.servers import FIXTURE_SERVICES, RunningServer, start_server, wait_until
-from support.workers import Workers
+from support.browser import launch_chromium
+from support.servers import FIXTURE_SERVICES, ROOT, RunningServer, start_server, wait_until
+from support.workers import LEASE, Workers
 
 POLICY = str(FIXTURE_SERVICES / "policy_service.py")
+LADON_TASKS = str(Path(sys.executable).parent / "ladon-tasks")
 
 #: (executor suffix of the method, store): every executor, both stores.
 WIRINGS = [("Thread", "memory"), ("Process", "memory"), ("Thread", "redis"), ("Process", "redis"),
@@ -79,6 +86,10 @@ def test_retry_on_and_no_retry_on_choose_which_failures_are_retried(webs, tmp_pa
         assert (final["state"], final["attempts"], final["error"]) == (state, attempts, error), (plan, final)
         assert len(list(marker_dir.glob("attempt-*"))) == attempts, plan
         assert final["next_attempt"] == 0.0
+        if state == "succeeded":  # the retried failures stay in the record's attempt_errors
+            earlier = requests.get(f"{server.url}/_tasks/api/tasks/{final['task_id']}",
+                                   timeout=10).json()["task"]["attempt_errors"]
+            assert [error.split(": ")[1] for error in earlier] == ["Transient", "Flaky", "KeyError"], earlier
 
 
 @pytest.mark.parametrize("executor, store", WIRINGS)
@@ -253,3 +264,120 @@ def test_a_hook_cut_by_its_workers_death_runs_again_in_the_worker_that_takes_ove
     runs = wait_until(lambda: hook_runs(tmp_path, "success"), timeout=30, what="the hook to end")
     assert runs == [int(again[0].name.split("-")[2])], "run to its end once, by the worker that took over"
     assert hook_service(server)("hookedQueue_progress", task_id=task_id)["state"] == "succeeded"
+
+
+# -- child recycling ------------------------------------------------------------------------
+
+#: Where a child runs the body: the server's process executor, or a worker of queue recycle.
+RECYCLING = [("Process", "memory"), ("Process", "redis"), ("Recycled", "redis")]
+
+
+@pytest.fixture
+def recycler(redis_server: RedisServer, output_dir: Path) -> Iterator[Workers]:
+    """A worker of one slot on queue ``recycle`` (the tests start it, with their options)."""
+    workers = Workers(redis_server.url, output_dir, services=[POLICY],
+                      options=("--lease", LEASE, "--concurrency", "1", "--queues", "recycle"))
+    yield workers
+    workers.stop_all()
+
+
+def run_many(server: RunningServer, method: str, count: int) -> list[tuple[int, int]]:
+    """``count`` tasks of ``RecycleService.method`` one after another: (pid, resident MiB) of each."""
+    service = JsonWsp(server, "RecycleService")
+    runs = []
+    for _ in range(count):
+        task_id = service(method)["task_id"]
+        final = wait_final_of(server, "RecycleService", method, task_id)
+        assert final["state"] == "succeeded", final
+        pid, mib = service(f"{method}_result", task_id=task_id).split()
+        runs.append((int(pid), int(mib)))
+    return runs
+
+
+@pytest.mark.parametrize("executor, store", RECYCLING)
+def test_a_child_past_max_memory_per_child_is_replaced_after_its_task(webs, recycler, executor, store):
+    if executor == "Recycled":
+        recycler.start()
+    runs = run_many(webs[store], f"leaky{executor}", 25)
+    # bounded at 100 MiB: a child holds at most one leak past it; unbounded, 25 leaks of
+    # 10 MiB over at most two children put one of them past 190 MiB
+    assert max(mib for _, mib in runs) < 150, runs
+    assert len({pid for pid, _ in runs}) >= 3, runs
+
+
+@pytest.mark.parametrize("executor, store", RECYCLING)
+def test_a_child_runs_at_most_max_tasks_per_child_tasks(webs, recycler, executor, store):
+    if executor == "Recycled":
+        recycler.start()
+    runs = run_many(webs[store], f"counted{executor}", 13)
+    per_child = Counter(pid for pid, _ in runs)
+    assert max(per_child.values()) <= 3 and len(per_child) >= 5, per_child
+
+
+def test_the_workers_bounds_hold_for_every_method_and_the_tighter_one_wins(webs, recycler):
+    worker = recycler.start("--max-memory-per-child", "100")
+    runs = run_many(webs["redis"], "leakyUnbounded", 20)
+    assert max(mib for _, mib in runs) < 150 and len({pid for pid, _ in runs}) >= 3, runs
+    assert "is replaced: it holds" in recycler.log(worker)
+    recycler.stop_all()
+
+    recycler.start("--max-tasks-per-child", "2")  # tighter than the method's 3
+    per_child = Counter(pid for pid, _ in run_many(webs["redis"], "countedRecycled", 8))
+    assert max(per_child.values()) <= 2 and len(per_child) >= 4, per_child
+
+
+def test_recycling_bounds_are_refused_where_no_child_runs(redis_server, output_dir):
+    workers = Workers(redis_server.url, output_dir, services=[POLICY])
+    with pytest.raises(AssertionError, match="--max-tasks-per-child and --max-memory-per-child bound child"):
+        workers.start("--threads", "--max-tasks-per-child", "5")
+
+
+# -- limits and policies shown ---------------------------------------------------------------
+
+
+def inspect(*args: str) -> dict:
+    out = subprocess.run([LADON_TASKS, "inspect", *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_inspect_and_the_dashboard_show_the_limits_and_policies_in_force(webs, redis_server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    server = webs["redis"]
+    task_id = hook_service(server)("limited", marker_dir=str(tmp_path), plan="ok")["task_id"]
+    assert wait_final_of(server, "HookService", "limited", task_id)["state"] == "succeeded"
+
+    shown = requests.get(f"{server.url}/_tasks/api/tasks/{task_id}", timeout=10).json()["task"]["limits"]
+    module = shown["retry_on"][0].rsplit(".", 1)[0]  # the service file's module, as its server named it
+    assert shown == {
+        "executor": "process", "queue": None, "timeout": 20, "soft_timeout": 5,
+        "retries": 3, "retry_delay": 0.05, "retry_max_delay": 5, "retry_jitter": 0.5,
+        "retry_on": [f"{module}.Transient", "KeyError"], "no_retry_on": [f"{module}.Permanent"],
+        "on_success": f"{module}._hook.<locals>.hook", "on_failure": f"{module}._hook.<locals>.hook",
+        "on_cancel": f"{module}._hook.<locals>.hook",
+        "max_tasks_per_child": 50, "max_memory_per_child": 500, "result_ttl": 3600.0,
+    }
+    assert inspect(task_id, "--url", server.url)["limits"] == shown
+    assert inspect(task_id, "--redis", redis_server.url, "--services", POLICY)["limits"] == shown
+    assert inspect(task_id, "--redis", redis_server.url)["limits"] is None, "the limits are the code's"
+    plain = requests.get(f"{server.url}/_tasks/api/tasks/"
+                         + hook_service(server)("hookedThread", marker_dir=str(tmp_path), plan="ok")["task_id"],
+                         timeout=10).json()["task"]["limits"]
+    assert (plain["executor"], plain["timeout"], plain["retries"], plain["retry_on"], plain["max_tasks_per_child"]) \
+        == ("thread", None, 0, [], None)
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.goto(f"{server.url}/_tasks/#id={task_id}")
+            page.locator(f'tr[data-task-id="{task_id}"] button.link').click()
+            expect(page.locator("#detail-limits dd[data-limit]")).to_have_text([
+                "process", "20 s", "5 s", "3, backoff 0.05 s doubling, at most 5 s, less up to 50 % at random",
+                f"{module}.Transient, KeyError", f"{module}.Permanent",
+                f"{module}._hook.<locals>.hook", f"{module}._hook.<locals>.hook", f"{module}._hook.<locals>.hook",
+                "after 50 tasks", "past 500 MiB resident", "3600 s after it ends",
+            ], timeout=10_000)
+        finally:
+            browser.close()

@@ -118,7 +118,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         for name in args.queues
     ]
     worker = Worker(store, queues, concurrency=args.concurrency, grace=args.grace,
-                    runner="thread" if args.threads else "process", worker_id=worker_id)
+                    runner="thread" if args.threads else "process", worker_id=worker_id,
+                    max_tasks_per_child=args.max_tasks_per_child, max_memory_per_child=args.max_memory_per_child)
     probes = _worker_probes(worker, args, token) if args.metrics_port is not None else None
     announced = (f"ladon-tasks worker {worker.worker_id}: {worker.size} slot(s) on {', '.join(args.queues)}"
                  + (", until they are empty" if args.burst else "")
@@ -259,6 +260,12 @@ def register(commands: Any) -> None:
     worker.add_argument("--threads", action="store_true",
                         help="run bodies in threads of this process: about 1 ms less per task, "
                              "but timeouts and cancels only cooperative")
+    worker.add_argument("--max-tasks-per-child", type=int, default=None, metavar="N",
+                        help="replace a child process once it has run N tasks (default: never; a method's "
+                             "tasktype max_tasks_per_child, if tighter, holds for its tasks)")
+    worker.add_argument("--max-memory-per-child", type=float, default=None, metavar="MIB",
+                        help="replace a child process whose resident memory passed MIB MiB once its task ended "
+                             "(default: no bound; a method's max_memory_per_child, if tighter, holds)")
     worker.add_argument("--burst", action="store_true",
                         help="run until no job is queued and none runs, then exit (retries not due yet stay)")
     worker.add_argument("--grace", type=float, default=defaults.WORKER_GRACE,

@@ -111,12 +111,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.url:
         if args.traceback:
             raise CommandError("--traceback needs --redis: the dashboard API never sends tracebacks")
+        if args.services:
+            raise CommandError("--services goes with --redis: with --url the server shows its own declaration")
         print(escape_controls(json.dumps(_dashboard(args).detail(args.task_id), indent=2, ensure_ascii=False), "\n"))
         return 0
+    from ladon_tasks import spec as specs
     from ladon_tasks.runtime import configure
-
     from ladon_tasks.steps import ordered
 
+    if args.services:
+        from ladon_tasks.cli.running import import_services
+
+        import_services(args.services)
     runtime = configure(store=redis_store(args.redis))
     try:
         record = runtime.record(args.task_id)
@@ -125,6 +131,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         runtime.shutdown()
     data = record.to_json()
     data["steps"] = [step.to_json() for step in steps]  # with their results, as the record has its own
+    declared = specs.find(record.service, record.method)  # the limits are the code's: known with --services
+    data["limits"] = declared.options.in_force() if declared is not None else None
     if not args.traceback:
         data.pop("error_traceback", None)
     print(escape_controls(json.dumps(data, indent=2, ensure_ascii=False), "\n"))
@@ -249,6 +257,9 @@ def register(commands: Any) -> None:
                       "  ladon-tasks inspect 3f0c9a6e1b2d4c5f8a7e6d5c4b3a2918 --url http://127.0.0.1:8080")
     inspect.add_argument("task_id", help="the task's id (32 hex digits)")
     inspect.add_argument("--traceback", action="store_true", help="include the failure's traceback (--redis only)")
+    inspect.add_argument("--services", nargs="+", default=[], metavar="MODULE_OR_PATH",
+                         help="with --redis: the services that declare the task's method, to show its limits "
+                              "and policies (with --url the server's own declaration is shown)")
     remote_options(inspect)
     inspect.set_defaults(handler=cmd_inspect)
 

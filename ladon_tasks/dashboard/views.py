@@ -60,8 +60,11 @@ def task_detail(record: TaskRecord, now: float, task_method: "TaskSpec | None" =
                 steps: Iterable[StepRecord] = ()) -> dict[str, Any]:
     """The summary plus the arguments for the detail panel, each with its parameter
     name and declared type when ``task_method`` (the declaration in this process) is
-    known - ``counter (int): 3`` reads better than ``"3"`` -, and its ``steps``."""
+    known - ``counter (int): 3`` reads better than ``"3"`` -, its ``steps``, and the
+    ``limits`` and policies it runs under, as declared in this process (``None`` where
+    the method is not declared here: a standalone dashboard given no services)."""
     data = task_summary(record, now)
+    data["limits"] = task_method.options.in_force() if task_method is not None else None
     data["args"] = named_arguments(record.args, task_method)
     data["ran_on"] = list(record.ran_on)
     data["steps"] = step_rows(record, steps, now)

@@ -56,6 +56,10 @@ class Job:
     retry_jitter: float = 0.0
     retry_max_delay: float = defaults.RETRY_DELAY_MAX
     soft_timeout: float | None = None
+    #: Child recycling: the child that ran this job is replaced past either bound
+    #: (tasks it ran, MiB it holds), where a child runs it.
+    max_tasks_per_child: int | None = None
+    max_memory_per_child: float | None = None
 
     def dumps(self) -> str:
         """The job as the JSON a queue keeps."""
@@ -80,6 +84,8 @@ class Job:
             "retry_jitter": self.retry_jitter,
             "retry_max_delay": self.retry_max_delay,
             "soft_timeout": self.soft_timeout,
+            "max_tasks_per_child": self.max_tasks_per_child,
+            "max_memory_per_child": self.max_memory_per_child,
         }
 
     @classmethod
@@ -99,6 +105,8 @@ class Job:
             retry_jitter=float(data.get("retry_jitter") or 0.0),
             retry_max_delay=float(data.get("retry_max_delay", defaults.RETRY_DELAY_MAX)),
             soft_timeout=data.get("soft_timeout"),
+            max_tasks_per_child=data.get("max_tasks_per_child"),
+            max_memory_per_child=data.get("max_memory_per_child"),
         )
 
 

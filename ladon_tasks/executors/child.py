@@ -9,7 +9,8 @@ runs one job at a time. Every message either way is one JSON document:
   ``{"t": "job", "job": {...}, "attempt": n}``;
 * child -> parent: ``{"t": "started"}`` when the body is about to be called, then
   ``{"t": "progress", "p": 0.5, "m": "..."}`` and ``{"t": "touch"}`` any number of
-  times, then ``{"t": "done", "outcome": {...}}``.
+  times, then ``{"t": "done", "outcome": {...}, "rss": bytes}`` - its resident memory
+  once the body returned, which the parent weighs against ``max_memory_per_child``.
 * steps (:mod:`ladon_tasks.steps`), asked by the child and answered by the parent, who
   holds the store: at its first step ``{"t": "steps"}`` -> ``{"t": "steps", "steps":
   [...]}`` (or ``"error": "..."``), and for each step record ``{"t": "step", "step":
@@ -103,6 +104,19 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="ladon-tasks-parent-watch", daemon=True).start()
 
 
+def resident_bytes() -> int:
+    """This process's resident memory now (``/proc/self/statm``), or its peak where
+    there is no ``/proc``: what a recycling bound is weighed against."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024  # bytes there, KiB elsewhere
+
+
 def _prepare(message: dict) -> None:
     for entry in reversed(message["sys_path"]):
         if entry not in sys.path:
@@ -126,7 +140,7 @@ def serve(jobs: Connection, events: Connection) -> None:
             _prepare(message)
         elif message["t"] == "job":
             outcome = run_body(Job.from_json(message["job"]), message["attempt"], reporter, alarm=True)
-            events.send_bytes(json.dumps({"t": "done", "outcome": outcome.to_json()}).encode())
+            events.send_bytes(json.dumps({"t": "done", "outcome": outcome.to_json(), "rss": resident_bytes()}).encode())
 
 
 def main(argv: list[str]) -> None:

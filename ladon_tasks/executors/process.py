@@ -15,6 +15,12 @@ and the slot writes them to the store; the store never sees the child.
   next job does not pay the start-up.
 * **No orphans.** A child dies with its supervisor, even one killed with SIGKILL (see
   :mod:`ladon_tasks.executors.child`), so no body runs on unwatched.
+* **Recycled children.** A child that has run ``max_tasks_per_child`` tasks, or holds
+  more than ``max_memory_per_child`` MiB resident once its task ended (it says how much
+  with the task's outcome), is replaced after that task: its slot closes its pipe (it
+  exits), starts a warm one at once, and reaps the old one aside. The bounds are the
+  method's (``tasktype=dict(...)``, carried by the job) and the runner's (``worker
+  --max-tasks-per-child``, ``--max-memory-per-child``); the tighter one holds.
 * **Steps through the parent.** A body's steps are read and recorded by the slot, the
   child asking over its pipe and waiting for the answer; a body without steps asks
   nothing.
@@ -23,6 +29,7 @@ and the slot writes them to the store; the store never sees the child.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -33,9 +40,14 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 from ladon_tasks import codec, defaults
-from ladon_tasks.executors.base import Outcome, StoreReporter
+from ladon_tasks.executors.base import Job, Outcome, StoreReporter
+from ladon_tasks.logs import about
 from ladon_tasks.steps import StepError, StepRecord
 from ladon_tasks.executors.slots import Attempt, Runner
+
+log = logging.getLogger(__name__)
+
+_MIB = 1024 * 1024
 
 
 @dataclass
@@ -45,6 +57,9 @@ class _Child:
     events: Connection
     task_id: str = ""
     stop_requested_at: float = 0.0
+    #: Tasks it ran to their end, and its resident bytes after the last one.
+    tasks: int = 0
+    rss: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def alive(self) -> bool:
@@ -68,6 +83,11 @@ def _step_answer(question: dict, ledger: StoreReporter) -> dict:
     return {"t": "stepped", "go": ledger.record_step(StepRecord.from_json(question["step"]))}
 
 
+def _tightest(*bounds: float | None) -> float | None:
+    given = [bound for bound in bounds if bound is not None]
+    return min(given) if given else None
+
+
 def _exit_description(code: int | None) -> str:
     if code is None:
         return "stopped answering"
@@ -88,7 +108,16 @@ class ProcessRunner(Runner):
         poll_interval: float = defaults.PROCESS_POLL_INTERVAL,
         kill_grace: float = defaults.PROCESS_KILL_GRACE,
         state_check_interval: float = defaults.STATE_CHECK_INTERVAL,
+        max_tasks_per_child: int | None = defaults.MAX_TASKS_PER_CHILD,
+        max_memory_per_child: float | None = defaults.MAX_MEMORY_PER_CHILD,
     ) -> None:
+        if max_tasks_per_child is not None and max_tasks_per_child < 1:
+            raise ValueError(f"max_tasks_per_child must be at least 1, got {max_tasks_per_child}")
+        if max_memory_per_child is not None and not max_memory_per_child > 0:
+            raise ValueError(f"max_memory_per_child must be more than 0 MiB, got {max_memory_per_child}")
+        #: Bounds on every child of this runner, whatever the job's method says.
+        self.max_tasks_per_child = max_tasks_per_child
+        self.max_memory_per_child = max_memory_per_child
         self.poll_interval = poll_interval
         self.state_check_interval = state_check_interval
         self.kill_grace = kill_grace
@@ -126,6 +155,32 @@ class ProcessRunner(Runner):
             child = self._children[slot] = self._spawn()
         return child
 
+    def _spent(self, child: _Child, job: Job) -> str:
+        """Why ``child`` must be replaced after ``job``, or ``""``: the tighter of the
+        runner's and the job's bounds."""
+        tasks = _tightest(self.max_tasks_per_child, job.max_tasks_per_child)
+        if tasks is not None and child.tasks >= tasks:
+            return f"it ran {child.tasks} task(s) (max_tasks_per_child {tasks})"
+        memory = _tightest(self.max_memory_per_child, job.max_memory_per_child)
+        if memory is not None and child.rss > memory * _MIB:
+            return f"it holds {child.rss / _MIB:.0f} MiB (max_memory_per_child {memory:g} MiB)"
+        return ""
+
+    def _retire(self, slot: int) -> None:
+        """Let the slot's child go: its pipe closed, it exits once it reads the end;
+        reaped aside (killed past the grace: a thread a body left running may hold it)."""
+        child = self._children.pop(slot)
+        child.close()
+
+        def reap() -> None:
+            try:
+                child.process.wait(timeout=self.kill_grace)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+
+        threading.Thread(target=reap, name=f"ladon-tasks-reap-child-{child.process.pid}", daemon=True).start()
+
     def _discard(self, slot: int) -> None:
         child = self._children.pop(slot, None)
         if child is None:
@@ -152,7 +207,13 @@ class ProcessRunner(Runner):
         finally:
             with child.lock:
                 child.task_id = ""
-            if slot not in self._children:  # killed or dead: warm the next one now
+            if self._children.get(slot) is child:
+                spent = self._spent(child, job)
+                if spent:
+                    about(log, job).info("the child process %d of slot %d is replaced: %s", child.process.pid,
+                                         slot, spent)
+                    self._retire(slot)
+            if slot not in self._children:  # killed, dead or retired: warm the next one now
                 self._children[slot] = self._spawn()
 
     def _supervise(self, slot: int, child: _Child, attempt: Attempt) -> Outcome:
@@ -181,6 +242,8 @@ class ProcessRunner(Runner):
                 message = json.loads(child.events.recv_bytes())
                 kind = message["t"]
                 if kind == "done":
+                    child.tasks += 1
+                    child.rss = int(message.get("rss") or 0)
                     if last_progress is not None:
                         store.report(job.task_id, last_progress["p"], last_progress["m"], attempt=attempt.number)
                     return Outcome.from_json(message["outcome"])

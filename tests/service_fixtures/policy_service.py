@@ -183,3 +183,55 @@ class HookService(object):
     @ladonize(PORTABLE_STRING, PORTABLE_STRING, rtype=int, tasktype=dict(HOOKS, executor='queue'))
     def hookedQueue(self, marker_dir, plan, **kw):
         return hooked(marker_dir, plan, kw)
+
+    @ladonize(PORTABLE_STRING, PORTABLE_STRING, rtype=int,
+              tasktype=dict(POLICY, **HOOKS, executor='process', timeout=20, soft_timeout=5, retry_jitter=0.5,
+                            max_tasks_per_child=50, max_memory_per_child=500))
+    def limited(self, marker_dir, plan, **kw):
+        """Every limit and policy set, for what inspect and the dashboard show."""
+        return hooked(marker_dir, plan, kw)
+
+
+# -- child recycling ---------------------------------------------------------------------------
+#
+# ``leaky*()`` keeps 10 MiB more each run, for as long as its process lives, and answers
+# ``"<pid> <resident MiB>"`` of the process it ran in, after its leak. ``leakyProcess`` and
+# ``leakyRecycled`` are bounded at 100 MiB resident (a child with Ladon imported holds some
+# 70), ``countedProcess`` and ``countedRecycled`` at 3 tasks per child; ``leakyUnbounded``
+# leaves the bound to the worker's ``--max-memory-per-child``. The queued ones use queue
+# ``recycle``, so the worker a test starts for them is the only one that runs them.
+
+_LEAKED = []
+
+
+def leak():
+    _LEAKED.append(b'x' * (10 << 20))  # written, so resident
+    with open('/proc/self/statm') as statm:
+        resident = int(statm.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+    return '%d %d' % (os.getpid(), resident >> 20)
+
+
+RECYCLED = dict(executor='queue', queue='recycle')
+
+
+class RecycleService(object):
+
+    @ladonize(rtype=PORTABLE_STRING, tasktype=dict(executor='process', max_memory_per_child=100))
+    def leakyProcess(self, **kw):
+        return leak()
+
+    @ladonize(rtype=PORTABLE_STRING, tasktype=dict(RECYCLED, max_memory_per_child=100))
+    def leakyRecycled(self, **kw):
+        return leak()
+
+    @ladonize(rtype=PORTABLE_STRING, tasktype=dict(RECYCLED))
+    def leakyUnbounded(self, **kw):
+        return leak()
+
+    @ladonize(rtype=PORTABLE_STRING, tasktype=dict(executor='process', max_tasks_per_child=3))
+    def countedProcess(self, **kw):
+        return '%d 0' % os.getpid()
+
+    @ladonize(rtype=PORTABLE_STRING, tasktype=dict(RECYCLED, max_tasks_per_child=3))
+    def countedRecycled(self, **kw):
+        return '%d 0' % os.getpid()

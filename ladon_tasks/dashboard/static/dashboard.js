@@ -480,6 +480,7 @@
     $("detail-fields").replaceWith(list);
     showArguments(task.args || []);
     showSteps(task.steps || []);
+    showLimits(task.limits);
     var hasError = !!task.error_type;
     $("detail-error-box").hidden = !hasError;
     setText($("detail-error"), hasError ? task.error_type + ": " + task.error_message : "");
@@ -488,6 +489,42 @@
     $("detail-retry").hidden = !retryable(task);
     $("detail-retry").dataset.method = task.method;
     $("detail-retry").dataset.stepsDone = String(task.steps_done || 0);
+  }
+
+  // The limits and policies of the task's method, as this server declares it: what is
+  // set, and the timeout and retries always (an operator asks about those first).
+  function showLimits(limits) {
+    var list = el("dl");
+    list.id = "detail-limits";
+    function limit(key, name, value) {
+      field(list, name, value);
+      list.lastChild.dataset.limit = key;
+    }
+    function secs(value) { return value + " s"; }
+    if (!limits) {
+      limit("unknown", "Not known", "the method is not declared in this process (give the dashboard its services)");
+    } else {
+      limit("executor", "Executor", limits.executor + (limits.queue ? " (queue " + limits.queue + ")" : ""));
+      limit("timeout", "Timeout", limits.timeout ? secs(limits.timeout) : "none");
+      if (limits.soft_timeout) limit("soft_timeout", "Soft timeout", secs(limits.soft_timeout));
+      limit("retries", "Retries", !limits.retries ? "none" : limits.retries + ", backoff " +
+            secs(limits.retry_delay) + " doubling, at most " + secs(limits.retry_max_delay) +
+            (limits.retry_jitter ? ", less up to " + Math.round(limits.retry_jitter * 100) + " % at random" : ""));
+      if (limits.retry_on.length) limit("retry_on", "Retry on", limits.retry_on.join(", "));
+      if (limits.no_retry_on.length) limit("no_retry_on", "Never retry", limits.no_retry_on.join(", "));
+      [["on_success", "On success"], ["on_failure", "On failure"], ["on_cancel", "On cancel"]].forEach(function (hook) {
+        if (limits[hook[0]]) limit(hook[0], hook[1], limits[hook[0]]);
+      });
+      if (limits.max_tasks_per_child) {
+        limit("max_tasks_per_child", "New child", "after " + limits.max_tasks_per_child + " tasks");
+      }
+      if (limits.max_memory_per_child) {
+        limit("max_memory_per_child", "New child", "past " + limits.max_memory_per_child + " MiB resident");
+      }
+      limit("result_ttl", "Kept", secs(limits.result_ttl) + " after it ends");
+    }
+    $("detail-limits").replaceWith(list);
+    $("detail-limits-box").hidden = false;
   }
 
   // Each step: its name, a state badge, how long it ran, and which attempt ran it (or
