@@ -32,6 +32,12 @@ RETRY_DELAY_MAX = 300.0
 #: in numbers (an outage of what they call) want some, to come back spread out.
 RETRY_JITTER = 0.0
 
+#: Longest delay a start may ask for (``not_before``, ``start_in``, ``delay=``), in
+#: seconds: 30 days. A delayed task is an unfinished record that holds a place among
+#: ``MAX_QUEUED_TASKS`` until it runs; a time further out is more likely a unit mistake
+#: (milliseconds for seconds) than a plan, and is refused with ``StartTooFar``.
+DELAY_HORIZON = 30 * 24 * 3600.0
+
 #: Runtime limit in seconds; ``None`` is no limit, as in Ladon.
 TIMEOUT: float | None = None
 

@@ -37,6 +37,7 @@ class TaskOptions:
     retry_jitter: float = defaults.RETRY_JITTER  # each backoff less up to this fraction of it, at random
     retry_max_delay: float = defaults.RETRY_DELAY_MAX  # the longest wait before a retry
     soft_timeout: float | None = None  # seconds after which the body gets SoftTimeout
+    delay: float = 0.0  # seconds every start waits unless its client asks for another time
     # completion hooks (ladon_tasks.hooks): called with a copy of the record of the task that ended
     on_success: Callable[[Any], Any] | None = None
     on_failure: Callable[[Any], Any] | None = None
@@ -56,6 +57,10 @@ class TaskOptions:
             if getattr(self, hook) is not None and not callable(getattr(self, hook)):
                 raise TypeError(f"tasktype option {hook!r} must be a function taking the task's record, "
                                 f"got {getattr(self, hook)!r}")
+        _number("delay", self.delay, minimum=0.0)
+        if self.delay > defaults.DELAY_HORIZON:
+            raise ValueError(f"tasktype option 'delay' ({self.delay:g} s) is past the horizon of "
+                             f"{defaults.DELAY_HORIZON:g} s a start may be delayed")
         if self.soft_timeout is not None:
             _positive_number("soft_timeout", self.soft_timeout)
             if self.timeout is not None and self.soft_timeout >= self.timeout:

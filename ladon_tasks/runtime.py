@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any, Sequence
 
-from ladon_tasks import codec, defaults, faults, hooks, refusals
+from ladon_tasks import codec, defaults, delays, faults, hooks, refusals
 from ladon_tasks import spec as specs
 from ladon_tasks.caretaker import Caretaker
 from ladon_tasks.executors.base import Executor, Job, Unfinished
@@ -161,7 +161,8 @@ class TaskRuntime:
         spec = _find_spec(record)
         if spec is None:
             return
-        job = _job_for(spec, record.task_id, record.args, {"LADON_METHOD_NAME": record.method})
+        job = _job_for(spec, record.task_id, record.args, {"LADON_METHOD_NAME": record.method},
+                       not_before=record.not_before if record.attempts == 0 else 0.0)
         try:
             self.executor(spec.options.executor, store).submit(job)
         except RuntimeError as exc:  # shutting down: the hand-over at exit passes it on
@@ -216,10 +217,14 @@ class TaskRuntime:
         args: tuple[Any, ...],
         ladon_kw: dict[str, Any],
         idempotency_key: str = "",
+        not_before: Any = None,
+        start_in: Any = None,
     ) -> TaskRecord:
         """Record the task, then hand it to its executor. With an idempotency key (or
         ``idempotent=True``: the arguments are the key) that names a task still retained,
-        that task is returned and nothing new runs."""
+        that task is returned and nothing new runs. ``not_before`` (a time) or
+        ``start_in`` (seconds from now) delay its start (:mod:`ladon_tasks.delays`);
+        without either, the method's ``delay`` does."""
         try:
             encoded_args = codec.encode_args(spec.arg_types, args)
         except codec.CodecError as exc:
@@ -241,8 +246,11 @@ class TaskRuntime:
             idempotency_key = "args:" + hashlib.sha256(args_bytes).hexdigest()
         if self._closing:
             raise faults.ExecutorUnavailable("task not started: the server is shutting down")
-        record = _new_record(spec, self.store_for(spec), encoded_args, idempotency_key)
-        stored = self._launch(spec, record, _job_for(spec, record.task_id, encoded_args, ladon_kw))
+        now = time.time()
+        when = delays.start_time(float(options.delay), now, not_before, start_in)
+        record = _new_record(spec, self.store_for(spec), encoded_args, idempotency_key, now=now)
+        record.not_before = when
+        stored = self._launch(spec, record, _job_for(spec, record.task_id, encoded_args, ladon_kw, not_before=when))
         if stored.task_id != record.task_id and codec.dumps(stored.args) != args_text:
             # The key is bound to the arguments it was first used with: whoever else
             # knows or guesses a key must not receive that task (nor learn its id).
@@ -418,7 +426,7 @@ class TaskRuntime:
 
 
 def _new_record(spec: TaskSpec, store: TaskStore, encoded_args: Any, idempotency_key: str = "",
-                retry_of: str = "") -> TaskRecord:
+                retry_of: str = "", now: float | None = None) -> TaskRecord:
     options = spec.options
     return TaskRecord(
         task_id=store.new_task_id(spec.ref.service, spec.name, idempotency_key),
@@ -429,7 +437,7 @@ def _new_record(spec: TaskSpec, store: TaskStore, encoded_args: Any, idempotency
         priority=options.priority,
         tags=list(options.tags),
         result_ttl=float(options.result_ttl),
-        submitted_at=time.time(),
+        submitted_at=now if now is not None else time.time(),
         idempotency_key=idempotency_key,
         retry_of=retry_of,
     )
@@ -440,7 +448,8 @@ def _rerun_record(spec: TaskSpec, store: TaskStore, old: TaskRecord, restart: bo
     return _new_record(spec, store, old.args, f"{'restart' if restart else 'retry'}:{old.task_id}", retry_of=old.task_id)
 
 
-def _job_for(spec: TaskSpec, task_id: str, encoded_args: Any, ladon_kw: dict[str, Any]) -> Job:
+def _job_for(spec: TaskSpec, task_id: str, encoded_args: Any, ladon_kw: dict[str, Any],
+             not_before: float = 0.0) -> Job:
     options = spec.options
     return Job(
         task_id=task_id,
@@ -456,6 +465,7 @@ def _job_for(spec: TaskSpec, task_id: str, encoded_args: Any, ladon_kw: dict[str
         retry_jitter=float(options.retry_jitter),
         retry_max_delay=float(options.retry_max_delay),
         soft_timeout=options.soft_timeout,
+        not_before=not_before,
     )
 
 

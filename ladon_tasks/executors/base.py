@@ -56,6 +56,10 @@ class Job:
     retry_jitter: float = 0.0
     retry_max_delay: float = defaults.RETRY_DELAY_MAX
     soft_timeout: float | None = None
+    #: A delayed start: the first attempt does not begin before this time (seconds
+    #: since the epoch); 0.0 for at once. In-process executors wait for it in their
+    #: timers; a queued job waits in the queue's delayed set instead.
+    not_before: float = 0.0
 
     def dumps(self) -> str:
         """The job as the JSON a queue keeps."""
@@ -80,6 +84,7 @@ class Job:
             "retry_jitter": self.retry_jitter,
             "retry_max_delay": self.retry_max_delay,
             "soft_timeout": self.soft_timeout,
+            "not_before": self.not_before,
         }
 
     @classmethod
@@ -99,6 +104,7 @@ class Job:
             retry_jitter=float(data.get("retry_jitter") or 0.0),
             retry_max_delay=float(data.get("retry_max_delay", defaults.RETRY_DELAY_MAX)),
             soft_timeout=data.get("soft_timeout"),
+            not_before=float(data.get("not_before") or 0.0),
         )
 
 
