@@ -38,6 +38,18 @@ RETRY_JITTER = 0.0
 #: (milliseconds for seconds) than a plan, and is refused with ``StartTooFar``.
 DELAY_HORIZON = 30 * 24 * 3600.0
 
+#: Seconds between two looks of a process at its schedules (periodic tasks): a tick
+#: starts within this of its time in the process that looks first. A look costs one
+#: read of the schedule book per schedule; a quarter of a second keeps a 1 s schedule
+#: on time without making the read a load.
+SCHEDULE_POLL = 0.25
+
+#: Seconds a tick may be late and still run: ticks older than this when a process
+#: first looks (every process and Redis were away longer) are *missed*, and follow
+#: the schedule's ``missed`` policy. A minute covers a restart of Redis or of every
+#: process; a longer outage should not start a burst of old ticks.
+SCHEDULE_GRACE = 60.0
+
 #: Runtime limit in seconds; ``None`` is no limit, as in Ladon.
 TIMEOUT: float | None = None
 

@@ -41,6 +41,7 @@ from ladon.ladonizer.collection import global_service_collection
 from ladon_tasks import codec, delays, wire
 from ladon_tasks import spec as specs
 from ladon_tasks.options import TaskOptions
+from ladon_tasks.schedules import BadSchedule
 from ladon_tasks.runtime import get_runtime
 from ladon_tasks.spec import MethodRef, TaskSpec
 
@@ -238,6 +239,22 @@ def _register(task_method: TaskMethod, ladon_kw: dict[str, Any]) -> None:
         )
 
 
+def _check_schedule_args(task_method: TaskMethod) -> None:
+    """A schedule starts its method with its ``args``: they must fill every parameter,
+    each in its declared type (:class:`~ladon_tasks.schedules.BadSchedule` otherwise)."""
+    schedule = task_method.options.schedule
+    assert schedule is not None
+    wanted = len(task_method.arg_types)
+    if len(schedule.args) != wanted:
+        names = ", ".join(task_method.arg_names) or "none"
+        raise BadSchedule(f"task method {task_method.name!r} takes {wanted} argument(s) ({names}): its schedule's "
+                          f"args= gives {len(schedule.args)}")
+    try:
+        codec.encode_args(task_method.arg_types, schedule.args)
+    except codec.CodecError as exc:
+        raise BadSchedule(f"task method {task_method.name!r}: its schedule's args= do not fit: {exc}") from None
+
+
 def ladonize(*arg_types: Any, **ladon_kw: Any) -> Callable[[Body], Body]:
     """Drop-in for ``ladon.ladonizer.ladonize``; ``tasktype=True`` or a dict of
     :class:`~ladon_tasks.options.TaskOptions` makes a task method.
@@ -259,6 +276,8 @@ def ladonize(*arg_types: Any, **ladon_kw: Any) -> Callable[[Body], Body]:
 
     def decorate(body: Body) -> Body:
         task_method = TaskMethod(body, tuple(arg_types), rtype, options)
+        if options.schedule is not None:
+            _check_schedule_args(task_method)
         _register(task_method, ladon_kw)
         return cast(Body, task_method)
 

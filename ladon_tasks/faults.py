@@ -159,3 +159,9 @@ class StartTooFar(TaskClientFault):
     (``DELAY_HORIZON``, 30 days by default); nothing was started."""
 
     fault_name = "StartTooFar"
+
+
+class UnknownSchedule(TaskClientFault):
+    """No schedule (periodic task) has this name (``Service.method``) here."""
+
+    fault_name = "UnknownSchedule"

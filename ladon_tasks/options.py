@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from ladon_tasks import defaults
 from ladon_tasks.policy import exception_name
+from ladon_tasks.schedules import Schedule
 
 EXECUTORS = ("thread", "process", "queue")
 
@@ -38,12 +39,22 @@ class TaskOptions:
     retry_max_delay: float = defaults.RETRY_DELAY_MAX  # the longest wait before a retry
     soft_timeout: float | None = None  # seconds after which the body gets SoftTimeout
     delay: float = 0.0  # seconds every start waits unless its client asks for another time
+    # a periodic task (ladon_tasks.schedules): every= or cron= (with tz=), run with args=
+    every: Any = None
+    cron: str | None = None
+    tz: str | None = None
+    args: Any = None
+    missed: str = "last"  # ticks missed while nothing ran: the last one runs once, or none
+    overlap: str = "skip"  # a tick while the previous run runs: skip it, queue it, or run anyway
+    schedule: Schedule | None = field(init=False, default=None, compare=False)
     # completion hooks (ladon_tasks.hooks): called with a copy of the record of the task that ended
     on_success: Callable[[Any], Any] | None = None
     on_failure: Callable[[Any], Any] | None = None
     on_cancel: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "schedule", Schedule.parse(self.every, self.cron, self.tz, self.args,
+                                                            self.missed, self.overlap))
         for policy in ("retry_on", "no_retry_on"):
             object.__setattr__(self, policy, _exception_names(policy, getattr(self, policy)))
         both = sorted(set(self.retry_on) & set(self.no_retry_on))
@@ -104,7 +115,7 @@ class TaskOptions:
             return cls()
         if not isinstance(tasktype, dict):
             raise TypeError(f"tasktype must be True or a dict of options, got {tasktype!r}")
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls) if f.init}
         unknown = sorted(set(tasktype) - known - {"redis_server", "memcache_server"})
         if unknown:
             raise ValueError(

@@ -22,7 +22,7 @@ import hashlib
 import logging
 import threading
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ladon_tasks import codec, defaults, delays, faults, hooks, refusals
 from ladon_tasks import spec as specs
@@ -36,6 +36,7 @@ from ladon_tasks.model import (
     TaskState,
     new_owner_id,
 )
+from ladon_tasks.scheduler import Scheduler, schedule_name
 from ladon_tasks.spec import TaskSpec
 from ladon_tasks.steps import StepRecord, carried_over
 from ladon_tasks.stores.base import StoreError, TaskStore
@@ -80,6 +81,8 @@ class TaskRuntime:
         #: This process, as the owner of the tasks it runs in process (shared stores).
         self.owner = new_owner_id()
         self.caretaker = Caretaker(self.owner, self._can_run, self._resubmit, self._holds, lease=owner_lease)
+        #: Runs the ticks of declared schedules (periodic tasks) once started.
+        self.scheduler = Scheduler(self._start_scheduled, self.store_for)
 
     # -- executors -----------------------------------------------------------------
 
@@ -146,6 +149,31 @@ class TaskRuntime:
         for store in stores.values():
             self.caretaker.watch(store)
 
+    def start_scheduling(self, accept: Callable[[TaskSpec], bool] | None = None) -> bool:
+        """Take part in running the declared schedules from now on (``accept``: only
+        the methods it says); whether any declared method has one."""
+        if accept is not None:
+            self.scheduler = Scheduler(self._start_scheduled, self.store_for, accept)
+        return self.scheduler.start()
+
+    def _start_scheduled(self, spec: TaskSpec, key: str) -> TaskRecord:
+        """A tick's task (or an operator's run now): the schedule's arguments, at once,
+        under ``key`` - so however many processes start it, one task is made."""
+        schedule = spec.options.schedule
+        assert schedule is not None
+        return self.start(spec, schedule.args, {"LADON_METHOD_NAME": spec.name}, idempotency_key=key, start_in=0)
+
+    def run_schedule_now(self, name: str) -> TaskRecord:
+        """An operator's "run now" of the schedule ``Service.method``, declared here:
+        one task at once, whatever the schedule's state. Fault: ``UnknownSchedule``."""
+        spec = next((spec for spec in specs.declared()
+                     if spec.options.schedule is not None and schedule_name(spec) == name), None)
+        if spec is None:
+            raise faults.UnknownSchedule(f"this process declares no schedule {name!r}")
+        import secrets
+
+        return self._start_scheduled(spec, f"schedule-run:{secrets.token_hex(8)}")
+
     def _can_run(self, record: TaskRecord) -> bool:
         spec = _find_spec(record)
         return spec is not None and spec.options.executor in ("thread", "process")
@@ -197,6 +225,7 @@ class TaskRuntime:
             # kept in place: the caretaker asks them what they hold until it stops
             executors = list(self._executors.items())
         self.caretaker.stop_taking_over()
+        self.scheduler.stop()
         unfinished: dict[int, list[Unfinished]] = {}
         for (_, store_id), executor in executors:
             unfinished.setdefault(store_id, []).extend(executor.close(grace if wait else 0.0))
