@@ -106,6 +106,8 @@ class TaskStatus:
     poll_after: float = 0.0
     #: While queued for a retry: when the next attempt is due (seconds since the epoch).
     next_attempt: float = 0.0
+    #: A delayed start: the time the task was asked not to start before; else 0.0.
+    not_before: float = 0.0
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> "TaskStatus":
@@ -119,6 +121,7 @@ class TaskStatus:
             step=data.get("step") or "", steps_done=int(data.get("steps_done") or 0),
             poll_after=float(data.get("poll_after") or 0.0),
             next_attempt=float(data.get("next_attempt") or 0.0),
+            not_before=float(data.get("not_before") or 0.0),
         )
 
 
@@ -170,6 +173,18 @@ class TaskClient:
     def start(self, method: str, **args: Any) -> "TaskHandle":
         self._check_task_method(method)
         info = self.call(method, **args)
+        return TaskHandle(self, method, info["task_id"])
+
+    def start_at(self, method: str, not_before: float, **args: Any) -> "TaskHandle":
+        """Start ``method`` not before ``not_before`` (seconds since the epoch): ``m_at``."""
+        self._check_task_method(method)
+        info = self.call(f"{method}_at", not_before=not_before, **args)
+        return TaskHandle(self, method, info["task_id"])
+
+    def start_later(self, method: str, start_in: float, **args: Any) -> "TaskHandle":
+        """Start ``method`` ``start_in`` seconds from now: ``m_later``."""
+        self._check_task_method(method)
+        info = self.call(f"{method}_later", start_in=start_in, **args)
         return TaskHandle(self, method, info["task_id"])
 
     def handle(self, method: str, task_id: str) -> "TaskHandle":

@@ -32,6 +32,24 @@ RETRY_DELAY_MAX = 300.0
 #: in numbers (an outage of what they call) want some, to come back spread out.
 RETRY_JITTER = 0.0
 
+#: Longest delay a start may ask for (``not_before``, ``start_in``, ``delay=``), in
+#: seconds: 30 days. A delayed task is an unfinished record that holds a place among
+#: ``MAX_QUEUED_TASKS`` until it runs; a time further out is more likely a unit mistake
+#: (milliseconds for seconds) than a plan, and is refused with ``StartTooFar``.
+DELAY_HORIZON = 30 * 24 * 3600.0
+
+#: Seconds between two looks of a process at its schedules (periodic tasks): a tick
+#: starts within this of its time in the process that looks first. A look costs one
+#: read of the schedule book per schedule; a quarter of a second keeps a 1 s schedule
+#: on time without making the read a load.
+SCHEDULE_POLL = 0.25
+
+#: Seconds a tick may be late and still run: ticks older than this when a process
+#: first looks (every process and Redis were away longer) are *missed*, and follow
+#: the schedule's ``missed`` policy. A minute covers a restart of Redis or of every
+#: process; a longer outage should not start a burst of old ticks.
+SCHEDULE_GRACE = 60.0
+
 #: Runtime limit in seconds; ``None`` is no limit, as in Ladon.
 TIMEOUT: float | None = None
 

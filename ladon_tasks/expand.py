@@ -13,7 +13,14 @@ method             returns                     does
                                                at once with ``poll_after`` over the wait
                                                budget (:mod:`ladon_tasks.waits`)
 ``m_wait_result``  the declared ``rtype``      ``_wait`` then ``_result`` in one round trip
+``m_at(args, t)``  ``TaskInfoResponse``        ``m`` that starts not before time ``t``
+``m_later(a, s)``  ``TaskInfoResponse``        ``m`` that starts ``s`` seconds from now
 =================  ==========================  =========================================
+
+The delayed starts (:mod:`ladon_tasks.delays`) are methods, not only the
+``Task-Not-Before``/``Task-Start-In`` headers, because generated SOAP clients cannot
+always send headers; their last parameter is ``not_before`` or ``start_in``, so a body
+whose own parameters have those names is refused at decoration.
 
 Ladon's own task-type machinery is bypassed: the start method is registered with
 ``rtype=TaskInfoResponse`` and no ``tasktype`` flag, so Ladon's ``import_services`` never
@@ -31,9 +38,10 @@ import ladon.ladonizer.decorator
 from ladon.compat import PORTABLE_STRING
 from ladon.ladonizer.collection import global_service_collection
 
-from ladon_tasks import codec, wire
+from ladon_tasks import codec, delays, wire
 from ladon_tasks import spec as specs
 from ladon_tasks.options import TaskOptions
+from ladon_tasks.schedules import BadSchedule
 from ladon_tasks.runtime import get_runtime
 from ladon_tasks.spec import MethodRef, TaskSpec
 
@@ -90,11 +98,18 @@ class TaskMethod:
         return types.MethodType(self.start, instance)
 
     def start(self, service_instance: Any, *args: Any, **kw: Any) -> wire.TaskInfoResponse:
-        ladon_kw = {key: kw[key] for key in _FORWARDED_LADON_KW if key in kw}
         # Ladon hands the WSGI environ to methods in kw: an ``Idempotency-Key`` request
         # header makes a retried start call (after a timeout, say) find the first task.
         idempotency_key = kw.get("HTTP_IDEMPOTENCY_KEY") or ""
-        record = get_runtime().start(self.spec, args, ladon_kw, idempotency_key=str(idempotency_key))
+        not_before, start_in = delays.requested(kw)  # Task-Not-Before, Task-Start-In headers
+        return self.start_delayed(args, kw, not_before, start_in, str(idempotency_key))
+
+    def start_delayed(self, args: tuple[Any, ...], kw: dict[str, Any], not_before: Any, start_in: Any,
+                      idempotency_key: str = "") -> wire.TaskInfoResponse:
+        """The start, with the client's start time (``None``: the method's default)."""
+        ladon_kw = {key: kw[key] for key in _FORWARDED_LADON_KW if key in kw}
+        record = get_runtime().start(self.spec, args, ladon_kw, idempotency_key=idempotency_key,
+                                     not_before=not_before, start_in=start_in)
         return wire.info_response(record)
 
 
@@ -114,6 +129,14 @@ _COMPANION_DOCS = {
     "@param state: empty for all, or queued, running, succeeded, failed, cancelled\n"
     "@param limit: tasks per page, 1..500\n"
     "@param offset: tasks to skip",
+    "at": "Start the task as the method without _at does, but not before a time: it is queued until then\n"
+    "and may be cancelled meanwhile. A time past starts it at once; one past the server's horizon\n"
+    "(30 days by default) is refused with StartTooFar.\n"
+    "@param not_before: the earliest start, seconds since the epoch",
+    "later": "Start the task as the method without _later does, but start_in seconds from now: it is queued\n"
+    "until then and may be cancelled meanwhile; 0 or less starts it at once. Past the server's horizon\n"
+    "(30 days by default): StartTooFar.\n"
+    "@param start_in: seconds from now before the task may start",
     "wait_result": "The task's result as soon as it has finished: _wait and _result in one call.\n"
     "Faults as _result; TaskNotFinished when seconds pass first, or at once when the server holds\n"
     "as many waits as it can (its message says: ask again in N s).\n"
@@ -153,6 +176,8 @@ def _companions(task_method: TaskMethod) -> dict[str, Callable[..., Any]]:
         return [wire.progress_response(record, poll_after=runtime.poll_after(record)) for record in records]
 
     functions: dict[str, Callable[..., Any]] = {"progress": progress, "result": result, "cancel": cancel, "wait": wait, "wait_result": wait_result}
+    functions["at"] = _delayed_start(task_method, "not_before")
+    functions["later"] = _delayed_start(task_method, "start_in")
     if task_method.options.listing:
         functions["list"] = list_
     for suffix, function in functions.items():
@@ -160,8 +185,35 @@ def _companions(task_method: TaskMethod) -> dict[str, Callable[..., Any]]:
     return functions
 
 
+#: The last parameter of each delayed-start companion.
+_DELAY_PARAMETERS = ("not_before", "start_in")
+
+
+def _delayed_start(task_method: TaskMethod, parameter: str) -> Callable[..., Any]:
+    """``m_at``/``m_later``: the start method with one more parameter. Ladon reads the
+    parameter names from the signature and calls with positional arguments."""
+
+    def start(self: Any, *values: Any, **kw: Any) -> wire.TaskInfoResponse:
+        *args, when = values
+        asked = {parameter: when}
+        return task_method.start_delayed(tuple(args), kw, asked.get("not_before"), asked.get("start_in"),
+                                         str(kw.get("HTTP_IDEMPOTENCY_KEY") or ""))
+
+    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    start.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("self", positional)]
+        + [inspect.Parameter(name, positional) for name in (*task_method.arg_names, parameter)]
+        + [inspect.Parameter("kw", inspect.Parameter.VAR_KEYWORD)]
+    )
+    return start
+
+
 def _register(task_method: TaskMethod, ladon_kw: dict[str, Any]) -> None:
     body, name = task_method.body, task_method.name
+    clash = sorted(set(task_method.arg_names) & set(_DELAY_PARAMETERS))
+    if clash:
+        raise TypeError(f"task method {name!r}: a parameter may not be named {clash[0]!r} (the delayed-start "
+                        f"methods {name}_at and {name}_later take it after the method's own)")
     method_info = global_service_collection().add_service_method(
         body, *task_method.arg_types, rtype=wire.TaskInfoResponse, **ladon_kw
     )
@@ -178,11 +230,29 @@ def _register(task_method: TaskMethod, ladon_kw: dict[str, Any]) -> None:
     }
     if task_method.options.listing:
         signatures["list"] = ((PORTABLE_STRING, int, int), [wire.TaskProgressResponse])
+    signatures["at"] = ((*task_method.arg_types, float), wire.TaskInfoResponse)
+    signatures["later"] = ((*task_method.arg_types, float), wire.TaskInfoResponse)
     companions = _companions(task_method)
     for suffix, (arg_types, rtype) in signatures.items():
         service_info.add_method(
             companions[suffix], *arg_types, rtype=rtype, override_method_name=f"{name}_{suffix}"
         )
+
+
+def _check_schedule_args(task_method: TaskMethod) -> None:
+    """A schedule starts its method with its ``args``: they must fill every parameter,
+    each in its declared type (:class:`~ladon_tasks.schedules.BadSchedule` otherwise)."""
+    schedule = task_method.options.schedule
+    assert schedule is not None
+    wanted = len(task_method.arg_types)
+    if len(schedule.args) != wanted:
+        names = ", ".join(task_method.arg_names) or "none"
+        raise BadSchedule(f"task method {task_method.name!r} takes {wanted} argument(s) ({names}): its schedule's "
+                          f"args= gives {len(schedule.args)}")
+    try:
+        codec.encode_args(task_method.arg_types, schedule.args)
+    except codec.CodecError as exc:
+        raise BadSchedule(f"task method {task_method.name!r}: its schedule's args= do not fit: {exc}") from None
 
 
 def ladonize(*arg_types: Any, **ladon_kw: Any) -> Callable[[Body], Body]:
@@ -206,6 +276,8 @@ def ladonize(*arg_types: Any, **ladon_kw: Any) -> Callable[[Body], Body]:
 
     def decorate(body: Body) -> Body:
         task_method = TaskMethod(body, tuple(arg_types), rtype, options)
+        if options.schedule is not None:
+            _check_schedule_args(task_method)
         _register(task_method, ladon_kw)
         return cast(Body, task_method)
 

@@ -152,3 +152,16 @@ class NotRetryable(TaskClientFault):
     and was not cancelled, or whose method this process does not serve."""
 
     fault_name = "NotRetryable"
+
+
+class StartTooFar(TaskClientFault):
+    """A delayed start asked for a time further ahead than the server's horizon
+    (``DELAY_HORIZON``, 30 days by default); nothing was started."""
+
+    fault_name = "StartTooFar"
+
+
+class UnknownSchedule(TaskClientFault):
+    """No schedule (periodic task) has this name (``Service.method``) here."""
+
+    fault_name = "UnknownSchedule"

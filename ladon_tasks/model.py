@@ -143,6 +143,10 @@ class TaskRecord:
     #: the move back to ``queued``; 0.0 when it never waited for one. Only meaningful
     #: while the task is queued after the attempt that failed (:meth:`next_attempt`).
     next_attempt_at: float = 0.0
+    #: A delayed start (:mod:`ladon_tasks.delays`): the task does not start before this
+    #: time (seconds since the epoch); 0.0 for a task started at once. Kept once it has
+    #: started, as the start time it was asked for.
+    not_before: float = 0.0
 
     @property
     def finished(self) -> bool:
@@ -311,7 +315,7 @@ _FIELD_CHECKS = {
     "submitted_at": _is_number, "started_at": _is_number, "finished_at": _is_number, "result": _is_any,
     "error_type": _is_text, "error_message": _is_text, "error_traceback": _is_text,
     "attempt_errors": _is_tags, "cancel_requested": _is_flag, "result_ttl": _is_number, "step": _is_text,
-    "steps_done": _is_count, "next_attempt_at": _is_number,
+    "steps_done": _is_count, "next_attempt_at": _is_number, "not_before": _is_number,
 }
 _FIELD_EXPECTED = {name: _KINDS[check] for name, check in _FIELD_CHECKS.items()}
 if set(_FIELD_CHECKS) != set(_FIELD_ORDER):

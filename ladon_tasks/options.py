@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from ladon_tasks import defaults
 from ladon_tasks.policy import exception_name
+from ladon_tasks.schedules import Schedule
 
 EXECUTORS = ("thread", "process", "queue")
 
@@ -41,12 +42,23 @@ class TaskOptions:
     # once it has run this many tasks, or holds more than this many MiB resident
     max_tasks_per_child: int | None = defaults.MAX_TASKS_PER_CHILD
     max_memory_per_child: float | None = defaults.MAX_MEMORY_PER_CHILD
+    delay: float = 0.0  # seconds every start waits unless its client asks for another time
+    # a periodic task (ladon_tasks.schedules): every= or cron= (with tz=), run with args=
+    every: Any = None
+    cron: str | None = None
+    tz: str | None = None
+    args: Any = None
+    missed: str = "last"  # ticks missed while nothing ran: the last one runs once, or none
+    overlap: str = "skip"  # a tick while the previous run runs: skip it, queue it, or run anyway
+    schedule: Schedule | None = field(init=False, default=None, compare=False)
     # completion hooks (ladon_tasks.hooks): called with a copy of the record of the task that ended
     on_success: Callable[[Any], Any] | None = None
     on_failure: Callable[[Any], Any] | None = None
     on_cancel: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "schedule", Schedule.parse(self.every, self.cron, self.tz, self.args,
+                                                            self.missed, self.overlap))
         for policy in ("retry_on", "no_retry_on"):
             object.__setattr__(self, policy, _exception_names(policy, getattr(self, policy)))
         both = sorted(set(self.retry_on) & set(self.no_retry_on))
@@ -60,6 +72,10 @@ class TaskOptions:
             if getattr(self, hook) is not None and not callable(getattr(self, hook)):
                 raise TypeError(f"tasktype option {hook!r} must be a function taking the task's record, "
                                 f"got {getattr(self, hook)!r}")
+        _number("delay", self.delay, minimum=0.0)
+        if self.delay > defaults.DELAY_HORIZON:
+            raise ValueError(f"tasktype option 'delay' ({self.delay:g} s) is past the horizon of "
+                             f"{defaults.DELAY_HORIZON:g} s a start may be delayed")
         if self.soft_timeout is not None:
             _positive_number("soft_timeout", self.soft_timeout)
             if self.timeout is not None and self.soft_timeout >= self.timeout:
@@ -129,6 +145,11 @@ class TaskOptions:
             "max_tasks_per_child": self.max_tasks_per_child,
             "max_memory_per_child": self.max_memory_per_child,
             "result_ttl": self.result_ttl,
+            "delay": self.delay or None,
+            "schedule": None if self.schedule is None else {
+                "every": self.schedule.every, "cron": self.cron, "tz": self.schedule.tz,
+                "missed": self.schedule.missed, "overlap": self.schedule.overlap,
+            },
         }
 
     @classmethod
@@ -138,7 +159,7 @@ class TaskOptions:
             return cls()
         if not isinstance(tasktype, dict):
             raise TypeError(f"tasktype must be True or a dict of options, got {tasktype!r}")
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls) if f.init}
         unknown = sorted(set(tasktype) - known - {"redis_server", "memcache_server"})
         if unknown:
             raise ValueError(

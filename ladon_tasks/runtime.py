@@ -22,9 +22,9 @@ import hashlib
 import logging
 import threading
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from ladon_tasks import codec, defaults, faults, hooks, refusals
+from ladon_tasks import codec, defaults, delays, faults, hooks, refusals
 from ladon_tasks import spec as specs
 from ladon_tasks.caretaker import Caretaker
 from ladon_tasks.executors.base import Executor, Job, Unfinished
@@ -36,6 +36,7 @@ from ladon_tasks.model import (
     TaskState,
     new_owner_id,
 )
+from ladon_tasks.scheduler import Scheduler, schedule_name
 from ladon_tasks.spec import TaskSpec
 from ladon_tasks.steps import StepRecord, carried_over
 from ladon_tasks.stores.base import StoreError, TaskStore
@@ -80,6 +81,8 @@ class TaskRuntime:
         #: This process, as the owner of the tasks it runs in process (shared stores).
         self.owner = new_owner_id()
         self.caretaker = Caretaker(self.owner, self._can_run, self._resubmit, self._holds, lease=owner_lease)
+        #: Runs the ticks of declared schedules (periodic tasks) once started.
+        self.scheduler = Scheduler(self._start_scheduled, self.store_for)
 
     # -- executors -----------------------------------------------------------------
 
@@ -146,6 +149,31 @@ class TaskRuntime:
         for store in stores.values():
             self.caretaker.watch(store)
 
+    def start_scheduling(self, accept: Callable[[TaskSpec], bool] | None = None) -> bool:
+        """Take part in running the declared schedules from now on (``accept``: only
+        the methods it says); whether any declared method has one."""
+        if accept is not None:
+            self.scheduler = Scheduler(self._start_scheduled, self.store_for, accept)
+        return self.scheduler.start()
+
+    def _start_scheduled(self, spec: TaskSpec, key: str) -> TaskRecord:
+        """A tick's task (or an operator's run now): the schedule's arguments, at once,
+        under ``key`` - so however many processes start it, one task is made."""
+        schedule = spec.options.schedule
+        assert schedule is not None
+        return self.start(spec, schedule.args, {"LADON_METHOD_NAME": spec.name}, idempotency_key=key, start_in=0)
+
+    def run_schedule_now(self, name: str) -> TaskRecord:
+        """An operator's "run now" of the schedule ``Service.method``, declared here:
+        one task at once, whatever the schedule's state. Fault: ``UnknownSchedule``."""
+        spec = next((spec for spec in specs.declared()
+                     if spec.options.schedule is not None and schedule_name(spec) == name), None)
+        if spec is None:
+            raise faults.UnknownSchedule(f"this process declares no schedule {name!r}")
+        import secrets
+
+        return self._start_scheduled(spec, f"schedule-run:{secrets.token_hex(8)}")
+
     def _can_run(self, record: TaskRecord) -> bool:
         spec = _find_spec(record)
         return spec is not None and spec.options.executor in ("thread", "process")
@@ -161,7 +189,8 @@ class TaskRuntime:
         spec = _find_spec(record)
         if spec is None:
             return
-        job = _job_for(spec, record.task_id, record.args, {"LADON_METHOD_NAME": record.method})
+        job = _job_for(spec, record.task_id, record.args, {"LADON_METHOD_NAME": record.method},
+                       not_before=record.not_before if record.attempts == 0 else 0.0)
         try:
             self.executor(spec.options.executor, store).submit(job)
         except RuntimeError as exc:  # shutting down: the hand-over at exit passes it on
@@ -196,6 +225,7 @@ class TaskRuntime:
             # kept in place: the caretaker asks them what they hold until it stops
             executors = list(self._executors.items())
         self.caretaker.stop_taking_over()
+        self.scheduler.stop()
         unfinished: dict[int, list[Unfinished]] = {}
         for (_, store_id), executor in executors:
             unfinished.setdefault(store_id, []).extend(executor.close(grace if wait else 0.0))
@@ -216,10 +246,14 @@ class TaskRuntime:
         args: tuple[Any, ...],
         ladon_kw: dict[str, Any],
         idempotency_key: str = "",
+        not_before: Any = None,
+        start_in: Any = None,
     ) -> TaskRecord:
         """Record the task, then hand it to its executor. With an idempotency key (or
         ``idempotent=True``: the arguments are the key) that names a task still retained,
-        that task is returned and nothing new runs."""
+        that task is returned and nothing new runs. ``not_before`` (a time) or
+        ``start_in`` (seconds from now) delay its start (:mod:`ladon_tasks.delays`);
+        without either, the method's ``delay`` does."""
         try:
             encoded_args = codec.encode_args(spec.arg_types, args)
         except codec.CodecError as exc:
@@ -241,8 +275,11 @@ class TaskRuntime:
             idempotency_key = "args:" + hashlib.sha256(args_bytes).hexdigest()
         if self._closing:
             raise faults.ExecutorUnavailable("task not started: the server is shutting down")
-        record = _new_record(spec, self.store_for(spec), encoded_args, idempotency_key)
-        stored = self._launch(spec, record, _job_for(spec, record.task_id, encoded_args, ladon_kw))
+        now = time.time()
+        when = delays.start_time(float(options.delay), now, not_before, start_in)
+        record = _new_record(spec, self.store_for(spec), encoded_args, idempotency_key, now=now)
+        record.not_before = when
+        stored = self._launch(spec, record, _job_for(spec, record.task_id, encoded_args, ladon_kw, not_before=when))
         if stored.task_id != record.task_id and codec.dumps(stored.args) != args_text:
             # The key is bound to the arguments it was first used with: whoever else
             # knows or guesses a key must not receive that task (nor learn its id).
@@ -418,7 +455,7 @@ class TaskRuntime:
 
 
 def _new_record(spec: TaskSpec, store: TaskStore, encoded_args: Any, idempotency_key: str = "",
-                retry_of: str = "") -> TaskRecord:
+                retry_of: str = "", now: float | None = None) -> TaskRecord:
     options = spec.options
     return TaskRecord(
         task_id=store.new_task_id(spec.ref.service, spec.name, idempotency_key),
@@ -429,7 +466,7 @@ def _new_record(spec: TaskSpec, store: TaskStore, encoded_args: Any, idempotency
         priority=options.priority,
         tags=list(options.tags),
         result_ttl=float(options.result_ttl),
-        submitted_at=time.time(),
+        submitted_at=now if now is not None else time.time(),
         idempotency_key=idempotency_key,
         retry_of=retry_of,
     )
@@ -440,7 +477,8 @@ def _rerun_record(spec: TaskSpec, store: TaskStore, old: TaskRecord, restart: bo
     return _new_record(spec, store, old.args, f"{'restart' if restart else 'retry'}:{old.task_id}", retry_of=old.task_id)
 
 
-def _job_for(spec: TaskSpec, task_id: str, encoded_args: Any, ladon_kw: dict[str, Any]) -> Job:
+def _job_for(spec: TaskSpec, task_id: str, encoded_args: Any, ladon_kw: dict[str, Any],
+             not_before: float = 0.0) -> Job:
     options = spec.options
     return Job(
         task_id=task_id,
@@ -458,6 +496,7 @@ def _job_for(spec: TaskSpec, task_id: str, encoded_args: Any, ladon_kw: dict[str
         soft_timeout=options.soft_timeout,
         max_tasks_per_child=options.max_tasks_per_child,
         max_memory_per_child=options.max_memory_per_child,
+        not_before=not_before,
     )
 
 

@@ -27,6 +27,8 @@ class TaskInfoResponse(LadonType):
     task_id: Any = _task_id
     state: Any = {"type": PORTABLE_STRING, "doc": "queued, running, succeeded, failed or cancelled"}
     submitted: Any = {"type": float, "doc": "when the task was accepted, seconds since the epoch"}
+    not_before: Any = {"type": float, "doc": "a delayed start: the task starts at this time, not before "
+                       "(seconds since the epoch); 0.0 when it was started at once"}
 
 
 class TaskProgressResponse(LadonType):
@@ -53,6 +55,8 @@ class TaskProgressResponse(LadonType):
                        "it has finished, or after a _wait that held until its seconds passed (ask again at "
                        "once); more when the server could not hold the wait"}
     next_attempt: Any = {"type": float, "doc": "while queued for a retry: when the next attempt is due; else 0.0"}
+    not_before: Any = {"type": float, "doc": "a delayed start: the time the task was asked not to start before "
+                       "(seconds since the epoch; it stays queued until then); 0.0 when it was started at once"}
 
 
 def info_response(record: TaskRecord) -> TaskInfoResponse:
@@ -61,6 +65,7 @@ def info_response(record: TaskRecord) -> TaskInfoResponse:
     response.task_id = record.task_id
     response.state = record.state.value
     response.submitted = float(record.submitted_at)
+    response.not_before = float(record.not_before)
     return response
 
 
@@ -85,4 +90,5 @@ def progress_response(record: TaskRecord, now: float | None = None, poll_after: 
     response.steps_done = int(record.steps_done)
     response.poll_after = float(poll_after)
     response.next_attempt = float(record.next_attempt)
+    response.not_before = float(record.not_before)
     return response

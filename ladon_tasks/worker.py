@@ -359,6 +359,8 @@ class Worker:
                 if now >= next_beat and not self._stopping.is_set():
                     next_beat = now + self.heartbeat
                     self._beat()
+                for queue in self.queues:
+                    queue.move_due()  # due retries and delayed starts: no lease is judged
                 if gate.open():
                     for queue in self.queues:
                         queue.reap(self.store, gate=gate, on_end=hooks.ended)

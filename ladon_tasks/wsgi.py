@@ -219,6 +219,7 @@ def make_application(
         module_names, paths or None, catalog_name=catalog_name, catalog_desc=catalog_desc
     )
     get_runtime().start_caretaking()  # the services are imported: their lost tasks can run here
+    get_runtime().start_scheduling()  # and their schedules' ticks
     _shut_down_with_the_process(shutdown_grace)
     return FaultSafeApplication(ladon_app, debug=debug, max_request_bytes=max_request_bytes)
 

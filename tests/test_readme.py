@@ -141,6 +141,7 @@ RUNNERS = {
     "call-wait", "task-service", "zeep", "ladon-application", "make-application", "steps", "scale-out",
     "seeing-it", "sentinel-url", "cluster-url", "python-client", "apache", "tree",
     "deploy-apache-config", "deploy-express", "deploy-checkout", "deploy-worker",
+    "delayed-call",  # tests/test_delayed.py
 }
 
 

@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Sequence
 
-from ladon_tasks.cli import operators, running, tasks
+from ladon_tasks.cli import operators, running, schedules, tasks
 from ladon_tasks.cli.common import CommandError, HelpFormatter
 from ladon_tasks.logs import LOG_FORMATS
 from ladon_tasks.logs import configure as configure_logging
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     running.register(commands)
     tasks.register(commands)
     operators.register(commands)
+    schedules.register(commands)
     return parser
 
 

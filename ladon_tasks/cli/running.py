@@ -129,10 +129,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(announced, file=sys.stderr, flush=True)
         worker.run(burst=True)
     else:
+        from ladon_tasks.runtime import TaskRuntime
+
         worker.stop_on_signals()
         worker.start()
+        # the ticks of queued methods' schedules are started here too (the web processes
+        # run the others): its own runtime on the worker's store, used for starts only
+        scheduling = TaskRuntime(store)
+        scheduling.start_scheduling(accept=lambda spec: spec.options.executor == "queue")
         print(announced, file=sys.stderr, flush=True)
         worker.wait_stopped()
+        scheduling.scheduler.stop()
     if probes is not None:
         probes.shutdown()
     store.close()

@@ -202,9 +202,38 @@ def _follow(handle, args: argparse.Namespace) -> int:  # type: ignore[no-untyped
     return 0
 
 
+def _start_time(text: str) -> float:
+    """``--at``: seconds since the epoch, or an ISO 8601 time (local time without a zone)."""
+    import datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise CommandError(f"--at {text!r}: give seconds since the epoch or an ISO 8601 time "
+                           "like 2030-01-31T18:00:00+01:00") from None
+
+
 def cmd_call(args: argparse.Namespace) -> int:
+    from ladon_tasks.delays import duration
+
     client, method = _service_client(args.url, args.target)
-    handle = client.start(method, **_parse_call_arguments(args.arguments))
+    arguments = _parse_call_arguments(args.arguments)
+    if args.at is not None and args.start_in is not None:
+        raise CommandError("--at and --in ask for the same thing: give one")
+    if args.at is not None:
+        handle = client.start_at(method, _start_time(args.at), **arguments)
+    elif args.start_in is not None:
+        try:
+            seconds = duration(args.start_in)
+        except ValueError as exc:
+            raise CommandError(f"--in: {exc}") from None
+        handle = client.start_later(method, seconds, **arguments)
+    else:
+        handle = client.start(method, **arguments)
     if not args.wait:
         print(handle.task_id)
         return 0
@@ -276,6 +305,10 @@ def register(commands: Any) -> None:
     call.add_argument("arguments", nargs="*", metavar="key=value",
                       help="the method's arguments; JSON lists and objects are decoded")
     call.add_argument("--wait", action="store_true", help="follow the task and print its result (JSON)")
+    call.add_argument("--at", default=None, metavar="TIME",
+                      help="start not before TIME: seconds since the epoch, or ISO 8601 (2030-01-31T18:00+01:00)")
+    call.add_argument("--in", dest="start_in", default=None, metavar="DELAY",
+                      help="start DELAY from now: seconds, or 90s, 15m, 2h, 1d")
     _follow_options(call, "with --wait: ")
     call.set_defaults(handler=cmd_call)
 

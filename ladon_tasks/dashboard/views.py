@@ -38,6 +38,7 @@ _PLAIN_FIELDS = (
     "retry_of",
     "step",
     "steps_done",
+    "not_before",
 )
 
 

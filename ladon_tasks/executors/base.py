@@ -60,6 +60,10 @@ class Job:
     #: (tasks it ran, MiB it holds), where a child runs it.
     max_tasks_per_child: int | None = None
     max_memory_per_child: float | None = None
+    #: A delayed start: the first attempt does not begin before this time (seconds
+    #: since the epoch); 0.0 for at once. In-process executors wait for it in their
+    #: timers; a queued job waits in the queue's delayed set instead.
+    not_before: float = 0.0
 
     def dumps(self) -> str:
         """The job as the JSON a queue keeps."""
@@ -86,6 +90,7 @@ class Job:
             "soft_timeout": self.soft_timeout,
             "max_tasks_per_child": self.max_tasks_per_child,
             "max_memory_per_child": self.max_memory_per_child,
+            "not_before": self.not_before,
         }
 
     @classmethod
@@ -107,6 +112,7 @@ class Job:
             soft_timeout=data.get("soft_timeout"),
             max_tasks_per_child=data.get("max_tasks_per_child"),
             max_memory_per_child=data.get("max_memory_per_child"),
+            not_before=float(data.get("not_before") or 0.0),
         )
 
 

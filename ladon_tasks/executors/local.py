@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+import time
 from typing import Sequence
 
 from ladon_tasks.executors.base import Executor, Job, Unfinished
@@ -143,7 +144,14 @@ class LocalExecutor(Executor):
         return self.source.holds(task_id)
 
     def submit(self, job: Job) -> None:
-        self.source.put(job)
+        """Queue the job here; a delayed start waits in the timers until its time (held
+        meanwhile: the caretaker must not take it for a task the store lost)."""
+        delay = job.not_before - time.time() if job.not_before else 0.0
+        if delay > 0:
+            self.source.hold(job.task_id)
+            self.source.put_later(job, delay)
+        else:
+            self.source.put(job)
         self.pool.ensure_started()
 
     def cancel(self, task_id: str) -> None:

@@ -23,7 +23,7 @@ key                             type    holds
                                         just added to a stream of this shard, for
                                         the workers waiting for one
 ``queue:<q>:<NNN>``             stream  jobs of queue ``q`` at priority ``NNN``
-``queue:<q>:delayed``           zset    job JSON waiting for a retry, by due time
+``queue:<q>:delayed``           zset    jobs waiting for a retry or delayed start
 ``owners``                      zset    live processes running bodies in process, by
                                         lease expiry (ms, Redis clock)
 ``owned:<owner>``               set     task ids an in-process owner holds

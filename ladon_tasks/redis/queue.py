@@ -7,7 +7,7 @@ Keys, under the store's prefix and the queue's name ``q``:
 * ``queue:q:NNN``     one stream per priority level ``NNN`` (000-255); a job is an entry
                       whose field ``job`` holds the job's JSON, its attempt number
                       included. Workers read the levels highest first.
-* ``queue:q:delayed`` sorted set of job JSON waiting for a retry, scored by due time.
+* ``queue:q:delayed`` sorted set of job JSON waiting for a retry or a delayed start, by due time.
 
 Reading an entry (``XREADGROUP``) hands it to one worker and starts its lease in the same
 command: a worker that dies after reading leaves an entry whose idle time grows, and
@@ -24,7 +24,7 @@ acknowledges the entry; a retry moves the record back to ``queued`` and its next
 attempt into the delayed set; a reissue or a hand-back moves it back to ``queued`` and
 adds the next attempt's entry - each acknowledging the old entry in the same step
 (``transition`` with a :class:`~ladon_tasks.stores.base.JobChange`). A job read but not
-started goes back as it was (``requeue``), and a due retry moves to its stream
+started goes back as it was (``requeue``), and a due retry or delayed start moves to its stream
 (``move_due``).
 
 Acknowledged entries are trimmed (``XTRIM MINID``) by the workers' housekeeping, up to
@@ -272,15 +272,21 @@ class RedisQueue(JobQueue):
 
     # -- housekeeping ----------------------------------------------------------------
 
+    def move_due(self) -> int:
+        """Move due retries and delayed starts from the delayed set to their streams;
+        returns how many due jobs were looked at. Judges no lease, so it runs on every
+        housekeeping pass, the takeover gate closed or not: a delayed start is not held
+        back by a restart of Redis or of the worker."""
+        return int(self._call("move due jobs", self._move_due, keys=[self.delayed_key],
+                              args=[self.prefix, self.name, repr(time.time())]) or 0)
+
     def reap(self, store: TaskStore, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
              gate: TakeoverGate | None = None, on_end: OnEnd | None = None) -> int:
-        """Queue again the jobs of workers whose leases ran out, and move due retries to
-        their streams; returns how many jobs were reissued. With ``gate``, leases are
+        """Queue again the jobs of workers whose leases ran out; returns how many jobs
+        were reissued. With ``gate``, leases are
         judged only on reads it lets through (:mod:`ladon_tasks.takeover`): a read that
         waited, or during which Redis moved, judges nothing, and entries such a claim
         took go back to their holders as they were. ``on_end``: see :meth:`reissue`."""
-        self._call("move due retries", self._move_due, keys=[self.delayed_key],
-                   args=[self.prefix, self.name, repr(time.time())])
         lease_ms = int(self.lease_seconds * 1000)
         reissued = 0
         for stream in self.streams:

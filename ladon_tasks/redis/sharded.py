@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from typing import Any, ContextManager, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Mapping, Sequence
 
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
@@ -73,6 +73,9 @@ from ladon_tasks.redis.store import KeyElsewhere, RedisStore
 from ladon_tasks.stats import QueueDepth, TaskCounts, WebProcess, WorkerInfo, queue_depths
 from ladon_tasks.steps import StepRecord
 from ladon_tasks.stores.base import Fleet, JobChange, JobEntry, Ownership, StoreError, TaskStore
+
+if TYPE_CHECKING:
+    from ladon_tasks.schedule_book import ScheduleBook
 
 #: How much longer than its record's ``result_ttl`` an idempotency key set apart from its
 #: task (a caller's own id on another shard) is kept, in seconds.
@@ -304,6 +307,11 @@ class ShardedRedisStore(TaskStore):
 
     def fleet(self) -> "ShardedFleet":
         return self._fleet
+
+    def schedule_book(self) -> "ScheduleBook":
+        """On the first shard: a schedule's ticks are told apart by their tasks'
+        idempotency keys, which the shards already route; the book is one place."""
+        return self.shards[0].schedule_book()
 
     def placement(self) -> tuple[str, ...]:
         """The node that serves each shard's slot, as this process's cluster client last

@@ -183,6 +183,9 @@ class ShardedQueue(JobQueue):
 
     # -- housekeeping ----------------------------------------------------------------
 
+    def move_due(self) -> int:
+        return sum(queue.move_due() for queue in self.shards)
+
     def reap(self, store: TaskStore, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
              gate: TakeoverGate | None = None, on_end: OnEnd | None = None) -> int:
         return sum(queue.reap(store, max_lost, gate, on_end) for queue in self.shards)

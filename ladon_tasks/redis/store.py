@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, ContextManager, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Mapping, Sequence
 
 import redis
 from redis.client import NEVER_DECODE
@@ -106,6 +106,9 @@ from ladon_tasks.stores.base import (
     TaskStore,
 )
 from ladon_tasks.redis.replication import ReplicaWait, replica_wait_for
+
+if TYPE_CHECKING:
+    from ladon_tasks.schedule_book import ScheduleBook
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +232,14 @@ class RedisStore(TaskStore):
 
     def fleet(self) -> RedisFleet:
         return self._fleet
+
+    def schedule_book(self) -> "ScheduleBook":
+        book = self.__dict__.get("_schedule_book")
+        if book is None:
+            from ladon_tasks.redis.schedules import RedisScheduleBook
+
+            book = self.__dict__["_schedule_book"] = RedisScheduleBook(self._redis, self.prefix)
+        return book
 
     def _errors(self, action: str) -> ContextManager[None]:
         # Redis away: the finished records this process keeps may be ones it lost

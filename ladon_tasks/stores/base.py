@@ -33,11 +33,14 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Hashable, Iterable, Sequence
 
 from ladon_tasks.model import TaskRecord, TaskState, new_task_id
 from ladon_tasks.steps import StepRecord
 from ladon_tasks.stats import QueueDepth, TaskCounts, WebProcess, WorkerInfo
+
+if TYPE_CHECKING:
+    from ladon_tasks.schedule_book import ScheduleBook
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,16 @@ class TaskStore(abc.ABC):
         """Owner leases, for a store that several processes share; ``None`` for a store
         only this process sees (nobody else could take its tasks over)."""
         return None
+
+    def schedule_book(self) -> "ScheduleBook":
+        """Where the periodic tasks' state lives (:mod:`ladon_tasks.schedule_book`):
+        in this process's memory unless the store is shared."""
+        book = self.__dict__.get("_schedule_book")
+        if book is None:
+            from ladon_tasks.schedule_book import MemoryScheduleBook
+
+            book = self.__dict__["_schedule_book"] = MemoryScheduleBook()
+        return book
 
     def fleet(self) -> "Fleet | None":
         """The queues and workers of a store that workers share; ``None`` when bodies run

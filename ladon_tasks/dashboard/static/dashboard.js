@@ -215,6 +215,9 @@
     row.fill.style.width = p + "%";
     setText(row.pct, p + "%");
     var message = messageOf(task);
+    if (state === "queued" && !task.started_at && task.not_before > 0) {
+      message = "starts at " + clock(task.not_before) + (message ? " · " + message : "");
+    }
     setText(row.message, message || "");
     row.cells.message.title = message || "";
     setText(row.cells.age, seconds(task.age));
@@ -461,6 +464,7 @@
     field(list, "Progress", percent(task) + "%");
     if (task.unreadable !== undefined) field(list, "Problem", messageOf(task));
     field(list, "Message", task.message || "—");
+    if (task.not_before > 0) field(list, "Not before", clock(task.not_before));
     if (task.step) field(list, "Step", task.step + " (" + task.steps_done + " done)");
     // a task handed over or reissued has used more attempts than its retries allow
     field(list, "Attempts", task.attempts + " of " + Math.max(task.attempts, task.max_attempts));

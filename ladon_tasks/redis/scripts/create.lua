@@ -6,7 +6,8 @@
 -- with steps (an operator's recover) gets them in the same step. A new unfinished task
 -- is refused, writing nothing, when the store holds max_tasks unfinished tasks already,
 -- or its arguments would take the unfinished tasks' past max_bytes: checked here, with
--- the write, so starts at the same moment cannot slip past the bound together.
+-- the write, so starts at the same moment cannot slip past the bound together. A job
+-- whose record has a not_before (a delayed start) goes to its queue's delayed set.
 -- ARGV: prefix, task_id, score (submitted_at), method, register ('1'|''),
 --       job stream|'', job JSON|'', max_tasks, max_bytes, n_steps,
 --       (step name, step JSON) * n_steps, then field, JSON, field, JSON... of the record.
@@ -47,7 +48,11 @@ if not FINISHED[state] then
   end
   t.held = tostring(size)
 end
-if stream ~= '' then
+local not_before = tonumber(t.not_before or '0')
+if stream ~= '' and not_before > 0 then
+  -- a delayed start waits in its queue's delayed set, as a retry does (move_due.lua)
+  redis.call('ZADD', string.gsub(stream, ':%d%d%d$', ':delayed'), not_before, ARGV[7])
+elseif stream ~= '' then
   t.job_entry = cjson.encode(stream .. ' ' .. redis.call('XADD', stream, '*', 'job', ARGV[7]))
   ring(stream)
 end

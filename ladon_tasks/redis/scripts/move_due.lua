@@ -1,4 +1,4 @@
--- Due retries move from the delayed set to their priority's stream, unless the task
+-- Due retries and delayed starts move from the delayed set to their priority's stream, unless the task
 -- finished or was cancelled while it waited; the record learns its new entry, so a
 -- cancel can take it off the queue.
 -- ARGV: prefix, queue name, now (seconds); KEYS[1]: the queue's delayed set

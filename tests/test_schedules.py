@@ -1,0 +1,182 @@
+"""Periodic tasks, for real: ``tests/service_fixtures/schedule_service.py`` (a 1 s
+schedule of a queued method) loaded by three ``ladon-tasks serve`` processes and two
+``ladon-tasks worker`` processes on one redis-server, none of them a beat process; and
+the schedule options checked at decoration."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from support.processes import stop_process_group
+from support.redis_server import start_redis
+from support.servers import FIXTURE_SERVICES, ROOT, start_server, wait_until
+from support.workers import Workers
+
+SCHEDULE = str(FIXTURE_SERVICES / "schedule_service.py")
+NAME = "ScheduleService.tick"
+
+#: Seconds of ticks the fleet test counts: the issue asks for 30; 15 keep the suite's
+#: time down and hold the same disturbances (a SIGKILL, a Redis restart).
+WINDOW = 15
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ladon_tasks", *args], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+
+
+def tick_tasks(redis_url: str) -> dict[float, list[str]]:
+    """The schedule's tasks in the store, by the tick their idempotency key names."""
+    from ladon_tasks.redis.sharded import open_store
+
+    store = open_store(redis_url)
+    try:
+        records = store.list_tasks(method="tick", limit=500)
+    finally:
+        store.close()
+    ticks: dict[float, list[str]] = {}
+    for record in records:
+        if record.idempotency_key.startswith("schedule:"):
+            ticks.setdefault(float(record.idempotency_key.split(":", 1)[1]), []).append(record.task_id)
+    return ticks
+
+
+def test_three_servers_and_two_workers_run_each_tick_once_through_a_kill_and_a_redis_restart(
+        tmp_path_factory, output_dir):
+    markers = tmp_path_factory.mktemp("ticks")
+    redis_server = start_redis(tmp_path_factory.mktemp("schedule-redis"), appendonly=True)
+    env = {"LADON_TASKS_TEST_MARKERS": str(markers)}
+    servers, workers = [], Workers(redis_server.url, output_dir, services=[SCHEDULE])
+    try:
+        for _ in range(3):
+            servers.append(start_server([SCHEDULE], output_dir, "--redis", redis_server.url, "--lease", "2", env=env))
+        for _ in range(2):
+            workers.start(env=env)
+        first = wait_until(lambda: min(tick_tasks(redis_server.url), default=None), timeout=30,
+                           what="the schedule's first tick")
+        start = first + 1  # counted from the next tick: every process is up by then
+        end = start + WINDOW - 1
+        wait_until(lambda: time.time() > start + WINDOW / 3, timeout=60, interval=0.1, what="a third of the window")
+        stop_process_group(servers[0].process, signal.SIGKILL)  # a web process dies
+        wait_until(lambda: time.time() > start + WINDOW / 2, timeout=60, interval=0.1, what="half the window")
+        redis_server.restart()  # every process loses Redis for a moment; append-only keeps the data
+        wait_until(lambda: max(tick_tasks(redis_server.url)) >= end + 1, timeout=60, interval=0.2,
+                   what="the window's ticks")
+        ticks = tick_tasks(redis_server.url)
+        window = {tick: ids for tick, ids in ticks.items() if start <= tick <= end}
+        assert sorted(window) == [float(t) for t in range(int(start), int(end) + 1)], "a tick was lost"
+        assert all(len(ids) == 1 for ids in window.values()), {t: ids for t, ids in window.items() if len(ids) > 1}
+
+        def ran() -> dict[str, int]:
+            return {task_id: len((markers / task_id).read_text().splitlines())
+                    for ids in window.values() for task_id in ids if (markers / task_id).exists()}
+
+        wait_until(lambda: len(ran()) == WINDOW, timeout=60, interval=0.2, what="every tick's task to run")
+        assert set(ran().values()) == {1}, "a tick's task ran twice"
+
+        listed = run_cli("schedules", "--redis", redis_server.url, "--json")
+        (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert row["name"] == NAME and row["describe"] == "every 1s" and not row["paused"]
+        assert row["last_tick"] >= end and row["next_tick"] > row["last_tick"], row
+    finally:
+        workers.stop_all()
+        for server in servers:
+            stop_process_group(server.process, signal.SIGKILL)
+        redis_server.stop()
+
+
+def test_operators_pause_resume_and_run_a_schedule_now(tmp_path_factory, output_dir):
+    markers = tmp_path_factory.mktemp("ticks")
+    redis_server = start_redis(tmp_path_factory.mktemp("schedule-ops-redis"))
+    env = {"LADON_TASKS_TEST_MARKERS": str(markers)}
+    server = start_server([SCHEDULE], output_dir, "--redis", redis_server.url, env=env)
+    workers = Workers(redis_server.url, output_dir, services=[SCHEDULE])
+    try:
+        workers.start(env=env)
+        wait_until(lambda: tick_tasks(redis_server.url), timeout=30, what="the first tick")
+        out = run_cli("schedules", "pause", NAME, "--redis", redis_server.url)
+        assert out.returncode == 0 and "paused" in out.stdout, out.stderr
+        paused_at = time.time()
+        wait_until(lambda: time.time() > paused_at + 3, timeout=10, interval=0.1, what="three ticks")
+        assert not [t for t in tick_tasks(redis_server.url) if t > paused_at + 0.5], "a paused schedule ran"
+        out = run_cli("schedules", "run", NAME, "--redis", redis_server.url)
+        assert out.returncode == 0, out.stderr
+
+        def run_now_tasks() -> list[str]:
+            from ladon_tasks.redis.sharded import open_store
+
+            store = open_store(redis_server.url)
+            try:
+                return [r.task_id for r in store.list_tasks(method="tick", limit=500)
+                        if r.idempotency_key.startswith("schedule-run:")]
+            finally:
+                store.close()
+
+        (asked,) = wait_until(run_now_tasks, timeout=10, what="the run asked for")
+        wait_until(lambda: (markers / asked).exists(), timeout=30, what="the run now to run")
+        assert run_cli("schedules", "resume", NAME, "--redis", redis_server.url).returncode == 0
+        resumed_at = time.time()
+        wait_until(lambda: [t for t in tick_tasks(redis_server.url) if t > resumed_at], timeout=10,
+                   what="a tick after the resume")
+        assert len(run_now_tasks()) == 1
+        unknown = run_cli("schedules", "pause", "No.such", "--redis", redis_server.url)
+        assert unknown.returncode != 0 and "UnknownSchedule" in unknown.stderr and "Traceback" not in unknown.stderr
+    finally:
+        workers.stop_all()
+        server.stop()
+        redis_server.stop()
+
+
+@pytest.mark.parametrize("options, arg_types, words", [
+    (dict(cron="*/5 * * *"), (), "has 4 field(s)"),
+    (dict(cron="61 * * * *"), (), "outside 0-59"),
+    (dict(cron="* * * * frinday"), (), "not a number"),
+    (dict(cron="0 9 * * *", tz="Mars/Olympus"), (), "time zone"),
+    (dict(every="soon"), (), "not a duration"),
+    (dict(every="0.5s"), (), "at least 1 second"),
+    (dict(every="1m", cron="* * * * *"), (), "both given"),
+    (dict(every="1m", missed="all"), (), "'missed'"),
+    (dict(every="1m", overlap="wait"), (), "'overlap'"),
+    (dict(every="1m", tz="UTC"), (), "goes with cron"),
+    (dict(args=[1]), (int,), "needs a schedule"),
+    (dict(every="1m"), (int,), "takes 1 argument(s) (count): its schedule's args= gives 0"),
+    (dict(every="1m", args=[1, 2]), (int,), "args= gives 2"),
+    (dict(every="1m", args=["many"]), (int,), "do not fit"),
+])
+def test_a_schedule_that_cannot_run_is_a_named_error_at_decoration(options, arg_types, words):
+    from ladon_tasks import ladonize
+    from ladon_tasks.schedules import BadSchedule
+
+    with pytest.raises(BadSchedule, match=None) as error:
+        decorate = ladonize(*arg_types, rtype=int, tasktype=dict(executor="queue", **options))
+
+        def body(self, count):  # pragma: no cover - never called
+            return count
+
+        decorate(body)
+    assert words in str(error.value), str(error.value)
+
+
+def test_cron_ticks_follow_the_wall_clock_of_their_time_zone():
+    import datetime
+
+    from ladon_tasks.schedules import Schedule
+
+    def utc(*parts: int) -> float:
+        return datetime.datetime(*parts, tzinfo=datetime.timezone.utc).timestamp()
+
+    daily = Schedule.parse(None, "30 2 * * *", "Europe/Brussels", None, "last", "skip")
+    assert daily is not None
+    # 02:30 does not exist in Brussels on 2027-03-28 (clocks go from 02:00 to 03:00): skipped
+    assert list(daily.ticks(utc(2027, 3, 27, 12), utc(2027, 3, 30, 12))) == [utc(2027, 3, 29, 0, 30),
+                                                                            utc(2027, 3, 30, 0, 30)]
+    weekdays = Schedule.parse(None, "0 9 * * mon-fri", None, None, "last", "skip")
+    assert weekdays is not None and weekdays.next_tick(utc(2027, 1, 1, 10)) == utc(2027, 1, 4, 9)  # Fri -> Mon
+    assert weekdays.latest(utc(2027, 1, 3, 10)) == utc(2027, 1, 1, 9)
