@@ -132,3 +132,12 @@ def test_ladon_redis_option_names_a_redis_store_and_memcache_is_refused():
         TaskOptions.parse({"redis": "http://nope"})
     sentinel = "redis+sentinel://s1:26379,s2:26379/tasks/0"
     assert TaskOptions.parse({"redis": sentinel}).redis == sentinel
+
+
+def test_the_limits_in_force_name_a_delay_and_a_schedule():
+    shown = TaskOptions.parse(dict(delay=5, every="15m", missed="skip")).in_force()
+    assert shown["delay"] == 5
+    assert shown["schedule"] == {"every": 900.0, "cron": None, "tz": None, "missed": "skip", "overlap": "skip"}
+    by_cron = TaskOptions.parse(dict(cron="*/5 * * * *", tz="Europe/Brussels")).in_force()["schedule"]
+    assert (by_cron["cron"], by_cron["tz"], by_cron["every"]) == ("*/5 * * * *", "Europe/Brussels", None)
+    assert TaskOptions.parse(True).in_force()["schedule"] is None
