@@ -5,7 +5,9 @@ server (Werkzeug's threaded server, :mod:`bench.ladon_server`), each in its own 
 process: Ladon keeps its services and its tasks in module globals, so two servers in one
 process would measure each other. The anchor is Ladon on its own
 (:mod:`bench.plain_ladon`: ladon-tasks is never imported there, so its plugin is not
-active); ours is the same file through ``ladon_tasks.wsgi.make_application``. Clients
+active); ours is the same file through ``ladon_tasks.wsgi.make_application``, twice:
+with the embedded defaults (in-process store) and with the Redis store (a
+``redis-server`` of its own). Clients
 speak JSON-WSP with the keep-alive client of ``tests.support.jsonwsp``, the same on both
 sides.
 
@@ -18,7 +20,8 @@ What is measured, every figure for both servers in the same run:
    threads - ladon-tasks with ``_wait_result``, and both with polling ``_progress`` as Ladon's
    clients must;
 4. the server's RSS after 10k, 20k and 30k finished tasks, and the end-to-end rate at
-   the first and last of those: Ladon keeps every task forever in global lists it scans.
+   the first and last of those: Ladon keeps every task forever in global lists it scans
+   (not on the Redis store, whose records live in Redis).
 
 A fault is counted, by kind, in its server's column (Ladon's ``_progress`` fails now
 and then while its task thread has not set the start time yet); a phase that fails
@@ -28,7 +31,7 @@ depend on the client too; the ratios are what travel between machines, and the r
 how much CPU others took (:mod:`bench.noise`). ``--quick`` is a smoke run, too short
 for figures worth comparing.
 
-    python -m bench.bench_core [--quick] [--clients 8] [--output bench/output/core.json]
+    python -m bench.bench_core [--quick] [--clients 8] [--only PHASE...] [--output bench/output/core.json]
 """
 
 from __future__ import annotations
@@ -47,16 +50,19 @@ from typing import Any, Callable
 from bench import ladon_server
 from bench.benchlib import (
     SERVICES_DIR, TASK_DEADLINE, Faults, arguments, attempt, call_rate, environment, in_threads, text_table,
-    wait_result,
+    wait_result, wanted,
 )
 from bench.noise import CpuAccount, CpuShare
 from tests.support.jsonwsp import JsonWsp, WireFault
+from tests.support.redis_server import RedisServer, start_redis
 from tests.support.servers import RunningServer
 
 SERVICE = "BenchService"
 SERVICE_MODULE = "bench_service"
-KINDS = ("ours", "ladon")
-LABELS = {"ours": "ladon-tasks", "ladon": "Ladon 1.0.7"}
+KINDS = ("ours", "redis", "ladon")
+LABELS = {"ours": "ladon-tasks", "redis": "ladon-tasks, Redis", "ladon": "Ladon 1.0.7"}
+#: The servers of ladon-tasks: they follow tasks with ``_wait_result``, and the targets judge them.
+OURS = ("ours", "redis")
 NAN = float("nan")
 
 
@@ -130,12 +136,24 @@ class Server:
     running: RunningServer
     figures: Figures
     tasks_started: int = 0
+    redis: RedisServer | None = None
 
     @classmethod
     def start(cls, kind: str, log_dir: Path) -> "Server":
-        running = ladon_server.start(SERVICES_DIR, [SERVICE_MODULE], log_dir / f"core-server-{kind}.log",
-                                     ladon_tasks=kind == "ours")
-        return cls(kind, running, Figures())
+        redis = start_redis(log_dir / "core-redis") if kind == "redis" else None
+        try:
+            running = ladon_server.start(SERVICES_DIR, [SERVICE_MODULE], log_dir / f"core-server-{kind}.log",
+                                         ladon_tasks=kind in OURS, redis_url=redis.url if redis else "")
+        except BaseException:
+            if redis is not None:
+                redis.stop()
+            raise
+        return cls(kind, running, Figures(), redis=redis)
+
+    def stop(self) -> None:
+        self.running.stop()
+        if self.redis is not None:
+            self.redis.stop()
 
     def client(self) -> JsonWsp:
         return JsonWsp(self.running, SERVICE)
@@ -276,12 +294,16 @@ def end_to_end(server: Server, plan: Plan, tasks: int, waiter: Waiter) -> float:
 
 
 def measure_end_to_end(server: Server, plan: Plan) -> None:
-    if server.kind == "ours":
+    if server.kind in OURS:
         server.figures.e2e_wait_per_s = end_to_end(server, plan, plan.e2e_tasks, wait_by_waiting)
     server.figures.e2e_poll_per_s = end_to_end(server, plan, plan.e2e_tasks, wait_by_polling)
 
 
 Phase = Callable[[Server, Plan], None]
+
+#: Phases measured on the Redis store too; the growth phases are about the memory of
+#: the web process, where the in-process store keeps its records.
+BOTH_STORES = ("start-call latency", "_progress rate", "end-to-end rate")
 
 
 def grow_to(checkpoint: int) -> Phase:
@@ -292,7 +314,7 @@ def grow_to(checkpoint: int) -> Phase:
 
     def step(server: Server, plan: Plan) -> None:
         figures = server.figures
-        waiter = wait_by_waiting if server.kind == "ours" else wait_by_polling
+        waiter = wait_by_waiting if server.kind in OURS else wait_by_polling
         if not figures.rss_mib:
             figures.rss_baseline_mib = server.rss_mib()
         missing = checkpoint - server.tasks_started
@@ -325,19 +347,23 @@ class Row:
     unit: str = ""
     target: str = ""
     met: bool | None = None
+    #: The same figure on the Redis store; NaN where it is not measured there.
+    redis: float = NAN
 
     @property
     def ratio(self) -> float:
         return self.ours / self.ladon if self.ladon else NAN
 
 
-def build_rows(ours: Figures, ladon: Figures, plan: Plan) -> list[Row]:
-    """The table; a figure a failed phase did not measure is NaN, and its target is not
-    judged."""
+def build_rows(ours: Figures, ladon: Figures, plan: Plan, redis: Figures | None = None) -> list[Row]:
+    """The table; a figure a failed or skipped phase did not measure is NaN, and its
+    target is judged on the figures there are (not at all without any)."""
+    redis = redis if redis is not None else Figures()
     first, last = plan.checkpoints[0], plan.checkpoints[-1]
 
-    def judged(met: bool, *figures: float) -> bool | None:
-        return None if plan.quick or any(math.isnan(f) for f in figures) else met
+    def judged(met: Callable[[float], bool], *figures: float) -> bool | None:
+        measured = [figure for figure in figures if not math.isnan(figure)]
+        return None if plan.quick or not measured else all(met(figure) for figure in measured)
 
     def growth(figures: Figures) -> float:
         return (figures.rss_mib.get(last, NAN) - figures.rss_mib.get(first, NAN)) * 10_000 / (last - first)
@@ -345,19 +371,24 @@ def build_rows(ours: Figures, ladon: Figures, plan: Plan) -> list[Row]:
     def keep(figures: Figures) -> float:
         return figures.rate_at.get(last, NAN) / figures.rate_at.get(first, NAN)
 
-    ours_e2e, ladon_e2e = ours.e2e_best_per_s, ladon.e2e_poll_per_s
+    ours_e2e, redis_e2e, ladon_e2e = ours.e2e_best_per_s, redis.e2e_best_per_s, ladon.e2e_poll_per_s
     rows = [
-        Row("plain call latency, median", ours.plain_ms, ladon.plain_ms, "ms"),
-        Row("start call latency, median", ours.start_ms, ladon.start_ms, "ms"),
+        Row("plain call latency, median", ours.plain_ms, ladon.plain_ms, "ms", redis=redis.plain_ms),
+        Row("start call latency, median", ours.start_ms, ladon.start_ms, "ms", redis=redis.start_ms),
         Row("start / plain latency", ours.start_over_plain, ladon.start_over_plain, "x",
-            "ours <= 1.2x", judged(ours.start_over_plain <= 1.2, ours.start_over_plain)),
-        Row(f"plain calls/s, {plan.clients} threads", ours.plain_rps, ladon.plain_rps, "/s"),
-        Row(f"_progress calls/s, {plan.clients} threads", ours.progress_rps, ladon.progress_rps, "/s"),
+            "ours <= 1.2x", judged(lambda ratio: ratio <= 1.2, ours.start_over_plain, redis.start_over_plain),
+            redis=redis.start_over_plain),
+        Row(f"plain calls/s, {plan.clients} threads", ours.plain_rps, ladon.plain_rps, "/s", redis=redis.plain_rps),
+        Row(f"_progress calls/s, {plan.clients} threads", ours.progress_rps, ladon.progress_rps, "/s",
+            redis=redis.progress_rps),
         Row("_progress / plain calls/s", ours.progress_over_plain, ladon.progress_over_plain, "x",
-            "ours >= 0.95x", judged(ours.progress_over_plain >= 0.95, ours.progress_over_plain)),
+            "ours >= 0.95x", judged(lambda ratio: ratio >= 0.95, ours.progress_over_plain, redis.progress_over_plain),
+            redis=redis.progress_over_plain),
         Row("end-to-end tasks/s (ours _wait_result, Ladon polls)", ours_e2e, ladon_e2e, "/s",
-            "ours/Ladon >= 1.5", judged(ours_e2e >= 1.5 * ladon_e2e, ours_e2e, ladon_e2e)),
-        Row("end-to-end tasks/s (both poll _progress)", ours.e2e_poll_per_s, ladon.e2e_poll_per_s, "/s"),
+            "ours/Ladon >= 1.5", judged(lambda rate: rate >= 1.5 * ladon_e2e, ours_e2e)
+            if not math.isnan(ladon_e2e) else None, redis=redis_e2e),
+        Row("end-to-end tasks/s (both poll _progress)", ours.e2e_poll_per_s, ladon.e2e_poll_per_s, "/s",
+            redis=redis.e2e_poll_per_s),
         Row("RSS before the growth phase", ours.rss_baseline_mib, ladon.rss_baseline_mib, "MiB"),
     ]
     rows += [
@@ -366,25 +397,30 @@ def build_rows(ours: Figures, ladon: Figures, plan: Plan) -> list[Row]:
         for checkpoint in plan.checkpoints
     ]
     rows.append(Row(f"RSS growth per 10k tasks ({first:,} -> {last:,})", growth(ours), growth(ladon), "MiB",
-                    "ours flat (< 1 MiB)", judged(growth(ours) < 1.0, growth(ours))))
+                    "ours flat (< 1 MiB)", judged(lambda mib: mib < 1.0, growth(ours))))
     rows += [
         Row(f"end-to-end tasks/s at {checkpoint:,} finished", ours.rate_at.get(checkpoint, NAN),
             ladon.rate_at.get(checkpoint, NAN), "/s")
         for checkpoint in (first, last)
     ]
     rows.append(Row(f"rate at {last:,} / rate at {first:,}", keep(ours), keep(ladon), "x",
-                    "ours >= 0.9x", judged(keep(ours) >= 0.9, keep(ours))))
-    rows.append(Row("faults answered (counted, not fatal)", ours.faults.total, ladon.faults.total, "faults"))
+                    "ours >= 0.9x", judged(lambda ratio: ratio >= 0.9, keep(ours))))
+    rows.append(Row("faults answered (counted, not fatal)", ours.faults.total, ladon.faults.total, "faults",
+                    redis=redis.faults.total))
     return rows
 
 
 def format_table(rows: list[Row]) -> str:
-    lines = [("measure", LABELS["ours"], LABELS["ladon"], "ours/Ladon", "target")]
+    lines = [("measure", LABELS["ours"], LABELS["redis"], LABELS["ladon"], "ours/Ladon", "target")]
+
+    def cell(value: float, row: Row) -> str:
+        digits = 0 if row.unit == "faults" else 2
+        return "-" if math.isnan(value) else f"{value:,.{digits}f} {row.unit}".strip()
+
     for row in rows:
         verdict = "" if row.met is None else (" ok" if row.met else " MISSED")
-        digits = 0 if row.unit == "faults" else 2
-        lines.append((row.name, f"{row.ours:,.{digits}f} {row.unit}".strip(),
-                      f"{row.ladon:,.{digits}f} {row.unit}".strip(), f"{row.ratio:.2f}", (row.target + verdict).strip()))
+        lines.append((row.name, cell(row.ours, row), cell(row.redis, row), cell(row.ladon, row),
+                      f"{row.ratio:.2f}", (row.target + verdict).strip()))
     return text_table(lines)
 
 
@@ -402,17 +438,25 @@ def format_problems(figures: dict[str, Figures]) -> str:
 # -- main -----------------------------------------------------------------------------
 
 
-def run(plan: Plan, output: Path) -> int:
+def run(plan: Plan, output: Path, only: list[str] | None = None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     account = CpuAccount()
     servers: dict[str, Server] = {}
+    failed_starts: dict[str, str] = {}
     try:
         for kind in KINDS:
-            servers[kind] = Server.start(kind, output.parent)
+            try:
+                servers[kind] = Server.start(kind, output.parent)
+            except Exception as error:  # noqa: BLE001 - a missing redis-server: reported, the rest measured
+                failed_starts[kind] = f"{type(error).__name__}: {str(error)[:300]}"
+                print(f"  {LABELS[kind]} could not start: {failed_starts[kind]}", file=sys.stderr, flush=True)
         for title, phase in phases(plan):
-            for kind in KINDS:  # phase by phase, so both see the machine in the same mood
-                server = servers[kind]
+            if not wanted(title, only):
+                continue
+            for kind, server in servers.items():  # phase by phase, so all see the machine in the same mood
+                if kind == "redis" and title not in BOTH_STORES:
+                    continue
                 step = time.perf_counter()
                 note = ""
                 try:
@@ -424,14 +468,16 @@ def run(plan: Plan, output: Path) -> int:
                         "" if alive else f" (server exited with {server.running.process.returncode})")
                     note = "  FAILED: " + server.figures.failed_phases[title]
                 server.figures.cpu = server.figures.cpu + share
-                print(f"  {title:<24} {LABELS[kind]:<12} {time.perf_counter() - step:6.1f} s{note}",
+                print(f"  {title:<24} {LABELS[kind]:<20} {time.perf_counter() - step:6.1f} s{note}",
                       file=sys.stderr, flush=True)
     finally:
         for server in servers.values():
-            server.running.stop()
+            server.stop()
     elapsed = time.perf_counter() - began
     figures = {kind: servers[kind].figures if kind in servers else Figures() for kind in KINDS}
-    rows = build_rows(figures["ours"], figures["ladon"], plan)
+    for kind, error in failed_starts.items():
+        figures[kind].failed_phases["start"] = error
+    rows = build_rows(figures["ours"], figures["ladon"], plan, figures["redis"])
     print(format_table(rows))
     problems = format_problems(figures)
     if problems:
@@ -447,7 +493,7 @@ def run(plan: Plan, output: Path) -> int:
         "cpu": account.total.to_json(),
         "figures": {kind: figures[kind].to_json() for kind in KINDS},
         "rows": [
-            {"measure": row.name, "ours": row.ours, "ladon": row.ladon, "ratio": row.ratio,
+            {"measure": row.name, "ours": row.ours, "redis": row.redis, "ladon": row.ladon, "ratio": row.ratio,
              "unit": row.unit, "target": row.target, "met": row.met}
             for row in rows
         ],
@@ -460,13 +506,16 @@ def run(plan: Plan, output: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = arguments(__doc__, "core", "small counts, under a minute")
     parser.add_argument("--clients", type=int, default=None, help="client threads (default 8)")
+    parser.add_argument("--only", nargs="+", metavar="PHASE",
+                        help="only the phases whose title holds one of these words (latency, _progress, end-to-end, "
+                        "growth); the rest are not measured")
     args = parser.parse_args(argv)
     plan = QUICK_PLAN if args.quick else Plan()
     if args.clients is not None:
         if args.clients < 1:
             parser.error("--clients must be at least 1")
         plan = Plan(**{**asdict(plan), "clients": args.clients})
-    return run(plan, args.output)
+    return run(plan, args.output, args.only)
 
 
 if __name__ == "__main__":
