@@ -237,3 +237,52 @@ def test_the_wait_command_follows_the_advice(no_wait_threads: RunningServer, tmp
         out, err = follower.communicate(timeout=60)
     assert follower.returncode == 0, err
     assert json.loads(out) == 7
+
+
+#: Clients that ignore ``poll_after`` and ask again at once, three per request thread.
+SPINNERS = 3 * THREADS
+
+
+def test_clients_that_ignore_the_advice_and_spin_get_no_more_than_their_share(crowded: RunningServer,
+                                                                              tmp_path: Path) -> None:
+    """Each spinner asks ``_wait`` (and every third time ``_progress``) about its task as
+    fast as it is answered, ignoring ``poll_after``. A spinner has one request in flight
+    at a time, so it takes at most one request thread at a time, and a refused wait
+    returns it at once: the waits held never pass the budget, a plain call beside them is
+    answered within seconds, and once the tasks end every spinner sees it."""
+    gate = tmp_path / "gate"
+    client = JsonWsp(crowded, "ProbeService", timeout=120)
+    task_ids = [client("gated", gate=str(gate))["task_id"] for _ in range(SPINNERS)]
+    places = wait_figures(crowded)["ladon_tasks_wait_places"]
+    refused_before = wait_figures(crowded)["ladon_tasks_waits_answered_at_once_total"]
+    asked = [0] * SPINNERS
+
+    def spin(number: int) -> dict[str, Any]:
+        task_id = task_ids[number]
+        while True:
+            method = "gated_progress" if asked[number] % 3 == 2 else "gated_wait"
+            status = client(method, **({"task_id": task_id} if method == "gated_progress"
+                                       else {"task_id": task_id, "seconds": 20}))
+            asked[number] += 1
+            if status["finished"]:
+                return status
+
+    with concurrent.futures.ThreadPoolExecutor(SPINNERS) as pool:
+        spinners = [pool.submit(spin, number) for number in range(SPINNERS)]
+        try:
+            wait_until(lambda: min(asked) >= 3, timeout=60, what="every spinner to have asked three times")
+            held_seen = []
+            took = []
+            for _ in range(3):
+                held_seen.append(wait_figures(crowded)["ladon_tasks_waits_held"])
+                began = time.monotonic()
+                JsonWsp(crowded, "ProbeService", timeout=60)("plain", text="beside the spinners")
+                took.append(time.monotonic() - began)
+        finally:
+            gate.touch()
+        ends = [spinner.result(timeout=120) for spinner in spinners]
+    assert max(took) < PLAIN_LIMIT, f"plain calls beside {SPINNERS} spinners took {took}"
+    assert max(held_seen) <= places, f"waits held {held_seen}, budget {places}"
+    refused = wait_figures(crowded)["ladon_tasks_waits_answered_at_once_total"] - refused_before
+    assert refused >= SPINNERS, "spinners over the budget were answered at once, not held"
+    assert [end["state"] for end in ends] == ["succeeded"] * SPINNERS
