@@ -13,7 +13,7 @@ Rows, each on its own servers (and its own fresh ``redis-server`` where it has o
 ladon-tasks' clients do what the README tells a client to do: ``_wait`` (20 s); unless
 the task has finished, let ``poll_after`` seconds pass and ask again. The ``--clients``
 clients start their tasks spread evenly over ``--ramp`` seconds; each task sleeps
-``--task-seconds`` (the bodies run in thread pools big enough for all that run at once,
+``--task-seconds`` give or take a third, spread evenly (the bodies run in thread pools big enough for all that run at once,
 so no task queues). Clients are coroutines of one asyncio loop speaking raw HTTP/1.1,
 one connection per request (the servers' keep-alive limits do not enter). A separate
 process calls the plain method every ``--probe-interval`` seconds, each call on a new
@@ -93,6 +93,16 @@ class Plan:
 QUICK_PLAN = Plan(clients=100, task_seconds=1.0, ramp=2.0, quick=True)
 
 
+def task_length(plan: Plan, number: int) -> float:
+    """Client ``number``'s task: ``task_seconds`` give or take a third, spread evenly over
+    the clients. Tasks of one same length would finish in step with the clients' asks
+    every ``poll_after`` (1 s) - just after one ask, or just before it, by a few
+    milliseconds that depend on the server - and the finish-to-seen figures would say
+    more about that step than about the server."""
+    spread = (number * 0.6180339887) % 1.0 - 0.5  # evenly over [-0.5, 0.5), no two alike
+    return plan.task_seconds * (1.0 + 2.0 * spread / 3.0)
+
+
 # -- the clients ----------------------------------------------------------------------
 
 
@@ -138,11 +148,11 @@ class Followed:
     faults: Faults = field(default_factory=Faults)
 
 
-async def follow_ours(client: Http, plan: Plan, seen: Followed) -> None:
+async def follow_ours(client: Http, seconds: float, seen: Followed) -> None:
     """Start, then ``_wait``; unless finished, sleep ``poll_after`` and ask again."""
-    task_id = (await client.call("sleepy", seconds=plan.task_seconds))["task_id"]
+    task_id = (await client.call("sleepy", seconds=seconds))["task_id"]
     seen.requests += 1
-    deadline = time.monotonic() + plan.task_seconds + FOLLOW_MARGIN
+    deadline = time.monotonic() + seconds + FOLLOW_MARGIN
     while time.monotonic() < deadline:
         status = await client.call("sleepy_wait", task_id=task_id, seconds=WAIT_SECONDS)
         seen.requests += 1
@@ -155,11 +165,11 @@ async def follow_ours(client: Http, plan: Plan, seen: Followed) -> None:
     seen.lost += 1
 
 
-async def follow_by_hand(client: Http, plan: Plan, seen: Followed) -> None:
+async def follow_by_hand(client: Http, seconds: float, seen: Followed) -> None:
     """Start, then ``peek`` every ``HAND_POLL`` seconds until the job has ended."""
-    job_id = await client.call("startSleep", seconds=plan.task_seconds)
+    job_id = await client.call("startSleep", seconds=seconds)
     seen.requests += 1
-    deadline = time.monotonic() + plan.task_seconds + FOLLOW_MARGIN
+    deadline = time.monotonic() + seconds + FOLLOW_MARGIN
     while time.monotonic() < deadline:
         await asyncio.sleep(HAND_POLL)
         ended = await client.call("peek", job_id=job_id)
@@ -177,7 +187,8 @@ async def crowd(port: int, service: str, plan: Plan, follow: Callable[..., Any],
     async def one(number: int) -> None:
         await asyncio.sleep(plan.ramp * number / plan.clients)
         try:
-            await asyncio.wait_for(follow(client, plan, seen), plan.task_seconds + FOLLOW_MARGIN + REQUEST_TIMEOUT)
+            seconds = task_length(plan, number)
+            await asyncio.wait_for(follow(client, seconds, seen), seconds + FOLLOW_MARGIN + REQUEST_TIMEOUT)
         except Exception as error:  # noqa: BLE001 - counted in the row
             seen.faults.count(error)
 
@@ -398,7 +409,7 @@ def format_rows(rows: list[Row], plan: Plan) -> str:
             *(f"{cpu[role]:.1f}" if role in cpu else "-" for role in roles),
             f"{errors:,}" + (" +failed" if row.error else ""),
         ))
-    lines = [f"{plan.clients} clients, each following a task of {plan.task_seconds:g} s, started over "
+    lines = [f"{plan.clients} clients, each following a task of {plan.task_seconds:g} s (+-1/3), started over "
              f"{plan.ramp:g} s; a plain call every {plan.probe_interval:g} s beside them", text_table(table)]
     for row in rows:
         problems = row.followed.faults.summary() + ([f"{row.followed.lost} lost"] if row.followed.lost else [])
