@@ -142,6 +142,11 @@ class Followed:
     """What the clients of one row saw."""
 
     seen_after: list[float] = field(default_factory=list)
+    #: Of each follower, the time its last request (the one that saw the end) took, and
+    #: whether its end was seen late (past a second) and how: the wait it asked before
+    #: the end, its pause, or the answer's own time.
+    last_request: list[float] = field(default_factory=list)
+    asked_before_end: list[float] = field(default_factory=list)
     requests: int = 0
     told_to_wait: int = 0
     lost: int = 0
@@ -154,10 +159,13 @@ async def follow_ours(client: Http, seconds: float, seen: Followed) -> None:
     seen.requests += 1
     deadline = time.monotonic() + seconds + FOLLOW_MARGIN
     while time.monotonic() < deadline:
+        asked = time.time()
         status = await client.call("sleepy_wait", task_id=task_id, seconds=WAIT_SECONDS)
         seen.requests += 1
         if status["finished"]:
             seen.seen_after.append(time.time() - status["finishtime"])
+            seen.last_request.append(time.time() - asked)
+            seen.asked_before_end.append(status["finishtime"] - asked)
             return
         if status["poll_after"] > 0:
             seen.told_to_wait += 1
@@ -172,10 +180,13 @@ async def follow_by_hand(client: Http, seconds: float, seen: Followed) -> None:
     deadline = time.monotonic() + seconds + FOLLOW_MARGIN
     while time.monotonic() < deadline:
         await asyncio.sleep(HAND_POLL)
+        asked = time.time()
         ended = await client.call("peek", job_id=job_id)
         seen.requests += 1
         if ended:
             seen.seen_after.append(time.time() - ended)
+            seen.last_request.append(time.time() - asked)
+            seen.asked_before_end.append(ended - asked)
             return
     seen.lost += 1
 
@@ -351,6 +362,26 @@ class Row:
             "seen_p50_ms": 1000 * percentile(followed.seen_after, 0.5),
             "seen_p99_ms": 1000 * percentile(followed.seen_after, 0.99),
             "seen_within_1s": sum(1 for after in followed.seen_after if after <= 1.0) / done if done else float("nan"),
+            "last_request_p50_ms": 1000 * percentile(followed.last_request, 0.5),
+            "last_request_p99_ms": 1000 * percentile(followed.last_request, 0.99),
+            # the last request was under way when the task ended: a held wait, or a
+            # refused one whose answer was read after the end
+            "seen_by_a_request_under_way": sum(1 for before in followed.asked_before_end if before >= 0) / done
+            if done else float("nan"),
+            # the finish-to-seen time of those followers, and of the others (who asked
+            # after the end: their pause, then their request)
+            "seen_under_way_p50_ms": 1000 * percentile(
+                [after for after, before in zip(followed.seen_after, followed.asked_before_end) if before >= 0], 0.5),
+            "seen_under_way_p99_ms": 1000 * percentile(
+                [after for after, before in zip(followed.seen_after, followed.asked_before_end) if before >= 0], 0.99),
+            "seen_asked_after_p50_ms": 1000 * percentile(
+                [after for after, before in zip(followed.seen_after, followed.asked_before_end) if before < 0], 0.5),
+            "seen_asked_after_p99_ms": 1000 * percentile(
+                [after for after, before in zip(followed.seen_after, followed.asked_before_end) if before < 0], 0.99),
+            "asked_after_request_p50_ms": 1000 * percentile(
+                [took for took, before in zip(followed.last_request, followed.asked_before_end) if before < 0], 0.5),
+            "asked_after_request_p99_ms": 1000 * percentile(
+                [took for took, before in zip(followed.last_request, followed.asked_before_end) if before < 0], 0.99),
             "requests_per_task": followed.requests / done if done else float("nan"),
             "told_to_wait_per_task": followed.told_to_wait / done if done else float("nan"),
             "cpu_ms_per_task": {role: 1000 * seconds / done if done else float("nan")
