@@ -13,7 +13,7 @@ Rows, each on its own servers (and its own fresh ``redis-server`` where it has o
 ladon-tasks' clients do what the README tells a client to do: ``_wait`` (20 s); unless
 the task has finished, let ``poll_after`` seconds pass and ask again. The ``--clients``
 clients start their tasks spread evenly over ``--ramp`` seconds; each task sleeps
-``--task-seconds`` (the bodies run in thread pools big enough for all that run at once,
+``--task-seconds`` give or take a third, spread evenly (the bodies run in thread pools big enough for all that run at once,
 so no task queues). Clients are coroutines of one asyncio loop speaking raw HTTP/1.1,
 one connection per request (the servers' keep-alive limits do not enter). A separate
 process calls the plain method every ``--probe-interval`` seconds, each call on a new
@@ -93,6 +93,16 @@ class Plan:
 QUICK_PLAN = Plan(clients=100, task_seconds=1.0, ramp=2.0, quick=True)
 
 
+def task_length(plan: Plan, number: int) -> float:
+    """Client ``number``'s task: ``task_seconds`` give or take a third, spread evenly over
+    the clients. Tasks of one same length would finish in step with the clients' asks
+    every ``poll_after`` (1 s) - just after one ask, or just before it, by a few
+    milliseconds that depend on the server - and the finish-to-seen figures would say
+    more about that step than about the server."""
+    spread = (number * 0.6180339887) % 1.0 - 0.5  # evenly over [-0.5, 0.5), no two alike
+    return plan.task_seconds * (1.0 + 2.0 * spread / 3.0)
+
+
 # -- the clients ----------------------------------------------------------------------
 
 
@@ -132,22 +142,30 @@ class Followed:
     """What the clients of one row saw."""
 
     seen_after: list[float] = field(default_factory=list)
+    #: Of each follower, the time its last request (the one that saw the end) took, and
+    #: whether its end was seen late (past a second) and how: the wait it asked before
+    #: the end, its pause, or the answer's own time.
+    last_request: list[float] = field(default_factory=list)
+    asked_before_end: list[float] = field(default_factory=list)
     requests: int = 0
     told_to_wait: int = 0
     lost: int = 0
     faults: Faults = field(default_factory=Faults)
 
 
-async def follow_ours(client: Http, plan: Plan, seen: Followed) -> None:
+async def follow_ours(client: Http, seconds: float, seen: Followed) -> None:
     """Start, then ``_wait``; unless finished, sleep ``poll_after`` and ask again."""
-    task_id = (await client.call("sleepy", seconds=plan.task_seconds))["task_id"]
+    task_id = (await client.call("sleepy", seconds=seconds))["task_id"]
     seen.requests += 1
-    deadline = time.monotonic() + plan.task_seconds + FOLLOW_MARGIN
+    deadline = time.monotonic() + seconds + FOLLOW_MARGIN
     while time.monotonic() < deadline:
+        asked = time.time()
         status = await client.call("sleepy_wait", task_id=task_id, seconds=WAIT_SECONDS)
         seen.requests += 1
         if status["finished"]:
             seen.seen_after.append(time.time() - status["finishtime"])
+            seen.last_request.append(time.time() - asked)
+            seen.asked_before_end.append(status["finishtime"] - asked)
             return
         if status["poll_after"] > 0:
             seen.told_to_wait += 1
@@ -155,17 +173,20 @@ async def follow_ours(client: Http, plan: Plan, seen: Followed) -> None:
     seen.lost += 1
 
 
-async def follow_by_hand(client: Http, plan: Plan, seen: Followed) -> None:
+async def follow_by_hand(client: Http, seconds: float, seen: Followed) -> None:
     """Start, then ``peek`` every ``HAND_POLL`` seconds until the job has ended."""
-    job_id = await client.call("startSleep", seconds=plan.task_seconds)
+    job_id = await client.call("startSleep", seconds=seconds)
     seen.requests += 1
-    deadline = time.monotonic() + plan.task_seconds + FOLLOW_MARGIN
+    deadline = time.monotonic() + seconds + FOLLOW_MARGIN
     while time.monotonic() < deadline:
         await asyncio.sleep(HAND_POLL)
+        asked = time.time()
         ended = await client.call("peek", job_id=job_id)
         seen.requests += 1
         if ended:
             seen.seen_after.append(time.time() - ended)
+            seen.last_request.append(time.time() - asked)
+            seen.asked_before_end.append(ended - asked)
             return
     seen.lost += 1
 
@@ -177,7 +198,8 @@ async def crowd(port: int, service: str, plan: Plan, follow: Callable[..., Any],
     async def one(number: int) -> None:
         await asyncio.sleep(plan.ramp * number / plan.clients)
         try:
-            await asyncio.wait_for(follow(client, plan, seen), plan.task_seconds + FOLLOW_MARGIN + REQUEST_TIMEOUT)
+            seconds = task_length(plan, number)
+            await asyncio.wait_for(follow(client, seconds, seen), seconds + FOLLOW_MARGIN + REQUEST_TIMEOUT)
         except Exception as error:  # noqa: BLE001 - counted in the row
             seen.faults.count(error)
 
@@ -340,6 +362,26 @@ class Row:
             "seen_p50_ms": 1000 * percentile(followed.seen_after, 0.5),
             "seen_p99_ms": 1000 * percentile(followed.seen_after, 0.99),
             "seen_within_1s": sum(1 for after in followed.seen_after if after <= 1.0) / done if done else float("nan"),
+            "last_request_p50_ms": 1000 * percentile(followed.last_request, 0.5),
+            "last_request_p99_ms": 1000 * percentile(followed.last_request, 0.99),
+            # the last request was under way when the task ended: a held wait, or a
+            # refused one whose answer was read after the end
+            "seen_by_a_request_under_way": sum(1 for before in followed.asked_before_end if before >= 0) / done
+            if done else float("nan"),
+            # the finish-to-seen time of those followers, and of the others (who asked
+            # after the end: their pause, then their request)
+            "seen_under_way_p50_ms": 1000 * percentile(
+                [after for after, before in zip(followed.seen_after, followed.asked_before_end) if before >= 0], 0.5),
+            "seen_under_way_p99_ms": 1000 * percentile(
+                [after for after, before in zip(followed.seen_after, followed.asked_before_end) if before >= 0], 0.99),
+            "seen_asked_after_p50_ms": 1000 * percentile(
+                [after for after, before in zip(followed.seen_after, followed.asked_before_end) if before < 0], 0.5),
+            "seen_asked_after_p99_ms": 1000 * percentile(
+                [after for after, before in zip(followed.seen_after, followed.asked_before_end) if before < 0], 0.99),
+            "asked_after_request_p50_ms": 1000 * percentile(
+                [took for took, before in zip(followed.last_request, followed.asked_before_end) if before < 0], 0.5),
+            "asked_after_request_p99_ms": 1000 * percentile(
+                [took for took, before in zip(followed.last_request, followed.asked_before_end) if before < 0], 0.99),
             "requests_per_task": followed.requests / done if done else float("nan"),
             "told_to_wait_per_task": followed.told_to_wait / done if done else float("nan"),
             "cpu_ms_per_task": {role: 1000 * seconds / done if done else float("nan")
@@ -398,7 +440,7 @@ def format_rows(rows: list[Row], plan: Plan) -> str:
             *(f"{cpu[role]:.1f}" if role in cpu else "-" for role in roles),
             f"{errors:,}" + (" +failed" if row.error else ""),
         ))
-    lines = [f"{plan.clients} clients, each following a task of {plan.task_seconds:g} s, started over "
+    lines = [f"{plan.clients} clients, each following a task of {plan.task_seconds:g} s (+-1/3), started over "
              f"{plan.ramp:g} s; a plain call every {plan.probe_interval:g} s beside them", text_table(table)]
     for row in rows:
         problems = row.followed.faults.summary() + ([f"{row.followed.lost} lost"] if row.followed.lost else [])

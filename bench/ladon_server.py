@@ -1,10 +1,10 @@
 """A Ladon application on Werkzeug's threaded server, in a process of its own: how the
 benches serve the anchors and the hand-wired peers, as a Ladon user runs them.
 
-    python -m bench.ladon_server --port PORT [--ladon-tasks] DIRECTORY MODULE...
+    python -m bench.ladon_server --port PORT [--ladon-tasks [--redis URL]] DIRECTORY MODULE...
 
 ``--ladon-tasks`` builds the application with ``ladon_tasks.wsgi.make_application``
-instead (the plugin active, its embedded defaults); without it the application is
+instead (the plugin active, its embedded defaults, or the Redis store of ``--redis``); without it the application is
 Ladon's own (:mod:`bench.plain_ladon`). One process per server: Ladon keeps its services
 and its tasks in module globals, so two applications in one process would measure each
 other. Requests are not logged: a line per request on stderr would cost more than some
@@ -22,7 +22,7 @@ from typing import Any
 from tests.support.servers import RunningServer, free_port, launch, serves_catalogue
 
 
-def serve(port: int, directory: str, modules: list[str], ladon_tasks: bool) -> None:
+def serve(port: int, directory: str, modules: list[str], ladon_tasks: bool, redis_url: str = "") -> None:
     """Serve until SIGTERM (the bench stops its servers by pid)."""
     import logging
 
@@ -32,7 +32,12 @@ def serve(port: int, directory: str, modules: list[str], ladon_tasks: bool) -> N
     if ladon_tasks:
         from ladon_tasks.wsgi import make_application
 
-        application: Any = make_application(modules, path_list=[directory])
+        settings: dict[str, Any] = {}
+        if redis_url:
+            from ladon_tasks.redis.sharded import open_store
+
+            settings["store"] = open_store(redis_url)
+        application: Any = make_application(modules, path_list=[directory], **settings)
     else:
         from bench.plain_ladon import application as plain_application
 
@@ -48,11 +53,13 @@ def serve(port: int, directory: str, modules: list[str], ladon_tasks: bool) -> N
 
 
 def start(directory: Path, modules: list[str], log_path: Path, *, ladon_tasks: bool = False,
-          env: dict[str, str] | None = None) -> RunningServer:
-    """Start a server process on a free port; returns once its catalogue answers."""
+          redis_url: str = "", env: dict[str, str] | None = None) -> RunningServer:
+    """Start a server process on a free port; returns once its catalogue answers.
+    ``redis_url``: ladon-tasks with the Redis store at that URL."""
     port = free_port()
     command = [sys.executable, "-m", "bench.ladon_server", "--port", str(port),
-               *(["--ladon-tasks"] if ladon_tasks else []), str(directory), *modules]
+               *(["--ladon-tasks"] if ladon_tasks else []), *(["--redis", redis_url] if redis_url else []),
+               str(directory), *modules]
     return launch(command, port, log_path, serves_catalogue, f"server of {', '.join(modules)}", env, timeout=60)
 
 
@@ -60,10 +67,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--ladon-tasks", action="store_true", help="build with ladon_tasks.wsgi.make_application")
+    parser.add_argument("--redis", default="", metavar="URL", help="with --ladon-tasks: the Redis store at URL")
     parser.add_argument("directory")
     parser.add_argument("modules", nargs="+")
     args = parser.parse_args()
-    serve(args.port, args.directory, args.modules, args.ladon_tasks)
+    serve(args.port, args.directory, args.modules, args.ladon_tasks, args.redis)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,7 @@ executor: these are decided before anything starts.
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Iterator
+from typing import Any
 
 from ladon_tasks import codec, faults
 from ladon_tasks.model import looks_like_task_id
@@ -46,15 +45,27 @@ def not_unicode(spec: TaskSpec, encoded_args: list[Any]) -> faults.InvalidArgume
 STORE_FAULTS = (faults.StoreUnavailable, faults.ServerBusy, faults.CorruptTask)
 
 
-@contextlib.contextmanager
-def store_errors() -> Iterator[None]:
+class _StoreErrors:
+    """The context manager :func:`store_errors` hands out: a class rather than a
+    generator, since it wraps every read a ``_progress`` call makes and a generator-based
+    one costs several times as much to enter and leave."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, traceback: Any) -> None:
+        if isinstance(exc, StoreFull):
+            raise faults.ServerBusy(f"task not started: {exc}") from None
+        if isinstance(exc, CorruptRecord):
+            raise faults.CorruptTask(str(exc)) from None
+        if isinstance(exc, StoreError):
+            raise faults.StoreUnavailable(f"task state is not reachable: {exc}") from None
+
+
+_STORE_ERRORS = _StoreErrors()
+
+
+def store_errors() -> _StoreErrors:
     """Store exceptions as the faults a client sees: a full store is ``ServerBusy`` (back
     off), one damaged record ``CorruptTask``, anything else ``StoreUnavailable``."""
-    try:
-        yield
-    except StoreFull as exc:
-        raise faults.ServerBusy(f"task not started: {exc}") from None
-    except CorruptRecord as exc:
-        raise faults.CorruptTask(str(exc)) from None
-    except StoreError as exc:
-        raise faults.StoreUnavailable(f"task state is not reachable: {exc}") from None
+    return _STORE_ERRORS

@@ -138,7 +138,7 @@ def test_half_the_request_threads_hold_waits(crowded: RunningServer, tmp_path: P
                        what="two waits holding a request thread")
             began = time.monotonic()
             third = client("gated_wait", task_id=task_ids[0], seconds=20)
-            assert time.monotonic() - began < 10 and (third["state"], third["poll_after"]) == ("running", 1.0)
+            assert time.monotonic() - began < 10 and (third["state"], third["poll_after"]) == ("running", 0.75)
             assert wait_figures(crowded)["ladon_tasks_waits_answered_at_once_total"] == refused + 1
         finally:
             gate.touch()
@@ -162,11 +162,11 @@ def test_a_wait_over_budget_answers_at_once_with_when_to_ask_again(no_wait_threa
     began = time.monotonic()
     status = client("gated_wait", task_id=task_id, seconds=25)
     assert time.monotonic() - began < 10, "a wait over budget is answered at once, not after its seconds"
-    assert (status["state"], status["finished"], status["poll_after"]) == ("running", False, 1.0)
+    assert (status["state"], status["finished"], status["poll_after"]) == ("running", False, 0.75)
     with pytest.raises(WireFault) as fault:
         client("gated_wait_result", task_id=task_id, seconds=25)
-    assert fault.value.name == "TaskNotFinished" and "ask again in 1 s" in fault.value.string
-    assert client("gated_progress", task_id=task_id)["poll_after"] == 1.0
+    assert fault.value.name == "TaskNotFinished" and "ask again in 0.75 s" in fault.value.string
+    assert client("gated_progress", task_id=task_id)["poll_after"] == 0.75
     gate.touch()
     final = follow(client, "gated", task_id)
     assert (final["state"], final["poll_after"]) == ("succeeded", 0.0)
@@ -186,7 +186,7 @@ def test_the_wait_budget_is_a_setting_of_the_environment_too(output_dir: Path, t
         task_id = client("gated", gate=str(tmp_path / "gate"))["task_id"]
         began = time.monotonic()
         status = client("gated_wait", task_id=task_id, seconds=25)
-        assert time.monotonic() - began < 10 and status["poll_after"] == 1.0, status
+        assert time.monotonic() - began < 10 and status["poll_after"] == 0.75, status
         (tmp_path / "gate").touch()
     finally:
         server.stop()
@@ -224,7 +224,7 @@ def test_the_python_client_follows_the_advice_to_ask_again(no_wait_threads: Runn
     assert end == 7 if way == "wait_result" else (end.state, end.poll_after) == ("succeeded", 0.0)
     asked = [when for when, method in client.calls if method != "gated"]
     gaps = [later - earlier for earlier, later in zip(asked, asked[1:])]
-    assert min(gaps[:3]) >= 0.5, f"asked again before poll_after (1 s) passed: {gaps}"
+    assert min(gaps[:3]) >= 0.5, f"asked again before poll_after (0.75 s) passed: {gaps}"
 
 
 def test_the_wait_command_follows_the_advice(no_wait_threads: RunningServer, tmp_path: Path) -> None:
@@ -237,3 +237,52 @@ def test_the_wait_command_follows_the_advice(no_wait_threads: RunningServer, tmp
         out, err = follower.communicate(timeout=60)
     assert follower.returncode == 0, err
     assert json.loads(out) == 7
+
+
+#: Clients that ignore ``poll_after`` and ask again at once, three per request thread.
+SPINNERS = 3 * THREADS
+
+
+def test_clients_that_ignore_the_advice_and_spin_get_no_more_than_their_share(crowded: RunningServer,
+                                                                              tmp_path: Path) -> None:
+    """Each spinner asks ``_wait`` (and every third time ``_progress``) about its task as
+    fast as it is answered, ignoring ``poll_after``. A spinner has one request in flight
+    at a time, so it takes at most one request thread at a time, and a refused wait
+    returns it at once: the waits held never pass the budget, a plain call beside them is
+    answered within seconds, and once the tasks end every spinner sees it."""
+    gate = tmp_path / "gate"
+    client = JsonWsp(crowded, "ProbeService", timeout=120)
+    task_ids = [client("gated", gate=str(gate))["task_id"] for _ in range(SPINNERS)]
+    places = wait_figures(crowded)["ladon_tasks_wait_places"]
+    refused_before = wait_figures(crowded)["ladon_tasks_waits_answered_at_once_total"]
+    asked = [0] * SPINNERS
+
+    def spin(number: int) -> dict[str, Any]:
+        task_id = task_ids[number]
+        while True:
+            method = "gated_progress" if asked[number] % 3 == 2 else "gated_wait"
+            status = client(method, **({"task_id": task_id} if method == "gated_progress"
+                                       else {"task_id": task_id, "seconds": 20}))
+            asked[number] += 1
+            if status["finished"]:
+                return status
+
+    with concurrent.futures.ThreadPoolExecutor(SPINNERS) as pool:
+        spinners = [pool.submit(spin, number) for number in range(SPINNERS)]
+        try:
+            wait_until(lambda: min(asked) >= 3, timeout=60, what="every spinner to have asked three times")
+            held_seen = []
+            took = []
+            for _ in range(3):
+                held_seen.append(wait_figures(crowded)["ladon_tasks_waits_held"])
+                began = time.monotonic()
+                JsonWsp(crowded, "ProbeService", timeout=60)("plain", text="beside the spinners")
+                took.append(time.monotonic() - began)
+        finally:
+            gate.touch()
+        ends = [spinner.result(timeout=120) for spinner in spinners]
+    assert max(took) < PLAIN_LIMIT, f"plain calls beside {SPINNERS} spinners took {took}"
+    assert max(held_seen) <= places, f"waits held {held_seen}, budget {places}"
+    refused = wait_figures(crowded)["ladon_tasks_waits_answered_at_once_total"] - refused_before
+    assert refused >= SPINNERS, "spinners over the budget were answered at once, not held"
+    assert [end["state"] for end in ends] == ["succeeded"] * SPINNERS

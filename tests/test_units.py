@@ -300,3 +300,55 @@ def test_pending_values_ride_with_a_state_change_and_come_back_if_it_fails() -> 
             assert empty == []
     finally:
         writer.close()
+
+
+def _ladon_encodings(response: Any) -> list[tuple[Any, Any]]:
+    """(ours, Ladon's own) encoding of ``response`` for JSON-WSP (values as they are)
+    and for SOAP (values as text)."""
+    from ladon.types.typeconverter import TypeConverter
+    from ladon.types.typemanager import TypeManager
+
+    from ladon_tasks import wire
+
+    TypeManager().analyze_class(type(response))  # as Ladon does for a service's return type
+    pairs = []
+    for as_text in (False, True):
+        converter = TypeConverter(only_strings_to_unicode=not as_text)
+        pairs.append((response.__dict__(converter), wire._ladon_encode(response, converter)))
+    return pairs
+
+
+def test_progress_responses_encode_as_ladons_own_encoder_encodes_them() -> None:
+    """``_progress`` answers are encoded without Ladon's per-attribute walk: the same
+    dict, key order included, for every kind of record, for JSON-WSP and SOAP alike."""
+    from ladon_tasks import wire
+
+    queued = TaskRecord(task_id=new_task_id(), service="S", method="m")
+    running = TaskRecord(task_id=new_task_id(), service="S", method="m", state=TaskState.RUNNING,
+                         started_at=time.time() - 2, progress=0.25, message="half-way: ünïcode", attempts=2,
+                         ran_on=["host:1:a", ""], step="fetch", steps_done=3)
+    failed = TaskRecord(task_id=new_task_id(), service="S", method="m", state=TaskState.FAILED,
+                        started_at=time.time() - 2, finished_at=time.time(), error_type="ValueError",
+                        error_message="bad", attempts=3, cancel_requested=True)
+    for record, poll_after in ((queued, 1.0), (running, 0.0), (failed, 0.0)):
+        for ours, ladons in _ladon_encodings(wire.progress_response(record, poll_after=poll_after)):
+            assert ours == ladons and list(ours) == list(ladons)
+
+
+def test_a_progress_response_ladon_would_convert_goes_through_ladons_encoder() -> None:
+    """A value not of its attribute's exact type is left to Ladon: converted as Ladon
+    converts it (a bool where an int is declared), or refused with Ladon's own error (an
+    int where a float is declared, an attribute never set)."""
+    from ladon.exceptions.types import AttributeConversionException, NeedToDefineParseTimeException
+
+    from ladon_tasks import wire
+
+    response = wire.progress_response(TaskRecord(task_id=new_task_id(), service="S", method="m"))
+    response.attempts = True
+    for ours, ladons in _ladon_encodings(response):
+        assert ours == ladons and ours["attempts"] in (1, "1")
+    response.progress = 1
+    with pytest.raises(AttributeConversionException, match="progress"):
+        _ladon_encodings(response)
+    with pytest.raises(NeedToDefineParseTimeException, match="not nullable"):
+        _ladon_encodings(wire.TaskProgressResponse())
