@@ -152,3 +152,11 @@ class NotRetryable(TaskClientFault):
     and was not cancelled, or whose method this process does not serve."""
 
     fault_name = "NotRetryable"
+
+
+class Unauthenticated(TaskClientFault):
+    """The call names no caller, and this service demands one (``require_principal``):
+    nothing was started, read or changed. Authenticate (HTTP Basic, a front proxy's
+    login) and call again."""
+
+    fault_name = "Unauthenticated"
