@@ -31,7 +31,7 @@ import ladon.ladonizer.decorator
 from ladon.compat import PORTABLE_STRING
 from ladon.ladonizer.collection import global_service_collection
 
-from ladon_tasks import codec, faults, principals, wire
+from ladon_tasks import codec, faults, principals, tracing, wire
 from ladon_tasks import spec as specs
 from ladon_tasks.options import TaskOptions
 from ladon_tasks.runtime import get_runtime
@@ -95,7 +95,12 @@ class TaskMethod:
         # header makes a retried start call (after a timeout, say) find the first task.
         idempotency_key = kw.get("HTTP_IDEMPOTENCY_KEY") or ""
         caller = principals.of_request(kw)  # the task is this caller's (its key too)
-        record = get_runtime().start(self.spec, args, ladon_kw, idempotency_key=str(idempotency_key), principal=caller)
+        runtime, key = get_runtime(), str(idempotency_key)
+        if tracing.active():  # opentelemetry-api installed: the task carries the request's trace
+            record = tracing.traced_start(self.spec, kw, lambda trace: runtime.start(
+                self.spec, args, ladon_kw, idempotency_key=key, principal=caller, trace=trace))
+        else:
+            record = runtime.start(self.spec, args, ladon_kw, idempotency_key=key, principal=caller)
         return wire.info_response(record)
 
 

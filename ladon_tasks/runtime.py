@@ -161,7 +161,7 @@ class TaskRuntime:
         spec = _find_spec(record)
         if spec is None:
             return
-        job = _job_for(spec, record.task_id, record.args, {"LADON_METHOD_NAME": record.method})
+        job = _job_for(spec, record, record.args, {"LADON_METHOD_NAME": record.method})
         try:
             self.executor(spec.options.executor, store).submit(job)
         except RuntimeError as exc:  # shutting down: the hand-over at exit passes it on
@@ -217,11 +217,13 @@ class TaskRuntime:
         ladon_kw: dict[str, Any],
         idempotency_key: str = "",
         principal: str = "",
+        trace: str = "",
     ) -> TaskRecord:
         """Record the task, started by ``principal``, then hand it to its executor. With
         an idempotency key (or ``idempotent=True``: the arguments are the key) that names
         a task of the same principal still retained, that task is returned and nothing
-        new runs."""
+        new runs. ``trace``: the start call's trace context (:mod:`ladon_tasks.tracing`),
+        stored with the task and carried by its job."""
         try:
             encoded_args = codec.encode_args(spec.arg_types, args)
         except codec.CodecError as exc:
@@ -244,7 +246,8 @@ class TaskRuntime:
         if self._closing:
             raise faults.ExecutorUnavailable("task not started: the server is shutting down")
         record = _new_record(spec, self.store_for(spec), encoded_args, idempotency_key, principal=principal)
-        stored = self._launch(spec, record, _job_for(spec, record.task_id, encoded_args, ladon_kw))
+        record.trace = trace
+        stored = self._launch(spec, record, _job_for(spec, record, encoded_args, ladon_kw))
         if stored.task_id != record.task_id and codec.dumps(stored.args) != args_text:
             # The key is bound to the arguments it was first used with: whoever else
             # knows or guesses a key must not receive that task (nor learn its id).
@@ -285,7 +288,7 @@ class TaskRuntime:
         if not restart and old.step:  # a record without `step` never had steps: nothing to read
             with refusals.store_errors():
                 carried = carried_over(self.store.load_steps(old.task_id).values(), old.task_id)
-        job = _job_for(spec, record.task_id, record.args, {"LADON_METHOD_NAME": old.method})
+        job = _job_for(spec, record, record.args, {"LADON_METHOD_NAME": old.method})
         stored = self._launch(spec, record, job, carried)
         about(log, stored).info("re-run of task %s (%s, %d step(s) carried over)", old.task_id,
                                 "restart" if restart else "recover", len(carried))
@@ -460,10 +463,10 @@ def _rerun_record(spec: TaskSpec, store: TaskStore, old: TaskRecord, restart: bo
                        retry_of=old.task_id, principal=old.principal)
 
 
-def _job_for(spec: TaskSpec, task_id: str, encoded_args: Any, ladon_kw: dict[str, Any]) -> Job:
+def _job_for(spec: TaskSpec, record: TaskRecord, encoded_args: Any, ladon_kw: dict[str, Any]) -> Job:
     options = spec.options
     return Job(
-        task_id=task_id,
+        task_id=record.task_id,
         ref=spec.ref,
         args=encoded_args,
         priority=options.priority,
@@ -476,6 +479,8 @@ def _job_for(spec: TaskSpec, task_id: str, encoded_args: Any, ladon_kw: dict[str
         retry_jitter=float(options.retry_jitter),
         retry_max_delay=float(options.retry_max_delay),
         soft_timeout=options.soft_timeout,
+        trace=record.trace,  # a task taken over keeps its trace
+        submitted_at=record.submitted_at if record.trace else 0.0,
     )
 
 
