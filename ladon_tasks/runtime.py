@@ -409,14 +409,17 @@ class TaskRuntime:
         A wait holds this request's thread only if the wait budget has a place for it;
         otherwise it is answered at once with the record as it is and ``poll_after``.
 
-        ``caller``: as for :meth:`record`; another caller's task is unknown at once,
-        before anything waits, so how long the answer takes tells nothing either."""
+        ``caller``: as for :meth:`record`. Where callers are named (``caller`` given, or
+        principals configured) another caller's task is unknown at once, before anything
+        waits, so how long the answer takes tells nothing either; an anonymous caller of
+        a server without principals configured pays no read for that (it would have to
+        know another caller's id, and is still answered ``UnknownTask`` after the wait)."""
         refusals.check_task_id(task_id)
         if not isinstance(seconds, (int, float)) or seconds != seconds:
             raise faults.InvalidArgument(f"seconds must be a number, got {seconds!r}")
         timeout = min(max(0.0, float(seconds)), self.wait_max)
         store = self.store_for(spec)
-        if caller is not None:
+        if caller or (caller is not None and principals.current().configured):
             first = self.record(task_id, spec, caller)
             if first.finished or timeout <= 0:
                 return first, 0.0 if first.finished else self.poll_after(first)
@@ -427,7 +430,7 @@ class TaskRuntime:
         finally:
             if held:
                 self.waits.leave()
-        if record is None:
+        if record is None or not principals.may_see(record, caller):
             raise refusals.unknown_task(task_id)
         return record, (0.0 if held else self.poll_after(record))
 
