@@ -373,3 +373,11 @@ CLUSTER_PORT = 6379
 #: ones, in seconds: a job queued on another shard waits at most this long for an idle
 #: worker (Redis cannot block on keys of several slots in one command).
 CLUSTER_CLAIM_SLICE = 0.1
+
+#: Where a caller's name (principal) is read from a request by default: the WSGI
+#: environ's ``REMOTE_USER``, which Apache's ``AuthType Basic`` (and any front proxy
+#: that authenticates for the server) sets, and which no client can set by a header.
+PRINCIPAL = "REMOTE_USER"
+#: The longest principal kept with a task: user names and proxy identities fit, and a
+#: hook that hands back a whole token is refused rather than stored in every record.
+PRINCIPAL_MAX_CHARS = 256

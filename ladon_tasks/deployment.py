@@ -49,6 +49,8 @@ SETTINGS = (
     "LADON_TASKS_MAX_STORE_BYTES",
     "LADON_TASKS_MAX_QUEUED_BYTES",
     "LADON_TASKS_WAIT_THREADS",
+    "LADON_TASKS_PRINCIPAL",
+    "LADON_TASKS_REQUIRE_PRINCIPAL",
     "REDIS_HOST",
     "REDIS_PORT",
     "REDIS_USERNAME",
@@ -162,6 +164,19 @@ def wait_threads(settings: Mapping[str, str]) -> int | None:
     return budget_for(threads)
 
 
+def principal_settings(settings: Mapping[str, str]) -> dict[str, Any]:
+    """``principal`` and ``require_principal`` for the runtime, from
+    ``LADON_TASKS_PRINCIPAL`` (an environ key or a dotted name of a hook:
+    :mod:`ladon_tasks.principals`) and ``LADON_TASKS_REQUIRE_PRINCIPAL``; empty when
+    neither is set (the default: ``REMOTE_USER``, not required, no ``m_list``)."""
+    chosen: dict[str, Any] = {}
+    if settings.get("LADON_TASKS_PRINCIPAL", "").strip():
+        chosen["principal"] = settings["LADON_TASKS_PRINCIPAL"].strip()
+    if settings.get("LADON_TASKS_REQUIRE_PRINCIPAL", "").strip():
+        chosen["require_principal"] = switched_on(settings, "LADON_TASKS_REQUIRE_PRINCIPAL")
+    return chosen
+
+
 def build_from_settings(environ: Mapping[str, Any] | None = None, default_services_dir: str = "") -> Any:
     """The application the settings describe, or :class:`DeploymentError` saying what
     to change."""
@@ -196,6 +211,7 @@ def build_from_settings(environ: Mapping[str, Any] | None = None, default_servic
         runtime_settings["wait_threads"] = budget
     if "LADON_TASKS_OWNER_LEASE" in settings:
         runtime_settings["owner_lease"] = float(settings["LADON_TASKS_OWNER_LEASE"])
+    runtime_settings.update(principal_settings(settings))
     application: WSGIApp = make_application(
         services,
         debug=switched_on(settings, "LADON_TASKS_DEBUG"),

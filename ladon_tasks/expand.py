@@ -38,7 +38,7 @@ import ladon.ladonizer.decorator
 from ladon.compat import PORTABLE_STRING
 from ladon.ladonizer.collection import global_service_collection
 
-from ladon_tasks import codec, delays, wire
+from ladon_tasks import codec, delays, faults, principals, tracing, wire
 from ladon_tasks import spec as specs
 from ladon_tasks.options import TaskOptions
 from ladon_tasks.schedules import BadSchedule
@@ -108,8 +108,15 @@ class TaskMethod:
                       idempotency_key: str = "") -> wire.TaskInfoResponse:
         """The start, with the client's start time (``None``: the method's default)."""
         ladon_kw = {key: kw[key] for key in _FORWARDED_LADON_KW if key in kw}
-        record = get_runtime().start(self.spec, args, ladon_kw, idempotency_key=idempotency_key,
-                                     not_before=not_before, start_in=start_in)
+        caller = principals.of_request(kw)  # the task is this caller's (its key too)
+        runtime = get_runtime()
+        if tracing.active():  # opentelemetry-api installed: the task carries the request's trace
+            record = tracing.traced_start(self.spec, kw, lambda trace: runtime.start(
+                self.spec, args, ladon_kw, idempotency_key=idempotency_key, principal=caller, trace=trace,
+                not_before=not_before, start_in=start_in))
+        else:
+            record = runtime.start(self.spec, args, ladon_kw, idempotency_key=idempotency_key, principal=caller,
+                                   not_before=not_before, start_in=start_in)
         return wire.info_response(record)
 
 
@@ -148,37 +155,43 @@ _COMPANION_DOCS = {
 def _companions(task_method: TaskMethod) -> dict[str, Callable[..., Any]]:
     """Plain functions (Ladon inspects their signatures) bound to one task method."""
 
+    # Every companion asks as the request's caller (``kw``: Ladon's keywords over the
+    # WSGI environ): another caller's task answers as an unknown one.
     def progress(self: Any, task_id: str, **kw: Any) -> wire.TaskProgressResponse:
         runtime = get_runtime()
-        record = runtime.record(task_id, task_method.spec)
+        record = runtime.record(task_id, task_method.spec, principals.of_request(kw))
         return wire.progress_response(record, poll_after=runtime.poll_after(record))
 
     def result(self: Any, task_id: str, **kw: Any) -> Any:
-        return get_runtime().result(task_method.spec, task_id)
+        return get_runtime().result(task_method.spec, task_id, caller=principals.of_request(kw))
 
     def cancel(self: Any, task_id: str, **kw: Any) -> wire.TaskProgressResponse:
         runtime = get_runtime()
-        record = runtime.cancel(task_id, task_method.spec)
+        record = runtime.cancel(task_id, task_method.spec, principals.of_request(kw))
         return wire.progress_response(record, poll_after=runtime.poll_after(record))
 
     def wait(self: Any, task_id: str, seconds: float, **kw: Any) -> wire.TaskProgressResponse:
-        record, poll_after = get_runtime().wait(task_id, seconds, task_method.spec)
+        record, poll_after = get_runtime().wait(task_id, seconds, task_method.spec, principals.of_request(kw))
         return wire.progress_response(record, poll_after=poll_after)
 
     def wait_result(self: Any, task_id: str, seconds: float, **kw: Any) -> Any:
         runtime = get_runtime()
-        record, poll_after = runtime.wait(task_id, seconds, task_method.spec)
+        record, poll_after = runtime.wait(task_id, seconds, task_method.spec, principals.of_request(kw))
         return runtime.result(task_method.spec, task_id, record, poll_after)
 
     def list_(self: Any, state: str, limit: int, offset: int, **kw: Any) -> list[wire.TaskProgressResponse]:
         runtime = get_runtime()
-        records = runtime.list_tasks(task_method.name, state, limit, offset, task_method.spec)
+        caller = principals.of_request(kw)
+        if not caller and task_method.options.listing is None:  # on because principals are: theirs alone
+            raise faults.Unauthenticated(f"{task_method.name}_list lists the caller's own tasks; "
+                                         "log in (HTTP authentication) and call again")
+        records = runtime.list_tasks(task_method.name, state, limit, offset, task_method.spec, caller)
         return [wire.progress_response(record, poll_after=runtime.poll_after(record)) for record in records]
 
     functions: dict[str, Callable[..., Any]] = {"progress": progress, "result": result, "cancel": cancel, "wait": wait, "wait_result": wait_result}
     functions["at"] = _delayed_start(task_method, "not_before")
     functions["later"] = _delayed_start(task_method, "start_in")
-    if task_method.options.listing:
+    if _lists(task_method):
         functions["list"] = list_
     for suffix, function in functions.items():
         function.__doc__ = _COMPANION_DOCS[suffix]
@@ -208,6 +221,13 @@ def _delayed_start(task_method: TaskMethod, parameter: str) -> Callable[..., Any
     return start
 
 
+def _lists(task_method: TaskMethod) -> bool:
+    """Whether the method gets ``m_list``: as its ``listing`` option says, else when this
+    process's principals are configured (each caller lists its own tasks)."""
+    listing = task_method.options.listing
+    return principals.current().configured if listing is None else listing
+
+
 def _register(task_method: TaskMethod, ladon_kw: dict[str, Any]) -> None:
     body, name = task_method.body, task_method.name
     clash = sorted(set(task_method.arg_names) & set(_DELAY_PARAMETERS))
@@ -228,7 +248,7 @@ def _register(task_method: TaskMethod, ladon_kw: dict[str, Any]) -> None:
         "wait": ((PORTABLE_STRING, float), wire.TaskProgressResponse),
         "wait_result": ((PORTABLE_STRING, float), task_method.rtype),
     }
-    if task_method.options.listing:
+    if _lists(task_method):
         signatures["list"] = ((PORTABLE_STRING, int, int), [wire.TaskProgressResponse])
     signatures["at"] = ((*task_method.arg_types, float), wire.TaskInfoResponse)
     signatures["later"] = ((*task_method.arg_types, float), wire.TaskInfoResponse)

@@ -165,3 +165,11 @@ class UnknownSchedule(TaskClientFault):
     """No schedule (periodic task) has this name (``Service.method``) here."""
 
     fault_name = "UnknownSchedule"
+
+
+class Unauthenticated(TaskClientFault):
+    """The call names no caller, and this service demands one (``require_principal``):
+    nothing was started, read or changed. Authenticate (HTTP Basic, a front proxy's
+    login) and call again."""
+
+    fault_name = "Unauthenticated"

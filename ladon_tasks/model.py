@@ -121,6 +121,12 @@ class TaskRecord:
     ran_on: list[str] = field(default_factory=list)
     #: The failed or cancelled task this one re-runs (``ladon-tasks retry``), or ``""``.
     retry_of: str = ""
+    #: Who started the task (:mod:`ladon_tasks.principals`): only that caller sees it
+    #: through the wire; ``""`` for a task started without one (its id is its credential).
+    principal: str = ""
+    #: The start call's trace context (W3C ``traceparent``, then ``tracestate`` after a
+    #: newline) when OpenTelemetry is installed (:mod:`ladon_tasks.tracing`); else ``""``.
+    trace: str = ""
     submitted_at: float = 0.0
     started_at: float = 0.0
     finished_at: float = 0.0
@@ -311,7 +317,7 @@ _FIELD_CHECKS = {
     "task_id": _is_text, "service": _is_text, "method": _is_text, "args": _is_any,
     "state": _is_state, "progress": _is_number, "message": _is_text, "attempts": _is_count,
     "max_attempts": _is_count, "priority": _is_count, "tags": _is_tags, "idempotency_key": _is_text,
-    "owner": _is_text, "ran_on": _is_tags, "retry_of": _is_text,
+    "owner": _is_text, "ran_on": _is_tags, "retry_of": _is_text, "principal": _is_text, "trace": _is_text,
     "submitted_at": _is_number, "started_at": _is_number, "finished_at": _is_number, "result": _is_any,
     "error_type": _is_text, "error_message": _is_text, "error_traceback": _is_text,
     "attempt_errors": _is_tags, "cancel_requested": _is_flag, "result_ttl": _is_number, "step": _is_text,

@@ -30,7 +30,10 @@ class TaskOptions:
     tags: tuple[str, ...] = field(default_factory=tuple)
     queue: str = defaults.QUEUE  # with executor='queue': which workers take the jobs
     idempotent: bool = False  # same arguments while a task is retained -> that same task
-    listing: bool = False  # expose m_list: any client may then see every task of m
+    # expose m_list: each caller's own tasks (to callers without a principal, the tasks
+    # started without one); None: when this process's principals are configured, and
+    # then for callers with a principal only (principals.py)
+    listing: bool | None = None
     redis: str | None = None  # this method's tasks live in this Redis (URL), not the app's store
     # the retry policy (ladon_tasks.policy): exception classes or their qualified names
     retry_on: tuple[str, ...] = ()  # only these failures are retried (empty: every one)
@@ -93,7 +96,9 @@ class TaskOptions:
             if getattr(self, bound) is not None and self.executor == "thread":
                 raise ValueError(f"tasktype option {bound!r} bounds a child process: it needs executor='process' "
                                  "or 'queue' (a thread's body runs in the server's own process)")
-        for flag in ("enable", "idempotent", "listing"):
+        if self.listing is not None and not isinstance(self.listing, bool):
+            raise TypeError(f"tasktype option 'listing' must be True or False, got {self.listing!r}")
+        for flag in ("enable", "idempotent"):
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"tasktype option {flag!r} must be True or False, got {getattr(self, flag)!r}")
         if self.executor not in EXECUTORS:

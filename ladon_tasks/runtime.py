@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
-from ladon_tasks import codec, defaults, delays, faults, hooks, refusals
+from ladon_tasks import codec, defaults, delays, faults, hooks, principals, refusals
 from ladon_tasks import spec as specs
 from ladon_tasks.caretaker import Caretaker
 from ladon_tasks.executors.base import Executor, Job, Unfinished
@@ -189,7 +189,7 @@ class TaskRuntime:
         spec = _find_spec(record)
         if spec is None:
             return
-        job = _job_for(spec, record.task_id, record.args, {"LADON_METHOD_NAME": record.method},
+        job = _job_for(spec, record, record.args, {"LADON_METHOD_NAME": record.method},
                        not_before=record.not_before if record.attempts == 0 else 0.0)
         try:
             self.executor(spec.options.executor, store).submit(job)
@@ -248,12 +248,16 @@ class TaskRuntime:
         idempotency_key: str = "",
         not_before: Any = None,
         start_in: Any = None,
+        principal: str = "",
+        trace: str = "",
     ) -> TaskRecord:
-        """Record the task, then hand it to its executor. With an idempotency key (or
-        ``idempotent=True``: the arguments are the key) that names a task still retained,
-        that task is returned and nothing new runs. ``not_before`` (a time) or
-        ``start_in`` (seconds from now) delay its start (:mod:`ladon_tasks.delays`);
-        without either, the method's ``delay`` does."""
+        """Record the task, started by ``principal``, then hand it to its executor. With
+        an idempotency key (or ``idempotent=True``: the arguments are the key) that names
+        a task of the same principal still retained, that task is returned and nothing
+        new runs. ``not_before`` (a time) or ``start_in`` (seconds from now) delay its
+        start (:mod:`ladon_tasks.delays`); without either, the method's ``delay`` does.
+        ``trace``: the start call's trace context (:mod:`ladon_tasks.tracing`), stored
+        with the task and carried by its job."""
         try:
             encoded_args = codec.encode_args(spec.arg_types, args)
         except codec.CodecError as exc:
@@ -277,9 +281,10 @@ class TaskRuntime:
             raise faults.ExecutorUnavailable("task not started: the server is shutting down")
         now = time.time()
         when = delays.start_time(float(options.delay), now, not_before, start_in)
-        record = _new_record(spec, self.store_for(spec), encoded_args, idempotency_key, now=now)
+        record = _new_record(spec, self.store_for(spec), encoded_args, idempotency_key, now=now, principal=principal)
         record.not_before = when
-        stored = self._launch(spec, record, _job_for(spec, record.task_id, encoded_args, ladon_kw, not_before=when))
+        record.trace = trace
+        stored = self._launch(spec, record, _job_for(spec, record, encoded_args, ladon_kw, not_before=when))
         if stored.task_id != record.task_id and codec.dumps(stored.args) != args_text:
             # The key is bound to the arguments it was first used with: whoever else
             # knows or guesses a key must not receive that task (nor learn its id).
@@ -320,7 +325,7 @@ class TaskRuntime:
         if not restart and old.step:  # a record without `step` never had steps: nothing to read
             with refusals.store_errors():
                 carried = carried_over(self.store.load_steps(old.task_id).values(), old.task_id)
-        job = _job_for(spec, record.task_id, record.args, {"LADON_METHOD_NAME": old.method})
+        job = _job_for(spec, record, record.args, {"LADON_METHOD_NAME": old.method})
         stored = self._launch(spec, record, job, carried)
         about(log, stored).info("re-run of task %s (%s, %d step(s) carried over)", old.task_id,
                                 "restart" if restart else "recover", len(carried))
@@ -348,22 +353,24 @@ class TaskRuntime:
                 )
             raise faults.ExecutorUnavailable(f"task not started: {exc}") from None
 
-    def record(self, task_id: Any, spec: TaskSpec | None = None) -> TaskRecord:
-        """The task's record, or the fault a client should see instead."""
+    def record(self, task_id: Any, spec: TaskSpec | None = None, caller: str | None = None) -> TaskRecord:
+        """The task's record, or the fault a client should see instead. ``caller``: the
+        principal asking (``None``: an operator); another caller's task is unknown to it."""
         refusals.check_task_id(task_id)
         with refusals.store_errors():
             record = self.store_for(spec).get(task_id)
-        if record is None:
+        if record is None or not principals.may_see(record, caller):
             raise refusals.unknown_task(task_id)
         return record
 
-    def result(self, spec: TaskSpec, task_id: Any, record: TaskRecord | None = None, poll_after: float = 0.0) -> Any:
+    def result(self, spec: TaskSpec, task_id: Any, record: TaskRecord | None = None, poll_after: float = 0.0,
+               caller: str | None = None) -> Any:
         """The decoded result, or the fault saying why there is none. ``record``: one the
         caller has just read, so it is not read twice; ``poll_after``: that read was a
         wait answered at once for want of a place, and ``TaskNotFinished`` says when to
         ask again (``ask again in N s``, words clients read)."""
         if record is None:
-            record = self.record(task_id, spec)
+            record = self.record(task_id, spec, caller)
         if record.state is TaskState.SUCCEEDED:
             try:
                 return codec.decode(spec.rtype, record.result)
@@ -387,10 +394,11 @@ class TaskRuntime:
             "ask again once it has finished, or call the _wait method"
         )
 
-    def cancel(self, task_id: Any, spec: TaskSpec | None = None) -> TaskRecord:
+    def cancel(self, task_id: Any, spec: TaskSpec | None = None, caller: str | None = None) -> TaskRecord:
         """Cancel a task: a queued one never starts, a running one is stopped (cooperatively
-        in a thread, by killing its process otherwise). Returns the record as it is now."""
-        before = self.record(task_id, spec)
+        in a thread, by killing its process otherwise). Returns the record as it is now.
+        ``caller``: as for :meth:`record` - another caller's task is not touched."""
+        before = self.record(task_id, spec, caller)
         store = self.store_for(spec)
         with refusals.store_errors():
             record = store.request_cancel(task_id)
@@ -409,9 +417,12 @@ class TaskRuntime:
         return record
 
     def list_tasks(
-        self, method: str, state: str, limit: int, offset: int, spec: TaskSpec | None = None
+        self, method: str, state: str, limit: int, offset: int, spec: TaskSpec | None = None,
+        caller: str | None = None,
     ) -> list[TaskRecord]:
-        """A page of one method's tasks, newest first; cost follows the page size."""
+        """A page of one method's tasks, newest first; cost follows the page size.
+        ``caller``: only the tasks this principal started (``""``: those started without
+        one); ``None``: every task."""
         states = None
         if state:
             try:
@@ -423,20 +434,32 @@ class TaskRuntime:
         if not 1 <= limit <= 500 or offset < 0:
             raise faults.InvalidArgument("limit must be 1..500 and offset >= 0")
         with refusals.store_errors():
-            return self.store_for(spec).list_tasks(states=states, method=method, limit=limit, offset=offset)
+            return self.store_for(spec).list_tasks(states=states, method=method, limit=limit, offset=offset,
+                                                   principal=caller)
 
-    def wait(self, task_id: Any, seconds: float, spec: TaskSpec | None = None) -> tuple[TaskRecord, float]:
+    def wait(self, task_id: Any, seconds: float, spec: TaskSpec | None = None,
+             caller: str | None = None) -> tuple[TaskRecord, float]:
         """The record once the task has finished, or after ``seconds`` (capped at
         ``wait_max``), whichever comes first; and ``poll_after``, the seconds the client
         should let pass before it asks again (0: at once, or finished).
 
         A wait holds this request's thread only if the wait budget has a place for it;
-        otherwise it is answered at once with the record as it is and ``poll_after``."""
+        otherwise it is answered at once with the record as it is and ``poll_after``.
+
+        ``caller``: as for :meth:`record`. Where callers are named (``caller`` given, or
+        principals configured) another caller's task is unknown at once, before anything
+        waits, so how long the answer takes tells nothing either; an anonymous caller of
+        a server without principals configured pays no read for that (it would have to
+        know another caller's id, and is still answered ``UnknownTask`` after the wait)."""
         refusals.check_task_id(task_id)
         if not isinstance(seconds, (int, float)) or seconds != seconds:
             raise faults.InvalidArgument(f"seconds must be a number, got {seconds!r}")
         timeout = min(max(0.0, float(seconds)), self.wait_max)
         store = self.store_for(spec)
+        if caller or (caller is not None and principals.current().configured):
+            first = self.record(task_id, spec, caller)
+            if first.finished or timeout <= 0:
+                return first, 0.0 if first.finished else self.poll_after(first)
         held = timeout > 0 and self.waits.enter()
         try:
             with refusals.store_errors():
@@ -444,7 +467,7 @@ class TaskRuntime:
         finally:
             if held:
                 self.waits.leave()
-        if record is None:
+        if record is None or not principals.may_see(record, caller):
             raise refusals.unknown_task(task_id)
         return record, (0.0 if held else self.poll_after(record))
 
@@ -455,10 +478,10 @@ class TaskRuntime:
 
 
 def _new_record(spec: TaskSpec, store: TaskStore, encoded_args: Any, idempotency_key: str = "",
-                retry_of: str = "", now: float | None = None) -> TaskRecord:
+                retry_of: str = "", now: float | None = None, principal: str = "") -> TaskRecord:
     options = spec.options
     return TaskRecord(
-        task_id=store.new_task_id(spec.ref.service, spec.name, idempotency_key),
+        task_id=store.new_task_id(spec.ref.service, spec.name, idempotency_key, principal),
         service=spec.ref.service,
         method=spec.name,
         args=encoded_args,
@@ -469,19 +492,22 @@ def _new_record(spec: TaskSpec, store: TaskStore, encoded_args: Any, idempotency
         submitted_at=now if now is not None else time.time(),
         idempotency_key=idempotency_key,
         retry_of=retry_of,
+        principal=principal,
     )
 
 
 def _rerun_record(spec: TaskSpec, store: TaskStore, old: TaskRecord, restart: bool) -> TaskRecord:
-    """The new task of a re-run of ``old``: its arguments, linked to it."""
-    return _new_record(spec, store, old.args, f"{'restart' if restart else 'retry'}:{old.task_id}", retry_of=old.task_id)
+    """The new task of a re-run of ``old``: its arguments and its principal (the task
+    stays its caller's), linked to it."""
+    return _new_record(spec, store, old.args, f"{'restart' if restart else 'retry'}:{old.task_id}",
+                       retry_of=old.task_id, principal=old.principal)
 
 
-def _job_for(spec: TaskSpec, task_id: str, encoded_args: Any, ladon_kw: dict[str, Any],
+def _job_for(spec: TaskSpec, record: TaskRecord, encoded_args: Any, ladon_kw: dict[str, Any],
              not_before: float = 0.0) -> Job:
     options = spec.options
     return Job(
-        task_id=task_id,
+        task_id=record.task_id,
         ref=spec.ref,
         args=encoded_args,
         priority=options.priority,
@@ -497,6 +523,8 @@ def _job_for(spec: TaskSpec, task_id: str, encoded_args: Any, ladon_kw: dict[str
         max_tasks_per_child=options.max_tasks_per_child,
         max_memory_per_child=options.max_memory_per_child,
         not_before=not_before,
+        trace=record.trace,  # a task taken over keeps its trace
+        submitted_at=record.submitted_at if record.trace else 0.0,
     )
 
 
@@ -534,9 +562,16 @@ def get_runtime() -> TaskRuntime:
     return _runtime
 
 
-def configure(store: TaskStore | None = None, **settings: Any) -> TaskRuntime:
-    """Replace this process's runtime (before serving). Any running one is shut down."""
+def configure(store: TaskStore | None = None, *, principal: principals.HookSetting = None,
+              require_principal: bool | None = None, **settings: Any) -> TaskRuntime:
+    """Replace this process's runtime (before serving). Any running one is shut down.
+
+    ``principal`` (a hook: :mod:`ladon_tasks.principals`) and ``require_principal`` set
+    how callers are named; given before the services are imported, task methods get
+    ``m_list`` too (each caller's own tasks)."""
     global _runtime
+    if principal is not None or require_principal is not None:
+        principals.configure(principal, require_principal)
     with _runtime_lock:
         previous, _runtime = _runtime, TaskRuntime(store, **settings)
     if previous is not None:

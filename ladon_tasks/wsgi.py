@@ -194,17 +194,16 @@ def make_application(
     ``max_request_bytes`` bounds a request body (larger ones get ``413`` unread).
     ``shutdown_grace``: seconds running bodies may finish when the process stops.
 
-    ``runtime_settings`` go to :class:`ladon_tasks.runtime.TaskRuntime` (``store``,
+    ``runtime_settings`` go to :func:`ladon_tasks.runtime.configure` (``store``,
     ``thread_workers``, ``process_workers``, ``wait_max``, ``max_args_bytes``,
-    ``wait_threads``, ``poll_after``); without any, the current runtime (embedded
+    ``wait_threads``, ``poll_after``, and ``principal``, ``require_principal``:
+    :mod:`ladon_tasks.principals`); without any, the current runtime (embedded
     defaults) is kept.
     """
     from ladon.server.wsgi import LadonWSGIApplication
 
     faults.set_debug(debug)
     activate()
-    if runtime_settings:
-        configure(**runtime_settings)
     module_names, paths = [], list(path_list)
     for spec in services:
         check_service_file(spec)
@@ -215,6 +214,8 @@ def make_application(
     for directory in paths:
         if directory not in sys.path:
             sys.path.insert(0, directory)
+    if runtime_settings:  # after the paths: a principal hook may live beside the services
+        configure(**runtime_settings)
     ladon_app = LadonWSGIApplication(
         module_names, paths or None, catalog_name=catalog_name, catalog_desc=catalog_desc
     )

@@ -343,9 +343,9 @@ def test_tasks_aligns_its_columns(served, tmp_path):
     assert longer.wait(20).finished
     lines = run("tasks", "--url", served.url, "--token", TOKEN, "--limit", "2").stdout.splitlines()
     header, rows = lines[0], lines[1:]
-    start, end = header.index("SERVICE.METHOD"), header.index("MESSAGE")
+    start, end = header.index("SERVICE.METHOD"), header.index("CALLER")
     assert {row[start:end].strip() for row in rows} == {"ProbeService.zero", "ProbeService.numbers"}, lines
-    assert all(row[end - 2:end] == "  " for row in rows), lines  # MESSAGE starts where its heading does
+    assert all(row[end - 2:end] == "  " for row in rows), lines  # CALLER starts where its heading does
 
 
 def test_task_text_is_printed_with_its_control_characters_escaped(served, tmp_path):

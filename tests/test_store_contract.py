@@ -250,6 +250,38 @@ def test_idempotency_key_returns_the_existing_task(store: TaskStore) -> None:
     assert other_method.task_id != first.task_id, "keys are per service and method"
 
 
+def test_idempotency_keys_are_per_principal(store: TaskStore) -> None:
+    def keyed(principal: str, args: Any) -> TaskRecord:
+        task_id = store.new_task_id("ExampleService", "work", "order-9", principal)
+        return TaskRecord(task_id=task_id, service="ExampleService", method="work", args=args,
+                          idempotency_key="order-9", principal=principal)
+
+    alices = store.create(keyed("alice", [1]))
+    bobs = store.create(keyed("bob", [2]))
+    nobodys = store.create(keyed("", [3]))
+    assert len({alices.task_id, bobs.task_id, nobodys.task_id}) == 3, "one key, three callers: three tasks"
+    assert (bobs.principal, bobs.args) == ("bob", [2])
+    assert store.create(keyed("alice", [4])).task_id == alices.task_id
+    assert store.create(keyed("", [5])).task_id == nobodys.task_id
+    store.request_cancel(bobs.task_id)
+    assert store.purge([CANCELLED]) == 1
+    again = store.create(keyed("bob", [6]))
+    assert again.task_id not in (bobs.task_id, alices.task_id), "a purge frees the key of its own caller"
+    assert store.create(keyed("alice", [7])).task_id == alices.task_id, "and only that one"
+
+
+def test_listing_filters_by_principal(store: TaskStore) -> None:
+    alices = [record_in(store, state, principal="alice") for state in (QUEUED, SUCCEEDED)]
+    bobs = record_in(store, QUEUED, principal="bob")
+    nobodys = record_in(store, FAILED)
+    assert {r.task_id for r in store.list_tasks(principal="alice")} == {r.task_id for r in alices}
+    assert [r.task_id for r in store.list_tasks(principal="alice", states=[SUCCEEDED])] == [alices[1].task_id]
+    assert [r.task_id for r in store.list_tasks(principal="bob")] == [bobs.task_id]
+    assert [r.task_id for r in store.list_tasks(principal="")] == [nobodys.task_id]
+    assert len(store.list_tasks()) == 4, "no principal asked: every task (operators)"
+    assert store.get(bobs.task_id).principal == "bob"
+
+
 def test_idempotency_key_is_free_again_once_the_task_expired(store: TaskStore) -> None:
     first = record_in(store, SUCCEEDED, idempotency_key="nightly", result_ttl=0.2)
     wait_until(lambda: store.get(first.task_id) is None, timeout=10, what="the record to expire")

@@ -352,3 +352,30 @@ def test_a_progress_response_ladon_would_convert_goes_through_ladons_encoder() -
         _ladon_encodings(response)
     with pytest.raises(NeedToDefineParseTimeException, match="not nullable"):
         _ladon_encodings(wire.TaskProgressResponse())
+
+
+# -- principals: what a hook may answer ----------------------------------------------------------
+
+
+def test_a_principal_hook_names_the_caller_or_refuses_the_call() -> None:
+    from ladon_tasks import faults
+    from ladon_tasks.principals import Principals, resolve
+
+    def strict(environ: Any) -> str:
+        if "HTTP_X_TICKET" not in environ:
+            raise faults.Unauthenticated("no ticket")
+        return environ["HTTP_X_TICKET"]
+
+    assert Principals(strict).of_request({"HTTP_X_TICKET": "alice"}) == "alice"
+    with pytest.raises(faults.Unauthenticated):
+        Principals(strict).of_request({})
+    default, described = resolve(None)
+    assert described == "REMOTE_USER" and Principals(default).of_request({"REMOTE_USER": "bob"}) == "bob"
+    assert Principals(default).of_request({"HTTP_REMOTE_USER": "mallory"}) == "", "a header cannot name a caller"
+    with pytest.raises(faults.Unauthenticated):
+        Principals(default, required=True).of_request({})
+    with pytest.raises(faults.InvalidArgument):
+        Principals(default).of_request({"REMOTE_USER": "x" * 257})
+    for wrong in ("no such hook", "no_such_module:caller", 42):
+        with pytest.raises(ValueError):
+            resolve(wrong)  # type: ignore[arg-type]

@@ -12,7 +12,9 @@ from ladon_tasks.cli.common import command, redis_option, redis_store
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ladon_tasks.deployment import allowed_hosts, make_store, read_settings, switched_on, wait_threads_setting
+    from ladon_tasks.deployment import (
+        allowed_hosts, make_store, principal_settings, read_settings, switched_on, wait_threads_setting,
+    )
     from ladon_tasks.serving import serve_until_stopped, serve_with_reloader
     from ladon_tasks.hosts import HostCheck
     from ladon_tasks.wsgi import make_application
@@ -21,6 +23,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = read_settings()
     if args.redis:
         settings["LADON_TASKS_REDIS_URL"] = args.redis
+    if args.principal:
+        settings["LADON_TASKS_PRINCIPAL"] = args.principal
+    if args.require_principal:
+        settings["LADON_TASKS_REQUIRE_PRINCIPAL"] = "1"
     runtime_settings = {
         "thread_workers": args.thread_workers,
         "process_workers": args.process_workers,
@@ -29,6 +35,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "wait_threads": wait_threads(
             args.wait_threads if args.wait_threads is not None else wait_threads_setting(settings), args.threads
         ),
+        **principal_settings(settings),
     }
     application: WSGIApp = make_application(
         args.services, debug=args.debug, max_request_bytes=args.max_request_bytes, shutdown_grace=args.grace,
@@ -250,6 +257,13 @@ def register(commands: Any) -> None:
     serve.add_argument("--lease", type=float, default=defaults.OWNER_LEASE,
                        help="with Redis, seconds after which another process takes over the tasks of this "
                             "one if it stops answering")
+    serve.add_argument("--principal", default=None, metavar="HOOK",
+                       help="how a request names its caller, whose tasks only it then sees: a WSGI environ key "
+                            "(REMOTE_USER, the default) or a hook package.module:function taking the environ; "
+                            "adds m_list (default: $LADON_TASKS_PRINCIPAL)")
+    serve.add_argument("--require-principal", action="store_true",
+                       help="refuse task calls that name no caller (Unauthenticated) "
+                            "(also $LADON_TASKS_REQUIRE_PRINCIPAL=1)")
     serve.set_defaults(handler=cmd_serve)
 
     worker = command(commands, "worker", "run the bodies of executor='queue' tasks (any host)",

@@ -50,14 +50,17 @@ def _print_rows(rows: list[dict], as_json: bool) -> None:
         return
     targets = [f"{row['service']}.{row['method']}" for row in rows]
     width = max(map(len, ["SERVICE.METHOD", *targets]))
-    print(f"{'TASK':32}  {'STATE':10}  {'PROGRESS':>8}  {'AGE':>7}  {'TRIES':>5}  {'SERVICE.METHOD':{width}}  MESSAGE")
-    for row, target in zip(rows, targets):
+    callers = [row.get("principal") or "-" for row in rows]  # who started it ("-": nobody named)
+    caller_width = max(map(len, ["CALLER", *callers]))
+    print(f"{'TASK':32}  {'STATE':10}  {'PROGRESS':>8}  {'AGE':>7}  {'TRIES':>5}  {'SERVICE.METHOD':{width}}  "
+          f"{'CALLER':{caller_width}}  MESSAGE")
+    for row, target, caller in zip(rows, targets, callers):
         # a task handed over or reissued has used more attempts than its retries allow
         limit = max(row["attempts"], row["max_attempts"])
         message = (row["message"] or row["error_message"] or "")[:60]
         print(escape_controls(
             f"{row['task_id']:32}  {row['state']:10}  {row['progress'] * 100:7.0f}%  "
-            f"{row['age']:6.0f}s  {row['attempts']:>2}/{limit:<2}  {target:{width}}  {message}"
+            f"{row['age']:6.0f}s  {row['attempts']:>2}/{limit:<2}  {target:{width}}  {caller:{caller_width}}  {message}"
         ))
 
 

@@ -36,6 +36,7 @@ _PLAIN_FIELDS = (
     "error_message",
     "attempt_errors",
     "retry_of",
+    "principal",
     "step",
     "steps_done",
     "not_before",

@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from ladon_tasks import codec, crashpoints, defaults, policy
+from ladon_tasks import codec, crashpoints, defaults, policy, tracing
 from ladon_tasks.executors.deadline import SoftDeadline
 from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState, clamp_progress
@@ -64,6 +64,10 @@ class Job:
     #: since the epoch); 0.0 for at once. In-process executors wait for it in their
     #: timers; a queued job waits in the queue's delayed set instead.
     not_before: float = 0.0
+    #: The start call's trace context (:mod:`ladon_tasks.tracing`), and when the task
+    #: was started; ``""``: not traced, and neither is in the job's JSON.
+    trace: str = ""
+    submitted_at: float = 0.0
 
     def dumps(self) -> str:
         """The job as the JSON a queue keeps."""
@@ -73,7 +77,7 @@ class Job:
         return dataclasses.replace(self, attempt=self.attempt + 1)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "task_id": self.task_id,
             "ref": self.ref.to_json(),
             "args": self.args,
@@ -92,6 +96,9 @@ class Job:
             "max_memory_per_child": self.max_memory_per_child,
             "not_before": self.not_before,
         }
+        if self.trace:
+            data["trace"], data["submitted_at"] = self.trace, self.submitted_at
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Job":
@@ -113,6 +120,8 @@ class Job:
             max_tasks_per_child=data.get("max_tasks_per_child"),
             max_memory_per_child=data.get("max_memory_per_child"),
             not_before=float(data.get("not_before") or 0.0),
+            trace=str(data.get("trace") or ""),
+            submitted_at=float(data.get("submitted_at") or 0.0),
         )
 
 
@@ -168,7 +177,8 @@ class Reporter(abc.ABC):
         """The attempt's soft timeout, for a reporter whose messages it must not cut."""
 
 
-def _task_tools(task_id: str, attempt: int, reporter: Reporter, deadline: SoftDeadline) -> dict[str, Any]:
+def _task_tools(task_id: str, attempt: int, reporter: Reporter, deadline: SoftDeadline,
+                traced: bool = False) -> dict[str, Any]:
     """The ``kw`` helpers a body may call; ``update_progress`` is Ladon's own name. Each
     report is where a thread's body learns of its soft timeout."""
 
@@ -193,6 +203,9 @@ def _task_tools(task_id: str, attempt: int, reporter: Reporter, deadline: SoftDe
 
     def step(name: str, function: Callable[..., Any], *args: Any, rtype: Any = None, **kwargs: Any) -> Any:
         deadline.check()
+        if traced:
+            with tracing.step_span(name):
+                return steps(name, function, *args, rtype=rtype, **kwargs)
         return steps(name, function, *args, rtype=rtype, **kwargs)
 
     return {
@@ -209,7 +222,14 @@ def _task_tools(task_id: str, attempt: int, reporter: Reporter, deadline: SoftDe
 def run_body(job: Job, attempt: int, reporter: Reporter, alarm: bool = False) -> Outcome:
     """Run one attempt of the job's body here and now; never raises (but for
     ``KeyboardInterrupt``/``SystemExit``). ``alarm``: the soft timeout interrupts the body
-    at once (a child process's main thread), not at its next report."""
+    at once (a child process's main thread), not at its next report. A job that carries
+    a trace runs in its attempt's span (:mod:`ladon_tasks.tracing`)."""
+    if job.trace:
+        return tracing.run_traced(job, attempt, lambda: _run_body(job, attempt, reporter, alarm))
+    return _run_body(job, attempt, reporter, alarm)
+
+
+def _run_body(job: Job, attempt: int, reporter: Reporter, alarm: bool) -> Outcome:
     deadline = SoftDeadline(job.soft_timeout, alarm)
     reporter.use_deadline(deadline)
     try:
@@ -217,7 +237,7 @@ def run_body(job: Job, attempt: int, reporter: Reporter, alarm: bool = False) ->
         args = codec.decode_args(spec.arg_types, job.args)
         kw = dict(job.ladon_kw)
         kw["LADON_METHOD_TC"] = codec.CONVERTER
-        kw.update(_task_tools(job.task_id, attempt, reporter, deadline))
+        kw.update(_task_tools(job.task_id, attempt, reporter, deadline, bool(job.trace)))
         service_instance = spec.service_class()
         reporter.started()
         deadline.start()

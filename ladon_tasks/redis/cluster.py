@@ -172,6 +172,6 @@ def id_on_shard(shard: int, shards: int) -> str:
             return task_id
 
 
-def idempotency_shard(service: str, method: str, key: str, shards: int) -> int:
+def idempotency_shard(service: str, method: str, key: str, shards: int, principal: str = "") -> int:
     """The shard of an idempotency key: where its task, and the key, live."""
-    return zlib.crc32(idempotency_text(service, method, key).encode("utf-8", "surrogatepass")) % shards
+    return zlib.crc32(idempotency_text(service, method, key, principal).encode("utf-8", "surrogatepass")) % shards

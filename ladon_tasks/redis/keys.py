@@ -72,11 +72,13 @@ LAYOUT: dict[str, str] = {
 }
 
 
-def idempotency_text(service: str, method: str, key: str) -> str:
-    """What names an idempotency key: its method's and its own text. The create script
+def idempotency_text(service: str, method: str, key: str, principal: str = "") -> str:
+    """What names an idempotency key: its method's and its own text, and the caller's
+    (principal) when the task has one - two callers' keys never meet. The create script
     hashes the same text (``idem_key`` in ``common.lua``); Redis Cluster also places
     the key's shard by it."""
-    return f"{service}\n{method}\n{key}"
+    text = f"{service}\n{method}\n{key}"
+    return f"{text}\n{principal}" if principal else text
 
 
 @dataclass(frozen=True)
@@ -106,9 +108,10 @@ class Keys:
     def finished_channel(self) -> str:
         return self.prefix + LAYOUT["finished"]
 
-    def idempotency(self, service: str, method: str, key: str) -> str:
-        """The key holding the task started with idempotency key ``key``."""
-        digest = hashlib.sha1(idempotency_text(service, method, key).encode("utf-8", "surrogatepass")).hexdigest()
+    def idempotency(self, service: str, method: str, key: str, principal: str = "") -> str:
+        """The key holding the task ``principal`` started with idempotency key ``key``."""
+        text = idempotency_text(service, method, key, principal)
+        digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
         return f"{self.prefix}{LAYOUT['idempotency']}{digest}"
 
     @property

@@ -24,7 +24,7 @@ FIELDS = frozenset(TaskRecord.__dataclass_fields__)
 OMITTED_WHEN_DEFAULT = frozenset({
     "message", "error_type", "error_message", "error_traceback", "attempt_errors", "idempotency_key", "tags",
     "owner", "cancel_requested", "result", "progress", "started_at", "finished_at", "step", "steps_done",
-    "next_attempt_at", "not_before",
+    "next_attempt_at", "not_before", "principal", "trace",
 })
 _DEFAULTS = TaskRecord(task_id="", service="", method="").to_json()
 

@@ -165,17 +165,18 @@ class ShardedRedisStore(TaskStore):
 
     # -- one task: its shard ---------------------------------------------------------
 
-    def new_task_id(self, service: str, method: str, idempotency_key: str = "") -> str:
+    def new_task_id(self, service: str, method: str, idempotency_key: str = "", principal: str = "") -> str:
         if not idempotency_key:
             return new_task_id()
-        return id_on_shard(idempotency_shard(service, method, idempotency_key, len(self.shards)), len(self.shards))
+        shard = idempotency_shard(service, method, idempotency_key, len(self.shards), principal)
+        return id_on_shard(shard, len(self.shards))
 
     def create(self, record: TaskRecord, job: JobEntry | None = None,
                steps: Sequence[StepRecord] = ()) -> TaskRecord:
         home = self.shard(record.task_id)
         if record.idempotency_key:
             key_shard = self.shards[idempotency_shard(record.service, record.method, record.idempotency_key,
-                                                      len(self.shards))]
+                                                      len(self.shards), record.principal)]
             if key_shard is not home:
                 existing = self._claim_separate_key(key_shard, record)
                 if existing is not None:
@@ -189,7 +190,8 @@ class ShardedRedisStore(TaskStore):
             if existing is not None:
                 return existing
             with self._errors(f"creating task {record.task_id}"):
-                self._redis.delete(home.keys.idempotency(record.service, record.method, record.idempotency_key))  # its task expired: the key is free
+                self._redis.delete(home.keys.idempotency(record.service, record.method, record.idempotency_key,
+                                                         record.principal))  # its task expired: the key is free
             return home.create(record, job, steps)
 
     def get(self, task_id: str) -> TaskRecord | None:
@@ -227,7 +229,8 @@ class ShardedRedisStore(TaskStore):
     # -- every shard -----------------------------------------------------------------
 
     def list_tasks(self, *, states: Iterable[TaskState] | None = None, method: str | None = None, limit: int = 100,
-                   offset: int = 0, tag: str | None = None, id_prefix: str | None = None) -> list[TaskRecord]:
+                   offset: int = 0, tag: str | None = None, id_prefix: str | None = None,
+                   principal: str | None = None) -> list[TaskRecord]:
         if limit <= 0:
             return []
         wanted = None if states is None else list(states)
@@ -235,7 +238,7 @@ class ShardedRedisStore(TaskStore):
         merged: list[TaskRecord] = []
         for shard in self.shards:
             merged += shard.list_tasks(states=wanted, method=method, limit=offset + limit, offset=0, tag=tag,
-                                       id_prefix=id_prefix)
+                                       id_prefix=id_prefix, principal=principal)
         merged.sort(key=lambda record: record.submitted_at or 0.0, reverse=True)
         return merged[offset:offset + limit]
 
@@ -351,7 +354,7 @@ class ShardedRedisStore(TaskStore):
     def _claim_separate_key(self, key_shard: RedisStore, record: TaskRecord) -> TaskRecord | None:
         """An idempotency key on another shard than its task: set it to this task unless
         it names one still retained, which is returned instead."""
-        key = key_shard.keys.idempotency(record.service, record.method, record.idempotency_key)
+        key = key_shard.keys.idempotency(record.service, record.method, record.idempotency_key, record.principal)
         keep_ms = int((max(0.0, record.result_ttl) + SEPARATE_KEY_MARGIN) * 1000)
         mine = json.dumps([record.task_id])  # a list: the create script knows it is set apart
         with self._errors(f"creating task {record.task_id}"):

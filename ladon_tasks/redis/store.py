@@ -377,6 +377,7 @@ class RedisStore(TaskStore):
         offset: int = 0,
         tag: str | None = None,
         id_prefix: str | None = None,
+        principal: str | None = None,
     ) -> list[TaskRecord]:
         if limit <= 0:
             return []
@@ -389,7 +390,8 @@ class RedisStore(TaskStore):
             if not methods:
                 return []
             sources = [self.keys.method_index(m) for m in methods]
-            args = [self.prefix, str(max(0, offset)), str(limit), wanted, id_prefix or "", tag or "", *sources]
+            whose = "" if principal is None else "=" + principal
+            args = [self.prefix, str(max(0, offset)), str(limit), wanted, id_prefix or "", tag or "", whose, *sources]
             try:
                 page = self._list(args=args)
             except UnicodeDecodeError:  # a record holds bytes that are not UTF-8: read the page as bytes

@@ -91,13 +91,13 @@ class TaskStore(abc.ABC):
         step, so neither exists without the other; with ``steps``, the task starts with
         those steps recorded (an operator's *recover*: the succeeded steps of the task
         it re-runs), in the same step too. With an ``idempotency_key`` already known for
-        the same service and method, store nothing and return the existing record
+        the same service, method and principal, store nothing and return the existing record
         instead."""
 
-    def new_task_id(self, service: str, method: str, idempotency_key: str = "") -> str:
+    def new_task_id(self, service: str, method: str, idempotency_key: str = "", principal: str = "") -> str:
         """A fresh id for a new task of ``service.method``. A store that spreads tasks over
-        shards (Redis Cluster) gives a task with an ``idempotency_key`` an id on the key's
-        shard, so the key and its task are checked and written in one step."""
+        shards (Redis Cluster) gives a task with an ``idempotency_key`` (of ``principal``)
+        an id on the key's shard, so the key and its task are checked and written in one step."""
         return new_task_id()
 
     def queue(self, name: str) -> JobQueue:
@@ -193,9 +193,10 @@ class TaskStore(abc.ABC):
         offset: int = 0,
         tag: str | None = None,
         id_prefix: str | None = None,
+        principal: str | None = None,
     ) -> list[TaskRecord]:
-        """Newest first, filtered by state, method name, a tag the task has and the start
-        of its id. A filter costs what it has to look at, not what it finds."""
+        """Newest first, filtered by state, method name, a tag the task has, the start
+        of its id and who started it (``principal``: ``""`` for tasks started without one). A filter costs what it has to look at, not what it finds."""
 
     @abc.abstractmethod
     def counts(self) -> TaskCounts:

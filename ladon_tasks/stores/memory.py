@@ -53,7 +53,7 @@ class MemoryStore(TaskStore):
         self._finished_bytes = 0
         # task_id -> expiry time, in the order tasks finished: the eviction queue.
         self._finished: OrderedDict[str, float] = OrderedDict()
-        self._idempotency: dict[tuple[str, str, str], str] = {}
+        self._idempotency: dict[tuple[str, str, str, str], str] = {}
         # task_id -> its recorded steps by name, and their bytes of JSON (part of _sizes)
         self._steps: dict[str, dict[str, StepRecord]] = {}
         self._step_bytes: dict[str, int] = {}
@@ -81,7 +81,7 @@ class MemoryStore(TaskStore):
         if self._finished.pop(task_id, None) is not None:
             self._finished_bytes -= size
         if record is not None and record.idempotency_key:
-            self._idempotency.pop((record.service, record.method, record.idempotency_key), None)
+            self._idempotency.pop((record.service, record.method, record.principal, record.idempotency_key), None)
 
     def _finish(self, record: TaskRecord) -> None:
         """Bookkeeping of a record that has just finished: its expiry, its size now that
@@ -121,7 +121,7 @@ class MemoryStore(TaskStore):
             record.step, record.steps_done = summary(steps)
         with self._lock:
             if record.idempotency_key:
-                key = (record.service, record.method, record.idempotency_key)
+                key = (record.service, record.method, record.principal, record.idempotency_key)  # per caller
                 existing_id = self._idempotency.get(key)
                 existing = self._live(existing_id) if existing_id else None
                 if existing is not None:
@@ -278,6 +278,7 @@ class MemoryStore(TaskStore):
         offset: int = 0,
         tag: str | None = None,
         id_prefix: str | None = None,
+        principal: str | None = None,
     ) -> list[TaskRecord]:
         wanted = frozenset(states) if states else None
         found: list[TaskRecord] = []
@@ -294,6 +295,8 @@ class MemoryStore(TaskStore):
                 if tag and tag not in record.tags:
                     continue
                 if id_prefix and not record.task_id.startswith(id_prefix):
+                    continue
+                if principal is not None and record.principal != principal:
                     continue
                 if skipped < offset:
                     skipped += 1

@@ -188,7 +188,7 @@
     messageCell.appendChild(messageText);
     var cells = {
       select: el("td", "col-select"), id: el("td"), service: el("td", "service"), method: el("td", "method"),
-      state: el("td"), progress: progressCell, message: messageCell,
+      principal: el("td", "principal"), state: el("td"), progress: progressCell, message: messageCell,
       age: el("td", "num age"), duration: el("td", "num duration"),
       attempts: el("td", "num attempts"), actions: el("td", "actions")
     };
@@ -207,6 +207,7 @@
     var p = percent(task);
     setText(row.cells.service, task.service);
     setText(row.cells.method, task.method);
+    setText(row.cells.principal, task.principal || "—");
     row.tr.dataset.state = state;
     setText(row.badge, task.cancel_requested && !task.finished ? state + " (cancelling)" : state);
     row.badge.className = "badge state-" + state;
@@ -475,6 +476,7 @@
       field(list, "Attempt " + (index + 1), where || "not recorded (lost before it started)", "mono");
     });
     if (task.retry_of) field(list, "Re-run of", task.retry_of, "mono");
+    field(list, "Caller", task.principal || "— (started without one)");
     field(list, "Priority", String(task.priority));
     if (task.tags && task.tags.length) field(list, "Tags", task.tags.join(", "));
     field(list, "Submitted", clock(task.submitted_at) + " (" + seconds(task.age) + " ago)");

@@ -26,8 +26,13 @@ local function owned_key(owner) return P .. KEY.owned .. owner end
 local function has_idempotency(raw) return raw and raw ~= '""' and raw ~= 'null' end
 local function has_owner(t) return t.owner and t.owner ~= '""' end
 
-local function idem_key(service, method, key)
-  return P .. KEY.idempotency .. redis.sha1hex(service .. '\n' .. method .. '\n' .. key)
+-- the text of keys.idempotency_text: a task's principal (JSON text, or nil when it has
+-- none) scopes its key to that caller
+local function idem_key(service, method, key, principal)
+  local text = service .. '\n' .. method .. '\n' .. key
+  local who = principal and cjson.decode(principal) or ''
+  if who ~= '' then text = text .. '\n' .. who end
+  return P .. KEY.idempotency .. redis.sha1hex(text)
 end
 
 local function to_table(flat)
@@ -86,7 +91,7 @@ local function finish(key, id, t, state)
   local ttl_ms = math.floor(tonumber(t.result_ttl) * 1000)
   local ikey = nil
   if has_idempotency(t.idempotency_key) then
-    ikey = idem_key(cjson.decode(t.service), cjson.decode(t.method), cjson.decode(t.idempotency_key))
+    ikey = idem_key(cjson.decode(t.service), cjson.decode(t.method), cjson.decode(t.idempotency_key), t.principal)
     if redis.call('GET', ikey) ~= cjson.encode(id) then ikey = nil end
   end
   if has_owner(t) then redis.call('SREM', owned_key(cjson.decode(t.owner)), id) end

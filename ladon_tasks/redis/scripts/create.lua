@@ -25,7 +25,7 @@ local t = {}
 for i = fields_at, #ARGV, 2 do t[ARGV[i]] = ARGV[i + 1] end
 local ikey = nil
 if has_idempotency(t.idempotency_key) then
-  ikey = idem_key(cjson.decode(t.service), method, cjson.decode(t.idempotency_key))
+  ikey = idem_key(cjson.decode(t.service), method, cjson.decode(t.idempotency_key), t.principal)
   local existing = redis.call('GET', ikey)
   if existing then
     local named = cjson.decode(existing)

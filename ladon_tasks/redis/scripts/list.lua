@@ -1,8 +1,9 @@
 -- A page of records, newest first, merged from method indexes; a filter (state, task id
--- prefix, tag) skips what it does not want, so an unfiltered page costs the page, a
+-- prefix, tag, principal) skips what it does not want, so an unfiltered page costs the page, a
 -- filtered one what it had to look at. Index entries of expired records are dropped on
 -- the way.
--- ARGV: prefix, offset, limit, wanted states ('a,b'|''), id prefix|'', tag|'', index key...
+-- ARGV: prefix, offset, limit, wanted states ('a,b'|''), id prefix|'', tag|'',
+--       principal ('=' .. principal: only that caller's tasks, '=' those without one | ''), index key...
 -- Returns the records, each flat.
 local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
 local wanted = nil
@@ -11,9 +12,10 @@ if ARGV[4] ~= '' then
   for s in string.gmatch(ARGV[4], '[^,]+') do wanted['"' .. s .. '"'] = true end
 end
 local id_prefix, tag = ARGV[5], ARGV[6]
+local whose = ARGV[7] ~= '' and string.sub(ARGV[7], 2) or nil
 local chunk = math.max(20, math.min(500, offset + limit))
 local sources = {}
-for i = 7, #ARGV do sources[#sources + 1] = {key = ARGV[i], buf = {}, at = 1, pos = 0, done = false} end
+for i = 8, #ARGV do sources[#sources + 1] = {key = ARGV[i], buf = {}, at = 1, pos = 0, done = false} end
 local function head(src)
   if src.at > #src.buf and not src.done then
     local got = redis.call('ZREVRANGE', src.key, src.pos, src.pos + chunk - 1, 'WITHSCORES')
@@ -43,10 +45,11 @@ while #page < limit do
   local key = rkey(best[1])
   local wants = id_prefix == '' or string.sub(best[1], 1, #id_prefix) == id_prefix
   local exists, record = true, nil
-  if wants and (wanted or tag ~= '') then  -- the fields a filter reads first, the record if it passes
-    local raw = redis.call('HMGET', key, 'state', 'tags')
+  if wants and (wanted or tag ~= '' or whose) then  -- the fields a filter reads first, the record if it passes
+    local raw = redis.call('HMGET', key, 'state', 'tags', 'principal')
     exists = raw[1] ~= false
     wants = exists and (not wanted or wanted[raw[1]]) and (tag == '' or tagged(raw[2]))
+      and (not whose or (raw[3] and cjson.decode(raw[3]) or '') == whose)
   end
   if wants then
     record = redis.call('HGETALL', key)

@@ -14,7 +14,7 @@ local ids = redis.call('ZRANGE', index, start, start + count - 1)
 local gone, found, purged = 0, 0, {}
 for _, id in ipairs(ids) do
   local key = rkey(id)
-  local raw = redis.call('HMGET', key, 'state', 'service', 'method', 'idempotency_key', 'step')
+  local raw = redis.call('HMGET', key, 'state', 'service', 'method', 'idempotency_key', 'step', 'principal')
   if not raw[1] then
     redis.call('ZREM', index, id)  -- expired already
     gone = gone + 1
@@ -22,7 +22,7 @@ for _, id in ipairs(ids) do
     found = found + 1
     if not dry then
       if has_idempotency(raw[4]) then
-        local ikey = idem_key(cjson.decode(raw[2]), cjson.decode(raw[3]), cjson.decode(raw[4]))
+        local ikey = idem_key(cjson.decode(raw[2]), cjson.decode(raw[3]), cjson.decode(raw[4]), raw[6] or nil)
         if redis.call('GET', ikey) == cjson.encode(id) then redis.call('DEL', ikey) end
       end
       redis.call('DEL', key)
