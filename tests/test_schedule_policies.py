@@ -116,11 +116,12 @@ def test_overlap_skip_skips_a_tick_whose_previous_run_still_runs(runtime):
     (first,) = tick_tasks(runtime, spec.name).values()
     runtime.scheduler.run_due(spec, T + 2 * DAY + 0.1)  # tick T+2d: the run of T+1d holds
     runtime.scheduler.run_due(spec, T + 2 * DAY + 0.6)  # and a second look does not take it up again
+    runtime.scheduler.run_due(spec, T + 3 * DAY + 0.1)  # nor does the tick after a skipped one run
     assert sorted(tick_tasks(runtime, spec.name)) == [T + 1 * DAY]
     permits.release()
     finished(runtime, first)
-    runtime.scheduler.run_due(spec, T + 3 * DAY + 0.1)
-    assert sorted(tick_tasks(runtime, spec.name)) == [T + 1 * DAY, T + 3 * DAY], "T+2d was skipped, T+3d runs"
+    runtime.scheduler.run_due(spec, T + 4 * DAY + 0.1)
+    assert sorted(tick_tasks(runtime, spec.name)) == [T + 1 * DAY, T + 4 * DAY], "T+2d, T+3d skipped, T+4d runs"
 
 
 def test_overlap_queue_runs_a_held_tick_once_the_previous_run_ended(runtime):
