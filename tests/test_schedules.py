@@ -18,7 +18,7 @@ import requests
 
 from support.processes import stop_process_group
 from support.redis_server import start_redis
-from support.servers import FIXTURE_SERVICES, ROOT, start_server, wait_until
+from support.servers import FIXTURE_SERVICES, ROOT, RunningServer, free_port, launch, start_server, wait_until
 from support.workers import Workers
 
 SCHEDULE = str(FIXTURE_SERVICES / "schedule_service.py")
@@ -50,6 +50,22 @@ def tick_tasks(redis_url: str) -> dict[float, list[str]]:
     return ticks
 
 
+def assert_each_tick_ran_once(redis_url: str, markers: Path, start: float, end: float) -> None:
+    """Every tick from ``start`` to ``end`` has exactly one task, and each of those ran
+    its body once (the body appends a line to a file named after its task id)."""
+    ticks = tick_tasks(redis_url)
+    window = {tick: ids for tick, ids in ticks.items() if start <= tick <= end}
+    assert sorted(window) == [float(t) for t in range(int(start), int(end) + 1)], "a tick was lost"
+    assert all(len(ids) == 1 for ids in window.values()), {t: ids for t, ids in window.items() if len(ids) > 1}
+
+    def ran() -> dict[str, int]:
+        return {task_id: len((markers / task_id).read_text().splitlines())
+                for ids in window.values() for task_id in ids if (markers / task_id).exists()}
+
+    wait_until(lambda: len(ran()) == len(window), timeout=60, interval=0.2, what="every tick's task to run")
+    assert set(ran().values()) == {1}, "a tick's task ran twice"
+
+
 def test_three_servers_and_two_workers_run_each_tick_once_through_a_kill_and_a_redis_restart(
         tmp_path_factory, output_dir):
     markers = tmp_path_factory.mktemp("ticks")
@@ -71,17 +87,7 @@ def test_three_servers_and_two_workers_run_each_tick_once_through_a_kill_and_a_r
         redis_server.restart()  # every process loses Redis for a moment; append-only keeps the data
         wait_until(lambda: max(tick_tasks(redis_server.url)) >= end + 1, timeout=60, interval=0.2,
                    what="the window's ticks")
-        ticks = tick_tasks(redis_server.url)
-        window = {tick: ids for tick, ids in ticks.items() if start <= tick <= end}
-        assert sorted(window) == [float(t) for t in range(int(start), int(end) + 1)], "a tick was lost"
-        assert all(len(ids) == 1 for ids in window.values()), {t: ids for t, ids in window.items() if len(ids) > 1}
-
-        def ran() -> dict[str, int]:
-            return {task_id: len((markers / task_id).read_text().splitlines())
-                    for ids in window.values() for task_id in ids if (markers / task_id).exists()}
-
-        wait_until(lambda: len(ran()) == WINDOW, timeout=60, interval=0.2, what="every tick's task to run")
-        assert set(ran().values()) == {1}, "a tick's task ran twice"
+        assert_each_tick_ran_once(redis_server.url, markers, start, end)
 
         listed = run_cli("schedules", "--redis", redis_server.url, "--json")
         (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
@@ -130,6 +136,29 @@ def test_operators_pause_resume_and_run_a_schedule_now(tmp_path_factory, output_
         assert len(run_now_tasks()) == 1
         unknown = run_cli("schedules", "pause", "No.such", "--redis", redis_server.url)
         assert unknown.returncode != 0 and "UnknownSchedule" in unknown.stderr and "Traceback" not in unknown.stderr
+
+        # a standalone dashboard without the services: it shows the book, and a run now
+        # through it is the same request, started by a process that runs the schedule
+        port = free_port()
+
+        def answers(dashboard: RunningServer) -> bool:
+            try:
+                return requests.get(f"{dashboard.url}/api/schedules", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        dashboard = launch([sys.executable, "-m", "ladon_tasks", "dashboard", "--redis", redis_server.url,
+                            "--port", str(port)], port, output_dir / f"schedule-dashboard-{port}.log", answers,
+                           "standalone dashboard")
+        try:
+            listed = run_cli("schedules", "--url", dashboard.url, "--json")
+            (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+            assert row["name"] == NAME and row["describe"] == "every 1s", listed.stderr
+            asked = run_cli("schedules", "run", NAME, "--url", dashboard.url)
+            assert asked.returncode == 0 and asked.stdout.strip() == f"{NAME} run asked for", asked.stderr
+            wait_until(lambda: len(run_now_tasks()) == 2, timeout=10, what="the run asked for through the dashboard")
+        finally:
+            dashboard.stop()
     finally:
         workers.stop_all()
         server.stop()
@@ -338,3 +367,37 @@ def test_the_page_shows_schedules_and_pauses_resumes_and_runs_them(board, output
             assert not errors, errors
         finally:
             browser.close()
+
+
+def test_two_servers_and_a_worker_run_each_tick_once_through_a_sentinel_failover(tmp_path_factory, output_dir):
+    """The same schedule through a ``redis+sentinel://`` URL (a primary, a replica, three
+    sentinels): the primary is SIGKILLed in the middle of the window; every tick of it
+    has one task, run once."""
+    from support.sentinel import start_sentinel_group
+
+    window = 12
+    markers = tmp_path_factory.mktemp("sentinel-ticks")
+    group = start_sentinel_group(tmp_path_factory.mktemp("schedule-sentinel"))
+    env = {"LADON_TASKS_TEST_MARKERS": str(markers)}
+    servers, workers = [], Workers(group.url, output_dir, services=[SCHEDULE])
+    try:
+        for _ in range(2):
+            servers.append(start_server([SCHEDULE], output_dir, "--redis", group.url, "--lease", "2", env=env))
+        workers.start(env=env)
+        first = wait_until(lambda: min(tick_tasks(group.url), default=None), timeout=30,
+                           what="the schedule's first tick")
+        start = first + 1
+        end = start + window - 1
+        wait_until(lambda: time.time() > start + window / 3, timeout=60, interval=0.1, what="a third of the window")
+        old_primary = group.primary.port
+        group.primary.kill()
+        wait_until(lambda: group.primary_port() not in (None, old_primary), timeout=45, interval=0.2,
+                   what="the sentinels to promote the replica")
+        wait_until(lambda: max(tick_tasks(group.url)) >= end + 1, timeout=60, interval=0.2,
+                   what="the window's ticks")
+        assert_each_tick_ran_once(group.url, markers, start, end)
+    finally:
+        workers.stop_all()
+        for server in servers:
+            stop_process_group(server.process, signal.SIGKILL)
+        group.stop()
