@@ -58,6 +58,10 @@ class SchedulePolicyService(object):
     def overlapRun(self, **kw):
         return _hold(**kw)
 
+    @ladonize(rtype=int, tasktype=dict(every=DAY, overlap='queue', missed='skip'))
+    def overlapQueueMissedSkip(self, **kw):
+        return _hold(**kw)
+
 
 def spec_of(method: str) -> TaskSpec:
     return getattr(SchedulePolicyService, method).spec
@@ -162,3 +166,16 @@ def test_overlap_run_starts_a_tick_while_the_previous_run_still_runs(runtime):
     permits.release()
     for record in ticks.values():
         finished(runtime, record)
+
+
+def test_a_tick_held_by_overlap_queue_past_the_grace_follows_the_missed_policy(runtime):
+    spec = spec_of("overlapQueueMissedSkip")
+    begin(runtime, spec)
+    runtime.scheduler.run_due(spec, T + 1 * DAY + 0.1)
+    (first,) = tick_tasks(runtime, spec.name).values()
+    runtime.scheduler.run_due(spec, T + 2 * DAY + 0.1)  # T+2d waits for the run of T+1d
+    permits.release()
+    finished(runtime, first)
+    # the run ended a day late: T+2d is now past the grace (missed='skip'), T+3d is not
+    runtime.scheduler.run_due(spec, T + 3 * DAY + 0.1)
+    assert sorted(tick_tasks(runtime, spec.name)) == [T + 1 * DAY, T + 3 * DAY]
