@@ -1,5 +1,5 @@
 """The operator commands over HTTP: ``tasks``, ``inspect``, ``cancel``, ``events``,
-``retry``, ``purge``, ``status`` and ``workers`` with ``--url``, through a running
+``retry``, ``purge``, ``status``, ``workers`` and ``schedules`` with ``--url``, through a running
 server's dashboard JSON API; and ``ping``, which reads a health endpoint.
 
 This is how those commands reach tasks kept in a server's own memory (the in-process
@@ -97,6 +97,16 @@ class DashboardClient:
     def workers(self) -> dict[str, Any]:
         return self._request(self.base, "/api/workers")
 
+    def schedules(self) -> list[dict[str, Any]]:
+        """The periodic tasks, as the server's schedule book has them."""
+        return self._request(self.base, "/api/schedules")["schedules"]
+
+    def schedule(self, name: str, action: str) -> dict[str, Any]:
+        """``pause``, ``resume`` or ``run`` the schedule ``name``: the schedule after it
+        (and the task started, for a run the server starts itself)."""
+        path = f"/api/schedules/{urllib.parse.quote(name, safe='')}/{action}"
+        return self._request(self.base, path, method="POST")
+
     def _request(self, base: str, path: str, method: str = "GET", body: Any = None) -> dict[str, Any]:
         headers = {"Accept": "application/json"}
         if self.token:
@@ -141,7 +151,7 @@ def _http_error(base: str, error: urllib.error.HTTPError) -> RemoteError:
         return RemoteError(f"{base} needs the dashboard's token: --token TOKEN (or $LADON_TASKS_DASHBOARD_TOKEN)")
     if error.code == 409 and "task" in body:
         return _AlreadyFinished(message, body["task"])
-    if error.code == 404 and name not in ("UnknownTask", "MalformedTaskId"):
+    if error.code == 404 and name not in ("UnknownTask", "MalformedTaskId", "UnknownSchedule"):
         return _NotFound(f"{base}: not found")
     if not name:
         return RemoteError(f"{base}: HTTP {error.code}")

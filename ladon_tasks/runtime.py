@@ -36,7 +36,7 @@ from ladon_tasks.model import (
     TaskState,
     new_owner_id,
 )
-from ladon_tasks.scheduler import Scheduler, schedule_name
+from ladon_tasks.scheduler import Scheduler, declared_schedule
 from ladon_tasks.spec import TaskSpec
 from ladon_tasks.steps import StepRecord, carried_over
 from ladon_tasks.stores.base import StoreError, TaskStore
@@ -166,8 +166,7 @@ class TaskRuntime:
     def run_schedule_now(self, name: str) -> TaskRecord:
         """An operator's "run now" of the schedule ``Service.method``, declared here:
         one task at once, whatever the schedule's state. Fault: ``UnknownSchedule``."""
-        spec = next((spec for spec in specs.declared()
-                     if spec.options.schedule is not None and schedule_name(spec) == name), None)
+        spec = declared_schedule(name)
         if spec is None:
             raise faults.UnknownSchedule(f"this process declares no schedule {name!r}")
         import secrets

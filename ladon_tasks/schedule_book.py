@@ -22,7 +22,7 @@ class ScheduleState:
 
     name: str
     last_tick: float = 0.0  # the newest tick run or skipped; 0.0: none yet
-    last_task: str = ""  # the task of the newest tick run ("" when it was skipped)
+    last_task: str = ""  # the task of the newest tick run, kept through the ticks skipped since ("": none)
     paused: bool = False
     run_request: str = ""  # an operator's "run now" not yet run (its id)
     describe: str = ""  # "every 60s", "cron */5 * * * * (UTC)": written by the processes that run it
@@ -38,8 +38,8 @@ class ScheduleBook(abc.ABC):
 
     @abc.abstractmethod
     def mark(self, name: str, tick: float, task_id: str) -> None:
-        """Tick ``tick`` was run (as ``task_id``) or skipped (``""``); kept only if newer
-        than the tick the book has."""
+        """Tick ``tick`` was run as ``task_id``, or skipped (``task_id`` then names the
+        newest run still, or is ``""``); kept only if newer than the tick the book has."""
 
     @abc.abstractmethod
     def announce(self, name: str, describe: str, next_tick: float) -> None:

@@ -18,7 +18,8 @@ Which ticks are due:
 * a schedule the book has never seen begins at its next tick.
 
 A tick whose previous run has not finished follows ``overlap``: ``'skip'`` records it
-as skipped, ``'queue'`` waits until that run ends (then runs late, within the grace),
+as skipped (the book keeps naming that run, so the ticks after it are skipped as long as
+it runs), ``'queue'`` waits until that run ends (then runs late, within the grace),
 ``'run'`` starts it anyway. A paused schedule records its ticks as skipped. An
 operator's "run now" is a request in the book that the next process to look starts,
 keyed by the request, so it too runs once.
@@ -122,17 +123,19 @@ class Scheduler:
             if schedule.missed == "last":
                 due.append(missed)
             else:
-                self._mark(book, name, missed, "")
+                self._mark(book, name, missed, state.last_task)
                 log.info("schedule %s: ticks missed until %s skipped", name, time.ctime(missed))
         due += list(schedule.ticks(max(last, cutoff), now))
         for tick in due:
+            # a skipped tick keeps the task of the newest run in the book: the next
+            # tick's overlap check must still see that run while it runs
             if state.paused:
-                self._mark(book, name, tick, "")
+                self._mark(book, name, tick, state.last_task)
                 continue
             if schedule.overlap != "run" and self._still_running(spec, state.last_task):
                 if schedule.overlap == "queue":
                     break  # the tick waits for the run before it
-                self._mark(book, name, tick, "")
+                self._mark(book, name, tick, state.last_task)
                 log.info("schedule %s: tick %s skipped, task %s still runs", name, time.ctime(tick), state.last_task)
                 continue
             record = self._start(spec, f"schedule:{tick!r}")
@@ -161,18 +164,28 @@ class Scheduler:
             self._announced[schedule_name(spec)] = following
 
 
+def declared_schedule(name: str) -> TaskSpec | None:
+    """The task method of the schedule ``Service.method`` declared in this process."""
+    return next((spec for spec in specs.declared()
+                 if spec.options.schedule is not None and schedule_name(spec) == name), None)
+
+
+def state_of(name: str, store_for: Callable[[TaskSpec], TaskStore], store: TaskStore) -> ScheduleState:
+    """One schedule as the book has it; its description and next tick from its
+    declaration when this process declares it (the book's, as the last process that ran
+    it wrote them, otherwise)."""
+    spec = declared_schedule(name)
+    book = store_for(spec).schedule_book() if spec is not None else store.schedule_book()
+    state = book.state(name)
+    if spec is not None and spec.options.schedule is not None:
+        state.describe = spec.options.schedule.describe()
+        state.next_tick = spec.options.schedule.next_tick(time.time()) or 0.0
+    return state
+
+
 def states(store_for: Callable[[TaskSpec], TaskStore], store: TaskStore) -> list[ScheduleState]:
     """Every schedule this process declares, or that the store's book names, as the
     book has it (for the dashboard and ``ladon-tasks schedules``)."""
     names = set(store.schedule_book().names())
-    found = {schedule_name(spec): spec for spec in specs.declared() if spec.options.schedule is not None}
-    rows = []
-    for name in sorted(names | set(found)):
-        spec = found.get(name)
-        book = store_for(spec).schedule_book() if spec is not None else store.schedule_book()
-        state = book.state(name)
-        if spec is not None and spec.options.schedule is not None:
-            state.describe = spec.options.schedule.describe()
-            state.next_tick = spec.options.schedule.next_tick(time.time()) or 0.0
-        rows.append(state)
-    return rows
+    names |= {schedule_name(spec) for spec in specs.declared() if spec.options.schedule is not None}
+    return [state_of(name, store_for, store) for name in sorted(names)]

@@ -270,3 +270,36 @@ def test_the_readme_delayed_calls_queue_the_task_until_their_time(output_dir):
             assert client("taskExample_cancel", task_id=task_id)["state"] == "cancelled"
     finally:
         server.stop()
+
+
+def test_a_delayed_start_survives_a_sentinel_failover(tmp_path_factory, output_dir, tmp_path):
+    """A primary, a replica and three sentinels; the web process and a worker reach them
+    through the ``redis+sentinel://`` URL. Delayed starts on every executor are taken,
+    the replica has them, and the primary is SIGKILLed well before their time (a
+    failover takes seconds): the replica promoted, each task still starts once, within
+    ``ON_TIME`` of its time, and succeeds."""
+    from support.sentinel import start_sentinel_group
+
+    group = start_sentinel_group(tmp_path_factory.mktemp("delayed-sentinel"))
+    workers = Workers(group.url, output_dir, services=[TIMING])
+    server = None
+    try:
+        server = start_server([TIMING], output_dir, "--redis", group.url, "--lease", "2")
+        workers.start()
+        starts = {method: timing(server)(f"{method}_later", marker_dir=str(tmp_path), start_in=20)
+                  for method in ("stampThread", "stampProcess", "stampQueue")}
+        wait_until(group.replicas_in_sync, timeout=10, interval=0.05, what="the replica to have the starts")
+        old_primary = group.primary.port
+        group.primary.kill()
+        wait_until(lambda: group.primary_port() not in (None, old_primary), timeout=45, interval=0.2,
+                   what="the sentinels to promote the replica")
+        assert time.time() < min(info["not_before"] for info in starts.values()), "the failover ran too slowly"
+        for method, info in starts.items():
+            final = wait_final(server, method, info["task_id"], timeout=90)
+            assert final["state"] == "succeeded", (method, final)
+            assert_on_time(tmp_path, final, info["not_before"])
+    finally:
+        workers.stop_all()
+        if server is not None:
+            server.stop()
+        group.stop()

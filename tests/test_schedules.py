@@ -6,6 +6,7 @@ the schedule options checked at decoration."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -13,10 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from support.processes import stop_process_group
 from support.redis_server import start_redis
-from support.servers import FIXTURE_SERVICES, ROOT, start_server, wait_until
+from support.servers import FIXTURE_SERVICES, ROOT, RunningServer, free_port, launch, start_server, wait_until
 from support.workers import Workers
 
 SCHEDULE = str(FIXTURE_SERVICES / "schedule_service.py")
@@ -48,6 +50,22 @@ def tick_tasks(redis_url: str) -> dict[float, list[str]]:
     return ticks
 
 
+def assert_each_tick_ran_once(redis_url: str, markers: Path, start: float, end: float) -> None:
+    """Every tick from ``start`` to ``end`` has exactly one task, and each of those ran
+    its body once (the body appends a line to a file named after its task id)."""
+    ticks = tick_tasks(redis_url)
+    window = {tick: ids for tick, ids in ticks.items() if start <= tick <= end}
+    assert sorted(window) == [float(t) for t in range(int(start), int(end) + 1)], "a tick was lost"
+    assert all(len(ids) == 1 for ids in window.values()), {t: ids for t, ids in window.items() if len(ids) > 1}
+
+    def ran() -> dict[str, int]:
+        return {task_id: len((markers / task_id).read_text().splitlines())
+                for ids in window.values() for task_id in ids if (markers / task_id).exists()}
+
+    wait_until(lambda: len(ran()) == len(window), timeout=60, interval=0.2, what="every tick's task to run")
+    assert set(ran().values()) == {1}, "a tick's task ran twice"
+
+
 def test_three_servers_and_two_workers_run_each_tick_once_through_a_kill_and_a_redis_restart(
         tmp_path_factory, output_dir):
     markers = tmp_path_factory.mktemp("ticks")
@@ -69,17 +87,7 @@ def test_three_servers_and_two_workers_run_each_tick_once_through_a_kill_and_a_r
         redis_server.restart()  # every process loses Redis for a moment; append-only keeps the data
         wait_until(lambda: max(tick_tasks(redis_server.url)) >= end + 1, timeout=60, interval=0.2,
                    what="the window's ticks")
-        ticks = tick_tasks(redis_server.url)
-        window = {tick: ids for tick, ids in ticks.items() if start <= tick <= end}
-        assert sorted(window) == [float(t) for t in range(int(start), int(end) + 1)], "a tick was lost"
-        assert all(len(ids) == 1 for ids in window.values()), {t: ids for t, ids in window.items() if len(ids) > 1}
-
-        def ran() -> dict[str, int]:
-            return {task_id: len((markers / task_id).read_text().splitlines())
-                    for ids in window.values() for task_id in ids if (markers / task_id).exists()}
-
-        wait_until(lambda: len(ran()) == WINDOW, timeout=60, interval=0.2, what="every tick's task to run")
-        assert set(ran().values()) == {1}, "a tick's task ran twice"
+        assert_each_tick_ran_once(redis_server.url, markers, start, end)
 
         listed = run_cli("schedules", "--redis", redis_server.url, "--json")
         (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
@@ -128,6 +136,29 @@ def test_operators_pause_resume_and_run_a_schedule_now(tmp_path_factory, output_
         assert len(run_now_tasks()) == 1
         unknown = run_cli("schedules", "pause", "No.such", "--redis", redis_server.url)
         assert unknown.returncode != 0 and "UnknownSchedule" in unknown.stderr and "Traceback" not in unknown.stderr
+
+        # a standalone dashboard without the services: it shows the book, and a run now
+        # through it is the same request, started by a process that runs the schedule
+        port = free_port()
+
+        def answers(dashboard: RunningServer) -> bool:
+            try:
+                return requests.get(f"{dashboard.url}/api/schedules", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        dashboard = launch([sys.executable, "-m", "ladon_tasks", "dashboard", "--redis", redis_server.url,
+                            "--port", str(port)], port, output_dir / f"schedule-dashboard-{port}.log", answers,
+                           "standalone dashboard")
+        try:
+            listed = run_cli("schedules", "--url", dashboard.url, "--json")
+            (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+            assert row["name"] == NAME and row["describe"] == "every 1s", listed.stderr
+            asked = run_cli("schedules", "run", NAME, "--url", dashboard.url)
+            assert asked.returncode == 0 and asked.stdout.strip() == f"{NAME} run asked for", asked.stderr
+            wait_until(lambda: len(run_now_tasks()) == 2, timeout=10, what="the run asked for through the dashboard")
+        finally:
+            dashboard.stop()
     finally:
         workers.stop_all()
         server.stop()
@@ -180,3 +211,193 @@ def test_cron_ticks_follow_the_wall_clock_of_their_time_zone():
     weekdays = Schedule.parse(None, "0 9 * * mon-fri", None, None, "last", "skip")
     assert weekdays is not None and weekdays.next_tick(utc(2027, 1, 1, 10)) == utc(2027, 1, 4, 9)  # Fri -> Mon
     assert weekdays.latest(utc(2027, 1, 3, 10)) == utc(2027, 1, 1, 9)
+
+
+# -- the dashboard's schedules, its API and ladon-tasks schedules --url, over serve ----------
+
+BOARD = str(FIXTURE_SERVICES / "schedule_board_service.py")
+TOKEN = "schedule-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+CSRF = {"X-Requested-By": "ladon-tasks"}
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory, output_dir):
+    """``ladon-tasks serve`` of the schedule board (in-process store), its dashboard
+    behind a token; and the directory its ``held`` schedule waits on."""
+    markers = tmp_path_factory.mktemp("board")
+    server = start_server([BOARD], output_dir, "--dashboard-token", TOKEN,
+                          env={"LADON_TASKS_TEST_MARKERS": str(markers)})
+    server.markers = markers
+    yield server
+    (markers / "release").touch()
+    server.stop()
+
+
+def board_api(server, path: str) -> str:
+    return f"{server.url}/_tasks/api/{path}"
+
+
+def schedule_rows(server) -> dict[str, dict]:
+    response = requests.get(board_api(server, "schedules"), headers=AUTH, timeout=5)
+    assert response.status_code == 200, response.text
+    return {row["name"]: row for row in response.json()["schedules"]}
+
+
+def board_tasks(server, method: str) -> list[dict]:
+    response = requests.get(board_api(server, "tasks"), params={"method": method, "limit": 500}, headers=AUTH,
+                            timeout=5)
+    assert response.status_code == 200, response.text
+    return response.json()["tasks"]
+
+
+def act(server, name: str, action: str, **headers: str) -> requests.Response:
+    return requests.post(board_api(server, f"schedules/{name}/{action}"), headers=headers, timeout=5)
+
+
+def test_the_dashboard_api_shows_each_schedule_and_pauses_resumes_and_runs_it(board):
+    assert requests.get(board_api(board, "schedules"), timeout=5).status_code == 401
+    beat = wait_until(lambda: (lambda row: row if row["last_task"] else None)(schedule_rows(board)["ScheduleBoard.beat"]),
+                      timeout=15, what="a tick of the beat schedule run")
+    assert beat["describe"] == "every 1s" and not beat["paused"]
+    assert beat["last_tick"] > time.time() - 10 and beat["next_tick"] > beat["last_tick"]
+    yearly = schedule_rows(board)["ScheduleBoard.yearly"]
+    assert yearly["describe"] == "cron 0 3 1 1 * (Europe/Brussels)" and yearly["next_tick"] > time.time()
+
+    # the access rules of every other change: the token, and the header a cross-site form cannot send
+    assert act(board, "ScheduleBoard.beat", "pause", **CSRF).status_code == 401
+    assert act(board, "ScheduleBoard.beat", "pause", **AUTH).status_code == 403
+    paused = act(board, "ScheduleBoard.beat", "pause", **AUTH, **CSRF)
+    assert paused.status_code == 200 and paused.json()["schedule"]["paused"] is True, paused.text
+    paused_at = time.time()
+    wait_until(lambda: time.time() > paused_at + 3, timeout=10, interval=0.1, what="three ticks")
+    newest = max(task["submitted_at"] for task in board_tasks(board, "beat"))
+    assert newest < paused_at + 0.5, "a paused schedule ran"
+    assert schedule_rows(board)["ScheduleBoard.beat"]["paused"]
+    resumed = act(board, "ScheduleBoard.beat", "resume", **AUTH, **CSRF)
+    assert resumed.status_code == 200 and resumed.json()["schedule"]["paused"] is False
+    wait_until(lambda: max(t["submitted_at"] for t in board_tasks(board, "beat")) > paused_at + 3, timeout=10,
+               what="a tick after the resume")
+
+    before = len(board_tasks(board, "yearly"))
+    run = act(board, "ScheduleBoard.yearly", "run", **AUTH, **CSRF)
+    assert run.status_code == 200, run.text
+    task_id = run.json()["task"]["task_id"]
+    wait_until(lambda: [t for t in board_tasks(board, "yearly") if t["task_id"] == task_id and t["state"] == "succeeded"],
+               timeout=15, what="the run now to succeed")
+    assert len(board_tasks(board, "yearly")) == before + 1
+
+    unknown = act(board, "No.such", "pause", **AUTH, **CSRF)
+    assert unknown.status_code == 404 and unknown.json()["error"] == "UnknownSchedule"
+    assert act(board, "ScheduleBoard.beat", "stop", **AUTH, **CSRF).status_code == 404
+
+
+def test_ladon_tasks_schedules_over_the_url_of_serve(board):
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return run_cli("schedules", *args, "--url", board.url, "--token", TOKEN)
+
+    listed = cli("--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["name"]: row for row in map(json.loads, listed.stdout.splitlines())}
+    assert set(rows) == {"ScheduleBoard.beat", "ScheduleBoard.yearly", "ScheduleBoard.held"}
+    assert rows["ScheduleBoard.yearly"]["describe"] == "cron 0 3 1 1 * (Europe/Brussels)"
+    out = cli("pause", "ScheduleBoard.yearly")
+    assert out.returncode == 0 and out.stdout.strip() == "ScheduleBoard.yearly paused", out.stderr
+    assert "ScheduleBoard.yearly  cron 0 3 1 1 * (Europe/Brussels)  paused" in cli().stdout
+    assert cli("resume", "ScheduleBoard.yearly").returncode == 0
+    assert schedule_rows(board)["ScheduleBoard.yearly"]["paused"] is False
+    ran = cli("run", "ScheduleBoard.yearly")
+    assert ran.returncode == 0 and "run as task" in ran.stdout, ran.stderr
+    task_id = ran.stdout.split()[-1]
+    assert any(task["task_id"] == task_id for task in board_tasks(board, "yearly"))
+    unknown = cli("pause", "No.such")
+    assert unknown.returncode != 0 and "UnknownSchedule" in unknown.stderr and "Traceback" not in unknown.stderr
+    no_token = run_cli("schedules", "--url", board.url)
+    assert no_token.returncode != 0 and "token" in no_token.stderr and "Traceback" not in no_token.stderr
+    no_name = cli("pause")
+    assert no_name.returncode != 0 and "Service.method" in no_name.stderr and "Traceback" not in no_name.stderr
+
+
+def test_overlap_skip_over_serve_runs_no_tick_while_the_previous_run_holds(board):
+    first = wait_until(lambda: board_tasks(board, "held"), timeout=15, what="the held schedule's first run")
+    (run,) = first
+    started = wait_until(lambda: schedule_rows(board)["ScheduleBoard.held"]["last_tick"], timeout=5,
+                         what="the book's tick")
+    # three more ticks come and go while the run holds: each is skipped
+    wait_until(lambda: schedule_rows(board)["ScheduleBoard.held"]["last_tick"] >= started + 3, timeout=15,
+               what="three ticks skipped")
+    assert [task["task_id"] for task in board_tasks(board, "held")] == [run["task_id"]]
+    assert schedule_rows(board)["ScheduleBoard.held"]["last_task"] == run["task_id"]  # the run the skips wait on
+    (board.markers / "release").touch()
+    wait_until(lambda: len(board_tasks(board, "held")) >= 2, timeout=15, what="a tick run once the run ended")
+
+
+def test_the_page_shows_schedules_and_pauses_resumes_and_runs_them(board, output_dir):
+    from playwright.sync_api import expect, sync_playwright
+
+    from support.browser import launch_chromium
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 700})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{board.url}/_tasks/?token={TOKEN}")
+            page.locator("#tab-schedules").click()
+            beat = page.locator('#schedules tr[data-schedule="ScheduleBoard.beat"]')
+            expect(beat.locator(".state")).to_have_text("active", timeout=10_000)
+            expect(beat.locator(".last")).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"))
+            expect(beat.locator(".next")).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"))
+            shown = beat.locator(".last").text_content()
+            expect(beat.locator(".last")).not_to_have_text(shown or "", timeout=10_000)  # it moves on by itself
+
+            yearly = page.locator('#schedules tr[data-schedule="ScheduleBoard.yearly"]')
+            yearly.locator('button[data-action="pause"]').click()
+            expect(yearly.locator(".state")).to_have_text("paused", timeout=10_000)
+            assert schedule_rows(board)["ScheduleBoard.yearly"]["paused"] is True
+            yearly.locator('button[data-action="resume"]').click()
+            expect(yearly.locator(".state")).to_have_text("active", timeout=10_000)
+            assert schedule_rows(board)["ScheduleBoard.yearly"]["paused"] is False
+            before = len(board_tasks(board, "yearly"))
+            yearly.locator('button[data-action="run"]').click()
+            wait_until(lambda: len(board_tasks(board, "yearly")) == before + 1, timeout=10,
+                       what="the run asked for on the page")
+            page.screenshot(path=str(output_dir / "dashboard-schedules.png"), full_page=True)
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+def test_two_servers_and_a_worker_run_each_tick_once_through_a_sentinel_failover(tmp_path_factory, output_dir):
+    """The same schedule through a ``redis+sentinel://`` URL (a primary, a replica, three
+    sentinels): the primary is SIGKILLed in the middle of the window; every tick of it
+    has one task, run once."""
+    from support.sentinel import start_sentinel_group
+
+    window = 12
+    markers = tmp_path_factory.mktemp("sentinel-ticks")
+    group = start_sentinel_group(tmp_path_factory.mktemp("schedule-sentinel"))
+    env = {"LADON_TASKS_TEST_MARKERS": str(markers)}
+    servers, workers = [], Workers(group.url, output_dir, services=[SCHEDULE])
+    try:
+        for _ in range(2):
+            servers.append(start_server([SCHEDULE], output_dir, "--redis", group.url, "--lease", "2", env=env))
+        workers.start(env=env)
+        first = wait_until(lambda: min(tick_tasks(group.url), default=None), timeout=30,
+                           what="the schedule's first tick")
+        start = first + 1
+        end = start + window - 1
+        wait_until(lambda: time.time() > start + window / 3, timeout=60, interval=0.1, what="a third of the window")
+        old_primary = group.primary.port
+        group.primary.kill()
+        wait_until(lambda: group.primary_port() not in (None, old_primary), timeout=45, interval=0.2,
+                   what="the sentinels to promote the replica")
+        wait_until(lambda: max(tick_tasks(group.url)) >= end + 1, timeout=60, interval=0.2,
+                   what="the window's ticks")
+        assert_each_tick_ran_once(group.url, markers, start, end)
+    finally:
+        workers.stop_all()
+        for server in servers:
+            stop_process_group(server.process, signal.SIGKILL)
+        group.stop()

@@ -19,6 +19,11 @@ Routes, relative to wherever the application is mounted::
     GET  /api/counts                tasks per state, in all and per method
     GET  /api/queues                the Redis queues' depths
     GET  /api/workers               live workers, and web processes running tasks
+    GET  /api/schedules             the periodic tasks: last run, next run, paused or not
+    POST /api/schedules/<name>/pause|resume|run
+                                    pause or resume ``Service.method``, or run it now: at
+                                    once when this process declares it (the task is in the
+                                    answer), else by the next process that runs it
     GET  /metrics                   Prometheus text format (:mod:`ladon_tasks.metrics`)
     GET  /health                    200 or 503 with the checks (:mod:`ladon_tasks.health`)
 
@@ -35,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import asdict
 from importlib import resources
 from typing import Any, Callable, Iterable
 from urllib.parse import urlencode
@@ -45,7 +51,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.urls import iri_to_uri
 from werkzeug.wrappers import Request, Response
 
-from ladon_tasks import defaults, faults
+from ladon_tasks import defaults, faults, scheduler
 from ladon_tasks import spec as specs
 from ladon_tasks.dashboard.guard import SESSION_COOKIE, AccessGuard
 from ladon_tasks.dashboard.probes import health_response, metrics_response
@@ -72,6 +78,7 @@ STATIC_FILES = {
     "favicon.svg": "image/svg+xml",
     "dashboard.js": "text/javascript; charset=utf-8",
     "fleet.js": "text/javascript; charset=utf-8",
+    "schedules.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
 }
 
@@ -91,6 +98,7 @@ SECURITY_HEADERS = {
 _FAULT_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (faults.MalformedTaskId, 404),
     (faults.UnknownTask, 404),
+    (faults.UnknownSchedule, 404),
     (faults.StoreUnavailable, 503),
     (faults.CorruptTask, 409),  # cancel of a task whose record cannot be read
     (faults.NotRetryable, 409),
@@ -141,6 +149,9 @@ class DashboardApp:
                 Rule("/api/counts", endpoint="counts", methods=["GET"]),
                 Rule("/api/queues", endpoint="queues", methods=["GET"]),
                 Rule("/api/workers", endpoint="workers", methods=["GET"]),
+                Rule("/api/schedules", endpoint="schedules", methods=["GET"]),
+                Rule("/api/schedules/<name>/<any(pause, resume, run):action>", endpoint="schedule_action",
+                     methods=["POST"]),
                 Rule("/metrics", endpoint="metrics", methods=["GET"]),
                 Rule("/health", endpoint="health", methods=["GET"]),
             ]
@@ -366,6 +377,39 @@ class DashboardApp:
             return _unavailable(exc)
         return _json({"workers": [info.to_json() for info in workers], "web_processes": [w.to_json() for w in webs],
                       "redis": fleet is not None, "now": time.time()})
+
+    def on_schedules(self, request: Request) -> Response:
+        runtime = self.runtime_provider()
+        try:
+            rows = scheduler.states(runtime.store_for, runtime.store)
+        except StoreError as exc:
+            return _unavailable(exc)
+        return _json({"schedules": [asdict(row) for row in rows], "now": time.time()})
+
+    def on_schedule_action(self, request: Request, name: str, action: str) -> Response:
+        """Pause, resume or run now, in the store's schedule book - the one the
+        processes that run the schedule read, so every one of them obeys it."""
+        runtime = self.runtime_provider()
+        spec = scheduler.declared_schedule(name)
+        answer: dict[str, Any] = {}
+        try:
+            book = runtime.store_for(spec).schedule_book() if spec is not None else runtime.store.schedule_book()
+            if spec is None and name not in book.names():
+                raise faults.UnknownSchedule(f"no schedule {name!r} here (a schedule is named Service.method)")
+            if action == "run" and spec is not None:
+                record = runtime.run_schedule_now(name)
+                answer["task"] = task_summary(record, time.time())
+            elif action == "run":
+                answer["requested"] = book.request_run(name)
+            else:
+                book.set_paused(name, action == "pause")
+            log.info("dashboard: schedule %s: %s (%s)", name, action, request.remote_addr)
+            answer["schedule"] = asdict(scheduler.state_of(name, runtime.store_for, runtime.store))
+        except StoreError as exc:
+            return _unavailable(exc)
+        except Exception as exc:
+            return _fault_response(exc)
+        return _json(answer)
 
     def on_metrics(self, request: Request) -> Response:
         return metrics_response(self.metrics)

@@ -10,7 +10,7 @@
   var POLL_MS = 1000;
   var CSRF_HEADERS = { "X-Requested-By": "ladon-tasks", "Accept": "application/json" };
   var STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
-  var VIEWS = ["tasks", "queues", "workers"];
+  var VIEWS = ["tasks", "queues", "workers", "schedules"];
 
   var rows = new Map();          // task_id -> row handles
   var knownMethods = new Set();
@@ -658,7 +658,8 @@
 
   // what fleet.js shares
   window.LadonTasks = {
-    el: el, setText: setText, seconds: seconds, showError: showError, readError: readError,
+    el: el, setText: setText, seconds: seconds, clock: clock, showError: showError, readError: readError,
+    post: post,
     paused: function () { return $("pause").checked; },
     view: function () { return view; }
   };

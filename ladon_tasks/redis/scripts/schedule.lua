@@ -1,7 +1,7 @@
 -- The schedule book's two writes that must not lose to a writer in another order
 -- (redis/schedules.py).
 -- ARGV: prefix, op, the schedule's hash, then
---   'mark':  tick, task id ('' for a skipped tick): kept only if newer than last_tick;
+--   'mark':  tick, task id (of the newest run, for a skipped tick): kept only if newer than last_tick;
 --   'clear': request id: run_request deleted only if it is still that request.
 -- Returns 1 when it wrote, else 0.
 local op, key = ARGV[2], ARGV[3]
