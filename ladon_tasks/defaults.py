@@ -370,3 +370,16 @@ CLUSTER_PORT = 6379
 #: ones, in seconds: a job queued on another shard waits at most this long for an idle
 #: worker (Redis cannot block on keys of several slots in one command).
 CLUSTER_CLAIM_SLICE = 0.1
+
+# -- one task per key (concurrency_key) ----------------------------------------------------------
+
+#: A start that finds its key's places all held tries again after this many seconds,
+#: queued meanwhile: short, so the next task follows a finished one closely; each try
+#: is one small script call.
+SLOT_RETRY = 0.1
+#: A place taken for a start before its record exists (on_limit='refuse') counts this
+#: long without one: ample for the create that follows it, short if that never comes.
+SLOT_CREATE_GRACE = 30.0
+#: A key's slot set expires this long after its last take (a task running longer keeps
+#: its place as long as the set lives: set it above the longest timeout).
+SLOT_TTL = 7 * 24 * 3600.0

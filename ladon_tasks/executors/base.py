@@ -64,6 +64,10 @@ class Job:
     #: since the epoch); 0.0 for at once. In-process executors wait for it in their
     #: timers; a queued job waits in the queue's delayed set instead.
     not_before: float = 0.0
+    #: One task per key: the slot set this job's attempts take a place in before they
+    #: begin (``service.method:value``), and how many places it has; ``""``/0: none.
+    slot_key: str = ""
+    slot_limit: int = 0
 
     def dumps(self) -> str:
         """The job as the JSON a queue keeps."""
@@ -91,6 +95,8 @@ class Job:
             "max_tasks_per_child": self.max_tasks_per_child,
             "max_memory_per_child": self.max_memory_per_child,
             "not_before": self.not_before,
+            "slot_key": self.slot_key,
+            "slot_limit": self.slot_limit,
         }
 
     @classmethod
@@ -113,6 +119,8 @@ class Job:
             max_tasks_per_child=data.get("max_tasks_per_child"),
             max_memory_per_child=data.get("max_memory_per_child"),
             not_before=float(data.get("not_before") or 0.0),
+            slot_key=str(data.get("slot_key") or ""),
+            slot_limit=int(data.get("slot_limit") or 0),
         )
 
 
