@@ -335,6 +335,9 @@ class TaskRuntime:
             executor = self.executor(spec.options.executor, store)
         except Exception as exc:
             raise faults.ExecutorUnavailable(f"task not started: {exc}") from None
+        if job.slot_limit and not store.keeps_slots:
+            raise faults.ExecutorUnavailable(f"task not started: {spec.name} has a concurrency_key, which "
+                                             f"{type(store).__name__} cannot keep (Redis Cluster)")
         if job.slot_limit and spec.options.on_limit == "refuse":
             with refusals.store_errors():  # the place is taken before the record exists, for its first attempt
                 taken = store.take_slot(job.slot_key, job.slot_limit, record.task_id, attempt=1)

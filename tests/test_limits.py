@@ -148,3 +148,19 @@ def test_a_killed_holders_place_is_freed_when_its_task_is_taken_over(webs, tmp_p
         assert most_at_once(spans(tmp_path, "vm-7", killed_at=killed_at)) == 1
     finally:
         doomed.stop()
+
+
+def test_a_bad_concurrency_option_fails_at_decoration():
+    from ladon_tasks import ladonize
+
+    def body(self, instance_id, **kw):
+        return 1
+
+    with pytest.raises(ValueError, match="'concurrency_key' of 'body' names 'instance'.*instance_id"):
+        ladonize(str, rtype=int, tasktype=dict(concurrency_key="instance"))(body)
+    with pytest.raises(ValueError, match="'concurrency' must be a whole number >= 1"):
+        ladonize(str, rtype=int, tasktype=dict(concurrency_key="instance_id", concurrency=0))
+    with pytest.raises(ValueError, match="'on_limit' must be one of wait, refuse"):
+        ladonize(str, rtype=int, tasktype=dict(concurrency_key="instance_id", on_limit="drop"))
+    with pytest.raises(ValueError, match="'concurrency_key' must name"):
+        ladonize(str, rtype=int, tasktype=dict(concurrency_key=3))

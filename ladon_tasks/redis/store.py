@@ -307,6 +307,8 @@ class RedisStore(TaskStore):
         self._progress.begin(task_id, attempt, started_at, where)
         return True
 
+    keeps_slots = True
+
     def take_slot(self, key: str, limit: int, task_id: str, attempt: int | None = None) -> bool:
         with self._errors(f"taking a place of {key} for task {task_id}"):
             return bool(self._slot_take(args=[

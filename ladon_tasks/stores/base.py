@@ -175,6 +175,10 @@ class TaskStore(abc.ABC):
         return self.transition(task_id, TaskState.RUNNING, where=where or None, message="",
                                started_at=started_at) is not None
 
+    #: Whether :meth:`take_slot` works here (not on Redis Cluster: a key's holders'
+    #: records live on other shards than its slot set, out of one script's reach).
+    keeps_slots = False
+
     def take_slot(self, key: str, limit: int, task_id: str, attempt: int | None = None) -> bool:
         """One task per key: take a place in ``key``'s slot set for ``attempt`` of
         ``task_id`` (``None``: the attempt after the record's last), atomically, if fewer

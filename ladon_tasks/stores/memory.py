@@ -165,6 +165,8 @@ class MemoryStore(TaskStore):
             record = self._live(task_id)
             return record.copy() if record is not None else None
 
+    keeps_slots = True
+
     def take_slot(self, key: str, limit: int, task_id: str, attempt: int | None = None) -> bool:
         with self._lock:
             if attempt is None:
