@@ -164,3 +164,6 @@ def test_a_bad_concurrency_option_fails_at_decoration():
         ladonize(str, rtype=int, tasktype=dict(concurrency_key="instance_id", on_limit="drop"))
     with pytest.raises(ValueError, match="'concurrency_key' must name"):
         ladonize(str, rtype=int, tasktype=dict(concurrency_key=3))
+    from ladon_tasks.options import TaskOptions
+    shown = TaskOptions.parse(dict(concurrency_key="instance_id", concurrency=2, on_limit="refuse")).in_force()
+    assert shown["concurrency"] == {"key": "instance_id", "limit": 2, "on_limit": "refuse"}
