@@ -381,3 +381,16 @@ PRINCIPAL = "REMOTE_USER"
 #: The longest principal kept with a task: user names and proxy identities fit, and a
 #: hook that hands back a whole token is refused rather than stored in every record.
 PRINCIPAL_MAX_CHARS = 256
+
+# -- one task per key (concurrency_key) ----------------------------------------------------------
+
+#: A start that finds its key's places all held tries again after this many seconds,
+#: queued meanwhile: short, so the next task follows a finished one closely; each try
+#: is one small script call.
+SLOT_RETRY = 0.1
+#: A place taken for a start before its record exists (on_limit='refuse') counts this
+#: long without one: ample for the create that follows it, short if that never comes.
+SLOT_CREATE_GRACE = 30.0
+#: A key's slot set expires this long after its last take (a task running longer keeps
+#: its place as long as the set lives: set it above the longest timeout).
+SLOT_TTL = 7 * 24 * 3600.0

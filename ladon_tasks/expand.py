@@ -296,6 +296,10 @@ def ladonize(*arg_types: Any, **ladon_kw: Any) -> Callable[[Body], Body]:
 
     def decorate(body: Body) -> Body:
         task_method = TaskMethod(body, tuple(arg_types), rtype, options)
+        key = options.concurrency_key
+        if key is not None and key not in task_method.arg_names:
+            raise ValueError(f"tasktype option 'concurrency_key' of {task_method.name!r} names {key!r}, which is not "
+                             f"one of its arguments ({', '.join(task_method.arg_names) or 'none'})")
         if options.schedule is not None:
             _check_schedule_args(task_method)
         _register(task_method, ladon_kw)

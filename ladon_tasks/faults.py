@@ -154,6 +154,14 @@ class NotRetryable(TaskClientFault):
     fault_name = "NotRetryable"
 
 
+class ConcurrencyLimit(TaskClientFault):
+    """A method with ``concurrency_key`` and ``on_limit='refuse'``: as many tasks with
+    this key's value as its ``concurrency`` are queued or running; nothing was started.
+    The fault names no other task (they may be another caller's)."""
+
+    fault_name = "ConcurrencyLimit"
+
+
 class StartTooFar(TaskClientFault):
     """A delayed start asked for a time further ahead than the server's horizon
     (``DELAY_HORIZON``, 30 days by default); nothing was started."""

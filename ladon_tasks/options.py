@@ -14,6 +14,7 @@ from ladon_tasks.policy import exception_name
 from ladon_tasks.schedules import Schedule
 
 EXECUTORS = ("thread", "process", "queue")
+ON_LIMIT = ("wait", "refuse")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,12 @@ class TaskOptions:
     on_success: Callable[[Any], Any] | None = None
     on_failure: Callable[[Any], Any] | None = None
     on_cancel: Callable[[Any], Any] | None = None
+    # one task per key (ladon_tasks.executors.slots): at most `concurrency` tasks run at once
+    # per value of the argument named `concurrency_key`, across every process sharing the store;
+    # a start beyond it waits queued ('wait') or is refused with ConcurrencyLimit ('refuse')
+    concurrency_key: str | None = None
+    concurrency: int = 1
+    on_limit: str = "wait"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schedule", Schedule.parse(self.every, self.cron, self.tz, self.args,
@@ -76,6 +83,15 @@ class TaskOptions:
                 raise TypeError(f"tasktype option {hook!r} must be a function taking the task's record, "
                                 f"got {getattr(self, hook)!r}")
         _number("delay", self.delay, minimum=0.0)
+        if self.concurrency_key is not None and not (
+            isinstance(self.concurrency_key, str) and self.concurrency_key.isidentifier()
+        ):
+            raise ValueError("tasktype option 'concurrency_key' must name one of the method's arguments, "
+                             f"got {self.concurrency_key!r}")
+        if not isinstance(self.concurrency, int) or isinstance(self.concurrency, bool) or self.concurrency < 1:
+            raise ValueError(f"tasktype option 'concurrency' must be a whole number >= 1, got {self.concurrency!r}")
+        if self.on_limit not in ON_LIMIT:
+            raise ValueError(f"tasktype option 'on_limit' must be one of {', '.join(ON_LIMIT)}, got {self.on_limit!r}")
         if self.delay > defaults.DELAY_HORIZON:
             raise ValueError(f"tasktype option 'delay' ({self.delay:g} s) is past the horizon of "
                              f"{defaults.DELAY_HORIZON:g} s a start may be delayed")
@@ -150,6 +166,9 @@ class TaskOptions:
             "max_tasks_per_child": self.max_tasks_per_child,
             "max_memory_per_child": self.max_memory_per_child,
             "result_ttl": self.result_ttl,
+            "concurrency": None if self.concurrency_key is None else {
+                "key": self.concurrency_key, "limit": self.concurrency, "on_limit": self.on_limit,
+            },
             "delay": self.delay or None,
             "schedule": None if self.schedule is None else {
                 "every": self.schedule.every, "cron": self.cron, "tz": self.schedule.tz,

@@ -339,6 +339,17 @@ class TaskRuntime:
             executor = self.executor(spec.options.executor, store)
         except Exception as exc:
             raise faults.ExecutorUnavailable(f"task not started: {exc}") from None
+        if job.slot_limit and not store.keeps_slots:
+            raise faults.ExecutorUnavailable(f"task not started: {spec.name} has a concurrency_key, which "
+                                             f"{type(store).__name__} cannot keep (Redis Cluster)")
+        if job.slot_limit and spec.options.on_limit == "refuse":
+            with refusals.store_errors():  # the place is taken before the record exists, for its first attempt
+                taken = store.take_slot(job.slot_key, job.slot_limit, record.task_id, attempt=1)
+            if not taken:
+                raise faults.ConcurrencyLimit(
+                    f"{spec.name}: {job.slot_limit} task(s) with this {spec.options.concurrency_key} are queued "
+                    "or running already; start it again once one has finished"
+                )
         try:
             with refusals.store_errors():  # nothing recorded
                 return executor.start(store, record, job, steps)  # a known idempotency key: that task
@@ -524,7 +535,19 @@ def _job_for(spec: TaskSpec, record: TaskRecord, encoded_args: Any, ladon_kw: di
         not_before=not_before,
         trace=record.trace,  # a task taken over keeps its trace
         submitted_at=record.submitted_at if record.trace else 0.0,
+        slot_key=slot_key(spec, encoded_args),
+        slot_limit=options.concurrency if options.concurrency_key else 0,
     )
+
+
+def slot_key(spec: TaskSpec, encoded_args: Any) -> str:
+    """The slot set of a task of a method with ``concurrency_key``: its method and the
+    key argument's value as JSON (``""`` without one)."""
+    key = spec.options.concurrency_key
+    if not key:
+        return ""
+    value = encoded_args[spec.arg_names.index(key)]
+    return f"{spec.ref.service}.{spec.name}:{codec.dumps(value)}"
 
 
 def _find_spec(record: TaskRecord) -> TaskSpec | None:

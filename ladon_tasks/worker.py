@@ -74,6 +74,16 @@ class QueueLease(Lease):
         store.begin(self.job.task_id, self.job.attempt, time.time(), where=self.source.where)
         return self.job.attempt
 
+    def slot_attempt(self) -> int | None:
+        return self.job.attempt
+
+    def wait_for_slot(self, delay: float) -> None:
+        try:
+            self.queue.requeue_later(self.claim, delay)
+        except StoreError as exc:  # its lease runs out and a reaper reissues it
+            about(log, self.job).warning("could not put back to wait for its key: %s", exc)
+        self.source.forget(self)
+
     def release(self) -> JobChange:
         return self.queue.release(self.claim)
 

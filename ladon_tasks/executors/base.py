@@ -68,6 +68,10 @@ class Job:
     #: was started; ``""``: not traced, and neither is in the job's JSON.
     trace: str = ""
     submitted_at: float = 0.0
+    #: One task per key: the slot set this job's attempts take a place in before they
+    #: begin (``service.method:value``), and how many places it has; ``""``/0: none.
+    slot_key: str = ""
+    slot_limit: int = 0
 
     def dumps(self) -> str:
         """The job as the JSON a queue keeps."""
@@ -95,6 +99,8 @@ class Job:
             "max_tasks_per_child": self.max_tasks_per_child,
             "max_memory_per_child": self.max_memory_per_child,
             "not_before": self.not_before,
+            "slot_key": self.slot_key,
+            "slot_limit": self.slot_limit,
         }
         if self.trace:
             data["trace"], data["submitted_at"] = self.trace, self.submitted_at
@@ -122,6 +128,8 @@ class Job:
             not_before=float(data.get("not_before") or 0.0),
             trace=str(data.get("trace") or ""),
             submitted_at=float(data.get("submitted_at") or 0.0),
+            slot_key=str(data.get("slot_key") or ""),
+            slot_limit=int(data.get("slot_limit") or 0),
         )
 
 

@@ -48,6 +48,9 @@ class LocalLease(Lease):
         )
         return None if record is None else record.attempts
 
+    def wait_for_slot(self, delay: float) -> None:
+        self.source.put_later(self.job, delay)  # held meanwhile, as a retry is
+
     def end(self, settled: Settled | None) -> None:
         if settled is not None and settled.kind == "retry":
             self.source.put_later(self.job, settled.delay)

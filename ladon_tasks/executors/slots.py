@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ladon_tasks import crashpoints, hooks
+from ladon_tasks import crashpoints, defaults, hooks
 from ladon_tasks.executors.base import Job, Outcome, time_out
 from ladon_tasks.executors.settle import Settled, settle_durably
 from ladon_tasks.executors.timers import Timers
@@ -48,6 +48,15 @@ class Lease(abc.ABC):
     def begin(self, store: TaskStore) -> int | None:
         """Start the attempt; its number, or ``None`` if it may not run (cancelled,
         finished, or no longer this process's). May raise ``StoreError``."""
+
+    def slot_attempt(self) -> int | None:
+        """The attempt a place of the job's key is taken for (``None``: the one after
+        the record's last)."""
+        return None
+
+    def wait_for_slot(self, delay: float) -> None:
+        """Every place of the job's key is held: the job waits queued, as the same
+        attempt, and its start is tried again in ``delay`` seconds."""
 
     def release(self) -> JobChange | None:
         """What happens to the job when its outcome is written (a worker acknowledges
@@ -212,6 +221,8 @@ class SlotPool:
 
     def _run(self, slot: int, lease: Lease) -> None:
         job = lease.job
+        if job.slot_limit and not self._take_slot(lease):
+            return
         number = self._begin(lease)
         if number is None:
             lease.end(None)
@@ -240,6 +251,25 @@ class SlotPool:
         for record in ended + ([settled.record] if settled is not None and settled.record is not None else []):
             hooks.ended(record)
         lease.end(settled)
+
+    def _take_slot(self, lease: Lease) -> bool:
+        """One task per key: a place for the attempt, else the job waits (queued, not
+        counted as an attempt) and its start is tried again in ``SLOT_RETRY``. Tried
+        again while the store is away, as :meth:`_begin` is."""
+        job = lease.job
+        backoff = 0.05
+        while True:
+            try:
+                if self.store.take_slot(job.slot_key, job.slot_limit, job.task_id, lease.slot_attempt()):
+                    return True
+                lease.wait_for_slot(defaults.SLOT_RETRY)
+                return False
+            except StoreError as exc:
+                about(log, job).warning("cannot start yet: %s", exc)
+            if self.give_up.wait(backoff):
+                lease.end(None)
+                return False
+            backoff = min(backoff * 2, 1.0)
 
     def _begin(self, lease: Lease) -> int | None:
         """The lease's begin, tried again while the store is away (the job stays this

@@ -69,6 +69,7 @@ LAYOUT: dict[str, str] = {
     "queues": "queues",
     "workers": "workers",
     "worker": "worker:",
+    "slots": "slots:",
 }
 
 

@@ -126,6 +126,15 @@ class RedisQueue(JobQueue):
             args=[self.prefix, job.dumps(), old_entry],
         )
 
+    def requeue_later(self, claim: Claim, delay: float) -> None:
+        """The job read waits ``delay`` seconds in the delayed set as the attempt it
+        carries (its key's places are all held), its entry acknowledged in the same
+        transaction; the delayed set moves it back only if its task still waits."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.zadd(self.delayed_key, {claim.job.dumps(): time.time() + delay})
+            pipe.xack(claim.stream, GROUP, claim.entry)
+            self._call("requeue later", pipe.execute)
+
     # -- job moves that go with a record change (JobChange) ---------------------------
 
     @staticmethod

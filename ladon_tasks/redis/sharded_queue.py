@@ -89,6 +89,9 @@ class ShardedQueue(JobQueue):
     def requeue(self, job: Job, claim: Claim | None = None) -> None:
         self._of_task(job.task_id).requeue(job, claim)
 
+    def requeue_later(self, claim: Claim, delay: float) -> None:
+        self._of_claim(claim).requeue_later(claim, delay)
+
     # -- job moves that go with a record change --------------------------------------
 
     @staticmethod

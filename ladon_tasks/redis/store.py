@@ -196,6 +196,7 @@ class RedisStore(TaskStore):
         self._sweep = scripts.register(self._redis, "sweep", prefix)
         self._purge = scripts.register(self._redis, "purge", prefix)
         self._step = scripts.register(self._redis, "step", prefix)
+        self._slot_take = scripts.register(self._redis, "slot_take", prefix)
         self._fleet = RedisFleet(self._redis, prefix, self._errors)
         self._ownership = RedisOwnership(self._redis, prefix, self._errors, decode_record)
         self._progress = ProgressWriter(self._write_reports, flush_interval)
@@ -305,6 +306,15 @@ class RedisStore(TaskStore):
         to Redis with its outcome, in the same script call."""
         self._progress.begin(task_id, attempt, started_at, where)
         return True
+
+    keeps_slots = True
+
+    def take_slot(self, key: str, limit: int, task_id: str, attempt: int | None = None) -> bool:
+        with self._errors(f"taking a place of {key} for task {task_id}"):
+            return bool(self._slot_take(args=[
+                self.prefix, key, str(limit), task_id, "" if attempt is None else str(attempt), repr(time.time()),
+                repr(defaults.SLOT_CREATE_GRACE), str(int(defaults.SLOT_TTL)),
+            ]))
 
     def transition(
         self,

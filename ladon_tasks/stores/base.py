@@ -175,6 +175,18 @@ class TaskStore(abc.ABC):
         return self.transition(task_id, TaskState.RUNNING, where=where or None, message="",
                                started_at=started_at) is not None
 
+    #: Whether :meth:`take_slot` works here (not on Redis Cluster: a key's holders'
+    #: records live on other shards than its slot set, out of one script's reach).
+    keeps_slots = False
+
+    def take_slot(self, key: str, limit: int, task_id: str, attempt: int | None = None) -> bool:
+        """One task per key: take a place in ``key``'s slot set for ``attempt`` of
+        ``task_id`` (``None``: the attempt after the record's last), atomically, if fewer
+        than ``limit`` other tasks hold one; ``False`` when the key is full. A holder
+        keeps its place while its attempt is running (or queued just before it), so a
+        place is freed by the very write that ends, retries or reissues that attempt."""
+        raise StoreError(f"{type(self).__name__} does not keep concurrency_key slots")
+
     @abc.abstractmethod
     def request_cancel(self, task_id: str) -> TaskRecord | None:
         """Flag the task for cancel; a queued task is cancelled at once."""

@@ -58,10 +58,23 @@ class MemoryStore(TaskStore):
         self._steps: dict[str, dict[str, StepRecord]] = {}
         self._step_bytes: dict[str, int] = {}
         self._stats: dict[str, float] = {}  # the fields of ladon_tasks.stats
+        # concurrency_key slot sets: key -> {task_id: (attempt, taken at)}
+        self._slots: dict[str, dict[str, tuple[int, float]]] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
 
     # -- helpers (lock held) -------------------------------------------------------
+
+    def _holds_slot(self, task_id: str, attempt: int, taken_at: float) -> bool:
+        """The rule of ``slot_take.lua``: the attempt may run, or its start was refused
+        beyond the limit a moment ago, before its record existed."""
+        record = self._records.get(task_id)
+        if record is None:
+            return self._clock() - taken_at < defaults.SLOT_CREATE_GRACE
+        if record.state is TaskState.RUNNING:
+            return record.attempts == attempt
+        return (record.state is TaskState.QUEUED and record.attempts == attempt - 1
+                and not record.cancel_requested)
 
     def _live(self, task_id: str) -> TaskRecord | None:
         record = self._records.get(task_id)
@@ -151,6 +164,22 @@ class MemoryStore(TaskStore):
         with self._lock:
             record = self._live(task_id)
             return record.copy() if record is not None else None
+
+    keeps_slots = True
+
+    def take_slot(self, key: str, limit: int, task_id: str, attempt: int | None = None) -> bool:
+        with self._lock:
+            if attempt is None:
+                record = self._records.get(task_id)
+                attempt = (record.attempts if record is not None else 0) + 1
+            holders = self._slots.setdefault(key, {})
+            for other, (number, taken_at) in list(holders.items()):
+                if other != task_id and not self._holds_slot(other, number, taken_at):
+                    del holders[other]
+            if len(holders) - (task_id in holders) >= limit:
+                return False
+            holders[task_id] = (attempt, self._clock())
+            return True
 
     def transition(
         self,
