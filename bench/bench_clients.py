@@ -49,7 +49,7 @@ from typing import Any, Callable
 
 from bench import ladon_server, peers
 from bench.benchlib import (
-    OUTPUT_DIR, SERVICES_DIR, Faults, arguments, environment, percentile, text_table, wanted,
+    SERVICES_DIR, Faults, arguments, environment, percentile, text_table, wanted,
 )
 from bench.noise import CpuAccount, own_ticks, process_ticks, processes_below, TICKS
 from tests.support.apache import HANDLER, ModWsgi
@@ -371,17 +371,17 @@ class Row:
             # the finish-to-seen time of those followers, and of the others (who asked
             # after the end: their pause, then their request)
             "seen_under_way_p50_ms": 1000 * percentile(
-                [after for after, before in zip(followed.seen_after, followed.asked_before_end) if before >= 0], 0.5),
+                [after for after, before in zip(followed.seen_after, followed.asked_before_end, strict=True) if before >= 0], 0.5),
             "seen_under_way_p99_ms": 1000 * percentile(
-                [after for after, before in zip(followed.seen_after, followed.asked_before_end) if before >= 0], 0.99),
+                [after for after, before in zip(followed.seen_after, followed.asked_before_end, strict=True) if before >= 0], 0.99),
             "seen_asked_after_p50_ms": 1000 * percentile(
-                [after for after, before in zip(followed.seen_after, followed.asked_before_end) if before < 0], 0.5),
+                [after for after, before in zip(followed.seen_after, followed.asked_before_end, strict=True) if before < 0], 0.5),
             "seen_asked_after_p99_ms": 1000 * percentile(
-                [after for after, before in zip(followed.seen_after, followed.asked_before_end) if before < 0], 0.99),
+                [after for after, before in zip(followed.seen_after, followed.asked_before_end, strict=True) if before < 0], 0.99),
             "asked_after_request_p50_ms": 1000 * percentile(
-                [took for took, before in zip(followed.last_request, followed.asked_before_end) if before < 0], 0.5),
+                [took for took, before in zip(followed.last_request, followed.asked_before_end, strict=True) if before < 0], 0.5),
             "asked_after_request_p99_ms": 1000 * percentile(
-                [took for took, before in zip(followed.last_request, followed.asked_before_end) if before < 0], 0.99),
+                [took for took, before in zip(followed.last_request, followed.asked_before_end, strict=True) if before < 0], 0.99),
             "requests_per_task": followed.requests / done if done else float("nan"),
             "told_to_wait_per_task": followed.told_to_wait / done if done else float("nan"),
             "cpu_ms_per_task": {role: 1000 * seconds / done if done else float("nan")

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         for label in http:
             servers[label] = start_server([str(QUEUE_SERVICE)], args.output.parent, "--redis", urls[label],
                                           "--no-dashboard")
-        for label, store in stores.items():  # warm up: connections, scripts loaded
+        for store in stores.values():  # warm up: connections, scripts loaded
             create_latency(store, 20)
         for _ in range(rounds):
             with account.window():

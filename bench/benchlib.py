@@ -208,7 +208,7 @@ def text_table(rows: Sequence[Sequence[str]], left: int = 1) -> str:
     lines = []
     for number, row in enumerate(rows):
         cells = [cell.ljust(width) if column < left else cell.rjust(width)
-                 for column, (cell, width) in enumerate(zip(row, widths))]
+                 for column, (cell, width) in enumerate(zip(row, widths, strict=True))]
         lines.append("  ".join(cells).rstrip())
         if number == 0:
             lines.append("  ".join("-" * width for width in widths))

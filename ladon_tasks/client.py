@@ -246,7 +246,8 @@ class TaskHandle:
             except TaskNotFinishedError as error:
                 if deadline is not None and time.monotonic() >= deadline:
                     status = self.progress()
-                    raise WaitTimeout(f"task {self.task_id} still {status.state} after {timeout}s", self.task_id, status)
+                    raise WaitTimeout(f"task {self.task_id} still {status.state} after {timeout}s", self.task_id,
+                                      status) from None
                 _pause(_asked_to_wait(str(error)), deadline)
             except (TaskFailedError, TaskCancelledError) as error:
                 error.status = self.progress()

@@ -91,12 +91,12 @@ def typed_form(ladon_type: Any, data: Any) -> Any:
 
 def encode_args(arg_types: tuple[Any, ...], args: tuple[Any, ...]) -> list[Any]:
     """Arguments of the declared types as JSON values."""
-    return [encode(typ, value) for typ, value in zip(arg_types, args)]
+    return [encode(typ, value) for typ, value in zip(arg_types, args, strict=True)]
 
 
 def decode_args(arg_types: tuple[Any, ...], data: list[Any]) -> list[Any]:
     """JSON values back into arguments of the declared types."""
-    return [decode(typ, value) for typ, value in zip(arg_types, data)]
+    return [decode(typ, value) for typ, value in zip(arg_types, data, strict=True)]
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)

@@ -128,7 +128,7 @@ def _task_metrics(counts: TaskCounts) -> Iterator[Metric]:
             for index, count in enumerate(numbers.buckets.get(state, ())):
                 per_bucket[index] += count
         cumulative, buckets = 0, []
-        for bound, count in zip([*(repr(b) for b in DURATION_BUCKETS), "+Inf"], per_bucket):
+        for bound, count in zip([*(repr(b) for b in DURATION_BUCKETS), "+Inf"], per_bucket, strict=True):
             cumulative += count
             buckets.append((bound, cumulative))
         duration.add_metric([method], buckets, sum(numbers.seconds.values()))

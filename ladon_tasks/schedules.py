@@ -63,7 +63,7 @@ class Cron:
         if len(parts) != 5:
             raise BadSchedule(f"cron {text!r} has {len(parts)} field(s): give five, "
                               "minute hour day-of-month month day-of-week")
-        values = [_field(part, *spec, text) for part, spec in zip(parts, _FIELDS)]
+        values = [_field(part, *spec, text) for part, spec in zip(parts, _FIELDS, strict=True)]
         weekdays = frozenset(0 if day == 7 else day for day in values[4])
         return cls(text, values[0], values[1], values[2], values[3], weekdays,
                    parts[2] == "*", parts[4] == "*")

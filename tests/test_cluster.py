@@ -212,7 +212,7 @@ def test_an_idle_worker_hears_of_a_job_on_any_shard_at_once(store: ShardedRedisS
     shards = set()
     for n in range(8):
         got: list = []
-        reader = threading.Thread(target=lambda: got.extend(_claim_within(queue, 5.0)))
+        reader = threading.Thread(target=lambda got=got: got.extend(_claim_within(queue, 5.0)))
         reader.start()
         time.sleep(0.2)  # the slot waits
         record = new_record(method="rung")

@@ -262,7 +262,7 @@ def test_the_readme_delayed_calls_queue_the_task_until_their_time(output_dir):
     server = start_server([str(SERVICES / "task_service.py")], output_dir)
     try:
         tomorrow = float(shell("date -d 'tomorrow 18:00' +%s").stdout)
-        for line, when in zip(commands(block("delayed-call")), (time.time() + 900, tomorrow)):
+        for line, when in zip(commands(block("delayed-call")), (time.time() + 900, tomorrow), strict=True):
             task_id = shell(line.replace(README_URL, server.url)).stdout.strip()
             client = JsonWsp(server, "TaskService")
             progress = client("taskExample_progress", task_id=task_id)

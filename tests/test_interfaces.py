@@ -195,7 +195,7 @@ def readme_table() -> dict[str, dict[str, str]]:
     table = {}
     for line in lines[2:]:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        table[cells[0]] = dict(zip(header[1:], cells[1:]))
+        table[cells[0]] = dict(zip(header[1:], cells[1:], strict=True))
     return table
 
 

@@ -290,7 +290,7 @@ def test_purge_asks_first_then_deletes_everywhere(deployment):
     out = run("purge", "--state", "failed", "--method", "explode", "--yes", "--redis", redis_server.url)
     assert out.returncode == 0 and out.stdout.startswith("purged ") and "failed task(s) of explode" in out.stdout
     for task_id in failed:
-        wait_until(lambda: _unknown(elsewhere, task_id), timeout=10, what="the other process to forget it")
+        wait_until(lambda task_id=task_id: _unknown(elsewhere, task_id), timeout=10, what="the other process to forget it")
     assert probe("echo_progress", task_id=kept)["state"] == "succeeded"
     nothing = run("purge", "--state", "failed", "--method", "explode", "--url", server.url, "--token", TOKEN)
     assert nothing.returncode == 0 and nothing.stdout.startswith("no failed task(s) of explode")

@@ -12,7 +12,6 @@ Apache Basic authentication under mod_wsgi (``REMOTE_USER``, the default hook)."
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -76,7 +75,7 @@ class Caller:
                 token = base64.b64encode(":".join(self.auth).encode()).decode()
                 headers["Authorization"] = f"Basic {token}"
             try:
-                return client.call(method, dict(zip(names, args)), headers)
+                return client.call(method, dict(zip(names, args, strict=True)), headers)
             except WireFault as fault:
                 raise Refused(fault.string) from None
             finally:
@@ -96,7 +95,7 @@ class Caller:
                              transport=Transport(session=session))
         try:
             answer = getattr(client.service, method)(**{name.replace("_", "-"): value
-                                                         for name, value in zip(names, args)})
+                                                         for name, value in zip(names, args, strict=True)})
         except zeep.exceptions.Fault as fault:
             raise Refused(fault.message) from None
         return zeep.helpers.serialize_object(answer, dict) if not isinstance(answer, (str, int, list)) else answer

@@ -200,7 +200,7 @@ def test_queued_tasks_survive_a_redis_restart_with_aof(web, workers, redis_serve
     workers.start()
     for n, task_id in enumerate(ids):
         assert wait_until(
-            lambda: _answer(probe, "queuedEcho_wait", task_id=task_id, seconds=5), timeout=30,
+            lambda task_id=task_id: _answer(probe, "queuedEcho_wait", task_id=task_id, seconds=5), timeout=30,
             what="the web server to reconnect",
         )["state"] == "succeeded"
         assert probe("queuedEcho_result", task_id=task_id) == f"kept {n}"

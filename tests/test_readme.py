@@ -295,7 +295,7 @@ def test_seeing_it_every_line(deployment, tmp_path, output_dir):
         elif command == "events":
             follower = Follower(substituted(line, deployment.redis, deployment.url))
             try:
-                def reported() -> bool:
+                def reported(follower: Follower = follower) -> bool:
                     instance("cloneInstance", instance_id="vm-7", new_instance_name="e")
                     return any("InstanceService.cloneInstance" in seen_line for seen_line in follower.lines)
 
@@ -321,8 +321,8 @@ def test_seeing_it_every_line(deployment, tmp_path, output_dir):
             follower = Follower(substituted(line.replace("SECRET", token), deployment.redis) + f" --port {port}")
             try:
                 follower.first(f"dashboard on http://127.0.0.1:{port}/")
-                wait_until(lambda: shell(f"ladon-tasks ping http://127.0.0.1:{port} --token {token}",
-                                         check=False).returncode == 0, timeout=30, what="the dashboard's health")
+                wait_until(lambda port=port: shell(f"ladon-tasks ping http://127.0.0.1:{port} --token {token}",
+                                              check=False).returncode == 0, timeout=30, what="the dashboard's health")
             finally:
                 follower.stop()
         elif command == "call":

@@ -354,14 +354,14 @@ def test_progress_never_overwrites_a_result(backend: Backend) -> None:
         record = record_in(store, RUNNING)
         stop = threading.Event()
 
-        def hammer() -> None:
+        def hammer(record: TaskRecord = record, stop: threading.Event = stop) -> None:
             i = 0
             while not stop.is_set() and store.report(record.task_id, 0.5, f"tick {i}", attempt=1):
                 i += 1
 
         reporter = threading.Thread(target=hammer)
         reporter.start()
-        wait_until(lambda: store.get(record.task_id).message.startswith("tick"), timeout=5, what="progress")
+        wait_until(lambda record=record: store.get(record.task_id).message.startswith("tick"), timeout=5, what="progress")
         store.transition(record.task_id, SUCCEEDED, attempt=1, result="done", progress=1.0, message="finished")
         stop.set()
         reporter.join()
@@ -425,8 +425,8 @@ def test_list_is_newest_first_with_filters_and_paging(store: TaskStore) -> None:
             if state is not RUNNING:
                 store.transition(record.task_id, state, attempt=1)
     newest_first = [r.task_id for r in reversed(records)]
-    expected_states = {r.task_id: s for r, (_, s) in zip(records, plan)}
-    expected_methods = {r.task_id: m for r, (m, _) in zip(records, plan)}
+    expected_states = {r.task_id: s for r, (_, s) in zip(records, plan, strict=True)}
+    expected_methods = {r.task_id: m for r, (m, _) in zip(records, plan, strict=True)}
 
     def ids(**query: Any) -> list[str]:
         return [r.task_id for r in store.list_tasks(**query)]
@@ -764,7 +764,7 @@ def test_redis_outage_is_a_store_error_and_the_store_recovers(tmp_path: Path) ->
             "list": lambda: store.list_tasks(),
             "wait": lambda: store.wait(record.task_id, 0.2),
         }
-        for name, call in calls.items():
+        for call in calls.values():
             with pytest.raises(StoreError, match="Redis at 127.0.0.1"):
                 call()
         # a body keeps running through an outage; its last progress is written later

@@ -54,7 +54,7 @@ def _print_rows(rows: list[dict], as_json: bool) -> None:
     caller_width = max(map(len, ["CALLER", *callers]))
     print(f"{'TASK':32}  {'STATE':10}  {'PROGRESS':>8}  {'AGE':>7}  {'TRIES':>5}  {'SERVICE.METHOD':{width}}  "
           f"{'CALLER':{caller_width}}  MESSAGE")
-    for row, target, caller in zip(rows, targets, callers):
+    for row, target, caller in zip(rows, targets, callers, strict=True):
         # a task handed over or reissued has used more attempts than its retries allow
         limit = max(row["attempts"], row["max_attempts"])
         message = (row["message"] or row["error_message"] or "")[:60]

@@ -281,7 +281,7 @@ class ProgressWriter:
             return False
         now = time.monotonic()
         with self._reports:
-            for (task_id, attempt, _), go in zip(items, answers):
+            for (task_id, attempt, _), go in zip(items, answers, strict=True):
                 self._answers[(task_id, attempt)] = _Answer(bool(go), now)
                 self._inflight.discard(task_id)
             if self._inflight_waiters:

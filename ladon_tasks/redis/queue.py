@@ -185,7 +185,7 @@ class RedisQueue(JobQueue):
         waiting (the caller holds a job of that priority already)."""
         self.ensure_groups()
         if len(self.streams) > 1 or above is not None:
-            for level, stream in zip(self.levels, self.streams):
+            for level, stream in zip(self.levels, self.streams, strict=True):
                 if above is not None and level <= above:
                     return []
                 claims = self._read({stream: ">"}, None)
