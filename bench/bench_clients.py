@@ -13,8 +13,8 @@ Rows, each on its own servers (and its own fresh ``redis-server`` where it has o
 ladon-tasks' clients do what the README tells a client to do: ``_wait`` (20 s); unless
 the task has finished, let ``poll_after`` seconds pass and ask again. The ``--clients``
 clients start their tasks spread evenly over ``--ramp`` seconds; each task sleeps
-``--task-seconds`` give or take a third, spread evenly (the bodies run in thread pools big enough for all that run at once,
-so no task queues). Clients are coroutines of one asyncio loop speaking raw HTTP/1.1,
+``--task-seconds`` give or take a third, spread evenly (the bodies run in thread pools big
+enough for all that run at once, so no task queues). Clients are coroutines of one asyncio loop speaking raw HTTP/1.1,
 one connection per request (the servers' keep-alive limits do not enter). A separate
 process calls the plain method every ``--probe-interval`` seconds, each call on a new
 connection, from the first start to the last end.
@@ -353,10 +353,16 @@ class Row:
     def to_json(self) -> dict[str, Any]:
         followed = self.followed
         done = len(followed.seen_after)
+        seen_and_asked = list(zip(followed.seen_after, followed.asked_before_end, strict=True))
+        seen_under_way = [after for after, before in seen_and_asked if before >= 0]
+        seen_asked_after = [after for after, before in seen_and_asked if before < 0]
+        request_asked_after = [took for took, before
+                               in zip(followed.last_request, followed.asked_before_end, strict=True) if before < 0]
         return {
             "system": self.label, "error": self.error, "seconds": self.seconds,
             "plain_calls": len(self.plain), "plain_failed": len(self.plain) - len(self.plain_ok),
-            "plain_p50_ms": 1000 * percentile(self.plain_ok, 0.5), "plain_p99_ms": 1000 * percentile(self.plain_ok, 0.99),
+            "plain_p50_ms": 1000 * percentile(self.plain_ok, 0.5),
+            "plain_p99_ms": 1000 * percentile(self.plain_ok, 0.99),
             "plain_max_ms": 1000 * max(self.plain_ok, default=float("nan")),
             "followed": done, "lost": followed.lost,
             "seen_p50_ms": 1000 * percentile(followed.seen_after, 0.5),
@@ -370,18 +376,12 @@ class Row:
             if done else float("nan"),
             # the finish-to-seen time of those followers, and of the others (who asked
             # after the end: their pause, then their request)
-            "seen_under_way_p50_ms": 1000 * percentile(
-                [after for after, before in zip(followed.seen_after, followed.asked_before_end, strict=True) if before >= 0], 0.5),
-            "seen_under_way_p99_ms": 1000 * percentile(
-                [after for after, before in zip(followed.seen_after, followed.asked_before_end, strict=True) if before >= 0], 0.99),
-            "seen_asked_after_p50_ms": 1000 * percentile(
-                [after for after, before in zip(followed.seen_after, followed.asked_before_end, strict=True) if before < 0], 0.5),
-            "seen_asked_after_p99_ms": 1000 * percentile(
-                [after for after, before in zip(followed.seen_after, followed.asked_before_end, strict=True) if before < 0], 0.99),
-            "asked_after_request_p50_ms": 1000 * percentile(
-                [took for took, before in zip(followed.last_request, followed.asked_before_end, strict=True) if before < 0], 0.5),
-            "asked_after_request_p99_ms": 1000 * percentile(
-                [took for took, before in zip(followed.last_request, followed.asked_before_end, strict=True) if before < 0], 0.99),
+            "seen_under_way_p50_ms": 1000 * percentile(seen_under_way, 0.5),
+            "seen_under_way_p99_ms": 1000 * percentile(seen_under_way, 0.99),
+            "seen_asked_after_p50_ms": 1000 * percentile(seen_asked_after, 0.5),
+            "seen_asked_after_p99_ms": 1000 * percentile(seen_asked_after, 0.99),
+            "asked_after_request_p50_ms": 1000 * percentile(request_asked_after, 0.5),
+            "asked_after_request_p99_ms": 1000 * percentile(request_asked_after, 0.99),
             "requests_per_task": followed.requests / done if done else float("nan"),
             "told_to_wait_per_task": followed.told_to_wait / done if done else float("nan"),
             "cpu_ms_per_task": {role: 1000 * seconds / done if done else float("nan")
@@ -444,7 +444,8 @@ def format_rows(rows: list[Row], plan: Plan) -> str:
              f"{plan.ramp:g} s; a plain call every {plan.probe_interval:g} s beside them", text_table(table)]
     for row in rows:
         problems = row.followed.faults.summary() + ([f"{row.followed.lost} lost"] if row.followed.lost else [])
-        problems += [f"{len(row.plain) - len(row.plain_ok)} plain calls failed"] if len(row.plain_ok) < len(row.plain) else []
+        failed_plain = len(row.plain) - len(row.plain_ok)
+        problems += [f"{failed_plain} plain calls failed"] if failed_plain > 0 else []
         problems += [f"failed: {row.error}"] if row.error else []
         if problems:
             lines.append(f"{row.label}: " + "; ".join(problems))

@@ -208,7 +208,9 @@ def measure(deployment: Deployment, plan: Plan, log_dir: Path, account: CpuAccou
             seconds = feeder.run(plan.tasks, plan.producers)
         cpu_after = deployment.cpu_seconds()
         commands = deployment.commands()
-        return Phase(plan.tasks, seconds, commands, [after - before for before, after in zip(cpu_before, cpu_after, strict=True)])
+        return Phase(
+            plan.tasks, seconds, commands, [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
+        )
     finally:
         if feeder is not None:
             feeder.close()

@@ -137,7 +137,8 @@ class Figures:
     def to_json(self) -> dict[str, Any]:
         return {"plain_ms": self.plain_ms, "start_ms": self.start_ms, "plain_rps": self.plain_rps,
                 "progress_rps": self.progress_rps, "progress_ratios": self.progress_ratios,
-                "plain_cpu_us": self.plain_cpu_us, "progress_cpu_us": self.progress_cpu_us, "e2e_wait_per_s": self.e2e_wait_per_s,
+                "plain_cpu_us": self.plain_cpu_us, "progress_cpu_us": self.progress_cpu_us,
+                "e2e_wait_per_s": self.e2e_wait_per_s,
                 "e2e_poll_per_s": self.e2e_poll_per_s, "rss_mib": self.rss_mib, "rate_at": self.rate_at,
                 "rss_baseline_mib": self.rss_baseline_mib, "faults": self.faults.to_json(),
                 "failed_phases": self.failed_phases, "cpu": self.cpu.to_json()}

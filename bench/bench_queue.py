@@ -139,7 +139,8 @@ class System:
 
     def crashed(self) -> list[str]:
         """The processes of this system that have exited, with their exit codes."""
-        processes = [*self.processes, *(s.process for s in self.servers), *(p for w in self.workers for p in w.processes)]
+        processes = [*self.processes, *(s.process for s in self.servers),
+                     *(p for w in self.workers for p in w.processes)]
         return [f"pid {p.pid} exited with {p.returncode}" for p in processes if p.poll() is not None]
 
     def cpu_groups(self) -> dict[str, list[int]]:
@@ -525,7 +526,8 @@ def targets(results: list[Figures], best: dict[str, float], plan: Plan) -> str:
     rows = [
         ("end-to-end >= 1.5x fastest peer", f"{ratio(top.tasks_per_s, best['tps'])} ({top.label})",
          verdict(top.tasks_per_s >= 1.5 * best["tps"])),
-        ("p50 round trip <= 1.5 ms", f"{fast.latency_p50_ms:.2f} ms ({fast.label})", verdict(fast.latency_p50_ms <= 1.5)),
+        ("p50 round trip <= 1.5 ms", f"{fast.latency_p50_ms:.2f} ms ({fast.label})",
+         verdict(fast.latency_p50_ms <= 1.5)),
         ("<= 10 Redis commands per task (sent)", f"{lean.round_trips_per_task:.1f} ({lean.label})",
          verdict(lean.round_trips_per_task <= 10)),
         ("<= 10 Redis commands per task (commandstats)", f"{counted.commands_per_task:.1f} ({counted.label}), "
@@ -580,7 +582,8 @@ def run(plan: Plan, output: Path, only: list[str] | None) -> int:
     for figures in results:
         if figures.cpu_per_task_us:
             parts = figures.cpu_per_task_us
-            print(f"  {figures.label:<36} " + ", ".join(f"{part} {parts[part]:,.0f}" for part in CPU_PARTS if part in parts)
+            print(f"  {figures.label:<36} "
+                  + ", ".join(f"{part} {parts[part]:,.0f}" for part in CPU_PARTS if part in parts)
                   + f"; all {sum(parts.values()):,.0f}")
     for figures in results:
         if figures.lifecycle:

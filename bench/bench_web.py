@@ -286,7 +286,8 @@ def targets(rows: list[Row], plan: Plan) -> str:
 
     return "\n".join([
         "targets:",
-        f"  queue >= 1.5x best hand-wired: {ratio(top, best.figures.tasks_per_s)} ({verdict(top >= 1.5 * best.figures.tasks_per_s)})",
+        f"  queue >= 1.5x best hand-wired: {ratio(top, best.figures.tasks_per_s)}"
+        f" ({verdict(top >= 1.5 * best.figures.tasks_per_s)})",
         f"  queue >= 0.85x Ladon ceiling: {ratio(top, ladon_ceiling)} ({verdict(top >= 0.85 * ladon_ceiling)})",
         f"  thread executor >= queue: {ratio(thread_rate, top)} ({verdict(thread_rate >= top)})",
     ])

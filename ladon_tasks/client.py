@@ -242,12 +242,15 @@ class TaskHandle:
         while True:
             remaining = defaults.WAIT_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                return self.client.call(f"{self.method}_wait_result", task_id=self.task_id, seconds=min(remaining, defaults.WAIT_SLICE))
+                return self.client.call(
+                    f"{self.method}_wait_result", task_id=self.task_id, seconds=min(remaining, defaults.WAIT_SLICE)
+                )
             except TaskNotFinishedError as error:
                 if deadline is not None and time.monotonic() >= deadline:
                     status = self.progress()
-                    raise WaitTimeout(f"task {self.task_id} still {status.state} after {timeout}s", self.task_id,
-                                      status) from None
+                    raise WaitTimeout(
+                        f"task {self.task_id} still {status.state} after {timeout}s", self.task_id, status
+                    ) from None
                 _pause(_asked_to_wait(str(error)), deadline)
             except (TaskFailedError, TaskCancelledError) as error:
                 error.status = self.progress()

@@ -203,7 +203,10 @@ def build_from_settings(environ: Mapping[str, Any] | None = None, default_servic
     store = make_store(settings)
     if store is not None:
         runtime_settings["store"] = store
-    for name, key in (("LADON_TASKS_THREAD_WORKERS", "thread_workers"), ("LADON_TASKS_PROCESS_WORKERS", "process_workers")):
+    for name, key in (
+        ("LADON_TASKS_THREAD_WORKERS", "thread_workers"),
+        ("LADON_TASKS_PROCESS_WORKERS", "process_workers"),
+    ):
         if name in settings:
             runtime_settings[key] = whole_number(settings, name)
     budget = wait_threads(settings)
@@ -222,8 +225,11 @@ def build_from_settings(environ: Mapping[str, Any] | None = None, default_servic
     if token:
         from ladon_tasks.dashboard import DashboardApp, mount
 
-        application = mount(application, DashboardApp(token=token, health_open=switched_on(settings, "LADON_TASKS_HEALTH_OPEN")),
-                            prefix="/_tasks")
+        application = mount(
+            application,
+            DashboardApp(token=token, health_open=switched_on(settings, "LADON_TASKS_HEALTH_OPEN")),
+            prefix="/_tasks",
+        )
     return HostCheck(application, allowed_hosts(settings, str((environ or {}).get("SERVER_ADDR", ""))))
 
 
@@ -237,7 +243,9 @@ def allowed_hosts(settings: Mapping[str, str], bind_address: str, extra: Sequenc
 
 #: The answer of a server whose configuration was refused: the reason is in the log,
 #: not on the wire (it may name paths or hosts).
-_REFUSED_BODY = b"Internal Server Error: ladon-tasks is not configured correctly; the reason is in the server's error log\n"
+_REFUSED_BODY = (
+    b"Internal Server Error: ladon-tasks is not configured correctly; the reason is in the server's error log\n"
+)
 
 
 class HandlerApplication:
@@ -282,7 +290,9 @@ class HandlerApplication:
         return self._application(environ, start_response)
 
 
-def handler_application(settings: Mapping[str, str] | None = None, default_services_dir: str = "") -> HandlerApplication:
+def handler_application(
+    settings: Mapping[str, str] | None = None, default_services_dir: str = ""
+) -> HandlerApplication:
     """The ``application`` of a WSGI handler file: ``settings`` (the same names as the
     environment variables) override the environment."""
     return HandlerApplication(settings, default_services_dir)

@@ -188,7 +188,13 @@ def _companions(task_method: TaskMethod) -> dict[str, Callable[..., Any]]:
         records = runtime.list_tasks(task_method.name, state, limit, offset, task_method.spec, caller)
         return [wire.progress_response(record, poll_after=runtime.poll_after(record)) for record in records]
 
-    functions: dict[str, Callable[..., Any]] = {"progress": progress, "result": result, "cancel": cancel, "wait": wait, "wait_result": wait_result}
+    functions: dict[str, Callable[..., Any]] = {
+        "progress": progress,
+        "result": result,
+        "cancel": cancel,
+        "wait": wait,
+        "wait_result": wait_result,
+    }
     functions["at"] = _delayed_start(task_method, "not_before")
     functions["later"] = _delayed_start(task_method, "start_in")
     if _lists(task_method):

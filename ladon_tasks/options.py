@@ -129,7 +129,11 @@ class TaskOptions:
         _positive_number("result_ttl", self.result_ttl)
         if not isinstance(self.priority, int) or isinstance(self.priority, bool) or not 0 <= self.priority <= 255:
             raise ValueError(f"tasktype option 'priority' must be a whole number 0..255, got {self.priority!r}")
-        if not isinstance(self.queue, str) or not self.queue or not self.queue.replace("-", "").replace("_", "").isalnum():
+        if (
+            not isinstance(self.queue, str)
+            or not self.queue
+            or not self.queue.replace("-", "").replace("_", "").isalnum()
+        ):
             raise ValueError(f"tasktype option 'queue' must be a name of letters, digits, - and _, got {self.queue!r}")
         if self.redis is not None and not (
             isinstance(self.redis, str)

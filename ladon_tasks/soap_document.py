@@ -128,7 +128,9 @@ class DocumentLiteralDescriptor(ServiceDescriptor):
         _element(doc, binding, "soap:binding", {"style": "document", "transport": "http://schemas.xmlsoap.org/soap/http"})
         for method in methodlist:
             operation = _element(doc, binding, "operation", {"name": method.name()})
-            _element(doc, operation, "soap:operation", {"soapAction": f"{service_url}/{method.name()}", "style": "document"})
+            _element(
+                doc, operation, "soap:operation", {"soapAction": f"{service_url}/{method.name()}", "style": "document"}
+            )
             for direction in ("input", "output"):
                 _element(doc, _element(doc, operation, direction), "soap:body", {"use": "literal"})
         service = _element(doc, definitions, "service", {"name": servicename})
@@ -154,7 +156,9 @@ class DocumentLiteralResponseHandler(BaseResponseHandler):
         return doc.toxml(encoding=encoding)
 
 
-def _write_value(doc: minidom.Document, parent: minidom.Element, value: Any, typ: Any, type_dict: dict[Any, Any]) -> None:
+def _write_value(
+    doc: minidom.Document, parent: minidom.Element, value: Any, typ: Any, type_dict: dict[Any, Any]
+) -> None:
     if value is None:
         parent.setAttribute("xsi:nil", "true")
     elif isinstance(typ, (list, tuple)):

@@ -177,8 +177,13 @@ class QueueDepth:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "queue": self.name, "waiting": self.waiting, "delayed": self.delayed, "running": self.running,
-            "levels": [{"priority": p, "waiting": w, "running": r} for p, (w, r) in sorted(self.levels.items(), reverse=True)],
+            "queue": self.name,
+            "waiting": self.waiting,
+            "delayed": self.delayed,
+            "running": self.running,
+            "levels": [
+                {"priority": p, "waiting": w, "running": r} for p, (w, r) in sorted(self.levels.items(), reverse=True)
+            ],
         }
 
 

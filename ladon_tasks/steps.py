@@ -196,7 +196,9 @@ class Steps:
         try:
             return codec.decode(rtype, recorded)
         except Exception as exc:
-            raise StepError(f"step {name!r}: its recorded result does not fit {codec.type_name(rtype)}: {exc}") from None
+            raise StepError(
+                f"step {name!r}: its recorded result does not fit {codec.type_name(rtype)}: {exc}"
+            ) from None
 
 
 def deeper_than(value: Any, limit: int) -> bool:

@@ -191,7 +191,9 @@ def test_the_handler_answers_only_known_host_names(apache):
 
     bearer = {"Authorization": f"Bearer {DASHBOARD_TOKEN}"}
     for path in ("/InstanceService/jsonwsp/description", "/_tasks/api/tasks", "/"):
-        refused = requests.get(apache.url + path, headers={"Host": f"rebind.example:{apache.port}", **bearer}, timeout=10)
+        refused = requests.get(
+            apache.url + path, headers={"Host": f"rebind.example:{apache.port}", **bearer}, timeout=10
+        )
         assert refused.status_code == 400, (path, refused.text)
         assert "does not answer for the host name 'rebind.example'" in refused.text
         for host in (f"tasks.example:{apache.port}", "localhost", f"127.0.0.1:{apache.port}"):

@@ -54,7 +54,9 @@ VALID_VALUES = {str: "s", int: 1, (str,): ["a=1"]}
 
 #: Hypothesis settings shared by the property tests: the whole module stays well under
 #: a minute against one server.
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 
 # -- talking to the server ---------------------------------------------------------------
@@ -142,11 +144,17 @@ def path(service: str, interface: str) -> str:
 
 
 def soap_envelope(
-    service: str, operation: str, args: dict[str, str], namespace: str = SOAP_ENV, operation_namespace: str | None = None
+    service: str,
+    operation: str,
+    args: dict[str, str],
+    namespace: str = SOAP_ENV,
+    operation_namespace: str | None = None,
 ) -> bytes:
     """A SOAP 1.1 request as zeep would send it (Ladon's element names use ``-``; the
     operation is in the service's namespace, ``urn:<service>``, unless told otherwise)."""
-    parts = "".join(f"<{name.replace('_', '-')}>{escape(value)}</{name.replace('_', '-')}>" for name, value in args.items())
+    parts = "".join(
+        f"<{name.replace('_', '-')}>{escape(value)}</{name.replace('_', '-')}>" for name, value in args.items()
+    )
     op_namespace = f"urn:{service}" if operation_namespace is None else operation_namespace
     return (
         f'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{namespace}" '
@@ -211,7 +219,9 @@ def finished_task(server: RunningServer) -> str:
 @pytest.fixture(scope="module")
 def task_before_barrage(server: RunningServer) -> str:
     """A clone started before the property tests; its result must survive them."""
-    started = jsonwsp_result(server, "InstanceService", "cloneInstance", instance_id="vm-keep", new_instance_name="kept")
+    started = jsonwsp_result(
+        server, "InstanceService", "cloneInstance", instance_id="vm-keep", new_instance_name="kept"
+    )
     return started["task_id"]
 
 
@@ -259,9 +269,15 @@ WRONG_FOR = {
         st.dictionaries(ODD_TEXT, JSON_JUNK, max_size=2),
         st.none(),
     ),
-    str: st.one_of(st.lists(JSON_JUNK, min_size=1, max_size=3), st.dictionaries(ODD_TEXT, JSON_JUNK, max_size=3), st.none()),
+    str: st.one_of(
+        st.lists(JSON_JUNK, min_size=1, max_size=3), st.dictionaries(ODD_TEXT, JSON_JUNK, max_size=3), st.none()
+    ),
     (str,): st.one_of(
-        st.lists(st.lists(JSON_JUNK, max_size=2) | st.dictionaries(ODD_TEXT, JSON_JUNK, max_size=2) | st.none(), min_size=1, max_size=3),
+        st.lists(
+            st.lists(JSON_JUNK, max_size=2) | st.dictionaries(ODD_TEXT, JSON_JUNK, max_size=2) | st.none(),
+            min_size=1,
+            max_size=3,
+        ),
         st.dictionaries(ODD_TEXT, JSON_JUNK, min_size=1, max_size=2),
         st.none(),
     ),
@@ -355,7 +371,8 @@ def soap_value(value: Any, draw: st.DrawFn) -> str:
     elements; a nested array or object is always a child element, so never a string."""
     if isinstance(value, list):
         return "".join(
-            f"<item>{soap_text(item) if not isinstance(item, (list, dict)) and item is not None else '<junk>x</junk>'}</item>"
+            f"<item>{soap_text(item) if not isinstance(item, (list, dict)) and item is not None else '<junk>x</junk>'}"
+            "</item>"
             for item in value
         )
     if isinstance(value, dict):
@@ -377,8 +394,12 @@ def soap_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
     if shape == "entities":
         template = draw(st.sampled_from([BILLION_LAUGHS, EXTERNAL_ENTITY]))
         return service, template.format(op=f"{method}{draw(st.sampled_from(COMPANIONS))}").encode()
-    args = {name.replace("_", "-"): value for name, value in draw(bad_start_args(TASK_METHODS[(service, method)])).items()}
-    list_args = {name.replace("_", "-") for name, declared in TASK_METHODS[(service, method)] if isinstance(declared, list)}
+    args = {
+        name.replace("_", "-"): value for name, value in draw(bad_start_args(TASK_METHODS[(service, method)])).items()
+    }
+    list_args = {
+        name.replace("_", "-") for name, declared in TASK_METHODS[(service, method)] if isinstance(declared, list)
+    }
     parts = []
     for name, value in args.items():
         tag = name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", name or "") else "junk"
@@ -392,7 +413,11 @@ def soap_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
         operation = draw(XML_NAMES.filter(lambda n: not n.startswith(method)))
     else:
         operation = method
-    namespace = SOAP_ENV if shape != "namespace" else draw(st.sampled_from(["urn:wrong", "http://www.w3.org/2003/05/soap-envelope", ""]))
+    namespace = (
+        SOAP_ENV
+        if shape != "namespace"
+        else draw(st.sampled_from(["urn:wrong", "http://www.w3.org/2003/05/soap-envelope", ""]))
+    )
     op_namespace = f"urn:{service}" if shape != "namespace" else f"urn:{draw(XML_NAMES)}"
     envelope = (
         f'<soap:Envelope xmlns:soap="{namespace}" xmlns:ns="{op_namespace}"><soap:Body>'
@@ -422,7 +447,9 @@ def jsonrpc_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
         document["params"] = list(args.values()) if draw(st.booleans()) else args
     elif choice == "companion-junk":
         document["method"] = method + draw(st.sampled_from(COMPANIONS))
-        document["params"] = draw(JSON_JUNK.filter(lambda v: not isinstance(v, list)) | st.lists(JSON_JUNK, min_size=3, max_size=4))
+        document["params"] = draw(
+            JSON_JUNK.filter(lambda v: not isinstance(v, list)) | st.lists(JSON_JUNK, min_size=3, max_size=4)
+        )
     else:
         if draw(st.booleans()):
             document["method"] = draw(JSON_JUNK)
@@ -443,7 +470,9 @@ ODD_TASK_IDS = st.one_of(
 )
 ODD_SECONDS = st.one_of(
     st.floats(max_value=-1e-9),
-    st.sampled_from(["NaN", "nan", "-nan", "inf", "-inf", "Infinity", "1e999", "-1e999", "", " ", "ten", "0x10", "1,5"]),
+    st.sampled_from(
+        ["NaN", "nan", "-nan", "inf", "-inf", "Infinity", "1e999", "-1e999", "", " ", "ten", "0x10", "1,5"]
+    ),
     st.integers(min_value=10**6, max_value=10**400).map(str),
     XML_TEXT,
 )
@@ -506,7 +535,9 @@ def test_odd_task_ids_get_a_named_fault(
 def test_odd_seconds_to_wait_get_an_answer_or_a_named_fault(
     server: RunningServer, finished_task: str, interface: str, seconds: str
 ) -> None:
-    reply = call(server, interface, "ReportService", "importRecords_wait", {"task_id": finished_task, "seconds": seconds})
+    reply = call(
+        server, interface, "ReportService", "importRecords_wait", {"task_id": finished_task, "seconds": seconds}
+    )
     assert_no_traceback(reply)
     number = float(seconds) if _is_float_literal(seconds) else None
     if number is not None and not math.isnan(number):
@@ -534,9 +565,9 @@ HOST_NAMES = st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z][a-z0-9-]{0,12}){0,3}",
     lambda name: name != "localhost"
 )
 SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
-OTHER_NAMESPACES = st.sampled_from([SOAP12_ENV, "urn:wrong", SOAP_ENV.rstrip("/"), SOAP_ENV.upper(), "urn:TaskService"]) | st.from_regex(
-    r"(urn:|https?://)[A-Za-z0-9._/-]{1,30}", fullmatch=True
-)
+OTHER_NAMESPACES = st.sampled_from(
+    [SOAP12_ENV, "urn:wrong", SOAP_ENV.rstrip("/"), SOAP_ENV.upper(), "urn:TaskService"]
+) | st.from_regex(r"(urn:|https?://)[A-Za-z0-9._/-]{1,30}", fullmatch=True)
 
 
 def _loose_ids() -> st.SearchStrategy[str]:
@@ -580,7 +611,8 @@ def _charset_expectation(charset: str) -> str:
 
 @FUZZ
 @given(
-    charset=st.sampled_from(NOT_TEXT_CHARSETS + TEXT_CHARSETS) | st.from_regex(r"[a-z][-_.a-z0-9]{0,15}", fullmatch=True),
+    charset=st.sampled_from(NOT_TEXT_CHARSETS + TEXT_CHARSETS)
+    | st.from_regex(r"[a-z][-_.a-z0-9]{0,15}", fullmatch=True),
     header=st.sampled_from(["Content-Type", "Accept-Charset"]),
     interface=st.sampled_from(["jsonwsp", "jsonrpc10"]),
     text=PLAIN_TEXT,
@@ -643,7 +675,9 @@ def test_a_lone_surrogate_in_any_string_argument_is_invalid_argument_naming_it(
     )
     reply = exchange(server, path(service, interface), json.dumps(document).encode())  # \udXXX escapes
     fault = readable_fault(reply, interface)
-    assert fault == f"InvalidArgument: {method}: argument {name} holds text that is not valid Unicode (a lone surrogate)"
+    assert (
+        fault == f"InvalidArgument: {method}: argument {name} holds text that is not valid Unicode (a lone surrogate)"
+    )
 
 
 @FUZZ
@@ -651,18 +685,33 @@ def test_a_lone_surrogate_in_any_string_argument_is_invalid_argument_naming_it(
     where=st.sampled_from(["id", "mirror", "counter", "task_id", "seconds"]),
     literal=NON_FINITE,
 )
-def test_non_finite_numbers_anywhere_get_an_answer_that_is_json(server: RunningServer, finished_task: str, where: str, literal: str) -> None:
+def test_non_finite_numbers_anywhere_get_an_answer_that_is_json(
+    server: RunningServer, finished_task: str, where: str, literal: str
+) -> None:
     if where == "id":
-        body, interface = '{"method": "taskExample_progress", "params": ["%s"], "id": %s}' % (finished_task, literal), "jsonrpc10"
+        body, interface = (
+            '{"method": "taskExample_progress", "params": ["%s"], "id": %s}' % (finished_task, literal),
+            "jsonrpc10",
+        )
     elif where == "mirror":
-        body, interface = '{"methodname": "importRecords_progress", "args": {"task_id": "%s"}, "mirror": [%s]}' % (finished_task, literal), "jsonwsp"
+        body, interface = (
+            '{"methodname": "importRecords_progress", "args": {"task_id": "%s"}, "mirror": [%s]}'
+            % (finished_task, literal),
+            "jsonwsp",
+        )
     elif where == "seconds":
-        body = '{"methodname": "importRecords_wait", "args": {"task_id": "%s", "seconds": %s}}' % (finished_task, literal)
+        body = '{"methodname": "importRecords_wait", "args": {"task_id": "%s", "seconds": %s}}' % (
+            finished_task,
+            literal,
+        )
         interface = "jsonwsp"
     elif where == "task_id":
         body, interface = '{"methodname": "importRecords_progress", "args": {"task_id": %s}}' % literal, "jsonwsp"
     else:
-        body, interface = '{"methodname": "taskExample", "args": {"session_id": "s", "counter": %s}}' % literal, "jsonwsp"
+        body, interface = (
+            '{"methodname": "taskExample", "args": {"session_id": "s", "counter": %s}}' % literal,
+            "jsonwsp",
+        )
     service = "ReportService" if where in ("seconds", "task_id", "mirror") else "TaskService"
     reply = exchange(server, path(service, interface), body.encode())
     assert_no_traceback(reply)
@@ -680,9 +729,13 @@ def test_non_finite_numbers_anywhere_get_an_answer_that_is_json(server: RunningS
 @given(name=HOST_NAMES, port=st.none() | st.integers(1, 65535), target=st.sampled_from(
     ["/", "/TaskService/jsonwsp", "/TaskService/soap11/description", "/_tasks/", "/_tasks/api/tasks"]
 ))
-def test_unknown_host_names_are_refused_everywhere(server: RunningServer, name: str, port: int | None, target: str) -> None:
+def test_unknown_host_names_are_refused_everywhere(
+    server: RunningServer, name: str, port: int | None, target: str
+) -> None:
     host = name if port is None else f"{name}:{port}"
-    reply = exchange(server, target, b"{}", headers={"Host": host}, method="POST" if target.endswith("jsonwsp") else "GET")
+    reply = exchange(
+        server, target, b"{}", headers={"Host": host}, method="POST" if target.endswith("jsonwsp") else "GET"
+    )
     assert reply.status == 400, reply.text
     assert reply.headers["content-type"].startswith("text/plain") and reply.text.count("\n") == 1
     assert f"host name '{name}'" in reply.text and "--allowed-host" in reply.text
@@ -703,17 +756,25 @@ def test_addresses_and_localhost_are_answered(server: RunningServer, host: str, 
 
 @FUZZ
 @given(namespace=OTHER_NAMESPACES.filter(lambda ns: ns != SOAP_ENV), counter=st.integers(0, 10))
-def test_an_envelope_of_another_namespace_gets_version_mismatch(server: RunningServer, namespace: str, counter: int) -> None:
-    body = soap_envelope("TaskService", "taskExample", {"session_id": "s", "counter": str(counter)}, namespace=escape(namespace))
+def test_an_envelope_of_another_namespace_gets_version_mismatch(
+    server: RunningServer, namespace: str, counter: int
+) -> None:
+    body = soap_envelope(
+        "TaskService", "taskExample", {"session_id": "s", "counter": str(counter)}, namespace=escape(namespace)
+    )
     reply = exchange(server, "/TaskService/soap11", body, content_type="text/xml; charset=utf-8")
     assert readable_fault(reply, "soap11").startswith("VersionMismatch:"), reply.text
-    assert ElementTree.fromstring(reply.body).findtext(f".//{{{SOAP_ENV}}}Fault/faultcode") == "SOAP-ENV:VersionMismatch"
+    assert (
+        ElementTree.fromstring(reply.body).findtext(f".//{{{SOAP_ENV}}}Fault/faultcode") == "SOAP-ENV:VersionMismatch"
+    )
 
 
 @FUZZ
 @given(namespace=OTHER_NAMESPACES.filter(lambda ns: ns != "urn:TaskService"), counter=st.integers(0, 10))
 def test_an_operation_of_another_namespace_is_refused(server: RunningServer, namespace: str, counter: int) -> None:
-    body = soap_envelope("TaskService", "taskExample", {"session_id": "s", "counter": str(counter)}, operation_namespace=namespace)
+    body = soap_envelope(
+        "TaskService", "taskExample", {"session_id": "s", "counter": str(counter)}, operation_namespace=namespace
+    )
     reply = exchange(server, "/TaskService/soap11", body, content_type="text/xml; charset=utf-8")
     fault = readable_fault(reply, "soap11")
     assert fault.startswith("MalformedRequest: operation 'taskExample' is in namespace"), fault
@@ -724,7 +785,9 @@ def test_an_operation_of_another_namespace_is_refused(server: RunningServer, nam
     named=st.sampled_from(["taskExample", "taskExample_cancel", "taskExample_result", "other"]),
     form=st.sampled_from(["url", "quoted-url", "urn", "bare"]),
 )
-def test_a_soap_action_must_name_the_operation_in_the_body(server: RunningServer, finished_task: str, named: str, form: str) -> None:
+def test_a_soap_action_must_name_the_operation_in_the_body(
+    server: RunningServer, finished_task: str, named: str, form: str
+) -> None:
     action = {
         "url": f"{server.url}/TaskService/soap11/{named}",
         "quoted-url": f'"{server.url}/TaskService/soap11/{named}"',
@@ -734,12 +797,16 @@ def test_a_soap_action_must_name_the_operation_in_the_body(server: RunningServer
     body = soap_envelope("TaskService", "taskExample_progress", {"task_id": finished_task})
     reply = exchange(server, "/TaskService/soap11", body, content_type="text/xml", headers={"SOAPAction": action})
     fault = readable_fault(reply, "soap11")
-    assert fault.startswith(f"MalformedRequest: the SOAPAction header names '{named}' but the body calls 'taskExample_progress'")
+    assert fault.startswith(
+        f"MalformedRequest: the SOAPAction header names '{named}' but the body calls 'taskExample_progress'"
+    )
 
 
 @FUZZ
 @given(task_id=_loose_ids(), interface=st.sampled_from(INTERFACES), companion=st.sampled_from(COMPANIONS))
-def test_ids_that_int_would_read_as_hex_are_malformed(server: RunningServer, task_id: str, interface: str, companion: str) -> None:
+def test_ids_that_int_would_read_as_hex_are_malformed(
+    server: RunningServer, task_id: str, interface: str, companion: str
+) -> None:
     args: dict[str, Any] = {"task_id": task_id}
     if companion == "_wait":
         args["seconds"] = "0"
@@ -824,11 +891,17 @@ def test_lone_surrogate_in_mirror_still_gets_a_fault(server: RunningServer) -> N
         (b'{"params": [], "id": 3}', 3, 'Request doesn\'t have "method"'),
         (b'{"method": "nope", "params": [], "id": 4}', 4, "UnknownMethod: TaskService has no method 'nope'"),
         (b'{"method": "taskExample", "params": ["s"], "id": 5}', 5, 'Request doesn\'t have "counter"'),
-        (b'{"method": "taskExample", "params": ["s", "x"], "id": 6}', 6, "InvalidArgument: taskExample: argument counter"),
+        (
+            b'{"method": "taskExample", "params": ["s", "x"], "id": 6}',
+            6,
+            "InvalidArgument: taskExample: argument counter",
+        ),
         (b'{"method": "taskExample", "params": ["s", 1], "id": "\\udc00"}', None, "MalformedRequest: id holds text"),
     ],
 )
-def test_jsonrpc_garbage_gets_an_error_object(server: RunningServer, body: bytes, expected_id: Any, expected: str) -> None:
+def test_jsonrpc_garbage_gets_an_error_object(
+    server: RunningServer, body: bytes, expected_id: Any, expected: str
+) -> None:
     # Was: every unparsable JSON-RPC request ended in HTTP 400 "UnboundLocalError";
     # Ladon's own RequestPropFault could not even be constructed (missing ``hint``);
     # method faults had no id, other answers echoed 5 as "5"; an id that cannot be
@@ -958,17 +1031,23 @@ def test_a_lone_surrogate_is_invalid_argument_naming_its_argument(server: Runnin
     else:
         body = b'{"method": "cloneInstance", "params": ["vm", "a\\ud800"], "id": 9}'
     fault = readable_fault(exchange(server, f"/InstanceService/{interface}", body), interface)
-    assert fault == "InvalidArgument: cloneInstance: argument new_instance_name holds text that is not valid Unicode (a lone surrogate)"
+    assert fault == ("InvalidArgument: cloneInstance: argument new_instance_name holds text that is not valid"
+                     " Unicode (a lone surrogate)")
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
-def test_a_jsonrpc_id_json_cannot_carry_gets_an_error_with_a_null_id(server: RunningServer, finished_task: str, literal: str) -> None:
+def test_a_jsonrpc_id_json_cannot_carry_gets_an_error_with_a_null_id(
+    server: RunningServer, finished_task: str, literal: str
+) -> None:
     # Was: the id echoed back as NaN or Infinity, which makes the whole answer invalid JSON.
     body = f'{{"method": "importRecords_progress", "params": ["{finished_task}"], "id": {literal}}}'.encode()
     reply = exchange(server, "/ReportService/jsonrpc10", body)
     answer = strict_json(reply.body)
     assert answer["id"] is None and answer["result"] is None
-    assert answer["error"]["string"] == "MalformedRequest: id holds a number JSON cannot carry (NaN, Infinity or out of range)"
+    assert (
+        answer["error"]["string"]
+        == "MalformedRequest: id holds a number JSON cannot carry (NaN, Infinity or out of range)"
+    )
 
 
 @pytest.mark.parametrize("task_id", [
@@ -976,11 +1055,15 @@ def test_a_jsonrpc_id_json_cannot_carry_gets_an_error_with_a_null_id(server: Run
     "a" * 15 + "_" + "a" * 16, "a" * 31 + "\u0663", "a" * 31 + "\uff13",
 ])
 @pytest.mark.parametrize("interface", ["jsonwsp", "jsonrpc10"])
-def test_ids_int_would_take_as_hex_are_malformed_not_unknown(server: RunningServer, task_id: str, interface: str) -> None:
+def test_ids_int_would_take_as_hex_are_malformed_not_unknown(
+    server: RunningServer, task_id: str, interface: str
+) -> None:
     # Was: int(v, 16) let these through to the store, so they were "UnknownTask".
     int(task_id, 16)  # no ValueError: the loose check took it
     assert len(task_id) == 32
-    fault = readable_fault(call(server, interface, "ReportService", "importRecords_progress", {"task_id": task_id}), interface)
+    fault = readable_fault(
+        call(server, interface, "ReportService", "importRecords_progress", {"task_id": task_id}), interface
+    )
     assert fault.startswith("MalformedTaskId:")
 
 
@@ -991,7 +1074,9 @@ def _soap_fault(reply: Reply) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("namespace", [SOAP12_ENV, "urn:wrong"])
-def test_an_envelope_that_is_not_soap_1_1_gets_version_mismatch_and_starts_nothing(server: RunningServer, namespace: str) -> None:
+def test_an_envelope_that_is_not_soap_1_1_gets_version_mismatch_and_starts_nothing(
+    server: RunningServer, namespace: str
+) -> None:
     # Was: executed anyway - a task started from a SOAP 1.2 envelope.
     body = soap_envelope("ReportService", "importRecords", {"records": "a=1"}, namespace=namespace)
     code, string = _soap_fault(exchange(server, "/ReportService/soap11", body, content_type="text/xml"))
@@ -1020,9 +1105,19 @@ def test_a_soap_action_naming_another_operation_is_refused(server: RunningServer
                       "but the body calls 'importRecords_cancel'")
 
 
-@pytest.mark.parametrize("action", ['""', "", "{url}/ReportService/soap11/importRecords_progress",
-                                    '"{url}/ReportService/soap11/importRecords_progress"', "urn:ReportService#importRecords_progress"])
-def test_a_soap_action_that_names_the_operation_or_nothing_is_served(server: RunningServer, finished_task: str, action: str) -> None:
+@pytest.mark.parametrize(
+    "action",
+    [
+        '""',
+        "",
+        "{url}/ReportService/soap11/importRecords_progress",
+        '"{url}/ReportService/soap11/importRecords_progress"',
+        "urn:ReportService#importRecords_progress",
+    ],
+)
+def test_a_soap_action_that_names_the_operation_or_nothing_is_served(
+    server: RunningServer, finished_task: str, action: str
+) -> None:
     body = soap_envelope("ReportService", "importRecords_progress", {"task_id": finished_task})
     reply = exchange(server, "/ReportService/soap11", body, content_type="text/xml",
                      headers={"SOAPAction": action.format(url=server.url)})
@@ -1041,12 +1136,19 @@ def test_faults_name_no_server_file_or_line(server: RunningServer, interface: st
 
 @pytest.mark.parametrize("charset", ["ascii", "latin-1", "koi8-r"])
 @pytest.mark.parametrize("interface", ["jsonwsp", "jsonrpc10"])
-def test_an_answer_the_charset_cannot_hold_is_written_with_escapes(server: RunningServer, charset: str, interface: str) -> None:
+def test_an_answer_the_charset_cannot_hold_is_written_with_escapes(
+    server: RunningServer, charset: str, interface: str
+) -> None:
     # Was: a one-line 400 "UnicodeEncodeError" instead of the result.
     name = "café ☕ кофе"
-    task_id = jsonwsp_result(server, "InstanceService", "cloneInstance", instance_id="vm", new_instance_name=name)["task_id"]
-    document = ({"methodname": "cloneInstance_wait_result", "args": {"task_id": task_id, "seconds": 20}}
-                if interface == "jsonwsp" else {"method": "cloneInstance_wait_result", "params": [task_id, 20], "id": 2})
+    task_id = jsonwsp_result(server, "InstanceService", "cloneInstance", instance_id="vm", new_instance_name=name)[
+        "task_id"
+    ]
+    document = (
+        {"methodname": "cloneInstance_wait_result", "args": {"task_id": task_id, "seconds": 20}}
+        if interface == "jsonwsp"
+        else {"method": "cloneInstance_wait_result", "params": [task_id, 20], "id": 2}
+    )
     reply = exchange(server, f"/InstanceService/{interface}", json.dumps(document).encode(charset),
                      content_type=f"application/json; charset={charset}")
     assert reply.status == 200, reply.text

@@ -53,7 +53,9 @@ def api(server: RunningServer, path: str) -> str:
 def _cancel_unfinished(server: RunningServer) -> None:
     """Leave no long task running behind the test (process children among them)."""
     try:
-        listing = requests.get(api(server, "tasks"), params={"state": "queued,running", "limit": 500}, headers=AUTH, timeout=5)
+        listing = requests.get(
+            api(server, "tasks"), params={"state": "queued,running", "limit": 500}, headers=AUTH, timeout=5
+        )
         for task in listing.json()["tasks"]:
             requests.post(api(server, f"tasks/{task['task_id']}/cancel"), headers={**AUTH, **CSRF}, timeout=5)
     except requests.RequestException:
@@ -172,7 +174,9 @@ def test_token_is_required_everywhere(dash: RunningServer) -> None:
 
 def test_token_in_the_page_url_becomes_a_strict_http_only_cookie(dash: RunningServer) -> None:
     session = requests.Session()
-    first = session.get(f"{dash.url}{PREFIX}/", params={"token": TOKEN, "state": "running"}, allow_redirects=False, timeout=5)
+    first = session.get(
+        f"{dash.url}{PREFIX}/", params={"token": TOKEN, "state": "running"}, allow_redirects=False, timeout=5
+    )
     assert first.status_code == 303
     location = urlsplit(first.headers["Location"])
     assert location.path == f"{PREFIX}/" and "token" not in location.query and "state=running" in location.query
@@ -366,7 +370,9 @@ def test_browser_shows_a_long_error_message_whole_on_a_wide_screen(dash: Running
             page.goto(f"{dash.url}{PREFIX}/?token={TOKEN}")
             message = page.locator(f'tr[data-task-id="{task_id}"] .message-text')
             expect(message).to_have_text(expected, timeout=10_000)
-            cut = message.evaluate("node => node.scrollWidth > node.clientWidth || node.scrollHeight > node.clientHeight")
+            cut = message.evaluate(
+                "node => node.scrollWidth > node.clientWidth || node.scrollHeight > node.clientHeight"
+            )
             assert cut is False, "the whole message is visible"
         finally:
             browser.close()
@@ -433,17 +439,25 @@ def test_dns_rebinding_page_can_neither_read_nor_cancel_tasks(output_dir: Path) 
     guarded = start_server(services, output_dir)  # the defaults: loopback, no token
     trusting = start_server(services, output_dir, "--allowed-host", "rebind.example")
     try:
-        victims = {server.port: JsonWsp(server, "TaskService")("taskExample", session_id="secret-session", counter=1)["task_id"]
-                   for server in (guarded, trusting)}
+        victims = {
+            server.port: JsonWsp(server, "TaskService")("taskExample", session_id="secret-session", counter=1)[
+                "task_id"
+            ]
+            for server in (guarded, trusting)
+        }
         seen = {}
         with sync_playwright() as playwright:
-            browser = launch_chromium(playwright, "--host-resolver-rules=MAP rebind.example 127.0.0.1", NO_PRIVATE_NETWORK_CHECKS)
+            browser = launch_chromium(
+                playwright, "--host-resolver-rules=MAP rebind.example 127.0.0.1", NO_PRIVATE_NETWORK_CHECKS
+            )
             try:
                 page = browser.new_page()
                 dashboard = page.goto(f"http://rebind.example:{guarded.port}/_tasks/")
                 assert dashboard is not None and dashboard.status == 400, "the dashboard page itself is refused"
                 for server in (guarded, trusting):
-                    body = REBINDING_PAGE.replace("window.attack", f"window.victim = '{victims[server.port]}'; window.attack")
+                    body = REBINDING_PAGE.replace(
+                        "window.attack", f"window.victim = '{victims[server.port]}'; window.attack"
+                    )
                     page.route("**/cats.html", _serve_page(body))
                     page.goto(f"http://rebind.example:{server.port}/cats.html")
                     seen[server.port] = page.evaluate("window.attack")
@@ -459,7 +473,10 @@ def test_dns_rebinding_page_can_neither_read_nor_cancel_tasks(output_dir: Path) 
         assert JsonWsp(guarded, "TaskService")("taskExample_progress", task_id=victim)["state"] == "running"
         assert control["list"][0] == 200 and victims[trusting.port] in control["list"][1], control
         assert control["cancel"][0] == 200
-        assert JsonWsp(trusting, "TaskService")("taskExample_progress", task_id=victims[trusting.port])["state"] == "cancelled"
+        assert (
+            JsonWsp(trusting, "TaskService")("taskExample_progress", task_id=victims[trusting.port])["state"]
+            == "cancelled"
+        )
     finally:
         for server in (guarded, trusting):
             server.stop()

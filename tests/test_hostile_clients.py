@@ -114,7 +114,10 @@ def test_the_defaults_the_readme_states() -> None:
     assert isinstance(redis_store, RedisStore)
     assert (redis_store.max_queued, redis_store.max_queued_bytes) == (100_000, 256 * 1024 * 1024)
     redis_store.close()
-    for name, most in (("LADON_TASKS_MAX_QUEUED_TASKS", "1,000,000"), ("LADON_TASKS_MAX_QUEUED_BYTES", "2,147,483,648")):
+    for name, most in (
+        ("LADON_TASKS_MAX_QUEUED_TASKS", "1,000,000"),
+        ("LADON_TASKS_MAX_QUEUED_BYTES", "2,147,483,648"),
+    ):
         with pytest.raises(ValueError, match=f"^{name} is at most {most} on Redis, not 3000000000$"):
             make_store({"LADON_TASKS_REDIS_URL": "redis://127.0.0.1:1/0", name: "3000000000"})
 
@@ -149,8 +152,10 @@ def test_half_sent_requests_are_closed_after_the_read_timeout(output_dir: Path) 
     try:
         baseline = _threads(server.process.pid)
         head = f"POST /TaskService/jsonwsp HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n".encode()
-        halves = [head,  # headers never finished
-                  head + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"methodname\": "]  # body cut short
+        halves = [
+            head,  # headers never finished
+            head + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"methodname\": ",
+        ]  # body cut short
         sockets = []
         for n in range(50):
             sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
@@ -333,7 +338,10 @@ def test_a_damaged_record_in_redis_is_a_named_fault_and_the_dashboard_lists_the_
         for method in ("gated_progress", "gated_result", "gated_cancel"):
             fault = fault_of(probe, method, task_id=not_utf8)
             assert fault.code == "server" and fault.fault["detail"] == ["CorruptTask"], fault.string
-            assert fault.string == f"CorruptTask: the record of task {not_utf8} cannot be read: it holds bytes that are not UTF-8"
+            assert (
+                fault.string
+                == f"CorruptTask: the record of task {not_utf8} cannot be read: it holds bytes that are not UTF-8"
+            )
         fault = fault_of(probe, "gated_progress", task_id=wrong_type)
         assert fault.string.endswith("field 'tags' holds 5, should be a list of text")
         assert probe("gated_progress", task_id=healthy)["state"] == "running"
@@ -342,7 +350,10 @@ def test_a_damaged_record_in_redis_is_a_named_fault_and_the_dashboard_lists_the_
         assert listing.status_code == 200, listing.text
         rows = {row["task_id"]: row for row in listing.json()["tasks"]}
         assert rows[healthy]["state"] == "running"
-        assert rows[not_utf8]["state"] == "unreadable" and rows[not_utf8]["unreadable"] == "it holds bytes that are not UTF-8"
+        assert (
+            rows[not_utf8]["state"] == "unreadable"
+            and rows[not_utf8]["unreadable"] == "it holds bytes that are not UTF-8"
+        )
         assert rows[wrong_type]["state"] == "unreadable" and "field 'tags'" in rows[wrong_type]["unreadable"]
         assert rows[wrong_type]["method"] == "gated", "what could be read is shown"
         detail = requests.get(f"{redis_web.url}/_tasks/api/tasks/{not_utf8}", timeout=10)
@@ -401,7 +412,10 @@ def test_a_damaged_record_is_listed_as_unreadable_on_the_wire_and_by_the_cli(
     listed = {task["task_id"]: task for task in probe("once_list", state="", limit=50, offset=0)}
     assert listed[intact]["state"] == "succeeded"
     assert listed[damaged]["state"] == "unreadable"
-    assert listed[damaged]["error"] == "CorruptTask: not a task record: field 'tags' holds 'not a list', should be a list of text"
+    assert (
+        listed[damaged]["error"]
+        == "CorruptTask: not a task record: field 'tags' holds 'not a list', should be a list of text"
+    )
     command = [sys.executable, "-m", "ladon_tasks", "tasks", "--redis", redis_server.url, "--method", "once"]
     table = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60, check=True).stdout
     rows = {line.split()[0]: line.split()[1] for line in table.splitlines()[1:]}

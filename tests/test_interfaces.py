@@ -165,7 +165,13 @@ def test_xmlrpc_is_out_of_the_catalogue(iface_server):
 
 
 def _python_cell(value: object) -> str:
-    return '`""`' if value == "" and isinstance(value, str) else f"`{type(value).__name__}`" if value is not None else "`None`"
+    return (
+        '`""`'
+        if value == "" and isinstance(value, str)
+        else f"`{type(value).__name__}`"
+        if value is not None
+        else "`None`"
+    )
 
 
 def _php_cell(value: object) -> str:
@@ -207,10 +213,16 @@ def test_readme_says_what_each_client_sees(iface_server):
         waited[f"zeep `{interface}`"] = (_python_cell, client.service.echo_wait(**{"task-id": task_id, "seconds": 20}))
         suds = SudsClient(wsdl(iface_server, "ProbeService", interface), cache=None)
         status = suds.service.echo_wait(task_id, 20)
-        waited[f"suds `{interface}`"] = (_python_cell, {field: getattr(status, field) for field in ("submitted", "error", "finished")})
+        waited[f"suds `{interface}`"] = (
+            _python_cell,
+            {field: getattr(status, field) for field in ("submitted", "error", "finished")},
+        )
         waited[f"PHP `{interface}`"] = (_php_cell, run_php(iface_server, interface, "t")["wait"])
     task_id = JsonWsp(iface_server, "ProbeService")("echo", text="t")["task_id"]
-    waited["JSON-WSP, JSON-RPC"] = (_json_cell, JsonWsp(iface_server, "ProbeService")("echo_wait", task_id=task_id, seconds=20))
+    waited["JSON-WSP, JSON-RPC"] = (
+        _json_cell,
+        JsonWsp(iface_server, "ProbeService")("echo_wait", task_id=task_id, seconds=20),
+    )
     observed = {
         row: {column: cell(values[field]) for column, (cell, values) in waited.items()}
         for row, field in ROWS.items()

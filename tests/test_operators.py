@@ -63,8 +63,11 @@ def worker_id_of(redis_url: str, pid: int) -> str:
 
 
 def wait_finished(probe: JsonWsp, method: str, task_id: str) -> dict:
-    return wait_until(lambda: (lambda a: a if a["finished"] else None)(probe(f"{method}_wait", task_id=task_id, seconds=5)),
-                      timeout=60, what=f"task {task_id} to finish")
+    return wait_until(
+        lambda: (lambda a: a if a["finished"] else None)(probe(f"{method}_wait", task_id=task_id, seconds=5)),
+        timeout=60,
+        what=f"task {task_id} to finish",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -210,8 +213,12 @@ def test_a_killed_worker_leaves_the_list_and_its_task_runs_again_where_it_says(d
     task_id = probe("queuedGated", gate=str(gate))["task_id"]
     wait_until(lambda: probe("queuedGated_progress", task_id=task_id)["worker"] == doomed_id, timeout=30,
                what="the start to name its worker")
-    wait_until(lambda: task_id in next(e for e in worker_entries(redis_server.url) if e["worker_id"] == doomed_id)["running"],
-               timeout=30, interval=0.2, what="the heartbeat to list the running task")
+    wait_until(
+        lambda: task_id in next(e for e in worker_entries(redis_server.url) if e["worker_id"] == doomed_id)["running"],
+        timeout=30,
+        interval=0.2,
+        what="the heartbeat to list the running task",
+    )
     workers.kill(doomed)
     wait_until(lambda: doomed_id not in {e["worker_id"] for e in worker_entries(redis_server.url)}, timeout=30,
                interval=0.2, what="the killed worker to leave the list")
@@ -290,7 +297,9 @@ def test_purge_asks_first_then_deletes_everywhere(deployment):
     out = run("purge", "--state", "failed", "--method", "explode", "--yes", "--redis", redis_server.url)
     assert out.returncode == 0 and out.stdout.startswith("purged ") and "failed task(s) of explode" in out.stdout
     for task_id in failed:
-        wait_until(lambda task_id=task_id: _unknown(elsewhere, task_id), timeout=10, what="the other process to forget it")
+        wait_until(
+            lambda task_id=task_id: _unknown(elsewhere, task_id), timeout=10, what="the other process to forget it"
+        )
     assert probe("echo_progress", task_id=kept)["state"] == "succeeded"
     nothing = run("purge", "--state", "failed", "--method", "explode", "--url", server.url, "--token", TOKEN)
     assert nothing.returncode == 0 and nothing.stdout.startswith("no failed task(s) of explode")

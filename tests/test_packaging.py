@@ -33,8 +33,16 @@ def sdist(tmp_path_factory) -> tarfile.TarFile:
 
 def test_sdist_ships_the_package_and_licence_but_no_test_suite(sdist):
     names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    assert {"LICENSE", "COPYING", "README.md", "ladon_tasks/cli/__init__.py", "ladon_tasks/redis/scripts/create.lua", "ladon_tasks/dashboard/static/index.html",
-            "deploy/systemd/ladon-tasks-worker.service", "deploy/apache/handler.wsgi"} <= names
+    assert {
+        "LICENSE",
+        "COPYING",
+        "README.md",
+        "ladon_tasks/cli/__init__.py",
+        "ladon_tasks/redis/scripts/create.lua",
+        "ladon_tasks/dashboard/static/index.html",
+        "deploy/systemd/ladon-tasks-worker.service",
+        "deploy/apache/handler.wsgi",
+    } <= names
     assert not [name for name in names if name.startswith("tests/")]  # none of it, not half
     root = sdist.getnames()[0].split("/")[0]
     licence = sdist.extractfile(f"{root}/LICENSE").read().decode()
@@ -58,7 +66,9 @@ def test_systemd_units_verify(unit, tmp_path):
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
     # The unit as an operator installs it, with its command pointing at this environment.
-    text = unit.read_text().replace("/srv/ladon-tasks/venv/bin/ladon-tasks", str(Path(sys.executable).parent / "ladon-tasks"))
+    text = unit.read_text().replace(
+        "/srv/ladon-tasks/venv/bin/ladon-tasks", str(Path(sys.executable).parent / "ladon-tasks")
+    )
     installed = tmp_path / unit.name
     installed.write_text(text)
     out = subprocess.run([analyze, "verify", str(installed)], capture_output=True, text=True, timeout=60,
@@ -91,7 +101,10 @@ def test_make_serve_has_runtime_dependencies_only_on_3_13(output_dir):
                     env={"LADON_TASKS_PYTHONS": "3.13"}, timeout=600)
     try:
         venv = ROOT / ".venv" / "serve"  # the same path whichever version was picked
-        installed = {path.name.split("-")[0].lower() for path in (venv / "lib" / "python3.13" / "site-packages").glob("*.dist-info")}
+        installed = {
+            path.name.split("-")[0].lower()
+            for path in (venv / "lib" / "python3.13" / "site-packages").glob("*.dist-info")
+        }
         assert {"ladon", "ladon_tasks", "werkzeug", "redis", "tqdm"} <= installed
         assert not installed & {"pytest", "zeep", "playwright", "mod_wsgi", "hypothesis", "suds_community"}
     finally:

@@ -207,7 +207,9 @@ def test_each_end_runs_its_hook_in_the_process_that_settles_it(webs, tmp_path, e
         marker_dir.mkdir()
         task_id = hook_service(server)(method, marker_dir=str(marker_dir), plan=plan)["task_id"]
         assert wait_final_of(server, "HookService", method, task_id)["state"] == state
-        runs = wait_until(lambda marker_dir=marker_dir, end=end: hook_runs(marker_dir, end), timeout=30, what=f"the {end} hook")
+        runs = wait_until(
+            lambda marker_dir=marker_dir, end=end: hook_runs(marker_dir, end), timeout=30, what=f"the {end} hook"
+        )
         assert len(runs) == 1 and set(runs) <= settler, (runs, settler)
         assert len(list(marker_dir.glob("hook-*"))) == 2, "no other hook ran"
 

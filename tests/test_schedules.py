@@ -257,8 +257,11 @@ def act(server, name: str, action: str, **headers: str) -> requests.Response:
 
 def test_the_dashboard_api_shows_each_schedule_and_pauses_resumes_and_runs_it(board):
     assert requests.get(board_api(board, "schedules"), timeout=5).status_code == 401
-    beat = wait_until(lambda: (lambda row: row if row["last_task"] else None)(schedule_rows(board)["ScheduleBoard.beat"]),
-                      timeout=15, what="a tick of the beat schedule run")
+    beat = wait_until(
+        lambda: (lambda row: row if row["last_task"] else None)(schedule_rows(board)["ScheduleBoard.beat"]),
+        timeout=15,
+        what="a tick of the beat schedule run",
+    )
     assert beat["describe"] == "every 1s" and not beat["paused"]
     assert beat["last_tick"] > time.time() - 10 and beat["next_tick"] > beat["last_tick"]
     yearly = schedule_rows(board)["ScheduleBoard.yearly"]
@@ -283,8 +286,11 @@ def test_the_dashboard_api_shows_each_schedule_and_pauses_resumes_and_runs_it(bo
     run = act(board, "ScheduleBoard.yearly", "run", **AUTH, **CSRF)
     assert run.status_code == 200, run.text
     task_id = run.json()["task"]["task_id"]
-    wait_until(lambda: [t for t in board_tasks(board, "yearly") if t["task_id"] == task_id and t["state"] == "succeeded"],
-               timeout=15, what="the run now to succeed")
+    wait_until(
+        lambda: [t for t in board_tasks(board, "yearly") if t["task_id"] == task_id and t["state"] == "succeeded"],
+        timeout=15,
+        what="the run now to succeed",
+    )
     assert len(board_tasks(board, "yearly")) == before + 1
 
     unknown = act(board, "No.such", "pause", **AUTH, **CSRF)

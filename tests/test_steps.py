@@ -121,7 +121,9 @@ def test_a_killed_workers_task_resumes_at_the_step_it_was_in(redis_server, worke
     wait_run(tmp_path, "two", 2)
     (tmp_path / "gate-two").touch()
     final = wait_final(web, "queuedSteps", task_id)
-    assert (final["state"], final["attempts"], final["step"], final["steps_done"]) == ("succeeded", 2, "three", 3), final
+    assert (final["state"], final["attempts"], final["step"], final["steps_done"]) == ("succeeded", 2, "three", 3), (
+        final
+    )
     assert steps_service(web)("queuedSteps_result", task_id=task_id) == 61, "step one's recorded result was used"
     assert runs(tmp_path) == {"one": 1, "two": 2, "three": 1}, "step one did not run again"
     assert step_states(web, task_id) == [("one", "succeeded", 1, ""), ("two", "succeeded", 2, ""),
@@ -223,7 +225,11 @@ def test_a_task_of_ten_thousand_steps_is_recovered_over_redis(redis_server, star
     count = 9_999
     failed = steps_service(web)("manySteps", marker_dir=str(tmp_path), count=count)["task_id"]
     final = wait_final(web, "manySteps", failed)
-    assert (final["state"], final["steps_done"], final["error"]) == ("failed", count, "RuntimeError: the last step fails")
+    assert (final["state"], final["steps_done"], final["error"]) == (
+        "failed",
+        count,
+        "RuntimeError: the last step fails",
+    )
     (tmp_path / "fail-last").unlink()
     recovered = cli("retry", failed, "--url", web.url, "--token", TOKEN)
     assert recovered.returncode == 0, recovered.stderr

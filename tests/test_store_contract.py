@@ -361,7 +361,9 @@ def test_progress_never_overwrites_a_result(backend: Backend) -> None:
 
         reporter = threading.Thread(target=hammer)
         reporter.start()
-        wait_until(lambda record=record: store.get(record.task_id).message.startswith("tick"), timeout=5, what="progress")
+        wait_until(
+            lambda record=record: store.get(record.task_id).message.startswith("tick"), timeout=5, what="progress"
+        )
         store.transition(record.task_id, SUCCEEDED, attempt=1, result="done", progress=1.0, message="finished")
         stop.set()
         reporter.join()
@@ -413,7 +415,15 @@ def test_wait_on_finished_task_returns_at_once(store: TaskStore) -> None:
 
 def test_list_is_newest_first_with_filters_and_paging(store: TaskStore) -> None:
     base = time.time()
-    plan = [("a", QUEUED), ("b", RUNNING), ("a", SUCCEEDED), ("b", FAILED), ("a", RUNNING), ("b", CANCELLED), ("a", QUEUED)]
+    plan = [
+        ("a", QUEUED),
+        ("b", RUNNING),
+        ("a", SUCCEEDED),
+        ("b", FAILED),
+        ("a", RUNNING),
+        ("b", CANCELLED),
+        ("a", QUEUED),
+    ]
     records = []
     for i, (method, state) in enumerate(plan):
         record = store.create(new_record(method=method, submitted_at=base + i))
@@ -843,7 +853,11 @@ def test_steps_are_recorded_and_a_later_attempt_reads_them(backend: Backend) -> 
     store.transition(record.task_id, RUNNING)
     steps = other.load_steps(record.task_id)
     assert steps["list"].result == ["a", {"b": [0, False, None]}] and steps["list"].state == "succeeded"
-    assert (steps["copy a"].state, steps["copy a"].error, steps["copy a"].attempt) == ("failed", "OSError: disk full", 1)
+    assert (steps["copy a"].state, steps["copy a"].error, steps["copy a"].attempt) == (
+        "failed",
+        "OSError: disk full",
+        1,
+    )
     assert store.record_step(record.task_id, 2, step("copy a", attempt=2, result=True))
     done = store.transition(record.task_id, SUCCEEDED, attempt=2, result=1)
     assert (done.step, done.steps_done) == ("copy a", 2)

@@ -97,7 +97,10 @@ def test_one_trace_from_the_http_start_to_the_bodys_end(traced: RunningServer, s
         assert span["parent_id"] == start["context"]["span_id"], span
         assert span["attributes"]["ladon_tasks.task_id"] == task_id
     assert [body["attributes"]["ladon_tasks.attempt"] for body in bodies] == list(range(1, attempts + 1))
-    assert bodies[-1]["status"]["status_code"] == "UNSET" and bodies[-1]["attributes"]["ladon_tasks.outcome"] == "succeeded"
+    assert (
+        bodies[-1]["status"]["status_code"] == "UNSET"
+        and bodies[-1]["attributes"]["ladon_tasks.outcome"] == "succeeded"
+    )
     if attempts == 2:  # the retried failure: an error span with its exception, then the retry
         failed = bodies[0]
         assert failed["status"]["status_code"] == "ERROR" and failed["attributes"]["ladon_tasks.retryable"] is True
@@ -125,7 +128,9 @@ def test_without_the_package_nothing_is_imported_and_no_task_carries_a_trace(
         client = JsonWsp(server, "TracedService")
         trace_id = secrets.token_hex(16)
         for method in ("inProcess", "queued"):
-            task_id = client.call(method, {"value": 2}, headers={"traceparent": f"00-{trace_id}-{'1' * 16}-01"})["task_id"]
+            task_id = client.call(method, {"value": 2}, headers={"traceparent": f"00-{trace_id}-{'1' * 16}-01"})[
+                "task_id"
+            ]
             if method == "inProcess":
                 assert client(f"{method}_wait_result", task_id=task_id, seconds=30) == 4
             store = open_store(redis_server.url)
@@ -139,7 +144,9 @@ def test_without_the_package_nothing_is_imported_and_no_task_carries_a_trace(
         server.stop()
 
 
-def test_without_an_sdk_the_task_keeps_the_requests_trace_and_state(redis_server: RedisServer, output_dir: Path) -> None:
+def test_without_an_sdk_the_task_keeps_the_requests_trace_and_state(
+    redis_server: RedisServer, output_dir: Path
+) -> None:
     server = start_server([TRACED], output_dir, "--redis", redis_server.url)  # no TRACED_SPANS: no SDK set up
     try:
         trace_id, client_span = secrets.token_hex(16), secrets.token_hex(8)

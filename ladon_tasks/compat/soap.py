@@ -104,7 +104,9 @@ def _install_soap_conformance_checks() -> None:
                 fault = _soap_namespace_fault(request_data, servicename)
                 if fault is not None:
                     raise fault
-                problem = _soap_action_problem(action, req_dict.get("methodname") if isinstance(req_dict, dict) else None)
+                problem = _soap_action_problem(
+                    action, req_dict.get("methodname") if isinstance(req_dict, dict) else None
+                )
                 if problem is not None:
                     raise faults.MalformedRequest(problem)
                 return req_dict

@@ -215,7 +215,9 @@ class DashboardApp:
         return response
 
     def _unauthorised(self, request: Request) -> Response:
-        message = "this dashboard needs its token: open it once with ?token=<token>, or send Authorization: Bearer <token>"
+        message = (
+            "this dashboard needs its token: open it once with ?token=<token>, or send Authorization: Bearer <token>"
+        )
         if request.path.startswith("/api/"):
             response = _json({"error": "Unauthorized", "message": message}, 401)
         else:
@@ -240,7 +242,9 @@ class DashboardApp:
     def on_list(self, request: Request) -> Response:
         try:
             states = _states(request.args.getlist("state"))
-            limit = _bounded_int(request.args.get("limit"), defaults.DASHBOARD_PAGE, 1, defaults.DASHBOARD_PAGE_MAX, "limit")
+            limit = _bounded_int(
+                request.args.get("limit"), defaults.DASHBOARD_PAGE, 1, defaults.DASHBOARD_PAGE_MAX, "limit"
+            )
             offset = _bounded_int(request.args.get("offset"), 0, 0, 10**9, "offset")
         except ValueError as exc:
             return _json({"error": "BadRequest", "message": str(exc)}, 400)

@@ -104,7 +104,10 @@ class FinishNotifier:
                     self._finished_bytes -= previous[2]
                 self._finished[record.task_id] = (expires, record.copy(), size)
                 self._finished_bytes += size
-                while len(self._finished) > defaults.FINISHED_CACHE or self._finished_bytes > defaults.FINISHED_CACHE_BYTES:
+                while (
+                    len(self._finished) > defaults.FINISHED_CACHE
+                    or self._finished_bytes > defaults.FINISHED_CACHE_BYTES
+                ):
                     self._finished_bytes -= self._finished.popitem(last=False)[1][2]
             self._ensure_subscriber()  # a purge must reach this cache
         return record

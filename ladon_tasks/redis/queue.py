@@ -119,7 +119,9 @@ class RedisQueue(JobQueue):
     def requeue(self, job: Job, claim: Claim | None = None) -> None:
         """Queue a job again as the attempt it carries, if its task still waits; with
         ``claim``, the entry it was read from is acknowledged in the same step."""
-        old_stream, old_entry = (claim.stream, claim.entry) if claim is not None else (self.stream_for(job.priority), "")
+        old_stream, old_entry = (
+            (claim.stream, claim.entry) if claim is not None else (self.stream_for(job.priority), "")
+        )
         self._call(
             "requeue", self._requeue,
             keys=[self.stream_for(job.priority), self.keys.task(job.task_id), old_stream],

@@ -20,9 +20,9 @@ time, the sentinels are asked whether they are replacing the primary (another on
 none, or a failover in progress) - then the start fails (``StoreUnavailable``), as it
 would be lost -, else the start is answered anyway - it is recorded on the primary, whose
 replica is only slow or away - and starts go without the wait for ``START_WAIT_PAUSE``
-seconds, so a replica that is away costs one slow start in that time, not every one. Finishes go without it: losing one costs a
-re-run, which at-least-once allows, and waiting would add a replica round trip to every
-task.
+seconds, so a replica that is away costs one slow start in that time, not every one.
+Finishes go without it: losing one costs a re-run, which at-least-once allows, and
+waiting would add a replica round trip to every task.
 """
 
 from __future__ import annotations

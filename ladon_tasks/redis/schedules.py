@@ -31,7 +31,9 @@ class RedisScheduleBook(ScheduleBook):
             raise StoreError(f"schedules: {what} failed: {exc}") from exc
 
     def state(self, name: str) -> ScheduleState:
-        fields = {as_text(k): as_text(v) for k, v in (self._call("read", self.client.hgetall, self._key(name)) or {}).items()}
+        fields = {
+            as_text(k): as_text(v) for k, v in (self._call("read", self.client.hgetall, self._key(name)) or {}).items()
+        }
         return ScheduleState(
             name=name, last_tick=float(fields.get("last_tick") or 0.0), last_task=fields.get("last_task", ""),
             paused=fields.get("paused") == "1", run_request=fields.get("run_request", ""),

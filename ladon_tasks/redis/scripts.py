@@ -110,4 +110,6 @@ class RoutedScript:
 def names() -> list[str]:
     """Every script's name (``common`` is shared, not a script of its own)."""
     folder = resources.files("ladon_tasks.redis") / "scripts"
-    return sorted(entry.name[:-4] for entry in folder.iterdir() if entry.name.endswith(".lua") and entry.name != "common.lua")
+    return sorted(
+        entry.name[:-4] for entry in folder.iterdir() if entry.name.endswith(".lua") and entry.name != "common.lua"
+    )

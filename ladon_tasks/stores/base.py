@@ -208,7 +208,8 @@ class TaskStore(abc.ABC):
         principal: str | None = None,
     ) -> list[TaskRecord]:
         """Newest first, filtered by state, method name, a tag the task has, the start
-        of its id and who started it (``principal``: ``""`` for tasks started without one). A filter costs what it has to look at, not what it finds."""
+        of its id and who started it (``principal``: ``""`` for tasks started without
+        one). A filter costs what it has to look at, not what it finds."""
 
     @abc.abstractmethod
     def counts(self) -> TaskCounts:

@@ -168,7 +168,9 @@ def start_sentinel_group(directory: Path, replicas: int = 1, sentinels: int = 3)
             )
         # sentinels learn of replicas from the primary's INFO and of each other from
         # hello messages every 2 s
-        wait_until(group.ready, timeout=60, interval=0.1, what="the sentinels to see the primary, replicas and each other")
+        wait_until(
+            group.ready, timeout=60, interval=0.1, what="the sentinels to see the primary, replicas and each other"
+        )
     except BaseException:
         group.stop()
         raise
