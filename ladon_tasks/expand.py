@@ -29,8 +29,10 @@ rewrites it. Plain methods pass straight to Ladon's ``ladonize``.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import types
+from dataclasses import dataclass
 from typing import Any, Callable, TypeVar, cast
 
 import ladon.ladonizer
@@ -89,8 +91,8 @@ class TaskMethod:
             body=self.body, service_class=owner, accepts_kw=self.accepts_kw,
         )
         specs.declare(self._spec)
-        for suffix, companion in _companions(self).items():
-            setattr(owner, f"{name}_{suffix}", companion)
+        for companion, function in _companions(self):
+            setattr(owner, f"{name}_{companion.suffix}", function)
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
@@ -120,65 +122,54 @@ class TaskMethod:
         return wire.info_response(record)
 
 
-_COMPANION_DOCS = {
-    "progress": "Where the task stands: state, progress 0..1, message, times and attempts.\n"
-    "@param task_id: the id returned when the task was started",
-    "result": "The task's result; may be asked again until the record expires.\n"
-    "Faults: TaskNotFinished while it runs, TaskFailed, TaskCancelled, UnknownTask.\n"
-    "@param task_id: the id returned when the task was started",
-    "cancel": "Cancel the task. A queued task never starts; a running one is stopped.\n"
-    "@param task_id: the id returned when the task was started",
-    "wait": "Return as soon as the task has finished, or after at most seconds seconds; at once, with\n"
-    "poll_after > 0, when the server holds as many waits as it can (ask again after poll_after).\n"
-    "@param task_id: the id returned when the task was started\n"
-    "@param seconds: longest wait (the server caps it)",
-    "list": "A page of this method's tasks, newest first.\n"
-    "@param state: empty for all, or queued, running, succeeded, failed, cancelled\n"
-    "@param limit: tasks per page, 1..500\n"
-    "@param offset: tasks to skip",
-    "at": "Start the task as the method without _at does, but not before a time: it is queued until then\n"
-    "and may be cancelled meanwhile. A time past starts it at once; one past the server's horizon\n"
-    "(30 days by default) is refused with StartTooFar.\n"
-    "@param not_before: the earliest start, seconds since the epoch",
-    "later": "Start the task as the method without _later does, but start_in seconds from now: it is queued\n"
-    "until then and may be cancelled meanwhile; 0 or less starts it at once. Past the server's horizon\n"
-    "(30 days by default): StartTooFar.\n"
-    "@param start_in: seconds from now before the task may start",
-    "wait_result": "The task's result as soon as it has finished: _wait and _result in one call.\n"
-    "Faults as _result; TaskNotFinished when seconds pass first, or at once when the server holds\n"
-    "as many waits as it can (its message says: ask again in N s).\n"
-    "@param task_id: the id returned when the task was started\n"
-    "@param seconds: longest wait (the server caps it)",
-}
+# The companions, each a maker of the plain function (Ladon inspects its signature) bound
+# to one task method. Every companion asks as the request's caller (``kw``: Ladon's
+# keywords over the WSGI environ): another caller's task answers as an unknown one.
 
 
-def _companions(task_method: TaskMethod) -> dict[str, Callable[..., Any]]:
-    """Plain functions (Ladon inspects their signatures) bound to one task method."""
-
-    # Every companion asks as the request's caller (``kw``: Ladon's keywords over the
-    # WSGI environ): another caller's task answers as an unknown one.
+def _progress(task_method: TaskMethod) -> Callable[..., Any]:
     def progress(self: Any, task_id: str, **kw: Any) -> wire.TaskProgressResponse:
         runtime = get_runtime()
         record = runtime.record(task_id, task_method.spec, principals.of_request(kw))
         return wire.progress_response(record, poll_after=runtime.poll_after(record))
 
+    return progress
+
+
+def _result(task_method: TaskMethod) -> Callable[..., Any]:
     def result(self: Any, task_id: str, **kw: Any) -> Any:
         return get_runtime().result(task_method.spec, task_id, caller=principals.of_request(kw))
 
+    return result
+
+
+def _cancel(task_method: TaskMethod) -> Callable[..., Any]:
     def cancel(self: Any, task_id: str, **kw: Any) -> wire.TaskProgressResponse:
         runtime = get_runtime()
         record = runtime.cancel(task_id, task_method.spec, principals.of_request(kw))
         return wire.progress_response(record, poll_after=runtime.poll_after(record))
 
+    return cancel
+
+
+def _wait(task_method: TaskMethod) -> Callable[..., Any]:
     def wait(self: Any, task_id: str, seconds: float, **kw: Any) -> wire.TaskProgressResponse:
         record, poll_after = get_runtime().wait(task_id, seconds, task_method.spec, principals.of_request(kw))
         return wire.progress_response(record, poll_after=poll_after)
 
+    return wait
+
+
+def _wait_result(task_method: TaskMethod) -> Callable[..., Any]:
     def wait_result(self: Any, task_id: str, seconds: float, **kw: Any) -> Any:
         runtime = get_runtime()
         record, poll_after = runtime.wait(task_id, seconds, task_method.spec, principals.of_request(kw))
         return runtime.result(task_method.spec, task_id, record, poll_after)
 
+    return wait_result
+
+
+def _list(task_method: TaskMethod) -> Callable[..., Any]:
     def list_(self: Any, state: str, limit: int, offset: int, **kw: Any) -> list[wire.TaskProgressResponse]:
         runtime = get_runtime()
         caller = principals.of_request(kw)
@@ -188,43 +179,115 @@ def _companions(task_method: TaskMethod) -> dict[str, Callable[..., Any]]:
         records = runtime.list_tasks(task_method.name, state, limit, offset, task_method.spec, caller)
         return [wire.progress_response(record, poll_after=runtime.poll_after(record)) for record in records]
 
-    functions: dict[str, Callable[..., Any]] = {
-        "progress": progress,
-        "result": result,
-        "cancel": cancel,
-        "wait": wait,
-        "wait_result": wait_result,
-    }
-    functions["at"] = _delayed_start(task_method, "not_before")
-    functions["later"] = _delayed_start(task_method, "start_in")
-    if _lists(task_method):
-        functions["list"] = list_
-    for suffix, function in functions.items():
-        function.__doc__ = _COMPANION_DOCS[suffix]
-    return functions
+    return list_
 
+
+def _delayed_start(parameter: str) -> Callable[[TaskMethod], Callable[..., Any]]:
+    """``m_at``/``m_later``: the start method with one more parameter. Ladon reads the
+    parameter names from the signature and calls with positional arguments."""
+
+    def make(task_method: TaskMethod) -> Callable[..., Any]:
+        def start(self: Any, *values: Any, **kw: Any) -> wire.TaskInfoResponse:
+            *args, when = values
+            asked = {parameter: when}
+            return task_method.start_delayed(tuple(args), kw, asked.get("not_before"), asked.get("start_in"),
+                                             str(kw.get("HTTP_IDEMPOTENCY_KEY") or ""))
+
+        positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        start.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter("self", positional)]
+            + [inspect.Parameter(name, positional) for name in (*task_method.arg_names, parameter)]
+            + [inspect.Parameter("kw", inspect.Parameter.VAR_KEYWORD)]
+        )
+        return start
+
+    return make
+
+
+class _Declared(enum.Enum):
+    """Stands in a companion's signature for what the task method declares."""
+
+    ARGS = "the task method's own arguments"
+    RTYPE = "the task method's rtype"
+
+
+@dataclass(frozen=True)
+class _Companion:
+    """One companion method ``m_<suffix>``: how its function is made, its signature for
+    Ladon, and its documentation (Ladon reads the ``@param`` lines into the WSDL)."""
+
+    suffix: str
+    make: Callable[[TaskMethod], Callable[..., Any]]
+    arg_types: tuple[Any, ...]
+    rtype: Any
+    doc: str
+    only_if_listing: bool = False  # ``m_list``: see :func:`_lists`
+
+    def signature(self, task_method: TaskMethod) -> tuple[tuple[Any, ...], Any]:
+        """The argument types and the rtype Ladon registers, for ``task_method``."""
+        arg_types: list[Any] = []
+        for arg_type in self.arg_types:
+            arg_types.extend(task_method.arg_types if arg_type is _Declared.ARGS else (arg_type,))
+        return tuple(arg_types), task_method.rtype if self.rtype is _Declared.RTYPE else self.rtype
+
+
+_TASK_ID_DOC = "@param task_id: the id returned when the task was started"
+
+#: Every companion, in the order Ladon registers them (the order of the WSDL's operations).
+_COMPANIONS = (
+    _Companion("progress", _progress, (PORTABLE_STRING,), wire.TaskProgressResponse,
+              "Where the task stands: state, progress 0..1, message, times and attempts.\n"
+              + _TASK_ID_DOC),
+    _Companion("result", _result, (PORTABLE_STRING,), _Declared.RTYPE,
+              "The task's result; may be asked again until the record expires.\n"
+              "Faults: TaskNotFinished while it runs, TaskFailed, TaskCancelled, UnknownTask.\n"
+              + _TASK_ID_DOC),
+    _Companion("cancel", _cancel, (PORTABLE_STRING,), wire.TaskProgressResponse,
+              "Cancel the task. A queued task never starts; a running one is stopped.\n"
+              + _TASK_ID_DOC),
+    _Companion("wait", _wait, (PORTABLE_STRING, float), wire.TaskProgressResponse,
+              "Return as soon as the task has finished, or after at most seconds seconds; at once, with\n"
+              "poll_after > 0, when the server holds as many waits as it can (ask again after poll_after).\n"
+              + _TASK_ID_DOC + "\n"
+              "@param seconds: longest wait (the server caps it)"),
+    _Companion("wait_result", _wait_result, (PORTABLE_STRING, float), _Declared.RTYPE,
+              "The task's result as soon as it has finished: _wait and _result in one call.\n"
+              "Faults as _result; TaskNotFinished when seconds pass first, or at once when the server holds\n"
+              "as many waits as it can (its message says: ask again in N s).\n"
+              + _TASK_ID_DOC + "\n"
+              "@param seconds: longest wait (the server caps it)"),
+    _Companion("list", _list, (PORTABLE_STRING, int, int), [wire.TaskProgressResponse],
+              "A page of this method's tasks, newest first.\n"
+              "@param state: empty for all, or queued, running, succeeded, failed, cancelled\n"
+              "@param limit: tasks per page, 1..500\n"
+              "@param offset: tasks to skip",
+              only_if_listing=True),
+    _Companion("at", _delayed_start("not_before"), (_Declared.ARGS, float), wire.TaskInfoResponse,
+              "Start the task as the method without _at does, but not before a time: it is queued until then\n"
+              "and may be cancelled meanwhile. A time past starts it at once; one past the server's horizon\n"
+              "(30 days by default) is refused with StartTooFar.\n"
+              "@param not_before: the earliest start, seconds since the epoch"),
+    _Companion("later", _delayed_start("start_in"), (_Declared.ARGS, float), wire.TaskInfoResponse,
+              "Start the task as the method without _later does, but start_in seconds from now: it is queued\n"
+              "until then and may be cancelled meanwhile; 0 or less starts it at once. Past the server's horizon\n"
+              "(30 days by default): StartTooFar.\n"
+              "@param start_in: seconds from now before the task may start"),
+)
 
 #: The last parameter of each delayed-start companion.
 _DELAY_PARAMETERS = ("not_before", "start_in")
 
 
-def _delayed_start(task_method: TaskMethod, parameter: str) -> Callable[..., Any]:
-    """``m_at``/``m_later``: the start method with one more parameter. Ladon reads the
-    parameter names from the signature and calls with positional arguments."""
-
-    def start(self: Any, *values: Any, **kw: Any) -> wire.TaskInfoResponse:
-        *args, when = values
-        asked = {parameter: when}
-        return task_method.start_delayed(tuple(args), kw, asked.get("not_before"), asked.get("start_in"),
-                                         str(kw.get("HTTP_IDEMPOTENCY_KEY") or ""))
-
-    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    start.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter("self", positional)]
-        + [inspect.Parameter(name, positional) for name in (*task_method.arg_names, parameter)]
-        + [inspect.Parameter("kw", inspect.Parameter.VAR_KEYWORD)]
-    )
-    return start
+def _companions(task_method: TaskMethod) -> list[tuple[_Companion, Callable[..., Any]]]:
+    """The companions ``task_method`` gets, each with its function bound to it."""
+    functions = []
+    for companion in _COMPANIONS:
+        if companion.only_if_listing and not _lists(task_method):
+            continue
+        function = companion.make(task_method)
+        function.__doc__ = companion.doc
+        functions.append((companion, function))
+    return functions
 
 
 def _lists(task_method: TaskMethod) -> bool:
@@ -247,22 +310,9 @@ def _register(task_method: TaskMethod, ladon_kw: dict[str, Any]) -> None:
         raise TypeError(f"task method {name!r} must be defined in a class: Ladon serves classes")
     method_info._has_keywords = True  # the start method needs Ladon's request keywords
     service_info = method_info.sinfo
-    signatures = {
-        "progress": ((PORTABLE_STRING,), wire.TaskProgressResponse),
-        "result": ((PORTABLE_STRING,), task_method.rtype),
-        "cancel": ((PORTABLE_STRING,), wire.TaskProgressResponse),
-        "wait": ((PORTABLE_STRING, float), wire.TaskProgressResponse),
-        "wait_result": ((PORTABLE_STRING, float), task_method.rtype),
-    }
-    if _lists(task_method):
-        signatures["list"] = ((PORTABLE_STRING, int, int), [wire.TaskProgressResponse])
-    signatures["at"] = ((*task_method.arg_types, float), wire.TaskInfoResponse)
-    signatures["later"] = ((*task_method.arg_types, float), wire.TaskInfoResponse)
-    companions = _companions(task_method)
-    for suffix, (arg_types, rtype) in signatures.items():
-        service_info.add_method(
-            companions[suffix], *arg_types, rtype=rtype, override_method_name=f"{name}_{suffix}"
-        )
+    for companion, function in _companions(task_method):
+        arg_types, rtype = companion.signature(task_method)
+        service_info.add_method(function, *arg_types, rtype=rtype, override_method_name=f"{name}_{companion.suffix}")
 
 
 def _check_schedule_args(task_method: TaskMethod) -> None:
