@@ -91,12 +91,20 @@ def typed_form(ladon_type: Any, data: Any) -> Any:
 
 def encode_args(arg_types: tuple[Any, ...], args: tuple[Any, ...]) -> list[Any]:
     """Arguments of the declared types as JSON values."""
+    _check_count(arg_types, args)
     return [encode(typ, value) for typ, value in zip(arg_types, args, strict=True)]
 
 
 def decode_args(arg_types: tuple[Any, ...], data: list[Any]) -> list[Any]:
-    """JSON values back into arguments of the declared types."""
+    """JSON values back into arguments of the declared types (a job kept from before its
+    method's signature changed no longer fits: a CodecError, not a silent cut)."""
+    _check_count(arg_types, data)
     return [decode(typ, value) for typ, value in zip(arg_types, data, strict=True)]
+
+
+def _check_count(arg_types: tuple[Any, ...], values: Any) -> None:
+    if len(values) != len(arg_types):
+        raise CodecError(f"{len(arg_types)} argument(s) declared, {len(values)} given")
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
