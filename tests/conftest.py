@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from support.jsonwsp import JsonWsp
+from support.redis_server import RedisServer, start_redis
 from support.servers import FIXTURE_SERVICES, ROOT, SERVICES, RunningServer, start_server
 
 ALL_SERVICES = [
@@ -25,6 +27,15 @@ def output_dir() -> Path:
     path = Path(os.environ.get("LADON_TASKS_TEST_OUTPUT", ROOT / "test-output"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of the module's own on a free loopback port (a module that needs
+    append-only files or restarts makes its own)."""
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

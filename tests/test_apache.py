@@ -29,7 +29,6 @@ import zeep
 
 from support.apache import USER, ApacheRoot, ModWsgi, prepared_root
 from support.jsonwsp import JsonWsp
-from support.redis_server import start_redis
 from support.servers import FIXTURE_SERVICES, ROOT, free_port, wait_until
 
 DASHBOARD_TOKEN = "apache-dashboard-token-0123456789"
@@ -39,13 +38,6 @@ SERVICES = f"{ROOT / 'services' / 'instance_service.py'}:{FIXTURE_SERVICES / 'pr
 @pytest.fixture(scope="module")
 def apache_ready(output_dir):
     return prepared_root(output_dir / "apache")
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = start_redis(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -48,13 +48,6 @@ def assert_one_line_error(out: subprocess.CompletedProcess, command: str, *words
     assert "Traceback" not in out.stderr and "usage:" not in out.stderr
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = start_redis(tmp_path_factory.mktemp("redis-cli"))
-    yield server
-    server.stop()
-
-
 @pytest.fixture(scope="module", params=["memory", "redis"])
 def served(request, output_dir):
     """``ladon-tasks serve`` with its dashboard behind a token, with either store."""

@@ -272,13 +272,6 @@ def test_the_redis_store_refuses_starts_past_its_queue_bounds(request: pytest.Fi
 
 
 @pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_redis(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def redis_web(redis_server: RedisServer, output_dir: Path) -> Iterator[RunningServer]:
     """``ladon-tasks serve --redis``: the scale-out store behind the same wire."""
     server = start_server([PROBE], output_dir, "--redis", redis_server.url, "--thread-workers", "4")

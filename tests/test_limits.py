@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 
 from support.jsonwsp import JsonWsp, WireFault
-from support.redis_server import RedisServer, start_redis
+from support.redis_server import RedisServer
 from support.servers import FIXTURE_SERVICES, RunningServer, start_server, wait_until
 from support.workers import Workers
 
@@ -22,13 +22,6 @@ LIMIT = str(FIXTURE_SERVICES / "limit_service.py")
 #: Owner lease of the web servers, in seconds: a killed one's tasks are taken over soon.
 WEB_LEASE = "2"
 STARTS = 50
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_redis(tmp_path_factory.mktemp("limit-redis"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from support.jsonwsp import JsonWsp, WireFault
-from support.redis_server import RedisServer, start_redis
+from support.redis_server import RedisServer
 from support.browser import launch_chromium
 from support.servers import FIXTURE_SERVICES, ROOT, RunningServer, start_server, wait_until
 from support.workers import LEASE, Workers
@@ -27,13 +27,6 @@ LADON_TASKS = str(Path(sys.executable).parent / "ladon-tasks")
 #: (executor suffix of the method, store): every executor, both stores.
 WIRINGS = [("Thread", "memory"), ("Process", "memory"), ("Thread", "redis"), ("Process", "redis"),
            ("Queue", "redis")]
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_redis(tmp_path_factory.mktemp("policy-redis"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from zeep.transports import Transport
 
 from support.apache import ModWsgi, prepared_root
 from support.jsonwsp import JsonWsp, WireFault, post_json
-from support.redis_server import RedisServer, start_redis
+from support.redis_server import RedisServer
 from support.servers import FIXTURE_SERVICES, ROOT, RunningServer, start_server, wait_until
 
 PROBE = str(FIXTURE_SERVICES / "probe_service.py")
@@ -168,13 +168,6 @@ def check_two_callers(alice: Caller, bob: Caller, gate: Path) -> None:
 
 
 # -- serve with a principal hook -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_redis(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module", params=["memory", "redis"])

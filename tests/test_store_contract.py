@@ -50,13 +50,6 @@ class Backend:
     opened: list[TaskStore] = field(default_factory=list)
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory):
-    server = start_redis(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
-
-
 def _shared_backend(name: str, open_on: Callable[[str], TaskStore], server: RedisServer | None = None,
                     ) -> Iterator[Backend]:
     """Stores over one Redis deployment under a fresh prefix; ``open_on(prefix)`` opens one."""

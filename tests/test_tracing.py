@@ -18,18 +18,11 @@ import pytest
 
 from ladon_tasks.redis.sharded import open_store
 from support.jsonwsp import JsonWsp
-from support.redis_server import RedisServer, start_redis
+from support.redis_server import RedisServer
 from support.servers import FIXTURE_SERVICES, RunningServer, start_server, wait_until
 from support.workers import Workers
 
 TRACED = str(FIXTURE_SERVICES / "traced_service.py")
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_redis(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

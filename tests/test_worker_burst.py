@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from support.redis_server import start_redis
 from support.servers import FIXTURE_SERVICES, ROOT
 from support.workers import PROBE
 
@@ -18,13 +17,6 @@ from ladon_tasks.redis.store import RedisStore
 from ladon_tasks.runtime import TaskRuntime
 from ladon_tasks.spec import find, queue_priorities
 from ladon_tasks.worker import Worker
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = start_redis(tmp_path_factory.mktemp("redis-burst"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture
