@@ -394,3 +394,17 @@ SLOT_CREATE_GRACE = 30.0
 #: A key's slot set expires this long after its last take (a task running longer keeps
 #: its place as long as the set lives: set it above the longest timeout).
 SLOT_TTL = 7 * 24 * 3600.0
+
+# -- rate limits (rate) ------------------------------------------------------------------
+
+#: A begin may come this fraction of an interval before its turn (the GCRA's tolerance):
+#: a waiter that wakes a little late is not counted late, so the rate is held, not lost
+#: to wake-up latency; below 1, so no two begins ever come closer than half an interval
+#: and a window of N intervals never holds more than N + 1 begins.
+RATE_TOLERANCE = 0.5
+#: A begin over the rate that must wait at most this many seconds waits in its slot and
+#: tries again on time; a longer wait goes back to the queue (a worker's delayed set is
+#: moved only every REAP_INTERVAL, too coarse for a rate of several a second).
+RATE_HOLD = 2.0
+#: A method's rate key expires this long after its last begin would allow the next one.
+RATE_TTL_EXTRA = 60.0

@@ -14,6 +14,8 @@ from ladon_tasks.policy import exception_name
 from ladon_tasks.schedules import Schedule
 
 EXECUTORS = ("thread", "process", "queue")
+#: The periods a ``rate`` may be given per, in seconds.
+RATE_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 ON_LIMIT = ("wait", "refuse")
 
 
@@ -65,6 +67,9 @@ class TaskOptions:
     concurrency_key: str | None = None
     concurrency: int = 1
     on_limit: str = "wait"
+    # a rate limit ('10/s', '30/m', '100/h'): tasks of the method begin at most that often,
+    # across every process sharing the store; a begin over it waits queued
+    rate: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schedule", Schedule.parse(self.every, self.cron, self.tz, self.args,
@@ -92,6 +97,8 @@ class TaskOptions:
             raise ValueError(f"tasktype option 'concurrency' must be a whole number >= 1, got {self.concurrency!r}")
         if self.on_limit not in ON_LIMIT:
             raise ValueError(f"tasktype option 'on_limit' must be one of {', '.join(ON_LIMIT)}, got {self.on_limit!r}")
+        if self.rate is not None:
+            rate_interval(self.rate)
         if self.delay > defaults.DELAY_HORIZON:
             raise ValueError(f"tasktype option 'delay' ({self.delay:g} s) is past the horizon of "
                              f"{defaults.DELAY_HORIZON:g} s a start may be delayed")
@@ -146,6 +153,11 @@ class TaskOptions:
             raise TypeError(f"tasktype option 'tags' must be a list of strings, got {self.tags!r}")
 
     @property
+    def rate_interval(self) -> float:
+        """Seconds between two begins at the method's rate (0.0: no rate)."""
+        return 0.0 if self.rate is None else rate_interval(self.rate)
+
+    @property
     def max_attempts(self) -> int:
         return self.retries + 1
 
@@ -173,6 +185,7 @@ class TaskOptions:
             "concurrency": None if self.concurrency_key is None else {
                 "key": self.concurrency_key, "limit": self.concurrency, "on_limit": self.on_limit,
             },
+            "rate": self.rate,
             "delay": self.delay or None,
             "schedule": None if self.schedule is None else {
                 "every": self.schedule.every, "cron": self.cron, "tz": self.schedule.tz,
@@ -204,6 +217,20 @@ class TaskOptions:
         if "tags" in values and not isinstance(values["tags"], str):
             values["tags"] = tuple(values["tags"])
         return cls(**values)
+
+
+def rate_interval(rate: Any) -> float:
+    """The seconds between two begins of a ``rate`` like ``'10/s'``, ``'30/m'`` or
+    ``'2.5/h'`` (a number > 0 per second, minute or hour); ``ValueError`` otherwise."""
+    count, _, period = rate.partition("/") if isinstance(rate, str) else ("", "", "")
+    try:
+        number = float(count) if count.strip() == count and count else 0.0
+    except ValueError:
+        number = 0.0
+    if not number > 0 or number == float("inf") or period not in RATE_PERIODS:
+        raise ValueError("tasktype option 'rate' must be a number > 0 per second, minute or hour, like "
+                         f"'10/s', '30/m' or '100/h', got {rate!r}")
+    return RATE_PERIODS[period] / number
 
 
 def _function_name(function: Callable[..., Any] | None) -> str | None:

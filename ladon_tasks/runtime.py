@@ -537,6 +537,8 @@ def _job_for(spec: TaskSpec, record: TaskRecord, encoded_args: Any, ladon_kw: di
         submitted_at=record.submitted_at if record.trace else 0.0,
         slot_key=slot_key(spec, encoded_args),
         slot_limit=options.concurrency if options.concurrency_key else 0,
+        rate_key=f"{spec.ref.service}.{spec.name}" if options.rate else "",
+        rate_interval=options.rate_interval,
     )
 
 

@@ -44,6 +44,14 @@ from ladon_tasks.policy import retry_delay, should_retry
         ({"executor": "queue", "max_memory_per_child": -1}, "max_memory_per_child"),
         ({"max_tasks_per_child": 10}, "max_tasks_per_child"),  # a thread has no child to replace
         ({"executor": "thread", "max_memory_per_child": 200}, "max_memory_per_child"),
+        ({"rate": "10"}, "rate"),
+        ({"rate": "10/d"}, "rate"),
+        ({"rate": "0/s"}, "rate"),
+        ({"rate": "-1/m"}, "rate"),
+        ({"rate": "ten/s"}, "rate"),
+        ({"rate": " 10/s"}, "rate"),
+        ({"rate": "inf/h"}, "rate"),
+        ({"rate": 10}, "rate"),
     ],
 )
 def test_wrong_option_is_refused_with_its_name(options, named):
@@ -141,3 +149,11 @@ def test_the_limits_in_force_name_a_delay_and_a_schedule():
     by_cron = TaskOptions.parse(dict(cron="*/5 * * * *", tz="Europe/Brussels")).in_force()["schedule"]
     assert (by_cron["cron"], by_cron["tz"], by_cron["every"]) == ("*/5 * * * *", "Europe/Brussels", None)
     assert TaskOptions.parse(True).in_force()["schedule"] is None
+
+
+def test_a_rate_is_its_interval_and_shown_in_force():
+    assert TaskOptions.parse(dict(rate="10/s")).rate_interval == pytest.approx(0.1)
+    assert TaskOptions.parse(dict(rate="30/m")).rate_interval == pytest.approx(2.0)
+    assert TaskOptions.parse(dict(rate="2.5/h")).rate_interval == pytest.approx(1440.0)
+    assert TaskOptions.parse(dict(rate="30/m")).in_force()["rate"] == "30/m"
+    assert TaskOptions.parse(True).rate_interval == 0.0 and TaskOptions.parse(True).in_force()["rate"] is None

@@ -72,6 +72,10 @@ class Job:
     #: begin (``service.method:value``), and how many places it has; ``""``/0: none.
     slot_key: str = ""
     slot_limit: int = 0
+    #: A rate limit: the key (``service.method``) whose begins are spaced at least
+    #: ``rate_interval`` seconds apart, across every process; ``""``/0.0: none.
+    rate_key: str = ""
+    rate_interval: float = 0.0
 
     def dumps(self) -> str:
         """The job as the JSON a queue keeps."""
@@ -102,6 +106,8 @@ class Job:
             "slot_key": self.slot_key,
             "slot_limit": self.slot_limit,
         }
+        if self.rate_interval:
+            data["rate_key"], data["rate_interval"] = self.rate_key, self.rate_interval
         if self.trace:
             data["trace"], data["submitted_at"] = self.trace, self.submitted_at
         return data
@@ -130,6 +136,8 @@ class Job:
             submitted_at=float(data.get("submitted_at") or 0.0),
             slot_key=str(data.get("slot_key") or ""),
             slot_limit=int(data.get("slot_limit") or 0),
+            rate_key=str(data.get("rate_key") or ""),
+            rate_interval=float(data.get("rate_interval") or 0.0),
         )
 
 

@@ -55,8 +55,9 @@ class Lease(abc.ABC):
         return None
 
     def wait_for_slot(self, delay: float) -> None:
-        """Every place of the job's key is held: the job waits queued, as the same
-        attempt, and its start is tried again in ``delay`` seconds."""
+        """Every place of the job's key is held, or its method's rate allows no begin
+        yet: the job waits queued, as the same attempt, and its start is tried again in
+        ``delay`` seconds."""
 
     def release(self) -> JobChange | None:
         """What happens to the job when its outcome is written (a worker acknowledges
@@ -223,6 +224,8 @@ class SlotPool:
         job = lease.job
         if job.slot_limit and not self._take_slot(lease):
             return
+        if job.rate_interval and not self._take_rate(lease):
+            return
         number = self._begin(lease)
         if number is None:
             lease.end(None)
@@ -264,6 +267,33 @@ class SlotPool:
                     return True
                 lease.wait_for_slot(defaults.SLOT_RETRY)
                 return False
+            except StoreError as exc:
+                about(log, job).warning("cannot start yet: %s", exc)
+            if self.give_up.wait(backoff):
+                lease.end(None)
+                return False
+            backoff = min(backoff * 2, 1.0)
+
+    def _take_rate(self, lease: Lease) -> bool:
+        """A rate limit: the begin goes ahead when the store says its turn came. Over the
+        rate, a short wait (``RATE_HOLD``) is waited here, for exactly the time the store
+        answered, and asked again; a longer one waits queued (not counted as an attempt)
+        and is tried again then. Tried again while the store is away, as :meth:`_begin` is."""
+        job = lease.job
+        tolerance = job.rate_interval * defaults.RATE_TOLERANCE
+        backoff = 0.05
+        while True:
+            try:
+                wait = self.store.take_rate(job.rate_key, job.rate_interval, tolerance)
+                if wait <= 0:
+                    return True
+                if wait > defaults.RATE_HOLD:
+                    lease.wait_for_slot(wait)
+                    return False
+                if self.give_up.wait(wait):
+                    lease.end(None)
+                    return False
+                continue
             except StoreError as exc:
                 about(log, job).warning("cannot start yet: %s", exc)
             if self.give_up.wait(backoff):

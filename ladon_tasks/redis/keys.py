@@ -70,6 +70,7 @@ LAYOUT: dict[str, str] = {
     "workers": "workers",
     "worker": "worker:",
     "slots": "slots:",
+    "rates": "rate:",
 }
 
 

@@ -220,6 +220,9 @@ class ShardedRedisStore(TaskStore):
     def record_step(self, task_id: str, attempt: int, step: StepRecord) -> bool:
         return self.shard(task_id).record_step(task_id, attempt, step)
 
+    def take_rate(self, key: str, interval: float, tolerance: float) -> float:
+        return self.shard(key).take_rate(key, interval, tolerance)  # one key, on one shard
+
     def request_cancel(self, task_id: str) -> TaskRecord | None:
         return self.shard(task_id).request_cancel(task_id)
 

@@ -197,6 +197,7 @@ class RedisStore(TaskStore):
         self._purge = scripts.register(self._redis, "purge", prefix)
         self._step = scripts.register(self._redis, "step", prefix)
         self._slot_take = scripts.register(self._redis, "slot_take", prefix)
+        self._rate_take = scripts.register(self._redis, "rate_take", prefix)
         self._fleet = RedisFleet(self._redis, prefix, self._errors)
         self._ownership = RedisOwnership(self._redis, prefix, self._errors, decode_record)
         self._progress = ProgressWriter(self._write_reports, flush_interval)
@@ -314,6 +315,13 @@ class RedisStore(TaskStore):
             return bool(self._slot_take(args=[
                 self.prefix, key, str(limit), task_id, "" if attempt is None else str(attempt), repr(time.time()),
                 repr(defaults.SLOT_CREATE_GRACE), str(int(defaults.SLOT_TTL)),
+            ]))
+
+    def take_rate(self, key: str, interval: float, tolerance: float) -> float:
+        """By Redis's clock (``TIME`` in the script), not this host's: see ``rate_take.lua``."""
+        with self._errors(f"taking a begin of {key} at its rate"):
+            return float(self._rate_take(args=[
+                self.prefix, key, repr(interval), repr(tolerance), repr(defaults.RATE_TTL_EXTRA),
             ]))
 
     def transition(

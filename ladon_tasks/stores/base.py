@@ -187,6 +187,13 @@ class TaskStore(abc.ABC):
         place is freed by the very write that ends, retries or reissues that attempt."""
         raise StoreError(f"{type(self).__name__} does not keep concurrency_key slots")
 
+    def take_rate(self, key: str, interval: float, tolerance: float) -> float:
+        """A rate limit: whether a begin of ``key`` may go ahead now, its begins spaced
+        ``interval`` seconds apart (a begin may come up to ``tolerance`` seconds before
+        its turn), atomically across every process sharing the store: ``0.0`` when it may
+        (and it counts), else the seconds until it may (and nothing counts)."""
+        raise StoreError(f"{type(self).__name__} does not keep rate limits")
+
     @abc.abstractmethod
     def request_cancel(self, task_id: str) -> TaskRecord | None:
         """Flag the task for cancel; a queued task is cancelled at once."""

@@ -60,6 +60,7 @@ class MemoryStore(TaskStore):
         self._stats: dict[str, float] = {}  # the fields of ladon_tasks.stats
         # concurrency_key slot sets: key -> {task_id: (attempt, taken at)}
         self._slots: dict[str, dict[str, tuple[int, float]]] = {}
+        self._rates: dict[str, float] = {}  # a rate key's next begin's theoretical time
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
 
@@ -180,6 +181,16 @@ class MemoryStore(TaskStore):
                 return False
             holders[task_id] = (attempt, self._clock())
             return True
+
+    def take_rate(self, key: str, interval: float, tolerance: float) -> float:
+        """The GCRA of ``rate_take.lua``, by this store's clock, under its lock."""
+        with self._lock:
+            now = self._clock()
+            due = max(self._rates.get(key, 0.0), now)
+            if now < due - tolerance:
+                return due - tolerance - now
+            self._rates[key] = due + interval
+            return 0.0
 
     def transition(
         self,
