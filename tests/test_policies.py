@@ -352,7 +352,7 @@ def test_inspect_and_the_dashboard_show_the_limits_and_policies_in_force(webs, r
         "on_success": f"{module}._hook.<locals>.hook", "on_failure": f"{module}._hook.<locals>.hook",
         "on_cancel": f"{module}._hook.<locals>.hook",
         "max_tasks_per_child": 50, "max_memory_per_child": 500, "result_ttl": 3600.0,
-        "concurrency": None, "delay": None, "schedule": None,
+        "concurrency": None, "rate": None, "delay": None, "schedule": None,
     }
     assert inspect(task_id, "--url", server.url)["limits"] == shown
     assert inspect(task_id, "--redis", redis_server.url, "--services", POLICY)["limits"] == shown

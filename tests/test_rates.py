@@ -30,7 +30,7 @@ def wirings(redis_server: RedisServer, output_dir: Path) -> Iterator[dict]:
                       options=("--concurrency", "4", "--threads"))
     for _ in range(3):
         workers.start()
-    yield {"markQueue": shared, "markThread": memory}
+    yield {"markQueue": shared, "markThread": memory, "markSlowQueue": shared, "markSlowThread": memory}
     workers.stop_all()
     shared.stop()
     memory.stop()
@@ -77,6 +77,17 @@ def test_begins_across_processes_keep_the_rate_and_none_is_refused(wirings, tmp_
     assert most_in_a_window(times, 1.0) <= RATE * 1.0 + 1
     # (40 - burst) intervals, less the tolerance of half of one and a little for the bodies
     assert times[-1] - times[0] >= (40 - BURST) / RATE - 0.05 - 0.1
+
+
+@pytest.mark.parametrize("method", ["markSlowQueue", "markSlowThread"])
+def test_a_long_wait_over_the_rate_waits_queued_outside_its_slot(wirings, tmp_path, method):
+    """rate='10/m': a begin 6 s apart, waited (past RATE_HOLD) in the timers or the
+    queue's delayed set."""
+    server = wirings[method]
+    task_ids = start_many(server, method, tmp_path, 2)
+    assert settle(server, method, task_ids, timeout=60) == ["succeeded"] * 2
+    first, second = begins(tmp_path)
+    assert second - first >= 6.0 - 3.0 - 0.1  # an interval less its tolerance
 
 
 def test_three_workers_hold_the_rate_within_ten_percent(wirings, tmp_path):

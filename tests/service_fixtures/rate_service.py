@@ -28,3 +28,11 @@ class RateService(object):
     @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(rate='10/s', executor='queue'))
     def markQueue(self, marker_dir, **kw):
         return mark(marker_dir)
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(rate='10/m', executor='thread'))
+    def markSlowThread(self, marker_dir, **kw):
+        return mark(marker_dir)
+
+    @ladonize(PORTABLE_STRING, rtype=int, tasktype=dict(rate='10/m', executor='queue'))
+    def markSlowQueue(self, marker_dir, **kw):
+        return mark(marker_dir)
