@@ -74,9 +74,12 @@ def test_begins_across_processes_keep_the_rate_and_none_is_refused(wirings, tmp_
     assert settle(server, method, task_ids, timeout=120) == ["succeeded"] * 40
     times = begins(tmp_path)
     assert len(times) == 40
-    assert most_in_a_window(times, 1.0) <= RATE * 1.0 + 1
-    # (40 - burst) intervals, less the tolerance of half of one and a little for the bodies
-    assert times[-1] - times[0] >= (40 - BURST) / RATE - 0.05 - 0.1
+    # The store admits at most RATE + 1 begins in a second; a body's own clock reading
+    # comes a scheduling delay after its admission (long on a busy machine), which can
+    # move one more into a window: unlimited, all 40 begin within a tenth of a second.
+    assert most_in_a_window(times, 1.0) <= RATE * 1.0 + 2
+    # (40 - burst) intervals; a quarter off for the first body's late start on a busy host
+    assert times[-1] - times[0] >= (40 - BURST) / RATE * 0.75
 
 
 @pytest.mark.parametrize("method", ["markSlowQueue", "markSlowThread"])
