@@ -22,6 +22,7 @@ import time
 from typing import Any, Callable
 
 from ladon_tasks import defaults
+from ladon_tasks.stop_signals import stop_on_signals
 from ladon_tasks.wsgi_types import StartResponse, WSGIApp
 
 
@@ -133,7 +134,6 @@ def serve_until_stopped(host: str, port: int, application: WSGIApp, read_timeout
     server = make_server(host, port, counted, read_timeout=read_timeout, threads=threads,
                          max_request_bytes=max_request_bytes)
     bound()
-    stopping = threading.Event()
 
     def stop() -> None:
         get_runtime().shutdown(grace=grace)
@@ -143,15 +143,11 @@ def serve_until_stopped(host: str, port: int, application: WSGIApp, read_timeout
                 counter.wait(max(0.0, deadline - time.monotonic()))
         _close_from_its_loop(server)
 
-    def on_signal(signum: int, frame: object) -> None:
-        if stopping.is_set():
-            return
-        stopping.set()
+    def on_signal(signum: int) -> None:
         get_runtime().begin_shutdown()  # from this moment a start call is refused
         print(f"ladon-tasks: {signal.Signals(signum).name}: stopping (grace {grace:g}s)", file=sys.stderr, flush=True)
         threading.Thread(target=stop, name="ladon-tasks-stop", daemon=True).start()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
+    stop_on_signals(on_signal)  # once: a second signal (a parent forwarding its own) is ignored
     server.run()
     server.task_dispatcher.shutdown(timeout=1)

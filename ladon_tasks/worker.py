@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -50,6 +49,7 @@ from ladon_tasks.model import new_owner_id
 from ladon_tasks.redis.queue import Claim, RedisQueue
 from ladon_tasks.redis.sharded_queue import ShardedQueue
 from ladon_tasks.stats import WorkerInfo
+from ladon_tasks.stop_signals import stop_on_signals
 from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
 from ladon_tasks.takeover import TakeoverGate
 
@@ -281,9 +281,8 @@ class Worker:
         self.wait_stopped()
 
     def stop_on_signals(self) -> None:
-        """SIGTERM and SIGINT stop the worker (main thread only)."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.stop())
+        """SIGTERM and SIGINT stop the worker (main thread only; the first of them)."""
+        stop_on_signals(lambda signum: self.stop())
 
     def start(self) -> None:
         """Start the slots and the housekeeping thread; returns at once."""

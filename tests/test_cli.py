@@ -472,3 +472,24 @@ def test_a_redirect_to_another_origin_is_not_followed_and_gets_no_token():
             server.server_close()
     assert TOKEN not in " ".join(_Foreign.seen)
     assert _Foreign.seen == []  # nothing was asked there at all
+
+
+def test_serve_stops_however_many_stop_signals_reach_it(output_dir):
+    """A stop signal often comes twice - a process-group kill reaches the server and its
+    parent (make, a shell, a supervisor), which forwards its own copy a moment later. A
+    signal arriving while the first one's handler held a lock once left `serve` waiting
+    for itself forever; a burst of them must stop it like one."""
+    server = start_server([str(SERVICES / "task_service.py")], output_dir)
+    try:
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for n in range(100_000):  # a stream, so that some land inside the first handler
+            try:
+                os.kill(server.process.pid, signals[n % 2])
+            except ProcessLookupError:
+                break
+            if n % 1000 == 0 and server.process.poll() is not None:
+                break
+        server.process.wait(timeout=60)
+        assert server.log().count(": stopping (grace") == 1, server.log()
+    finally:
+        server.stop()

@@ -379,3 +379,33 @@ def test_a_principal_hook_names_the_caller_or_refuses_the_call() -> None:
     for wrong in ("no such hook", "no_such_module:caller", 42):
         with pytest.raises(ValueError):
             resolve(wrong)  # type: ignore[arg-type]
+
+
+# -- stop signals ----------------------------------------------------------------------------
+
+
+def test_a_stop_signal_inside_the_stop_handler_is_taken_once_and_never_waits() -> None:
+    """The second of two stop signals can land while the first one's handler holds a
+    lock (a parent forwarding its copy of a group kill). The handler must not run again
+    there: it would wait for a lock its own thread holds, forever."""
+    import os
+    import signal
+
+    from ladon_tasks.stop_signals import stop_on_signals
+
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    held = threading.Lock()
+    calls: list[int] = []
+
+    def on_stop(signum: int) -> None:
+        calls.append(signum)
+        with held:  # what Event.set does: a lock taken in the handler
+            os.kill(os.getpid(), signal.SIGINT)  # a signal to this thread: handled here, at once
+
+    try:
+        stop_on_signals(on_stop)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled before os.kill returns to this code
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    assert calls == [signal.SIGTERM]
