@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TypeVar
 
 from ladon_tasks import crashpoints, defaults, hooks
 from ladon_tasks.executors.base import Job, Outcome, time_out
@@ -35,6 +35,8 @@ from ladon_tasks.model import TaskRecord
 from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
 
 log = logging.getLogger(__name__)
+
+_Answer = TypeVar("_Answer")
 
 
 class Lease(abc.ABC):
@@ -260,19 +262,17 @@ class SlotPool:
         counted as an attempt) and its start is tried again in ``SLOT_RETRY``. Tried
         again while the store is away, as :meth:`_begin` is."""
         job = lease.job
-        backoff = 0.05
-        while True:
-            try:
-                if self.store.take_slot(job.slot_key, job.slot_limit, job.task_id, lease.slot_attempt()):
-                    return True
-                lease.wait_for_slot(defaults.SLOT_RETRY)
-                return False
-            except StoreError as exc:
-                about(log, job).warning("cannot start yet: %s", exc)
-            if self.give_up.wait(backoff):
-                lease.end(None)
-                return False
-            backoff = min(backoff * 2, 1.0)
+
+        def take() -> bool:
+            if self.store.take_slot(job.slot_key, job.slot_limit, job.task_id, lease.slot_attempt()):
+                return True
+            lease.wait_for_slot(defaults.SLOT_RETRY)
+            return False
+
+        answered, taken = self._ask_store(job, take)
+        if not answered:
+            lease.end(None)
+        return bool(taken)
 
     def _take_rate(self, lease: Lease) -> bool:
         """A rate limit: the begin goes ahead when the store says its turn came. Over the
@@ -281,37 +281,40 @@ class SlotPool:
         and is tried again then. Tried again while the store is away, as :meth:`_begin` is."""
         job = lease.job
         tolerance = job.rate_interval * defaults.RATE_TOLERANCE
-        backoff = 0.05
+
+        def take() -> float:
+            wait = self.store.take_rate(job.rate_key, job.rate_interval, tolerance)
+            if wait > defaults.RATE_HOLD:
+                lease.wait_for_slot(wait)
+            return wait
+
         while True:
-            try:
-                wait = self.store.take_rate(job.rate_key, job.rate_interval, tolerance)
-                if wait <= 0:
-                    return True
-                if wait > defaults.RATE_HOLD:
-                    lease.wait_for_slot(wait)
-                    return False
-                if self.give_up.wait(wait):
-                    lease.end(None)
-                    return False
-                continue
-            except StoreError as exc:
-                about(log, job).warning("cannot start yet: %s", exc)
-            if self.give_up.wait(backoff):
+            answered, wait = self._ask_store(job, take)
+            if not answered or (0 < wait <= defaults.RATE_HOLD and self.give_up.wait(wait)):
                 lease.end(None)
                 return False
-            backoff = min(backoff * 2, 1.0)
+            if wait <= 0:
+                return True
+            if wait > defaults.RATE_HOLD:
+                return False
 
     def _begin(self, lease: Lease) -> int | None:
         """The lease's begin, tried again while the store is away (the job stays this
         slot's; if the process leaves meanwhile, its owner lease lets it run elsewhere)."""
+        answered, number = self._ask_store(lease.job, lambda: lease.begin(self.store))
+        return number if answered else None
+
+    def _ask_store(self, job: Job, ask: Callable[[], _Answer]) -> tuple[bool, _Answer]:
+        """``ask()``, tried again with a growing pause while the store is away: ``(True,
+        its answer)``, or ``(False, None)`` once the pool gives up (leaving)."""
         backoff = 0.05
         while True:
             try:
-                return lease.begin(self.store)
+                return True, ask()
             except StoreError as exc:
-                about(log, lease.job).warning("cannot start yet: %s", exc)
+                about(log, job).warning("cannot start yet: %s", exc)
             if self.give_up.wait(backoff):
-                return None
+                return False, None  # type: ignore[return-value]
             backoff = min(backoff * 2, 1.0)
 
     def _time_out(self, slot: int, job: Job, number: int, ended: list[TaskRecord]) -> None:
