@@ -49,7 +49,7 @@ from typing import Any, Callable
 
 from bench import ladon_server, peers
 from bench.benchlib import (
-    SERVICES_DIR, Faults, arguments, environment, percentile, text_table, wanted,
+    SERVICES_DIR, Faults, arguments, environment, percentile, stop_each, text_table, wanted,
 )
 from bench.noise import CpuAccount, own_ticks, process_ticks, processes_below, TICKS
 from tests.support.apache import HANDLER, ModWsgi
@@ -317,11 +317,7 @@ class System:
             steps.append(lambda: stop_process_group(worker))
         if self.redis is not None:
             steps.append(self.redis.stop)
-        for step in steps:
-            try:
-                step()
-            except Exception:  # noqa: BLE001 - stopping the rest matters more
-                pass
+        stop_each(steps)
 
 
 def systems() -> list[System]:

@@ -201,6 +201,16 @@ def call_rate(server: Served, service: str, clients: int, seconds: float, method
     return sum(counts), elapsed
 
 
+def stop_each(steps: Sequence[Callable[[], Any]]) -> None:
+    """Run every stop step whatever the others did: a bench's servers, workers and
+    redis-server must all go, even when one of them fails to stop cleanly."""
+    for step in steps:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - stopping the rest matters more
+            pass
+
+
 def text_table(rows: Sequence[Sequence[str]], left: int = 1) -> str:
     """``rows`` (the first one the header) as aligned columns under a rule: the first
     ``left`` columns flush left, numbers flush right."""

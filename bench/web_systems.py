@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench import ladon_server, peers
-from bench.benchlib import SERVICES_DIR, wait_result
+from bench.benchlib import SERVICES_DIR, stop_each, wait_result
 from bench.noise import CpuAccount
 from tests.support.apache import HANDLER, ModWsgi
 from tests.support.jsonwsp import JsonWsp
@@ -164,11 +164,7 @@ class WebSystem:
         steps += [functools.partial(stop_process_group, process) for process in self.processes]
         if self.redis is not None:
             steps.append(self.redis.stop)
-        for step in steps:
-            try:
-                step()
-            except Exception:  # noqa: BLE001 - stopping the rest matters more
-                pass
+        stop_each(steps)
 
 
 def systems(stack: str) -> list[WebSystem]:
