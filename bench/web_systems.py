@@ -4,9 +4,10 @@ wired in by hand, or nothing (the ceiling of two plain calls).
 Each system has its own fresh ``redis-server`` and, where it needs one, its own worker,
 and is served in one of two stacks:
 
-- ``serve``: ladon-tasks as its users run it (``ladon-tasks serve``), and the hand-wired
-  peers as a Ladon user runs them: Ladon's own ``LadonWSGIApplication`` on Werkzeug's
-  threaded server (:mod:`bench.ladon_server`);
+- ``serve``: ladon-tasks as its users run it (``ladon-tasks serve``, on waitress), and
+  the hand-wired peers in Ladon's own ``LadonWSGIApplication`` on the same waitress
+  set-up, so both sides have the same HTTP server; Ladon + huey and plain Ladon also as
+  a Ladon user runs them today, on Werkzeug's threaded server (:mod:`bench.ladon_server`);
 - ``apache``: ``mod_wsgi-express`` with the same settings for both - ladon-tasks through
   ``deploy/apache/handler.wsgi``, the peers through ``bench/services/plain_ladon.wsgi`` -
   so the HTTP layer is Apache's on both sides.
@@ -56,7 +57,7 @@ class WebSystem:
     """One row of the web bench: what serves it, what it runs on, how a task is made."""
 
     label: str
-    #: ``ours``, ``peer`` or ``ceiling``; ``ours_stack`` says whose HTTP stack serves it.
+    #: ``ours``, ``peer`` or ``ceiling``; ``ours_stack`` says whose WSGI application serves it.
     group: str
     stack: str
     ours_stack: bool
@@ -69,6 +70,16 @@ class WebSystem:
     processes: list[subprocess.Popen] = field(default_factory=list)
     workers: Workers | None = None
     log_dir: Path | None = None
+    #: The HTTP server of a plain Ladon application on the ``serve`` stack
+    #: (:data:`bench.ladon_server.SERVERS`).
+    ladon_server: str = "waitress"
+
+    @property
+    def http(self) -> str:
+        """The HTTP server under it: rows are compared with rows on the same one."""
+        if self.stack == "apache":
+            return "apache"
+        return "waitress" if self.ours_stack else self.ladon_server
 
     @property
     def slug(self) -> str:
@@ -122,7 +133,8 @@ class WebSystem:
             self.web = start_server([str(OUR_SERVICE_FILE)], log_dir, "--redis", url, "--no-dashboard",
                                     "--log-level", "WARNING", env=settings)
         elif self.stack == "serve":
-            self.web = ladon_server.start(SERVICES_DIR, ["peer_service"], log_dir / f"{slug}-web.log", env=settings)
+            self.web = ladon_server.start(SERVICES_DIR, ["peer_service"], log_dir / f"{slug}-web.log", env=settings,
+                                          server=self.ladon_server)
         else:
             if self.ours_stack:
                 settings |= {"LADON_TASKS_SERVICES": str(OUR_SERVICE_FILE), "LADON_TASKS_REDIS_URL": url}
@@ -171,8 +183,8 @@ def systems(stack: str) -> list[WebSystem]:
     """The rows of one stack, in the order of the table."""
     worker = ("--log-level", "WARNING", "--concurrency", str(SLOTS))
     where = "ladon-tasks serve" if stack == "serve" else "ladon-tasks handler"
-    plain = "Ladon on Werkzeug" if stack == "serve" else "Ladon's own handler"
-    return [
+    plain = "Ladon on waitress" if stack == "serve" else "Ladon's own handler"
+    rows = [
         WebSystem("ladon-tasks queue, worker --threads", "ours", stack, True, "queue", (*worker, "--threads")),
         WebSystem("ladon-tasks queue, process worker", "ours", stack, True, "queue", worker),
         WebSystem("ladon-tasks thread executor (Redis store)", "ours", stack, True, "thread"),
@@ -181,3 +193,11 @@ def systems(stack: str) -> list[WebSystem]:
         WebSystem(f"ceiling: two echo calls, {where}", "ceiling", stack, True, "thread"),
         WebSystem(f"ceiling: two echo calls, {plain}", "ceiling", stack, False),
     ]
+    if stack == "serve":
+        rows += [
+            WebSystem(f"Ladon + {peers.huey().label} on Werkzeug", "peer", stack, False, peer=peers.huey(),
+                      ladon_server="werkzeug"),
+            WebSystem("ceiling: two echo calls, Ladon on Werkzeug", "ceiling", stack, False,
+                      ladon_server="werkzeug"),
+        ]
+    return rows
