@@ -27,9 +27,10 @@ from typing import Any, Callable, Sequence
 from ladon_tasks import codec, defaults, delays, faults, hooks, principals, refusals
 from ladon_tasks import spec as specs
 from ladon_tasks.caretaker import Caretaker
-from ladon_tasks.executors.base import Executor, Job, Unfinished
+from ladon_tasks.executors.base import Executor, Unfinished
 from ladon_tasks.executors.slots import Runner
 from ladon_tasks.executors.timers import Timers
+from ladon_tasks.jobs import Job
 from ladon_tasks.logs import about
 from ladon_tasks.model import (
     TaskRecord,

@@ -23,10 +23,11 @@ import threading
 import time
 from typing import Sequence
 
-from ladon_tasks.executors.base import Executor, Job, Unfinished
+from ladon_tasks.executors.base import Executor, Unfinished
 from ladon_tasks.executors.settle import Settled
 from ladon_tasks.executors.slots import JobSource, Lease, Runner, SlotPool
 from ladon_tasks.executors.timers import Timers
+from ladon_tasks.jobs import Job
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.steps import StepRecord
 from ladon_tasks.stores.base import TaskStore

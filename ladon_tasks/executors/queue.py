@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ladon_tasks.executors.base import Executor, Job, Unfinished
+from ladon_tasks.executors.base import Executor, Unfinished
+from ladon_tasks.jobs import Job
 from ladon_tasks.model import TaskRecord
 from ladon_tasks.steps import StepRecord
 from ladon_tasks.stores.base import JobQueue, TaskStore
