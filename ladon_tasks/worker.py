@@ -41,7 +41,7 @@ from typing import Sequence, Union
 from ladon_tasks import __version__, crashpoints, defaults, hooks
 from ladon_tasks.executors.process import ProcessRunner
 from ladon_tasks.executors.settle import Settled
-from ladon_tasks.executors.slots import JobSource, Lease, Runner, SlotPool
+from ladon_tasks.executors.slots import JobSource, Runner, SlotPool, Ticket
 from ladon_tasks.executors.thread import ThreadRunner
 from ladon_tasks.executors.timers import Timers
 from ladon_tasks.logs import about
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 WorkerQueue = Union[RedisQueue, ShardedQueue]
 
 
-class QueueLease(Lease):
+class QueueTicket(Ticket):
     """One entry a worker read: renewed while its body runs, acknowledged with its outcome."""
 
     def __init__(self, source: "QueueSource", queue: WorkerQueue, claim: Claim) -> None:
@@ -116,16 +116,16 @@ class QueueSource(JobSource):
         #: A slot that finds every queue empty leaves (``Worker.run(burst=True)``).
         self.burst = burst
         self._stopping = threading.Event()
-        self._held: dict[int, QueueLease] = {}  # by id(): every lease given out, until it ends
-        self._buffered: list[QueueLease] = []  # read beyond what a slot needed
+        self._held: dict[int, QueueTicket] = {}  # by id(): every ticket given out, until it ends
+        self._buffered: list[QueueTicket] = []  # read beyond what a slot needed
         self._lock = threading.Lock()
         self._round_robin = 0
 
-    def take(self, slot: int) -> Lease | None:
+    def take(self, slot: int) -> Ticket | None:
         backoff = 0.1
         while not self._stopping.is_set():
-            lease = self._take_buffered()
-            if lease is None:
+            ticket = self._take_buffered()
+            if ticket is None:
                 queue = self._pick_queue()
                 try:
                     claims = queue.claim(defaults.CLAIM_BLOCK / len(self.queues))
@@ -139,16 +139,16 @@ class QueueSource(JobSource):
                     if self.burst and not self._anything_waiting():
                         return None
                     continue
-                leases = [self._hold(queue, claim) for claim in claims]
-                lease = leases[0]
-                if len(leases) > 1:  # several levels answered at once: the others wait here
+                tickets = [self._hold(queue, claim) for claim in claims]
+                ticket = tickets[0]
+                if len(tickets) > 1:  # several levels answered at once: the others wait here
                     with self._lock:
-                        self._buffered += leases[1:]
+                        self._buffered += tickets[1:]
             if self._stopping.is_set():  # read while stopping: hand it straight back
-                self.give_back(lease)
+                self.give_back(ticket)
                 return None
             crashpoints.reach("worker.claimed")
-            return lease
+            return ticket
         return None
 
     def _anything_waiting(self) -> bool:
@@ -158,36 +158,36 @@ class QueueSource(JobSource):
                 return True
         return any(queue.claimable() for queue in self.queues)
 
-    def _hold(self, queue: WorkerQueue, claim: Claim) -> QueueLease:
-        lease = QueueLease(self, queue, claim)
+    def _hold(self, queue: WorkerQueue, claim: Claim) -> QueueTicket:
+        ticket = QueueTicket(self, queue, claim)
         with self._lock:
-            self._held[id(lease)] = lease
-        return lease
+            self._held[id(ticket)] = ticket
+        return ticket
 
-    def forget(self, lease: QueueLease) -> None:
+    def forget(self, ticket: QueueTicket) -> None:
         with self._lock:
-            self._held.pop(id(lease), None)
+            self._held.pop(id(ticket), None)
 
-    def held(self) -> list[QueueLease]:
+    def held(self) -> list[QueueTicket]:
         """Every entry this worker holds: running, settling or read ahead."""
         with self._lock:
             return list(self._held.values())
 
-    def _take_buffered(self) -> QueueLease | None:
+    def _take_buffered(self) -> QueueTicket | None:
         """The best job read earlier, unless its queue has a higher one waiting now."""
         with self._lock:
             if not self._buffered:
                 return None
-            best = max(self._buffered, key=lambda lease: lease.job.priority)
+            best = max(self._buffered, key=lambda ticket: ticket.job.priority)
         try:
             higher = best.queue.claim(0, above=best.job.priority)
         except StoreError:
             higher = []
         if higher:
-            leases = [self._hold(best.queue, claim) for claim in higher]
+            tickets = [self._hold(best.queue, claim) for claim in higher]
             with self._lock:
-                self._buffered += leases[1:]
-            return leases[0]
+                self._buffered += tickets[1:]
+            return tickets[0]
         with self._lock:
             if best in self._buffered:
                 self._buffered.remove(best)
@@ -199,14 +199,14 @@ class QueueSource(JobSource):
             self._round_robin = (self._round_robin + 1) % len(self.queues)
             return self.queues[self._round_robin]
 
-    def give_back(self, lease: QueueLease) -> None:
+    def give_back(self, ticket: QueueTicket) -> None:
         """A job read but not started: queued again as the same attempt, its entry
         acknowledged in the same step."""
         try:
-            lease.queue.requeue(lease.job, lease.claim)
+            ticket.queue.requeue(ticket.job, ticket.claim)
         except StoreError as exc:  # its lease runs out and a reaper reissues it
-            about(log, lease.job).warning("could not hand back: %s", exc)
-        self.forget(lease)
+            about(log, ticket.job).warning("could not hand back: %s", exc)
+        self.forget(ticket)
 
     def close(self) -> None:
         self._stopping.set()
@@ -214,8 +214,8 @@ class QueueSource(JobSource):
     def give_back_buffered(self) -> None:
         with self._lock:
             buffered, self._buffered = self._buffered, []
-        for lease in buffered:
-            self.give_back(lease)
+        for ticket in buffered:
+            self.give_back(ticket)
 
 
 class Worker:
@@ -308,7 +308,7 @@ class Worker:
             worker_id=self.worker_id, host=socket.gethostname(), pid=os.getpid(),
             queues=tuple(queue.name for queue in self.queues), concurrency=self.size, version=__version__,
             started_at=self.started_at, heartbeat_at=time.time(),
-            running=tuple(sorted(lease.job.task_id for lease in self.pool.running().values())),
+            running=tuple(sorted(ticket.job.task_id for ticket in self.pool.running().values())),
             runner=self.runner_name,
         )
 
@@ -323,8 +323,8 @@ class Worker:
         self._stopping.wait()
         running = self.pool.close(self.grace)
         self.pool.join_idle(2 * defaults.CLAIM_BLOCK)  # none of them may read a job handed back below
-        for slot, lease in running.items():
-            self._hand_back(slot, lease)
+        for slot, ticket in running.items():
+            self._hand_back(slot, ticket)
         self.source.give_back_buffered()
         self._stopped.set()
         for queue in self.queues:
@@ -335,19 +335,19 @@ class Worker:
             log.warning("worker %s could not say it leaves: %s", self.worker_id, exc)
         self.timers.stop()
 
-    def _hand_back(self, slot: int, lease: Lease) -> None:
+    def _hand_back(self, slot: int, ticket: Ticket) -> None:
         """After the grace period: queue the next attempt (the running one fenced off)
         and acknowledge the entry in one step, then stop the body."""
-        assert isinstance(lease, QueueLease)
+        assert isinstance(ticket, QueueTicket)
         try:
-            lease.queue.reissue(self.store, lease.claim, "its worker was stopped", what="handed back",
+            ticket.queue.reissue(self.store, ticket.claim, "its worker was stopped", what="handed back",
                                 where=self.worker_id)
         except StoreError as exc:  # its lease runs out and a reaper reissues it
-            about(log, lease.job).warning("could not hand back: %s", exc)
+            about(log, ticket.job).warning("could not hand back: %s", exc)
         else:
             crashpoints.reach("worker.handed_back")
-            about(log, lease.job).info("handed back to queue %s", lease.queue.name)
-        self.runner.stop(slot, lease.job.task_id)
+            about(log, ticket.job).info("handed back to queue %s", ticket.queue.name)
+        self.runner.stop(slot, ticket.job.task_id)
         if isinstance(self.runner, ProcessRunner):
             self.runner.kill(slot)
 
@@ -396,7 +396,7 @@ class Worker:
             try:
                 with gate.timed():
                     for queue in self.queues:
-                        queue.renew([lease.claim for lease in held if lease.queue is queue])
+                        queue.renew([ticket.claim for ticket in held if ticket.queue is queue])
                     if gate.away:
                         self.queues[0].ping()  # the renewals may have had nothing to send
             except StoreError as exc:

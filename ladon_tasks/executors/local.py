@@ -25,7 +25,7 @@ from typing import Sequence
 
 from ladon_tasks.executors.base import Executor, Unfinished
 from ladon_tasks.executors.settle import Settled
-from ladon_tasks.executors.slots import JobSource, Lease, Runner, SlotPool
+from ladon_tasks.executors.slots import JobSource, Runner, SlotPool, Ticket
 from ladon_tasks.executors.timers import Timers
 from ladon_tasks.jobs import Job
 from ladon_tasks.model import TaskRecord, TaskState
@@ -35,7 +35,7 @@ from ladon_tasks.stores.base import TaskStore
 _STOP = object()
 
 
-class LocalLease(Lease):
+class LocalTicket(Ticket):
     """A job started in this process. A retry waits in this process's timers."""
 
     def __init__(self, source: "LocalSource", job: Job) -> None:
@@ -95,14 +95,14 @@ class LocalSource(JobSource):
     def put_later(self, job: Job, delay: float) -> None:
         self.timers.call_later(delay, lambda: None if self._closed.is_set() else self.put(job))
 
-    def take(self, slot: int) -> Lease | None:
+    def take(self, slot: int) -> Ticket | None:
         _, _, job = self._queue.get()
         if job is _STOP or self._closed.is_set():
             if job is not _STOP:  # not taken after all: it stays queued for whoever takes over
                 self._queue.put((-job.priority, next(self._order), job))
             self._queue.put((float("inf"), next(self._order), _STOP))  # wake the next slot too
             return None
-        return LocalLease(self, job)
+        return LocalTicket(self, job)
 
     def close(self) -> None:
         self._closed.set()
@@ -163,7 +163,7 @@ class LocalExecutor(Executor):
 
     def close(self, grace: float) -> list[Unfinished]:
         unfinished = []
-        for slot, lease in self.pool.close(grace).items():
-            self.pool.runner.stop(slot, lease.job.task_id)
-            unfinished.append(Unfinished(lease.job, lease.attempt))
+        for slot, ticket in self.pool.close(grace).items():
+            self.pool.runner.stop(slot, ticket.job.task_id)
+            unfinished.append(Unfinished(ticket.job, ticket.attempt))
         return unfinished + [Unfinished(job, None) for job in self.source.waiting()]
