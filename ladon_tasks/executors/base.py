@@ -16,7 +16,7 @@ import logging
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from ladon_tasks import codec, crashpoints, policy, tracing
 from ladon_tasks.executors.deadline import SoftDeadline
@@ -35,11 +35,16 @@ class TaskInterrupted(BaseException):
     swallow it."""
 
 
+#: How an attempt ended: ``interrupted`` is a cancel, a timeout or a newer attempt that
+#: stopped it - the record says which, and nothing is written for it.
+OutcomeKind = Literal["succeeded", "failed", "interrupted"]
+
+
 @dataclass
 class Outcome:
     """How one attempt ended."""
 
-    kind: str  # "succeeded", "failed" or "interrupted"
+    kind: OutcomeKind
     result: Any = None
     error_type: str = ""
     error_message: str = ""
