@@ -127,7 +127,7 @@ class TaskRuntime:
                 from ladon_tasks.executors.process import ProcessRunner
 
                 runner, workers = ProcessRunner(), self.process_workers
-            shared = store.ownership() is not None
+            shared = store.shared
             if shared:
                 self.caretaker.watch(store)  # the lease exists before the first task names it
             return LocalExecutor(store, runner, workers, self.timers, owner=self.owner if shared else "",
@@ -232,7 +232,7 @@ class TaskRuntime:
         self.caretaker.release("its server process stopped")
         stores = [self.store, *self._method_stores.values()]
         for store in stores:
-            if store.ownership() is None:
+            if not store.shared:
                 _end_unfinished(store, unfinished.get(id(store), []))
         self.timers.stop()
         for store in stores:

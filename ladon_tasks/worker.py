@@ -36,7 +36,7 @@ import os
 import socket
 import threading
 import time
-from typing import Sequence, Union
+from typing import Generic, Sequence
 
 from ladon_tasks import __version__, crashpoints, defaults, hooks
 from ladon_tasks.executors.process import ProcessRunner
@@ -46,23 +46,18 @@ from ladon_tasks.executors.thread import ThreadRunner
 from ladon_tasks.executors.timers import Timers
 from ladon_tasks.logs import about
 from ladon_tasks.model import new_owner_id
-from ladon_tasks.redis.queue import Claim, RedisQueue
-from ladon_tasks.redis.sharded_queue import ShardedQueue
 from ladon_tasks.stats import WorkerInfo
 from ladon_tasks.stop_signals import stop_on_signals
 from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
+from ladon_tasks.stores.queues import ClaimT, WorkerQueue
 from ladon_tasks.takeover import TakeoverGate
 
 log = logging.getLogger(__name__)
 
-#: A queue a worker reads: of one Redis, or of every shard of a Redis Cluster.
-WorkerQueue = Union[RedisQueue, ShardedQueue]
-
-
-class QueueTicket(Ticket):
+class QueueTicket(Ticket, Generic[ClaimT]):
     """One entry a worker read: renewed while its body runs, acknowledged with its outcome."""
 
-    def __init__(self, source: "QueueSource", queue: WorkerQueue, claim: Claim) -> None:
+    def __init__(self, source: "QueueSource[ClaimT]", queue: WorkerQueue[ClaimT], claim: ClaimT) -> None:
         self.source = source
         self.queue = queue
         self.claim = claim
@@ -104,11 +99,12 @@ class QueueTicket(Ticket):
                 about(log, self.job).warning("could not acknowledge: %s", exc)
 
 
-class QueueSource(JobSource):
-    """Jobs from Redis queues, the queues asked in turn, each highest priority first.
-    ``where``: the worker's id, recorded with each start."""
+class QueueSource(JobSource[QueueTicket[ClaimT]]):
+    """Jobs from the store's queues (:class:`~ladon_tasks.stores.queues.WorkerQueue`: of
+    one Redis, or of every shard of a Redis Cluster), the queues asked in turn, each
+    highest priority first. ``where``: the worker's id, recorded with each start."""
 
-    def __init__(self, queues: Sequence[WorkerQueue], where: str = "", burst: bool = False) -> None:
+    def __init__(self, queues: Sequence[WorkerQueue[ClaimT]], where: str = "", burst: bool = False) -> None:
         if not queues:
             raise ValueError("a worker needs at least one queue")
         self.queues = list(queues)
@@ -116,12 +112,12 @@ class QueueSource(JobSource):
         #: A slot that finds every queue empty leaves (``Worker.run(burst=True)``).
         self.burst = burst
         self._stopping = threading.Event()
-        self._held: dict[int, QueueTicket] = {}  # by id(): every ticket given out, until it ends
-        self._buffered: list[QueueTicket] = []  # read beyond what a slot needed
+        self._held: dict[int, QueueTicket[ClaimT]] = {}  # by id(): every ticket given out, until it ends
+        self._buffered: list[QueueTicket[ClaimT]] = []  # read beyond what a slot needed
         self._lock = threading.Lock()
         self._round_robin = 0
 
-    def take(self, slot: int) -> Ticket | None:
+    def take(self, slot: int) -> QueueTicket[ClaimT] | None:
         backoff = 0.1
         while not self._stopping.is_set():
             ticket = self._take_buffered()
@@ -158,22 +154,22 @@ class QueueSource(JobSource):
                 return True
         return any(queue.claimable() for queue in self.queues)
 
-    def _hold(self, queue: WorkerQueue, claim: Claim) -> QueueTicket:
+    def _hold(self, queue: WorkerQueue[ClaimT], claim: ClaimT) -> QueueTicket[ClaimT]:
         ticket = QueueTicket(self, queue, claim)
         with self._lock:
             self._held[id(ticket)] = ticket
         return ticket
 
-    def forget(self, ticket: QueueTicket) -> None:
+    def forget(self, ticket: QueueTicket[ClaimT]) -> None:
         with self._lock:
             self._held.pop(id(ticket), None)
 
-    def held(self) -> list[QueueTicket]:
+    def held(self) -> list[QueueTicket[ClaimT]]:
         """Every entry this worker holds: running, settling or read ahead."""
         with self._lock:
             return list(self._held.values())
 
-    def _take_buffered(self) -> QueueTicket | None:
+    def _take_buffered(self) -> QueueTicket[ClaimT] | None:
         """The best job read earlier, unless its queue has a higher one waiting now."""
         with self._lock:
             if not self._buffered:
@@ -194,12 +190,12 @@ class QueueSource(JobSource):
                 return best
         return self._take_buffered()  # another slot took it meanwhile
 
-    def _pick_queue(self) -> WorkerQueue:
+    def _pick_queue(self) -> WorkerQueue[ClaimT]:
         with self._lock:
             self._round_robin = (self._round_robin + 1) % len(self.queues)
             return self.queues[self._round_robin]
 
-    def give_back(self, ticket: QueueTicket) -> None:
+    def give_back(self, ticket: QueueTicket[ClaimT]) -> None:
         """A job read but not started: queued again as the same attempt, its entry
         acknowledged in the same step."""
         try:
@@ -218,7 +214,7 @@ class QueueSource(JobSource):
             self.give_back(ticket)
 
 
-class Worker:
+class Worker(Generic[ClaimT]):
     """Slots fed from Redis queues, plus the worker's housekeeping and graceful stop.
 
     ``runner``: ``"process"`` (a supervised child per slot) or ``"thread"``. ``worker_id``:
@@ -227,7 +223,7 @@ class Worker:
     def __init__(
         self,
         store: TaskStore,
-        queues: Sequence[WorkerQueue],
+        queues: Sequence[WorkerQueue[ClaimT]],
         concurrency: int | None = None,
         grace: float = defaults.WORKER_GRACE,
         reap_interval: float = defaults.REAP_INTERVAL,
@@ -335,10 +331,9 @@ class Worker:
             log.warning("worker %s could not say it leaves: %s", self.worker_id, exc)
         self.timers.stop()
 
-    def _hand_back(self, slot: int, ticket: Ticket) -> None:
+    def _hand_back(self, slot: int, ticket: QueueTicket[ClaimT]) -> None:
         """After the grace period: queue the next attempt (the running one fenced off)
         and acknowledge the entry in one step, then stop the body."""
-        assert isinstance(ticket, QueueTicket)
         try:
             ticket.queue.reissue(self.store, ticket.claim, "its worker was stopped", what="handed back",
                                 where=self.worker_id)
@@ -348,8 +343,7 @@ class Worker:
             crashpoints.reach("worker.handed_back")
             about(log, ticket.job).info("handed back to queue %s", ticket.queue.name)
         self.runner.stop(slot, ticket.job.task_id)
-        if isinstance(self.runner, ProcessRunner):
-            self.runner.kill(slot)
+        self.runner.kill(slot)
 
     def _housekeeping(self) -> None:
         """Reap expired leases, trim the streams, beat; the leases of this worker are

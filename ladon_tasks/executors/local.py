@@ -59,7 +59,7 @@ class LocalTicket(Ticket):
             self.source.let_go(self.job.task_id)
 
 
-class LocalSource(JobSource):
+class LocalSource(JobSource[LocalTicket]):
     """Jobs of this process: higher priority first, first come first served among equals."""
 
     def __init__(self, timers: Timers, owner: str = "", where: str = "") -> None:
@@ -95,7 +95,7 @@ class LocalSource(JobSource):
     def put_later(self, job: Job, delay: float) -> None:
         self.timers.call_later(delay, lambda: None if self._closed.is_set() else self.put(job))
 
-    def take(self, slot: int) -> Ticket | None:
+    def take(self, slot: int) -> LocalTicket | None:
         _, _, job = self._queue.get()
         if job is _STOP or self._closed.is_set():
             if job is not _STOP:  # not taken after all: it stays queued for whoever takes over

@@ -299,7 +299,7 @@ class ProcessRunner(Runner):
             self._request_stop(child, task_id)
 
     def kill(self, slot: int) -> None:
-        """Stop the slot's child at once (a worker leaving without its grace)."""
+        """Kill the slot's child at once (a worker leaving without its grace)."""
         child = self._children.get(slot)
         if child is not None and child.alive():
             child.process.kill()

@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Callable, Generic, TypeVar
 
 from ladon_tasks import crashpoints, defaults, hooks
 from ladon_tasks.executors.base import Outcome, time_out
@@ -79,11 +79,14 @@ class Ticket(abc.ABC):
         the source holds for it."""
 
 
-class JobSource(abc.ABC):
-    """Where slots take jobs from."""
+TicketT = TypeVar("TicketT", bound=Ticket)
+
+
+class JobSource(abc.ABC, Generic[TicketT]):
+    """Where slots take jobs from, each as a ticket of the source's own kind."""
 
     @abc.abstractmethod
-    def take(self, slot: int) -> Ticket | None:
+    def take(self, slot: int) -> TicketT | None:
         """Block until there is a job for ``slot``; ``None`` tells the slot to leave."""
 
     @abc.abstractmethod
@@ -119,16 +122,20 @@ class Runner(abc.ABC):
     def cancel(self, task_id: str) -> None:
         """Stop the body of ``task_id`` wherever it runs here, if the runner can."""
 
+    def kill(self, slot: int) -> None:
+        """The attempt in ``slot`` is given up on (its process leaves without waiting
+        for it): stop its body at once where the runner can (a child is killed)."""
+
     def leave(self, slot: int) -> None:
         """The slot's thread is leaving: release what it holds (a child process)."""
 
 
-class SlotPool:
+class SlotPool(Generic[TicketT]):
     """``size`` slot threads over one source and one runner. Slots start on first use
     (:meth:`ensure_started`) so importing a service costs nothing, or at once
     (:meth:`start`)."""
 
-    def __init__(self, name: str, store: TaskStore, source: JobSource, runner: Runner, size: int,
+    def __init__(self, name: str, store: TaskStore, source: JobSource[TicketT], runner: Runner, size: int,
                  timers: Timers) -> None:
         if size < 1:
             raise ValueError(f"{name} needs at least 1 slot, got {size}")
@@ -141,7 +148,7 @@ class SlotPool:
         #: Set when the pool gives up on outcomes the store would not take (leaving).
         self.give_up = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._running: dict[int, Ticket] = {}
+        self._running: dict[int, TicketT] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -164,7 +171,7 @@ class SlotPool:
         with self._lock:
             return 0 if self._closed else sum(1 for thread in self._threads if not thread.is_alive())
 
-    def running(self) -> dict[int, Ticket]:
+    def running(self) -> dict[int, TicketT]:
         """The tickets slots hold now, by slot."""
         with self._lock:
             return dict(self._running)
@@ -189,7 +196,7 @@ class SlotPool:
             if slot not in self.running():
                 thread.join(max(0.0, deadline - time.monotonic()))
 
-    def close(self, grace: float) -> dict[int, Ticket]:
+    def close(self, grace: float) -> dict[int, TicketT]:
         """Take no more jobs, let running bodies finish for ``grace`` seconds, then give
         up on them: returns the tickets still running, by slot, for the caller to hand
         back. Their bodies are stopped where the runner can."""
