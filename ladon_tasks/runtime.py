@@ -22,7 +22,7 @@ import hashlib
 import logging
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 from ladon_tasks import codec, defaults, delays, faults, hooks, principals, refusals
 from ladon_tasks import spec as specs
@@ -44,7 +44,13 @@ from ladon_tasks.stores.base import StoreError, TaskStore
 from ladon_tasks.stores.memory import MemoryStore
 from ladon_tasks.waits import WaitBudget
 
+if TYPE_CHECKING:
+    from ladon_tasks.executors.local import LocalExecutor
+    from ladon_tasks.executors.queue import QueueExecutor
+
 log = logging.getLogger(__name__)
+
+_Made = TypeVar("_Made", bound=Executor)
 
 
 class TaskRuntime:
@@ -74,7 +80,10 @@ class TaskRuntime:
         #: Request threads waits may hold at once; the rest are answered with poll_after.
         self.waits = WaitBudget(wait_threads, poll_after)
         self.max_args_bytes = max_args_bytes
+        #: Every executor made, by name and store; and the same by kind.
         self._executors: dict[tuple[str, int], Executor] = {}
+        self._local: dict[tuple[str, int], LocalExecutor] = {}
+        self._queued: dict[tuple[str, int], QueueExecutor] = {}
         self._method_stores: dict[str, TaskStore] = {}
         self._lock = threading.Lock()
         self._closing = False
@@ -102,41 +111,56 @@ class TaskRuntime:
 
     def executor(self, name: str, store: TaskStore | None = None) -> Executor:
         """The executor ``name`` (thread, process, queue) for ``store``, made on first use."""
+        if name in ("thread", "process"):
+            return self.local_executor(name, store)
+        if name == "queue":
+            return self._made(name, store, self._queued, self._make_queue_executor)
+        raise ValueError(f"unknown executor {name!r}")
+
+    def local_executor(self, name: str, store: TaskStore | None = None) -> LocalExecutor:
+        """The in-process executor ``name`` (thread, process) for ``store``, made on
+        first use: the one a task taken over from a process that died is handed to."""
+        return self._made(name, store, self._local, self._make_local_executor)
+
+    def _made(self, name: str, store: TaskStore | None, made: dict[tuple[str, int], _Made],
+              make: Callable[[str, TaskStore], _Made]) -> _Made:
         store = store if store is not None else self.store
-        made = self._executors.get((name, id(store)))
-        if made is not None and not self._closing:
-            return made  # every start asks: no lock once it exists
+        key = (name, id(store))
+        executor = made.get(key)
+        if executor is not None and not self._closing:
+            return executor  # every start asks: no lock once it exists
         with self._lock:
             if self._closing:
                 raise RuntimeError("the server is shutting down")
-            executor = self._executors.get((name, id(store)))
+            executor = made.get(key)
             if executor is None:
-                executor = self._executors[(name, id(store))] = self._make_executor(name, store)
+                executor = made[key] = make(name, store)
+                self._executors[key] = executor
             return executor
 
-    def _make_executor(self, name: str, store: TaskStore) -> Executor:
-        if name in ("thread", "process"):
-            from ladon_tasks.executors.local import LocalExecutor
+    def _make_local_executor(self, name: str, store: TaskStore) -> LocalExecutor:
+        from ladon_tasks.executors.local import LocalExecutor
 
-            runner: Runner
-            if name == "thread":
-                from ladon_tasks.executors.thread import ThreadRunner
+        runner: Runner
+        if name == "thread":
+            from ladon_tasks.executors.thread import ThreadRunner
 
-                runner, workers = ThreadRunner(), self.thread_workers
-            else:
-                from ladon_tasks.executors.process import ProcessRunner
+            runner, workers = ThreadRunner(), self.thread_workers
+        else:
+            from ladon_tasks.executors.process import ProcessRunner
 
-                runner, workers = ProcessRunner(), self.process_workers
-            shared = store.shared
-            if shared:
-                self.caretaker.watch(store)  # the lease exists before the first task names it
-            return LocalExecutor(store, runner, workers, self.timers, owner=self.owner if shared else "",
-                                 where=self.owner)
-        if name == "queue":
-            from ladon_tasks.executors.queue import QueueExecutor
+            runner, workers = ProcessRunner(), self.process_workers
+        shared = store.shared
+        if shared:
+            self.caretaker.watch(store)  # the lease exists before the first task names it
+        return LocalExecutor(store, runner, workers, self.timers, owner=self.owner if shared else "",
+                             where=self.owner)
 
-            return QueueExecutor(store)
-        raise ValueError(f"unknown executor {name!r}")
+    @staticmethod
+    def _make_queue_executor(name: str, store: TaskStore) -> QueueExecutor:
+        from ladon_tasks.executors.queue import QueueExecutor
+
+        return QueueExecutor(store)
 
     def start_caretaking(self) -> None:
         """Keep this process's owner lease in every shared store the declared task
@@ -192,7 +216,7 @@ class TaskRuntime:
         job = _job_for(spec, record, record.args, {"LADON_METHOD_NAME": record.method},
                        not_before=record.not_before if record.attempts == 0 else 0.0)
         try:
-            self.executor(spec.options.executor, store).submit(job)
+            self.local_executor(spec.options.executor, store).submit(job)
         except RuntimeError as exc:  # shutting down: the hand-over at exit passes it on
             about(log, record).info("not run here: %s", exc)
 
@@ -206,9 +230,10 @@ class TaskRuntime:
         with self._lock:
             return [self.store, *self._method_stores.values()]
 
-    def executors(self) -> list[Executor]:
+    def local_executors(self) -> list[LocalExecutor]:
+        """The in-process executors made so far (their slots are this process's)."""
         with self._lock:
-            return list(self._executors.values())
+            return list(self._local.values())
 
     def begin_shutdown(self) -> None:
         """From now on start calls are refused; everything else is still answered."""

@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Sequence
 
-from ladon_tasks import codec, crashpoints, policy, tracing
+from ladon_tasks import codec, policy, tracing
 from ladon_tasks.executors.deadline import SoftDeadline
 from ladon_tasks.jobs import Job
 from ladon_tasks.logs import about
@@ -183,25 +183,19 @@ def _run_body(job: Job, attempt: int, reporter: Reporter, alarm: bool) -> Outcom
 
 
 class Executor(abc.ABC):
-    """Runs jobs somewhere; the store is the only place results go."""
+    """Runs jobs somewhere; the store is the only place results go. What every executor
+    does; one that runs bodies in this process can also be handed a job apart from its
+    record (:class:`~ladon_tasks.executors.local.LocalExecutor`)."""
 
     name = "executor"
 
+    @abc.abstractmethod
     def start(self, store: TaskStore, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
         """Record a new task (starting with ``steps`` recorded, for a recover) and hand
         its job over. Returns the stored record - another task's, when its idempotency
-        key was known (then nothing is submitted). A ``StoreError`` means nothing was
+        key was known (then nothing is handed over). A ``StoreError`` means nothing was
         recorded; any other error, that the record exists but the job could not be
         handed over."""
-        stored = store.create(record, steps=steps)
-        crashpoints.reach("web.created")
-        if stored.task_id == record.task_id:
-            self.submit(job)
-        return stored
-
-    @abc.abstractmethod
-    def submit(self, job: Job) -> None:
-        """Accept the job for running; must not block on the body."""
 
     def holds(self, task_id: str) -> bool:
         """Whether the task is in hand here: queued in this process, running, or waiting

@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Sequence
 
+from ladon_tasks import crashpoints
 from ladon_tasks.executors.base import Executor, Unfinished
 from ladon_tasks.executors.settle import Settled
 from ladon_tasks.executors.slots import JobSource, Runner, SlotPool, Ticket
@@ -136,7 +137,10 @@ class LocalExecutor(Executor):
         record.owner = self.owner
         self.source.hold(record.task_id)  # before the store says this process holds it
         try:
-            stored = super().start(store, record, job, steps)
+            stored = store.create(record, steps=steps)
+            crashpoints.reach("web.created")
+            if stored.task_id == record.task_id:
+                self.submit(job)
         except BaseException:
             self.source.let_go(record.task_id)
             raise
@@ -148,8 +152,10 @@ class LocalExecutor(Executor):
         return self.source.holds(task_id)
 
     def submit(self, job: Job) -> None:
-        """Queue the job here; a delayed start waits in the timers until its time (held
-        meanwhile: the caretaker must not take it for a task the store lost)."""
+        """Queue the job here - a new task's, or one taken over from a process that
+        died; a delayed start waits in the timers until its time (held meanwhile: the
+        caretaker must not take it for a task the store lost). Must not block on the
+        body."""
         delay = job.not_before - time.time() if job.not_before else 0.0
         if delay > 0:
             self.source.hold(job.task_id)

@@ -30,8 +30,5 @@ class QueueExecutor(Executor):
             queue = self._queues[job.queue] = store.queue(job.queue)
         return store.create(record, job=queue.entry(job.priority, job.dumps()), steps=steps)
 
-    def submit(self, job: Job) -> None:
-        raise RuntimeError("a queued task's job is added with its record, by start()")
-
     def close(self, grace: float) -> list[Unfinished]:
         return []  # nothing runs here: queued jobs wait in Redis for any worker
