@@ -112,7 +112,7 @@ class TaskRuntime:
     def executor(self, name: str, store: TaskStore | None = None) -> Executor:
         """The executor ``name`` (thread, process, queue) for ``store``, made on first use."""
         if name in ("thread", "process"):
-            return self.local_executor(name, store)
+            return self._made(name, store, self._local, self._make_local_executor)
         if name == "queue":
             return self._made(name, store, self._queued, self._make_queue_executor)
         raise ValueError(f"unknown executor {name!r}")
@@ -306,10 +306,11 @@ class TaskRuntime:
             raise faults.ExecutorUnavailable("task not started: the server is shutting down")
         now = time.time()
         when = delays.start_time(float(options.delay), now, not_before, start_in)
-        record = _new_record(spec, self.store_for(spec), encoded_args, idempotency_key, now=now, principal=principal)
+        store = self.store_for(spec)
+        record = _new_record(spec, store, encoded_args, idempotency_key, now=now, principal=principal)
         record.not_before = when
         record.trace = trace
-        stored = self._launch(spec, record, _job_for(spec, record, encoded_args, ladon_kw, not_before=when))
+        stored = self._launch(spec, store, record, _job_for(spec, record, encoded_args, ladon_kw, not_before=when))
         if stored.task_id != record.task_id and codec.dumps(stored.args) != args_text:
             # The key is bound to the arguments it was first used with: whoever else
             # knows or guesses a key must not receive that task (nor learn its id).
@@ -332,8 +333,11 @@ class TaskRuntime:
         makes one re-run). Faults: ``UnknownTask``, ``NotRetryable`` (the task did not fail and was not
         cancelled, or this process does not serve its method), and those of a start.
 
-        The one place every re-run passes (dashboard, ``ladon-tasks retry``)."""
-        old = self.record(task_id)
+        The one place every re-run passes (dashboard, ``ladon-tasks retry``). The old
+        task is read, with its steps, where operators find tasks (the app's store); the
+        new one goes where its method's tasks live, as a start's does."""
+        found_in = self.store
+        old = self._read(found_in, task_id)
         if old.state not in (TaskState.FAILED, TaskState.CANCELLED):
             raise faults.NotRetryable(
                 f"task {old.task_id} is {old.shown_state}: only failed and cancelled tasks are run again"
@@ -345,22 +349,23 @@ class TaskRuntime:
             )
         if self._closing:
             raise faults.ExecutorUnavailable("task not started: the server is shutting down")
-        record = _rerun_record(spec, self.store_for(spec), old, restart)
+        store = self.store_for(spec)
+        record = _rerun_record(spec, store, old, restart)
         carried: list[StepRecord] = []
         if not restart and old.step:  # a record without `step` never had steps: nothing to read
             with refusals.store_errors():
-                carried = carried_over(self.store.load_steps(old.task_id).values(), old.task_id)
+                carried = carried_over(found_in.load_steps(old.task_id).values(), old.task_id)
         job = _job_for(spec, record, record.args, {"LADON_METHOD_NAME": old.method})
-        stored = self._launch(spec, record, job, carried)
+        stored = self._launch(spec, store, record, job, carried)
         about(log, stored).info("re-run of task %s (%s, %d step(s) carried over)", old.task_id,
                                 "restart" if restart else "recover", len(carried))
         return stored
 
-    def _launch(self, spec: TaskSpec, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
-        """Record a new task (with ``steps``, for a recover) and hand its job to its
-        executor; the stored record (another task's, when its idempotency key names one
-        still retained)."""
-        store = self.store_for(spec)
+    def _launch(self, spec: TaskSpec, store: TaskStore, record: TaskRecord, job: Job,
+                steps: Sequence[StepRecord] = ()) -> TaskRecord:
+        """Record a new task in ``store`` (with ``steps``, for a recover) and hand its job
+        to the store's executor; the stored record (another task's, when its idempotency
+        key names one still retained)."""
         try:
             executor = self.executor(spec.options.executor, store)
         except Exception as exc:
@@ -378,7 +383,7 @@ class TaskRuntime:
                 )
         try:
             with refusals.store_errors():  # nothing recorded
-                return executor.start(store, record, job, steps)  # a known idempotency key: that task
+                return executor.start(record, job, steps)  # a known idempotency key: that task
         except refusals.STORE_FAULTS:
             raise
         except Exception as exc:  # recorded, but not handed over
@@ -392,9 +397,14 @@ class TaskRuntime:
     def record(self, task_id: Any, spec: TaskSpec | None = None, caller: str | None = None) -> TaskRecord:
         """The task's record, or the fault a client should see instead. ``caller``: the
         principal asking (``None``: an operator); another caller's task is unknown to it."""
+        return self._read(self.store_for(spec), task_id, caller)
+
+    @staticmethod
+    def _read(store: TaskStore, task_id: Any, caller: str | None = None) -> TaskRecord:
+        """:meth:`record`, from the store the call picked."""
         refusals.check_task_id(task_id)
         with refusals.store_errors():
-            record = self.store_for(spec).get(task_id)
+            record = store.get(task_id)
         if record is None or not principals.may_see(record, caller):
             raise refusals.unknown_task(task_id)
         return record
@@ -434,8 +444,8 @@ class TaskRuntime:
         """Cancel a task: a queued one never starts, a running one is stopped (cooperatively
         in a thread, by killing its process otherwise). Returns the record as it is now.
         ``caller``: as for :meth:`record` - another caller's task is not touched."""
-        before = self.record(task_id, spec, caller)
         store = self.store_for(spec)
+        before = self._read(store, task_id, caller)
         with refusals.store_errors():
             record = store.request_cancel(task_id)
             if record is not None and record.state is TaskState.RUNNING:
@@ -493,7 +503,7 @@ class TaskRuntime:
         timeout = min(max(0.0, float(seconds)), self.wait_max)
         store = self.store_for(spec)
         if caller or (caller is not None and principals.current().configured):
-            first = self.record(task_id, spec, caller)
+            first = self._read(store, task_id, caller)
             if first.finished or timeout <= 0:
                 return first, 0.0 if first.finished else self.poll_after(first)
         held = timeout > 0 and self.waits.enter()

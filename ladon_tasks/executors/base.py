@@ -190,8 +190,9 @@ class Executor(abc.ABC):
     name = "executor"
 
     @abc.abstractmethod
-    def start(self, store: TaskStore, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
-        """Record a new task (starting with ``steps`` recorded, for a recover) and hand
+    def start(self, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
+        """Record a new task in the executor's store (starting with ``steps`` recorded,
+        for a recover) and hand
         its job over. Returns the stored record - another task's, when its idempotency
         key was known (then nothing is handed over). A ``StoreError`` means nothing was
         recorded; any other error, that the record exists but the job could not be

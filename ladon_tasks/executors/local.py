@@ -129,15 +129,16 @@ class LocalExecutor(Executor):
     def __init__(self, store: TaskStore, runner: Runner, workers: int, timers: Timers, owner: str = "",
                  where: str = "") -> None:
         self.name = runner.name
+        self.store = store
         self.owner = owner
         self.source = LocalSource(timers, owner, where)
         self.pool = SlotPool(runner.name, store, self.source, runner, workers, timers)
 
-    def start(self, store: TaskStore, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
+    def start(self, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
         record.owner = self.owner
         self.source.hold(record.task_id)  # before the store says this process holds it
         try:
-            stored = store.create(record, steps=steps)
+            stored = self.store.create(record, steps=steps)
             crashpoints.reach("web.created")
             if stored.task_id == record.task_id:
                 self.submit(job)

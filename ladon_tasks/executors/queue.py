@@ -24,11 +24,11 @@ class QueueExecutor(Executor):
         self.store = store
         self._queues: dict[str, JobQueue] = {"default": store.queue("default")}  # a store without queues says so now
 
-    def start(self, store: TaskStore, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
+    def start(self, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
         queue = self._queues.get(job.queue)
         if queue is None:
-            queue = self._queues[job.queue] = store.queue(job.queue)
-        return store.create(record, job=queue.entry(job.priority, job.dumps()), steps=steps)
+            queue = self._queues[job.queue] = self.store.queue(job.queue)
+        return self.store.create(record, job=queue.entry(job.priority, job.dumps()), steps=steps)
 
     def close(self, grace: float) -> list[Unfinished]:
         return []  # nothing runs here: queued jobs wait in Redis for any worker
