@@ -59,11 +59,10 @@ def runtime_health(runtime: "TaskRuntime") -> Health:
     health = Health("server")
     for number, store in enumerate(runtime.stores()):
         health.checks["store" if number == 0 else f"store {number + 1}"] = _store_check(store)
-    for executor in runtime.executors():
-        pool = getattr(executor, "pool", None)
-        if pool is not None:
-            dead = pool.dead_slots()
-            health.checks[f"executor {executor.name}"] = OK if not dead else f"{dead} of {pool.size} slot(s) stopped"
+    for executor in runtime.local_executors():
+        pool = executor.pool
+        dead = pool.dead_slots()
+        health.checks[f"executor {executor.name}"] = OK if not dead else f"{dead} of {pool.size} slot(s) stopped"
     health.checks["caretaker"] = OK if runtime.caretaker.alive else "its thread stopped: lost tasks are not taken over"
     health.checks["accepting"] = "shutting down" if runtime.closing else OK
     return health

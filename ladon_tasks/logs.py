@@ -34,7 +34,7 @@ class TaskLog(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
 
 
 def about(logger: logging.Logger, task: Any) -> TaskLog:
-    """The logger for lines about ``task``: a :class:`~ladon_tasks.executors.base.Job`,
+    """The logger for lines about ``task``: a :class:`~ladon_tasks.jobs.Job`,
     a :class:`~ladon_tasks.model.TaskRecord`, or a ``(task_id, method)`` pair."""
     if isinstance(task, tuple):
         task_id, method = task

@@ -22,14 +22,15 @@ import hashlib
 import logging
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 from ladon_tasks import codec, defaults, delays, faults, hooks, principals, refusals
 from ladon_tasks import spec as specs
 from ladon_tasks.caretaker import Caretaker
-from ladon_tasks.executors.base import Executor, Job, Unfinished
+from ladon_tasks.executors.base import Executor, Unfinished
 from ladon_tasks.executors.slots import Runner
 from ladon_tasks.executors.timers import Timers
+from ladon_tasks.jobs import Job
 from ladon_tasks.logs import about
 from ladon_tasks.model import (
     TaskRecord,
@@ -43,7 +44,13 @@ from ladon_tasks.stores.base import StoreError, TaskStore
 from ladon_tasks.stores.memory import MemoryStore
 from ladon_tasks.waits import WaitBudget
 
+if TYPE_CHECKING:
+    from ladon_tasks.executors.local import LocalExecutor
+    from ladon_tasks.executors.queue import QueueExecutor
+
 log = logging.getLogger(__name__)
+
+_Made = TypeVar("_Made", bound=Executor)
 
 
 class TaskRuntime:
@@ -73,7 +80,10 @@ class TaskRuntime:
         #: Request threads waits may hold at once; the rest are answered with poll_after.
         self.waits = WaitBudget(wait_threads, poll_after)
         self.max_args_bytes = max_args_bytes
+        #: Every executor made, by name and store; and the same by kind.
         self._executors: dict[tuple[str, int], Executor] = {}
+        self._local: dict[tuple[str, int], LocalExecutor] = {}
+        self._queued: dict[tuple[str, int], QueueExecutor] = {}
         self._method_stores: dict[str, TaskStore] = {}
         self._lock = threading.Lock()
         self._closing = False
@@ -101,41 +111,56 @@ class TaskRuntime:
 
     def executor(self, name: str, store: TaskStore | None = None) -> Executor:
         """The executor ``name`` (thread, process, queue) for ``store``, made on first use."""
+        if name in ("thread", "process"):
+            return self._made(name, store, self._local, self._make_local_executor)
+        if name == "queue":
+            return self._made(name, store, self._queued, self._make_queue_executor)
+        raise ValueError(f"unknown executor {name!r}")
+
+    def local_executor(self, name: str, store: TaskStore | None = None) -> LocalExecutor:
+        """The in-process executor ``name`` (thread, process) for ``store``, made on
+        first use: the one a task taken over from a process that died is handed to."""
+        return self._made(name, store, self._local, self._make_local_executor)
+
+    def _made(self, name: str, store: TaskStore | None, made: dict[tuple[str, int], _Made],
+              make: Callable[[str, TaskStore], _Made]) -> _Made:
         store = store if store is not None else self.store
-        made = self._executors.get((name, id(store)))
-        if made is not None and not self._closing:
-            return made  # every start asks: no lock once it exists
+        key = (name, id(store))
+        executor = made.get(key)
+        if executor is not None and not self._closing:
+            return executor  # every start asks: no lock once it exists
         with self._lock:
             if self._closing:
                 raise RuntimeError("the server is shutting down")
-            executor = self._executors.get((name, id(store)))
+            executor = made.get(key)
             if executor is None:
-                executor = self._executors[(name, id(store))] = self._make_executor(name, store)
+                executor = made[key] = make(name, store)
+                self._executors[key] = executor
             return executor
 
-    def _make_executor(self, name: str, store: TaskStore) -> Executor:
-        if name in ("thread", "process"):
-            from ladon_tasks.executors.local import LocalExecutor
+    def _make_local_executor(self, name: str, store: TaskStore) -> LocalExecutor:
+        from ladon_tasks.executors.local import LocalExecutor
 
-            runner: Runner
-            if name == "thread":
-                from ladon_tasks.executors.thread import ThreadRunner
+        runner: Runner
+        if name == "thread":
+            from ladon_tasks.executors.thread import ThreadRunner
 
-                runner, workers = ThreadRunner(), self.thread_workers
-            else:
-                from ladon_tasks.executors.process import ProcessRunner
+            runner, workers = ThreadRunner(), self.thread_workers
+        else:
+            from ladon_tasks.executors.process import ProcessRunner
 
-                runner, workers = ProcessRunner(), self.process_workers
-            shared = store.ownership() is not None
-            if shared:
-                self.caretaker.watch(store)  # the lease exists before the first task names it
-            return LocalExecutor(store, runner, workers, self.timers, owner=self.owner if shared else "",
-                                 where=self.owner)
-        if name == "queue":
-            from ladon_tasks.executors.queue import QueueExecutor
+            runner, workers = ProcessRunner(), self.process_workers
+        shared = store.shared
+        if shared:
+            self.caretaker.watch(store)  # the lease exists before the first task names it
+        return LocalExecutor(store, runner, workers, self.timers, owner=self.owner if shared else "",
+                             where=self.owner)
 
-            return QueueExecutor(store)
-        raise ValueError(f"unknown executor {name!r}")
+    @staticmethod
+    def _make_queue_executor(name: str, store: TaskStore) -> QueueExecutor:
+        from ladon_tasks.executors.queue import QueueExecutor
+
+        return QueueExecutor(store)
 
     def start_caretaking(self) -> None:
         """Keep this process's owner lease in every shared store the declared task
@@ -191,7 +216,7 @@ class TaskRuntime:
         job = _job_for(spec, record, record.args, {"LADON_METHOD_NAME": record.method},
                        not_before=record.not_before if record.attempts == 0 else 0.0)
         try:
-            self.executor(spec.options.executor, store).submit(job)
+            self.local_executor(spec.options.executor, store).submit(job)
         except RuntimeError as exc:  # shutting down: the hand-over at exit passes it on
             about(log, record).info("not run here: %s", exc)
 
@@ -205,9 +230,10 @@ class TaskRuntime:
         with self._lock:
             return [self.store, *self._method_stores.values()]
 
-    def executors(self) -> list[Executor]:
+    def local_executors(self) -> list[LocalExecutor]:
+        """The in-process executors made so far (their slots are this process's)."""
         with self._lock:
-            return list(self._executors.values())
+            return list(self._local.values())
 
     def begin_shutdown(self) -> None:
         """From now on start calls are refused; everything else is still answered."""
@@ -231,7 +257,7 @@ class TaskRuntime:
         self.caretaker.release("its server process stopped")
         stores = [self.store, *self._method_stores.values()]
         for store in stores:
-            if store.ownership() is None:
+            if not store.shared:
                 _end_unfinished(store, unfinished.get(id(store), []))
         self.timers.stop()
         for store in stores:
@@ -280,10 +306,11 @@ class TaskRuntime:
             raise faults.ExecutorUnavailable("task not started: the server is shutting down")
         now = time.time()
         when = delays.start_time(float(options.delay), now, not_before, start_in)
-        record = _new_record(spec, self.store_for(spec), encoded_args, idempotency_key, now=now, principal=principal)
+        store = self.store_for(spec)
+        record = _new_record(spec, store, encoded_args, idempotency_key, now=now, principal=principal)
         record.not_before = when
         record.trace = trace
-        stored = self._launch(spec, record, _job_for(spec, record, encoded_args, ladon_kw, not_before=when))
+        stored = self._launch(spec, store, record, _job_for(spec, record, encoded_args, ladon_kw, not_before=when))
         if stored.task_id != record.task_id and codec.dumps(stored.args) != args_text:
             # The key is bound to the arguments it was first used with: whoever else
             # knows or guesses a key must not receive that task (nor learn its id).
@@ -306,8 +333,11 @@ class TaskRuntime:
         makes one re-run). Faults: ``UnknownTask``, ``NotRetryable`` (the task did not fail and was not
         cancelled, or this process does not serve its method), and those of a start.
 
-        The one place every re-run passes (dashboard, ``ladon-tasks retry``)."""
-        old = self.record(task_id)
+        The one place every re-run passes (dashboard, ``ladon-tasks retry``). The old
+        task is read, with its steps, where operators find tasks (the app's store); the
+        new one goes where its method's tasks live, as a start's does."""
+        found_in = self.store
+        old = self._read(found_in, task_id)
         if old.state not in (TaskState.FAILED, TaskState.CANCELLED):
             raise faults.NotRetryable(
                 f"task {old.task_id} is {old.shown_state}: only failed and cancelled tasks are run again"
@@ -319,22 +349,23 @@ class TaskRuntime:
             )
         if self._closing:
             raise faults.ExecutorUnavailable("task not started: the server is shutting down")
-        record = _rerun_record(spec, self.store_for(spec), old, restart)
+        store = self.store_for(spec)
+        record = _rerun_record(spec, store, old, restart)
         carried: list[StepRecord] = []
         if not restart and old.step:  # a record without `step` never had steps: nothing to read
             with refusals.store_errors():
-                carried = carried_over(self.store.load_steps(old.task_id).values(), old.task_id)
+                carried = carried_over(found_in.load_steps(old.task_id).values(), old.task_id)
         job = _job_for(spec, record, record.args, {"LADON_METHOD_NAME": old.method})
-        stored = self._launch(spec, record, job, carried)
+        stored = self._launch(spec, store, record, job, carried)
         about(log, stored).info("re-run of task %s (%s, %d step(s) carried over)", old.task_id,
                                 "restart" if restart else "recover", len(carried))
         return stored
 
-    def _launch(self, spec: TaskSpec, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
-        """Record a new task (with ``steps``, for a recover) and hand its job to its
-        executor; the stored record (another task's, when its idempotency key names one
-        still retained)."""
-        store = self.store_for(spec)
+    def _launch(self, spec: TaskSpec, store: TaskStore, record: TaskRecord, job: Job,
+                steps: Sequence[StepRecord] = ()) -> TaskRecord:
+        """Record a new task in ``store`` (with ``steps``, for a recover) and hand its job
+        to the store's executor; the stored record (another task's, when its idempotency
+        key names one still retained)."""
         try:
             executor = self.executor(spec.options.executor, store)
         except Exception as exc:
@@ -352,7 +383,7 @@ class TaskRuntime:
                 )
         try:
             with refusals.store_errors():  # nothing recorded
-                return executor.start(store, record, job, steps)  # a known idempotency key: that task
+                return executor.start(record, job, steps)  # a known idempotency key: that task
         except refusals.STORE_FAULTS:
             raise
         except Exception as exc:  # recorded, but not handed over
@@ -366,9 +397,14 @@ class TaskRuntime:
     def record(self, task_id: Any, spec: TaskSpec | None = None, caller: str | None = None) -> TaskRecord:
         """The task's record, or the fault a client should see instead. ``caller``: the
         principal asking (``None``: an operator); another caller's task is unknown to it."""
+        return self._read(self.store_for(spec), task_id, caller)
+
+    @staticmethod
+    def _read(store: TaskStore, task_id: Any, caller: str | None = None) -> TaskRecord:
+        """:meth:`record`, from the store the call picked."""
         refusals.check_task_id(task_id)
         with refusals.store_errors():
-            record = self.store_for(spec).get(task_id)
+            record = store.get(task_id)
         if record is None or not principals.may_see(record, caller):
             raise refusals.unknown_task(task_id)
         return record
@@ -408,8 +444,8 @@ class TaskRuntime:
         """Cancel a task: a queued one never starts, a running one is stopped (cooperatively
         in a thread, by killing its process otherwise). Returns the record as it is now.
         ``caller``: as for :meth:`record` - another caller's task is not touched."""
-        before = self.record(task_id, spec, caller)
         store = self.store_for(spec)
+        before = self._read(store, task_id, caller)
         with refusals.store_errors():
             record = store.request_cancel(task_id)
             if record is not None and record.state is TaskState.RUNNING:
@@ -467,7 +503,7 @@ class TaskRuntime:
         timeout = min(max(0.0, float(seconds)), self.wait_max)
         store = self.store_for(spec)
         if caller or (caller is not None and principals.current().configured):
-            first = self.record(task_id, spec, caller)
+            first = self._read(store, task_id, caller)
             if first.finished or timeout <= 0:
                 return first, 0.0 if first.finished else self.poll_after(first)
         held = timeout > 0 and self.waits.enter()

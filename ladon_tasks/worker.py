@@ -36,33 +36,28 @@ import os
 import socket
 import threading
 import time
-from typing import Sequence, Union
+from typing import Generic, Sequence
 
 from ladon_tasks import __version__, crashpoints, defaults, hooks
 from ladon_tasks.executors.process import ProcessRunner
 from ladon_tasks.executors.settle import Settled
-from ladon_tasks.executors.slots import JobSource, Lease, Runner, SlotPool
+from ladon_tasks.executors.slots import JobSource, Runner, SlotPool, Ticket
 from ladon_tasks.executors.thread import ThreadRunner
 from ladon_tasks.executors.timers import Timers
 from ladon_tasks.logs import about
 from ladon_tasks.model import new_owner_id
-from ladon_tasks.redis.queue import Claim, RedisQueue
-from ladon_tasks.redis.sharded_queue import ShardedQueue
 from ladon_tasks.stats import WorkerInfo
 from ladon_tasks.stop_signals import stop_on_signals
 from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
+from ladon_tasks.stores.queues import ClaimT, WorkerQueue
 from ladon_tasks.takeover import TakeoverGate
 
 log = logging.getLogger(__name__)
 
-#: A queue a worker reads: of one Redis, or of every shard of a Redis Cluster.
-WorkerQueue = Union[RedisQueue, ShardedQueue]
-
-
-class QueueLease(Lease):
+class QueueTicket(Ticket, Generic[ClaimT]):
     """One entry a worker read: renewed while its body runs, acknowledged with its outcome."""
 
-    def __init__(self, source: "QueueSource", queue: WorkerQueue, claim: Claim) -> None:
+    def __init__(self, source: "QueueSource[ClaimT]", queue: WorkerQueue[ClaimT], claim: ClaimT) -> None:
         self.source = source
         self.queue = queue
         self.claim = claim
@@ -104,11 +99,12 @@ class QueueLease(Lease):
                 about(log, self.job).warning("could not acknowledge: %s", exc)
 
 
-class QueueSource(JobSource):
-    """Jobs from Redis queues, the queues asked in turn, each highest priority first.
-    ``where``: the worker's id, recorded with each start."""
+class QueueSource(JobSource[QueueTicket[ClaimT]]):
+    """Jobs from the store's queues (:class:`~ladon_tasks.stores.queues.WorkerQueue`: of
+    one Redis, or of every shard of a Redis Cluster), the queues asked in turn, each
+    highest priority first. ``where``: the worker's id, recorded with each start."""
 
-    def __init__(self, queues: Sequence[WorkerQueue], where: str = "", burst: bool = False) -> None:
+    def __init__(self, queues: Sequence[WorkerQueue[ClaimT]], where: str = "", burst: bool = False) -> None:
         if not queues:
             raise ValueError("a worker needs at least one queue")
         self.queues = list(queues)
@@ -116,16 +112,16 @@ class QueueSource(JobSource):
         #: A slot that finds every queue empty leaves (``Worker.run(burst=True)``).
         self.burst = burst
         self._stopping = threading.Event()
-        self._held: dict[int, QueueLease] = {}  # by id(): every lease given out, until it ends
-        self._buffered: list[QueueLease] = []  # read beyond what a slot needed
+        self._held: dict[int, QueueTicket[ClaimT]] = {}  # by id(): every ticket given out, until it ends
+        self._buffered: list[QueueTicket[ClaimT]] = []  # read beyond what a slot needed
         self._lock = threading.Lock()
         self._round_robin = 0
 
-    def take(self, slot: int) -> Lease | None:
+    def take(self, slot: int) -> QueueTicket[ClaimT] | None:
         backoff = 0.1
         while not self._stopping.is_set():
-            lease = self._take_buffered()
-            if lease is None:
+            ticket = self._take_buffered()
+            if ticket is None:
                 queue = self._pick_queue()
                 try:
                     claims = queue.claim(defaults.CLAIM_BLOCK / len(self.queues))
@@ -139,16 +135,16 @@ class QueueSource(JobSource):
                     if self.burst and not self._anything_waiting():
                         return None
                     continue
-                leases = [self._hold(queue, claim) for claim in claims]
-                lease = leases[0]
-                if len(leases) > 1:  # several levels answered at once: the others wait here
+                tickets = [self._hold(queue, claim) for claim in claims]
+                ticket = tickets[0]
+                if len(tickets) > 1:  # several levels answered at once: the others wait here
                     with self._lock:
-                        self._buffered += leases[1:]
+                        self._buffered += tickets[1:]
             if self._stopping.is_set():  # read while stopping: hand it straight back
-                self.give_back(lease)
+                self.give_back(ticket)
                 return None
             crashpoints.reach("worker.claimed")
-            return lease
+            return ticket
         return None
 
     def _anything_waiting(self) -> bool:
@@ -158,55 +154,55 @@ class QueueSource(JobSource):
                 return True
         return any(queue.claimable() for queue in self.queues)
 
-    def _hold(self, queue: WorkerQueue, claim: Claim) -> QueueLease:
-        lease = QueueLease(self, queue, claim)
+    def _hold(self, queue: WorkerQueue[ClaimT], claim: ClaimT) -> QueueTicket[ClaimT]:
+        ticket = QueueTicket(self, queue, claim)
         with self._lock:
-            self._held[id(lease)] = lease
-        return lease
+            self._held[id(ticket)] = ticket
+        return ticket
 
-    def forget(self, lease: QueueLease) -> None:
+    def forget(self, ticket: QueueTicket[ClaimT]) -> None:
         with self._lock:
-            self._held.pop(id(lease), None)
+            self._held.pop(id(ticket), None)
 
-    def held(self) -> list[QueueLease]:
+    def held(self) -> list[QueueTicket[ClaimT]]:
         """Every entry this worker holds: running, settling or read ahead."""
         with self._lock:
             return list(self._held.values())
 
-    def _take_buffered(self) -> QueueLease | None:
+    def _take_buffered(self) -> QueueTicket[ClaimT] | None:
         """The best job read earlier, unless its queue has a higher one waiting now."""
         with self._lock:
             if not self._buffered:
                 return None
-            best = max(self._buffered, key=lambda lease: lease.job.priority)
+            best = max(self._buffered, key=lambda ticket: ticket.job.priority)
         try:
             higher = best.queue.claim(0, above=best.job.priority)
         except StoreError:
             higher = []
         if higher:
-            leases = [self._hold(best.queue, claim) for claim in higher]
+            tickets = [self._hold(best.queue, claim) for claim in higher]
             with self._lock:
-                self._buffered += leases[1:]
-            return leases[0]
+                self._buffered += tickets[1:]
+            return tickets[0]
         with self._lock:
             if best in self._buffered:
                 self._buffered.remove(best)
                 return best
         return self._take_buffered()  # another slot took it meanwhile
 
-    def _pick_queue(self) -> WorkerQueue:
+    def _pick_queue(self) -> WorkerQueue[ClaimT]:
         with self._lock:
             self._round_robin = (self._round_robin + 1) % len(self.queues)
             return self.queues[self._round_robin]
 
-    def give_back(self, lease: QueueLease) -> None:
+    def give_back(self, ticket: QueueTicket[ClaimT]) -> None:
         """A job read but not started: queued again as the same attempt, its entry
         acknowledged in the same step."""
         try:
-            lease.queue.requeue(lease.job, lease.claim)
+            ticket.queue.requeue(ticket.job, ticket.claim)
         except StoreError as exc:  # its lease runs out and a reaper reissues it
-            about(log, lease.job).warning("could not hand back: %s", exc)
-        self.forget(lease)
+            about(log, ticket.job).warning("could not hand back: %s", exc)
+        self.forget(ticket)
 
     def close(self) -> None:
         self._stopping.set()
@@ -214,11 +210,11 @@ class QueueSource(JobSource):
     def give_back_buffered(self) -> None:
         with self._lock:
             buffered, self._buffered = self._buffered, []
-        for lease in buffered:
-            self.give_back(lease)
+        for ticket in buffered:
+            self.give_back(ticket)
 
 
-class Worker:
+class Worker(Generic[ClaimT]):
     """Slots fed from Redis queues, plus the worker's housekeeping and graceful stop.
 
     ``runner``: ``"process"`` (a supervised child per slot) or ``"thread"``. ``worker_id``:
@@ -227,7 +223,7 @@ class Worker:
     def __init__(
         self,
         store: TaskStore,
-        queues: Sequence[WorkerQueue],
+        queues: Sequence[WorkerQueue[ClaimT]],
         concurrency: int | None = None,
         grace: float = defaults.WORKER_GRACE,
         reap_interval: float = defaults.REAP_INTERVAL,
@@ -308,7 +304,7 @@ class Worker:
             worker_id=self.worker_id, host=socket.gethostname(), pid=os.getpid(),
             queues=tuple(queue.name for queue in self.queues), concurrency=self.size, version=__version__,
             started_at=self.started_at, heartbeat_at=time.time(),
-            running=tuple(sorted(lease.job.task_id for lease in self.pool.running().values())),
+            running=tuple(sorted(ticket.job.task_id for ticket in self.pool.running().values())),
             runner=self.runner_name,
         )
 
@@ -323,8 +319,8 @@ class Worker:
         self._stopping.wait()
         running = self.pool.close(self.grace)
         self.pool.join_idle(2 * defaults.CLAIM_BLOCK)  # none of them may read a job handed back below
-        for slot, lease in running.items():
-            self._hand_back(slot, lease)
+        for slot, ticket in running.items():
+            self._hand_back(slot, ticket)
         self.source.give_back_buffered()
         self._stopped.set()
         for queue in self.queues:
@@ -335,21 +331,19 @@ class Worker:
             log.warning("worker %s could not say it leaves: %s", self.worker_id, exc)
         self.timers.stop()
 
-    def _hand_back(self, slot: int, lease: Lease) -> None:
+    def _hand_back(self, slot: int, ticket: QueueTicket[ClaimT]) -> None:
         """After the grace period: queue the next attempt (the running one fenced off)
         and acknowledge the entry in one step, then stop the body."""
-        assert isinstance(lease, QueueLease)
         try:
-            lease.queue.reissue(self.store, lease.claim, "its worker was stopped", what="handed back",
+            ticket.queue.reissue(self.store, ticket.claim, "its worker was stopped", what="handed back",
                                 where=self.worker_id)
         except StoreError as exc:  # its lease runs out and a reaper reissues it
-            about(log, lease.job).warning("could not hand back: %s", exc)
+            about(log, ticket.job).warning("could not hand back: %s", exc)
         else:
             crashpoints.reach("worker.handed_back")
-            about(log, lease.job).info("handed back to queue %s", lease.queue.name)
-        self.runner.stop(slot, lease.job.task_id)
-        if isinstance(self.runner, ProcessRunner):
-            self.runner.kill(slot)
+            about(log, ticket.job).info("handed back to queue %s", ticket.queue.name)
+        self.runner.stop(slot, ticket.job.task_id)
+        self.runner.kill(slot)
 
     def _housekeeping(self) -> None:
         """Reap expired leases, trim the streams, beat; the leases of this worker are
@@ -396,7 +390,7 @@ class Worker:
             try:
                 with gate.timed():
                     for queue in self.queues:
-                        queue.renew([lease.claim for lease in held if lease.queue is queue])
+                        queue.renew([ticket.claim for ticket in held if ticket.queue is queue])
                     if gate.away:
                         self.queues[0].ping()  # the renewals may have had nothing to send
             except StoreError as exc:

@@ -29,7 +29,6 @@ from ladon_tasks import defaults, faults
 from ladon_tasks.compat import SOAP_FAULT_KEY
 from ladon_tasks.expand import activate
 from ladon_tasks.runtime import configure, get_runtime
-from ladon_tasks.stores.memory import MemoryStore
 from ladon_tasks.wsgi_types import StartResponse
 
 log = logging.getLogger(__name__)
@@ -125,7 +124,7 @@ class FaultSafeApplication:
             if self._checked_deployment:
                 return
             self._checked_deployment = True
-        if environ.get("wsgi.multiprocess") and isinstance(get_runtime().store, MemoryStore):
+        if environ.get("wsgi.multiprocess") and not get_runtime().store.shared:
             log.error(
                 "ladon-tasks: this server runs several processes but task state is kept in "
                 "process memory; progress and result calls landing in another process will "

@@ -21,7 +21,7 @@ from typing import Iterator
 
 import pytest
 
-from ladon_tasks.executors.base import Job
+from ladon_tasks.jobs import Job
 from ladon_tasks.model import TaskRecord, TaskState, new_task_id
 from ladon_tasks.redis.cluster import (
     ClusterURL,

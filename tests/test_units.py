@@ -1,7 +1,8 @@
 """The fast layer: the pieces every executor and the Redis store are built of, called in
-this process with no server - a slot pool over an in-memory source, settling outcomes
-into the in-process store, the coalescing progress writer. The suites over real servers
-show that the whole holds; these show which piece broke when one does, in a second.
+this process with no task server - a slot pool over an in-memory source, settling
+outcomes into the in-process store, the coalescing progress writer, the finish notifier
+over a real redis-server. The suites over real servers show that the whole holds; these
+show which piece broke when one does, in a second.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ from typing import Any
 
 import pytest
 
-from ladon_tasks.executors.base import Job, Outcome
+from ladon_tasks.executors.base import Outcome
 from ladon_tasks.executors.local import LocalSource
 from ladon_tasks.executors.settle import settle
 from ladon_tasks.executors.slots import Attempt, Runner, SlotPool
 from ladon_tasks.executors.timers import Timers
+from ladon_tasks.jobs import Job
 from ladon_tasks.model import TaskRecord, TaskState, new_task_id
 from ladon_tasks.policy import retry_delay
 from ladon_tasks.redis.progress import Pending, ProgressWriter
 from ladon_tasks.spec import MethodRef
 from ladon_tasks.stores.base import StoreError
 from ladon_tasks.stores.memory import MemoryStore
+from support.servers import wait_until
 
 REF = MethodRef("unit_service", "UnitService", "work")
 DEADLINE = 10.0  # seconds any waited-for event may take on a busy machine
@@ -409,3 +412,147 @@ def test_a_stop_signal_inside_the_stop_handler_is_taken_once_and_never_waits() -
         for signum, handler in before.items():
             signal.signal(signum, handler)
     assert calls == [signal.SIGTERM]
+
+
+# -- finish notifier: waiters woken by Redis messages -----------------------------------------
+
+#: Longer than any wait here: a waiter that returns sooner was woken by a message, not by
+#: its own periodic re-read.
+NO_RECHECK = 120.0
+
+
+class FinishBoard:
+    """The records a notifier reads (what the store's read would return), each read
+    counted, and the finish messages as the store's scripts publish them."""
+
+    def __init__(self, client: Any, channel: str) -> None:
+        self.client = client
+        self.channel = channel
+        self.records: dict[str, TaskRecord] = {}
+        self.reads: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def read(self, task_id: str) -> TaskRecord | None:
+        with self._lock:
+            self.reads[task_id] = self.reads.get(task_id, 0) + 1
+            record = self.records.get(task_id)
+        return None if record is None else record.copy()
+
+    def reads_of(self, task_id: str) -> int:
+        with self._lock:
+            return self.reads.get(task_id, 0)
+
+    def running(self) -> str:
+        record = TaskRecord(task_id=new_task_id(), service=REF.service, method=REF.method,
+                            state=TaskState.RUNNING, submitted_at=time.time())
+        self.records[record.task_id] = record
+        return record.task_id
+
+    def finish(self, task_id: str) -> TaskRecord:
+        """The record finished (not published: :meth:`publish` says it)."""
+        record = self.records[task_id].copy()
+        record.state, record.result, record.progress, record.finished_at = TaskState.SUCCEEDED, 7, 1.0, time.time()
+        self.records[task_id] = record
+        return record
+
+    def publish(self, task_id: str, with_record: bool = True) -> None:
+        import json
+
+        document = json.dumps(self.records[task_id].to_json()) if with_record else ""
+        self.client.publish(self.channel, f"{task_id}\n{document}" if document else task_id)
+
+
+class Waiter:
+    """``notifier.wait(task_id, timeout)`` in a thread of its own."""
+
+    def __init__(self, notifier: Any, task_id: str, timeout: float = NO_RECHECK / 2) -> None:
+        self.answer: list[TaskRecord | None] = []
+        self.thread = threading.Thread(target=lambda: self.answer.append(notifier.wait(task_id, timeout)),
+                                       daemon=True)
+        self.thread.start()
+
+    def result(self, within: float = DEADLINE) -> TaskRecord | None:
+        self.thread.join(within)
+        assert not self.thread.is_alive(), f"the waiter was not woken within {within}s"
+        return self.answer[0]
+
+
+@pytest.fixture
+def finish_board(redis_server: Any, request: pytest.FixtureRequest) -> Any:
+    from ladon_tasks.redis.notifier import FinishNotifier
+
+    client = redis_server.client()
+    board = FinishBoard(client, f"unit-{request.node.name}:finished")
+    notifier = FinishNotifier(client, board.channel, f"127.0.0.1:{redis_server.port}", board.read,
+                              wait_recheck=NO_RECHECK)
+    yield board, notifier
+    notifier.close()
+    client.close()
+
+
+def waiting(board: FinishBoard, notifier: Any, task_id: str) -> Waiter:
+    """A waiter on ``task_id`` past its first read, the notifier subscribed."""
+    waiter = Waiter(notifier, task_id)
+    wait_until(lambda: board.reads_of(task_id) >= 1 and board.client.pubsub_numsub(board.channel)[0][1] >= 1,
+               timeout=DEADLINE, what="the waiter's first read and the subscription")
+    return waiter
+
+
+def test_a_finish_message_wakes_its_waiter_and_no_other(finish_board: Any) -> None:
+    board, notifier = finish_board
+    task, other = board.running(), board.running()
+    waiter, bystander = waiting(board, notifier, task), waiting(board, notifier, other)
+    board.finish(task)
+    board.publish(task, with_record=False)  # a record too large to publish: the waiter reads it
+    record = waiter.result()
+    assert record is not None and record.state is TaskState.SUCCEEDED and record.result == 7
+    assert board.reads_of(task) == 2  # the first read, and the one the message asked for
+    assert bystander.thread.is_alive() and board.reads_of(other) == 1  # another's finish costs it nothing
+    board.finish(other)
+    board.publish(other)
+    assert bystander.result() is not None
+
+
+def test_a_finish_message_with_its_record_answers_this_and_later_waits_without_a_read(finish_board: Any) -> None:
+    board, notifier = finish_board
+    task = board.running()
+    waiter = waiting(board, notifier, task)
+    board.finish(task)
+    board.publish(task)
+    record = waiter.result()
+    assert record is not None and record.state is TaskState.SUCCEEDED
+    again = notifier.wait(task, 5.0)  # finished records are kept: no read, no wait
+    assert again is not None and again.state is TaskState.SUCCEEDED
+    assert board.reads_of(task) == 1  # only the waiter's first read, before the message
+
+
+def test_a_purge_message_lets_its_waiters_go_with_no_record(finish_board: Any) -> None:
+    board, notifier = finish_board
+    task = board.running()
+    waiter = waiting(board, notifier, task)
+    del board.records[task]
+    board.client.publish(board.channel, f"-{task}")
+    assert waiter.result() is None
+
+
+def test_after_redis_was_away_waiters_read_again_and_kept_records_are_dropped(finish_board: Any,
+                                                                              redis_server: Any) -> None:
+    """A finish published while the subscription was down is missed; and Redis may have
+    lost finishes (a restart, a failover) that put a task back where it was. So once the
+    notifier is subscribed again, every waiter reads its record again, and no finished
+    record kept from before is trusted."""
+    board, notifier = finish_board
+    kept = board.running()
+    board.finish(kept)
+    notifier.remember(board.records[kept], 100)
+    assert notifier.cached(kept) is not None
+    task = board.running()
+    waiter = waiting(board, notifier, task)
+    redis_server.stop()
+    try:
+        board.finish(task)  # its message is lost: nobody could publish it
+    finally:
+        redis_server.start()
+    record = waiter.result(within=2 * DEADLINE)  # once subscribed again, far sooner than NO_RECHECK
+    assert record is not None and record.state is TaskState.SUCCEEDED
+    assert notifier.cached(kept) is None

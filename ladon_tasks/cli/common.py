@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import argparse
 import unicodedata
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ladon_tasks.stores.base import TaskStore
 
 
 class CommandError(Exception):
@@ -49,7 +53,7 @@ def remote_options(parser: argparse.ArgumentParser) -> None:
     redis_option(parser, ", without --url")
 
 
-def redis_store(url: str | None, remote: bool = True):  # type: ignore[no-untyped-def]
+def redis_store(url: str | None, remote: bool = True) -> TaskStore:
     """The Redis store of ``url`` (or the settings); a command without one fails, naming
     what it takes: ``--url`` too where the command has it (``remote``)."""
     from ladon_tasks.deployment import make_store, read_settings

@@ -63,7 +63,6 @@ from ladon_tasks.metrics import TaskMetrics, wait_metrics
 from ladon_tasks.model import TaskRecord, TaskState, UnreadableRecord
 from ladon_tasks.runtime import TaskRuntime, get_runtime
 from ladon_tasks.stores.base import StoreError
-from ladon_tasks.stores.memory import MemoryStore
 from ladon_tasks.wsgi_types import WSGIApp
 
 log = logging.getLogger(__name__)
@@ -453,7 +452,7 @@ def serve_dashboard(
     """
     if not is_loopback(host) and token is None:
         raise ValueError(f"the dashboard binds to {host}, off this machine: give it a token")
-    if isinstance(runtime_provider().store, MemoryStore):
+    if not runtime_provider().store.shared:
         log.warning(
             "ladon-tasks dashboard: the task store is in this process's memory, so it shows "
             "only tasks started here; configure the Redis store to see the servers' tasks"

@@ -1,28 +1,28 @@
-"""What every executor shares: the job, and running a body.
+"""What every executor shares: running a body, and the contracts of an executor.
 
 An executor decides *where* a body runs (a thread, a child process, a worker on another
-host). What is the same for all of them lives here: the :class:`Job` that can cross a
-process boundary, and :func:`run_body` - resolve the service method, decode the JSON
-arguments, call the body with Ladon's ``kw`` tools, check and encode the result. It runs
-wherever the body runs and reports through a :class:`Reporter`, so it never touches a
-store itself. How an outcome reaches the store is :mod:`ladon_tasks.executors.settle`.
+host). What is the same for all of them lives here: :func:`run_body` - resolve the
+service method, decode the JSON arguments, call the body with Ladon's ``kw`` tools,
+check and encode the result. It runs wherever the body runs and reports through a
+:class:`Reporter`, so it never touches a store itself. The job it runs is
+:class:`ladon_tasks.jobs.Job`. How an outcome reaches the store is
+:mod:`ladon_tasks.executors.settle`.
 """
 
 from __future__ import annotations
 
 import abc
-import dataclasses
 import logging
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Sequence
 
-from ladon_tasks import codec, crashpoints, defaults, policy, tracing
+from ladon_tasks import codec, policy, tracing
 from ladon_tasks.executors.deadline import SoftDeadline
+from ladon_tasks.jobs import Job
 from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState, clamp_progress
-from ladon_tasks.spec import MethodRef
 from ladon_tasks.steps import StepError, StepRecord, Steps
 from ladon_tasks.stores.base import StoreError, TaskStore
 
@@ -35,117 +35,16 @@ class TaskInterrupted(BaseException):
     swallow it."""
 
 
-@dataclass
-class Job:
-    """One attempt's worth of work, in a form that can cross a process boundary."""
-
-    task_id: str
-    ref: MethodRef
-    args: list[Any]
-    priority: int = defaults.PRIORITY
-    timeout: float | None = None
-    retry_delay: float = defaults.RETRY_DELAY
-    queue: str = defaults.QUEUE
-    ladon_kw: dict[str, Any] = field(default_factory=dict)
-    #: Which attempt this is: queued jobs carry it, so a worker knows it without a read.
-    attempt: int = 1
-    #: The retry policy (:mod:`ladon_tasks.policy`), carried so that a worker on another
-    #: host judges a failure without the web process: qualified exception names.
-    retry_on: tuple[str, ...] = ()
-    no_retry_on: tuple[str, ...] = ()
-    retry_jitter: float = 0.0
-    retry_max_delay: float = defaults.RETRY_DELAY_MAX
-    soft_timeout: float | None = None
-    #: Child recycling: the child that ran this job is replaced past either bound
-    #: (tasks it ran, MiB it holds), where a child runs it.
-    max_tasks_per_child: int | None = None
-    max_memory_per_child: float | None = None
-    #: A delayed start: the first attempt does not begin before this time (seconds
-    #: since the epoch); 0.0 for at once. In-process executors wait for it in their
-    #: timers; a queued job waits in the queue's delayed set instead.
-    not_before: float = 0.0
-    #: The start call's trace context (:mod:`ladon_tasks.tracing`), and when the task
-    #: was started; ``""``: not traced, and neither is in the job's JSON.
-    trace: str = ""
-    submitted_at: float = 0.0
-    #: One task per key: the slot set this job's attempts take a place in before they
-    #: begin (``service.method:value``), and how many places it has; ``""``/0: none.
-    slot_key: str = ""
-    slot_limit: int = 0
-    #: A rate limit: the key (``service.method``) whose begins are spaced at least
-    #: ``rate_interval`` seconds apart, across every process; ``""``/0.0: none.
-    rate_key: str = ""
-    rate_interval: float = 0.0
-
-    def dumps(self) -> str:
-        """The job as the JSON a queue keeps."""
-        return codec.dumps(self.to_json())
-
-    def next_attempt(self) -> "Job":
-        return dataclasses.replace(self, attempt=self.attempt + 1)
-
-    def to_json(self) -> dict[str, Any]:
-        data = {
-            "task_id": self.task_id,
-            "ref": self.ref.to_json(),
-            "args": self.args,
-            "priority": self.priority,
-            "timeout": self.timeout,
-            "retry_delay": self.retry_delay,
-            "queue": self.queue,
-            "ladon_kw": self.ladon_kw,
-            "attempt": self.attempt,
-            "retry_on": list(self.retry_on),
-            "no_retry_on": list(self.no_retry_on),
-            "retry_jitter": self.retry_jitter,
-            "retry_max_delay": self.retry_max_delay,
-            "soft_timeout": self.soft_timeout,
-            "max_tasks_per_child": self.max_tasks_per_child,
-            "max_memory_per_child": self.max_memory_per_child,
-            "not_before": self.not_before,
-            "slot_key": self.slot_key,
-            "slot_limit": self.slot_limit,
-        }
-        if self.rate_interval:
-            data["rate_key"], data["rate_interval"] = self.rate_key, self.rate_interval
-        if self.trace:
-            data["trace"], data["submitted_at"] = self.trace, self.submitted_at
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Job":
-        return cls(
-            task_id=data["task_id"],
-            ref=MethodRef(**data["ref"]),
-            args=data["args"],
-            priority=data.get("priority", defaults.PRIORITY),
-            timeout=data.get("timeout"),
-            retry_delay=data.get("retry_delay", defaults.RETRY_DELAY),
-            queue=data.get("queue", defaults.QUEUE),
-            ladon_kw=data.get("ladon_kw") or {},
-            attempt=int(data.get("attempt", 1)),
-            retry_on=tuple(data.get("retry_on") or ()),
-            no_retry_on=tuple(data.get("no_retry_on") or ()),
-            retry_jitter=float(data.get("retry_jitter") or 0.0),
-            retry_max_delay=float(data.get("retry_max_delay", defaults.RETRY_DELAY_MAX)),
-            soft_timeout=data.get("soft_timeout"),
-            max_tasks_per_child=data.get("max_tasks_per_child"),
-            max_memory_per_child=data.get("max_memory_per_child"),
-            not_before=float(data.get("not_before") or 0.0),
-            trace=str(data.get("trace") or ""),
-            submitted_at=float(data.get("submitted_at") or 0.0),
-            slot_key=str(data.get("slot_key") or ""),
-            slot_limit=int(data.get("slot_limit") or 0),
-            rate_key=str(data.get("rate_key") or ""),
-            rate_interval=float(data.get("rate_interval") or 0.0),
-        )
+#: How an attempt ended: ``interrupted`` is a cancel, a timeout or a newer attempt that
+#: stopped it - the record says which, and nothing is written for it.
+OutcomeKind = Literal["succeeded", "failed", "interrupted"]
 
 
 @dataclass
 class Outcome:
     """How one attempt ended."""
 
-    kind: str  # "succeeded", "failed" or "interrupted"
+    kind: OutcomeKind
     result: Any = None
     error_type: str = ""
     error_message: str = ""
@@ -284,25 +183,20 @@ def _run_body(job: Job, attempt: int, reporter: Reporter, alarm: bool) -> Outcom
 
 
 class Executor(abc.ABC):
-    """Runs jobs somewhere; the store is the only place results go."""
+    """Runs jobs somewhere; the store is the only place results go. What every executor
+    does; one that runs bodies in this process can also be handed a job apart from its
+    record (:class:`~ladon_tasks.executors.local.LocalExecutor`)."""
 
     name = "executor"
 
-    def start(self, store: TaskStore, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
-        """Record a new task (starting with ``steps`` recorded, for a recover) and hand
+    @abc.abstractmethod
+    def start(self, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
+        """Record a new task in the executor's store (starting with ``steps`` recorded,
+        for a recover) and hand
         its job over. Returns the stored record - another task's, when its idempotency
-        key was known (then nothing is submitted). A ``StoreError`` means nothing was
+        key was known (then nothing is handed over). A ``StoreError`` means nothing was
         recorded; any other error, that the record exists but the job could not be
         handed over."""
-        stored = store.create(record, steps=steps)
-        crashpoints.reach("web.created")
-        if stored.task_id == record.task_id:
-            self.submit(job)
-        return stored
-
-    @abc.abstractmethod
-    def submit(self, job: Job) -> None:
-        """Accept the job for running; must not block on the body."""
 
     def holds(self, task_id: str) -> bool:
         """Whether the task is in hand here: queued in this process, running, or waiting

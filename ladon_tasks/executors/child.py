@@ -37,8 +37,9 @@ import threading
 from multiprocessing.connection import Connection
 
 from ladon_tasks import codec, defaults
-from ladon_tasks.executors.base import Job, Reporter, run_body
+from ladon_tasks.executors.base import Reporter, run_body
 from ladon_tasks.executors.deadline import SoftDeadline
+from ladon_tasks.jobs import Job
 from ladon_tasks.steps import StepError, StepRecord
 
 _PR_SET_PDEATHSIG = 1

@@ -23,10 +23,12 @@ import threading
 import time
 from typing import Sequence
 
-from ladon_tasks.executors.base import Executor, Job, Unfinished
+from ladon_tasks import crashpoints
+from ladon_tasks.executors.base import Executor, Unfinished
 from ladon_tasks.executors.settle import Settled
-from ladon_tasks.executors.slots import JobSource, Lease, Runner, SlotPool
+from ladon_tasks.executors.slots import JobSource, Runner, SlotPool, Ticket
 from ladon_tasks.executors.timers import Timers
+from ladon_tasks.jobs import Job
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.steps import StepRecord
 from ladon_tasks.stores.base import TaskStore
@@ -34,7 +36,7 @@ from ladon_tasks.stores.base import TaskStore
 _STOP = object()
 
 
-class LocalLease(Lease):
+class LocalTicket(Ticket):
     """A job started in this process. A retry waits in this process's timers."""
 
     def __init__(self, source: "LocalSource", job: Job) -> None:
@@ -58,7 +60,7 @@ class LocalLease(Lease):
             self.source.let_go(self.job.task_id)
 
 
-class LocalSource(JobSource):
+class LocalSource(JobSource[LocalTicket]):
     """Jobs of this process: higher priority first, first come first served among equals."""
 
     def __init__(self, timers: Timers, owner: str = "", where: str = "") -> None:
@@ -94,14 +96,14 @@ class LocalSource(JobSource):
     def put_later(self, job: Job, delay: float) -> None:
         self.timers.call_later(delay, lambda: None if self._closed.is_set() else self.put(job))
 
-    def take(self, slot: int) -> Lease | None:
+    def take(self, slot: int) -> LocalTicket | None:
         _, _, job = self._queue.get()
         if job is _STOP or self._closed.is_set():
             if job is not _STOP:  # not taken after all: it stays queued for whoever takes over
                 self._queue.put((-job.priority, next(self._order), job))
             self._queue.put((float("inf"), next(self._order), _STOP))  # wake the next slot too
             return None
-        return LocalLease(self, job)
+        return LocalTicket(self, job)
 
     def close(self) -> None:
         self._closed.set()
@@ -127,15 +129,19 @@ class LocalExecutor(Executor):
     def __init__(self, store: TaskStore, runner: Runner, workers: int, timers: Timers, owner: str = "",
                  where: str = "") -> None:
         self.name = runner.name
+        self.store = store
         self.owner = owner
         self.source = LocalSource(timers, owner, where)
         self.pool = SlotPool(runner.name, store, self.source, runner, workers, timers)
 
-    def start(self, store: TaskStore, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
+    def start(self, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
         record.owner = self.owner
         self.source.hold(record.task_id)  # before the store says this process holds it
         try:
-            stored = super().start(store, record, job, steps)
+            stored = self.store.create(record, steps=steps)
+            crashpoints.reach("web.created")
+            if stored.task_id == record.task_id:
+                self.submit(job)
         except BaseException:
             self.source.let_go(record.task_id)
             raise
@@ -147,8 +153,10 @@ class LocalExecutor(Executor):
         return self.source.holds(task_id)
 
     def submit(self, job: Job) -> None:
-        """Queue the job here; a delayed start waits in the timers until its time (held
-        meanwhile: the caretaker must not take it for a task the store lost)."""
+        """Queue the job here - a new task's, or one taken over from a process that
+        died; a delayed start waits in the timers until its time (held meanwhile: the
+        caretaker must not take it for a task the store lost). Must not block on the
+        body."""
         delay = job.not_before - time.time() if job.not_before else 0.0
         if delay > 0:
             self.source.hold(job.task_id)
@@ -162,7 +170,7 @@ class LocalExecutor(Executor):
 
     def close(self, grace: float) -> list[Unfinished]:
         unfinished = []
-        for slot, lease in self.pool.close(grace).items():
-            self.pool.runner.stop(slot, lease.job.task_id)
-            unfinished.append(Unfinished(lease.job, lease.attempt))
+        for slot, ticket in self.pool.close(grace).items():
+            self.pool.runner.stop(slot, ticket.job.task_id)
+            unfinished.append(Unfinished(ticket.job, ticket.attempt))
         return unfinished + [Unfinished(job, None) for job in self.source.waiting()]

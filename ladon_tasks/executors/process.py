@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 from ladon_tasks import codec, defaults
-from ladon_tasks.executors.base import Job, Outcome, StoreReporter
+from ladon_tasks.executors.base import Outcome, StoreReporter
+from ladon_tasks.jobs import Job
 from ladon_tasks.logs import about
 from ladon_tasks.steps import StepError, StepRecord
 from ladon_tasks.executors.slots import Attempt, Runner
@@ -298,7 +299,7 @@ class ProcessRunner(Runner):
             self._request_stop(child, task_id)
 
     def kill(self, slot: int) -> None:
-        """Stop the slot's child at once (a worker leaving without its grace)."""
+        """Kill the slot's child at once (a worker leaving without its grace)."""
         child = self._children.get(slot)
         if child is not None and child.alive():
             child.process.kill()

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ladon_tasks.executors.base import Executor, Job, Unfinished
+from ladon_tasks.executors.base import Executor, Unfinished
+from ladon_tasks.jobs import Job
 from ladon_tasks.model import TaskRecord
 from ladon_tasks.steps import StepRecord
 from ladon_tasks.stores.base import JobQueue, TaskStore
@@ -23,14 +24,11 @@ class QueueExecutor(Executor):
         self.store = store
         self._queues: dict[str, JobQueue] = {"default": store.queue("default")}  # a store without queues says so now
 
-    def start(self, store: TaskStore, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
+    def start(self, record: TaskRecord, job: Job, steps: Sequence[StepRecord] = ()) -> TaskRecord:
         queue = self._queues.get(job.queue)
         if queue is None:
-            queue = self._queues[job.queue] = store.queue(job.queue)
-        return store.create(record, job=queue.entry(job.priority, job.dumps()), steps=steps)
-
-    def submit(self, job: Job) -> None:
-        raise RuntimeError("a queued task's job is added with its record, by start()")
+            queue = self._queues[job.queue] = self.store.queue(job.queue)
+        return self.store.create(record, job=queue.entry(job.priority, job.dumps()), steps=steps)
 
     def close(self, grace: float) -> list[Unfinished]:
         return []  # nothing runs here: queued jobs wait in Redis for any worker

@@ -16,16 +16,20 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 from ladon_tasks import defaults
-from ladon_tasks.executors.base import Job, Outcome
+from ladon_tasks.executors.base import Outcome
+from ladon_tasks.jobs import Job
 from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.policy import retry_delay
 from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
 
 log = logging.getLogger(__name__)
+
+#: What writing an outcome did (:class:`Settled`).
+SettledKind = Literal["succeeded", "failed", "retry", "superseded", "interrupted"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class Settled:
     written) or ``interrupted`` (cancel or timeout wrote the final state already).
     ``released``: the job's entry was acknowledged in the same call."""
 
-    kind: str
+    kind: SettledKind
     delay: float = 0.0
     released: bool = False
     #: The record as the final write left it (``succeeded`` and ``failed``), for its hooks.

@@ -2,7 +2,7 @@
 running its body through a runner. Every place bodies run is this pool, with its two
 parts chosen:
 
-* a **source** hands out jobs, each as a :class:`Lease` that knows how the job's
+* a **source** hands out jobs, each as a :class:`Ticket` that knows how the job's
   attempt begins and ends: jobs started in this process
   (:class:`~ladon_tasks.executors.local.LocalSource`, a priority queue in memory), or
   entries of the Redis queue (:class:`~ladon_tasks.worker.QueueSource`, leased per entry
@@ -12,7 +12,7 @@ parts chosen:
   supervises (:class:`~ladon_tasks.executors.process.ProcessRunner`).
 
 What a slot does with one job is the same whatever the parts: begin the attempt (as the
-lease says), start the timeout when the body starts - not when the slot takes the job,
+ticket says), start the timeout when the body starts - not when the slot takes the job,
 so a child's start-up is never the body's time -, run it, and settle the outcome with
 the job's move in the same store call, kept and written again while the store is away.
 """
@@ -24,12 +24,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Callable, Generic, TypeVar
 
 from ladon_tasks import crashpoints, defaults, hooks
-from ladon_tasks.executors.base import Job, Outcome, time_out
+from ladon_tasks.executors.base import Outcome, time_out
 from ladon_tasks.executors.settle import Settled, settle_durably
 from ladon_tasks.executors.timers import Timers
+from ladon_tasks.jobs import Job
 from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord
 from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 _Answer = TypeVar("_Answer")
 
 
-class Lease(abc.ABC):
+class Ticket(abc.ABC):
     """One job a slot took from its source, and what the source must hear about it."""
 
     job: Job
@@ -78,11 +79,14 @@ class Lease(abc.ABC):
         the source holds for it."""
 
 
-class JobSource(abc.ABC):
-    """Where slots take jobs from."""
+TicketT = TypeVar("TicketT", bound=Ticket)
+
+
+class JobSource(abc.ABC, Generic[TicketT]):
+    """Where slots take jobs from, each as a ticket of the source's own kind."""
 
     @abc.abstractmethod
-    def take(self, slot: int) -> Lease | None:
+    def take(self, slot: int) -> TicketT | None:
         """Block until there is a job for ``slot``; ``None`` tells the slot to leave."""
 
     @abc.abstractmethod
@@ -118,16 +122,20 @@ class Runner(abc.ABC):
     def cancel(self, task_id: str) -> None:
         """Stop the body of ``task_id`` wherever it runs here, if the runner can."""
 
+    def kill(self, slot: int) -> None:
+        """The attempt in ``slot`` is given up on (its process leaves without waiting
+        for it): stop its body at once where the runner can (a child is killed)."""
+
     def leave(self, slot: int) -> None:
         """The slot's thread is leaving: release what it holds (a child process)."""
 
 
-class SlotPool:
+class SlotPool(Generic[TicketT]):
     """``size`` slot threads over one source and one runner. Slots start on first use
     (:meth:`ensure_started`) so importing a service costs nothing, or at once
     (:meth:`start`)."""
 
-    def __init__(self, name: str, store: TaskStore, source: JobSource, runner: Runner, size: int,
+    def __init__(self, name: str, store: TaskStore, source: JobSource[TicketT], runner: Runner, size: int,
                  timers: Timers) -> None:
         if size < 1:
             raise ValueError(f"{name} needs at least 1 slot, got {size}")
@@ -140,7 +148,7 @@ class SlotPool:
         #: Set when the pool gives up on outcomes the store would not take (leaving).
         self.give_up = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._running: dict[int, Lease] = {}
+        self._running: dict[int, TicketT] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -163,8 +171,8 @@ class SlotPool:
         with self._lock:
             return 0 if self._closed else sum(1 for thread in self._threads if not thread.is_alive())
 
-    def running(self) -> dict[int, Lease]:
-        """The leases slots hold now, by slot."""
+    def running(self) -> dict[int, TicketT]:
+        """The tickets slots hold now, by slot."""
         with self._lock:
             return dict(self._running)
 
@@ -188,9 +196,9 @@ class SlotPool:
             if slot not in self.running():
                 thread.join(max(0.0, deadline - time.monotonic()))
 
-    def close(self, grace: float) -> dict[int, Lease]:
+    def close(self, grace: float) -> dict[int, TicketT]:
         """Take no more jobs, let running bodies finish for ``grace`` seconds, then give
-        up on them: returns the leases still running, by slot, for the caller to hand
+        up on them: returns the tickets still running, by slot, for the caller to hand
         back. Their bodies are stopped where the runner can."""
         with self._lock:
             self._closed = True
@@ -207,32 +215,32 @@ class SlotPool:
     def _slot_loop(self, slot: int) -> None:
         try:
             while True:
-                lease = self.source.take(slot)
-                if lease is None:
+                ticket = self.source.take(slot)
+                if ticket is None:
                     return
                 with self._lock:
-                    self._running[slot] = lease
+                    self._running[slot] = ticket
                 try:
-                    self._run(slot, lease)
+                    self._run(slot, ticket)
                 except Exception:  # keep the slot alive whatever one job does
-                    about(log, lease.job).exception("%s slot %d failed on it", self.name, slot)
+                    about(log, ticket.job).exception("%s slot %d failed on it", self.name, slot)
                 finally:
                     with self._lock:
                         self._running.pop(slot, None)
         finally:
             self.runner.leave(slot)
 
-    def _run(self, slot: int, lease: Lease) -> None:
-        job = lease.job
-        if job.slot_limit and not self._take_slot(lease):
+    def _run(self, slot: int, ticket: Ticket) -> None:
+        job = ticket.job
+        if job.slot_limit and not self._take_slot(ticket):
             return
-        if job.rate_interval and not self._take_rate(lease):
+        if job.rate_interval and not self._take_rate(ticket):
             return
-        number = self._begin(lease)
+        number = self._begin(ticket)
         if number is None:
-            lease.end(None)
+            ticket.end(None)
             return
-        lease.attempt = number
+        ticket.attempt = number
         timer: list[int] = []
         ended: list[TaskRecord] = []  # an end written for the attempt while it ran (its timeout)
 
@@ -241,67 +249,67 @@ class SlotPool:
                 timer.append(self.timers.call_later(job.timeout, lambda: self._time_out(slot, job, number, ended)))
 
         try:
-            outcome = self.runner.run(slot, Attempt(job, number, self.store, started, lease.touch))
+            outcome = self.runner.run(slot, Attempt(job, number, self.store, started, ticket.touch))
         finally:
             for handle in timer:
                 self.timers.cancel(handle)
         crashpoints.reach("slot.finished")
-        # a job whose method has hooks is acknowledged after they ran (lease.end), so a
+        # a job whose method has hooks is acknowledged after they ran (ticket.end), so a
         # worker that dies before leaves them to the reaper
-        release = None if hooks.declared(job.ref.service, job.ref.method) else lease.release()
+        release = None if hooks.declared(job.ref.service, job.ref.method) else ticket.release()
         settled = settle_durably(
-            self.store, job, number, outcome, self.give_up, release=release, retry_change=lease.retry
+            self.store, job, number, outcome, self.give_up, release=release, retry_change=ticket.retry
         )
         crashpoints.reach("slot.settled")
         for record in ended + ([settled.record] if settled is not None and settled.record is not None else []):
             hooks.ended(record)
-        lease.end(settled)
+        ticket.end(settled)
 
-    def _take_slot(self, lease: Lease) -> bool:
+    def _take_slot(self, ticket: Ticket) -> bool:
         """One task per key: a place for the attempt, else the job waits (queued, not
         counted as an attempt) and its start is tried again in ``SLOT_RETRY``. Tried
         again while the store is away, as :meth:`_begin` is."""
-        job = lease.job
+        job = ticket.job
 
         def take() -> bool:
-            if self.store.take_slot(job.slot_key, job.slot_limit, job.task_id, lease.slot_attempt()):
+            if self.store.take_slot(job.slot_key, job.slot_limit, job.task_id, ticket.slot_attempt()):
                 return True
-            lease.wait_for_slot(defaults.SLOT_RETRY)
+            ticket.wait_for_slot(defaults.SLOT_RETRY)
             return False
 
         answered, taken = self._ask_store(job, take)
         if not answered:
-            lease.end(None)
+            ticket.end(None)
         return bool(taken)
 
-    def _take_rate(self, lease: Lease) -> bool:
+    def _take_rate(self, ticket: Ticket) -> bool:
         """A rate limit: the begin goes ahead when the store says its turn came. Over the
         rate, a short wait (``RATE_HOLD``) is waited here, for exactly the time the store
         answered, and asked again; a longer one waits queued (not counted as an attempt)
         and is tried again then. Tried again while the store is away, as :meth:`_begin` is."""
-        job = lease.job
+        job = ticket.job
         tolerance = job.rate_interval * defaults.RATE_TOLERANCE
 
         def take() -> float:
             wait = self.store.take_rate(job.rate_key, job.rate_interval, tolerance)
             if wait > defaults.RATE_HOLD:
-                lease.wait_for_slot(wait)
+                ticket.wait_for_slot(wait)
             return wait
 
         while True:
             answered, wait = self._ask_store(job, take)
             if not answered or (0 < wait <= defaults.RATE_HOLD and self.give_up.wait(wait)):
-                lease.end(None)
+                ticket.end(None)
                 return False
             if wait <= 0:
                 return True
             if wait > defaults.RATE_HOLD:
                 return False
 
-    def _begin(self, lease: Lease) -> int | None:
-        """The lease's begin, tried again while the store is away (the job stays this
+    def _begin(self, ticket: Ticket) -> int | None:
+        """The ticket's begin, tried again while the store is away (the job stays this
         slot's; if the process leaves meanwhile, its owner lease lets it run elsewhere)."""
-        answered, number = self._ask_store(lease.job, lambda: lease.begin(self.store))
+        answered, number = self._ask_store(ticket.job, lambda: ticket.begin(self.store))
         return number if answered else None
 
     def _ask_store(self, job: Job, ask: Callable[[], _Answer]) -> tuple[bool, _Answer]:

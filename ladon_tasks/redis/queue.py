@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from ladon_tasks import codec, crashpoints, defaults
-from ladon_tasks.executors.base import Job
+from ladon_tasks.jobs import Job
 from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.redis import scripts

@@ -28,7 +28,7 @@ import time
 from typing import Callable, Iterable, Sequence
 
 from ladon_tasks import defaults
-from ladon_tasks.executors.base import Job
+from ladon_tasks.jobs import Job
 from ladon_tasks.redis.bell import JobBell
 from ladon_tasks.redis.cluster import shard_of
 from ladon_tasks.redis.fanout import ShardLanes

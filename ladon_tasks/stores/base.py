@@ -35,9 +35,11 @@ import abc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Hashable, Iterable, Sequence
 
+from ladon_tasks import defaults
 from ladon_tasks.model import TaskRecord, TaskState, new_task_id
 from ladon_tasks.steps import StepRecord
 from ladon_tasks.stats import QueueDepth, TaskCounts, WebProcess, WorkerInfo
+from ladon_tasks.stores.queues import WorkerQueue
 
 if TYPE_CHECKING:
     from ladon_tasks.schedule_book import ScheduleBook
@@ -70,11 +72,10 @@ class JobChange:
     delay: tuple[str, str, float] | None = None
 
 
-class JobQueue(abc.ABC):
-    """A named queue of jobs kept with the task records (``TaskStore.queue``): the web
-    side's view of it. Workers read it through the backend's own queue class."""
-
-    name: str
+class JobQueue(WorkerQueue[Any], abc.ABC):
+    """A named queue of jobs kept with the task records (``TaskStore.queue``): web
+    processes add to it (:meth:`entry`), workers read it through the members of
+    :class:`~ladon_tasks.stores.queues.WorkerQueue`."""
 
     @abc.abstractmethod
     def entry(self, priority: int, payload: str) -> JobEntry:
@@ -100,10 +101,20 @@ class TaskStore(abc.ABC):
         an id on the key's shard, so the key and its task are checked and written in one step."""
         return new_task_id()
 
-    def queue(self, name: str) -> JobQueue:
+    def queue(self, name: str, *, lease_seconds: float = defaults.LEASE_SECONDS, levels: Iterable[int] = (),
+              consumer: str | None = None) -> JobQueue:
         """The job queue ``name``, kept with this store's records; a store without
-        queues (the in-process one) says what it needs instead."""
+        queues (the in-process one) says what it needs instead. A worker reads it under
+        its id (``consumer``), holding a job ``lease_seconds`` per renewal, at the
+        priorities ``levels`` its task methods can have."""
         raise ValueError("executor='queue' needs the Redis store (ladon-tasks serve --redis URL)")
+
+    def events(self, last_id: str = "$", block: float = 1.0, count: int = 100) -> list[tuple[str, dict[str, str]]]:
+        """The tasks' lifecycle events after ``last_id`` (``"$"``: only new ones;
+        ``"0"``: all kept), waiting up to ``block`` seconds for the first: ``(id,
+        fields)`` pairs (``ladon-tasks events``). A store only this process sees keeps
+        none, and says what it needs instead."""
+        raise ValueError("the event stream needs the Redis store (--redis URL)")
 
     @abc.abstractmethod
     def get(self, task_id: str) -> TaskRecord | None:
@@ -235,6 +246,12 @@ class TaskStore(abc.ABC):
         """Owner leases, for a store that several processes share; ``None`` for a store
         only this process sees (nobody else could take its tasks over)."""
         return None
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes see this store's tasks (a server of several
+        processes, a dashboard of its own need one): a shared store keeps owner leases."""
+        return self.ownership() is not None
 
     def schedule_book(self) -> "ScheduleBook":
         """Where the periodic tasks' state lives (:mod:`ladon_tasks.schedule_book`):
