@@ -96,9 +96,9 @@ def _split_monitor_args(text: str) -> list[str]:
 
 def _script_names() -> dict[str, str]:
     """SHA1 of each Lua script of the Redis backend -> a readable name."""
-    from ladon_tasks.redis import scripts
+    from ladon_tasks.redis import lua
 
-    return {hashlib.sha1(scripts.source(name).encode()).hexdigest(): name for name in scripts.names()}
+    return {hashlib.sha1(lua.source(name).encode()).hexdigest(): name for name in lua.names()}
 
 
 def _step(command: Command, scripts: dict[str, str], finished: bool) -> str:

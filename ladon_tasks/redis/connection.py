@@ -39,8 +39,9 @@ REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterExcep
 
 
 @contextlib.contextmanager
-def store_errors(location: str, action: str, unreachable: Callable[[], None] = lambda: None) -> Iterator[None]:
-    """redis-py's errors as the :class:`StoreError` of the store contract, naming where
+def as_store_errors(location: str, action: str, unreachable: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """redis-py's errors as the :class:`StoreError` of the store contract (Redis to store;
+    :func:`ladon_tasks.refusals.as_faults` turns those into faults in turn), naming where
     Redis is and what failed; ``unreachable`` runs first when Redis (or every node of a
     cluster) could not be reached, which may have lost what it had."""
     try:

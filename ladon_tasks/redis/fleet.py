@@ -19,7 +19,7 @@ import json
 import logging
 from typing import Any, Callable, ContextManager
 
-from ladon_tasks.redis import scripts
+from ladon_tasks.redis import lua
 from ladon_tasks.redis.connection import as_text
 from ladon_tasks.redis.keys import Keys
 from ladon_tasks.stats import QueueDepth, WebProcess, WorkerInfo, queue_depths
@@ -40,9 +40,9 @@ class RedisFleet(Fleet):
         self.prefix = prefix
         self.keys = Keys(prefix)
         self._errors = errors
-        self._depths = scripts.register(client, "depths", prefix)
-        self._beat = scripts.register(client, "worker_beat", prefix)
-        self._workers = scripts.register(client, "workers", prefix)
+        self._depths = lua.register(client, "depths", prefix)
+        self._beat = lua.register(client, "worker_beat", prefix)
+        self._workers = lua.register(client, "workers", prefix)
         self._logged: set[str] = set()
 
     def queues(self) -> list[QueueDepth]:

@@ -46,7 +46,7 @@ from ladon_tasks import codec, crashpoints, defaults
 from ladon_tasks.executors.base import Job
 from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState
-from ladon_tasks.redis import scripts
+from ladon_tasks.redis import lua
 from ladon_tasks.redis.connection import REDIS_ERRORS, as_text
 from ladon_tasks.redis.keys import GROUP, Keys
 from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, StoreError, TaskStore
@@ -99,8 +99,8 @@ class RedisQueue(JobQueue):
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._groups_ready = False
         self._groups_lock = threading.Lock()
-        self._move_due = scripts.register(client, "move_due")
-        self._requeue = scripts.register(client, "requeue")
+        self._move_due = lua.register(client, "move_due")
+        self._requeue = lua.register(client, "requeue")
 
     def stream_for(self, priority: int) -> str:
         return self.keys.stream(self.name, priority)

@@ -61,7 +61,7 @@ from ladon_tasks.redis.connection import (
     as_text,
     connect_cluster,
     describe_location,
-    store_errors,
+    as_store_errors,
     url_from_environment,
 )
 from ladon_tasks.redis.keys import DEFAULT_PREFIX
@@ -161,7 +161,7 @@ class ShardedRedisStore(TaskStore):
         return self.shards[shard_of(task_id, len(self.shards))]
 
     def _errors(self, action: str) -> ContextManager[None]:
-        return store_errors(self.location, action)
+        return as_store_errors(self.location, action)
 
     # -- one task: its shard ---------------------------------------------------------
 

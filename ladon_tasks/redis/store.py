@@ -67,14 +67,14 @@ from redis.cluster import RedisCluster
 
 from ladon_tasks import codec, defaults
 from ladon_tasks.model import TaskRecord, TaskState
-from ladon_tasks.redis import scripts
+from ladon_tasks.redis import lua
 from ladon_tasks.redis.connection import (
     DEFAULT_URL,
     REDIS_ERRORS,
     as_text,
     connect,
     describe_location,
-    store_errors,
+    as_store_errors,
     url_from_environment,
 )
 from ladon_tasks.redis.cluster import is_cluster_url
@@ -188,16 +188,16 @@ class RedisStore(TaskStore):
         self.wait_recheck = wait_recheck
         self.channel = self.keys.finished_channel
         self.location = describe_location(self._redis)
-        self._create = scripts.register(self._redis, "create", prefix)
-        self._transition = scripts.register(self._redis, "transition", prefix)
-        self._report = scripts.register(self._redis, "report", prefix)
-        self._cancel = scripts.register(self._redis, "cancel", prefix)
-        self._list = scripts.register(self._redis, "list", prefix)
-        self._sweep = scripts.register(self._redis, "sweep", prefix)
-        self._purge = scripts.register(self._redis, "purge", prefix)
-        self._step = scripts.register(self._redis, "step", prefix)
-        self._slot_take = scripts.register(self._redis, "slot_take", prefix)
-        self._rate_take = scripts.register(self._redis, "rate_take", prefix)
+        self._create = lua.register(self._redis, "create", prefix)
+        self._transition = lua.register(self._redis, "transition", prefix)
+        self._report = lua.register(self._redis, "report", prefix)
+        self._cancel = lua.register(self._redis, "cancel", prefix)
+        self._list = lua.register(self._redis, "list", prefix)
+        self._sweep = lua.register(self._redis, "sweep", prefix)
+        self._purge = lua.register(self._redis, "purge", prefix)
+        self._step = lua.register(self._redis, "step", prefix)
+        self._slot_take = lua.register(self._redis, "slot_take", prefix)
+        self._rate_take = lua.register(self._redis, "rate_take", prefix)
         self._fleet = RedisFleet(self._redis, prefix, self._errors)
         self._ownership = RedisOwnership(self._redis, prefix, self._errors, decode_record)
         self._progress = ProgressWriter(self._write_reports, flush_interval)
@@ -245,7 +245,7 @@ class RedisStore(TaskStore):
 
     def _errors(self, action: str) -> ContextManager[None]:
         # Redis away: the finished records this process keeps may be ones it lost
-        return store_errors(self.location, action, self._notifier.forget_finished)
+        return as_store_errors(self.location, action, self._notifier.forget_finished)
 
     # -- contract ------------------------------------------------------------------
 
@@ -413,7 +413,7 @@ class RedisStore(TaskStore):
             try:
                 page = self._list(args=args)
             except UnicodeDecodeError:  # a record holds bytes that are not UTF-8: read the page as bytes
-                keys = scripts.route_keys(self._redis, self.prefix)
+                keys = lua.route_keys(self._redis, self.prefix)
                 page = self._redis.execute_command("EVALSHA", self._list.sha, len(keys), *keys, *args,
                                                    **{NEVER_DECODE: True})
         return [decode_listed(flat) for flat in page]

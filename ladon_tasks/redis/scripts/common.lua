@@ -1,4 +1,4 @@
--- Shared by every script (see scripts.py): the functions below run after a header that
+-- Shared by every script (see lua.py): the functions below run after a header that
 -- defines LEGAL, FINISHED, STATES (the state machine of model.py), KEY (the layout of
 -- keys.py), the limits EVENTS_MAXLEN and PUBLISH_MAX, PENDING_WIDTH and the run-time
 -- histogram's DURATION_BUCKETS and NEVER_RAN (stats.py), PUBLISH, the command finish
