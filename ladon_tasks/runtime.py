@@ -94,7 +94,7 @@ class TaskRuntime:
         with self._lock:
             store = self._method_stores.get(url)
             if store is None:
-                from ladon_tasks.redis.sharded import open_store
+                from ladon_tasks.redis import open_store
 
                 store = self._method_stores[url] = open_store(url)
             return store

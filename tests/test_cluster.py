@@ -31,7 +31,7 @@ from ladon_tasks.redis.cluster import (
     shard_prefixes,
     shard_tags,
 )
-from ladon_tasks.redis.sharded import ShardedRedisStore, open_store
+from ladon_tasks.redis import ShardedRedisStore, open_store
 from ladon_tasks.redis.store import RedisStore
 from ladon_tasks.spec import MethodRef
 from ladon_tasks.stats import WorkerInfo

@@ -6,12 +6,15 @@ show that the whole holds; these show which piece broke when one does, in a seco
 
 from __future__ import annotations
 
+import ast
+import pathlib
 import threading
 import time
 from typing import Any
 
 import pytest
 
+import ladon_tasks
 from ladon_tasks.executors.base import Job, Outcome
 from ladon_tasks.executors.local import LocalSource
 from ladon_tasks.executors.settle import settle
@@ -409,3 +412,63 @@ def test_a_stop_signal_inside_the_stop_handler_is_taken_once_and_never_waits() -
         for signum, handler in before.items():
             signal.signal(signum, handler)
     assert calls == [signal.SIGTERM]
+
+
+# -- the import graph ------------------------------------------------------------------------
+
+
+def _imports(module: str, path: pathlib.Path, modules: set[str]) -> set[str]:
+    """The package's modules ``module`` imports when it runs: at its top and inside its
+    functions, not under ``if TYPE_CHECKING`` (never run). ``from a import b`` is module
+    ``a.b`` when there is one, else ``a``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {id(node) for branch in ast.walk(tree)
+                   if isinstance(branch, ast.If) and "TYPE_CHECKING" in ast.unparse(branch.test)
+                   for statement in branch.body for node in ast.walk(statement)}
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                name = alias.name
+                while name and name not in modules:
+                    name = name.rpartition(".")[0]
+                found.add(name)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package
+                for _ in range(node.level - 1):
+                    anchor = anchor.rpartition(".")[0]
+                base = f"{anchor}.{base}" if base else anchor
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+    return {name for name in found if name in modules and name != module}
+
+
+def test_the_package_has_no_import_cycle():
+    """Calls flow one way: no module of the package imports, at its top or inside a
+    function, one that imports it back - however many modules lie between."""
+    root = pathlib.Path(ladon_tasks.__file__).parent
+    paths = {".".join(("ladon_tasks", *path.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"): path
+             for path in root.rglob("*.py")}
+    graph = {module: _imports(module, path, set(paths)) for module, path in paths.items()}
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(module: str, trail: list[str]) -> None:
+        if module in trail:
+            cycles.append(trail[trail.index(module):] + [module])
+            return
+        if module in done:
+            return
+        for imported in sorted(graph[module]):
+            visit(imported, trail + [module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert len(graph) > 50 and graph["ladon_tasks.redis.store"], "the walk found the package's imports"
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(cycle) for cycle in cycles)

@@ -20,7 +20,7 @@ import logging
 from typing import Any, Callable, ContextManager
 
 from ladon_tasks.redis import lua
-from ladon_tasks.redis.connection import as_text
+from ladon_tasks.redis.replies import as_text
 from ladon_tasks.redis.keys import Keys
 from ladon_tasks.stats import QueueDepth, WebProcess, WorkerInfo, queue_depths
 from ladon_tasks.stores.base import Fleet

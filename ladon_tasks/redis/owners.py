@@ -14,7 +14,7 @@ from typing import Any, Callable, ContextManager
 
 from ladon_tasks.model import TaskRecord
 from ladon_tasks.redis import lua
-from ladon_tasks.redis.connection import as_text
+from ladon_tasks.redis.replies import as_text
 from ladon_tasks.redis.keys import Keys
 from ladon_tasks.stores.base import Ownership
 

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 from ladon_tasks import codec
 from ladon_tasks.model import TaskRecord, TaskState, UnreadableRecord
 from ladon_tasks.steps import StepRecord
-from ladon_tasks.redis.connection import as_text
+from ladon_tasks.redis.replies import as_text
 from ladon_tasks.stores.base import CorruptRecord, JobChange
 
 FIELDS = frozenset(TaskRecord.__dataclass_fields__)
@@ -53,8 +53,15 @@ def encode_changes(changes: Mapping[str, Any]) -> list[str]:
     return flat
 
 
+#: Values per operation of :func:`job_ops`: kind, key, value, extra.
+JOB_OP_WIDTH = 4
+
+#: Values per step of :func:`encode_steps`: name, JSON.
+STEP_WIDTH = 2
+
+
 def job_ops(job: JobChange | None) -> list[str]:
-    """A :class:`JobChange` as the transition script's operations, four values each."""
+    """A :class:`JobChange` as the transition script's operations, ``JOB_OP_WIDTH`` values each."""
     if job is None:
         return []
     ops: list[str] = []

@@ -10,7 +10,8 @@ import secrets
 from typing import Any
 
 from ladon_tasks.redis import lua
-from ladon_tasks.redis.connection import REDIS_ERRORS, as_text
+from ladon_tasks.redis.connection import REDIS_ERRORS
+from ladon_tasks.redis.replies import as_text
 from ladon_tasks.schedule_book import ScheduleBook, ScheduleState
 from ladon_tasks.stores.base import StoreError
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Sequence
 
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
@@ -52,18 +52,16 @@ from ladon_tasks.redis.cluster import (
     ClusterURL,
     id_on_shard,
     idempotency_shard,
-    is_cluster_url,
     shard_of,
     shard_prefixes,
 )
 from ladon_tasks.redis.connection import (
     REDIS_ERRORS,
-    as_text,
     connect_cluster,
     describe_location,
     as_store_errors,
-    url_from_environment,
 )
+from ladon_tasks.redis.replies import as_text, entry_order
 from ladon_tasks.redis.keys import DEFAULT_PREFIX
 from ladon_tasks.redis.owners import RedisOwnership
 from ladon_tasks.redis.fanout import ShardLanes
@@ -80,20 +78,6 @@ if TYPE_CHECKING:
 #: How much longer than its record's ``result_ttl`` an idempotency key set apart from its
 #: task (a caller's own id on another shard) is kept, in seconds.
 SEPARATE_KEY_MARGIN = 86_400.0
-
-
-def open_store(url: str, **options: Any) -> TaskStore:
-    """The store for any Redis URL: a :class:`ShardedRedisStore` for ``redis+cluster://``,
-    else a :class:`RedisStore`. Every place that takes a Redis URL opens it here."""
-    if is_cluster_url(url):
-        return ShardedRedisStore(url, **options)
-    return RedisStore(url, **options)
-
-
-def store_from_environment(environ: Mapping[str, str] | None = None, **options: Any) -> TaskStore:
-    """:func:`open_store` of ``LADON_TASKS_REDIS_URL``, or of ``REDIS_HOST`` and the other
-    variables :func:`~ladon_tasks.redis.connection.url_from_environment` reads."""
-    return open_store(url_from_environment(environ), **options)
 
 
 class ShardedRedisStore(TaskStore):
@@ -277,7 +261,7 @@ class ShardedRedisStore(TaskStore):
                     answer: Any = self._redis.xread({shard.keys.events: cursor[index]}, count=count)
                     for _, entries in answer or []:
                         for event_id, fields in entries:
-                            found.append((_entry_order(as_text(event_id)), index, as_text(event_id), fields))
+                            found.append((entry_order(as_text(event_id)), index, as_text(event_id), fields))
             if found or time.monotonic() >= deadline:
                 break
             time.sleep(min(defaults.EVENTS_POLL_INTERVAL / 10, max(0.0, deadline - time.monotonic())))
@@ -374,11 +358,6 @@ class ShardedRedisStore(TaskStore):
                 self._redis.set(key, mine, px=keep_ms)  # its task expired: the key is free
                 return None
         return None
-
-
-def _entry_order(entry: str) -> tuple[int, int]:
-    ms, _, seq = entry.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _last_entry(client: Any, stream: str) -> str:

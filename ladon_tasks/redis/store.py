@@ -71,7 +71,6 @@ from ladon_tasks.redis import lua
 from ladon_tasks.redis.connection import (
     DEFAULT_URL,
     REDIS_ERRORS,
-    as_text,
     connect,
     describe_location,
     as_store_errors,
@@ -79,12 +78,15 @@ from ladon_tasks.redis.connection import (
 )
 from ladon_tasks.redis.cluster import is_cluster_url
 from ladon_tasks.redis.fleet import RedisFleet
+from ladon_tasks.redis.replies import as_text
 from ladon_tasks.redis.keys import DEFAULT_PREFIX, Keys
 from ladon_tasks.redis.notifier import FinishNotifier
 from ladon_tasks.redis.owners import RedisOwnership
 from ladon_tasks.redis.progress import PENDING_WIDTH, Pending, ProgressWriter
 from ladon_tasks.redis.queue import RedisQueue
 from ladon_tasks.redis.records import (
+    JOB_OP_WIDTH,
+    STEP_WIDTH,
     decode_listed,
     decode_record,
     decode_steps,
@@ -175,7 +177,7 @@ class RedisStore(TaskStore):
         elif isinstance(connection, str):
             if is_cluster_url(connection):
                 raise ValueError("a redis+cluster:// URL is many shards: open it with "
-                                 "ladon_tasks.redis.sharded.open_store (or ShardedRedisStore)")
+                                 "ladon_tasks.redis.open_store (or ShardedRedisStore)")
             self._redis = connect(connection, socket_timeout)
             self._owns_connection = True
             self._replica_wait = replica_wait_for(connection, self._redis)
@@ -268,7 +270,7 @@ class RedisStore(TaskStore):
                 existing = self._replicated(self._create, [
                     self.prefix, record.task_id, repr(float(record.submitted_at)), record.method,
                     "1" if register else "", stream, payload, str(self.max_queued), str(self.max_queued_bytes),
-                    str(len(steps)), *encode_steps(steps), *fields,
+                    *lua.counted(encode_steps(steps), STEP_WIDTH), *fields,
                 ])
         except StoreError:
             self._notifier.unfollow(record.task_id)
@@ -344,7 +346,7 @@ class RedisStore(TaskStore):
                 args=[
                     self.prefix, task_id, target.value, "" if attempt is None else str(attempt),
                     owner or "", repr(time.time()), where or "",
-                    str(len(pending) // PENDING_WIDTH), *pending, str(len(ops) // 4), *ops, *encoded,
+                    *lua.counted(pending, PENDING_WIDTH), *lua.counted(ops, JOB_OP_WIDTH), *encoded,
                 ]
             )
         return self._notifier.remember(decode_record(flat), flat_size(flat)) if flat else None
@@ -372,7 +374,7 @@ class RedisStore(TaskStore):
         with self._progress.pending_for(task_id, fresh_answers=False) as pending, \
                 self._errors(f"recording step {step.name!r} of task {task_id}"):
             recorded = self._step(args=[
-                self.prefix, task_id, str(attempt), repr(time.time()), str(len(pending) // PENDING_WIDTH), *pending,
+                self.prefix, task_id, str(attempt), repr(time.time()), *lua.counted(pending, PENDING_WIDTH),
                 step.name, dumps(step.name), codec.dumps(step.to_json()), "1" if step.state == "succeeded" else "",
             ])
         return bool(recorded)
@@ -380,7 +382,7 @@ class RedisStore(TaskStore):
     def request_cancel(self, task_id: str) -> TaskRecord | None:
         with self._progress.pending_for(task_id) as pending, self._errors(f"cancelling task {task_id}"):
             flat = self._replicated(self._cancel, [self.prefix, task_id, repr(time.time()),
-                                                   str(len(pending) // PENDING_WIDTH), *pending])
+                                                   *lua.counted(pending, PENDING_WIDTH)])
         return self._notifier.remember(decode_record(flat), flat_size(flat)) if flat else None
 
     def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
