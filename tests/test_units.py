@@ -420,7 +420,8 @@ def test_a_stop_signal_inside_the_stop_handler_is_taken_once_and_never_waits() -
 def _imports(module: str, path: pathlib.Path, modules: set[str]) -> set[str]:
     """The package's modules ``module`` imports when it runs: at its top and inside its
     functions, not under ``if TYPE_CHECKING`` (never run). ``from a import b`` is module
-    ``a.b`` when there is one, else ``a``."""
+    ``a.b`` when there is one, else ``a``; and a package's ``__init__`` is run by an
+    import of any of its modules from outside it."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     typing_only = {id(node) for branch in ast.walk(tree)
                    if isinstance(branch, ast.If) and "TYPE_CHECKING" in ast.unparse(branch.test)
@@ -445,16 +446,28 @@ def _imports(module: str, path: pathlib.Path, modules: set[str]) -> set[str]:
                 base = f"{anchor}.{base}" if base else anchor
             for alias in node.names:
                 found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+    # importing a.b.c from outside package a.b runs a/b/__init__.py (and a's) first
+    found |= {package for name in found for package in _packages_of(name) if not module.startswith(package + ".")}
     return {name for name in found if name in modules and name != module}
+
+
+def _packages_of(module: str) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[:end]) for end in range(1, len(parts))]
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Every module of the package -> the package's modules it imports (:func:`_imports`)."""
+    root = pathlib.Path(ladon_tasks.__file__).parent
+    paths = {".".join(("ladon_tasks", *path.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"): path
+             for path in root.rglob("*.py")}
+    return {module: _imports(module, path, set(paths)) for module, path in paths.items()}
 
 
 def test_the_package_has_no_import_cycle():
     """Calls flow one way: no module of the package imports, at its top or inside a
     function, one that imports it back - however many modules lie between."""
-    root = pathlib.Path(ladon_tasks.__file__).parent
-    paths = {".".join(("ladon_tasks", *path.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"): path
-             for path in root.rglob("*.py")}
-    graph = {module: _imports(module, path, set(paths)) for module, path in paths.items()}
+    graph = _import_graph()
     cycles: list[list[str]] = []
     done: set[str] = set()
 
@@ -472,3 +485,13 @@ def test_the_package_has_no_import_cycle():
         visit(module, [])
     assert len(graph) > 50 and graph["ladon_tasks.redis.store"], "the walk found the package's imports"
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(cycle) for cycle in cycles)
+
+
+def test_only_the_redis_backend_knows_its_keys():
+    """The key layout (redis/keys.py) is the Redis backend's own: the contract speaks of
+    jobs by queue, priority and payload, and no module outside redis/ builds a key."""
+    graph = _import_graph()
+    outside = sorted(module for module, imported in graph.items()
+                     if "ladon_tasks.redis.keys" in imported and not module.startswith("ladon_tasks.redis."))
+    assert graph["ladon_tasks.redis.store"] >= {"ladon_tasks.redis.keys"}, "the walk sees who uses the layout"
+    assert not outside, f"modules outside redis/ that know its keys: {outside}"

@@ -48,14 +48,18 @@ class RedisFleet(Fleet):
     def queues(self) -> list[QueueDepth]:
         return queue_depths(*self.depth_figures())
 
-    def depth_figures(self) -> tuple[list[tuple[str, int, int]], dict[str, int]]:
-        """Per stream (``<queue>:<NNN>``, waiting, running), and per queue its delayed
+    def depth_figures(self) -> tuple[list[tuple[str, int, int, int]], dict[str, int]]:
+        """Per stream (queue, priority, waiting, running), and per queue its delayed
         jobs: what :func:`~ladon_tasks.stats.queue_depths` makes the queues of (and a
         sharded deployment adds up first)."""
         with self._errors("reading queue depths"):
             streams, delayed = self._depths(args=[self.prefix])
-        return ([(as_text(member), int(waiting), int(running)) for member, waiting, running in streams],
-                {as_text(name): int(size) for name, size in delayed})
+        figures = []
+        for member, waiting, running in streams:
+            name, _, level = as_text(member).rpartition(":")  # <queue>:<NNN>, as keys.py lists them
+            if name and level.isdigit():
+                figures.append((name, int(level), int(waiting), int(running)))
+        return figures, {as_text(name): int(size) for name, size in delayed}
 
     def register_streams(self, members: list[str]) -> None:
         """``<queue>:<NNN>`` of streams a worker reads, so an idle queue is listed too."""

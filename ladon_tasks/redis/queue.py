@@ -50,7 +50,7 @@ from ladon_tasks.redis import lua
 from ladon_tasks.redis.connection import REDIS_OR_SOCKET_ERRORS, as_store_errors, describe_location
 from ladon_tasks.redis.replies import as_text, entry_order
 from ladon_tasks.redis.keys import GROUP, Keys
-from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, TaskStore
+from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, JobReceipt, TaskStore
 from ladon_tasks.takeover import TakeoverGate
 
 #: Called with the record of a task a reaper found ended (the completion hooks).
@@ -96,6 +96,7 @@ class RedisQueue(JobQueue):
         self.lease_seconds = lease_seconds
         self.levels = sorted({defaults.PRIORITY, *levels}, reverse=True)
         self.streams = [self.stream_for(level) for level in self.levels]
+        self._level_of = dict(zip(self.streams, self.levels, strict=True))
         self.delayed_key = self.keys.delayed(name)
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._groups_ready = False
@@ -126,7 +127,7 @@ class RedisQueue(JobQueue):
     # -- producers -----------------------------------------------------------------
 
     def entry(self, priority: int, payload: str) -> JobEntry:
-        return JobEntry(self.stream_for(priority), payload)
+        return JobEntry(self.name, priority, payload)
 
     def requeue(self, job: Job, claim: Claim | None = None) -> None:
         """Queue a job again as the attempt it carries, if its task still waits; with
@@ -145,26 +146,33 @@ class RedisQueue(JobQueue):
 
     # -- job moves that go with a record change (JobChange) ---------------------------
 
-    @staticmethod
-    def release(claim: Claim) -> JobChange:
+    def receipt(self, claim: Claim) -> JobReceipt:
+        """The read ``claim`` is, as the store's contract names it (the store finds its
+        stream from the queue and the level it was read at)."""
+        return JobReceipt(self.name, self._level_of[claim.stream], claim.entry)
+
+    def read_from(self, claim: Claim) -> bool:
+        """Whether ``claim`` was read from this queue's streams."""
+        return claim.stream in self._level_of
+
+    def release(self, claim: Claim) -> JobChange:
         """The entry is acknowledged with the outcome's write."""
-        return JobChange(release=(claim.stream, claim.entry))
+        return JobChange(release=self.receipt(claim))
 
     def retry_later(self, claim: Claim, delay: float) -> JobChange:
         """The entry is acknowledged and the next attempt waits ``delay`` seconds in the
         delayed set, with the move back to ``queued``."""
+        following = claim.job.next_attempt()
         return JobChange(
-            release=(claim.stream, claim.entry),
-            delay=(self.delayed_key, claim.job.next_attempt().dumps(), time.time() + delay),
+            release=self.receipt(claim),
+            delay=(self.entry(following.priority, following.dumps()), time.time() + delay),
         )
 
     def run_again(self, claim: Claim) -> JobChange:
         """The entry is acknowledged and the next attempt queued, with the move back to
         ``queued`` (a reissue, a hand-back)."""
         following = claim.job.next_attempt()
-        return JobChange(
-            release=(claim.stream, claim.entry), enqueue=self.entry(following.priority, following.dumps())
-        )
+        return JobChange(release=self.receipt(claim), enqueue=self.entry(following.priority, following.dumps()))
 
     # -- workers -------------------------------------------------------------------
 

@@ -165,8 +165,6 @@ class ShardedRedisStore(TaskStore):
                 existing = self._claim_separate_key(key_shard, record)
                 if existing is not None:
                     return existing
-        if job is not None:
-            job = JobEntry(self._rehome(job.stream, home), job.payload)
         try:
             return home.create(record, job, steps)
         except KeyElsewhere as elsewhere:  # the key was set apart for a task of another shard
@@ -189,10 +187,8 @@ class ShardedRedisStore(TaskStore):
 
     def transition(self, task_id: str, target: TaskState, *, attempt: int | None = None, owner: str | None = None,
                    job: JobChange | None = None, where: str | None = None, **changes: Any) -> TaskRecord | None:
-        home = self.shard(task_id)
-        if job is not None:
-            job = self._rehome_change(job, home)
-        return home.transition(task_id, target, attempt=attempt, owner=owner, job=job, where=where, **changes)
+        return self.shard(task_id).transition(task_id, target, attempt=attempt, owner=owner, job=job, where=where,
+                                              **changes)
 
     def report(self, task_id: str, progress: float | None = None, message: str | None = None, *,
                attempt: int | None = None) -> bool:
@@ -325,19 +321,6 @@ class ShardedRedisStore(TaskStore):
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _rehome(self, key: str, home: RedisStore) -> str:
-        """``key`` of any shard, as the same key of ``home`` (a job entry made for the
-        queue before its task's shard was known)."""
-        for shard in self.shards:
-            if key.startswith(shard.prefix):
-                return home.prefix + key[len(shard.prefix):]
-        return key
-
-    def _rehome_change(self, job: JobChange, home: RedisStore) -> JobChange:
-        enqueue = JobEntry(self._rehome(job.enqueue.stream, home), job.enqueue.payload) if job.enqueue else None
-        delay = (self._rehome(job.delay[0], home), job.delay[1], job.delay[2]) if job.delay else None
-        return JobChange(release=job.release, enqueue=enqueue, delay=delay)
-
     def _claim_separate_key(self, key_shard: RedisStore, record: TaskRecord) -> TaskRecord | None:
         """An idempotency key on another shard than its task: set it to this task unless
         it names one still retained, which is returned instead."""
@@ -406,16 +389,16 @@ class ShardedFleet(Fleet):
         self._shards = shards
 
     def queues(self) -> list[QueueDepth]:
-        streams: dict[str, tuple[int, int]] = {}
+        streams: dict[tuple[str, int], tuple[int, int]] = {}
         delayed: dict[str, int] = {}
         for shard in self._shards:
             shard_streams, shard_delayed = shard.depth_figures()
-            for member, waiting, running in shard_streams:
-                before = streams.get(member, (0, 0))
-                streams[member] = (before[0] + waiting, before[1] + running)
+            for name, level, waiting, running in shard_streams:
+                before = streams.get((name, level), (0, 0))
+                streams[(name, level)] = (before[0] + waiting, before[1] + running)
             for name, size in shard_delayed.items():
                 delayed[name] = delayed.get(name, 0) + size
-        return queue_depths(((member, w, r) for member, (w, r) in streams.items()), delayed)
+        return queue_depths(((name, level, w, r) for (name, level), (w, r) in streams.items()), delayed)
 
     def register_streams(self, members: list[str]) -> None:
         for shard in self._shards:

@@ -263,7 +263,7 @@ class RedisStore(TaskStore):
         fields = encode_new(record)
         now = time.monotonic()
         register = now >= self._methods_registered.get(record.method, 0.0)
-        stream, payload = (job.stream, job.payload) if job is not None else ("", "")
+        stream, payload = (self.keys.stream(job.queue, job.priority), job.payload) if job is not None else ("", "")
         self._notifier.follow(record.task_id)  # its finish message may come before the answer
         try:
             with self._errors(f"creating task {record.task_id}"):
@@ -339,7 +339,7 @@ class RedisStore(TaskStore):
     ) -> TaskRecord | None:
         target = TaskState(target)
         encoded = encode_changes(changes)
-        ops = job_ops(job)
+        ops = job_ops(job, self.keys)
         with self._progress.pending_for(task_id) as pending, \
                 self._errors(f"moving task {task_id} to {target.value}"):
             flat = self._transition(
