@@ -495,3 +495,14 @@ def test_only_the_redis_backend_knows_its_keys():
                      if "ladon_tasks.redis.keys" in imported and not module.startswith("ladon_tasks.redis."))
     assert graph["ladon_tasks.redis.store"] >= {"ladon_tasks.redis.keys"}, "the walk sees who uses the layout"
     assert not outside, f"modules outside redis/ that know its keys: {outside}"
+
+
+def test_the_package_opens_redis_stores_through_the_backends_front_door():
+    """Outside redis/, a Redis store is opened through ``ladon_tasks.redis`` (open_store
+    and the bounds it takes), never by reaching for the modules behind it."""
+    behind = {"ladon_tasks.redis.opening", "ladon_tasks.redis.store", "ladon_tasks.redis.sharded"}
+    graph = _import_graph()
+    reaching = sorted(module for module, imported in graph.items()
+                      if imported & behind and not module.startswith("ladon_tasks.redis"))
+    assert "ladon_tasks.redis" in graph["ladon_tasks.deployment"], "the walk sees who opens stores"
+    assert not reaching, f"modules opening Redis stores behind the front door: {reaching}"
