@@ -141,7 +141,7 @@ class Feeder:
 
     def __init__(self, url: str) -> None:
         from ladon_tasks import codec
-        from ladon_tasks.redis.sharded import open_store
+        from ladon_tasks.redis import open_store
         from ladon_tasks.runtime import TaskRuntime
 
         if str(SERVICES_DIR) not in sys.path:

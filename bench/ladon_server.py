@@ -43,7 +43,7 @@ def serve(port: int, directory: str, modules: list[str], ladon_tasks: bool, redi
 
         settings: dict[str, Any] = {}
         if redis_url:
-            from ladon_tasks.redis.sharded import open_store
+            from ladon_tasks.redis import open_store
 
             settings["store"] = open_store(redis_url)
         application: Any = make_application(modules, path_list=[directory], **settings)

@@ -95,10 +95,16 @@ def _split_monitor_args(text: str) -> list[str]:
 
 
 def _script_names() -> dict[str, str]:
-    """SHA1 of each Lua script of the Redis backend -> a readable name."""
-    from ladon_tasks.redis import scripts
+    """SHA1 of each Lua script of the Redis backend -> a readable name (``common`` is
+    shared, not a script of its own)."""
+    from importlib import resources
 
-    return {hashlib.sha1(scripts.source(name).encode()).hexdigest(): name for name in scripts.names()}
+    from ladon_tasks.redis import lua
+
+    folder = resources.files("ladon_tasks.redis") / "scripts"
+    names = [entry.name[:-4] for entry in folder.iterdir()
+             if entry.name.endswith(".lua") and entry.name != "common.lua"]
+    return {hashlib.sha1(lua.source(name).encode()).hexdigest(): name for name in names}
 
 
 def _step(command: Command, scripts: dict[str, str], finished: bool) -> str:

@@ -111,8 +111,7 @@ def make_store(settings: Mapping[str, str]) -> TaskStore | None:
 
         return MemoryStore(max_queued=max_queued or defaults.MAX_QUEUED_TASKS,
                            max_bytes=max_bytes or defaults.MEMORY_STORE_MAX_BYTES)
-    from ladon_tasks.redis.sharded import open_store, store_from_environment
-    from ladon_tasks.redis.store import MAX_QUEUED_BYTES_LIMIT, MAX_QUEUED_LIMIT
+    from ladon_tasks.redis import MAX_QUEUED_BYTES_LIMIT, MAX_QUEUED_LIMIT, open_store, store_from_environment
 
     whole_number(settings, "LADON_TASKS_MAX_QUEUED_TASKS", most=MAX_QUEUED_LIMIT)
     max_queued_bytes = whole_number(settings, "LADON_TASKS_MAX_QUEUED_BYTES", most=MAX_QUEUED_BYTES_LIMIT)

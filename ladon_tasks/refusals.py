@@ -40,13 +40,13 @@ def not_unicode(spec: TaskSpec, encoded_args: list[Any]) -> faults.InvalidArgume
     return faults.InvalidArgument(f"{spec.name}: the arguments hold text that is not valid Unicode")
 
 
-#: The faults :func:`store_errors` raises: the store refused or failed, nothing was
+#: The faults :func:`as_faults` raises: the store refused or failed, nothing was
 #: handed to an executor.
 STORE_FAULTS = (faults.StoreUnavailable, faults.ServerBusy, faults.CorruptTask)
 
 
-class _StoreErrors:
-    """The context manager :func:`store_errors` hands out: a class rather than a
+class _AsFaults:
+    """The context manager :func:`as_faults` hands out: a class rather than a
     generator, since it wraps every read a ``_progress`` call makes and a generator-based
     one costs several times as much to enter and leave."""
 
@@ -62,10 +62,12 @@ class _StoreErrors:
             raise faults.StoreUnavailable(f"task state is not reachable: {exc}") from None
 
 
-_STORE_ERRORS = _StoreErrors()
+_AS_FAULTS = _AsFaults()
 
 
-def store_errors() -> _StoreErrors:
-    """Store exceptions as the faults a client sees: a full store is ``ServerBusy`` (back
-    off), one damaged record ``CorruptTask``, anything else ``StoreUnavailable``."""
-    return _STORE_ERRORS
+def as_faults() -> _AsFaults:
+    """Store exceptions as the faults a client sees (the way up: store to wire; the Redis
+    backend's :func:`~ladon_tasks.redis.connection.as_store_errors` goes the way before
+    it, Redis to store): a full store is ``ServerBusy`` (back off), one damaged record
+    ``CorruptTask``, anything else ``StoreUnavailable``."""
+    return _AS_FAULTS

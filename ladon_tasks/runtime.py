@@ -104,7 +104,7 @@ class TaskRuntime:
         with self._lock:
             store = self._method_stores.get(url)
             if store is None:
-                from ladon_tasks.redis.sharded import open_store
+                from ladon_tasks.redis import open_store
 
                 store = self._method_stores[url] = open_store(url)
             return store
@@ -353,7 +353,7 @@ class TaskRuntime:
         record = _rerun_record(spec, store, old, restart)
         carried: list[StepRecord] = []
         if not restart and old.step:  # a record without `step` never had steps: nothing to read
-            with refusals.store_errors():
+            with refusals.as_faults():
                 carried = carried_over(found_in.load_steps(old.task_id).values(), old.task_id)
         job = _job_for(spec, record, record.args, {"LADON_METHOD_NAME": old.method})
         stored = self._launch(spec, store, record, job, carried)
@@ -374,7 +374,7 @@ class TaskRuntime:
             raise faults.ExecutorUnavailable(f"task not started: {spec.name} has a concurrency_key, which "
                                              f"{type(store).__name__} cannot keep (Redis Cluster)")
         if job.slot_limit and spec.options.on_limit == "refuse":
-            with refusals.store_errors():  # the place is taken before the record exists, for its first attempt
+            with refusals.as_faults():  # the place is taken before the record exists, for its first attempt
                 taken = store.take_slot(job.slot_key, job.slot_limit, record.task_id, attempt=1)
             if not taken:
                 raise faults.ConcurrencyLimit(
@@ -382,12 +382,12 @@ class TaskRuntime:
                     "or running already; start it again once one has finished"
                 )
         try:
-            with refusals.store_errors():  # nothing recorded
+            with refusals.as_faults():  # nothing recorded
                 return executor.start(record, job, steps)  # a known idempotency key: that task
         except refusals.STORE_FAULTS:
             raise
         except Exception as exc:  # recorded, but not handed over
-            with refusals.store_errors():
+            with refusals.as_faults():
                 store.transition(
                     record.task_id, TaskState.FAILED, error_type="ExecutorUnavailable",
                     error_message=str(exc), finished_at=time.time(),
@@ -403,7 +403,7 @@ class TaskRuntime:
     def _read(store: TaskStore, task_id: Any, caller: str | None = None) -> TaskRecord:
         """:meth:`record`, from the store the call picked."""
         refusals.check_task_id(task_id)
-        with refusals.store_errors():
+        with refusals.as_faults():
             record = store.get(task_id)
         if record is None or not principals.may_see(record, caller):
             raise refusals.unknown_task(task_id)
@@ -446,7 +446,7 @@ class TaskRuntime:
         ``caller``: as for :meth:`record` - another caller's task is not touched."""
         store = self.store_for(spec)
         before = self._read(store, task_id, caller)
-        with refusals.store_errors():
+        with refusals.as_faults():
             record = store.request_cancel(task_id)
             if record is not None and record.state is TaskState.RUNNING:
                 cancelled = store.transition(
@@ -479,7 +479,7 @@ class TaskRuntime:
                 ) from None
         if not 1 <= limit <= 500 or offset < 0:
             raise faults.InvalidArgument("limit must be 1..500 and offset >= 0")
-        with refusals.store_errors():
+        with refusals.as_faults():
             return self.store_for(spec).list_tasks(states=states, method=method, limit=limit, offset=offset,
                                                    principal=caller)
 
@@ -508,7 +508,7 @@ class TaskRuntime:
                 return first, 0.0 if first.finished else self.poll_after(first)
         held = timeout > 0 and self.waits.enter()
         try:
-            with refusals.store_errors():
+            with refusals.as_faults():
                 record = store.wait(task_id, timeout) if held else store.get(task_id)  # wait reads it first
         finally:
             if held:

@@ -187,14 +187,12 @@ class QueueDepth:
         }
 
 
-def queue_depths(streams: Iterable[tuple[str, int, int]], delayed: Mapping[str, int]) -> list[QueueDepth]:
-    """Queues from their streams' figures (``<queue>:<NNN>``, waiting, running) and their
-    delayed sets' sizes, by name."""
+def queue_depths(levels_found: Iterable[tuple[str, int, int, int]], delayed: Mapping[str, int]) -> list[QueueDepth]:
+    """Queues from the figures of their priority levels (queue, priority, waiting,
+    running) and the jobs each holds back (delayed), by name."""
     levels: dict[str, dict[int, tuple[int, int]]] = {name: {} for name in delayed}
-    for member, waiting, running in streams:
-        name, _, level = member.rpartition(":")
-        if name and level.isdigit():
-            levels.setdefault(name, {})[int(level)] = (int(waiting), int(running))
+    for name, level, waiting, running in levels_found:
+        levels.setdefault(name, {})[int(level)] = (int(waiting), int(running))
     return [
         QueueDepth(name, sum(w for w, _ in by_level.values()), int(delayed.get(name, 0)),
                    sum(r for _, r in by_level.values()), by_level)

@@ -31,7 +31,7 @@ from ladon_tasks.redis.cluster import (
     shard_prefixes,
     shard_tags,
 )
-from ladon_tasks.redis.sharded import ShardedRedisStore, open_store
+from ladon_tasks.redis import ShardedRedisStore, open_store
 from ladon_tasks.redis.store import RedisStore
 from ladon_tasks.spec import MethodRef
 from ladon_tasks.stats import WorkerInfo
@@ -198,6 +198,41 @@ def test_owner_leases_workers_and_queue_depths_merge_over_shards(store: ShardedR
     assert len(claims) == 1 and fleet.queues()[0].running == 1
     workers, _ = fleet.workers()
     assert [worker.worker_id for worker in workers] == ["w-1"]
+
+
+def test_a_jobs_moves_stay_on_its_tasks_shard(store: ShardedRedisStore) -> None:
+    """A job is named by its queue and priority, and the store puts it, and every move of
+    it, on its task's shard: queued, handed back, retried and moved back when due, then
+    released with the outcome - each read again from that shard alone."""
+    queue = store.queue("moves", levels=[7])
+    record = new_record(method="moved", max_attempts=2)
+    home = shard_of(record.task_id, len(store.shards))
+    job = Job(task_id=record.task_id, ref=MethodRef("cluster_service", "ClusterService", "moved"), args=[],
+              queue="moves", priority=7)
+    store.create(record, job=queue.entry(job.priority, job.dumps()))
+
+    def read() -> list:
+        claims = queue.claim(0)
+        assert all(queue.shards[home].read_from(claim) for claim in claims)
+        return claims
+
+    first = read()
+    assert [claim.job.task_id for claim in first] == [record.task_id]
+    queue.requeue(first[0].job, first[0])  # handed back, as the same attempt
+    handed = read()
+    assert len(handed) == 1 and handed[0].entry != first[0].entry and handed[0].job.attempt == 1
+    running = store.transition(record.task_id, TaskState.RUNNING)
+    assert running is not None
+    retried = store.transition(record.task_id, TaskState.QUEUED, attempt=running.attempts,
+                               job=queue.retry_later(handed[0], 0.0), error_type="Flaky", error_message="again")
+    assert retried is not None and queue.move_due() == 1
+    second = read()
+    assert len(second) == 1 and second[0].job.attempt == 2
+    running = store.transition(record.task_id, TaskState.RUNNING)
+    assert running is not None
+    assert store.transition(record.task_id, TaskState.SUCCEEDED, attempt=running.attempts,
+                            job=queue.release(second[0]), finished_at=time.time()) is not None
+    assert read() == [] and queue.shards[home].claimable() is False
 
 
 def test_an_idle_worker_hears_of_a_job_on_any_shard_at_once(store: ShardedRedisStore,

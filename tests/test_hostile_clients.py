@@ -19,7 +19,7 @@ import pytest
 import redis
 import requests
 
-from ladon_tasks.redis.sharded import open_store
+from ladon_tasks.redis import open_store
 from support.browser import launch_chromium
 from support.jsonwsp import JsonWsp, WireFault
 from support.redis_server import RedisServer, start_redis

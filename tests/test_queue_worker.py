@@ -276,7 +276,7 @@ def test_events_command_follows_the_lifecycle(web, workers, redis_server):
     probe = queue_probe(web[0])
     task_id = probe("queuedEcho", text="watched")["task_id"]
     assert probe("queuedEcho_wait", task_id=task_id, seconds=20)["state"] == "succeeded"
-    from ladon_tasks.redis.sharded import open_store
+    from ladon_tasks.redis import open_store
 
     store = open_store(redis_server.url)
     try:

@@ -36,7 +36,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def tick_tasks(redis_url: str) -> dict[float, list[str]]:
     """The schedule's tasks in the store, by the tick their idempotency key names."""
-    from ladon_tasks.redis.sharded import open_store
+    from ladon_tasks.redis import open_store
 
     store = open_store(redis_url)
     try:
@@ -118,7 +118,7 @@ def test_operators_pause_resume_and_run_a_schedule_now(tmp_path_factory, output_
         assert out.returncode == 0, out.stderr
 
         def run_now_tasks() -> list[str]:
-            from ladon_tasks.redis.sharded import open_store
+            from ladon_tasks.redis import open_store
 
             store = open_store(redis_server.url)
             try:

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from ladon_tasks.redis.sharded import open_store
+from ladon_tasks.redis import open_store
 from support.jsonwsp import JsonWsp
 from support.redis_server import RedisServer
 from support.servers import FIXTURE_SERVICES, RunningServer, start_server, wait_until

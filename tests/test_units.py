@@ -7,12 +7,15 @@ show which piece broke when one does, in a second.
 
 from __future__ import annotations
 
+import ast
+import pathlib
 import threading
 import time
 from typing import Any
 
 import pytest
 
+import ladon_tasks
 from ladon_tasks.executors.base import Outcome
 from ladon_tasks.executors.local import LocalSource
 from ladon_tasks.executors.settle import settle
@@ -556,3 +559,97 @@ def test_after_redis_was_away_waiters_read_again_and_kept_records_are_dropped(fi
     record = waiter.result(within=2 * DEADLINE)  # once subscribed again, far sooner than NO_RECHECK
     assert record is not None and record.state is TaskState.SUCCEEDED
     assert notifier.cached(kept) is None
+
+
+# -- the import graph ------------------------------------------------------------------------
+
+
+def _imports(module: str, path: pathlib.Path, modules: set[str]) -> set[str]:
+    """The package's modules ``module`` imports when it runs: at its top and inside its
+    functions, not under ``if TYPE_CHECKING`` (never run). ``from a import b`` is module
+    ``a.b`` when there is one, else ``a``; and a package's ``__init__`` is run by an
+    import of any of its modules from outside it."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {id(node) for branch in ast.walk(tree)
+                   if isinstance(branch, ast.If) and "TYPE_CHECKING" in ast.unparse(branch.test)
+                   for statement in branch.body for node in ast.walk(statement)}
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                name = alias.name
+                while name and name not in modules:
+                    name = name.rpartition(".")[0]
+                found.add(name)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package
+                for _ in range(node.level - 1):
+                    anchor = anchor.rpartition(".")[0]
+                base = f"{anchor}.{base}" if base else anchor
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+    # importing a.b.c from outside package a.b runs a/b/__init__.py (and a's) first
+    found |= {package for name in found for package in _packages_of(name) if not module.startswith(package + ".")}
+    return {name for name in found if name in modules and name != module}
+
+
+def _packages_of(module: str) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[:end]) for end in range(1, len(parts))]
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Every module of the package -> the package's modules it imports (:func:`_imports`)."""
+    root = pathlib.Path(ladon_tasks.__file__).parent
+    paths = {".".join(("ladon_tasks", *path.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"): path
+             for path in root.rglob("*.py")}
+    return {module: _imports(module, path, set(paths)) for module, path in paths.items()}
+
+
+def test_the_package_has_no_import_cycle():
+    """Calls flow one way: no module of the package imports, at its top or inside a
+    function, one that imports it back - however many modules lie between."""
+    graph = _import_graph()
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(module: str, trail: list[str]) -> None:
+        if module in trail:
+            cycles.append(trail[trail.index(module):] + [module])
+            return
+        if module in done:
+            return
+        for imported in sorted(graph[module]):
+            visit(imported, trail + [module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert len(graph) > 50 and graph["ladon_tasks.redis.store"], "the walk found the package's imports"
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(cycle) for cycle in cycles)
+
+
+def test_only_the_redis_backend_knows_its_keys():
+    """The key layout (redis/keys.py) is the Redis backend's own: the contract speaks of
+    jobs by queue, priority and payload, and no module outside redis/ builds a key."""
+    graph = _import_graph()
+    outside = sorted(module for module, imported in graph.items()
+                     if "ladon_tasks.redis.keys" in imported and not module.startswith("ladon_tasks.redis."))
+    assert graph["ladon_tasks.redis.store"] >= {"ladon_tasks.redis.keys"}, "the walk sees who uses the layout"
+    assert not outside, f"modules outside redis/ that know its keys: {outside}"
+
+
+def test_the_package_opens_redis_stores_through_the_backends_front_door():
+    """Outside redis/, a Redis store is opened through ``ladon_tasks.redis`` (open_store
+    and the bounds it takes), never by reaching for the modules behind it."""
+    behind = {"ladon_tasks.redis.opening", "ladon_tasks.redis.store", "ladon_tasks.redis.sharded"}
+    graph = _import_graph()
+    reaching = sorted(module for module, imported in graph.items()
+                      if imported & behind and not module.startswith("ladon_tasks.redis"))
+    assert "ladon_tasks.redis" in graph["ladon_tasks.deployment"], "the walk sees who opens stores"
+    assert not reaching, f"modules opening Redis stores behind the front door: {reaching}"

@@ -41,6 +41,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from ladon_tasks import defaults
 from ladon_tasks.model import TASK_ID_BYTES
 from ladon_tasks.redis.keys import idempotency_text
+from ladon_tasks.redis.replies import as_text
 from ladon_tasks.redis.urls import HostListURL, describe_hosts, naming
 
 #: The scheme of a cluster URL.
@@ -110,8 +111,6 @@ class StreamAwareCluster(RedisCluster):
     stream. Their keys are the first half of what follows ``STREAMS``."""
 
     def _get_command_keys(self, *args: Any) -> Any:
-        from ladon_tasks.redis.connection import as_text  # (connection.py imports this module)
-
         name = as_text(args[0]).upper() if args else ""
         if name in ("XREAD", "XREADGROUP"):
             words = [as_text(arg).upper() if isinstance(arg, (str, bytes)) else "" for arg in args]

@@ -2,7 +2,7 @@
 
 One connection pool per store; every part of the backend (store, queues, notifier)
 shares it. Replies are decoded to text and use RESP2, which the scripts' answers and
-:func:`as_text` expect.
+:func:`~ladon_tasks.redis.replies.as_text` expect.
 
 A URL is ``redis://``, ``rediss://`` or ``unix://`` for one server, or
 ``redis+sentinel://`` for a primary that Redis Sentinel watches
@@ -36,16 +36,21 @@ from ladon_tasks.stores.base import StoreError
 #: no ``RedisError``.
 REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
 
+#: What :func:`as_store_errors` turns into a ``StoreError``: those, and a socket's own
+#: error should one pass redis-py.
+REDIS_OR_SOCKET_ERRORS: tuple[type[Exception], ...] = REDIS_ERRORS + (OSError,)
+
 
 
 @contextlib.contextmanager
-def store_errors(location: str, action: str, unreachable: Callable[[], None] = lambda: None) -> Iterator[None]:
-    """redis-py's errors as the :class:`StoreError` of the store contract, naming where
+def as_store_errors(location: str, action: str, unreachable: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """redis-py's errors as the :class:`StoreError` of the store contract (Redis to store;
+    :func:`ladon_tasks.refusals.as_faults` turns those into faults in turn), naming where
     Redis is and what failed; ``unreachable`` runs first when Redis (or every node of a
     cluster) could not be reached, which may have lost what it had."""
     try:
         yield
-    except REDIS_ERRORS as exc:
+    except REDIS_OR_SOCKET_ERRORS as exc:
         if isinstance(exc, (redis.ConnectionError, RedisClusterException)):
             unreachable()
         raise StoreError(f"Redis at {location}: {action} failed: {type(exc).__name__}: {exc}") from exc
@@ -141,8 +146,3 @@ def describe_location(client: redis.Redis | RedisCluster) -> str:
     if kwargs.get("path"):
         return f"unix:{kwargs['path']} db {kwargs.get('db', 0)}"
     return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)} db {kwargs.get('db', 0)}"
-
-
-def as_text(value: Any) -> str:
-    """A Redis reply as text, whether the connection decodes replies or not."""
-    return value.decode() if isinstance(value, bytes) else str(value)

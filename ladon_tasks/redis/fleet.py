@@ -19,8 +19,8 @@ import json
 import logging
 from typing import Any, Callable, ContextManager
 
-from ladon_tasks.redis import scripts
-from ladon_tasks.redis.connection import as_text
+from ladon_tasks.redis import lua
+from ladon_tasks.redis.replies import as_text
 from ladon_tasks.redis.keys import Keys
 from ladon_tasks.stats import QueueDepth, WebProcess, WorkerInfo, queue_depths
 from ladon_tasks.stores.base import Fleet
@@ -40,22 +40,26 @@ class RedisFleet(Fleet):
         self.prefix = prefix
         self.keys = Keys(prefix)
         self._errors = errors
-        self._depths = scripts.register(client, "depths", prefix)
-        self._beat = scripts.register(client, "worker_beat", prefix)
-        self._workers = scripts.register(client, "workers", prefix)
+        self._depths = lua.register(client, "depths", prefix)
+        self._beat = lua.register(client, "worker_beat", prefix)
+        self._workers = lua.register(client, "workers", prefix)
         self._logged: set[str] = set()
 
     def queues(self) -> list[QueueDepth]:
         return queue_depths(*self.depth_figures())
 
-    def depth_figures(self) -> tuple[list[tuple[str, int, int]], dict[str, int]]:
-        """Per stream (``<queue>:<NNN>``, waiting, running), and per queue its delayed
+    def depth_figures(self) -> tuple[list[tuple[str, int, int, int]], dict[str, int]]:
+        """Per stream (queue, priority, waiting, running), and per queue its delayed
         jobs: what :func:`~ladon_tasks.stats.queue_depths` makes the queues of (and a
         sharded deployment adds up first)."""
         with self._errors("reading queue depths"):
             streams, delayed = self._depths(args=[self.prefix])
-        return ([(as_text(member), int(waiting), int(running)) for member, waiting, running in streams],
-                {as_text(name): int(size) for name, size in delayed})
+        figures = []
+        for member, waiting, running in streams:
+            name, _, level = as_text(member).rpartition(":")  # <queue>:<NNN>, as keys.py lists them
+            if name and level.isdigit():
+                figures.append((name, int(level), int(waiting), int(running)))
+        return figures, {as_text(name): int(size) for name, size in delayed}
 
     def register_streams(self, members: list[str]) -> None:
         """``<queue>:<NNN>`` of streams a worker reads, so an idle queue is listed too."""

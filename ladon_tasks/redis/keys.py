@@ -3,7 +3,7 @@
 Every key starts with a deployment's prefix (``ladon-tasks:`` by default), so several
 deployments can share one database. Python code asks :class:`Keys` for a key; Lua
 scripts build keys of ids they only learn inside Redis (a task of a listing, the owner
-of a record) from the same table, which :mod:`ladon_tasks.redis.scripts` hands them in
+of a record) from the same table, which :mod:`ladon_tasks.redis.lua` hands them in
 each script's header (``KEY.task``, ``KEY.method_index``...): the layout is written here
 and nowhere else.
 

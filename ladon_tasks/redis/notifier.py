@@ -36,7 +36,8 @@ from redis.cluster import RedisCluster
 
 from ladon_tasks import defaults
 from ladon_tasks.model import TaskRecord
-from ladon_tasks.redis.connection import REDIS_ERRORS, as_text
+from ladon_tasks.redis.connection import REDIS_ERRORS
+from ladon_tasks.redis.replies import as_text
 
 log = logging.getLogger(__name__)
 

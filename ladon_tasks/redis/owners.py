@@ -13,8 +13,8 @@ import time
 from typing import Any, Callable, ContextManager
 
 from ladon_tasks.model import TaskRecord
-from ladon_tasks.redis import scripts
-from ladon_tasks.redis.connection import as_text
+from ladon_tasks.redis import lua
+from ladon_tasks.redis.replies import as_text
 from ladon_tasks.redis.keys import Keys
 from ladon_tasks.stores.base import Ownership
 
@@ -30,10 +30,10 @@ class RedisOwnership(Ownership):
         self._keys = Keys(prefix)
         self._errors = errors
         self._decode = decode
-        self._renew = scripts.register(client, "owner_renew", prefix)
-        self._expired = scripts.register(client, "owner_expired", prefix)
-        self._adopt = scripts.register(client, "owner_adopt", prefix)
-        self._release = scripts.register(client, "owner_release", prefix)
+        self._renew = lua.register(client, "owner_renew", prefix)
+        self._expired = lua.register(client, "owner_expired", prefix)
+        self._adopt = lua.register(client, "owner_adopt", prefix)
+        self._release = lua.register(client, "owner_release", prefix)
 
     def renew(self, owner: str, lease: float) -> None:
         with self._errors(f"renewing the lease of {owner}"):

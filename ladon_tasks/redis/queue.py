@@ -40,16 +40,17 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Sequence
 
 from ladon_tasks import codec, crashpoints, defaults
 from ladon_tasks.jobs import Job
 from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState
-from ladon_tasks.redis import scripts
-from ladon_tasks.redis.connection import REDIS_ERRORS, as_text
+from ladon_tasks.redis import lua
+from ladon_tasks.redis.connection import REDIS_OR_SOCKET_ERRORS, as_store_errors, describe_location
+from ladon_tasks.redis.replies import as_text, entry_order
 from ladon_tasks.redis.keys import GROUP, Keys
-from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, StoreError, TaskStore
+from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, JobReceipt, TaskStore
 from ladon_tasks.takeover import TakeoverGate
 
 #: Called with the record of a task a reaper found ended (the completion hooks).
@@ -86,47 +87,53 @@ class RedisQueue(JobQueue):
     ) -> None:
         import redis
 
-        self._redis_errors: tuple[type[Exception], ...] = REDIS_ERRORS + (OSError,)
         self._response_error = redis.exceptions.ResponseError
         self.client = client
+        self.location = describe_location(client)
         self.prefix = prefix
         self.keys = Keys(prefix)
         self.name = name
         self.lease_seconds = lease_seconds
         self.levels = sorted({defaults.PRIORITY, *levels}, reverse=True)
         self.streams = [self.stream_for(level) for level in self.levels]
+        self._level_of = dict(zip(self.streams, self.levels, strict=True))
         self.delayed_key = self.keys.delayed(name)
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._groups_ready = False
         self._groups_lock = threading.Lock()
-        self._move_due = scripts.register(client, "move_due")
-        self._requeue = scripts.register(client, "requeue")
+        self._move_due = lua.register(client, "move_due", prefix)
+        self._requeue = lua.register(client, "requeue", prefix)
 
     def stream_for(self, priority: int) -> str:
         return self.keys.stream(self.name, priority)
 
+    def _errors(self, what: str) -> ContextManager[None]:
+        """redis-py's errors as ``StoreError``, naming where Redis is, the queue and ``what``."""
+        return as_store_errors(self.location, f"queue {self.name!r}: {what}")
+
     def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with self._errors(what):
             return function(*args, **kwargs)
-        except self._redis_errors as exc:
-            raise StoreError(f"queue {self.name!r}: {what} failed: {exc}") from exc
+
+    def _ask(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`_call`, but ``None`` when Redis refuses the command: a stream or a
+        consumer group that does not exist yet, where nothing waits."""
+        with self._errors(what):
+            try:
+                return function(*args, **kwargs)
+            except self._response_error:
+                return None
 
     # -- producers -----------------------------------------------------------------
 
     def entry(self, priority: int, payload: str) -> JobEntry:
-        return JobEntry(self.stream_for(priority), payload)
+        return JobEntry(self.name, priority, payload)
 
     def requeue(self, job: Job, claim: Claim | None = None) -> None:
         """Queue a job again as the attempt it carries, if its task still waits; with
         ``claim``, the entry it was read from is acknowledged in the same step."""
-        old_stream, old_entry = (
-            (claim.stream, claim.entry) if claim is not None else (self.stream_for(job.priority), "")
-        )
-        self._call(
-            "requeue", self._requeue,
-            keys=[self.stream_for(job.priority), self.keys.task(job.task_id), old_stream],
-            args=[self.prefix, job.dumps(), old_entry],
-        )
+        old_stream, old_entry = (claim.stream, claim.entry) if claim is not None else ("", "")
+        self._call("requeue", self._requeue, args=[self.prefix, self.name, job.dumps(), old_stream, old_entry])
 
     def requeue_later(self, claim: Claim, delay: float) -> None:
         """The job read waits ``delay`` seconds in the delayed set as the attempt it
@@ -139,26 +146,33 @@ class RedisQueue(JobQueue):
 
     # -- job moves that go with a record change (JobChange) ---------------------------
 
-    @staticmethod
-    def release(claim: Claim) -> JobChange:
+    def receipt(self, claim: Claim) -> JobReceipt:
+        """The read ``claim`` is, as the store's contract names it (the store finds its
+        stream from the queue and the level it was read at)."""
+        return JobReceipt(self.name, self._level_of[claim.stream], claim.entry)
+
+    def read_from(self, claim: Claim) -> bool:
+        """Whether ``claim`` was read from this queue's streams."""
+        return claim.stream in self._level_of
+
+    def release(self, claim: Claim) -> JobChange:
         """The entry is acknowledged with the outcome's write."""
-        return JobChange(release=(claim.stream, claim.entry))
+        return JobChange(release=self.receipt(claim))
 
     def retry_later(self, claim: Claim, delay: float) -> JobChange:
         """The entry is acknowledged and the next attempt waits ``delay`` seconds in the
         delayed set, with the move back to ``queued``."""
+        following = claim.job.next_attempt()
         return JobChange(
-            release=(claim.stream, claim.entry),
-            delay=(self.delayed_key, claim.job.next_attempt().dumps(), time.time() + delay),
+            release=self.receipt(claim),
+            delay=(self.entry(following.priority, following.dumps()), time.time() + delay),
         )
 
     def run_again(self, claim: Claim) -> JobChange:
         """The entry is acknowledged and the next attempt queued, with the move back to
         ``queued`` (a reissue, a hand-back)."""
         following = claim.job.next_attempt()
-        return JobChange(
-            release=(claim.stream, claim.entry), enqueue=self.entry(following.priority, following.dumps())
-        )
+        return JobChange(release=self.receipt(claim), enqueue=self.entry(following.priority, following.dumps()))
 
     # -- workers -------------------------------------------------------------------
 
@@ -169,11 +183,12 @@ class RedisQueue(JobQueue):
             return  # every claim passes here: no lock once the groups exist
         with self._groups_lock:
             for stream in self.streams:
-                try:
-                    self.client.xgroup_create(stream, GROUP, id="0", mkstream=True)
-                except self._redis_errors as exc:
-                    if not (isinstance(exc, self._response_error) and "BUSYGROUP" in str(exc)):
-                        raise StoreError(f"queue {self.name!r}: creating the consumer group failed: {exc}") from exc
+                with self._errors("creating the consumer group"):
+                    try:
+                        self.client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+                    except self._response_error as exc:
+                        if "BUSYGROUP" not in str(exc):
+                            raise
             # listed among the queues (fleet.py) even before its first job
             self._call("register", self.client.sadd, self.keys.queues,
                        *(f"{self.name}:{int(level):03d}" for level in self.levels))
@@ -213,15 +228,14 @@ class RedisQueue(JobQueue):
         return self._read({stream: ">" for stream in self.streams}, max(1, int(block * 1000)))
 
     def _read(self, streams: dict[str, str], block_ms: int | None) -> list[Claim]:
-        try:
-            answer = self.client.xreadgroup(GROUP, self.consumer, streams, count=1, block=block_ms)
-        except self._response_error as exc:
-            if "NOGROUP" in str(exc):  # Redis lost its data (restart without AOF)
-                self.ensure_groups(force=True)
+        with self._errors("claim"):
+            try:
+                answer = self.client.xreadgroup(GROUP, self.consumer, streams, count=1, block=block_ms)
+            except self._response_error as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                self.ensure_groups(force=True)  # Redis lost its data (restart without AOF)
                 return []
-            raise StoreError(f"queue {self.name!r}: claim failed: {exc}") from exc
-        except self._redis_errors as exc:
-            raise StoreError(f"queue {self.name!r}: claim failed: {exc}") from exc
         claims: list[Claim] = []
         for stream, entries in answer or []:
             for entry, fields in entries:
@@ -241,13 +255,8 @@ class RedisQueue(JobQueue):
     def claimable(self) -> bool:
         """Whether any level holds a job no worker has read yet (for burst workers)."""
         for stream in self.streams:
-            try:
-                groups = self.client.xinfo_groups(stream)
-            except self._response_error:
-                continue  # no stream or group yet: nothing waits there
-            except self._redis_errors as exc:
-                raise StoreError(f"queue {self.name!r}: looking for waiting jobs failed: {exc}") from exc
-            for group in groups:
+            groups = self._ask("looking for waiting jobs", self.client.xinfo_groups, stream)
+            for group in groups or []:
                 if as_text(group["name"]) != GROUP:
                     continue
                 lag = group.get("lag")
@@ -278,7 +287,7 @@ class RedisQueue(JobQueue):
             try:
                 if not self.client.xpending_range(stream, GROUP, "-", "+", 1, consumername=self.consumer):
                     self.client.xgroup_delconsumer(stream, GROUP, self.consumer)
-            except self._redis_errors:
+            except REDIS_OR_SOCKET_ERRORS:
                 pass
 
     # -- housekeeping ----------------------------------------------------------------
@@ -288,8 +297,7 @@ class RedisQueue(JobQueue):
         returns how many due jobs were looked at. Judges no lease, so it runs on every
         housekeeping pass, the takeover gate closed or not: a delayed start is not held
         back by a restart of Redis or of the worker."""
-        return int(self._call("move due jobs", self._move_due, keys=[self.delayed_key],
-                              args=[self.prefix, self.name, repr(time.time())]) or 0)
+        return int(self._call("move due jobs", self._move_due, args=[self.prefix, self.name, repr(time.time())]) or 0)
 
     def reap(self, store: TaskStore, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
              gate: TakeoverGate | None = None, on_end: OnEnd | None = None) -> int:
@@ -304,12 +312,8 @@ class RedisQueue(JobQueue):
             ticket = gate.ticket() if gate is not None else None
             if gate is not None and ticket is None:
                 break
-            try:
-                expired = self.client.xpending_range(stream, GROUP, "-", "+", defaults.REAP_BATCH, idle=lease_ms)
-            except self._response_error:
-                continue  # no group yet
-            except self._redis_errors as exc:
-                raise StoreError(f"queue {self.name!r}: reap failed: {exc}") from exc
+            expired = self._ask("reap", self.client.xpending_range, stream, GROUP, "-", "+", defaults.REAP_BATCH,
+                                idle=lease_ms)
             if not expired or (gate is not None and ticket is not None and not gate.valid(ticket)):
                 continue
             ids = [as_text(item["message_id"]) for item in expired]
@@ -399,13 +403,10 @@ class RedisQueue(JobQueue):
         """Drop acknowledged entries: everything older than the oldest entry that is
         pending or not yet delivered."""
         for stream in self.streams:
-            try:
-                groups = self.client.xinfo_groups(stream)
-                summary = self.client.xpending(stream, GROUP)
-            except self._response_error:
+            groups = self._ask("trim", self.client.xinfo_groups, stream)
+            summary = self._ask("trim", self.client.xpending, stream, GROUP) if groups is not None else None
+            if groups is None or summary is None:
                 continue
-            except self._redis_errors as exc:
-                raise StoreError(f"queue {self.name!r}: trim failed: {exc}") from exc
             delivered = next((as_text(g["last-delivered-id"]) for g in groups if as_text(g["name"]) == GROUP), None)
             if delivered is None:
                 continue
@@ -413,14 +414,9 @@ class RedisQueue(JobQueue):
             keep_from = f"{ms}-{int(seq or 0) + 1}"
             if summary and summary.get("pending"):
                 oldest = as_text(summary["min"])
-                if _entry_key(oldest) < _entry_key(keep_from):
+                if entry_order(oldest) < entry_order(keep_from):
                     keep_from = oldest
             self._call("trim", self.client.xtrim, stream, minid=keep_from, approximate=False)
-
-
-def _entry_key(entry: str) -> tuple[int, int]:
-    ms, _, seq = entry.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _by_stream(claims: Sequence[Claim]) -> dict[str, list[str]]:

@@ -13,7 +13,8 @@ from typing import Any, Mapping, Sequence
 from ladon_tasks import codec
 from ladon_tasks.model import TaskRecord, TaskState, UnreadableRecord
 from ladon_tasks.steps import StepRecord
-from ladon_tasks.redis.connection import as_text
+from ladon_tasks.redis.keys import Keys
+from ladon_tasks.redis.replies import as_text
 from ladon_tasks.stores.base import CorruptRecord, JobChange
 
 FIELDS = frozenset(TaskRecord.__dataclass_fields__)
@@ -53,17 +54,26 @@ def encode_changes(changes: Mapping[str, Any]) -> list[str]:
     return flat
 
 
-def job_ops(job: JobChange | None) -> list[str]:
-    """A :class:`JobChange` as the transition script's operations, four values each."""
+#: Values per operation of :func:`job_ops`: kind, key, value, extra.
+JOB_OP_WIDTH = 4
+
+#: Values per step of :func:`encode_steps`: name, JSON.
+STEP_WIDTH = 2
+
+
+def job_ops(job: JobChange | None, keys: Keys) -> list[str]:
+    """A :class:`JobChange` as the transition script's operations, ``JOB_OP_WIDTH`` values
+    each, on the keys of ``keys``."""
     if job is None:
         return []
     ops: list[str] = []
     if job.release is not None:
-        ops += ["ack", job.release[0], job.release[1], ""]
+        ops += ["ack", keys.stream(job.release.queue, job.release.priority), job.release.entry, ""]
     if job.enqueue is not None:
-        ops += ["enqueue", job.enqueue.stream, job.enqueue.payload, ""]
+        ops += ["enqueue", keys.stream(job.enqueue.queue, job.enqueue.priority), job.enqueue.payload, ""]
     if job.delay is not None:
-        ops += ["delay", job.delay[0], job.delay[1], repr(float(job.delay[2]))]
+        waiting, due = job.delay
+        ops += ["delay", keys.delayed(waiting.queue), waiting.payload, repr(float(due))]
     return ops
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from ladon_tasks.redis import scripts
-from ladon_tasks.redis.connection import REDIS_ERRORS, as_text
+from ladon_tasks.redis import lua
+from ladon_tasks.redis.connection import REDIS_ERRORS
+from ladon_tasks.redis.replies import as_text
 from ladon_tasks.schedule_book import ScheduleBook, ScheduleState
 from ladon_tasks.stores.base import StoreError
 
@@ -19,7 +20,7 @@ class RedisScheduleBook(ScheduleBook):
     def __init__(self, client: Any, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
-        self._script = scripts.register(client, "schedule", prefix)
+        self._script = lua.register(client, "schedule", prefix)
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}schedule:{name}"

@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Sequence
 
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
@@ -52,18 +52,16 @@ from ladon_tasks.redis.cluster import (
     ClusterURL,
     id_on_shard,
     idempotency_shard,
-    is_cluster_url,
     shard_of,
     shard_prefixes,
 )
 from ladon_tasks.redis.connection import (
     REDIS_ERRORS,
-    as_text,
     connect_cluster,
     describe_location,
-    store_errors,
-    url_from_environment,
+    as_store_errors,
 )
+from ladon_tasks.redis.replies import as_text, entry_order
 from ladon_tasks.redis.keys import DEFAULT_PREFIX
 from ladon_tasks.redis.owners import RedisOwnership
 from ladon_tasks.redis.fanout import ShardLanes
@@ -80,20 +78,6 @@ if TYPE_CHECKING:
 #: How much longer than its record's ``result_ttl`` an idempotency key set apart from its
 #: task (a caller's own id on another shard) is kept, in seconds.
 SEPARATE_KEY_MARGIN = 86_400.0
-
-
-def open_store(url: str, **options: Any) -> TaskStore:
-    """The store for any Redis URL: a :class:`ShardedRedisStore` for ``redis+cluster://``,
-    else a :class:`RedisStore`. Every place that takes a Redis URL opens it here."""
-    if is_cluster_url(url):
-        return ShardedRedisStore(url, **options)
-    return RedisStore(url, **options)
-
-
-def store_from_environment(environ: Mapping[str, str] | None = None, **options: Any) -> TaskStore:
-    """:func:`open_store` of ``LADON_TASKS_REDIS_URL``, or of ``REDIS_HOST`` and the other
-    variables :func:`~ladon_tasks.redis.connection.url_from_environment` reads."""
-    return open_store(url_from_environment(environ), **options)
 
 
 class ShardedRedisStore(TaskStore):
@@ -161,7 +145,7 @@ class ShardedRedisStore(TaskStore):
         return self.shards[shard_of(task_id, len(self.shards))]
 
     def _errors(self, action: str) -> ContextManager[None]:
-        return store_errors(self.location, action)
+        return as_store_errors(self.location, action)
 
     # -- one task: its shard ---------------------------------------------------------
 
@@ -181,8 +165,6 @@ class ShardedRedisStore(TaskStore):
                 existing = self._claim_separate_key(key_shard, record)
                 if existing is not None:
                     return existing
-        if job is not None:
-            job = JobEntry(self._rehome(job.stream, home), job.payload)
         try:
             return home.create(record, job, steps)
         except KeyElsewhere as elsewhere:  # the key was set apart for a task of another shard
@@ -205,10 +187,8 @@ class ShardedRedisStore(TaskStore):
 
     def transition(self, task_id: str, target: TaskState, *, attempt: int | None = None, owner: str | None = None,
                    job: JobChange | None = None, where: str | None = None, **changes: Any) -> TaskRecord | None:
-        home = self.shard(task_id)
-        if job is not None:
-            job = self._rehome_change(job, home)
-        return home.transition(task_id, target, attempt=attempt, owner=owner, job=job, where=where, **changes)
+        return self.shard(task_id).transition(task_id, target, attempt=attempt, owner=owner, job=job, where=where,
+                                              **changes)
 
     def report(self, task_id: str, progress: float | None = None, message: str | None = None, *,
                attempt: int | None = None) -> bool:
@@ -277,7 +257,7 @@ class ShardedRedisStore(TaskStore):
                     answer: Any = self._redis.xread({shard.keys.events: cursor[index]}, count=count)
                     for _, entries in answer or []:
                         for event_id, fields in entries:
-                            found.append((_entry_order(as_text(event_id)), index, as_text(event_id), fields))
+                            found.append((entry_order(as_text(event_id)), index, as_text(event_id), fields))
             if found or time.monotonic() >= deadline:
                 break
             time.sleep(min(defaults.EVENTS_POLL_INTERVAL / 10, max(0.0, deadline - time.monotonic())))
@@ -341,19 +321,6 @@ class ShardedRedisStore(TaskStore):
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _rehome(self, key: str, home: RedisStore) -> str:
-        """``key`` of any shard, as the same key of ``home`` (a job entry made for the
-        queue before its task's shard was known)."""
-        for shard in self.shards:
-            if key.startswith(shard.prefix):
-                return home.prefix + key[len(shard.prefix):]
-        return key
-
-    def _rehome_change(self, job: JobChange, home: RedisStore) -> JobChange:
-        enqueue = JobEntry(self._rehome(job.enqueue.stream, home), job.enqueue.payload) if job.enqueue else None
-        delay = (self._rehome(job.delay[0], home), job.delay[1], job.delay[2]) if job.delay else None
-        return JobChange(release=job.release, enqueue=enqueue, delay=delay)
-
     def _claim_separate_key(self, key_shard: RedisStore, record: TaskRecord) -> TaskRecord | None:
         """An idempotency key on another shard than its task: set it to this task unless
         it names one still retained, which is returned instead."""
@@ -374,11 +341,6 @@ class ShardedRedisStore(TaskStore):
                 self._redis.set(key, mine, px=keep_ms)  # its task expired: the key is free
                 return None
         return None
-
-
-def _entry_order(entry: str) -> tuple[int, int]:
-    ms, _, seq = entry.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _last_entry(client: Any, stream: str) -> str:
@@ -427,16 +389,16 @@ class ShardedFleet(Fleet):
         self._shards = shards
 
     def queues(self) -> list[QueueDepth]:
-        streams: dict[str, tuple[int, int]] = {}
+        streams: dict[tuple[str, int], tuple[int, int]] = {}
         delayed: dict[str, int] = {}
         for shard in self._shards:
             shard_streams, shard_delayed = shard.depth_figures()
-            for member, waiting, running in shard_streams:
-                before = streams.get(member, (0, 0))
-                streams[member] = (before[0] + waiting, before[1] + running)
+            for name, level, waiting, running in shard_streams:
+                before = streams.get((name, level), (0, 0))
+                streams[(name, level)] = (before[0] + waiting, before[1] + running)
             for name, size in shard_delayed.items():
                 delayed[name] = delayed.get(name, 0) + size
-        return queue_depths(((member, w, r) for member, (w, r) in streams.items()), delayed)
+        return queue_depths(((name, level, w, r) for (name, level), (w, r) in streams.items()), delayed)
 
     def register_streams(self, members: list[str]) -> None:
         for shard in self._shards:

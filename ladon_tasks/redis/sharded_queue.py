@@ -73,7 +73,7 @@ class ShardedQueue(JobQueue):
 
     def _of_claim(self, claim: Claim) -> RedisQueue:
         for queue in self.shards:
-            if claim.stream.startswith(queue.prefix):
+            if queue.read_from(claim):
                 return queue
         raise ValueError(f"queue {self.name!r}: stream {claim.stream!r} is on no shard of this deployment")
 
@@ -83,8 +83,8 @@ class ShardedQueue(JobQueue):
     # -- producers -------------------------------------------------------------------
 
     def entry(self, priority: int, payload: str) -> JobEntry:
-        """An entry on the first shard: the store moves it to its task's shard."""
-        return self.shards[0].entry(priority, payload)
+        """A job of this queue: the store puts it on its task's shard."""
+        return JobEntry(self.name, priority, payload)
 
     def requeue(self, job: Job, claim: Claim | None = None) -> None:
         self._of_task(job.task_id).requeue(job, claim)
@@ -94,9 +94,8 @@ class ShardedQueue(JobQueue):
 
     # -- job moves that go with a record change --------------------------------------
 
-    @staticmethod
-    def release(claim: Claim) -> JobChange:
-        return RedisQueue.release(claim)
+    def release(self, claim: Claim) -> JobChange:
+        return self._of_claim(claim).release(claim)
 
     def retry_later(self, claim: Claim, delay: float) -> JobChange:
         return self._of_claim(claim).retry_later(claim, delay)

@@ -67,24 +67,26 @@ from redis.cluster import RedisCluster
 
 from ladon_tasks import codec, defaults
 from ladon_tasks.model import TaskRecord, TaskState
-from ladon_tasks.redis import scripts
+from ladon_tasks.redis import lua
 from ladon_tasks.redis.connection import (
     DEFAULT_URL,
     REDIS_ERRORS,
-    as_text,
     connect,
     describe_location,
-    store_errors,
+    as_store_errors,
     url_from_environment,
 )
 from ladon_tasks.redis.cluster import is_cluster_url
 from ladon_tasks.redis.fleet import RedisFleet
+from ladon_tasks.redis.replies import as_text
 from ladon_tasks.redis.keys import DEFAULT_PREFIX, Keys
 from ladon_tasks.redis.notifier import FinishNotifier
 from ladon_tasks.redis.owners import RedisOwnership
 from ladon_tasks.redis.progress import PENDING_WIDTH, Pending, ProgressWriter
 from ladon_tasks.redis.queue import RedisQueue
 from ladon_tasks.redis.records import (
+    JOB_OP_WIDTH,
+    STEP_WIDTH,
     decode_listed,
     decode_record,
     decode_steps,
@@ -175,7 +177,7 @@ class RedisStore(TaskStore):
         elif isinstance(connection, str):
             if is_cluster_url(connection):
                 raise ValueError("a redis+cluster:// URL is many shards: open it with "
-                                 "ladon_tasks.redis.sharded.open_store (or ShardedRedisStore)")
+                                 "ladon_tasks.redis.open_store (or ShardedRedisStore)")
             self._redis = connect(connection, socket_timeout)
             self._owns_connection = True
             self._replica_wait = replica_wait_for(connection, self._redis)
@@ -188,16 +190,16 @@ class RedisStore(TaskStore):
         self.wait_recheck = wait_recheck
         self.channel = self.keys.finished_channel
         self.location = describe_location(self._redis)
-        self._create = scripts.register(self._redis, "create", prefix)
-        self._transition = scripts.register(self._redis, "transition", prefix)
-        self._report = scripts.register(self._redis, "report", prefix)
-        self._cancel = scripts.register(self._redis, "cancel", prefix)
-        self._list = scripts.register(self._redis, "list", prefix)
-        self._sweep = scripts.register(self._redis, "sweep", prefix)
-        self._purge = scripts.register(self._redis, "purge", prefix)
-        self._step = scripts.register(self._redis, "step", prefix)
-        self._slot_take = scripts.register(self._redis, "slot_take", prefix)
-        self._rate_take = scripts.register(self._redis, "rate_take", prefix)
+        self._create = lua.register(self._redis, "create", prefix)
+        self._transition = lua.register(self._redis, "transition", prefix)
+        self._report = lua.register(self._redis, "report", prefix)
+        self._cancel = lua.register(self._redis, "cancel", prefix)
+        self._list = lua.register(self._redis, "list", prefix)
+        self._sweep = lua.register(self._redis, "sweep", prefix)
+        self._purge = lua.register(self._redis, "purge", prefix)
+        self._step = lua.register(self._redis, "step", prefix)
+        self._slot_take = lua.register(self._redis, "slot_take", prefix)
+        self._rate_take = lua.register(self._redis, "rate_take", prefix)
         self._fleet = RedisFleet(self._redis, prefix, self._errors)
         self._ownership = RedisOwnership(self._redis, prefix, self._errors, decode_record)
         self._progress = ProgressWriter(self._write_reports, flush_interval)
@@ -245,7 +247,7 @@ class RedisStore(TaskStore):
 
     def _errors(self, action: str) -> ContextManager[None]:
         # Redis away: the finished records this process keeps may be ones it lost
-        return store_errors(self.location, action, self._notifier.forget_finished)
+        return as_store_errors(self.location, action, self._notifier.forget_finished)
 
     # -- contract ------------------------------------------------------------------
 
@@ -261,14 +263,14 @@ class RedisStore(TaskStore):
         fields = encode_new(record)
         now = time.monotonic()
         register = now >= self._methods_registered.get(record.method, 0.0)
-        stream, payload = (job.stream, job.payload) if job is not None else ("", "")
+        stream, payload = (self.keys.stream(job.queue, job.priority), job.payload) if job is not None else ("", "")
         self._notifier.follow(record.task_id)  # its finish message may come before the answer
         try:
             with self._errors(f"creating task {record.task_id}"):
                 existing = self._replicated(self._create, [
                     self.prefix, record.task_id, repr(float(record.submitted_at)), record.method,
                     "1" if register else "", stream, payload, str(self.max_queued), str(self.max_queued_bytes),
-                    str(len(steps)), *encode_steps(steps), *fields,
+                    *lua.counted(encode_steps(steps), STEP_WIDTH), *fields,
                 ])
         except StoreError:
             self._notifier.unfollow(record.task_id)
@@ -337,14 +339,14 @@ class RedisStore(TaskStore):
     ) -> TaskRecord | None:
         target = TaskState(target)
         encoded = encode_changes(changes)
-        ops = job_ops(job)
+        ops = job_ops(job, self.keys)
         with self._progress.pending_for(task_id) as pending, \
                 self._errors(f"moving task {task_id} to {target.value}"):
             flat = self._transition(
                 args=[
                     self.prefix, task_id, target.value, "" if attempt is None else str(attempt),
                     owner or "", repr(time.time()), where or "",
-                    str(len(pending) // PENDING_WIDTH), *pending, str(len(ops) // 4), *ops, *encoded,
+                    *lua.counted(pending, PENDING_WIDTH), *lua.counted(ops, JOB_OP_WIDTH), *encoded,
                 ]
             )
         return self._notifier.remember(decode_record(flat), flat_size(flat)) if flat else None
@@ -372,7 +374,7 @@ class RedisStore(TaskStore):
         with self._progress.pending_for(task_id, fresh_answers=False) as pending, \
                 self._errors(f"recording step {step.name!r} of task {task_id}"):
             recorded = self._step(args=[
-                self.prefix, task_id, str(attempt), repr(time.time()), str(len(pending) // PENDING_WIDTH), *pending,
+                self.prefix, task_id, str(attempt), repr(time.time()), *lua.counted(pending, PENDING_WIDTH),
                 step.name, dumps(step.name), codec.dumps(step.to_json()), "1" if step.state == "succeeded" else "",
             ])
         return bool(recorded)
@@ -380,7 +382,7 @@ class RedisStore(TaskStore):
     def request_cancel(self, task_id: str) -> TaskRecord | None:
         with self._progress.pending_for(task_id) as pending, self._errors(f"cancelling task {task_id}"):
             flat = self._replicated(self._cancel, [self.prefix, task_id, repr(time.time()),
-                                                   str(len(pending) // PENDING_WIDTH), *pending])
+                                                   *lua.counted(pending, PENDING_WIDTH)])
         return self._notifier.remember(decode_record(flat), flat_size(flat)) if flat else None
 
     def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
@@ -413,7 +415,7 @@ class RedisStore(TaskStore):
             try:
                 page = self._list(args=args)
             except UnicodeDecodeError:  # a record holds bytes that are not UTF-8: read the page as bytes
-                keys = scripts.route_keys(self._redis, self.prefix)
+                keys = lua.route_keys(self._redis, self.prefix)
                 page = self._redis.execute_command("EVALSHA", self._list.sha, len(keys), *keys, *args,
                                                    **{NEVER_DECODE: True})
         return [decode_listed(flat) for flat in page]

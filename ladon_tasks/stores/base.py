@@ -47,12 +47,23 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class JobEntry:
-    """A job as its queue keeps it: where (the queue's stream for its priority) and what
-    (the job's JSON). Made by a :class:`JobQueue`; a store that keeps queues adds it in
-    the same step as the record (``create(record, job=...)``)."""
+    """A job for a queue: which queue, at which priority, and what (the job's JSON). Made
+    by a :class:`JobQueue`; a store that keeps queues adds it in the same step as the
+    record (``create(record, job=...)``), in a place it names itself."""
 
-    stream: str
+    queue: str
+    priority: int
     payload: str
+
+
+@dataclass(frozen=True)
+class JobReceipt:
+    """A job a worker read, as its queue knows it: the queue, the priority it was read
+    at, and ``entry``, the id the queue gave that read (opaque to all but the queue)."""
+
+    queue: str
+    priority: int
+    entry: str
 
 
 @dataclass(frozen=True)
@@ -62,14 +73,14 @@ class JobChange:
     a worker finishes, retries or hands back a task without a moment in which the record
     and the job disagree.
 
-    ``release``: the (stream, entry) a worker read, acknowledged whatever the answer;
-    ``enqueue``: a job entry added when the change is made; ``delay``: (delayed set, job
-    JSON, due time in seconds) added when the change is made.
+    ``release``: the read a worker holds, acknowledged whatever the answer; ``enqueue``:
+    a job added when the change is made; ``delay``: (a job, its due time in seconds),
+    waiting until then, added when the change is made.
     """
 
-    release: tuple[str, str] | None = None
+    release: JobReceipt | None = None
     enqueue: JobEntry | None = None
-    delay: tuple[str, str, float] | None = None
+    delay: tuple[JobEntry, float] | None = None
 
 
 class JobQueue(WorkerQueue[Any], abc.ABC):
@@ -79,7 +90,7 @@ class JobQueue(WorkerQueue[Any], abc.ABC):
 
     @abc.abstractmethod
     def entry(self, priority: int, payload: str) -> JobEntry:
-        """Where a job of ``priority`` goes, with ``payload`` (the job's JSON)."""
+        """A job of this queue at ``priority``, with ``payload`` (the job's JSON)."""
 
 
 class TaskStore(abc.ABC):

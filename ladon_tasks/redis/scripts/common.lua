@@ -1,15 +1,18 @@
--- Shared by every script (see scripts.py): the functions below run after a header that
+-- Shared by every script (see lua.py): the functions below run after a header that
 -- defines LEGAL, FINISHED, STATES (the state machine of model.py), KEY (the layout of
 -- keys.py), the limits EVENTS_MAXLEN and PUBLISH_MAX, PENDING_WIDTH and the run-time
 -- histogram's DURATION_BUCKETS and NEVER_RAN (stats.py), PUBLISH, the command finish
 -- messages go out with (SPUBLISH on Redis Cluster), and BELL (true on Redis Cluster).
--- Every script takes the key prefix as ARGV[1].
+-- Every script takes the key prefix as ARGV[1] and builds its keys from it (lua.py says why).
 
 local P = ARGV[1]
 local CHANNEL = P .. KEY.finished
 local STATS = P .. KEY.stats
 
 local function rkey(id) return P .. KEY.task .. id end
+-- the stream of queue `name` at `priority` (keys.py: Keys.stream)
+local function stream_key(name, priority) return P .. KEY.queue .. name .. ':' .. string.format('%03d', tonumber(priority)) end
+local function delayed_key(name) return P .. KEY.queue .. name .. ':delayed' end
 
 -- On Redis Cluster a job added to a stream rings its shard's bell with the stream's
 -- <queue>:<NNN>, so that a worker waiting for work reads this shard now rather than

@@ -12,16 +12,18 @@ Each script lives in ``scripts/<name>.lua`` with a comment saying what its ``KEY
 3. the script itself.
 
 Scripts run by ``EVALSHA`` (redis-py's ``Script`` loads a script again after a Redis
-restart flushed its cache). Every script takes its keys' prefix as ``ARGV[1]``; on Redis
-Cluster a script called without ``KEYS`` names its shard's prefix as its one key
-(:class:`RoutedScript`), so the client sends it to the node of that shard's slot.
+restart flushed its cache). Every script takes its keys' prefix as ``ARGV[1]`` and builds
+its keys from it, never from ``KEYS``: many learn the ids whose keys they touch only inside
+Redis, and on Redis Cluster one prefix is one slot, so the prefix alone routes a script
+(:class:`RoutedScript` names it as the one key) to the node that holds all its keys.
+Lists in ``ARGV`` go as their count, then their values (:func:`counted`).
 """
 
 from __future__ import annotations
 
 import functools
 from importlib import resources
-from typing import Any
+from typing import Any, Sequence
 
 from redis.cluster import RedisCluster
 
@@ -107,9 +109,9 @@ class RoutedScript:
         return self._script(keys=keys or [self.route], args=args, client=client)
 
 
-def names() -> list[str]:
-    """Every script's name (``common`` is shared, not a script of its own)."""
-    folder = resources.files("ladon_tasks.redis") / "scripts"
-    return sorted(
-        entry.name[:-4] for entry in folder.iterdir() if entry.name.endswith(".lua") and entry.name != "common.lua"
-    )
+def counted(values: Sequence[str], width: int = 1) -> list[str]:
+    """Items of ``width`` values each (``values`` flat) as a script reads them from
+    ``ARGV``: how many items, then their values."""
+    if len(values) % width:
+        raise ValueError(f"{len(values)} values are no whole number of items of {width}")
+    return [str(len(values) // width), *values]
