@@ -1,4 +1,5 @@
-"""The job: one attempt's worth of work, in a form that can cross a process boundary.
+"""The job: one attempt's worth of work, in a form that can cross a process boundary,
+and its :class:`Outcome`, how that attempt ended.
 
 It sits below the executors and the Redis backend alike: an executor runs it, a queue
 keeps it as JSON, a worker on another host reads it back - none of them needs another
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ladon_tasks import codec, defaults
 from ladon_tasks.spec import MethodRef
@@ -119,3 +120,30 @@ class Job:
             rate_key=str(data.get("rate_key") or ""),
             rate_interval=float(data.get("rate_interval") or 0.0),
         )
+
+
+#: How an attempt ended: ``interrupted`` is a cancel, a timeout or a newer attempt that
+#: stopped it - the record says which, and nothing is written for it.
+OutcomeKind = Literal["succeeded", "failed", "interrupted"]
+
+
+@dataclass
+class Outcome:
+    """How one attempt ended."""
+
+    kind: OutcomeKind
+    result: Any = None
+    error_type: str = ""
+    error_message: str = ""
+    traceback: str = ""
+    #: A failure the retry policy lets be retried (``retry_on``, ``no_retry_on``).
+    retry: bool = True
+    #: Seconds the body asked to wait before the next attempt (``Retry(after=...)``).
+    retry_after: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Outcome":
+        return cls(**data)

@@ -31,8 +31,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 if TYPE_CHECKING:
-    from ladon_tasks.executors.base import Outcome
-    from ladon_tasks.jobs import Job
+    from ladon_tasks.jobs import Job, Outcome
     from ladon_tasks.model import TaskRecord
     from ladon_tasks.spec import TaskSpec
 

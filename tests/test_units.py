@@ -16,12 +16,11 @@ from typing import Any
 import pytest
 
 import ladon_tasks
-from ladon_tasks.executors.base import Outcome
 from ladon_tasks.executors.local import LocalSource
 from ladon_tasks.executors.settle import settle
 from ladon_tasks.executors.slots import Attempt, Runner, SlotPool
 from ladon_tasks.executors.timers import Timers
-from ladon_tasks.jobs import Job
+from ladon_tasks.jobs import Job, Outcome
 from ladon_tasks.model import TaskRecord, TaskState, new_task_id
 from ladon_tasks.policy import retry_delay
 from ladon_tasks.redis.progress import Pending, ProgressWriter

@@ -16,11 +16,11 @@ import logging
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Sequence
 
 from ladon_tasks import codec, policy, tracing
 from ladon_tasks.executors.deadline import SoftDeadline
-from ladon_tasks.jobs import Job
+from ladon_tasks.jobs import Job, Outcome
 from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState, clamp_progress
 from ladon_tasks.steps import StepError, StepRecord, Steps
@@ -33,33 +33,6 @@ class TaskInterrupted(BaseException):
     """Raised inside a body by ``update_progress`` once its task was cancelled, timed out
     or superseded. A ``BaseException`` so that a body's ``except Exception`` does not
     swallow it."""
-
-
-#: How an attempt ended: ``interrupted`` is a cancel, a timeout or a newer attempt that
-#: stopped it - the record says which, and nothing is written for it.
-OutcomeKind = Literal["succeeded", "failed", "interrupted"]
-
-
-@dataclass
-class Outcome:
-    """How one attempt ended."""
-
-    kind: OutcomeKind
-    result: Any = None
-    error_type: str = ""
-    error_message: str = ""
-    traceback: str = ""
-    #: A failure the retry policy lets be retried (``retry_on``, ``no_retry_on``).
-    retry: bool = True
-    #: Seconds the body asked to wait before the next attempt (``Retry(after=...)``).
-    retry_after: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return self.__dict__.copy()
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Outcome":
-        return cls(**data)
 
 
 class Reporter(abc.ABC):

@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 from ladon_tasks import codec, defaults
-from ladon_tasks.executors.base import Outcome, StoreReporter
-from ladon_tasks.jobs import Job
+from ladon_tasks.executors.base import StoreReporter
+from ladon_tasks.jobs import Job, Outcome
 from ladon_tasks.logs import about
 from ladon_tasks.steps import StepError, StepRecord
 from ladon_tasks.executors.slots import Attempt, Runner

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Literal
 
 from ladon_tasks import defaults
-from ladon_tasks.executors.base import Outcome
-from ladon_tasks.jobs import Job
+from ladon_tasks.jobs import Job, Outcome
 from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.policy import retry_delay

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import Callable, Generic, TypeVar
 
 from ladon_tasks import crashpoints, defaults, hooks
-from ladon_tasks.executors.base import Outcome, time_out
+from ladon_tasks.executors.base import time_out
 from ladon_tasks.executors.settle import Settled, settle_durably
 from ladon_tasks.executors.timers import Timers
-from ladon_tasks.jobs import Job
+from ladon_tasks.jobs import Job, Outcome
 from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord
 from ladon_tasks.stores.base import JobChange, StoreError, TaskStore

@@ -10,7 +10,8 @@ attempt fence. For bodies that must be stopped hard, or that hold the GIL, use
 
 from __future__ import annotations
 
-from ladon_tasks.executors.base import Outcome, StoreReporter, run_body
+from ladon_tasks.executors.base import StoreReporter, run_body
+from ladon_tasks.jobs import Outcome
 from ladon_tasks.executors.slots import Attempt, Runner
 
 
