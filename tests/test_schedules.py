@@ -155,6 +155,46 @@ def operate_over_redis(redis_url: str, markers: Path) -> None:
     assert unknown.returncode != 0 and "UnknownSchedule" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
+def test_a_redis_back_at_older_data_does_not_make_a_tick_run_again(tmp_path_factory, output_dir):
+    """Redis restarted from a snapshot taken some ticks before (as a restore, or a
+    replica promoted behind, would bring back): its book names an older tick, and the
+    keys of the ticks since are gone. Each process remembers the newest tick it knew
+    was started (by itself, or by another as the book said), so none of those runs
+    again; the ticks after them run."""
+    markers = tmp_path_factory.mktemp("ticks")
+    redis_server = start_redis(tmp_path_factory.mktemp("schedule-snapshot-redis"))  # loads only its snapshot
+    env = {"LADON_TASKS_TEST_MARKERS": str(markers)}
+    server = start_server([SCHEDULE], output_dir, "--redis", redis_server.url, env=env)
+    workers = Workers(redis_server.url, output_dir, services=[SCHEDULE])
+    try:
+        for _ in range(2):  # three processes race for each tick: the losers learn of it from the book
+            workers.start(env=env)
+        wait_until(lambda: newest_tick(redis_server.url), timeout=30, what="the first tick")
+        # twice: a tick runs again only if a process that lost the race for it looks
+        # first after the restart, which the order of their looks decides
+        for _ in range(2):
+            saved = newest_tick(redis_server.url)
+            with redis_server.client() as client:
+                client.save()  # the snapshot: ticks up to `saved` (a few more, perhaps)
+            wait_until(lambda tick=saved + 4: newest_tick(redis_server.url) >= tick, timeout=30, what="four ticks more")
+            ran = tick_tasks(redis_server.url)
+            redis_server.kill()
+            redis_server.start()  # back at the snapshot
+            # every process has looked at the book since this tick was started (they look
+            # four times a second): a tick started in the last moment before the kill may
+            # be unknown to a process that had not looked yet
+            handled = max(ran) - 2
+            wait_until(lambda tick=handled + 5: newest_tick(redis_server.url) >= tick, timeout=30,
+                       what="ticks after the restart")
+            again = {tick: ids for tick, ids in tick_tasks(redis_server.url).items()
+                     if tick <= handled and ran.get(tick) != ids}
+            assert not again, f"ticks run again after the store went back: {again}"
+    finally:
+        workers.stop_all()
+        server.stop()
+        redis_server.stop()
+
+
 def test_operators_pause_resume_and_run_a_schedule_now(tmp_path_factory, output_dir):
     markers = tmp_path_factory.mktemp("ticks")
     redis_server = start_redis(tmp_path_factory.mktemp("schedule-ops-redis"))
@@ -422,6 +462,11 @@ def test_two_servers_and_a_worker_run_each_tick_once_through_a_sentinel_failover
         workers.start(env=env)
 
         def fail_over() -> None:
+            # each tick's task was created as any start is: answered once the replica
+            # had it (WAIT), so the promoted replica holds every tick answered so far
+            created = len(tick_tasks(group.url))
+            wait_until(lambda: group.primary.commands().get("wait", 0) >= created, timeout=5,
+                       what="a replica wait for each tick's task")
             old_primary = group.primary.port
             group.primary.kill()
             wait_until(lambda: group.primary_port() not in (None, old_primary), timeout=45, interval=0.2,
