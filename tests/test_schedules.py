@@ -499,3 +499,37 @@ def test_two_servers_and_a_worker_run_each_tick_once_on_a_cluster_and_operators_
         workers.stop_all()
         for server in servers:
             stop_process_group(server.process, signal.SIGKILL)
+
+
+def test_two_servers_and_a_worker_run_each_tick_once_through_a_cluster_failover(tmp_path_factory, output_dir):
+    """The same on a cluster of three primaries, each with a replica: at tick 4 of 12
+    the primary serving the schedule book's shard is SIGKILLed and the cluster promotes
+    its replica; every tick of the window has one task, run once."""
+    from ladon_tasks import defaults
+    from ladon_tasks.redis.cluster import shard_prefixes
+    from ladon_tasks.redis.keys import DEFAULT_PREFIX
+    from support.redis_cluster import start_cluster
+
+    window = 12
+    markers = tmp_path_factory.mktemp("cluster-failover-ticks")
+    cluster = start_cluster(tmp_path_factory.mktemp("schedule-cluster-failover"), primaries=3, replicas=1,
+                            node_timeout_ms=1000)
+    env = {"LADON_TASKS_TEST_MARKERS": str(markers)}
+    servers, workers = [], Workers(cluster.url, output_dir, services=[SCHEDULE])
+    try:
+        for _ in range(2):
+            servers.append(start_server([SCHEDULE], output_dir, "--redis", cluster.url, "--lease", "3", env=env))
+        workers.start(env=env)
+
+        def fail_over() -> None:
+            book = cluster.node_of_key(shard_prefixes(DEFAULT_PREFIX, defaults.CLUSTER_SHARDS)[0])
+            replica = cluster.replica_of(book)
+            cluster.kill(book)
+            cluster.wait_promoted(replica, timeout=45)
+
+        count_ticks(cluster.url, markers, window, {window // 3: fail_over})
+    finally:
+        workers.stop_all()
+        for server in servers:
+            stop_process_group(server.process, signal.SIGKILL)
+        cluster.stop()
