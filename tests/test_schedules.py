@@ -1,7 +1,9 @@
 """Periodic tasks, for real: ``tests/service_fixtures/schedule_service.py`` (a 1 s
-schedule of a queued method) loaded by three ``ladon-tasks serve`` processes and two
-``ladon-tasks worker`` processes on one redis-server, none of them a beat process; and
-the schedule options checked at decoration."""
+schedule of a queued method) loaded by ``ladon-tasks serve`` and ``ladon-tasks worker``
+processes, none of them a beat process, on one redis-server (through a kill and a
+restart, and back at older data), through a Sentinel failover, and on Redis Cluster
+(with and without a failover); ``ladon-tasks schedules`` and the dashboard over them;
+and the schedule options checked at decoration."""
 
 from __future__ import annotations
 
