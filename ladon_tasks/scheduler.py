@@ -62,8 +62,9 @@ class Scheduler:
         self._accept = accept
         self.poll = poll
         self.grace = grace
-        #: The newest tick this process started or skipped, per schedule: a store that
-        #: lost its data (a restart without persistence) does not make it run one again.
+        #: The newest tick this process knows was started or skipped - by itself, or by
+        #: another as the book said - per schedule: a store that comes back with older
+        #: data (a restore, a replica promoted behind) does not make it run one again.
         self._last: dict[str, float] = {}
         self._announced: dict[str, float] = {}
         self._stopped = threading.Event()
@@ -110,6 +111,7 @@ class Scheduler:
             log.info("schedule %s: run now asked for, task %s", name, record.task_id)
             started += 1
         last = max(state.last_tick, self._last.get(name, 0.0))
+        self._last[name] = last  # the book's newest tick counts as seen here too
         if not last:  # a new schedule: it begins at its next tick
             latest = schedule.latest(now)
             if latest is not None:
