@@ -215,7 +215,7 @@ class OursApi(System):
 
     def start(self) -> None:
         from ladon_tasks import codec
-        from ladon_tasks.redis.store import RedisStore
+        from ladon_tasks.redis import RedisStore
         from ladon_tasks.runtime import TaskRuntime
 
         if str(SERVICES_DIR) not in sys.path:

@@ -86,7 +86,7 @@ class Peak:
 def run_variant(label: str, method: str, options: tuple[str, ...], runs: int, scratch: Path,
                 log_dir: Path, cpu: CpuAccount) -> dict:
     from ladon_tasks import spec as specs
-    from ladon_tasks.redis.store import RedisStore
+    from ladon_tasks.redis import RedisStore
     from ladon_tasks.runtime import TaskRuntime
 
     spec = specs.find("RecycleBenchService", method)

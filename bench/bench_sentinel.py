@@ -35,7 +35,7 @@ from typing import Any
 from bench.benchlib import SERVICES_DIR, arguments, environment
 from bench.noise import CpuAccount
 from ladon_tasks.model import TaskRecord, new_task_id
-from ladon_tasks.redis.store import RedisStore
+from ladon_tasks.redis import RedisStore
 from tests.support.jsonwsp import JsonWsp
 from tests.support.sentinel import start_sentinel_group
 from tests.support.servers import RunningServer, start_server

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     import steps_bench_service  # noqa: F401  (declares the task method: the name the worker resolves)
 
     from ladon_tasks import spec as specs
-    from ladon_tasks.redis.store import RedisStore
+    from ladon_tasks.redis import RedisStore
     from ladon_tasks.runtime import TaskRuntime
 
     spec = specs.find("StepsBenchService", "stepped")

@@ -32,7 +32,7 @@ from ladon_tasks.redis.cluster import (
     shard_tags,
 )
 from ladon_tasks.redis import ShardedRedisStore, open_store
-from ladon_tasks.redis.store import RedisStore
+from ladon_tasks.redis import RedisStore
 from ladon_tasks.spec import MethodRef
 from ladon_tasks.stats import WorkerInfo
 from ladon_tasks.stores.base import StoreError

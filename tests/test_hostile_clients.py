@@ -102,7 +102,7 @@ def test_the_defaults_the_readme_states() -> None:
     from ladon_tasks import defaults
     from ladon_tasks.cli import build_parser
     from ladon_tasks.deployment import make_store
-    from ladon_tasks.redis.store import RedisStore
+    from ladon_tasks.redis import RedisStore
     from ladon_tasks.stores.memory import MemoryStore
 
     assert build_parser().parse_args(["serve", "x.py"]).read_timeout == defaults.READ_TIMEOUT == 20

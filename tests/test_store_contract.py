@@ -21,8 +21,8 @@ from ladon_tasks.model import TRANSITIONS, TaskRecord, TaskState, new_task_id
 from ladon_tasks.steps import StepRecord
 from ladon_tasks.stores.base import StoreError, StoreFull, TaskStore
 from ladon_tasks.stores.memory import MemoryStore
-from ladon_tasks.redis.sharded import ShardedRedisStore
-from ladon_tasks.redis.store import RedisStore
+from ladon_tasks.redis import ShardedRedisStore
+from ladon_tasks.redis import RedisStore
 from support.redis_cluster import RedisClusterProcesses
 from support.redis_server import RedisServer, start_redis
 from support.servers import wait_until

@@ -13,7 +13,7 @@ from support.workers import PROBE
 
 from ladon_tasks.executors.queue import QueueExecutor
 from ladon_tasks.model import TaskState
-from ladon_tasks.redis.store import RedisStore
+from ladon_tasks.redis import RedisStore
 from ladon_tasks.runtime import TaskRuntime
 from ladon_tasks.spec import find, queue_priorities
 from ladon_tasks.worker import Worker
