@@ -74,7 +74,7 @@ class Plan:
     latency_rounds: int = 5
     latency_calls: int = 400
     #: ``_progress`` against plain calls: quads of slots (:data:`QUAD`), each this long.
-    rps_quads: int = 60
+    rps_quads: int = 96
     rps_slot_seconds: float = 0.1
     e2e_tasks: int = 3000
     checkpoints: tuple[int, ...] = (10_000, 20_000, 30_000)
