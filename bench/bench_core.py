@@ -42,6 +42,7 @@ import json
 import math
 import statistics
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ from typing import Any, Callable
 
 from bench import ladon_server
 from bench.benchlib import (
-    SERVICES_DIR, TASK_DEADLINE, Faults, arguments, attempt, call_rate, environment, in_threads, text_table,
+    REQUEST_TIMEOUT, SERVICES_DIR, TASK_DEADLINE, Faults, arguments, attempt, environment, in_threads, text_table,
     wait_result, wanted,
 )
 from bench.noise import TICKS, CpuAccount, CpuShare
@@ -72,8 +73,9 @@ class Plan:
 
     latency_rounds: int = 5
     latency_calls: int = 400
-    rps_rounds: int = 8
-    rps_seconds: float = 1.5
+    #: ``_progress`` against plain calls: quads of slots (:data:`QUAD`), each this long.
+    rps_quads: int = 96
+    rps_slot_seconds: float = 0.1
     e2e_tasks: int = 3000
     checkpoints: tuple[int, ...] = (10_000, 20_000, 30_000)
     rate_window: int = 2000
@@ -84,7 +86,7 @@ class Plan:
 
 
 QUICK_PLAN = Plan(
-    latency_rounds=2, latency_calls=100, rps_rounds=2, rps_seconds=1.0, e2e_tasks=400,
+    latency_rounds=2, latency_calls=100, rps_quads=10, rps_slot_seconds=0.1, e2e_tasks=400,
     checkpoints=(1000, 2000, 3000), rate_window=300, warmup_calls=50, quick=True,
 )
 
@@ -98,8 +100,7 @@ class Figures:
     start_ms: float = NAN
     plain_rps: float = NAN
     progress_rps: float = NAN
-    #: ``_progress`` calls/s over plain calls/s, one per round (each round a plain and a
-    #: ``_progress`` window back to back).
+    #: ``_progress`` calls over plain calls, one per quad of slots (:data:`QUAD`).
     progress_ratios: list[float] = field(default_factory=list)
     #: Server CPU per call (the server process's user + system time over its calls).
     plain_cpu_us: float = NAN
@@ -119,8 +120,8 @@ class Figures:
 
     @property
     def progress_over_plain(self) -> float:
-        """The median of the rounds' ratios: a burst of other work on the machine falls on
-        one round, not on the figure."""
+        """The median of the quads' ratios: a burst of other work on the machine falls on
+        a few quads, not on the figure."""
         if self.progress_ratios:
             return statistics.median(self.progress_ratios)
         return self.progress_rps / self.plain_rps
@@ -273,11 +274,21 @@ def _timed_calls(client: JsonWsp, method: str, count: int) -> list[float]:
     return times
 
 
+#: The order of the two methods over four slots: drift in the machine's speed across a
+#: quad (a linear one, whatever its sign) falls on both methods alike.
+QUAD = (0, 1, 1, 0)
+
+
 def measure_progress_rate(server: Server, plan: Plan) -> None:
-    """Requests per second from ``clients`` threads for ``seconds`` each, plain and
-    ``_progress`` (of one finished task) back to back in each round, in alternating
-    order; the ratio is the median of the rounds'. The server's CPU per call is taken
-    over the same windows: what a call costs the server, whatever else the machine ran."""
+    """Requests per second from ``clients`` threads, plain and ``_progress`` (of one
+    finished task) taking turns in short slots: every thread calls the same method in a
+    slot, all switching at the same instants, in the order of :data:`QUAD`. Others' work
+    on a shared machine comes and goes within a second, so it falls on both methods of a
+    quad alike. A quad's ratio is its plain calls' mean time over its ``_progress``
+    calls' (each call timed where it was made, so a call that started in one slot and
+    ended in the next counts for its own method); the figure is the median of the
+    quads'. The server's CPU per call is read at each slot's edges: what a call costs
+    the server, whatever else the machine ran."""
     client = server.client()
     try:
         task_id = client("noop", value=1)["task_id"]
@@ -286,25 +297,68 @@ def measure_progress_rate(server: Server, plan: Plan) -> None:
     finally:
         client.close()
     server.tasks_started += 1
-    methods = {"echo": {"value": 1}, "noop_progress": {"task_id": task_id}}
-    totals = {method: [0, 0.0, 0.0] for method in methods}  # calls, seconds, server CPU seconds
-    ratios = []
-    for number in range(plan.rps_rounds):
-        rates = {}
-        for method in (list(methods) if number % 2 == 0 else list(methods)[::-1]):
-            cpu = server.cpu_seconds()
-            calls, seconds = call_rate(server.running, SERVICE, plan.clients, plan.rps_seconds, method, methods[method])
-            totals[method][0] += calls
-            totals[method][1] += seconds
-            totals[method][2] += server.cpu_seconds() - cpu
-            rates[method] = calls / seconds
-        ratios.append(rates["noop_progress"] / rates["echo"])
+    calls = (("echo", {"value": 1}), ("noop_progress", {"task_id": task_id}))
+    slots, length = plan.rps_quads * len(QUAD), plan.rps_slot_seconds
+    order = [QUAD[slot % len(QUAD)] for slot in range(slots)]
+    counts = [0] * slots
+    spent = [0.0] * slots  # seconds the calls started in each slot took, summed over threads
+    count_lock = threading.Lock()
+    begin: list[float] = []  # the first slot's start, set by the first thread released
+    begun = threading.Event()
+    cpu_at: list[float] = []
+
+    def work(client: JsonWsp) -> None:
+        with count_lock:
+            if not begin:
+                begin.append(time.perf_counter() + 0.05)
+                begun.set()
+        first = begin[0]
+        mine, took = [0] * slots, [0.0] * slots
+        while (now := time.perf_counter()) < first + slots * length:
+            if now < first:
+                time.sleep(first - now)
+                continue
+            slot = int((now - first) / length)
+            method, args = calls[order[slot]]
+            client(method, **args)
+            mine[slot] += 1
+            took[slot] += time.perf_counter() - now
+        with count_lock:
+            for slot in range(slots):
+                counts[slot] += mine[slot]
+                spent[slot] += took[slot]
+
+    def sample_cpu() -> None:
+        begun.wait(REQUEST_TIMEOUT)
+        for edge in range(slots + 1):
+            pause = begin[0] + edge * length - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            cpu_at.append(server.cpu_seconds())
+
+    sampler = threading.Thread(target=sample_cpu, daemon=True)
+    sampler.start()
+    in_threads(server.running, SERVICE, plan.clients, work)
+    sampler.join(REQUEST_TIMEOUT)
+    totals = [[0, 0.0, 0.0], [0, 0.0, 0.0]]  # per method: calls, seconds, server CPU seconds
+    for slot, method in enumerate(order):
+        totals[method][0] += counts[slot]
+        totals[method][1] += length
+        if len(cpu_at) > slot + 1:
+            totals[method][2] += cpu_at[slot + 1] - cpu_at[slot]
+
+    def mean_time(quad: int, method: int) -> float:
+        mine = [slot for slot in range(quad, quad + len(QUAD)) if order[slot] == method]
+        return sum(spent[slot] for slot in mine) / max(1, sum(counts[slot] for slot in mine))
+
     figures = server.figures
-    figures.plain_rps = totals["echo"][0] / totals["echo"][1]
-    figures.progress_rps = totals["noop_progress"][0] / totals["noop_progress"][1]
-    figures.progress_ratios = ratios
-    figures.plain_cpu_us = totals["echo"][2] / totals["echo"][0] * 1e6
-    figures.progress_cpu_us = totals["noop_progress"][2] / totals["noop_progress"][0] * 1e6
+    figures.progress_ratios = [mean_time(quad, 0) / mean_time(quad, 1) for quad in range(0, slots, len(QUAD))
+                               if mean_time(quad, 1) > 0]
+    (plain_calls, plain_seconds, plain_cpu), (progress_calls, progress_seconds, progress_cpu) = totals
+    figures.plain_rps = plain_calls / plain_seconds
+    figures.progress_rps = progress_calls / progress_seconds
+    figures.plain_cpu_us = plain_cpu / plain_calls * 1e6
+    figures.progress_cpu_us = progress_cpu / progress_calls * 1e6
 
 
 def end_to_end(server: Server, plan: Plan, tasks: int, waiter: Waiter) -> float:
@@ -416,7 +470,7 @@ def build_rows(ours: Figures, ladon: Figures, plan: Plan, redis: Figures | None 
         Row(f"plain calls/s, {plan.clients} threads", ours.plain_rps, ladon.plain_rps, "/s", redis=redis.plain_rps),
         Row(f"_progress calls/s, {plan.clients} threads", ours.progress_rps, ladon.progress_rps, "/s",
             redis=redis.progress_rps),
-        Row("_progress / plain calls/s (median of rounds)", ours.progress_over_plain, ladon.progress_over_plain, "x",
+        Row("_progress / plain calls/s (median of quads)", ours.progress_over_plain, ladon.progress_over_plain, "x",
             "ours >= 0.95x", judged(lambda ratio: ratio >= 0.95, ours.progress_over_plain, redis.progress_over_plain),
             redis=redis.progress_over_plain),
         Row("server CPU per plain call", ours.plain_cpu_us, ladon.plain_cpu_us, "us", redis=redis.plain_cpu_us),

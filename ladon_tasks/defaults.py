@@ -110,6 +110,11 @@ WAIT_THREADS = 16
 #: big for the budget saw its ends up to a request's time past a second.)
 POLL_AFTER = 0.75
 
+#: Finished tasks whose ``_progress`` answer a process keeps encoded (:mod:`ladon_tasks.answers`):
+#: a few kB each; enough for the tasks finished within the last seconds of a busy
+#: server, which are the ones clients are still polling.
+KEPT_ANSWERS = 1024
+
 #: Largest JSON encoding of a task's arguments, in bytes; bigger starts get a fault.
 MAX_ARGS_BYTES = 1_000_000
 

@@ -41,6 +41,7 @@ from ladon.compat import PORTABLE_STRING
 from ladon.ladonizer.collection import global_service_collection
 
 from ladon_tasks import codec, delays, faults, principals, tracing, wire
+from ladon_tasks.answers import KeptResponse, kept_answers
 from ladon_tasks import spec as specs
 from ladon_tasks.options import TaskOptions
 from ladon_tasks.schedules import BadSchedule
@@ -128,10 +129,10 @@ class TaskMethod:
 
 
 def _progress(task_method: TaskMethod) -> Callable[..., Any]:
-    def progress(self: Any, task_id: str, **kw: Any) -> wire.TaskProgressResponse:
+    def progress(self: Any, task_id: str, **kw: Any) -> wire.TaskProgressResponse | KeptResponse:
         runtime = get_runtime()
         record = runtime.record(task_id, task_method.spec, principals.of_request(kw))
-        return wire.progress_response(record, poll_after=runtime.poll_after(record))
+        return kept_answers.answer(record, runtime.poll_after(record))
 
     return progress
 
@@ -144,18 +145,18 @@ def _result(task_method: TaskMethod) -> Callable[..., Any]:
 
 
 def _cancel(task_method: TaskMethod) -> Callable[..., Any]:
-    def cancel(self: Any, task_id: str, **kw: Any) -> wire.TaskProgressResponse:
+    def cancel(self: Any, task_id: str, **kw: Any) -> wire.TaskProgressResponse | KeptResponse:
         runtime = get_runtime()
         record = runtime.cancel(task_id, task_method.spec, principals.of_request(kw))
-        return wire.progress_response(record, poll_after=runtime.poll_after(record))
+        return kept_answers.answer(record, runtime.poll_after(record))
 
     return cancel
 
 
 def _wait(task_method: TaskMethod) -> Callable[..., Any]:
-    def wait(self: Any, task_id: str, seconds: float, **kw: Any) -> wire.TaskProgressResponse:
+    def wait(self: Any, task_id: str, seconds: float, **kw: Any) -> wire.TaskProgressResponse | KeptResponse:
         record, poll_after = get_runtime().wait(task_id, seconds, task_method.spec, principals.of_request(kw))
-        return wire.progress_response(record, poll_after=poll_after)
+        return kept_answers.answer(record, poll_after)
 
     return wait
 

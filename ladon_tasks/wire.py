@@ -10,8 +10,9 @@ to the type checker.
 
 from __future__ import annotations
 
+import operator
 import time
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 from ladon.compat import PORTABLE_STRING
 from ladon.types.ladontype import LadonType
@@ -33,41 +34,44 @@ _ladon_encode = vars(LadonType)["__dict__"]
 
 class PrimitiveResponse(LadonType):
     """A LadonType whose attributes are all primitives with no filters, encoded as
-    Ladon's own ``LadonType.__dict__`` encodes it, in a fifth of its time.
+    Ladon's own ``LadonType.__dict__`` encodes it, in a fraction of its time.
 
     Ladon's encoder looks up every attribute's filters, defaults and converter on every
     response; for ``TaskProgressResponse``, the answer clients poll, that walk cost more
     than reading the record and building the answer together. The fast path takes the
-    attribute list once, and each value of exactly its declared type as Ladon would
-    (``str(True).lower()`` for SOAP's booleans); any other value - an attribute never
-    set, a type Ladon would convert or refuse - goes through Ladon's own encoder,
-    faults included."""
+    attribute list once, reads the values in one call, and takes each value of exactly
+    its declared type as Ladon would (``str(True).lower()`` for SOAP's booleans); any
+    other value - an attribute never set, a type Ladon would convert or refuse - sends
+    the whole answer through Ladon's own encoder, faults included."""
 
     def __dict__(self, tc: Any, response_attachments: Any = None) -> dict[str, Any]:  # type: ignore[override]
         fields = _primitive_fields(type(self))
         if fields is None:
             return _ladon_encode(self, tc, response_attachments)
-        as_is = tc.only_strings_to_unicode
-        encoded: dict[str, Any] = {}
-        for name, attr_type in fields:
-            value = getattr(self, name)  # an attribute never set gives its declaration: a dict
-            if type(value) is not attr_type:
-                return _ladon_encode(self, tc, response_attachments)
-            if as_is or attr_type is str:
-                encoded[name] = value
-            elif attr_type is bool:
-                encoded[name] = "true" if value else "false"
-            else:
-                encoded[name] = str(value)
-        return encoded
+        values = fields.read(self)  # an attribute never set gives its declaration: a dict
+        if tuple(map(type, values)) != fields.types:
+            return _ladon_encode(self, tc, response_attachments)
+        if tc.only_strings_to_unicode:
+            return dict(zip(fields.names, values, strict=True))
+        return {name: value if attr_type is str else ("true" if value else "false") if attr_type is bool
+                else str(value) for name, attr_type, value in zip(fields.names, fields.types, values, strict=True)}
 
 
-_fields_of: dict[type, tuple[tuple[str, type], ...] | None] = {}
+class _Fields(NamedTuple):
+    """A PrimitiveResponse class's attributes in Ladon's order, and a reader of them."""
+
+    names: tuple[str, ...]
+    types: tuple[type, ...]
+    #: The attributes' values of one response, as a tuple, in one call.
+    read: Callable[[Any], tuple[Any, ...]]
 
 
-def _primitive_fields(cls: type) -> tuple[tuple[str, type], ...] | None:
-    """``cls``'s attributes as (name, type) in Ladon's order, once Ladon knows the type;
-    None while it does not, or if any attribute is not a primitive without filters."""
+_fields_of: dict[type, _Fields | None] = {}
+
+
+def _primitive_fields(cls: type) -> _Fields | None:
+    """``cls``'s attributes in Ladon's order, once Ladon knows the type; None while it
+    does not, or if any attribute is not a primitive without filters."""
     if cls in _fields_of:
         return _fields_of[cls]
     described = TypeManager.global_type_dict.get(cls)
@@ -75,8 +79,11 @@ def _primitive_fields(cls: type) -> tuple[tuple[str, type], ...] | None:
         return None
     attributes = described["attributes"]
     fields = None
-    if all(attr_type in _PRIMITIVES and not props.get("filters") for _, attr_type, props in attributes):
-        fields = tuple((name, attr_type) for name, attr_type, _ in attributes)
+    if len(attributes) > 1 and all(
+        attr_type in _PRIMITIVES and not props.get("filters") for _, attr_type, props in attributes
+    ):  # attrgetter of two names or more gives a tuple
+        names = tuple(name for name, _, _ in attributes)
+        fields = _Fields(names, tuple(attr_type for _, attr_type, _ in attributes), operator.attrgetter(*names))
     _fields_of[cls] = fields
     return fields
 

@@ -155,6 +155,39 @@ def test_json_faults_keep_http_200(iface_server):
     assert fault.status_code == 200 and fault.json()["type"] == "jsonwsp/fault"
 
 
+def test_a_finished_tasks_answer_is_the_same_bytes_every_time_in_every_charset(iface_server):
+    """A finished task's ``_progress`` answer is kept, its JSON written once and framed
+    for each call (:mod:`ladon_tasks.answers`): the bytes are those of the first call, and
+    the text is the text Ladon writes itself where nothing is kept (a charset other than
+    UTF-8), with the JSON-WSP mirror and the JSON-RPC id echoed as sent; over SOAP, the
+    same answer every time."""
+    probe = JsonWsp(iface_server, "ProbeService")
+    task_id = probe("explode", text="ünïcode \"quoted\"")["task_id"]
+    assert probe("explode_wait", task_id=task_id, seconds=20.0)["state"] == "failed"
+    calls = {
+        "jsonwsp": {"methodname": "explode_progress", "args": {"task_id": task_id}, "mirror": {"é": ['"result": 0']}},
+        "jsonrpc10": {"method": "explode_progress", "params": [task_id], "id": "call-1"},
+    }
+    for interface, call in calls.items():
+        answers = {}
+        for charset in ("utf-8", "utf-8", "UTF8", "iso-8859-1"):
+            reply = requests.post(f"{iface_server.url}/ProbeService/{interface}", timeout=30,
+                                  data=json.dumps(call).encode(),
+                                  headers={"Content-Type": f"application/json; charset={charset}"})
+            assert reply.status_code == 200
+            answers.setdefault(charset.replace("UTF8", "utf-8"), []).append(reply.content)
+        kept, by_ladon = answers["utf-8"], answers["iso-8859-1"][0]
+        assert len(set(kept)) == 1, kept
+        assert kept[0].decode("utf-8") == by_ladon.decode("iso-8859-1")
+        result = json.loads(by_ladon.decode("iso-8859-1"))["result"]
+        assert result["finished"] is True and "ünïcode" in result["error"]
+    for interface in ("soap11", *DOCUMENT_LITERAL):  # kept as text: the same answer every time
+        body = f"<ns:explode_progress><ns:task-id>{task_id}</ns:task-id></ns:explode_progress>"
+        first, again = (_soap_call(iface_server, "ProbeService", interface, body) for _ in range(2))
+        assert first.status_code == again.status_code == 200
+        assert first.content == again.content and "ünïcode" in first.text
+
+
 def test_xmlrpc_is_out_of_the_catalogue(iface_server):
     assert requests.get(f"{iface_server.url}/ProbeService/xmlrpc/description", timeout=30).status_code == 404
     page = requests.get(f"{iface_server.url}/ProbeService", timeout=30).text

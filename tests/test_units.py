@@ -359,6 +359,99 @@ def test_a_progress_response_ladon_would_convert_goes_through_ladons_encoder() -
         _ladon_encodings(wire.TaskProgressResponse())
 
 
+def _finished_records() -> list[TaskRecord]:
+    """Finished records of every end, one with text JSON writes as it is (not escaped)."""
+    began = time.time() - 2
+    common = dict(service="S", method="m", started_at=began, finished_at=began + 1.5, attempts=1,
+                  ran_on=["host:1:a"], submitted_at=began - 0.5)
+    return [
+        TaskRecord(task_id=new_task_id(), state=TaskState.SUCCEEDED, progress=1.0, message="done: ünïcode ✓",
+                   step="last", steps_done=2, **common),
+        TaskRecord(task_id=new_task_id(), state=TaskState.FAILED, error_type="ValueError",
+                   error_message='bad "input"\n', cancel_requested=True, **common),
+        TaskRecord(task_id=new_task_id(), state=TaskState.CANCELLED, progress=0.5, not_before=began - 1,
+                   **common),
+    ]
+
+
+def test_a_kept_answer_encodes_as_a_new_answer_of_its_record() -> None:
+    """A finished task's answer is made once and kept: every interface's encoding of it,
+    and the JSON text written once for the JSON interfaces, are those of an answer made
+    anew (as Ladon's own encoder writes them: the test above)."""
+    import json
+
+    from ladon_tasks import answers, wire
+
+    kept = answers.KeptAnswers(size=8)
+    for record in _finished_records():
+        first = kept.answer(record)
+        assert isinstance(first, answers.KeptResponse)
+        again = kept.answer(record.copy())  # a later read of the same record
+        assert again is first
+        for (_, ladons), (ours, _) in zip(_ladon_encodings(wire.progress_response(record)),
+                                          _ladon_encodings(again.response), strict=True):
+            assert ours == ladons and list(ours) == list(ladons)
+        from ladon.types.typeconverter import TypeConverter
+        for as_text in (False, True):
+            converter = TypeConverter(only_strings_to_unicode=not as_text)
+            encoded = again.__dict__(converter)
+            fresh = wire.progress_response(record).__dict__(converter)
+            assert encoded == fresh and list(encoded) == list(fresh)
+            assert again.__dict__(converter) is encoded  # made once
+            if not as_text:
+                assert encoded.json == json.dumps(fresh, ensure_ascii=False).encode("utf-8")
+
+
+def test_an_answer_is_kept_only_for_a_finish_and_a_new_finish_gets_a_new_one() -> None:
+    from ladon_tasks import answers
+
+    kept = answers.KeptAnswers(size=2)
+    running = TaskRecord(task_id=new_task_id(), service="S", method="m", state=TaskState.RUNNING,
+                         started_at=time.time(), attempts=1)
+    assert not isinstance(kept.answer(running), answers.KeptResponse)  # its duration grows: made each time
+    finished = _finished_records()[0]
+    assert not isinstance(kept.answer(finished, poll_after=0.75), answers.KeptResponse)
+    assert len(kept) == 0
+    first = kept.answer(finished)
+    again = finished.copy()  # finished again (a Redis that lost the finish ran it once more)
+    again.attempts, again.finished_at = 2, finished.finished_at + 5
+    second = kept.answer(again)
+    assert second is not first and second.response.attempts == 2 and kept.answer(again) is second
+    for record in _finished_records():  # bounded: the oldest go first
+        kept.answer(record)
+    assert len(kept) == 2 and kept.answer(again) is not second
+
+
+def test_a_kept_json_answer_is_framed_in_the_bytes_ladon_writes() -> None:
+    """JSON-WSP and JSON-RPC answers with a kept result: the frame Ladon writes around a
+    stand-in, the kept JSON text in its place - byte for byte Ladon's answer, with a
+    mirror or an id echoed, in any spelling of UTF-8; other charsets are left to Ladon."""
+    import json
+
+    import ladon_tasks  # noqa: F401 - its mends of Ladon's answer writers
+    from ladon.interfaces.jsonrpc10 import JSONRPCResponseHandler
+    from ladon.interfaces.jsonwsp import JSONWSPResponseHandler
+    from ladon.types.typeconverter import TypeConverter
+
+    from ladon_tasks import answers
+
+    converter = TypeConverter(only_strings_to_unicode=True)
+    for record in _finished_records():
+        result = answers.KeptResponse(record).__dict__(converter)
+        assert isinstance(result, answers.JsonAnswer)
+        for handler in (JSONWSPResponseHandler(), JSONRPCResponseHandler()):
+            for extra in ({}, {"reflection": {"result": 0, "x": ["é", '"result": 0']}}, {"id": "7"}):
+                for encoding in ("utf-8", "UTF-8", "utf8", "latin-1"):
+                    res_dict = {"servicename": "S", "servicenumber": 1, "method": "m_progress", "result": result,
+                                **extra}
+                    ladons = handler.build_response(dict(res_dict, result=dict(result)), None, encoding)
+                    framed = answers.framed(lambda frame, charset, writer=handler: writer.build_response(
+                        frame, None, charset), res_dict, encoding)
+                    assert framed == (None if encoding == "latin-1" else ladons)
+                    assert handler.build_response(res_dict, None, encoding) == ladons  # as served
+                    assert json.loads(ladons.decode(encoding))["result"] == result
+
+
 # -- principals: what a hook may answer ----------------------------------------------------------
 
 

@@ -269,12 +269,17 @@ def _install_json_answer_escapes() -> None:
     from ladon.interfaces.jsonrpc10 import JSONRPCResponseHandler
     from ladon.interfaces.jsonwsp import JSONWSPResponseHandler
 
+    from ladon_tasks import answers
+
     for handler in (JSONWSPResponseHandler, JSONRPCResponseHandler):
         original = handler.build_response
         if getattr(original, "_ladon_tasks_patched", False):
             continue
 
         def build_response(self, res_dict, sinfo, encoding, _build=original):  # type: ignore[no-untyped-def]
+            kept = answers.framed(lambda frame, charset: _build(self, frame, sinfo, charset), res_dict, encoding)
+            if kept is not None:  # a finished task's answer, its JSON written once
+                return kept
             try:
                 return _build(self, dict(res_dict), sinfo, encoding)  # Ladon edits the dict's top level
             except UnicodeEncodeError:
