@@ -5,9 +5,10 @@ queue (:class:`QueueSource`) and whose runner is a supervised child process per 
 (timeouts and cancels enforced by killing it) or, with ``--threads``, the slot's thread
 (lower latency, cooperative stops). Around that:
 
-* each slot reads one job at a time (``XREADGROUP``, blocking on Redis, never
-  sleep-and-poll); the job carries its attempt number, and the start is recorded only if
-  the body runs a moment (:meth:`RedisStore.begin`);
+* idle slots read together (``XREADGROUP ... COUNT`` the slots idle at that moment,
+  never more; blocking on Redis, never sleep-and-poll: see :class:`QueueSource`); the
+  job carries its attempt number, and the start is recorded only if the body runs a
+  moment (:meth:`RedisStore.begin`);
 * the outcome is written and the entry acknowledged in one script; while Redis is away
   the outcome is kept and written when it is back;
 * a heartbeat renews the lease of every entry the worker holds every third of the
@@ -102,7 +103,14 @@ class QueueTicket(Ticket, Generic[ClaimT]):
 class QueueSource(JobSource[QueueTicket[ClaimT]]):
     """Jobs from the store's queues (:class:`~ladon_tasks.stores.queues.WorkerQueue`: of
     one Redis, or of every shard of a Redis Cluster), the queues asked in turn, each
-    highest priority first. ``where``: the worker's id, recorded with each start."""
+    highest priority first. ``where``: the worker's id, recorded with each start.
+
+    Idle slots read together: one slot reads a queue for every idle slot no other read
+    is for (one ``XREADGROUP ... COUNT n``), the others wait for what it hands out, so n
+    jobs waiting start on n idle slots for one command. Never more than that: an entry
+    read holds a lease no other worker can take. When nothing waits, the read that
+    waits for the next job is for one slot only, and the other idle slots read the
+    other queues meanwhile (or, with one queue, wait without a command of their own)."""
 
     def __init__(self, queues: Sequence[WorkerQueue[ClaimT]], where: str = "", burst: bool = False) -> None:
         if not queues:
@@ -113,39 +121,120 @@ class QueueSource(JobSource[QueueTicket[ClaimT]]):
         self.burst = burst
         self._stopping = threading.Event()
         self._held: dict[int, QueueTicket[ClaimT]] = {}  # by id(): every ticket given out, until it ends
-        self._buffered: list[QueueTicket[ClaimT]] = []  # read beyond what a slot needed
+        self._buffered: list[QueueTicket[ClaimT]] = []  # read, not taken by a slot yet
+        self._handed: set[int] = set()  # ids of buffered tickets read for slots waiting now
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a read ended, or tickets were buffered
+        self._idle = 0  # slots inside take() without a ticket
+        self._reserved = 0  # of them, those a read under way is for
+        self._reading: set[int] = set()  # indexes of the queues being read
+        self._drained = False  # burst: a read found every queue empty
         self._round_robin = 0
 
     def take(self, slot: int) -> QueueTicket[ClaimT] | None:
+        with self._lock:
+            self._idle += 1
+        ticket: QueueTicket[ClaimT] | None = None
+        try:
+            ticket = self._take(slot)
+        finally:
+            if ticket is None:
+                with self._lock:
+                    self._idle -= 1
+        if ticket is not None and self._stopping.is_set():  # read while stopping: hand it straight back
+            self.give_back(ticket)
+            return None
+        if ticket is not None:
+            crashpoints.reach("worker.claimed")
+        return ticket
+
+    def _take(self, slot: int) -> QueueTicket[ClaimT] | None:
+        """A ticket for ``slot`` (``_idle`` counted down with it), or ``None``: stopping,
+        or a burst found nothing."""
         backoff = 0.1
         while not self._stopping.is_set():
             ticket = self._take_buffered()
-            if ticket is None:
-                queue = self._pick_queue()
-                try:
-                    claims = queue.claim(defaults.CLAIM_BLOCK / len(self.queues))
-                except StoreError as exc:  # Redis restarting: reconnect with backoff
-                    log.warning("worker slot %d: %s; retrying in %.1fs", slot, exc, backoff)
-                    self._stopping.wait(backoff)
-                    backoff = min(backoff * 2, defaults.CLAIM_BACKOFF_MAX)
-                    continue
-                backoff = 0.1
-                if not claims:
-                    if self.burst and not self._anything_waiting():
-                        return None
-                    continue
-                tickets = [self._hold(queue, claim) for claim in claims]
-                ticket = tickets[0]
-                if len(tickets) > 1:  # several levels answered at once: the others wait here
-                    with self._lock:
-                        self._buffered += tickets[1:]
-            if self._stopping.is_set():  # read while stopping: hand it straight back
-                self.give_back(ticket)
+            if ticket is not None:
+                return ticket
+            read = self._reserve()
+            if read is None:
+                if self.burst and self._drained:
+                    return None
+                continue
+            index, count = read
+            queue = self.queues[index]
+            try:
+                claims, count = self._read(index, queue, count)
+            except StoreError as exc:  # Redis restarting: reconnect with backoff
+                log.warning("worker slot %d: %s; retrying in %.1fs", slot, exc, backoff)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, defaults.CLAIM_BACKOFF_MAX)
+                continue
+            backoff = 0.1
+            tickets = [self._hold(queue, claim) for claim in claims]
+            stopping = self._stopping.is_set()
+            with self._changed:  # the read ends and what it brought is handed out in one step
+                self._reading.discard(index)
+                self._reserved -= count
+                if tickets and not stopping:
+                    self._drained = False
+                    self._idle -= 1  # this slot has its ticket
+                    # the others go to the slots this read was for; beyond them (several
+                    # priorities answered one wait), to the next slot that frees
+                    self._handed.update(id(ticket) for ticket in tickets[1:count])
+                    self._buffered += tickets[1:]
+                # one waiting slot per ticket handed out, and one to read next: waking
+                # every idle slot after each read costs more CPU than the read saves
+                self._changed.notify(max(1, len(tickets)))
+            if stopping:  # read while stopping: all of it straight back
+                for ticket in tickets:
+                    self.give_back(ticket)
                 return None
-            crashpoints.reach("worker.claimed")
-            return ticket
+            if tickets:
+                return tickets[0]
+            if self.burst and not self._anything_waiting():
+                with self._changed:
+                    self._drained = True
+                    self._changed.notify_all()
+                return None
         return None
+
+    def _reserve(self) -> tuple[int, int] | None:
+        """A queue no slot is reading and how many jobs to ask it for: every idle slot no
+        read under way and no buffered ticket is for. ``None`` after waiting for a read to
+        end (or for a moment) when there is none to make."""
+        with self._changed:
+            spare = self._idle - self._reserved - len(self._buffered)
+            free = [index for index in range(len(self.queues)) if index not in self._reading]
+            if spare < 1 or not free:
+                self._changed.wait(defaults.CLAIM_BLOCK)
+                return None
+            self._round_robin = (self._round_robin + 1) % len(self.queues)
+            index = min(free, key=lambda index: (index - self._round_robin) % len(self.queues))
+            self._reading.add(index)
+            self._reserved += spare
+            return index, spare
+
+    def _read(self, index: int, queue: WorkerQueue[ClaimT], count: int) -> tuple[list[ClaimT], int]:
+        """What waits in ``queue`` for ``count`` idle slots, and how many slots the read
+        is for in the end: nothing waiting, the wait for the next job is for this slot
+        alone, the others free to read the other queues. On an error the read is over."""
+        try:
+            if count > 1:
+                claims = queue.claim(0, count=count)
+                if claims:
+                    return claims, count
+                with self._changed:
+                    self._reserved -= count - 1
+                    count = 1
+                    self._changed.notify_all()
+            return queue.claim(defaults.CLAIM_BLOCK / len(self.queues)), count
+        except BaseException:
+            with self._changed:
+                self._reading.discard(index)
+                self._reserved -= count
+                self._changed.notify_all()
+            raise
 
     def _anything_waiting(self) -> bool:
         """A job read ahead, or one in any queue (the claim just asked one queue)."""
@@ -170,30 +259,37 @@ class QueueSource(JobSource[QueueTicket[ClaimT]]):
             return list(self._held.values())
 
     def _take_buffered(self) -> QueueTicket[ClaimT] | None:
-        """The best job read earlier, unless its queue has a higher one waiting now."""
+        """The best job read earlier (``_idle`` counted down with it). One read for the
+        slots waiting now is theirs at once; one left over from an earlier read is taken
+        only if its queue has no higher one waiting now."""
         with self._lock:
             if not self._buffered:
                 return None
             best = max(self._buffered, key=lambda ticket: ticket.job.priority)
+            if id(best) in self._handed:
+                return self._unbuffer(best)
         try:
             higher = best.queue.claim(0, above=best.job.priority)
         except StoreError:
             higher = []
         if higher:
             tickets = [self._hold(best.queue, claim) for claim in higher]
-            with self._lock:
+            with self._changed:
+                self._idle -= 1
                 self._buffered += tickets[1:]
+                self._changed.notify_all()
             return tickets[0]
         with self._lock:
             if best in self._buffered:
-                self._buffered.remove(best)
-                return best
+                return self._unbuffer(best)
         return self._take_buffered()  # another slot took it meanwhile
 
-    def _pick_queue(self) -> WorkerQueue[ClaimT]:
-        with self._lock:
-            self._round_robin = (self._round_robin + 1) % len(self.queues)
-            return self.queues[self._round_robin]
+    def _unbuffer(self, ticket: QueueTicket[ClaimT]) -> QueueTicket[ClaimT]:
+        """``ticket`` leaves the buffer for an idle slot (the lock held)."""
+        self._buffered.remove(ticket)
+        self._handed.discard(id(ticket))
+        self._idle -= 1
+        return ticket
 
     def give_back(self, ticket: QueueTicket[ClaimT]) -> None:
         """A job read but not started: queued again as the same attempt, its entry
@@ -206,10 +302,13 @@ class QueueSource(JobSource[QueueTicket[ClaimT]]):
 
     def close(self) -> None:
         self._stopping.set()
+        with self._changed:
+            self._changed.notify_all()
 
     def give_back_buffered(self) -> None:
         with self._lock:
             buffered, self._buffered = self._buffered, []
+            self._handed.clear()
         for ticket in buffered:
             self.give_back(ticket)
 

@@ -21,6 +21,7 @@ from typing import Iterator
 
 import pytest
 
+from ladon_tasks import defaults
 from ladon_tasks.jobs import Job
 from ladon_tasks.model import TaskRecord, TaskState, new_task_id
 from ladon_tasks.redis.cluster import (
@@ -233,6 +234,26 @@ def test_a_jobs_moves_stay_on_its_tasks_shard(store: ShardedRedisStore) -> None:
     assert store.transition(record.task_id, TaskState.SUCCEEDED, attempt=running.attempts,
                             job=queue.release(second[0]), finished_at=time.time()) is not None
     assert read() == [] and queue.shards[home].claimable() is False
+
+
+def test_a_read_for_several_idle_slots_takes_the_highest_first_over_shards_and_no_more(
+        store: ShardedRedisStore) -> None:
+    """A worker with n idle slots reads up to n jobs in one claim: from every shard, the
+    higher priority before the lower, and never more than n - the others stay free for
+    any worker."""
+    queue = store.queue("batch", levels=[200])
+    for priority, many in ((defaults.PRIORITY, 6), (200, 3)):
+        for _ in range(many):
+            record = new_record(method="batched")
+            job = Job(task_id=record.task_id, ref=MethodRef("cluster_service", "ClusterService", "batched"), args=[],
+                      queue="batch", priority=priority)
+            store.create(record, job=queue.entry(job.priority, job.dumps()))
+    first = queue.claim(0, count=5)
+    assert [claim.job.priority for claim in first] == [200] * 3 + [defaults.PRIORITY] * 2
+    rest = queue.claim(0, count=10)
+    assert [claim.job.priority for claim in rest] == [defaults.PRIORITY] * 4
+    assert len({claim.job.task_id for claim in first + rest}) == 9
+    assert queue.claim(0, count=3) == []
 
 
 def test_an_idle_worker_hears_of_a_job_on_any_shard_at_once(store: ShardedRedisStore,

@@ -125,6 +125,24 @@ def _pending_jobs(redis_server) -> int:
     return sum(client.xpending(stream, "workers")["pending"] for stream in streams)
 
 
+def test_idle_slots_start_queued_jobs_together_and_lease_no_more(web, workers, redis_server, tmp_path):
+    # Five jobs wait; a worker with three slots reads for its idle slots together, and
+    # leases no job beyond them: the two it cannot start yet run on a second worker
+    # while the first one's three bodies are still running.
+    probe = queue_probe(web[0])
+    gate = tmp_path / "gate"
+    ids = [probe("queuedGated", gate=str(gate))["task_id"] for _ in range(5)]
+    workers.start("--concurrency", "3")
+    wait_until(lambda: len(list(tmp_path.glob("gate.pid-*"))) == 3, timeout=30, what="three bodies at once")
+    assert _pending_jobs(redis_server) == 3  # the two others are still anyone's
+    workers.start("--concurrency", "3")
+    wait_until(lambda: len(list(tmp_path.glob("gate.pid-*"))) == 5, timeout=30, what="the two others elsewhere")
+    gate.touch()
+    finals = [probe("queuedGated_wait", task_id=task_id, seconds=30) for task_id in ids]
+    assert [(final["state"], final["attempts"]) for final in finals] == [("succeeded", 1)] * 5
+    assert len({probe("queuedGated_result", task_id=task_id) for task_id in ids}) == 5  # five bodies, one each
+
+
 def test_finished_jobs_are_acknowledged_even_by_a_worker_killed_right_after(web, workers, redis_server, tmp_path):
     # Acknowledgements are batched, so a worker killed just after its bodies finished
     # may still hold some: the reaper of another worker must settle them, not rerun them.

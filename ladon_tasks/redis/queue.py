@@ -194,43 +194,50 @@ class RedisQueue(JobQueue):
                        *(f"{self.name}:{int(level):03d}" for level in self.levels))
             self._groups_ready = True
 
-    def claim(self, block: float, above: int | None = None) -> list[Claim]:
-        """Read the next job, highest priority first, waiting up to ``block`` seconds.
-        Reading leases it to this worker. With several levels, each is asked in turn
-        without waiting, then all at once with waiting - which may answer one job per
-        level: the caller keeps the others. ``above``: only levels higher than that, no
-        waiting (the caller holds a job of that priority already)."""
+    def claim(self, block: float, above: int | None = None, count: int = 1) -> list[Claim]:
+        """Read up to ``count`` jobs waiting now, highest priority first; none waiting,
+        wait up to ``block`` seconds for one (``block`` <= 0: do not wait). Reading leases
+        them to this worker. With several levels, each is asked in turn without waiting,
+        lower levels only for what the higher ones did not fill, then all at once with
+        waiting - which may answer one job per level: the caller keeps the others.
+        ``above``: only levels higher than that, no waiting (the caller holds a job of
+        that priority already)."""
         self.ensure_groups()
-        if len(self.streams) > 1 or above is not None:
-            for level, stream in zip(self.levels, self.streams, strict=True):
-                if above is not None and level <= above:
-                    return []
-                claims = self._read({stream: ">"}, None)
-                if claims:
-                    return claims
-        return self._read({stream: ">" for stream in self.streams}, max(1, int(block * 1000)))
+        count = max(1, count)
+        if len(self.streams) == 1 and above is None:
+            return self._read({self.streams[0]: ">"}, _block_ms(block), count)
+        claims: list[Claim] = []
+        for level, stream in zip(self.levels, self.streams, strict=True):
+            if (above is not None and level <= above) or len(claims) >= count:
+                break
+            claims += self._read({stream: ">"}, None, count - len(claims))
+        if claims or above is not None or block <= 0:
+            return claims
+        return self._read({stream: ">" for stream in self.streams}, _block_ms(block), 1)
 
-    def read_level(self, level: int) -> list[Claim]:
-        """The next job of priority ``level``, without waiting (a sharded queue asks each
-        shard's levels in turn)."""
+    def read_level(self, level: int, count: int = 1) -> list[Claim]:
+        """Up to ``count`` jobs of priority ``level``, without waiting (a sharded queue
+        asks each shard's levels in turn)."""
         self.ensure_groups()
-        return self._read({self.stream_for(level): ">"}, None)
+        return self._read({self.stream_for(level): ">"}, None, count)
 
-    def read_any(self) -> list[Claim]:
-        """The next job of each level that has one, without waiting (the caller keeps
-        the others, as with :meth:`claim`)."""
+    def read_any(self, count: int = 1) -> list[Claim]:
+        """Jobs of each level that has some, without waiting: up to ``count`` with one
+        level, the next one of each with several (the caller keeps the others, as with
+        :meth:`claim`)."""
         self.ensure_groups()
-        return self._read({stream: ">" for stream in self.streams}, None)
+        return self._read({stream: ">" for stream in self.streams}, None, count if len(self.streams) == 1 else 1)
 
     def wait_any(self, block: float) -> list[Claim]:
         """The next job of any level, waiting up to ``block`` seconds for one."""
         self.ensure_groups()
-        return self._read({stream: ">" for stream in self.streams}, max(1, int(block * 1000)))
+        return self._read({stream: ">" for stream in self.streams}, _block_ms(block), 1)
 
-    def _read(self, streams: dict[str, str], block_ms: int | None) -> list[Claim]:
+    def _read(self, streams: dict[str, str], block_ms: int | None, count: int) -> list[Claim]:
+        """``count`` entries at most from each of ``streams``, waiting ``block_ms`` (``None``: no wait)."""
         with self._errors("claim"):
             try:
-                answer = self.client.xreadgroup(GROUP, self.consumer, streams, count=1, block=block_ms)
+                answer = self.client.xreadgroup(GROUP, self.consumer, streams, count=count, block=block_ms)
             except self._response_error as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -417,6 +424,11 @@ class RedisQueue(JobQueue):
                 if entry_order(oldest) < entry_order(keep_from):
                     keep_from = oldest
             self._call("trim", self.client.xtrim, stream, minid=keep_from, approximate=False)
+
+
+def _block_ms(block: float) -> int | None:
+    """A wait in seconds as ``XREADGROUP BLOCK`` takes it; none for ``block`` <= 0."""
+    return max(1, int(block * 1000)) if block > 0 else None
 
 
 def _by_stream(claims: Sequence[Claim]) -> dict[str, list[str]]:

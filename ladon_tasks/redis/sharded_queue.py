@@ -109,9 +109,9 @@ class ShardedQueue(JobQueue):
         for queue in self.shards:
             queue.ensure_groups(force)
 
-    def claim(self, block: float, above: int | None = None) -> list[Claim]:
-        """The next job of any shard, highest priority first, waiting up to one slice of
-        ``block`` on one shard when none has one (see the module's text)."""
+    def claim(self, block: float, above: int | None = None, count: int = 1) -> list[Claim]:
+        """Up to ``count`` jobs of any shards, highest priority first, waiting up to one
+        slice of ``block`` on one shard when none has one (see the module's text)."""
         self.ensure_groups()
         start = next(self._turn) % len(self.shards)
         order = self.shards[start:] + self.shards[:start]
@@ -121,16 +121,18 @@ class ShardedQueue(JobQueue):
             self._swept_at = now
             if self._bell is not None:
                 self._bell.forget(self.name)  # what they said, this sweep sees
-            claims = self._sweep(order, above)
-            if claims or above is not None or block <= 0:
+            claims = self._sweep(order, above, max(1, count))
+            if claims or above is not None:
                 return claims
-            self._idle = True
+            self._idle = True  # a wait that follows goes to the bell, not to another sweep
+            if block <= 0:
+                return claims
         if self._bell is not None and self._bell.listening:
             # a job read on the bell's word leaves the queue idle: the bell goes on
             # telling where the next ones are, without a sweep after each
             wait = min(block, max(0.0, self._swept_at + defaults.CLAIM_BLOCK - now) + 0.001)
             rung = self._bell.wait(self.name, wait)
-            return self.shards[rung].read_any() if rung is not None else []
+            return self.shards[rung].read_any(max(1, count)) if rung is not None else []
         if self._bell is not None:
             self._bell.wait(self.name, 0)  # start listening
         claims = order[0].wait_any(min(block, defaults.CLUSTER_CLAIM_SLICE))
@@ -138,12 +140,14 @@ class ShardedQueue(JobQueue):
             self._idle = False
         return claims
 
-    def _sweep(self, order: list[RedisQueue], above: int | None) -> list[Claim]:
-        """The first job of the highest level of any shard, in ``order``. A shard that
-        cannot be read (its primary died, and the cluster has not promoted a replica
-        yet) is left out of the sweep, so the jobs of the other shards still run; its
-        error is raised only when no other shard had a job."""
+    def _sweep(self, order: list[RedisQueue], above: int | None, count: int) -> list[Claim]:
+        """Up to ``count`` jobs, the highest level first, of the shards in ``order``; a
+        lower level or a later shard is read only for what the ones before left unfilled.
+        A shard that cannot be read (its primary died, and the cluster has not promoted a
+        replica yet) is left out of the sweep, so the jobs of the other shards still run;
+        its error is raised only when no other shard had a job."""
         failed: dict[int, StoreError] = {}
+        claims: list[Claim] = []
         for level in self.levels:
             if above is not None and level <= above:
                 break
@@ -151,13 +155,17 @@ class ShardedQueue(JobQueue):
                 if index in failed:
                     continue
                 try:
-                    claims = queue.read_level(level)
+                    claims += queue.read_level(level, count - len(claims))
                 except StoreError as exc:
                     failed[index] = exc
                     continue
-                if claims:
-                    self._idle = False
-                    return claims
+                if len(claims) >= count:
+                    break
+            if len(claims) >= count:
+                break
+        if claims:
+            self._idle = False
+            return claims
         if failed:
             raise next(iter(failed.values()))
         return []

@@ -44,9 +44,12 @@ class WorkerQueue(Protocol[ClaimT]):
     #: How long a claim stays this worker's without a renewal, in seconds.
     lease_seconds: float
 
-    def claim(self, block: float, above: int | None = None) -> list[ClaimT]:
-        """The next job(s), highest priority first, waiting up to ``block`` seconds;
-        ``above``: only jobs of a higher priority. Reading leases them to this worker."""
+    def claim(self, block: float, above: int | None = None, count: int = 1) -> list[ClaimT]:
+        """Up to ``count`` jobs waiting now, highest priority first; none waiting, wait up
+        to ``block`` seconds for one (``block`` <= 0: no wait). ``above``: only jobs of a
+        higher priority, no wait. Reading leases them to this worker, so a worker asks
+        for no more than its idle slots start at once. Rarely, when several priorities
+        answer one wait together, more than ``count`` come back."""
         ...
 
     def claimable(self) -> bool:
