@@ -7,6 +7,7 @@ and the schedule options checked at decoration."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 import requests
@@ -92,30 +93,44 @@ def count_ticks(redis_url: str, markers: Path, ticks: int, disturb: dict[int, Ca
     return start
 
 
+
+@contextlib.contextmanager
+def schedule_fleet(redis_url: str, output_dir: Path, markers: Path, servers: int = 2, workers: int = 1,
+                   server_args: tuple[str, ...] = ()) -> Iterator[list[RunningServer]]:
+    """``servers`` ``ladon-tasks serve`` and ``workers`` ``ladon-tasks worker`` processes of
+    the schedule service on ``redis_url``, none of them a beat process; all SIGKILLed
+    at the end, whatever the test did to them."""
+    env = {"LADON_TASKS_TEST_MARKERS": str(markers)}
+    running: list[RunningServer] = []
+    pool = Workers(redis_url, output_dir, services=[SCHEDULE])
+    try:
+        for _ in range(servers):
+            running.append(start_server([SCHEDULE], output_dir, "--redis", redis_url, *server_args, env=env))
+        for _ in range(workers):
+            pool.start(env=env)
+        yield running
+    finally:
+        pool.stop_all()
+        for server in running:
+            stop_process_group(server.process, signal.SIGKILL)
+
+
 def test_three_servers_and_two_workers_run_each_tick_once_through_a_kill_and_a_redis_restart(
         tmp_path_factory, output_dir):
     markers = tmp_path_factory.mktemp("ticks")
     redis_server = start_redis(tmp_path_factory.mktemp("schedule-redis"), appendonly=True)
-    env = {"LADON_TASKS_TEST_MARKERS": str(markers)}
-    servers, workers = [], Workers(redis_server.url, output_dir, services=[SCHEDULE])
     try:
-        for _ in range(3):
-            servers.append(start_server([SCHEDULE], output_dir, "--redis", redis_server.url, "--lease", "2", env=env))
-        for _ in range(2):
-            workers.start(env=env)
-        start = count_ticks(redis_server.url, markers, WINDOW, {
-            WINDOW // 3: lambda: stop_process_group(servers[0].process, signal.SIGKILL),  # a web process dies
-            WINDOW // 2: redis_server.restart,  # every process loses Redis for a moment; append-only keeps the data
-        })
+        with schedule_fleet(redis_server.url, output_dir, markers, 3, 2, ("--lease", "2")) as servers:
+            start = count_ticks(redis_server.url, markers, WINDOW, {
+                WINDOW // 3: lambda: stop_process_group(servers[0].process, signal.SIGKILL),  # a web process dies
+                WINDOW // 2: redis_server.restart,  # every process loses Redis for a moment; append-only keeps it
+            })
 
-        listed = run_cli("schedules", "--redis", redis_server.url, "--json")
-        (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
-        assert row["name"] == NAME and row["describe"] == "every 1s" and not row["paused"]
-        assert row["last_tick"] >= start + WINDOW - 1 and row["next_tick"] > row["last_tick"], row
+            listed = run_cli("schedules", "--redis", redis_server.url, "--json")
+            (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+            assert row["name"] == NAME and row["describe"] == "every 1s" and not row["paused"]
+            assert row["last_tick"] >= start + WINDOW - 1 and row["next_tick"] > row["last_tick"], row
     finally:
-        workers.stop_all()
-        for server in servers:
-            stop_process_group(server.process, signal.SIGKILL)
         redis_server.stop()
 
 
@@ -456,14 +471,8 @@ def test_two_servers_and_a_worker_run_each_tick_once_through_a_sentinel_failover
     window = 12
     markers = tmp_path_factory.mktemp("sentinel-ticks")
     group = start_sentinel_group(tmp_path_factory.mktemp("schedule-sentinel"))
-    env = {"LADON_TASKS_TEST_MARKERS": str(markers)}
-    servers, workers = [], Workers(group.url, output_dir, services=[SCHEDULE])
-    try:
-        for _ in range(2):
-            servers.append(start_server([SCHEDULE], output_dir, "--redis", group.url, "--lease", "2", env=env))
-        workers.start(env=env)
 
-        def fail_over() -> None:
+    def fail_over() -> None:
             # each tick's task was created as any start is: answered once the replica
             # had it (WAIT), so the promoted replica holds every tick answered so far
             created = len(tick_tasks(group.url))
@@ -474,11 +483,10 @@ def test_two_servers_and_a_worker_run_each_tick_once_through_a_sentinel_failover
             wait_until(lambda: group.primary_port() not in (None, old_primary), timeout=45, interval=0.2,
                        what="the sentinels to promote the replica")
 
-        count_ticks(group.url, markers, window, {window // 3: fail_over})
+    try:
+        with schedule_fleet(group.url, output_dir, markers, server_args=("--lease", "2")):
+            count_ticks(group.url, markers, window, {window // 3: fail_over})
     finally:
-        workers.stop_all()
-        for server in servers:
-            stop_process_group(server.process, signal.SIGKILL)
         group.stop()
 
 
@@ -489,18 +497,9 @@ def test_two_servers_and_a_worker_run_each_tick_once_on_a_cluster_and_operators_
     ``ladon-tasks schedules --redis`` lists, pauses, resumes and runs it there."""
     redis_cluster.flushall()
     markers = tmp_path_factory.mktemp("cluster-ticks")
-    env = {"LADON_TASKS_TEST_MARKERS": str(markers)}
-    servers, workers = [], Workers(redis_cluster.url, output_dir, services=[SCHEDULE])
-    try:
-        for _ in range(2):
-            servers.append(start_server([SCHEDULE], output_dir, "--redis", redis_cluster.url, env=env))
-        workers.start(env=env)
+    with schedule_fleet(redis_cluster.url, output_dir, markers):
         count_ticks(redis_cluster.url, markers, 8, {})
         operate_over_redis(redis_cluster.url, markers)
-    finally:
-        workers.stop_all()
-        for server in servers:
-            stop_process_group(server.process, signal.SIGKILL)
 
 
 def test_two_servers_and_a_worker_run_each_tick_once_through_a_cluster_failover(tmp_path_factory, output_dir):
@@ -516,22 +515,15 @@ def test_two_servers_and_a_worker_run_each_tick_once_through_a_cluster_failover(
     markers = tmp_path_factory.mktemp("cluster-failover-ticks")
     cluster = start_cluster(tmp_path_factory.mktemp("schedule-cluster-failover"), primaries=3, replicas=1,
                             node_timeout_ms=1000)
-    env = {"LADON_TASKS_TEST_MARKERS": str(markers)}
-    servers, workers = [], Workers(cluster.url, output_dir, services=[SCHEDULE])
+
+    def fail_over() -> None:
+        book = cluster.node_of_key(shard_prefixes(DEFAULT_PREFIX, defaults.CLUSTER_SHARDS)[0])
+        replica = cluster.replica_of(book)
+        cluster.kill(book)
+        cluster.wait_promoted(replica, timeout=45)
+
     try:
-        for _ in range(2):
-            servers.append(start_server([SCHEDULE], output_dir, "--redis", cluster.url, "--lease", "3", env=env))
-        workers.start(env=env)
-
-        def fail_over() -> None:
-            book = cluster.node_of_key(shard_prefixes(DEFAULT_PREFIX, defaults.CLUSTER_SHARDS)[0])
-            replica = cluster.replica_of(book)
-            cluster.kill(book)
-            cluster.wait_promoted(replica, timeout=45)
-
-        count_ticks(cluster.url, markers, window, {window // 3: fail_over})
+        with schedule_fleet(cluster.url, output_dir, markers, server_args=("--lease", "3")):
+            count_ticks(cluster.url, markers, window, {window // 3: fail_over})
     finally:
-        workers.stop_all()
-        for server in servers:
-            stop_process_group(server.process, signal.SIGKILL)
         cluster.stop()
