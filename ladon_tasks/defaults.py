@@ -239,6 +239,11 @@ FLUSH_INTERVAL = 0.05
 #: Records handed to one progress-flush script call; bounds the time Redis is busy.
 FLUSH_BATCH = 500
 
+#: Most creates of one process that go to Redis in one script call (group commit:
+#: ``redis/group_commit.py``): a batch only forms while a create is in flight, so this
+#: bounds the time Redis is busy with one call (tens of microseconds each) and its size.
+CREATE_BATCH = 64
+
 #: Seconds a waiter trusts pub/sub alone before reading the record again; covers
 #: messages lost while the subscriber was reconnecting.
 WAIT_RECHECK = 1.0

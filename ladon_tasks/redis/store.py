@@ -13,7 +13,9 @@ keeps it), and how this backend keeps it:
   ``attempt``, write). Whoever loses a race gets ``None``. A queue worker's attempt
   that is not recorded yet (see below) counts as running for its own fenced writes.
 * **One script per step.** Creating a task writes the record, its index entry and -
-  for ``executor='queue'`` - its job (``create(record, job=...)``); finishing one
+  for ``executor='queue'`` - its job (``create(record, job=...)``); creates of many
+  threads that arrive while one is in flight go together in the next script call
+  (:mod:`.group_commit`), each checked and answered on its own; finishing one
   writes the outcome, acknowledges the job, sets the TTL, appends the event and tells
   waiters (``transition`` with a :class:`~ladon_tasks.stores.base.JobChange`).
 * **Starts written late.** :meth:`RedisStore.begin` (queue workers) records a start
@@ -78,6 +80,7 @@ from ladon_tasks.redis.connection import (
 )
 from ladon_tasks.redis.cluster import is_cluster_url
 from ladon_tasks.redis.fleet import RedisFleet
+from ladon_tasks.redis.group_commit import GroupCommit
 from ladon_tasks.redis.replies import as_text
 from ladon_tasks.redis.keys import DEFAULT_PREFIX, Keys
 from ladon_tasks.redis.notifier import FinishNotifier
@@ -191,6 +194,7 @@ class RedisStore(TaskStore):
         self.channel = self.keys.finished_channel
         self.location = describe_location(self._redis)
         self._create = lua.register(self._redis, "create", prefix)
+        self._creates: GroupCommit[list[str], Any] = GroupCommit(self._create_together, defaults.CREATE_BATCH)
         self._transition = lua.register(self._redis, "transition", prefix)
         self._report = lua.register(self._redis, "report", prefix)
         self._cancel = lua.register(self._redis, "cancel", prefix)
@@ -267,11 +271,13 @@ class RedisStore(TaskStore):
         self._notifier.follow(record.task_id)  # its finish message may come before the answer
         try:
             with self._errors(f"creating task {record.task_id}"):
-                existing = self._replicated(self._create, [
-                    self.prefix, record.task_id, repr(float(record.submitted_at)), record.method,
+                existing = self._creates.submit([
+                    record.task_id, repr(float(record.submitted_at)), record.method,
                     "1" if register else "", stream, payload, str(self.max_queued), str(self.max_queued_bytes),
                     *lua.counted(encode_steps(steps), STEP_WIDTH), *fields,
                 ])
+                if existing and len(existing) == 2 and existing[0] == "error":  # refused in this create alone
+                    raise redis.ResponseError(as_text(existing[1]))
         except StoreError:
             self._notifier.unfollow(record.task_id)
             raise
@@ -285,6 +291,14 @@ class RedisStore(TaskStore):
                 raise StoreFull(as_text(existing[1]))
             return decode_record(existing)
         return record
+
+    def _create_together(self, creates: list[list[str]]) -> list[Any]:
+        """One create script call for the creates of many callers (:mod:`.group_commit`):
+        each answers as if it came alone."""
+        args = [self.prefix]
+        for values in creates:
+            args += lua.counted(values)
+        return list(self._replicated(self._create, args))
 
     def get(self, task_id: str) -> TaskRecord | None:
         cached = self._notifier.cached(task_id)
