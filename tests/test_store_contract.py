@@ -213,12 +213,14 @@ def test_falsy_results_survive(store: TaskStore, value: Any) -> None:
 
 
 def test_finished_records_expire_after_result_ttl(store: TaskStore) -> None:
-    short = record_in(store, SUCCEEDED, result_ttl=0.3)
+    # the short-lived record made last, with seconds to spare: a busy machine's pause
+    # between its create and the reads below must not outlast it
     kept = record_in(store, SUCCEEDED, result_ttl=600.0)
     waiting = record_in(store, QUEUED, result_ttl=0.3)
+    short = record_in(store, SUCCEEDED, result_ttl=2.0)
     assert store.get(short.task_id) is not None, "readable (repeatedly) until it expires"
     assert store.get(short.task_id) is not None
-    wait_until(lambda: store.get(short.task_id) is None, timeout=10, what="the record to expire")
+    wait_until(lambda: store.get(short.task_id) is None, timeout=30, what="the record to expire")
     listed = {r.task_id for r in store.list_tasks()}
     assert short.task_id not in listed
     assert {kept.task_id, waiting.task_id} <= listed
