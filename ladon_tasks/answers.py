@@ -14,6 +14,9 @@ not shown).
 The record read decides which answer is kept: one is reused only for a record with
 the same state, attempts and start and finish times - the same finish. A record that
 finished again (a Redis that lost a finish runs the task again) gets a new answer.
+Stores hand out their finished records uncopied (:meth:`~ladon_tasks.stores.base.
+TaskStore.get`), so a poll most often reads the very record its answer was made from,
+and knows it by identity, without comparing.
 
 For JSON-WSP and JSON-RPC, :func:`framed` writes the kept JSON text into the frame
 Ladon writes around a result, so the bytes sent are the bytes Ladon would send.
@@ -51,6 +54,9 @@ class KeptResponse:
     changed. Ladon asks an answer for its encoding and nothing else (``__dict__``)."""
 
     def __init__(self, record: TaskRecord) -> None:
+        #: The record answered: a store hands out its finished records uncopied, so a
+        #: later read of the same finish is most often this very object.
+        self.record = record
         self.response = wire.progress_response(record)
         self.finish = _finish_of(record)
         self._encodings: dict[bool, dict[str, Any]] = {}
@@ -84,10 +90,13 @@ class KeptAnswers:
     def answer(self, record: TaskRecord, poll_after: float = 0.0) -> wire.TaskProgressResponse | KeptResponse:
         """The answer to give for ``record``: the kept one of its finish, if any; else a
         new one, kept when the record has finished."""
+        kept = self._kept.get(record.task_id)  # one dict read: atomic, no lock needed
+        if kept is not None and kept.record is record and poll_after == 0.0:
+            return kept  # the very record answered before: the same finish
         if not (record.finished and record.finished_at and poll_after == 0.0 and self.size):
             return wire.progress_response(record, poll_after=poll_after)
-        kept = self._kept.get(record.task_id)  # one dict read: atomic, no lock needed
         if kept is not None and kept.finish == _finish_of(record):
+            kept.record = record  # the store's own object from now on (Redis keeps a copy of what it read)
             return kept
         kept = KeptResponse(record)
         with self._lock:

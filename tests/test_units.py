@@ -639,6 +639,8 @@ def test_after_redis_was_away_waiters_read_again_and_kept_records_are_dropped(fi
     board, notifier = finish_board
     kept = board.running()
     board.finish(kept)
+    notifier.remember(board.records[kept], 100)  # starts the subscription, which empties the cache once
+    wait_until(notifier._subscribed.is_set, timeout=DEADLINE, what="the notifier's subscription")
     notifier.remember(board.records[kept], 100)
     assert notifier.cached(kept) is not None
     task = board.running()
