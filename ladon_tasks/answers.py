@@ -30,7 +30,7 @@ import json
 import threading
 from typing import Any, Callable
 
-from ladon_tasks import defaults, wire
+from ladon_tasks import defaults, waits, wire
 from ladon_tasks.model import TaskRecord
 
 
@@ -99,6 +99,7 @@ class KeptAnswers:
             kept.record = record  # the store's own object from now on (Redis keeps a copy of what it read)
             return kept
         kept = KeptResponse(record)
+        waits.run_times.note(record)  # an end this process answers for the first time
         with self._lock:
             self._kept.pop(record.task_id, None)
             while len(self._kept) >= self.size:
