@@ -117,22 +117,45 @@ kept_answers = KeptAnswers()
 _MARK = b'"result": 0'
 
 
-def framed(build: Callable[[dict[str, Any], str], bytes], res_dict: dict[str, Any], encoding: str) -> bytes | None:
+def framed(build: Callable[[dict[str, Any], str], bytes], res_dict: dict[str, Any], encoding: str,
+           kind: str = "") -> bytes | None:
     """A JSON interface's answer with a kept JSON text, or ``None`` when it has none to
     give (the result is not a kept answer, the charset is not UTF-8). ``build(res_dict,
     encoding)`` is Ladon's writer of the interface's answer: it writes the frame around
     a stand-in result (``0``), and the kept text takes the stand-in's place - the bytes
     Ladon writes for the whole answer, the result's JSON written once per finish. The
     stand-in is the first ``"result": 0`` of the frame: the keys written before it are
-    a service's name and number, and no JSON string holds an unescaped quote."""
+    a service's name and number, and no JSON string holds an unescaped quote.
+
+    ``kind`` names the writer (its interface): the frame of the same rest of the answer
+    - service, method, a mirror or id of plain values - is then written once, too, and
+    kept (``KEPT_FRAMES``)."""
     result = res_dict.get("result")
     if type(result) is not JsonAnswer or result.json is None or not _is_utf8(encoding):
         return None
-    frame = build({**res_dict, "result": 0}, encoding)
-    at = frame.find(_MARK)
-    if at < 0:
-        return None
-    return b"".join((frame[:at], b'"result": ', result.json, frame[at + len(_MARK):]))
+    rest = dict(res_dict)
+    del rest["result"]
+    # The values' types too: an id of 1, 1.0 and true are equal keys, and written apart.
+    key: tuple[Any, ...] | None = (kind, encoding, *rest.items(), *map(type, rest.values())) if kind else None
+    try:
+        parts = _frames.get(key) if key is not None else None
+    except TypeError:  # a mirror of a list or an object: written each time
+        key, parts = None, None
+    if parts is None:
+        frame = build({**res_dict, "result": 0}, encoding)
+        at = frame.find(_MARK)
+        if at < 0:
+            return None
+        parts = (frame[:at] + b'"result": ', frame[at + len(_MARK):])
+        if key is not None:
+            if len(_frames) >= defaults.KEPT_FRAMES:
+                _frames.clear()
+            _frames[key] = parts
+    return b"".join((parts[0], result.json, parts[1]))
+
+
+#: Frames written around kept answers, by writer, charset and the rest of the answer.
+_frames: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
 
 
 @functools.lru_cache(maxsize=64)

@@ -125,6 +125,11 @@ RUN_TIMES_QUANTILE = 0.01
 #: early (a cancel, a crash), and its client sees that end at most this long after.
 POLL_AFTER_LEARNED_MAX = 5.0
 
+#: Frames (service, method, mirror or id) written around kept answers that a process
+#: keeps (:func:`ladon_tasks.answers.framed`): one per method and interface in use, and
+#: the plain ids JSON-RPC clients send; emptied when full.
+KEPT_FRAMES = 256
+
 #: Finished tasks whose ``_progress`` answer a process keeps encoded (:mod:`ladon_tasks.answers`):
 #: a few kB each; enough for the tasks finished within the last seconds of a busy
 #: server, which are the ones clients are still polling.

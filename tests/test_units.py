@@ -440,7 +440,8 @@ def test_a_kept_json_answer_is_framed_in_the_bytes_ladon_writes() -> None:
         result = answers.KeptResponse(record).__dict__(converter)
         assert isinstance(result, answers.JsonAnswer)
         for handler in (JSONWSPResponseHandler(), JSONRPCResponseHandler()):
-            for extra in ({}, {"reflection": {"result": 0, "x": ["é", '"result": 0']}}, {"id": "7"}):
+            for extra in ({}, {"reflection": {"result": 0, "x": ["é", '"result": 0']}}, {"id": "7"}, {"id": 1},
+                          {"id": True}, {"id": 1.0}):  # equal keys, written apart
                 for encoding in ("utf-8", "UTF-8", "utf8", "latin-1"):
                     res_dict = {"servicename": "S", "servicenumber": 1, "method": "m_progress", "result": result,
                                 **extra}
@@ -448,6 +449,9 @@ def test_a_kept_json_answer_is_framed_in_the_bytes_ladon_writes() -> None:
                     framed = answers.framed(lambda frame, charset, writer=handler: writer.build_response(
                         frame, None, charset), res_dict, encoding)
                     assert framed == (None if encoding == "latin-1" else ladons)
+                    for _ in range(2):  # its frame written the first time, then kept
+                        assert answers.framed(lambda frame, charset, writer=handler: writer.build_response(
+                            frame, None, charset), res_dict, encoding, type(handler).__name__) == framed
                     assert handler.build_response(res_dict, None, encoding) == ladons  # as served
                     assert json.loads(ladons.decode(encoding))["result"] == result
 

@@ -282,8 +282,9 @@ def _install_json_answer_escapes() -> None:
         if getattr(original, "_ladon_tasks_patched", False):
             continue
 
-        def build_response(self, res_dict, sinfo, encoding, _build=original):  # type: ignore[no-untyped-def]
-            kept = answers.framed(lambda frame, charset: _build(self, frame, sinfo, charset), res_dict, encoding)
+        def build_response(self, res_dict, sinfo, encoding, _build=original, _kind=handler.__name__):  # type: ignore[no-untyped-def]
+            kept = answers.framed(lambda frame, charset: _build(self, frame, sinfo, charset), res_dict, encoding,
+                                  _kind)
             if kept is not None:  # a finished task's answer, its JSON written once
                 return kept
             try:
