@@ -110,6 +110,26 @@ WAIT_THREADS = 16
 #: big for the budget saw its ends up to a request's time past a second.)
 POLL_AFTER = 0.75
 
+#: Run times a process keeps per method, of the finished tasks it answered for
+#: (:class:`ladon_tasks.waits.RunTimes`): the recent past, enough for a 1 % quantile.
+RUN_TIMES_KEPT = 200
+#: The run times it takes before ``poll_after`` is learned from them: with fewer, one
+#: odd task would set the advice.
+RUN_TIMES_MIN = 20
+#: The quantile of a method's recent run times before which its running task is told
+#: to ask again no sooner (``poll_after`` until then): the 1 % quantile, so that about one
+#: task in a hundred could end before it - and still be seen within a second of its end
+#: unless it ended more than a second before it. The 1 s bound is for 99 % of clients.
+RUN_TIMES_QUANTILE = 0.01
+#: The most ``poll_after`` learned from run times advises at once: a task can still end
+#: early (a cancel, a crash), and its client sees that end at most this long after.
+POLL_AFTER_LEARNED_MAX = 5.0
+
+#: Frames (service, method, mirror or id) written around kept answers that a process
+#: keeps (:func:`ladon_tasks.answers.framed`): one per method and interface in use, and
+#: the plain ids JSON-RPC clients send; emptied when full.
+KEPT_FRAMES = 256
+
 #: Finished tasks whose ``_progress`` answer a process keeps encoded (:mod:`ladon_tasks.answers`):
 #: a few kB each; enough for the tasks finished within the last seconds of a busy
 #: server, which are the ones clients are still polling.

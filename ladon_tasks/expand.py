@@ -223,6 +223,10 @@ class _Companion:
     rtype: Any
     doc: str
     only_if_listing: bool = False  # ``m_list``: see :func:`_lists`
+    #: Needs of the request only its caller: Ladon passes it no keywords
+    #: (copying the WSGI environ into them cost a poll more than the rest of its work),
+    #: and :func:`ladon_tasks.principals.of_request` takes the dispatched request's.
+    caller_only: bool = True
 
     def signature(self, task_method: TaskMethod) -> tuple[tuple[Any, ...], Any]:
         """The argument types and the rtype Ladon registers, for ``task_method``."""
@@ -267,12 +271,14 @@ _COMPANIONS = (
               "Start the task as the method without _at does, but not before a time: it is queued until then\n"
               "and may be cancelled meanwhile. A time past starts it at once; one past the server's horizon\n"
               "(30 days by default) is refused with StartTooFar.\n"
-              "@param not_before: the earliest start, seconds since the epoch"),
+              "@param not_before: the earliest start, seconds since the epoch",
+              caller_only=False),
     _Companion("later", _delayed_start("start_in"), (_Declared.ARGS, float), wire.TaskInfoResponse,
               "Start the task as the method without _later does, but start_in seconds from now: it is queued\n"
               "until then and may be cancelled meanwhile; 0 or less starts it at once. Past the server's horizon\n"
               "(30 days by default): StartTooFar.\n"
-              "@param start_in: seconds from now before the task may start"),
+              "@param start_in: seconds from now before the task may start",
+              caller_only=False),
 )
 
 #: The last parameter of each delayed-start companion.
@@ -313,7 +319,11 @@ def _register(task_method: TaskMethod, ladon_kw: dict[str, Any]) -> None:
     service_info = method_info.sinfo
     for companion, function in _companions(task_method):
         arg_types, rtype = companion.signature(task_method)
-        service_info.add_method(function, *arg_types, rtype=rtype, override_method_name=f"{name}_{companion.suffix}")
+        info = service_info.add_method(function, *arg_types, rtype=rtype,
+                                       override_method_name=f"{name}_{companion.suffix}")
+        if companion.caller_only:  # Ladon would copy the environ into its keywords, twice
+            info._has_keywords = False  # the caller is the dispatched request's (principals.of_request)
+            info._ladon_tasks_caller_only = True  # compat.requests: whose request this thread dispatches
 
 
 def _check_schedule_args(task_method: TaskMethod) -> None:

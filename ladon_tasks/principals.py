@@ -13,8 +13,8 @@ services are imported (``ladon_tasks.configure(principal=...)``, ``make_applicat
 * the name of a WSGI environ key (default ``REMOTE_USER``: Apache's ``AuthType Basic``
   or a front proxy set it; a client cannot, since request headers arrive as
   ``HTTP_*``);
-* a callable taking the WSGI environ (Ladon's request keywords over it), returning the
-  principal, or ``""``/``None`` for an anonymous call; it may raise
+* a callable taking the request's WSGI environ (on a start call, Ladon's request
+  keywords over it), returning the principal, or ``""``/``None`` for an anonymous call; it may raise
   :class:`~ladon_tasks.faults.Unauthenticated` itself;
 * a dotted name of such a callable: ``package.module:function`` or
   ``package.module.function``.
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Union
 
@@ -124,8 +125,22 @@ def current() -> Principals:
     return _current
 
 
+#: The WSGI environ of the request this thread dispatches, set around Ladon's call of a
+#: companion (:mod:`ladon_tasks.compat.requests`): the companions that only read a task take no
+#: keywords from Ladon, which would copy the whole environ into them twice per call.
+_dispatching = threading.local()
+
+
+def dispatching(environ: Mapping[str, Any] | None) -> None:
+    """This thread now dispatches the request of ``environ`` (``None``: none)."""
+    _dispatching.environ = environ
+
+
 def of_request(environ: Mapping[str, Any]) -> str:
-    """The caller of a request, by this process's rule."""
+    """The caller of a request, by this process's rule; without keywords (a companion
+    Ladon passes none), the caller of the request this thread dispatches."""
+    if not environ:
+        environ = getattr(_dispatching, "environ", None) or {}
     return _current.of_request(environ)
 
 

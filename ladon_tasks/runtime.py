@@ -519,8 +519,8 @@ class TaskRuntime:
 
     def poll_after(self, record: TaskRecord) -> float:
         """Seconds a client following ``record`` should let pass before it asks again: 0
-        once the task has finished."""
-        return 0.0 if record.finished else self.waits.poll_after
+        once the task has finished; more early in a run (:meth:`WaitBudget.advice`)."""
+        return 0.0 if record.finished else self.waits.advice(record, time.time())
 
 
 def _new_record(spec: TaskSpec, store: TaskStore, encoded_args: Any, idempotency_key: str = "",

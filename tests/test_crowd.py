@@ -286,3 +286,50 @@ def test_clients_that_ignore_the_advice_and_spin_get_no_more_than_their_share(cr
     refused = wait_figures(crowded)["ladon_tasks_waits_answered_at_once_total"] - refused_before
     assert refused >= SPINNERS, "spinners over the budget were answered at once, not held"
     assert [end["state"] for end in ends] == ["succeeded"] * SPINNERS
+
+
+def test_poll_after_is_learned_from_the_method_s_run_times(tmp_path: Path) -> None:
+    """Once a process has answered the ends of ``RUN_TIMES_MIN`` tasks of a method, a
+    client of a running task of that method that could not be near its end is told to
+    ask again about when the shortest of them ended - not every 0.75 s; once the task
+    has run that long, 0.75 s again; 0 once it has ended."""
+    from ladon_tasks import defaults
+
+    runs = defaults.RUN_TIMES_MIN
+    server = start_server([PROBE], tmp_path, "--threads", str(THREADS), "--wait-threads", "0",
+                          "--thread-workers", str(runs + 1))
+    try:
+        client = JsonWsp(server, "ProbeService")
+        first_gate, gate = tmp_path / "first", tmp_path / "gate"
+        task_ids = [client("gated", gate=str(first_gate))["task_id"] for _ in range(runs)]
+        wait_until(lambda: all(client("gated_progress", task_id=task_id)["state"] == "running"
+                               for task_id in task_ids), what="the first tasks to run")
+        wait_until(lambda: min(client("gated_progress", task_id=task_id)["duration"] for task_id in task_ids) >= 3.0,
+                   timeout=60, what="the first tasks to run 3 s")
+        first_gate.touch()
+        for task_id in task_ids:  # each end answered here once: its run time is known
+            assert follow(client, "gated", task_id)["state"] == "succeeded"
+        shortest = min(client("gated_progress", task_id=task_id)["duration"] for task_id in task_ids)
+        assert shortest >= 3.0
+
+        task_id = client("gated", gate=str(gate))["task_id"]
+        wait_until(lambda: client("gated_progress", task_id=task_id)["state"] == "running", what="the task to run")
+        status = client("gated_progress", task_id=task_id)
+        waited = client("gated_wait", task_id=task_id, seconds=25)  # over budget: at once
+        with pytest.raises(WireFault) as fault:
+            client("gated_wait_result", task_id=task_id, seconds=25)
+        assert status["duration"] < shortest - 1.0, "the task was asked about at its start (within 2 s)"
+        # Ask again when it has run as long as the shortest of the method's tasks, in each answer.
+        assert abs(status["poll_after"] - (shortest - status["duration"])) < 0.1, status
+        assert 0.75 < waited["poll_after"] <= shortest - status["duration"], waited
+        asked = float(re.search(r"ask again in ([0-9.]+) s", fault.value.string).group(1))
+        assert 0.75 < asked <= shortest - status["duration"], fault.value.string
+        wait_until(lambda: client("gated_progress", task_id=task_id)["duration"] > shortest,
+                   timeout=60, what="the task to run as long as the shortest before it")
+        assert client("gated_progress", task_id=task_id)["poll_after"] == 0.75
+        assert client("gated_wait", task_id=task_id, seconds=25)["poll_after"] == 0.75
+        gate.touch()
+        final = follow(client, "gated", task_id)
+        assert (final["state"], final["poll_after"]) == ("succeeded", 0.0)
+    finally:
+        server.stop()

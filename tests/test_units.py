@@ -440,7 +440,8 @@ def test_a_kept_json_answer_is_framed_in_the_bytes_ladon_writes() -> None:
         result = answers.KeptResponse(record).__dict__(converter)
         assert isinstance(result, answers.JsonAnswer)
         for handler in (JSONWSPResponseHandler(), JSONRPCResponseHandler()):
-            for extra in ({}, {"reflection": {"result": 0, "x": ["é", '"result": 0']}}, {"id": "7"}):
+            for extra in ({}, {"reflection": {"result": 0, "x": ["é", '"result": 0']}}, {"id": "7"}, {"id": 1},
+                          {"id": True}, {"id": 1.0}):  # equal keys, written apart
                 for encoding in ("utf-8", "UTF-8", "utf8", "latin-1"):
                     res_dict = {"servicename": "S", "servicenumber": 1, "method": "m_progress", "result": result,
                                 **extra}
@@ -448,6 +449,9 @@ def test_a_kept_json_answer_is_framed_in_the_bytes_ladon_writes() -> None:
                     framed = answers.framed(lambda frame, charset, writer=handler: writer.build_response(
                         frame, None, charset), res_dict, encoding)
                     assert framed == (None if encoding == "latin-1" else ladons)
+                    for _ in range(2):  # its frame written the first time, then kept
+                        assert answers.framed(lambda frame, charset, writer=handler: writer.build_response(
+                            frame, None, charset), res_dict, encoding, type(handler).__name__) == framed
                     assert handler.build_response(res_dict, None, encoding) == ladons  # as served
                     assert json.loads(ladons.decode(encoding))["result"] == result
 
@@ -639,6 +643,8 @@ def test_after_redis_was_away_waiters_read_again_and_kept_records_are_dropped(fi
     board, notifier = finish_board
     kept = board.running()
     board.finish(kept)
+    notifier.remember(board.records[kept], 100)  # starts the subscription, which empties the cache once
+    wait_until(notifier._subscribed.is_set, timeout=DEADLINE, what="the notifier's subscription")
     notifier.remember(board.records[kept], 100)
     assert notifier.cached(kept) is not None
     task = board.running()
@@ -745,3 +751,40 @@ def test_the_package_opens_redis_stores_through_the_backends_front_door():
                       if imported & behind and not module.startswith("ladon_tasks.redis"))
     assert "ladon_tasks.redis" in graph["ladon_tasks.deployment"], "the walk sees who opens stores"
     assert not reaching, f"modules opening Redis stores behind the front door: {reaching}"
+
+
+# -- poll_after learned from run times ---------------------------------------------------------
+
+
+def test_poll_after_learned_from_run_times_is_at_most_its_cap_and_needs_enough_of_them() -> None:
+    """A method's running task is told to ask again when it will have run as long as the
+    method's short runs (its 1 % quantile), at most ``POLL_AFTER_LEARNED_MAX`` ahead;
+    0.75 s with fewer than ``RUN_TIMES_MIN`` run times known, for a queued task, and
+    once it has run that long. Ends noted once each, when first answered."""
+    from ladon_tasks import defaults
+    from ladon_tasks.answers import KeptAnswers
+    from ladon_tasks.waits import WaitBudget
+
+    budget, now = WaitBudget(0), time.time()
+    kept = KeptAnswers()
+    method = f"long{new_task_id()}"
+
+    def running(started: float) -> TaskRecord:
+        return TaskRecord(task_id=new_task_id(), service="Units", method=method, state=TaskState.RUNNING,
+                          started_at=started, attempts=1)
+
+    def ended(seconds: float) -> TaskRecord:
+        return TaskRecord(task_id=new_task_id(), service="Units", method=method, state=TaskState.SUCCEEDED,
+                          started_at=now - seconds - 1, finished_at=now - 1, attempts=1)
+
+    for _ in range(defaults.RUN_TIMES_MIN - 1):
+        record = ended(60.0)
+        kept.answer(record)
+        kept.answer(record)  # the same end again: not noted twice
+    assert budget.advice(running(now - 1.0), now) == defaults.POLL_AFTER  # too few known
+    kept.answer(ended(60.0))
+    assert budget.advice(running(now - 1.0), now) == defaults.POLL_AFTER_LEARNED_MAX
+    assert budget.advice(running(now - 58.0), now) == pytest.approx(2.0)
+    assert budget.advice(running(now - 59.5), now) == defaults.POLL_AFTER
+    queued = TaskRecord(task_id=new_task_id(), service="Units", method=method, state=TaskState.QUEUED)
+    assert budget.advice(queued, now) == defaults.POLL_AFTER

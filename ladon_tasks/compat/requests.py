@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from ladon_tasks import faults
+from ladon_tasks import faults, principals
 
 QUOTE_LIMIT = 80
 
@@ -117,6 +117,9 @@ def _install_request_guards() -> None:
                 req_dict["args"][name] = []  # SOAP writes an empty array as an empty or nil element
             elif not isinstance(value, list):  # Ladon would iterate a string's characters or a dict's keys
                 raise faults.InvalidArgument(f"{method.name()}: argument {name} must be {_describe_type(declared)}")
+        caller_only = getattr(method, "_ladon_tasks_caller_only", False)
+        if caller_only:  # a companion Ladon passes no keywords: who calls is the environ's (export_dict)
+            principals.dispatching(export_dict)
         try:
             return original_call_method(self, method, req_dict, tc, export_dict, log_line)
         except (LadonTypeException, LadonDispatchException):
@@ -129,6 +132,9 @@ def _install_request_guards() -> None:
             raise faults.InvalidArgument(
                 f"{method.name()}: argument {name} must be {_describe_type(declared[name])}"
             ) from None
+        finally:
+            if caller_only:
+                principals.dispatching(None)
 
     dispatch_request._ladon_tasks_patched = True  # type: ignore[attr-defined]
     Dispatcher.dispatch_request = dispatch_request
@@ -276,8 +282,9 @@ def _install_json_answer_escapes() -> None:
         if getattr(original, "_ladon_tasks_patched", False):
             continue
 
-        def build_response(self, res_dict, sinfo, encoding, _build=original):  # type: ignore[no-untyped-def]
-            kept = answers.framed(lambda frame, charset: _build(self, frame, sinfo, charset), res_dict, encoding)
+        def build_response(self, res_dict, sinfo, encoding, _build=original, _kind=handler.__name__):  # type: ignore[no-untyped-def]
+            kept = answers.framed(lambda frame, charset: _build(self, frame, sinfo, charset), res_dict, encoding,
+                                  _kind)
             if kept is not None:  # a finished task's answer, its JSON written once
                 return kept
             try:

@@ -76,7 +76,8 @@ class FinishNotifier:
     # -- the finished-record cache -----------------------------------------------------
 
     def cached(self, task_id: str) -> TaskRecord | None:
-        """A finished record seen before: it never changes again, only expires."""
+        """A finished record seen before: it never changes again, only expires, so it is
+        handed out as kept, not copied (a store's finished records are read-only)."""
         with self._finished_lock:
             entry = self._finished.get(task_id)
             if entry is None:
@@ -85,7 +86,7 @@ class FinishNotifier:
                 del self._finished[task_id]
                 self._finished_bytes -= entry[2]
                 return None
-            return entry[1].copy()
+            return entry[1]
 
     def forget_finished(self) -> None:
         """Drop every finished record kept: after Redis was away. A failover to a replica

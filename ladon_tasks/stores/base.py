@@ -130,7 +130,10 @@ class TaskStore(abc.ABC):
     @abc.abstractmethod
     def get(self, task_id: str) -> TaskRecord | None:
         """The record, or ``None`` when unknown or expired. A finished record may come
-        from memory (it never changes again - unless the store loses the write)."""
+        from memory (it never changes again - unless the store loses the write), and is
+        read-only: it may be the store's own object, handed to every reader uncopied
+        (polls of finished tasks read it most, and an answer kept for it is known by it,
+        :mod:`ladon_tasks.answers`). An unfinished record is a copy the caller may change."""
 
     def current(self, task_id: str) -> TaskRecord | None:
         """The record as the store holds it now, never a copy kept in memory: for the

@@ -164,7 +164,7 @@ class MemoryStore(TaskStore):
     def get(self, task_id: str) -> TaskRecord | None:
         with self._lock:
             record = self._live(task_id)
-            return record.copy() if record is not None else None
+            return record.copy() if record is not None and not record.finished else record
 
     keeps_slots = True
 
@@ -307,7 +307,7 @@ class MemoryStore(TaskStore):
                 if remaining <= 0:
                     break
                 self._changed.wait(remaining)
-            return record.copy() if record is not None else None
+            return record.copy() if record is not None and not record.finished else record
 
     def list_tasks(
         self,
