@@ -432,9 +432,11 @@ def test_a_kept_json_answer_is_framed_in_the_bytes_ladon_writes() -> None:
     from ladon.interfaces.jsonrpc10 import JSONRPCResponseHandler
     from ladon.interfaces.jsonwsp import JSONWSPResponseHandler
     from ladon.types.typeconverter import TypeConverter
+    from ladon.types.typemanager import TypeManager
 
-    from ladon_tasks import answers
+    from ladon_tasks import answers, wire
 
+    TypeManager().analyze_class(wire.TaskProgressResponse)  # as Ladon does for a service's return type
     converter = TypeConverter(only_strings_to_unicode=True)
     for record in _finished_records():
         result = answers.KeptResponse(record).__dict__(converter)
