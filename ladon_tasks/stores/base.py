@@ -287,6 +287,12 @@ class TaskStore(abc.ABC):
         an error."""
         return None
 
+    def serve_worker(self) -> None:
+        """This store serves a worker's slots: the records it writes are read back
+        elsewhere (by the processes that wait for them), not here. A store that keeps
+        finished records at hand for this process's readers stops keeping those it
+        writes."""
+
     def close(self) -> None:
         """Release connections and threads; the store is not used afterwards."""
 
