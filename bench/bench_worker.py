@@ -62,6 +62,8 @@ class Drain:
     cpu: float
     wall: float
     commands: dict[str, int] = field(default_factory=dict)
+    #: Of ``cpu``, the seconds spent in the kernel (system calls, thread switches).
+    system: float = 0.0
 
     @property
     def command_count(self) -> int:
@@ -79,6 +81,8 @@ class Row:
     commands: list[float] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
     empty_cpu_ms: list[float] = field(default_factory=list)
+    #: Of the CPU per task, the share spent in the kernel, per round.
+    system_share: list[float] = field(default_factory=list)
     #: Per task, by command, in the last round (the empty run's left out).
     per_task: dict[str, float] = field(default_factory=dict)
     error: str | None = None
@@ -88,6 +92,8 @@ class Row:
         self.commands.append((full.command_count - empty.command_count) / full.tasks)
         self.rates.append(full.tasks / max(1e-6, full.wall - empty.wall))
         self.empty_cpu_ms.append(empty.cpu * 1e3)
+        spent = full.cpu - empty.cpu
+        self.system_share.append((full.system - empty.system) / spent if spent > 0 else 0.0)
         self.per_task = {name: round((count - empty.commands.get(name, 0)) / full.tasks, 3)
                          for name, count in sorted(full.commands.items(), key=lambda item: -item[1])}
 
@@ -115,10 +121,20 @@ class Row:
         return self._median(self.rates)
 
 
+def _stat_of(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _cpu_of(pid: int) -> float:
-    """User + system seconds of a live process, from ``/proc/PID/stat``."""
-    fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User + system seconds of a live process."""
+    fields_ = _stat_of(pid)
     return (int(fields_[11]) + int(fields_[12])) / TICKS
+
+
+def _system_of(pid: int) -> float:
+    """System seconds of a live process."""
+    return int(_stat_of(pid)[12]) / TICKS
 
 
 # -- ladon-tasks ------------------------------------------------------------------------------
@@ -173,7 +189,7 @@ def drain_ours(redis_server: RedisServer, tasks: int, slots: int, log_dir: Path,
         raise RuntimeError(f"the worker exited with {process.returncode}")
     commands = redis_server.commands(BENCH_COMMANDS)
     _check_ours(redis_server, tasks)
-    return Drain(tasks, usage.ru_utime + usage.ru_stime, wall, commands)
+    return Drain(tasks, usage.ru_utime + usage.ru_stime, wall, commands, usage.ru_stime)
 
 
 def _check_ours(redis_server: RedisServer, tasks: int) -> None:
@@ -226,13 +242,13 @@ def drain_huey(redis_server: RedisServer, tasks: int, slots: int, log_dir: Path)
                 break  # started: its threads wait on the empty queue
             time.sleep(POLL)
         wall = time.perf_counter() - began
-        cpu = _cpu_of(process.pid)
+        cpu, system = _cpu_of(process.pid), _system_of(process.pid)
         commands = redis_server.commands(BENCH_COMMANDS)
     finally:
         stop_process_group(process)
     if polls:
         commands["hlen"] = commands.get("hlen", 0) - polls
-    return Drain(tasks, cpu, wall, commands)
+    return Drain(tasks, cpu, wall, commands, system)
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -304,12 +320,13 @@ def run(tasks: int, slot_counts: list[int], rounds: int, only: list[str] | None,
 
 
 def format_table(rows: list[Row]) -> str:
-    lines = [("system", "worker CPU µs/task", "least", "vs huey", "cmds/task", "tasks/s", "empty start ms",
-              "rounds (µs)")]
+    lines = [("system", "worker CPU µs/task", "least", "vs huey", "in kernel", "cmds/task", "tasks/s",
+              "empty start ms", "rounds (µs)")]
     for row in rows:
         huey = next((r for r in rows if r.slots == row.slots and r.label.startswith("huey") and not r.error), None)
         lines.append((row.label, f"{row.cpu:,.0f}", f"{row.cpu_least:,.0f}",
-                      ratio(row.cpu, huey.cpu) if huey else "-", f"{row.cmds:.2f}",
+                      ratio(row.cpu, huey.cpu) if huey else "-", f"{100 * Row._median(row.system_share):.0f} %",
+                      f"{row.cmds:.2f}",
                       f"{row.rate:,.0f}", f"{Row._median(row.empty_cpu_ms):,.0f}",
                       " ".join(f"{v:,.0f}" for v in row.cpu_us) + (f"  FAILED: {row.error}" if row.error else "")))
     return text_table(lines)
