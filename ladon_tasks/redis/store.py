@@ -355,6 +355,9 @@ class RedisStore(TaskStore):
                     *lua.counted(pending, PENDING_WIDTH), *lua.counted(ops, JOB_OP_WIDTH), *encoded,
                 ]
             )
+        if job is not None and job.read is not None:  # the slot's next jobs came with the answer
+            flat, handed = flat
+            job.read.handed.extend(handed or ())
         return self._notifier.remember(decode_record(flat), flat_size(flat), written=True) if flat else None
 
     def report(
