@@ -62,10 +62,10 @@ def celery(pool: str) -> Peer:
         "--without-gossip", "--without-mingle", "--without-heartbeat"))
 
 
-def huey() -> Peer:
-    """One ``huey_consumer`` with worker threads."""
-    return Peer("huey", f"huey 3.5 threads, {SLOTS} slots", "huey_consumer", (
-        "peer_huey.huey", "--workers", str(SLOTS), "--worker-type", "thread", "--logfile", "/dev/null", "--quiet"))
+def huey(slots: int = SLOTS) -> Peer:
+    """One ``huey_consumer`` with ``slots`` worker threads."""
+    return Peer("huey", f"huey 3.5 threads, {slots} slots", "huey_consumer", (
+        "peer_huey.huey", "--workers", str(slots), "--worker-type", "thread", "--logfile", "/dev/null", "--quiet"))
 
 
 def dramatiq() -> Peer:

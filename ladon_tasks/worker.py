@@ -6,9 +6,10 @@ queue (:class:`QueueSource`) and whose runner is a supervised child process per 
 (lower latency, cooperative stops). Around that:
 
 * idle slots read together (``XREADGROUP ... COUNT`` the slots idle at that moment,
-  never more; blocking on Redis, never sleep-and-poll: see :class:`QueueSource`); the
-  job carries its attempt number, and the start is recorded only if the body runs a
-  moment (:meth:`RedisStore.begin`);
+  never more; blocking on Redis, never sleep-and-poll: see :class:`QueueSource`), and a
+  slot that finishes reads its next job in the same store call as its finish; the job
+  carries its attempt number, and the start is recorded only if the body runs a moment
+  (:meth:`RedisStore.begin`);
 * the outcome is written and the entry acknowledged in one script; while Redis is away
   the outcome is kept and written when it is back;
 * a heartbeat renews the lease of every entry the worker holds every third of the
@@ -37,7 +38,7 @@ import os
 import socket
 import threading
 import time
-from typing import Generic, Sequence
+from typing import Callable, Generic, Sequence
 
 from ladon_tasks import __version__, crashpoints, defaults, hooks
 from ladon_tasks.executors.process import ProcessRunner
@@ -63,6 +64,7 @@ class QueueTicket(Ticket, Generic[ClaimT]):
         self.queue = queue
         self.claim = claim
         self.job = claim.job
+        self._handed: Callable[[], list[ClaimT]] | None = None  # the next jobs read with the finish
 
     def begin(self, store: TaskStore) -> int | None:
         # no read, no write yet: the job carries its attempt, and the store records the
@@ -81,7 +83,10 @@ class QueueTicket(Ticket, Generic[ClaimT]):
         self.source.forget(self)
 
     def release(self) -> JobChange:
-        return self.queue.release(self.claim)
+        if not self.source.reads_with_finish():
+            return self.queue.release(self.claim)
+        change, self._handed = self.queue.release_reading(self.claim)
+        return change
 
     def retry(self, delay: float) -> JobChange:
         return self.queue.retry_later(self.claim, delay)
@@ -91,6 +96,13 @@ class QueueTicket(Ticket, Generic[ClaimT]):
 
     def end(self, settled: Settled | None) -> None:
         self.source.forget(self)
+        if self._handed is not None:
+            try:
+                claims = self._handed()
+            except StoreError as exc:  # an unreadable entry's acknowledgement failed: its lease runs out
+                about(log, self.job).warning("next job read with its finish: %s", exc)
+                claims = []
+            self.source.hand_over(self.queue, claims)
         if settled is None:
             return  # outcome not written: the lease runs out and the job runs again
         if not settled.released:
@@ -242,6 +254,29 @@ class QueueSource(JobSource[QueueTicket[ClaimT]]):
             if self._buffered:
                 return True
         return any(queue.claimable() for queue in self.queues)
+
+    def reads_with_finish(self) -> bool:
+        """Whether a finishing slot reads its next job with its finish (one store call,
+        not two): with one queue, as the slot's own next read would (with several, the
+        queues take turns, which a read with each finish would not), not while stopping."""
+        return len(self.queues) == 1 and not self._stopping.is_set()
+
+    def hand_over(self, queue: WorkerQueue[ClaimT], claims: list[ClaimT]) -> None:
+        """Jobs read with a slot's finish: the slot's next (it takes it at once, as a job
+        read for a waiting slot), any beyond for the next idle slot; while stopping, all
+        straight back."""
+        tickets = [self._hold(queue, claim) for claim in claims]
+        if not tickets:
+            return
+        if self._stopping.is_set():
+            for ticket in tickets:
+                self.give_back(ticket)
+            return
+        with self._changed:
+            self._drained = False
+            self._buffered += tickets
+            self._handed.update(id(ticket) for ticket in tickets)
+            self._changed.notify(len(tickets))
 
     def _hold(self, queue: WorkerQueue[ClaimT], claim: ClaimT) -> QueueTicket[ClaimT]:
         ticket = QueueTicket(self, queue, claim)

@@ -379,3 +379,26 @@ def test_thread_worker_runs_queued_tasks_and_honours_cancel(web, workers, tmp_pa
     (tmp_path / "flaky").mkdir()
     flaky = probe("queuedFlaky", marker_dir=str(tmp_path / "flaky"))["task_id"]
     assert probe("queuedFlaky_wait", task_id=flaky, seconds=20)["attempts"] == 3  # retries via Redis
+
+
+def _subscribed(client) -> set[str]:
+    """The addresses of the clients subscribed to a channel (finish messages)."""
+    return {entry["addr"] for entry in client.client_list() if int(entry.get("sub", 0)) > 0}
+
+
+def test_a_worker_does_not_subscribe_to_every_finish(web, workers, redis_server):
+    # A worker writes outcomes that other processes read: keeping them at hand would
+    # subscribe it to the finish messages of every task of the deployment, one message
+    # to receive and parse per task whoever ran it.
+    if isinstance(redis_server, RedisClusterProcesses):
+        pytest.skip("one Redis's CLIENT LIST tells who is subscribed")
+    client = redis_server.client()
+    probe = queue_probe(web[0])
+    first = probe("queuedEcho", text="one")["task_id"]  # the web process follows it: subscribed
+    wait_until(lambda: _subscribed(client), timeout=20, what="the web process's subscription")
+    before = _subscribed(client)
+    workers.start()
+    assert probe("queuedEcho_wait", task_id=first, seconds=20)["state"] == "succeeded"
+    second = probe("queuedEcho", text="two")["task_id"]
+    assert probe("queuedEcho_wait", task_id=second, seconds=20)["state"] == "succeeded"
+    assert _subscribed(client) <= before

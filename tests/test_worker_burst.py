@@ -57,3 +57,50 @@ def test_worker_burst_command_exits_when_the_queue_is_empty(redis_server, probe_
     assert done.returncode == 0, done.stderr
     assert [store.get(record.task_id).state for record in started] == [TaskState.SUCCEEDED] * 3
     runtime.shutdown()
+
+
+def _direct_reads(redis_server, run) -> int:
+    """``XREADGROUP`` commands clients send (not those of scripts) while ``run()`` runs,
+    from ``MONITOR``."""
+    import threading
+
+    import redis
+
+    marker = "monitor-end"
+    reads = []
+    ready = threading.Event()
+
+    def watch() -> None:
+        with redis.Redis.from_url(redis_server.url, decode_responses=True).monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                text = command["command"]
+                if marker in text:
+                    return
+                if text.upper().startswith("XREADGROUP") and command.get("client_type") != "lua":
+                    reads.append(text)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert ready.wait(10)
+    run()
+    redis_server.client().echo(marker)
+    watcher.join(30)
+    assert not watcher.is_alive()
+    return len(reads)
+
+
+def test_a_finishing_slot_reads_its_next_job_with_its_finish(redis_server, probe_services):
+    # One slot, 20 jobs queued: each finish reads the next job in the same script call,
+    # so the slot sends a read of its own only to start and to find the queue empty.
+    store = RedisStore(redis_server.url, prefix="burst-next:")
+    runtime = TaskRuntime(store)
+    echo = find("QueueProbeService", "queuedEcho")
+    started = [runtime.start(echo, (f"next {n}",), {}) for n in range(20)]
+    worker = Worker(store, [store.queue("default", levels=queue_priorities("default"))], concurrency=1,
+                    runner="thread")
+    reads = _direct_reads(redis_server, lambda: worker.run(burst=True))
+    assert [store.get(record.task_id).state for record in started] == [TaskState.SUCCEEDED] * 20
+    assert [runtime.result(echo, record.task_id) for record in started] == [f"next {n}" for n in range(20)]
+    assert reads < 10, f"{reads} reads for 20 jobs"
+    runtime.shutdown()

@@ -118,6 +118,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.metrics_port is not None and not is_loopback(args.metrics_host) and not token:
         raise ValueError(f"--metrics-host {args.metrics_host} is off this machine: give it a --metrics-token")
     store = redis_store(args.redis, remote=False)
+    store.serve_worker()  # a process of its own: what it writes is read elsewhere
     import_services(args.services)
     worker_id = new_owner_id()
     queues = [

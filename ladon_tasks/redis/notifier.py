@@ -72,6 +72,9 @@ class FinishNotifier:
         self._subscribed = threading.Event()
         self._subscriber: threading.Thread | None = None
         self._sharded = isinstance(client, RedisCluster)
+        #: Whether records this process writes are kept too (:meth:`remember`'s ``written``);
+        #: a worker's are not (``RedisStore.serve_worker``).
+        self.keep_written = True
 
     # -- the finished-record cache -----------------------------------------------------
 
@@ -96,8 +99,11 @@ class FinishNotifier:
             self._finished.clear()
             self._finished_bytes = 0
 
-    def remember(self, record: TaskRecord, size: int) -> TaskRecord:
-        """Keep a small finished record until it expires; ``size``: its JSON's length."""
+    def remember(self, record: TaskRecord, size: int, written: bool = False) -> TaskRecord:
+        """Keep a small finished record until it expires; ``size``: its JSON's length;
+        ``written``: this process wrote it (kept only while :attr:`keep_written`)."""
+        if written and not self.keep_written:
+            return record
         if record.finished and record.result_ttl > 0 and size <= defaults.PUBLISH_MAX:
             expires = min(record.finished_at or time.time(), time.time()) + record.result_ttl
             with self._finished_lock:

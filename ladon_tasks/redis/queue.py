@@ -50,7 +50,7 @@ from ladon_tasks.redis import lua
 from ladon_tasks.redis.connection import REDIS_OR_SOCKET_ERRORS, as_store_errors, describe_location
 from ladon_tasks.redis.replies import as_text, entry_order
 from ladon_tasks.redis.keys import GROUP, Keys
-from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, JobReceipt, TaskStore
+from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, JobRead, JobReceipt, TaskStore
 from ladon_tasks.takeover import TakeoverGate
 
 #: Called with the record of a task a reaper found ended (the completion hooks).
@@ -158,6 +158,20 @@ class RedisQueue(JobQueue):
     def release(self, claim: Claim) -> JobChange:
         """The entry is acknowledged with the outcome's write."""
         return JobChange(release=self.receipt(claim))
+
+    def release_reading(self, claim: Claim, count: int = 1) -> tuple[JobChange, Callable[[], list[Claim]]]:
+        """:meth:`release`, and up to ``count`` next jobs read in the same step, highest
+        priority first (the read a slot would make next); with the jobs it read once the
+        change is written."""
+        read = JobRead(self.name, tuple(self.levels), self.consumer, count)
+
+        def handed() -> list[Claim]:
+            claims: list[Claim] = []
+            for stream, entry, fields in read.handed:
+                claims += self._decode(as_text(stream), as_text(entry), _field_map(fields))
+            return claims
+
+        return JobChange(release=self.receipt(claim), read=read), handed
 
     def retry_later(self, claim: Claim, delay: float) -> JobChange:
         """The entry is acknowledged and the next attempt waits ``delay`` seconds in the
@@ -436,3 +450,11 @@ def _by_stream(claims: Sequence[Claim]) -> dict[str, list[str]]:
     for claim in claims:
         grouped.setdefault(claim.stream, []).append(claim.entry)
     return grouped
+
+
+def _field_map(fields: Any) -> dict[Any, Any]:
+    """An entry's fields as a script answers them (a flat list) or redis-py does (a dict)."""
+    if isinstance(fields, dict):
+        return fields
+    fields = fields or []
+    return {as_text(fields[i]): fields[i + 1] for i in range(0, len(fields) - 1, 2)}

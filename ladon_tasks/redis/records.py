@@ -74,6 +74,9 @@ def job_ops(job: JobChange | None, keys: Keys) -> list[str]:
     if job.delay is not None:
         waiting, due = job.delay
         ops += ["delay", keys.delayed(waiting.queue), waiting.payload, repr(float(due))]
+    if job.read is not None:
+        for priority in job.read.priorities:
+            ops += ["read", keys.stream(job.read.queue, priority), job.read.consumer, str(job.read.count)]
     return ops
 
 

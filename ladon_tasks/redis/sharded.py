@@ -312,6 +312,10 @@ class ShardedRedisStore(TaskStore):
                 placed.append("")
         return tuple(placed)
 
+    def serve_worker(self) -> None:
+        for shard in self.shards:
+            shard.serve_worker()
+
     def close(self) -> None:
         self._bell.close()
         for shard in self.shards:

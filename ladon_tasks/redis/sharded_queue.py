@@ -97,6 +97,10 @@ class ShardedQueue(JobQueue):
     def release(self, claim: Claim) -> JobChange:
         return self._of_claim(claim).release(claim)
 
+    def release_reading(self, claim: Claim, count: int = 1) -> tuple[JobChange, Callable[[], list[Claim]]]:
+        """:meth:`release` alone: a slot's next read goes round the shards (``claim``)."""
+        return self.release(claim), list
+
     def retry_later(self, claim: Claim, delay: float) -> JobChange:
         return self._of_claim(claim).retry_later(claim, delay)
 

@@ -317,6 +317,12 @@ class RedisStore(TaskStore):
                 raise CorruptRecord(task_id, "it holds bytes that are not UTF-8") from None
         return self._notifier.remember(decode_record(flat, task_id), flat_size(flat)) if flat else None
 
+    def serve_worker(self) -> None:
+        """A worker's outcomes are not kept at hand: nobody in its process reads them,
+        and keeping them would subscribe it to every finish of the deployment - a
+        message to receive and parse per task, whoever ran it."""
+        self._notifier.keep_written = False
+
     def begin(self, task_id: str, attempt: int, started_at: float, where: str = "") -> bool:
         """A queue worker starts an attempt. Written only if the attempt is still running
         ``flush_interval`` later (or reports progress first): a short body's start goes
@@ -363,7 +369,10 @@ class RedisStore(TaskStore):
                     *lua.counted(pending, PENDING_WIDTH), *lua.counted(ops, JOB_OP_WIDTH), *encoded,
                 ]
             )
-        return self._notifier.remember(decode_record(flat), flat_size(flat)) if flat else None
+        if job is not None and job.read is not None:  # the slot's next jobs came with the answer
+            flat, handed = flat
+            job.read.handed.extend(handed or ())
+        return self._notifier.remember(decode_record(flat), flat_size(flat), written=True) if flat else None
 
     def report(
         self,

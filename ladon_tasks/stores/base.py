@@ -32,7 +32,7 @@ Rules every backend enforces:
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Hashable, Iterable, Sequence
 
 from ladon_tasks import defaults
@@ -67,6 +67,20 @@ class JobReceipt:
 
 
 @dataclass(frozen=True)
+class JobRead:
+    """A worker's slot asks for its next job with its finish (one store call instead of
+    a finish and a read): up to ``count`` entries of queue ``queue`` for ``consumer``,
+    its ``priorities`` asked highest first. What the store read lands in ``handed``, raw
+    (the queue decodes it), leased to ``consumer`` from that moment as any read is."""
+
+    queue: str
+    priorities: tuple[int, ...]
+    consumer: str
+    count: int = 1
+    handed: list[Any] = field(default_factory=list, compare=False)
+
+
+@dataclass(frozen=True)
 class JobChange:
     """What happens to a task's queued job in the same atomic step as a change of its
     record. Only a store that holds queues too (the Redis backend) accepts one; it is how
@@ -75,12 +89,15 @@ class JobChange:
 
     ``release``: the read a worker holds, acknowledged whatever the answer; ``enqueue``:
     a job added when the change is made; ``delay``: (a job, its due time in seconds),
-    waiting until then, added when the change is made.
+    waiting until then, added when the change is made; ``read``: the next jobs of the
+    slot that held ``release``, read whatever the answer (a store that cannot read them
+    with the change leaves ``read.handed`` empty).
     """
 
     release: JobReceipt | None = None
     enqueue: JobEntry | None = None
     delay: tuple[JobEntry, float] | None = None
+    read: JobRead | None = None
 
 
 class JobQueue(WorkerQueue[Any], abc.ABC):
@@ -289,6 +306,12 @@ class TaskStore(abc.ABC):
         (:mod:`ladon_tasks.takeover`). ``None`` where nothing moves, or a move shows as
         an error."""
         return None
+
+    def serve_worker(self) -> None:
+        """This store serves a worker's slots: the records it writes are read back
+        elsewhere (by the processes that wait for them), not here. A store that keeps
+        finished records at hand for this process's readers stops keeping those it
+        writes."""
 
     def close(self) -> None:
         """Release connections and threads; the store is not used afterwards."""

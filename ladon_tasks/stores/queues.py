@@ -68,6 +68,12 @@ class WorkerQueue(Protocol[ClaimT]):
         """The change that acknowledges ``claim`` with the outcome's write."""
         ...
 
+    def release_reading(self, claim: ClaimT, count: int = 1) -> tuple[JobChange, Callable[[], list[ClaimT]]]:
+        """:meth:`release`, with up to ``count`` next jobs read in the same step where the
+        backend can (a finished slot's next read saved); and what gives the jobs read,
+        once the change is written (none where the backend cannot)."""
+        ...
+
     def retry_later(self, claim: ClaimT, delay: float) -> JobChange:
         """The change that acknowledges ``claim`` and queues the next attempt in ``delay`` s."""
         ...

@@ -11,8 +11,11 @@
 --       n_ops, (kind, key, value, extra) * n_ops   with kind one of
 --         'ack' (stream, entry id, ''), 'enqueue' (stream, job JSON, ''),
 --         'delay' (delayed set, job JSON, due time in seconds),
+--         'read' (stream, consumer, count): the slot's next jobs, read whatever the
+--           answer, streams asked in the order given until count entries came,
 --       then field, JSON, field, JSON... of the record.
--- Returns the new record (flat), or false: unknown task, illegal move, stale attempt.
+-- Returns the new record (flat), or false: unknown task, illegal move, stale attempt;
+-- with 'read' operations, {that, entries read}, each entry {stream, id, {field, value...}}.
 local id, target, attempt, owner, now, where = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local n_pending = tonumber(ARGV[8])
 local pending = {}
@@ -21,19 +24,35 @@ local ops_at = 9 + PENDING_WIDTH * n_pending
 local n_ops = tonumber(ARGV[ops_at])
 local fields_at = ops_at + 1 + 4 * n_ops
 
--- acknowledgements first: a stale or refused change still ends the entry's lease
+-- acknowledgements first: a stale or refused change still ends the entry's lease; the
+-- slot's next jobs are read as a free slot's XREADGROUP would (a missing group: none)
+local reading, handed = false, {}
 for i = ops_at + 1, fields_at - 1, 4 do
   if ARGV[i] == 'ack' then redis.call('XACK', ARGV[i + 1], GROUP, ARGV[i + 2]) end
+  if ARGV[i] == 'read' then
+    reading = true
+    local need = tonumber(ARGV[i + 3]) - #handed
+    if need > 0 then
+      local got = redis.pcall('XREADGROUP', 'GROUP', GROUP, ARGV[i + 2], 'COUNT', need, 'STREAMS', ARGV[i + 1], '>')
+      if type(got) == 'table' and not got.err then
+        for _, entry in ipairs(got[1][2]) do handed[#handed + 1] = {ARGV[i + 1], entry[1], entry[2]} end
+      end
+    end
+  end
+end
+local function answer(value)
+  if reading then return {value, handed} end
+  return value
 end
 
 local key = rkey(id)
 local flat = redis.call('HGETALL', key)
-if #flat == 0 then return false end
+if #flat == 0 then return answer(false) end
 local t = to_table(flat)
-if owner ~= '' and cjson.decode(t.owner or '""') ~= owner then return false end
+if owner ~= '' and cjson.decode(t.owner or '""') ~= owner then return answer(false) end
 local current, unrecorded = state_for(t, attempt)
-if not current then return false end
-if not (LEGAL[current] and LEGAL[current][target]) then return false end
+if not current then return answer(false) end
+if not (LEGAL[current] and LEGAL[current][target]) then return answer(false) end
 local stored = cjson.decode(t.state)
 local attempts = tonumber(t.attempts or '0')
 if unrecorded then attempts = tonumber(attempt) end
@@ -72,4 +91,4 @@ redis.call('HSET', key, unpack(to_flat(changes)))
 for k, v in pairs(changes) do t[k] = v end
 counted(t, stored, target, requeued)
 if FINISHED[target] then finish(key, id, t, target) else emit(id, t, target) end
-return to_flat(t)
+return answer(to_flat(t))
