@@ -58,11 +58,7 @@ def timing(server: RunningServer) -> JsonWsp:
 
 
 def wait_final(server: RunningServer, method: str, task_id: str, timeout: float = 60) -> dict:
-    def finished() -> dict | None:
-        answer = timing(server)(f"{method}_wait", task_id=task_id, seconds=5)
-        return answer if answer["finished"] else None
-
-    return wait_until(finished, timeout=timeout, interval=0.05, what=f"task {task_id} to finish")
+    return timing(server).followed(method, task_id, timeout)
 
 
 def started_at(marker_dir: Path, task_id: str) -> list[float]:

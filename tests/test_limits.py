@@ -45,10 +45,7 @@ def limits(server: RunningServer) -> JsonWsp:
 
 
 def final(server: RunningServer, method: str, task_id: str, timeout: float = 120.0) -> dict:
-    def finished() -> dict | None:
-        answer = limits(server)(f"{method}_wait", task_id=task_id, seconds=5)
-        return answer if answer["finished"] else None
-    return wait_until(finished, timeout=timeout, interval=0.0, what=f"{method} task {task_id} to finish")
+    return limits(server).followed(method, task_id, timeout, interval=0.0)
 
 
 def spans(marker_dir: Path, key: str, killed_at: float | None = None) -> list[tuple[float, float]]:

@@ -63,11 +63,7 @@ def worker_id_of(redis_url: str, pid: int) -> str:
 
 
 def wait_finished(probe: JsonWsp, method: str, task_id: str) -> dict:
-    return wait_until(
-        lambda: (lambda a: a if a["finished"] else None)(probe(f"{method}_wait", task_id=task_id, seconds=5)),
-        timeout=60,
-        what=f"task {task_id} to finish",
-    )
+    return probe.followed(method, task_id)
 
 
 @pytest.fixture(scope="module")

@@ -47,11 +47,7 @@ def policy(server: RunningServer) -> JsonWsp:
 
 
 def wait_final(server: RunningServer, method: str, task_id: str) -> dict:
-    def finished() -> dict | None:
-        answer = policy(server)(f"{method}_wait", task_id=task_id, seconds=5)
-        return answer if answer["finished"] else None
-
-    return wait_until(finished, timeout=60, interval=0.05, what=f"task {task_id} to finish")
+    return policy(server).followed(method, task_id)
 
 
 def run(server: RunningServer, method: str, marker_dir: Path, plan: str) -> dict:
@@ -234,11 +230,7 @@ def test_a_hook_that_raises_is_logged_with_the_task_id_and_changes_nothing(webs,
 
 
 def wait_final_of(server: RunningServer, service: str, method: str, task_id: str) -> dict:
-    def finished() -> dict | None:
-        answer = JsonWsp(server, service)(f"{method}_wait", task_id=task_id, seconds=5)
-        return answer if answer["finished"] else None
-
-    return wait_until(finished, timeout=60, interval=0.05, what=f"task {task_id} to finish")
+    return JsonWsp(server, service).followed(method, task_id)
 
 
 def test_a_hook_cut_by_its_workers_death_runs_again_in_the_worker_that_takes_over(webs, tmp_path):

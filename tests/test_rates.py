@@ -14,7 +14,7 @@ import pytest
 
 from support.jsonwsp import JsonWsp
 from support.redis_server import RedisServer
-from support.servers import FIXTURE_SERVICES, RunningServer, start_server, wait_until
+from support.servers import FIXTURE_SERVICES, RunningServer, start_server
 from support.workers import Workers
 
 RATES = str(FIXTURE_SERVICES / "rate_service.py")
@@ -48,12 +48,7 @@ def start_many(server: RunningServer, method: str, marker_dir: Path, count: int)
 
 def settle(server: RunningServer, method: str, task_ids: list[str], timeout: float) -> list[str]:
     """The final state of every task, once all finished."""
-    def final(task_id: str) -> str:
-        def finished() -> dict | None:
-            answer = rates(server)(f"{method}_wait", task_id=task_id, seconds=5)
-            return answer if answer["finished"] else None
-        return wait_until(finished, timeout=timeout, interval=0.0, what=f"{method} task {task_id} to finish")["state"]
-    return [final(task_id) for task_id in task_ids]
+    return [rates(server).followed(method, task_id, timeout, interval=0.0)["state"] for task_id in task_ids]
 
 
 def begins(marker_dir: Path) -> list[float]:

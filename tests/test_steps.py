@@ -84,11 +84,7 @@ def wait_run(marker_dir: Path, name: str, attempt: int) -> int:
 
 
 def wait_final(server: RunningServer, method: str, task_id: str) -> dict:
-    def finished() -> dict | None:
-        answer = steps_service(server)(f"{method}_wait", task_id=task_id, seconds=5)
-        return answer if answer["finished"] else None
-
-    return wait_until(finished, timeout=60, interval=0.05, what=f"task {task_id} to finish")
+    return steps_service(server).followed(method, task_id)
 
 
 def detail(server: RunningServer, task_id: str) -> dict:

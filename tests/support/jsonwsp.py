@@ -69,6 +69,17 @@ class JsonWsp:
     def __call__(self, method: str, **args: Any) -> Any:
         return self.call(method, args)
 
+    def followed(self, method: str, task_id: str, timeout: float = 60.0, interval: float = 0.05) -> dict:
+        """The task's ``_wait`` answer once it has finished, followed as a client does:
+        ``_wait`` calls of 5 s, asked again while it runs (a wait may end first)."""
+        from .servers import wait_until
+
+        def finished() -> dict | None:
+            answer = self(f"{method}_wait", task_id=task_id, seconds=5)
+            return answer if answer["finished"] else None
+
+        return wait_until(finished, timeout=timeout, interval=interval, what=f"{method} task {task_id} to finish")
+
     def call(self, method: str, args: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
         """The call with HTTP headers too (``Idempotency-Key``)."""
         status, data = self.post(json.dumps({"methodname": method, "args": args}).encode(), headers)
