@@ -113,7 +113,7 @@ class TaskMethod:
         ladon_kw = {key: kw[key] for key in _FORWARDED_LADON_KW if key in kw}
         caller = principals.of_request(kw)  # the task is this caller's (its key too)
         runtime = get_runtime()
-        if tracing.active():  # opentelemetry-api installed: the task carries the request's trace
+        if tracing.wanted(kw):  # a trace to join or record: the task carries the request's trace
             record = tracing.traced_start(self.spec, kw, lambda trace: runtime.start(
                 self.spec, args, ladon_kw, idempotency_key=idempotency_key, principal=caller, trace=trace,
                 not_before=not_before, start_in=start_in))

@@ -149,6 +149,9 @@ def test_without_an_sdk_the_task_keeps_the_requests_trace_and_state(
         store = open_store(redis_server.url)
         try:
             assert store.get(task_id).trace == f"00-{trace_id}-{client_span}-01\nvendor=abc"
+            # no trace to join and none to record: the start goes without a span, and its task carries none
+            untraced = JsonWsp(server, "TracedService").call("queued", {"value": 1})["task_id"]
+            assert store.get(untraced).trace == ""
         finally:
             store.close()
     finally:
