@@ -276,7 +276,8 @@ class RedisStore(TaskStore):
                     "1" if register else "", stream, payload, str(self.max_queued), str(self.max_queued_bytes),
                     *lua.counted(encode_steps(steps), STEP_WIDTH), *fields,
                 ])
-                if existing and len(existing) == 2 and existing[0] == "error":  # refused in this create alone
+                kind = as_text(existing[0]) if existing and len(existing) == 2 else ""
+                if kind == "error":  # refused in this create alone
                     raise redis.ResponseError(as_text(existing[1]))
         except StoreError:
             self._notifier.unfollow(record.task_id)
@@ -285,20 +286,22 @@ class RedisStore(TaskStore):
             self._methods_registered[record.method] = now + defaults.METHOD_REGISTRATION
         if existing:
             self._notifier.unfollow(record.task_id)
-            if existing[0] == "elsewhere":
+            if kind == "elsewhere":
                 raise KeyElsewhere(as_text(existing[1]))
-            if existing[0] == "full":
+            if kind == "full":
                 raise StoreFull(as_text(existing[1]))
-            return decode_record(existing)
+            return decode_record(existing)  # as bytes: one not UTF-8 is CorruptRecord
         return record
 
     def _create_together(self, creates: list[list[str]]) -> list[Any]:
         """One create script call for the creates of many callers (:mod:`.group_commit`):
-        each answers as if it came alone."""
+        each answers as if it came alone. The answer is read as bytes and each caller
+        decodes its own: an existing record that is not UTF-8 fails the create that met
+        it, not the decoding of the whole answer and with it every create of the call."""
         args = [self.prefix]
         for values in creates:
             args += lua.counted(values)
-        return list(self._replicated(self._create, args))
+        return list(self._replicated(self._create, args, undecoded=True))
 
     def get(self, task_id: str) -> TaskRecord | None:
         cached = self._notifier.cached(task_id)
@@ -438,9 +441,7 @@ class RedisStore(TaskStore):
             try:
                 page = self._list(args=args)
             except UnicodeDecodeError:  # a record holds bytes that are not UTF-8: read the page as bytes
-                keys = lua.route_keys(self._redis, self.prefix)
-                page = self._redis.execute_command("EVALSHA", self._list.sha, len(keys), *keys, *args,
-                                                   **{NEVER_DECODE: True})
+                page = lua.call_undecoded(self._redis, self._list, args)
         return [decode_listed(flat) for flat in page]
 
     def counts(self) -> TaskCounts:
@@ -494,12 +495,13 @@ class RedisStore(TaskStore):
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _replicated(self, script: Any, args: list[str]) -> Any:
+    def _replicated(self, script: Any, args: list[str], undecoded: bool = False) -> Any:
         """A write a client is told about: on a replica before it is answered, where
-        there are replicas to wait for (Sentinel)."""
+        there are replicas to wait for (Sentinel). ``undecoded``: the answer's strings
+        as bytes (:func:`.lua.call_undecoded`)."""
         if self._replica_wait is None:
-            return script(args=args)
-        return self._replica_wait.run(script, args)
+            return lua.call_undecoded(self._redis, script, args) if undecoded else script(args=args)
+        return self._replica_wait.run(script, args, undecoded)
 
     def _write_reports(self, items: list[tuple[str, int | None, Pending]]) -> list[int]:
         args: list[str] = [self.prefix]
