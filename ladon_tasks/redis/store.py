@@ -267,13 +267,13 @@ class RedisStore(TaskStore):
         fields = encode_new(record)
         now = time.monotonic()
         register = now >= self._methods_registered.get(record.method, 0.0)
-        stream, payload = (self.keys.stream(job.queue, job.priority), job.payload) if job is not None else ("", "")
+        queue, priority, payload = (job.queue, str(int(job.priority)), job.payload) if job is not None else ("", "", "")
         self._notifier.follow(record.task_id)  # its finish message may come before the answer
         try:
             with self._errors(f"creating task {record.task_id}"):
                 existing = self._creates.submit([
                     record.task_id, repr(float(record.submitted_at)), record.method,
-                    "1" if register else "", stream, payload, str(self.max_queued), str(self.max_queued_bytes),
+                    "1" if register else "", queue, priority, payload, str(self.max_queued), str(self.max_queued_bytes),
                     *lua.counted(encode_steps(steps), STEP_WIDTH), *fields,
                 ])
                 kind = as_text(existing[0]) if existing and len(existing) == 2 else ""
