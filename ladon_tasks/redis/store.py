@@ -17,7 +17,7 @@ keeps it), and how this backend keeps it:
   threads that arrive while one is in flight go together in the next script call
   (:mod:`.group_commit`), each checked and answered on its own; finishing one
   writes the outcome, acknowledges the job, sets the TTL, appends the event and tells
-  waiters (``transition`` with a :class:`~ladon_tasks.stores.base.JobChange`).
+  waiters (``transition`` with a :class:`~ladon_tasks.stores.queues.JobChange`).
 * **Starts written late.** :meth:`RedisStore.begin` (queue workers) records a start
   only once the attempt has run ``flush_interval`` or reports progress; a shorter body
   goes from queued to its outcome in one write, with attempts and start time.
@@ -102,14 +102,8 @@ from ladon_tasks.redis.records import (
 )
 from ladon_tasks.stats import TaskCounts
 from ladon_tasks.steps import StepRecord, summary
-from ladon_tasks.stores.base import (
-    CorruptRecord,
-    JobChange,
-    JobEntry,
-    StoreError,
-    StoreFull,
-    TaskStore,
-)
+from ladon_tasks.stores.base import CorruptRecord, StoreError, StoreFull, TaskStore
+from ladon_tasks.stores.queues import JobChange, JobEntry
 from ladon_tasks.redis.replication import ReplicaWait, replica_wait_for
 
 if TYPE_CHECKING:
