@@ -270,8 +270,8 @@ class RedisStore(TaskStore):
                     "1" if register else "", queue, priority, payload, str(self.max_queued), str(self.max_queued_bytes),
                     *lua.counted(encode_steps(steps), STEP_WIDTH), *fields,
                 ])
-                kind = as_text(existing[0]) if existing and len(existing) == 2 else ""
-                if kind == "error":  # refused in this create alone
+                kind = existing[0] if existing and len(existing) == 2 else b""  # bytes: _create_together
+                if kind == b"error":  # refused in this create alone
                     raise redis.ResponseError(as_text(existing[1]))
         except StoreError:
             self._notifier.unfollow(record.task_id)
@@ -280,9 +280,9 @@ class RedisStore(TaskStore):
             self._methods_registered[record.method] = now + defaults.METHOD_REGISTRATION
         if existing:
             self._notifier.unfollow(record.task_id)
-            if kind == "elsewhere":
+            if kind == b"elsewhere":
                 raise KeyElsewhere(as_text(existing[1]))
-            if kind == "full":
+            if kind == b"full":
                 raise StoreFull(as_text(existing[1]))
             return decode_record(existing)  # as bytes: one not UTF-8 is CorruptRecord
         return record
