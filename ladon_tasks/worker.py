@@ -50,8 +50,8 @@ from ladon_tasks.logs import about
 from ladon_tasks.model import new_owner_id
 from ladon_tasks.stats import WorkerInfo
 from ladon_tasks.stop_signals import stop_on_signals
-from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
-from ladon_tasks.stores.queues import ClaimT, WorkerQueue
+from ladon_tasks.stores.base import StoreError, TaskStore
+from ladon_tasks.stores.queues import ClaimT, JobChange, WorkerQueue
 from ladon_tasks.takeover import TakeoverGate
 
 log = logging.getLogger(__name__)

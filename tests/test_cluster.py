@@ -236,6 +236,24 @@ def test_a_jobs_moves_stay_on_its_tasks_shard(store: ShardedRedisStore) -> None:
     assert read() == [] and queue.shards[home].claimable() is False
 
 
+def test_a_delayed_start_waits_on_its_tasks_shard_until_due(store: ShardedRedisStore) -> None:
+    """A delayed start's job goes to its queue's delayed set on its task's shard (in the
+    slot of that shard's prefix), and is moved to the stream and read there once due."""
+    queue = store.queue("late-q_1", levels=[2])
+    record = new_record(method="late", not_before=time.time() + 1.0)
+    home = shard_of(record.task_id, len(store.shards))
+    job = Job(task_id=record.task_id, ref=MethodRef("cluster_service", "ClusterService", "late"), args=[],
+              queue="late-q_1", priority=2, not_before=record.not_before)
+    store.create(record, job=queue.entry(job.priority, job.dumps()))
+    delayed = store.shards[home].keys.delayed("late-q_1")
+    assert store.shards[home].client.zrange(delayed, 0, -1) == [job.dumps()]
+    assert queue.claim(0) == [], "not before its time"
+    claims = wait_until(lambda: queue.move_due() and queue.claim(0), timeout=20, what="the job to be due")
+    assert [claim.job.task_id for claim in claims] == [record.task_id]
+    assert queue.shards[home].read_from(claims[0]) and time.time() >= record.not_before
+    assert store.shards[home].client.zcard(delayed) == 0
+
+
 def test_a_read_for_several_idle_slots_takes_the_highest_first_over_shards_and_no_more(
         store: ShardedRedisStore) -> None:
     """A worker with n idle slots reads up to n jobs in one claim: from every shard, the

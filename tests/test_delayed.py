@@ -17,6 +17,10 @@ import pytest
 import requests
 import zeep
 
+from ladon_tasks.jobs import Job
+from ladon_tasks.model import TaskRecord, new_task_id
+from ladon_tasks.redis import RedisStore
+from ladon_tasks.spec import MethodRef
 from support.jsonwsp import JsonWsp, WireFault
 from support.processes import stop_process_group
 from support.redis_server import RedisServer, start_redis
@@ -299,3 +303,27 @@ def test_a_delayed_start_survives_a_sentinel_failover(tmp_path_factory, output_d
         if server is not None:
             server.stop()
         group.stop()
+
+
+def test_a_delayed_job_waits_in_its_own_queues_delayed_set_whatever_the_names(redis_server):
+    """The create script puts a delayed start in the delayed set of its queue, the one
+    the due jobs are moved from (``common.lua``'s ``delayed_key``), for a queue name and
+    a key prefix holding characters special to Lua patterns: it waits there, unread,
+    and a worker's queue reads it once due."""
+    store = RedisStore(redis_server.url, prefix="de-lay.5%:")
+    queue = store.queue("a-b_7", levels=[3])
+    try:
+        record = TaskRecord(task_id=new_task_id(), service="TimingService", method="stampQueue",
+                            not_before=time.time() + 1.0)
+        job = Job(task_id=record.task_id, ref=MethodRef("timing_service", "TimingService", "stampQueue"),
+                  args=[], queue="a-b_7", priority=3, not_before=record.not_before)
+        store.create(record, job=queue.entry(job.priority, job.dumps()))
+        with redis_server.client() as client:
+            assert client.zrange(store.keys.delayed("a-b_7"), 0, -1) == [job.dumps()]
+            assert queue.claim(0) == [], "not before its time"
+            claims = wait_until(lambda: queue.move_due() and queue.claim(0), timeout=20, what="the job to be due")
+            assert [claim.job.task_id for claim in claims] == [record.task_id]
+            assert time.time() >= record.not_before
+            assert client.zcard(store.keys.delayed("a-b_7")) == 0
+    finally:
+        store.close()

@@ -197,3 +197,62 @@ def test_a_create_that_redis_refuses_fails_alone(redis_server: Any) -> None:
     finally:
         store.close()
         client.close()
+
+
+def test_a_key_naming_a_record_that_is_not_utf8_fails_only_its_own_starts(tmp_path: Path, output_dir: Path) -> None:
+    """One create of a batch meets a damaged record (bytes that are not UTF-8) through
+    its idempotency key: the batch's answer is read as bytes and decoded per create, so
+    that create gets ``CorruptTask`` - as reading the record does - and the others of
+    its batch are started as if it were not there. Was: the whole answer failed to
+    decode, and every start of that batch failed with it."""
+    redis_server = start_redis(tmp_path / "redis")
+    server = start_server([PROBE], output_dir, "--redis", redis_server.url, "--threads", "16")
+    workers = Workers(redis_server.url, output_dir, [PROBE])
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        damaged_dir = tmp_path / "damaged"
+        damaged_dir.mkdir()
+        once = JsonWsp(server, "OnceService", timeout=60)
+        damaged = once.call("queuedOnce", {"marker_dir": str(damaged_dir)}, {"Idempotency-Key": "damaged"})["task_id"]
+        workers.start()
+        assert once.followed("queuedOnce", damaged)["state"] == "succeeded"
+        raw.hset(f"ladon-tasks:task:{damaged}", "message", b'"\xff\xfe"')
+
+        callers = [f"caller-{n}" for n in range(24)]
+        for name in callers:
+            (tmp_path / name).mkdir()
+
+        def start(name: str) -> Any:
+            client = JsonWsp(server, "OnceService", timeout=60)
+            return client.call("queuedOnce", {"marker_dir": str(tmp_path / name)})["task_id"]
+
+        def start_damaged() -> Any:
+            client = JsonWsp(server, "OnceService", timeout=60)
+            return client.call("queuedOnce", {"marker_dir": str(damaged_dir)}, {"Idempotency-Key": "damaged"})
+
+        calls = [lambda name=name: start(name) for name in callers]
+        for at in range(0, len(calls) + 1, 4):  # among the others, so that batches hold both
+            calls.insert(at, start_damaged)
+        answers = at_once(calls)
+
+        others = [answer for call, answer in zip(calls, answers, strict=True) if call is not start_damaged]
+        assert all(isinstance(answer, str) for answer in others), [str(answer) for answer in others]
+        for answer in (answer for call, answer in zip(calls, answers, strict=True) if call is start_damaged):
+            assert isinstance(answer, WireFault), answer
+            assert answer.code == "server" and answer.fault["detail"] == ["CorruptTask"], answer.string
+            assert answer.string == (f"CorruptTask: the record of task {damaged} cannot be read: "
+                                     "it holds bytes that are not UTF-8")
+        started = [answer for answer in others if isinstance(answer, str)]
+        assert len(set(started)) == len(callers)
+        for task_id in started:
+            assert once.followed("queuedOnce", task_id)["state"] == "succeeded", task_id
+        for name, task_id in zip(callers, started, strict=True):
+            assert sorted(marker.name for marker in (tmp_path / name).iterdir()) == [task_id], name
+        assert sorted(marker.name for marker in damaged_dir.iterdir()) == [damaged], "nothing ran again"
+        later = once.call("queuedOnce", {"marker_dir": str(tmp_path / callers[0])})["task_id"]
+        assert once.followed("queuedOnce", later)["state"] == "succeeded", "the server serves on"
+    finally:
+        raw.close()
+        workers.stop_all()
+        server.stop()
+        redis_server.stop()

@@ -665,19 +665,15 @@ def test_after_redis_was_away_waiters_read_again_and_kept_records_are_dropped(fi
 
 
 def _imports(module: str, path: pathlib.Path, modules: set[str]) -> set[str]:
-    """The package's modules ``module`` imports when it runs: at its top and inside its
-    functions, not under ``if TYPE_CHECKING`` (never run). ``from a import b`` is module
-    ``a.b`` when there is one, else ``a``; and a package's ``__init__`` is run by an
-    import of any of its modules from outside it."""
+    """The package's modules ``module`` imports: at its top, inside its functions, and
+    under ``if TYPE_CHECKING`` too - an import only the type checker runs is still a
+    module this one names and depends on, so a cycle of them is a cycle of the design.
+    ``from a import b`` is module ``a.b`` when there is one, else ``a``; and a package's
+    ``__init__`` is run by an import of any of its modules from outside it."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    typing_only = {id(node) for branch in ast.walk(tree)
-                   if isinstance(branch, ast.If) and "TYPE_CHECKING" in ast.unparse(branch.test)
-                   for statement in branch.body for node in ast.walk(statement)}
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 name = alias.name
@@ -712,8 +708,9 @@ def _import_graph() -> dict[str, set[str]]:
 
 
 def test_the_package_has_no_import_cycle():
-    """Calls flow one way: no module of the package imports, at its top or inside a
-    function, one that imports it back - however many modules lie between."""
+    """Calls flow one way: no module of the package imports, at its top, inside a
+    function or for type checking only, one that imports it back - however many modules
+    lie between."""
     graph = _import_graph()
     cycles: list[list[str]] = []
     done: set[str] = set()

@@ -10,7 +10,8 @@ from ladon_tasks.executors.base import Executor, Unfinished
 from ladon_tasks.jobs import Job
 from ladon_tasks.model import TaskRecord
 from ladon_tasks.steps import StepRecord
-from ladon_tasks.stores.base import JobQueue, TaskStore
+from ladon_tasks.stores.base import TaskStore
+from ladon_tasks.stores.queues import JobQueue
 
 
 class QueueExecutor(Executor):

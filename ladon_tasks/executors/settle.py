@@ -23,7 +23,8 @@ from ladon_tasks.jobs import Job, Outcome
 from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord, TaskState
 from ladon_tasks.policy import retry_delay
-from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
+from ladon_tasks.stores.base import StoreError, TaskStore
+from ladon_tasks.stores.queues import JobChange
 
 log = logging.getLogger(__name__)
 

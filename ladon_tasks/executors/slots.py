@@ -33,7 +33,8 @@ from ladon_tasks.executors.timers import Timers
 from ladon_tasks.jobs import Job, Outcome
 from ladon_tasks.logs import about
 from ladon_tasks.model import TaskRecord
-from ladon_tasks.stores.base import JobChange, StoreError, TaskStore
+from ladon_tasks.stores.base import StoreError, TaskStore
+from ladon_tasks.stores.queues import JobChange
 
 log = logging.getLogger(__name__)
 

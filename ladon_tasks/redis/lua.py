@@ -25,7 +25,9 @@ import functools
 from importlib import resources
 from typing import Any, Sequence
 
+from redis.client import NEVER_DECODE
 from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from ladon_tasks import defaults
 from ladon_tasks.model import FINISHED_STATES, TRANSITIONS, TaskState
@@ -85,10 +87,17 @@ def register(client: Any, name: str, route: str = "") -> Any:
     return RoutedScript(script, route) if route else script
 
 
-def route_keys(client: Any, route: str) -> list[str]:
-    """The ``KEYS`` a script called by hand (``EVALSHA``) names so that ``client`` can
-    send it: none for one server, ``[route]`` for a cluster."""
-    return [route] if isinstance(client, RedisCluster) else []
+def call_undecoded(client: Any, script: Any, args: list[str]) -> Any:
+    """``script(args=args)`` with the strings of its answer left as bytes (redis-py's
+    ``NEVER_DECODE``), for an answer that may hold a record that is not UTF-8: decoded
+    whole, one such string fails the answer of every record in it. Loads the script
+    again after a restart flushed it, as ``script(...)`` does."""
+    keys = [script.route] if isinstance(script, RoutedScript) else []
+    try:
+        return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args, **{NEVER_DECODE: True})
+    except NoScriptError:
+        script.sha = client.script_load(script.script)
+        return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args, **{NEVER_DECODE: True})
 
 
 class RoutedScript:
@@ -104,6 +113,14 @@ class RoutedScript:
     @property
     def sha(self) -> str:
         return str(self._script.sha)
+
+    @sha.setter
+    def sha(self, value: str) -> None:
+        self._script.sha = value
+
+    @property
+    def script(self) -> str:
+        return str(self._script.script)
 
     def __call__(self, keys: list[str] | None = None, args: list[Any] | None = None, client: Any = None) -> Any:
         return self._script(keys=keys or [self.route], args=args, client=client)

@@ -23,7 +23,7 @@ task: the start writes record and entry (``create``); the finish writes the outc
 acknowledges the entry; a retry moves the record back to ``queued`` and its next
 attempt into the delayed set; a reissue or a hand-back moves it back to ``queued`` and
 adds the next attempt's entry - each acknowledging the old entry in the same step
-(``transition`` with a :class:`~ladon_tasks.stores.base.JobChange`). A job read but not
+(``transition`` with a :class:`~ladon_tasks.stores.queues.JobChange`). A job read but not
 started goes back as it was (``requeue``), and a due retry or delayed start moves to its stream
 (``move_due``).
 
@@ -50,11 +50,8 @@ from ladon_tasks.redis import lua
 from ladon_tasks.redis.connection import REDIS_OR_SOCKET_ERRORS, as_store_errors, describe_location
 from ladon_tasks.redis.replies import as_text, entry_order
 from ladon_tasks.redis.keys import GROUP, Keys
-from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, JobRead, JobReceipt, TaskStore
+from ladon_tasks.stores.queues import JobChange, JobEntry, JobQueue, JobRead, JobReceipt, OnEnd, Records
 from ladon_tasks.takeover import TakeoverGate
-
-#: Called with the record of a task a reaper found ended (the completion hooks).
-OnEnd = Callable[[TaskRecord], None]
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +317,7 @@ class RedisQueue(JobQueue):
         back by a restart of Redis or of the worker."""
         return int(self._call("move due jobs", self._move_due, args=[self.prefix, self.name, repr(time.time())]) or 0)
 
-    def reap(self, store: TaskStore, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
+    def reap(self, store: Records, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
              gate: TakeoverGate | None = None, on_end: OnEnd | None = None) -> int:
         """Queue again the jobs of workers whose leases ran out; returns how many jobs
         were reissued. With ``gate``, leases are
@@ -365,13 +362,13 @@ class RedisQueue(JobQueue):
         log.info("queue %s: %d expired-looking lease(s) left to their holders: Redis was disturbed while "
                  "they were read", self.name, len(entries))
 
-    def _reissue(self, store: TaskStore, claim: Claim, max_lost: int, holder: str, on_end: OnEnd | None) -> int:
+    def _reissue(self, store: Records, claim: Claim, max_lost: int, holder: str, on_end: OnEnd | None) -> int:
         reason = f"the worker running attempt {claim.job.attempt} stopped answering"
         if holder:
             reason = f"the worker running attempt {claim.job.attempt} ({holder}) stopped answering"
         return int(self.reissue(store, claim, reason, max_lost, where=holder, on_end=on_end) == "reissued")
 
-    def reissue(self, store: TaskStore, claim: Claim, reason: str, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
+    def reissue(self, store: Records, claim: Claim, reason: str, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
                 what: str = "reissued", where: str = "", on_end: OnEnd | None = None) -> str:
         """The attempt ``claim`` holds will not finish where it ran (``where``, the worker
         that held it, recorded if its start was not): queue the next one, or - its lost

@@ -15,7 +15,8 @@ from ladon_tasks.model import TaskRecord, TaskState, UnreadableRecord
 from ladon_tasks.steps import StepRecord
 from ladon_tasks.redis.keys import Keys
 from ladon_tasks.redis.replies import as_text
-from ladon_tasks.stores.base import CorruptRecord, JobChange
+from ladon_tasks.stores.base import CorruptRecord
+from ladon_tasks.stores.queues import JobChange
 
 FIELDS = frozenset(TaskRecord.__dataclass_fields__)
 

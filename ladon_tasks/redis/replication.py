@@ -33,9 +33,11 @@ import time
 from typing import Any
 
 import redis
+from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError
 
 from ladon_tasks import defaults
+from ladon_tasks.redis.lua import call_undecoded
 from ladon_tasks.redis.sentinel import SentinelURL, is_sentinel_url, known_primary, primary_in_doubt
 
 log = logging.getLogger(__name__)
@@ -56,17 +58,18 @@ class ReplicaWait:
         self._paused_until = 0.0
         self._lock = threading.Lock()
 
-    def run(self, script: Any, args: list[str]) -> Any:
+    def run(self, script: Any, args: list[str], undecoded: bool = False) -> Any:
         """``script(args=args)`` - a redis-py ``Script`` - answered once ``replicas``
-        replicas have it, or ``timeout`` has passed. Raises what the script raises."""
+        replicas have it, or ``timeout`` has passed. Raises what the script raises.
+        ``undecoded``: its answer's strings as bytes (:func:`~ladon_tasks.redis.lua.call_undecoded`)."""
         if time.monotonic() < self._paused_until:
-            return script(args=args)
+            return call_undecoded(self._client, script, args) if undecoded else script(args=args)
         answer: Any = None
         acknowledged: Any = None
         written_to = known_primary(self._client)
         for attempt in range(2):
             pipe = self._client.pipeline(transaction=False)
-            pipe.execute_command("EVALSHA", script.sha, 0, *args)
+            pipe.execute_command("EVALSHA", script.sha, 0, *args, **({NEVER_DECODE: True} if undecoded else {}))
             pipe.execute_command("WAIT", self.replicas, max(1, int(self.timeout * 1000)))
             answer, acknowledged = pipe.execute(raise_on_error=False)
             if isinstance(answer, NoScriptError) and attempt == 0:

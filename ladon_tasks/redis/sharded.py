@@ -70,7 +70,8 @@ from ladon_tasks.redis.sharded_queue import ShardedQueue
 from ladon_tasks.redis.store import KeyElsewhere, RedisStore
 from ladon_tasks.stats import QueueDepth, TaskCounts, WebProcess, WorkerInfo, queue_depths
 from ladon_tasks.steps import StepRecord
-from ladon_tasks.stores.base import Fleet, JobChange, JobEntry, Ownership, StoreError, TaskStore
+from ladon_tasks.stores.base import Fleet, Ownership, StoreError, TaskStore
+from ladon_tasks.stores.queues import JobChange, JobEntry
 
 if TYPE_CHECKING:
     from ladon_tasks.schedule_book import ScheduleBook

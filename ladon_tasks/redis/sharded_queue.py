@@ -33,7 +33,8 @@ from ladon_tasks.redis.bell import JobBell
 from ladon_tasks.redis.cluster import shard_of
 from ladon_tasks.redis.fanout import ShardLanes
 from ladon_tasks.redis.queue import Claim, OnEnd, RedisQueue
-from ladon_tasks.stores.base import JobChange, JobEntry, JobQueue, StoreError, TaskStore
+from ladon_tasks.stores.base import StoreError
+from ladon_tasks.stores.queues import JobChange, JobEntry, JobQueue, Records
 from ladon_tasks.takeover import TakeoverGate
 
 
@@ -200,11 +201,11 @@ class ShardedQueue(JobQueue):
     def move_due(self) -> int:
         return sum(queue.move_due() for queue in self.shards)
 
-    def reap(self, store: TaskStore, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
+    def reap(self, store: Records, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
              gate: TakeoverGate | None = None, on_end: OnEnd | None = None) -> int:
         return sum(queue.reap(store, max_lost, gate, on_end) for queue in self.shards)
 
-    def reissue(self, store: TaskStore, claim: Claim, reason: str, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
+    def reissue(self, store: Records, claim: Claim, reason: str, max_lost: int = defaults.MAX_LOST_ATTEMPTS,
                 what: str = "reissued", where: str = "") -> str:
         return self._of_claim(claim).reissue(store, claim, reason, max_lost, what=what, where=where)
 

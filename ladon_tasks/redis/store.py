@@ -17,7 +17,7 @@ keeps it), and how this backend keeps it:
   threads that arrive while one is in flight go together in the next script call
   (:mod:`.group_commit`), each checked and answered on its own; finishing one
   writes the outcome, acknowledges the job, sets the TTL, appends the event and tells
-  waiters (``transition`` with a :class:`~ladon_tasks.stores.base.JobChange`).
+  waiters (``transition`` with a :class:`~ladon_tasks.stores.queues.JobChange`).
 * **Starts written late.** :meth:`RedisStore.begin` (queue workers) records a start
   only once the attempt has run ``flush_interval`` or reports progress; a shorter body
   goes from queued to its outcome in one write, with attempts and start time.
@@ -102,14 +102,8 @@ from ladon_tasks.redis.records import (
 )
 from ladon_tasks.stats import TaskCounts
 from ladon_tasks.steps import StepRecord, summary
-from ladon_tasks.stores.base import (
-    CorruptRecord,
-    JobChange,
-    JobEntry,
-    StoreError,
-    StoreFull,
-    TaskStore,
-)
+from ladon_tasks.stores.base import CorruptRecord, StoreError, StoreFull, TaskStore
+from ladon_tasks.stores.queues import JobChange, JobEntry
 from ladon_tasks.redis.replication import ReplicaWait, replica_wait_for
 
 if TYPE_CHECKING:
@@ -267,16 +261,17 @@ class RedisStore(TaskStore):
         fields = encode_new(record)
         now = time.monotonic()
         register = now >= self._methods_registered.get(record.method, 0.0)
-        stream, payload = (self.keys.stream(job.queue, job.priority), job.payload) if job is not None else ("", "")
+        queue, priority, payload = (job.queue, str(int(job.priority)), job.payload) if job is not None else ("", "", "")
         self._notifier.follow(record.task_id)  # its finish message may come before the answer
         try:
             with self._errors(f"creating task {record.task_id}"):
                 existing = self._creates.submit([
                     record.task_id, repr(float(record.submitted_at)), record.method,
-                    "1" if register else "", stream, payload, str(self.max_queued), str(self.max_queued_bytes),
+                    "1" if register else "", queue, priority, payload, str(self.max_queued), str(self.max_queued_bytes),
                     *lua.counted(encode_steps(steps), STEP_WIDTH), *fields,
                 ])
-                if existing and len(existing) == 2 and existing[0] == "error":  # refused in this create alone
+                kind = existing[0] if existing and len(existing) == 2 else b""  # bytes: _create_together
+                if kind == b"error":  # refused in this create alone
                     raise redis.ResponseError(as_text(existing[1]))
         except StoreError:
             self._notifier.unfollow(record.task_id)
@@ -285,20 +280,22 @@ class RedisStore(TaskStore):
             self._methods_registered[record.method] = now + defaults.METHOD_REGISTRATION
         if existing:
             self._notifier.unfollow(record.task_id)
-            if existing[0] == "elsewhere":
+            if kind == b"elsewhere":
                 raise KeyElsewhere(as_text(existing[1]))
-            if existing[0] == "full":
+            if kind == b"full":
                 raise StoreFull(as_text(existing[1]))
-            return decode_record(existing)
+            return decode_record(existing)  # as bytes: one not UTF-8 is CorruptRecord
         return record
 
     def _create_together(self, creates: list[list[str]]) -> list[Any]:
         """One create script call for the creates of many callers (:mod:`.group_commit`):
-        each answers as if it came alone."""
+        each answers as if it came alone. The answer is read as bytes and each caller
+        decodes its own: an existing record that is not UTF-8 fails the create that met
+        it, not the decoding of the whole answer and with it every create of the call."""
         args = [self.prefix]
         for values in creates:
             args += lua.counted(values)
-        return list(self._replicated(self._create, args))
+        return list(self._replicated(self._create, args, undecoded=True))
 
     def get(self, task_id: str) -> TaskRecord | None:
         cached = self._notifier.cached(task_id)
@@ -438,9 +435,7 @@ class RedisStore(TaskStore):
             try:
                 page = self._list(args=args)
             except UnicodeDecodeError:  # a record holds bytes that are not UTF-8: read the page as bytes
-                keys = lua.route_keys(self._redis, self.prefix)
-                page = self._redis.execute_command("EVALSHA", self._list.sha, len(keys), *keys, *args,
-                                                   **{NEVER_DECODE: True})
+                page = lua.call_undecoded(self._redis, self._list, args)
         return [decode_listed(flat) for flat in page]
 
     def counts(self) -> TaskCounts:
@@ -494,12 +489,13 @@ class RedisStore(TaskStore):
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _replicated(self, script: Any, args: list[str]) -> Any:
+    def _replicated(self, script: Any, args: list[str], undecoded: bool = False) -> Any:
         """A write a client is told about: on a replica before it is answered, where
-        there are replicas to wait for (Sentinel)."""
+        there are replicas to wait for (Sentinel). ``undecoded``: the answer's strings
+        as bytes (:func:`.lua.call_undecoded`)."""
         if self._replica_wait is None:
-            return script(args=args)
-        return self._replica_wait.run(script, args)
+            return lua.call_undecoded(self._redis, script, args) if undecoded else script(args=args)
+        return self._replica_wait.run(script, args, undecoded)
 
     def _write_reports(self, items: list[tuple[str, int | None, Pending]]) -> list[int]:
         args: list[str] = [self.prefix]

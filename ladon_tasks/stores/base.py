@@ -32,82 +32,16 @@ Rules every backend enforces:
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Hashable, Iterable, Sequence
 
 from ladon_tasks import defaults
 from ladon_tasks.model import TaskRecord, TaskState, new_task_id
 from ladon_tasks.steps import StepRecord
 from ladon_tasks.stats import QueueDepth, TaskCounts, WebProcess, WorkerInfo
-from ladon_tasks.stores.queues import WorkerQueue
+from ladon_tasks.stores.queues import JobChange, JobEntry, JobQueue
 
 if TYPE_CHECKING:
     from ladon_tasks.schedule_book import ScheduleBook
-
-
-@dataclass(frozen=True)
-class JobEntry:
-    """A job for a queue: which queue, at which priority, and what (the job's JSON). Made
-    by a :class:`JobQueue`; a store that keeps queues adds it in the same step as the
-    record (``create(record, job=...)``), in a place it names itself."""
-
-    queue: str
-    priority: int
-    payload: str
-
-
-@dataclass(frozen=True)
-class JobReceipt:
-    """A job a worker read, as its queue knows it: the queue, the priority it was read
-    at, and ``entry``, the id the queue gave that read (opaque to all but the queue)."""
-
-    queue: str
-    priority: int
-    entry: str
-
-
-@dataclass(frozen=True)
-class JobRead:
-    """A worker's slot asks for its next job with its finish (one store call instead of
-    a finish and a read): up to ``count`` entries of queue ``queue`` for ``consumer``,
-    its ``priorities`` asked highest first. What the store read lands in ``handed``, raw
-    (the queue decodes it), leased to ``consumer`` from that moment as any read is."""
-
-    queue: str
-    priorities: tuple[int, ...]
-    consumer: str
-    count: int = 1
-    handed: list[Any] = field(default_factory=list, compare=False)
-
-
-@dataclass(frozen=True)
-class JobChange:
-    """What happens to a task's queued job in the same atomic step as a change of its
-    record. Only a store that holds queues too (the Redis backend) accepts one; it is how
-    a worker finishes, retries or hands back a task without a moment in which the record
-    and the job disagree.
-
-    ``release``: the read a worker holds, acknowledged whatever the answer; ``enqueue``:
-    a job added when the change is made; ``delay``: (a job, its due time in seconds),
-    waiting until then, added when the change is made; ``read``: the next jobs of the
-    slot that held ``release``, read whatever the answer (a store that cannot read them
-    with the change leaves ``read.handed`` empty).
-    """
-
-    release: JobReceipt | None = None
-    enqueue: JobEntry | None = None
-    delay: tuple[JobEntry, float] | None = None
-    read: JobRead | None = None
-
-
-class JobQueue(WorkerQueue[Any], abc.ABC):
-    """A named queue of jobs kept with the task records (``TaskStore.queue``): web
-    processes add to it (:meth:`entry`), workers read it through the members of
-    :class:`~ladon_tasks.stores.queues.WorkerQueue`."""
-
-    @abc.abstractmethod
-    def entry(self, priority: int, payload: str) -> JobEntry:
-        """A job of this queue at ``priority``, with ``payload`` (the job's JSON)."""
 
 
 class TaskStore(abc.ABC):

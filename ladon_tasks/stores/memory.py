@@ -27,7 +27,8 @@ from ladon_tasks import codec, defaults
 from ladon_tasks.model import IllegalTransition, TaskRecord, TaskState, check_transition
 from ladon_tasks.stats import TaskCounts, apply, moved
 from ladon_tasks.steps import StepRecord, summary
-from ladon_tasks.stores.base import JobChange, JobEntry, StoreFull, TaskStore
+from ladon_tasks.stores.base import StoreFull, TaskStore
+from ladon_tasks.stores.queues import JobChange, JobEntry
 
 
 class MemoryStore(TaskStore):

@@ -12,20 +12,21 @@
 -- each with its own checks - its idempotency key, the bound, its counts and event - as
 -- if it came alone: a create sees those before it in the call as written.
 -- ARGV: prefix, then per create: how many values it has, then its values: task_id,
---       score (submitted_at), method, register ('1'|''), job stream|'', job JSON|'',
---       max_tasks, max_bytes, n_steps, (step name, step JSON) * n_steps, then field,
---       JSON, field, JSON... of the record.
+--       score (submitted_at), method, register ('1'|''), job queue name|'', job
+--       priority|'', job JSON|'', max_tasks, max_bytes, n_steps, (step name, step
+--       JSON) * n_steps, then field, JSON, field, JSON... of the record.
 -- Returns one answer per create, in order: false when created, or the existing record
 -- (flat) when the idempotency key names a task still retained, or {'elsewhere',
 -- task_id} when the key names a task of another shard (a Redis Cluster deployment sets
 -- such a key apart: sharded.py), or {'full', why} when the bound refuses it, or
 -- {'error', message} when Redis refused one of its commands (the others still answer).
 local function create(A)
-  local id, score, method, stream = A[1], A[2], A[3], A[5]
-  local max_tasks, max_bytes = tonumber(A[7]), tonumber(A[8])
+  local id, score, method, queue, payload = A[1], A[2], A[3], A[5], A[7]
+  local stream = queue ~= '' and stream_key(queue, A[6]) or ''
+  local max_tasks, max_bytes = tonumber(A[8]), tonumber(A[9])
   local key = rkey(id)
-  local n_steps = tonumber(A[9])
-  local steps_at = 10
+  local n_steps = tonumber(A[10])
+  local steps_at = 11
   local fields_at = steps_at + 2 * n_steps
   local t = {}
   for i = fields_at, #A, 2 do t[A[i]] = A[i + 1] end
@@ -57,9 +58,9 @@ local function create(A)
   local not_before = tonumber(t.not_before or '0')
   if stream ~= '' and not_before > 0 then
     -- a delayed start waits in its queue's delayed set, as a retry does (move_due.lua)
-    redis.call('ZADD', string.gsub(stream, ':%d%d%d$', ':delayed'), not_before, A[6])
+    redis.call('ZADD', delayed_key(queue), not_before, payload)
   elseif stream ~= '' then
-    t.job_entry = cjson.encode(stream .. ' ' .. redis.call('XADD', stream, '*', 'job', A[6]))
+    t.job_entry = cjson.encode(stream .. ' ' .. redis.call('XADD', stream, '*', 'job', payload))
     ring(stream)
   end
   redis.call('HSET', key, unpack(to_flat(t)))
