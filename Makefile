@@ -1,7 +1,7 @@
 # The two commands of the README, and the benches.
 #   make serve   the example services on http://127.0.0.1:8080/ (embedded defaults)
 #   make test    the full test suite (tests/run)
-#   make bench   a bench (bench/README.md): BENCH=core|queue|web|apache, ARGS=--quick...
+#   make bench   a bench (bench/README.md): BENCH=core|queue|web|apache|speed, ARGS=--quick...
 PORT ?= 8080
 BENCH ?= core
 ARGS ?=

@@ -346,7 +346,9 @@ def run(plan: Plan, output: Path, only: list[str] | None) -> int:
         "plan": asdict(plan),
         "seconds": round(elapsed, 1),
         "cpu": account.total.to_json(),
-        "stacks": {stack: [{"system": row.system.label, "group": row.system.group, **row.figures.to_json()}
+        "stacks": {stack: [{"system": row.system.label, "group": row.system.group, "http": row.system.http,
+                            "executor": row.system.executor if row.system.group == "ours" else None,
+                            **row.figures.to_json()}
                            for row in rows] for stack, rows in results.items()},
     }
     output.write_text(json.dumps(report, indent=2) + "\n")

@@ -75,6 +75,8 @@ class Row:
     """One system at one number of slots, over the rounds of the run."""
 
     label: str
+    #: ``ours`` or ``huey``: what the row measures, for readers of the JSON.
+    kind: str
     slots: int
     tasks: int
     cpu_us: list[float] = field(default_factory=list)
@@ -272,7 +274,7 @@ def run(tasks: int, slot_counts: list[int], rounds: int, only: list[str] | None,
                 for label, kind in systems:
                     if not wanted(kind, only):
                         continue
-                    row = Row(f"{label}, {slots} slots", slots, tasks)
+                    row = Row(f"{label}, {slots} slots", kind, slots, tasks)
                     rows.append(row)
                     try:
                         for number in range(rounds):
@@ -323,7 +325,7 @@ def format_table(rows: list[Row]) -> str:
     lines = [("system", "worker CPU µs/task", "least", "vs huey", "in kernel", "cmds/task", "tasks/s",
               "empty start ms", "rounds (µs)")]
     for row in rows:
-        huey = next((r for r in rows if r.slots == row.slots and r.label.startswith("huey") and not r.error), None)
+        huey = next((r for r in rows if r.slots == row.slots and r.kind == "huey" and not r.error), None)
         lines.append((row.label, f"{row.cpu:,.0f}", f"{row.cpu_least:,.0f}",
                       ratio(row.cpu, huey.cpu) if huey else "-", f"{100 * Row._median(row.system_share):.0f} %",
                       f"{row.cmds:.2f}",
