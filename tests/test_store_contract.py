@@ -799,6 +799,37 @@ def test_an_unrecorded_attempt_finishes_in_one_write(redis_backend: Backend) -> 
     assert done.started_at == pytest.approx(started)
 
 
+def test_a_move_without_its_record_says_only_whether_it_was_made(store: TaskStore) -> None:
+    record = record_in(store, RUNNING)
+    assert store.transition_without_record(record.task_id, SUCCEEDED, attempt=1, result=[]) is True
+    assert store.get(record.task_id).result == []
+    assert store.transition_without_record(record.task_id, FAILED, attempt=1) is False  # finished: refused
+    assert store.transition_without_record(new_task_id(), RUNNING) is False
+
+
+def test_a_worker_finish_without_hooks_is_answered_without_the_record(redis_backend: Backend) -> None:
+    """A worker keeps none of the records it writes, and a finish without completion
+    hooks does not need its own: the script sends none back for it to decode."""
+    store, server = redis_backend.store, redis_backend.server
+    store.serve_worker()
+    result = "x" * 100_000
+    quiet, answered = store.create(new_record()), store.create(new_record())
+    with server.client() as client:
+        def bytes_sent() -> int:
+            return int(client.info("stats")["total_net_output_bytes"])
+
+        before = bytes_sent()
+        assert store.transition_without_record(quiet.task_id, RUNNING) is True
+        assert store.transition_without_record(quiet.task_id, SUCCEEDED, attempt=1, result=result) is True
+        without = bytes_sent() - before
+        before = bytes_sent()
+        assert store.transition(answered.task_id, RUNNING) is not None
+        assert store.transition(answered.task_id, SUCCEEDED, attempt=1, result=result).result == result
+        with_record = bytes_sent() - before
+    assert without < 20_000 < len(result) < with_record
+    assert redis_backend.peer().get(quiet.task_id).result == result  # written all the same
+
+
 def test_an_attempt_that_runs_on_gets_recorded_as_running(redis_backend: Backend) -> None:
     store = redis_backend.store
     record = store.create(new_record())
