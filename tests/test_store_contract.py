@@ -17,7 +17,10 @@ from typing import Any, Callable, Iterator
 import pytest
 import redis
 
+from ladon_tasks.executors.settle import settle
+from ladon_tasks.jobs import Job, Outcome
 from ladon_tasks.model import TRANSITIONS, TaskRecord, TaskState, new_task_id
+from ladon_tasks.spec import MethodRef
 from ladon_tasks.steps import StepRecord
 from ladon_tasks.stores.base import StoreError, StoreFull, TaskStore
 from ladon_tasks.stores.memory import MemoryStore
@@ -828,6 +831,28 @@ def test_a_worker_finish_without_hooks_is_answered_without_the_record(redis_back
         with_record = bytes_sent() - before
     assert without < 20_000 < len(result) < with_record
     assert redis_backend.peer().get(quiet.task_id).result == result  # written all the same
+
+
+def test_a_success_clears_an_earlier_attempts_error_and_a_first_one_sends_no_empty_fields(
+        redis_backend: Backend) -> None:
+    store, server = redis_backend.store, redis_backend.server
+    assert isinstance(store, RedisStore) and server is not None
+    ref = MethodRef("example_service", "ExampleService", "work")
+    first, retried = store.create(new_record(max_attempts=2)), store.create(new_record(max_attempts=2))
+    settle(store, Job(task_id=retried.task_id, ref=ref, args=[]), 1,
+           Outcome("failed", error_type="OSError", error_message="flaky"))
+    for record, attempt in ((first, 1), (retried, 2)):
+        store.begin(record.task_id, attempt, time.time())
+        assert settle(store, Job(task_id=record.task_id, ref=ref, args=[]), attempt,
+                      Outcome("succeeded", result=attempt)).kind == "succeeded"
+    peer = redis_backend.peer()
+    again = peer.get(retried.task_id)
+    assert (again.result, again.error_type, again.error_message) == (2, "", "")
+    assert again.attempt_errors == ["attempt 1: OSError: flaky"]
+    assert peer.get(first.task_id).error_type == ""
+    with server.client() as client:  # a first attempt had no error to clear: none written
+        assert not client.hexists(store.keys.task(first.task_id), "error_type")
+        assert client.hexists(store.keys.task(retried.task_id), "error_type")
 
 
 def test_an_attempt_that_runs_on_gets_recorded_as_running(redis_backend: Backend) -> None:

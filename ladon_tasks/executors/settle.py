@@ -75,11 +75,10 @@ def settle(
         return record is not None, record
 
     if outcome.kind == "succeeded":
-        done, record = end(
-            TaskState.SUCCEEDED, result=outcome.result, progress=1.0, finished_at=now,
-            # an earlier attempt's error is history (attempt_errors), not this task's
-            error_type="", error_message="", error_traceback="",
-        )
+        # an earlier attempt's error is history (attempt_errors), not this task's; a
+        # first attempt has none to clear, and sends no empty fields
+        cleared = {"error_type": "", "error_message": "", "error_traceback": ""} if attempt > 1 else {}
+        done, record = end(TaskState.SUCCEEDED, result=outcome.result, progress=1.0, finished_at=now, **cleared)
         return Settled("succeeded" if done else "superseded", released=released, record=record)
     if outcome.kind != "failed":
         return Settled("interrupted")
