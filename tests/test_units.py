@@ -345,6 +345,35 @@ def test_a_worker_busy_with_short_bodies_does_not_wake_the_writer_thread_per_tas
         writer.close()
 
 
+def test_a_job_read_with_a_finish_wakes_no_idle_slot() -> None:
+    """A finishing slot reads its next job with its finish and takes it at once: waking
+    an idle slot for it costs a thread switch per task, and the woken slot finds it
+    gone (or takes it, and the finishing slot reads again)."""
+    import redis
+
+    from ladon_tasks.redis.queue import Claim, RedisQueue
+    from ladon_tasks.worker import QueueSource
+
+    queue = RedisQueue(redis.Redis(host="127.0.0.1", port=1), "unit:")  # never called here
+    source = QueueSource([queue], where="worker-1")
+    ready, woken = threading.Event(), []
+
+    def idle_slot() -> None:  # as a slot waits in take() while another reads
+        with source._changed:
+            ready.set()
+            woken.append(source._changed.wait(1.0))
+
+    waiter = threading.Thread(target=idle_slot)
+    waiter.start()
+    assert ready.wait(DEADLINE)
+    job = Job(task_id=new_task_id(), ref=REF, args=[])
+    source.hand_over(queue, [Claim(queue.stream_for(0), "1-1", job)])  # its lock: the idle slot waits by now
+    ticket = source.take(0)  # the finishing slot's next
+    waiter.join()
+    assert ticket is not None and ticket.job is job
+    assert woken == [False], "an idle slot was woken for the finishing slot's own next job"
+
+
 def _ladon_encodings(response: Any) -> list[tuple[Any, Any]]:
     """(ours, Ladon's own) encoding of ``response`` for JSON-WSP (values as they are)
     and for SOAP (values as text)."""
