@@ -263,8 +263,8 @@ class QueueSource(JobSource[QueueTicket[ClaimT]]):
 
     def hand_over(self, queue: WorkerQueue[ClaimT], claims: list[ClaimT]) -> None:
         """Jobs read with a slot's finish: the slot's next (it takes it at once, as a job
-        read for a waiting slot), any beyond for the next idle slot; while stopping, all
-        straight back."""
+        read for a waiting slot: no idle slot is woken for it), any beyond for the next
+        idle slots; while stopping, all straight back."""
         tickets = [self._hold(queue, claim) for claim in claims]
         if not tickets:
             return
@@ -276,7 +276,7 @@ class QueueSource(JobSource[QueueTicket[ClaimT]]):
             self._drained = False
             self._buffered += tickets
             self._handed.update(id(ticket) for ticket in tickets)
-            self._changed.notify(len(tickets))
+            self._changed.notify(len(tickets) - 1)
 
     def _hold(self, queue: WorkerQueue[ClaimT], claim: ClaimT) -> QueueTicket[ClaimT]:
         ticket = QueueTicket(self, queue, claim)

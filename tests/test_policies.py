@@ -191,7 +191,8 @@ def worker_pids(webs: dict) -> set[int]:
 def test_each_end_runs_its_hook_in_the_process_that_settles_it(webs, tmp_path, executor, store):
     server, method = webs[store], f"hooked{executor}"
     settler = worker_pids(webs) if executor == "Queue" else {server.process.pid}
-    for plan, end, state in [("ok", "success", "succeeded"), ("fail", "failure", "failed")]:
+    for plan, end, state, seen in [("ok", "success", "succeeded", "succeeded '1'"),
+                                   ("fail", "failure", "failed", "failed None")]:
         marker_dir = tmp_path / plan
         marker_dir.mkdir()
         task_id = hook_service(server)(method, marker_dir=str(marker_dir), plan=plan)["task_id"]
@@ -201,6 +202,8 @@ def test_each_end_runs_its_hook_in_the_process_that_settles_it(webs, tmp_path, e
         )
         assert len(runs) == 1 and set(runs) <= settler, (runs, settler)
         assert len(list(marker_dir.glob("hook-*"))) == 2, "no other hook ran"
+        # the hook gets the record the final write left, result and all
+        assert next(marker_dir.glob(f"hook-{end}-*")).read_text() == seen
 
     marker_dir = tmp_path / "cancel"
     marker_dir.mkdir()

@@ -17,7 +17,10 @@ from typing import Any, Callable, Iterator
 import pytest
 import redis
 
+from ladon_tasks.executors.settle import settle
+from ladon_tasks.jobs import Job, Outcome
 from ladon_tasks.model import TRANSITIONS, TaskRecord, TaskState, new_task_id
+from ladon_tasks.spec import MethodRef
 from ladon_tasks.steps import StepRecord
 from ladon_tasks.stores.base import StoreError, StoreFull, TaskStore
 from ladon_tasks.stores.memory import MemoryStore
@@ -797,6 +800,59 @@ def test_an_unrecorded_attempt_finishes_in_one_write(redis_backend: Backend) -> 
     done = redis_backend.peer().get(record.task_id)
     assert (done.state, done.attempts, done.result) == (SUCCEEDED, 1, 7)
     assert done.started_at == pytest.approx(started)
+
+
+def test_a_move_without_its_record_says_only_whether_it_was_made(store: TaskStore) -> None:
+    record = record_in(store, RUNNING)
+    assert store.transition_without_record(record.task_id, SUCCEEDED, attempt=1, result=[]) is True
+    assert store.get(record.task_id).result == []
+    assert store.transition_without_record(record.task_id, FAILED, attempt=1) is False  # finished: refused
+    assert store.transition_without_record(new_task_id(), RUNNING) is False
+
+
+def test_a_worker_finish_without_hooks_is_answered_without_the_record(redis_backend: Backend) -> None:
+    """A worker keeps none of the records it writes, and a finish without completion
+    hooks does not need its own: the script sends none back for it to decode."""
+    store, server = redis_backend.store, redis_backend.server
+    store.serve_worker()
+    result = "x" * 100_000
+    quiet, answered = store.create(new_record()), store.create(new_record())
+    with server.client() as client:
+        def bytes_sent() -> int:
+            return int(client.info("stats")["total_net_output_bytes"])
+
+        before = bytes_sent()
+        assert store.transition_without_record(quiet.task_id, RUNNING) is True
+        assert store.transition_without_record(quiet.task_id, SUCCEEDED, attempt=1, result=result) is True
+        without = bytes_sent() - before
+        before = bytes_sent()
+        assert store.transition(answered.task_id, RUNNING) is not None
+        assert store.transition(answered.task_id, SUCCEEDED, attempt=1, result=result).result == result
+        with_record = bytes_sent() - before
+    assert without < 20_000 < len(result) < with_record
+    assert redis_backend.peer().get(quiet.task_id).result == result  # written all the same
+
+
+def test_a_success_clears_an_earlier_attempts_error_and_a_first_one_sends_no_empty_fields(
+        redis_backend: Backend) -> None:
+    store, server = redis_backend.store, redis_backend.server
+    assert isinstance(store, RedisStore) and server is not None
+    ref = MethodRef("example_service", "ExampleService", "work")
+    first, retried = store.create(new_record(max_attempts=2)), store.create(new_record(max_attempts=2))
+    settle(store, Job(task_id=retried.task_id, ref=ref, args=[]), 1,
+           Outcome("failed", error_type="OSError", error_message="flaky"))
+    for record, attempt in ((first, 1), (retried, 2)):
+        store.begin(record.task_id, attempt, time.time())
+        assert settle(store, Job(task_id=record.task_id, ref=ref, args=[]), attempt,
+                      Outcome("succeeded", result=attempt)).kind == "succeeded"
+    peer = redis_backend.peer()
+    again = peer.get(retried.task_id)
+    assert (again.result, again.error_type, again.error_message) == (2, "", "")
+    assert again.attempt_errors == ["attempt 1: OSError: flaky"]
+    assert peer.get(first.task_id).error_type == ""
+    with server.client() as client:  # a first attempt had no error to clear: none written
+        assert not client.hexists(store.keys.task(first.task_id), "error_type")
+        assert client.hexists(store.keys.task(retried.task_id), "error_type")
 
 
 def test_an_attempt_that_runs_on_gets_recorded_as_running(redis_backend: Backend) -> None:

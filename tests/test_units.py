@@ -307,6 +307,73 @@ def test_pending_values_ride_with_a_state_change_and_come_back_if_it_fails() -> 
         writer.close()
 
 
+class CountedWakes(threading.Condition):
+    """A condition that counts the times the progress writer's thread wakes from it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writer_wakes = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        woken = super().wait(timeout)
+        if threading.current_thread().name == "ladon-tasks-redis-flush":
+            self.writer_wakes += 1
+        return woken
+
+
+def test_a_worker_busy_with_short_bodies_does_not_wake_the_writer_thread_per_task() -> None:
+    """Each start a queue worker keeps back (begin) leaves with its task's finish
+    (pending_for) before the writer thread looks: the thread, asleep after a quiet
+    second, is woken by the first and then looks on its timer, not once per task."""
+    writes = ScriptedWrites()
+    writer = ProgressWriter(writes, flush_interval=0.5)
+    writer._reports = wakes = CountedWakes()
+    try:
+        writer.begin("t0", 1, time.time())
+        with writer.pending_for("t0"):
+            pass
+        wait_until(lambda: writer._flusher_asleep, timeout=DEADLINE, what="the writer thread to fall asleep")
+        before = wakes.writer_wakes
+        for n in range(1, 201):
+            writer.begin(f"t{n}", 1, time.time(), where="worker-1")
+            with writer.pending_for(f"t{n}") as flat:
+                assert flat[0] == "1" and flat[-1] == "worker-1"  # the start rides with the finish
+            time.sleep(0.001)  # the body of the next task: the writer thread gets its turn
+        assert wakes.writer_wakes - before < 50  # one per task was 200
+        assert writes.calls == []  # nothing was due: every start went with its finish
+    finally:
+        writer.close()
+
+
+def test_a_job_read_with_a_finish_wakes_no_idle_slot() -> None:
+    """A finishing slot reads its next job with its finish and takes it at once: waking
+    an idle slot for it costs a thread switch per task, and the woken slot finds it
+    gone (or takes it, and the finishing slot reads again)."""
+    import redis
+
+    from ladon_tasks.redis.queue import Claim, RedisQueue
+    from ladon_tasks.worker import QueueSource
+
+    queue = RedisQueue(redis.Redis(host="127.0.0.1", port=1), "unit:")  # never called here
+    source = QueueSource([queue], where="worker-1")
+    ready, woken = threading.Event(), []
+
+    def idle_slot() -> None:  # as a slot waits in take() while another reads
+        with source._changed:
+            ready.set()
+            woken.append(source._changed.wait(1.0))
+
+    waiter = threading.Thread(target=idle_slot)
+    waiter.start()
+    assert ready.wait(DEADLINE)
+    job = Job(task_id=new_task_id(), ref=REF, args=[])
+    source.hand_over(queue, [Claim(queue.stream_for(0), "1-1", job)])  # its lock: the idle slot waits by now
+    ticket = source.take(0)  # the finishing slot's next
+    waiter.join()
+    assert ticket is not None and ticket.job is job
+    assert woken == [False], "an idle slot was woken for the finishing slot's own next job"
+
+
 def _ladon_encodings(response: Any) -> list[tuple[Any, Any]]:
     """(ours, Ladon's own) encoding of ``response`` for JSON-WSP (values as they are)
     and for SOAP (values as text)."""

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 from ladon_tasks import defaults
 from ladon_tasks.jobs import Job, Outcome
@@ -44,7 +44,8 @@ class Settled:
     kind: SettledKind
     delay: float = 0.0
     released: bool = False
-    #: The record as the final write left it (``succeeded`` and ``failed``), for its hooks.
+    #: The record as the final write left it (``succeeded`` and ``failed``), for its hooks;
+    #: ``None`` when it was not asked for (``settle``'s ``keep_record``).
     record: TaskRecord | None = None
 
 
@@ -56,22 +57,30 @@ def settle(
     *,
     release: JobChange | None = None,
     retry_change: Callable[[float], JobChange | None] = lambda delay: None,
+    keep_record: bool = True,
 ) -> Settled:
     """Write an attempt's outcome, or move the task back to ``queued`` for a retry.
 
     Every write is fenced by ``attempt``, so an answer from an attempt that was
     superseded is dropped. ``release`` goes with a final write; ``retry_change(delay)``
-    with the move back to ``queued``."""
+    with the move back to ``queued``. ``keep_record``: the final record is wanted
+    (``Settled.record``, for completion hooks); else the store need not send it back."""
     now = time.time()
     released = release is not None
+
+    def end(target: TaskState, **changes: Any) -> tuple[bool, TaskRecord | None]:
+        if not keep_record:
+            return store.transition_without_record(job.task_id, target, attempt=attempt, job=release,
+                                                   **changes), None
+        record = store.transition(job.task_id, target, attempt=attempt, job=release, **changes)
+        return record is not None, record
+
     if outcome.kind == "succeeded":
-        done = store.transition(
-            job.task_id, TaskState.SUCCEEDED, attempt=attempt, job=release,
-            result=outcome.result, progress=1.0, finished_at=now,
-            # an earlier attempt's error is history (attempt_errors), not this task's
-            error_type="", error_message="", error_traceback="",
-        )
-        return Settled("succeeded" if done is not None else "superseded", released=released, record=done)
+        # an earlier attempt's error is history (attempt_errors), not this task's; a
+        # first attempt has none to clear, and sends no empty fields
+        cleared = {"error_type": "", "error_message": "", "error_traceback": ""} if attempt > 1 else {}
+        done, record = end(TaskState.SUCCEEDED, result=outcome.result, progress=1.0, finished_at=now, **cleared)
+        return Settled("succeeded" if done else "superseded", released=released, record=record)
     if outcome.kind != "failed":
         return Settled("interrupted")
     record = store.current(job.task_id)
@@ -80,7 +89,7 @@ def settle(
     if attempt < record.max_attempts and not record.cancel_requested and outcome.retry:
         delay = retry_delay(attempt, job.retry_delay, job.retry_max_delay, job.retry_jitter, outcome.retry_after)
         change = retry_change(delay)
-        queued = store.transition(
+        queued = store.transition_without_record(
             job.task_id, TaskState.QUEUED, attempt=attempt, job=change,
             message=f"retry {attempt + 1}/{record.max_attempts} in {delay:.3g}s after "
             f"{outcome.error_type}: {outcome.error_message}",
@@ -89,13 +98,12 @@ def settle(
                             f"attempt {attempt}: {outcome.error_type}: {outcome.error_message}"],
         )
         released = change is not None and change.release is not None
-        return Settled("retry", delay, released) if queued is not None else Settled("superseded", released=released)
-    failed = store.transition(
-        job.task_id, TaskState.FAILED, attempt=attempt, job=release,
-        error_type=outcome.error_type, error_message=outcome.error_message,
+        return Settled("retry", delay, released) if queued else Settled("superseded", released=released)
+    failed, record = end(
+        TaskState.FAILED, error_type=outcome.error_type, error_message=outcome.error_message,
         error_traceback=outcome.traceback, finished_at=now,
     )
-    return Settled("failed" if failed is not None else "superseded", released=released, record=failed)
+    return Settled("failed" if failed else "superseded", released=released, record=record)
 
 
 def settle_durably(
@@ -107,6 +115,7 @@ def settle_durably(
     *,
     release: JobChange | None = None,
     retry_change: Callable[[float], JobChange | None] = lambda delay: None,
+    keep_record: bool = True,
 ) -> Settled | None:
     """:func:`settle`, tried again while the store cannot be reached, until it answers
     or ``give_up`` is set (the process is leaving: ``None``, nothing written; the
@@ -114,7 +123,8 @@ def settle_durably(
     backoff, warned = 0.05, 0.0
     while True:
         try:
-            return settle(store, job, attempt, outcome, release=release, retry_change=retry_change)
+            return settle(store, job, attempt, outcome, release=release, retry_change=retry_change,
+                          keep_record=keep_record)
         except StoreError as exc:
             if time.monotonic() - warned > 5.0:
                 warned = time.monotonic()

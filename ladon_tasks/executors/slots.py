@@ -257,9 +257,11 @@ class SlotPool(Generic[TicketT]):
         crashpoints.reach("slot.finished")
         # a job whose method has hooks is acknowledged after they ran (ticket.end), so a
         # worker that dies before leaves them to the reaper
-        release = None if hooks.declared(job.ref.service, job.ref.method) else ticket.release()
+        hooked = hooks.declared(job.ref.service, job.ref.method)
+        release = None if hooked else ticket.release()
         settled = settle_durably(
-            self.store, job, number, outcome, self.give_up, release=release, retry_change=ticket.retry
+            self.store, job, number, outcome, self.give_up, release=release, retry_change=ticket.retry,
+            keep_record=hooked,  # only hooks read the final record
         )
         crashpoints.reach("slot.settled")
         for record in ended + ([settled.record] if settled is not None and settled.record is not None else []):

@@ -110,8 +110,7 @@ class ProgressWriter:
             answer = self._answers.get(key)
             if answer is not None and now - answer.at <= 4 * self.flush_interval:
                 self._pending.setdefault(task_id, {}).setdefault(attempt, Pending()).merge(progress, message)
-                if self._flusher_asleep:
-                    self._reports.notify_all()
+                self._wake_flusher()
                 return answer.go
             # no fresh answer: write now and ask, in the caller's thread
             self._wait_until_landed(task_id)
@@ -145,8 +144,7 @@ class ProgressWriter:
             self._pending.setdefault(task_id, {})[attempt] = Pending(
                 started_at=started_at, due=time.monotonic() + self.flush_interval, where=where
             )
-            if self._flusher_asleep:
-                self._reports.notify_all()
+            self._wake_flusher()
         self._ensure_flusher()
 
     @contextlib.contextmanager
@@ -222,6 +220,13 @@ class ProgressWriter:
 
     # -- the writer thread ---------------------------------------------------------------
 
+    def _wake_flusher(self) -> None:
+        """(Lock held.) New work for a writer thread asleep: woken once, however many
+        calls come before it runs."""
+        if self._flusher_asleep:
+            self._flusher_asleep = False
+            self._reports.notify_all()
+
     def _ensure_flusher(self) -> None:
         if self._flusher is not None or self._stopping.is_set():
             return
@@ -238,7 +243,14 @@ class ProgressWriter:
                     # busy lately: look again in a flush interval, unasked; idle for a
                     # second: sleep until work wakes this thread
                     self._flusher_asleep = time.monotonic() - had_work > 1.0
-                    self._reports.wait(None if self._flusher_asleep else self.flush_interval)
+                    if not self._flusher_asleep:
+                        self._reports.wait(self.flush_interval)
+                        continue
+                    self._reports.wait()
+                    # woken by work: busy again, even when a state change carried the work
+                    # off before this thread looked (a short body's start goes with its
+                    # finish) - so look on the timer again, not be woken for every task
+                    had_work = time.monotonic()
                 self._flusher_asleep = False
                 if self._stopping.is_set() and not self._pending:
                     return

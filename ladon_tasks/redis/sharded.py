@@ -191,6 +191,12 @@ class ShardedRedisStore(TaskStore):
         return self.shard(task_id).transition(task_id, target, attempt=attempt, owner=owner, job=job, where=where,
                                               **changes)
 
+    def transition_without_record(self, task_id: str, target: TaskState, *, attempt: int | None = None,
+                                  owner: str | None = None, job: JobChange | None = None, where: str | None = None,
+                                  **changes: Any) -> bool:
+        return self.shard(task_id).transition_without_record(task_id, target, attempt=attempt, owner=owner, job=job,
+                                                             where=where, **changes)
+
     def report(self, task_id: str, progress: float | None = None, message: str | None = None, *,
                attempt: int | None = None) -> bool:
         return self.shard(task_id).report(task_id, progress, message, attempt=attempt)

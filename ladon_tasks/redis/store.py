@@ -354,22 +354,48 @@ class RedisStore(TaskStore):
         where: str | None = None,
         **changes: Any,
     ) -> TaskRecord | None:
+        flat = self._move(task_id, target, attempt, owner, job, where, changes, record=True)
+        return self._notifier.remember(decode_record(flat), flat_size(flat), written=True) if flat else None
+
+    def transition_without_record(
+        self,
+        task_id: str,
+        target: TaskState,
+        *,
+        attempt: int | None = None,
+        owner: str | None = None,
+        job: JobChange | None = None,
+        where: str | None = None,
+        **changes: Any,
+    ) -> bool:
+        """The script answers without the record, unless this process keeps the records
+        it writes at hand (a web process: its waiters read them from there)."""
+        keep = self._notifier.keep_written
+        flat = self._move(task_id, target, attempt, owner, job, where, changes, record=keep)
+        if keep and flat:
+            self._notifier.remember(decode_record(flat), flat_size(flat), written=True)
+        return bool(flat)
+
+    def _move(self, task_id: str, target: TaskState, attempt: int | None, owner: str | None,
+              job: JobChange | None, where: str | None, changes: dict[str, Any], record: bool) -> Any:
+        """One transition script call: the record's fields as it answers them (flat) with
+        ``record``, else ``1``; falsy when the move was refused."""
         target = TaskState(target)
         encoded = encode_changes(changes)
         ops = job_ops(job, self.keys)
         with self._progress.pending_for(task_id) as pending, \
                 self._errors(f"moving task {task_id} to {target.value}"):
-            flat = self._transition(
+            answer = self._transition(
                 args=[
                     self.prefix, task_id, target.value, "" if attempt is None else str(attempt),
-                    owner or "", repr(time.time()), where or "",
+                    owner or "", repr(time.time()), where or "", "1" if record else "",
                     *lua.counted(pending, PENDING_WIDTH), *lua.counted(ops, JOB_OP_WIDTH), *encoded,
                 ]
             )
         if job is not None and job.read is not None:  # the slot's next jobs came with the answer
-            flat, handed = flat
+            answer, handed = answer
             job.read.handed.extend(handed or ())
-        return self._notifier.remember(decode_record(flat), flat_size(flat), written=True) if flat else None
+        return answer
 
     def report(
         self,

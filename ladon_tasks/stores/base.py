@@ -116,6 +116,24 @@ class TaskStore(abc.ABC):
         ``running`` counts a new attempt.
         """
 
+    def transition_without_record(
+        self,
+        task_id: str,
+        target: TaskState,
+        *,
+        attempt: int | None = None,
+        owner: str | None = None,
+        job: JobChange | None = None,
+        where: str | None = None,
+        **changes: Any,
+    ) -> bool:
+        """:meth:`transition` for a caller that needs only whether the move was made, not
+        the new record (a worker's finish without completion hooks): ``True`` if it was.
+        A backend may then leave the record out of its answer (the Redis script sends
+        none back, which the caller would decode for nothing)."""
+        return self.transition(task_id, target, attempt=attempt, owner=owner, job=job, where=where,
+                               **changes) is not None
+
     @abc.abstractmethod
     def report(
         self,

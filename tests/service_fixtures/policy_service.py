@@ -152,7 +152,7 @@ def _hook(end):
             while not os.path.exists(os.path.join(marker_dir, 'hook-gate')) and time.monotonic() < deadline:
                 time.sleep(0.01)
         with open(os.path.join(marker_dir, 'hook-%s-%s' % (end, tag)), 'w') as handle:
-            handle.write(record.state.value)
+            handle.write('%s %r' % (record.state.value, record.result))
     return hook
 
 

@@ -6,7 +6,7 @@
 -- Where the attempt runs is recorded with its start (target 'running', or a start kept
 -- back by report()), and the counts (stats.py) follow the move: back to 'queued' from a
 -- running attempt is a retry when the change records an error, else a reissue.
--- ARGV: prefix, task_id, target state, attempt|'', owner|'', now, where|'',
+-- ARGV: prefix, task_id, target state, attempt|'', owner|'', now, where|'', record|'',
 --       n_pending, (attempt, progress, message, started, where) * n_pending,
 --       n_ops, (kind, key, value, extra) * n_ops   with kind one of
 --         'ack' (stream, entry id, ''), 'enqueue' (stream, job JSON, ''),
@@ -14,13 +14,16 @@
 --         'read' (stream, consumer, count): the slot's next jobs, read whatever the
 --           answer, streams asked in the order given until count entries came,
 --       then field, JSON, field, JSON... of the record.
--- Returns the new record (flat), or false: unknown task, illegal move, stale attempt;
--- with 'read' operations, {that, entries read}, each entry {stream, id, {field, value...}}.
+-- Returns the new record (flat) - or true unless `record` is '1': a caller without
+-- completion hooks would decode it for nothing -, or false: unknown task, illegal move,
+-- stale attempt; with 'read' operations, {that, entries read}, each entry {stream, id,
+-- {field, value...}}.
 local id, target, attempt, owner, now, where = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local n_pending = tonumber(ARGV[8])
+local wants_record = ARGV[8] == '1'
+local n_pending = tonumber(ARGV[9])
 local pending = {}
-for i = 9, 8 + PENDING_WIDTH * n_pending do pending[#pending + 1] = ARGV[i] end
-local ops_at = 9 + PENDING_WIDTH * n_pending
+for i = 10, 9 + PENDING_WIDTH * n_pending do pending[#pending + 1] = ARGV[i] end
+local ops_at = 10 + PENDING_WIDTH * n_pending
 local n_ops = tonumber(ARGV[ops_at])
 local fields_at = ops_at + 1 + 4 * n_ops
 
@@ -91,4 +94,5 @@ redis.call('HSET', key, unpack(to_flat(changes)))
 for k, v in pairs(changes) do t[k] = v end
 counted(t, stored, target, requeued)
 if FINISHED[target] then finish(key, id, t, target) else emit(id, t, target) end
+if not wants_record then return answer(true) end
 return answer(to_flat(t))
