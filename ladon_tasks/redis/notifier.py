@@ -248,8 +248,11 @@ class FinishNotifier:
                     if message["type"] in ("subscribe", "ssubscribe"):
                         backoff = 0.05
                         self.forget_finished()  # a purge, or a finish Redis lost, may have been missed
+                        # (re)subscribed: the waiters so far read their records again; then
+                        # the later ones, which read first anyway, may begin (not the other
+                        # way round: one that began in between would read twice)
+                        self._wake(None)
                         self._subscribed.set()
-                        self._wake(None)  # (re)subscribed: waiters read their records again
                     elif message["type"] in ("message", "smessage"):
                         data = as_text(message["data"])
                         if data.startswith("-"):
