@@ -296,7 +296,7 @@ def _last_line(path: Path) -> str:
 
 
 def run_bench(bench: Bench, quick: bool, run_dir: Path) -> BenchRun:
-    """One bench as a child process of its own session, its output in a log; stopped
+    """One bench as a child process leading its own process group, its output in a log; stopped
     (SIGINT, so that its own ``finally`` blocks stop its servers) once past
     ``BENCH_DEADLINE``, or when this script is interrupted."""
     output, log = run_dir / f"{bench.name}.json", run_dir / f"{bench.name}.log"
