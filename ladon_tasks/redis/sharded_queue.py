@@ -32,9 +32,9 @@ from ladon_tasks.jobs import Job
 from ladon_tasks.redis.bell import JobBell
 from ladon_tasks.redis.cluster import shard_of
 from ladon_tasks.redis.fanout import ShardLanes
-from ladon_tasks.redis.queue import Claim, OnEnd, RedisQueue
+from ladon_tasks.redis.queue import Claim, RedisQueue
 from ladon_tasks.stores.base import StoreError
-from ladon_tasks.stores.queues import JobChange, JobEntry, JobQueue, Records
+from ladon_tasks.stores.queues import JobChange, JobEntry, JobQueue, OnEnd, Records
 from ladon_tasks.takeover import TakeoverGate
 
 

@@ -370,11 +370,10 @@ class RedisStore(TaskStore):
     ) -> bool:
         """The script answers without the record, unless this process keeps the records
         it writes at hand (a web process: its waiters read them from there)."""
-        keep = self._notifier.keep_written
-        flat = self._move(task_id, target, attempt, owner, job, where, changes, record=keep)
-        if keep and flat:
-            self._notifier.remember(decode_record(flat), flat_size(flat), written=True)
-        return bool(flat)
+        if self._notifier.keep_written:
+            return self.transition(task_id, target, attempt=attempt, owner=owner, job=job, where=where,
+                                   **changes) is not None
+        return bool(self._move(task_id, target, attempt, owner, job, where, changes, record=False))
 
     def _move(self, task_id: str, target: TaskState, attempt: int | None, owner: str | None,
               job: JobChange | None, where: str | None, changes: dict[str, Any], record: bool) -> Any:
