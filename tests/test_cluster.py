@@ -38,6 +38,7 @@ from ladon_tasks.spec import MethodRef
 from ladon_tasks.stats import WorkerInfo
 from ladon_tasks.stores.base import StoreError
 from support.jsonwsp import JsonWsp
+from support.queues import claimed_when_due
 from support.redis_cluster import RedisClusterProcesses
 from support.redis_server import start_redis
 from support.servers import ROOT, free_port, start_server, wait_until
@@ -245,13 +246,8 @@ def test_a_delayed_start_waits_on_its_tasks_shard_until_due(store: ShardedRedisS
     job = Job(task_id=record.task_id, ref=MethodRef("cluster_service", "ClusterService", "late"), args=[],
               queue="late-q_1", priority=2, not_before=record.not_before)
     store.create(record, job=queue.entry(job.priority, job.dumps()))
-    delayed = store.shards[home].keys.delayed("late-q_1")
-    assert store.shards[home].client.zrange(delayed, 0, -1) == [job.dumps()]
-    assert queue.claim(0) == [], "not before its time"
-    claims = wait_until(lambda: queue.move_due() and queue.claim(0), timeout=20, what="the job to be due")
-    assert [claim.job.task_id for claim in claims] == [record.task_id]
-    assert queue.shards[home].read_from(claims[0]) and time.time() >= record.not_before
-    assert store.shards[home].client.zcard(delayed) == 0
+    claims = claimed_when_due(queue, store.shards[home].client, store.shards[home].keys.delayed("late-q_1"), job)
+    assert queue.shards[home].read_from(claims[0])
 
 
 def test_a_read_for_several_idle_slots_takes_the_highest_first_over_shards_and_no_more(

@@ -23,6 +23,7 @@ from ladon_tasks.redis import RedisStore
 from ladon_tasks.spec import MethodRef
 from support.jsonwsp import JsonWsp, WireFault
 from support.processes import stop_process_group
+from support.queues import claimed_when_due
 from support.redis_server import RedisServer, start_redis
 from support.servers import FIXTURE_SERVICES, ROOT, SERVICES, RunningServer, start_server, wait_until
 from support.workers import Workers
@@ -319,11 +320,6 @@ def test_a_delayed_job_waits_in_its_own_queues_delayed_set_whatever_the_names(re
                   args=[], queue="a-b_7", priority=3, not_before=record.not_before)
         store.create(record, job=queue.entry(job.priority, job.dumps()))
         with redis_server.client() as client:
-            assert client.zrange(store.keys.delayed("a-b_7"), 0, -1) == [job.dumps()]
-            assert queue.claim(0) == [], "not before its time"
-            claims = wait_until(lambda: queue.move_due() and queue.claim(0), timeout=20, what="the job to be due")
-            assert [claim.job.task_id for claim in claims] == [record.task_id]
-            assert time.time() >= record.not_before
-            assert client.zcard(store.keys.delayed("a-b_7")) == 0
+            claimed_when_due(queue, client, store.keys.delayed("a-b_7"), job)
     finally:
         store.close()
